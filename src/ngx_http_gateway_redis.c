@@ -1,0 +1,1373 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway.h"
+
+
+/*
+ * Redis on nginx's event loop, and the registry's sync.  The worker that
+ * holds the lease keeps two links: one for commands and one subscribed to
+ * change notices and to expired keys.  Notices are at-most-once, so every
+ * (re)connect and every resync interval compares revisions of all
+ * services and fetches the services that changed.  Any worker also keeps a
+ * lazily made link of its own for admin writes.
+ */
+
+
+#define NGX_HTTP_GATEWAY_BACKOFF_MIN  100
+#define NGX_HTTP_GATEWAY_BACKOFF_MAX  5000
+#define NGX_HTTP_GATEWAY_BATCH        256
+
+
+typedef struct {
+    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_log_t                     *log;
+
+    redisAsyncContext             *cmd;
+    redisAsyncContext             *sub;
+
+    ngx_event_t                    reconnect;
+    ngx_event_t                    resync;
+    ngx_msec_t                     backoff;
+
+    ngx_str_t                      events;
+    ngx_str_t                      expired;
+
+    unsigned                       running:1;
+    unsigned                       connected:1;
+    unsigned                       notified:1;
+} ngx_http_gateway_sync_t;
+
+
+static redisAsyncContext *ngx_http_gateway_redis_connect(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_log_t *log,
+    redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect,
+    ngx_uint_t select);
+static void ngx_http_gateway_redis_read(ngx_event_t *ev);
+static void ngx_http_gateway_redis_write(ngx_event_t *ev);
+static void ngx_http_gateway_redis_add_read(void *data);
+static void ngx_http_gateway_redis_del_read(void *data);
+static void ngx_http_gateway_redis_add_write(void *data);
+static void ngx_http_gateway_redis_del_write(void *data);
+static void ngx_http_gateway_redis_cleanup(void *data);
+
+static void ngx_http_gateway_sync_connect(ngx_event_t *ev);
+static void ngx_http_gateway_sync_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_gateway_sync_on_disconnect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_gateway_sync_failed(const char *why);
+static void ngx_http_gateway_sync_close(void);
+static void ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_on_message(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_resync(ngx_event_t *ev);
+static void ngx_http_gateway_sync_all(void);
+static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_services(redisReply **names,
+    ngx_uint_t n);
+static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_apply(redisReply *entry);
+static void ngx_http_gateway_sync_expired(redisReply *key);
+static void ngx_http_gateway_sync_on_expired(redisAsyncContext *ac,
+    void *r, void *privdata);
+
+static void ngx_http_gateway_admin_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_gateway_admin_on_disconnect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_gateway_admin_on_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
+static redisAsyncContext        *ngx_http_gateway_admin_link;
+
+
+/* revisions of all services; drops ids whose instance key expired */
+
+static const char  ngx_http_gateway_script_revisions[] =
+    "local p = ARGV[1]\n"
+    "local out = {}\n"
+    "local names = redis.pcall('SMEMBERS', p .. 'services')\n"
+    "if type(names) ~= 'table' or names.err then return out end\n"
+    "for _, s in ipairs(names) do\n"
+    "  local b = p .. 'svc:' .. s\n"
+    "  local ids = redis.pcall('SMEMBERS', b .. ':ids')\n"
+    "  if type(ids) == 'table' and not ids.err then\n"
+    "    local gone = 0\n"
+    "    for _, id in ipairs(ids) do\n"
+    "      if redis.call('EXISTS', b .. ':inst:' .. id) == 0 then\n"
+    "        redis.call('SREM', b .. ':ids', id)\n"
+    "        gone = gone + 1\n"
+    "      end\n"
+    "    end\n"
+    "    if gone > 0 then\n"
+    "      redis.pcall('INCR', b .. ':rev')\n"
+    "      redis.call('PUBLISH', p .. 'events', s)\n"
+    "    end\n"
+    "  end\n"
+    "  local rev = redis.pcall('GET', b .. ':rev')\n"
+    "  if type(rev) ~= 'string' then rev = '0' end\n"
+    "  out[#out + 1] = s\n"
+    "  out[#out + 1] = rev\n"
+    "end\n"
+    "return out\n";
+
+
+/* {name, listed, revision, {id, {field, value, ...} or "WRONGTYPE", ...}} */
+
+static const char  ngx_http_gateway_script_snapshot[] =
+    "local p = ARGV[1]\n"
+    "local out = {}\n"
+    "for i = 2, #ARGV do\n"
+    "  local s = ARGV[i]\n"
+    "  local b = p .. 'svc:' .. s\n"
+    "  local rev = redis.pcall('GET', b .. ':rev')\n"
+    "  if type(rev) ~= 'string' then rev = '0' end\n"
+    "  local listed = redis.pcall('SISMEMBER', p .. 'services', s)\n"
+    "  if type(listed) ~= 'number' then listed = 0 end\n"
+    "  local insts = {}\n"
+    "  local ids = redis.pcall('SMEMBERS', b .. ':ids')\n"
+    "  if type(ids) == 'table' and not ids.err then\n"
+    "    for _, id in ipairs(ids) do\n"
+    "      local h = redis.pcall('HGETALL', b .. ':inst:' .. id)\n"
+    "      if type(h) == 'table' and not h.err then\n"
+    "        if #h > 0 then\n"
+    "          insts[#insts + 1] = id\n"
+    "          insts[#insts + 1] = h\n"
+    "        end\n"
+    "      else\n"
+    "        insts[#insts + 1] = id\n"
+    "        insts[#insts + 1] = 'WRONGTYPE'\n"
+    "      end\n"
+    "    end\n"
+    "  else\n"
+    "    insts = 'WRONGTYPE'\n"
+    "  end\n"
+    "  out[#out + 1] = {s, listed, rev, insts}\n"
+    "end\n"
+    "return out\n";
+
+
+static const char  ngx_http_gateway_script_expire[] =
+    "local b = ARGV[1] .. 'svc:' .. ARGV[2]\n"
+    "if redis.call('EXISTS', b .. ':inst:' .. ARGV[3]) == 0\n"
+    "   and redis.call('SREM', b .. ':ids', ARGV[3]) == 1 then\n"
+    "  if redis.call('SCARD', b .. ':ids') == 0 then\n"
+    "    redis.call('SREM', ARGV[1] .. 'services', ARGV[2])\n"
+    "  end\n"
+    "  redis.pcall('INCR', b .. ':rev')\n"
+    "  redis.call('PUBLISH', ARGV[1] .. 'events', ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+
+ngx_int_t
+ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
+    ngx_http_gateway_redis_conf_t *rc)
+{
+    u_char     *p, *last, *at, *colon, *slash;
+    ngx_int_t   n;
+    ngx_str_t   host;
+    in_addr_t   a;
+#if (NGX_HAVE_INET6)
+    u_char      buf[NGX_INET6_ADDRSTRLEN + 1];
+    u_char      a6[16];
+#endif
+
+    p = url->data;
+    last = url->data + url->len;
+
+    if (url->len > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
+        p += 5;
+
+        colon = ngx_strlchr(p, last, ':');
+
+        if (colon) {
+            n = ngx_atoi(colon + 1, last - colon - 1);
+            if (n == NGX_ERROR || n > 255) {
+                return NGX_ERROR;
+            }
+
+            rc->db = n;
+            last = colon;
+        }
+
+        if (p == last || *p != '/') {
+            return NGX_ERROR;
+        }
+
+        rc->unix_socket = 1;
+        rc->host.len = last - p;
+        rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
+        if (rc->host.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(rc->host.data, p, rc->host.len);
+        rc->host.data[rc->host.len] = '\0';
+
+        return NGX_OK;
+    }
+
+    if (url->len <= 8 || ngx_strncmp(p, "redis://", 8) != 0) {
+        return NGX_ERROR;
+    }
+
+    p += 8;
+
+    at = NULL;
+    for (slash = p; slash < last; slash++) {
+        if (*slash == '@') {
+            at = slash;
+        }
+    }
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon) {
+            rc->user.data = p;
+            rc->user.len = colon - p;
+            rc->password.data = colon + 1;
+            rc->password.len = at - colon - 1;
+
+        } else {
+            rc->password.data = p;
+            rc->password.len = at - p;
+        }
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    if (slash) {
+        if (slash + 1 < last) {
+            n = ngx_atoi(slash + 1, last - slash - 1);
+            if (n == NGX_ERROR || n > 255) {
+                return NGX_ERROR;
+            }
+
+            rc->db = n;
+        }
+
+        last = slash;
+    }
+
+    rc->port = 6379;
+
+    if (p < last && *p == '[') {
+        colon = ngx_strlchr(p, last, ']');
+        if (colon == NULL) {
+            return NGX_ERROR;
+        }
+
+        host.data = p + 1;
+        host.len = colon - p - 1;
+        p = colon + 1;
+
+        if (p < last && *p != ':') {
+            return NGX_ERROR;
+        }
+
+    } else {
+        colon = ngx_strlchr(p, last, ':');
+
+        host.data = p;
+        host.len = (colon ? colon : last) - p;
+        p = colon ? colon : last;
+    }
+
+    if (p < last) {
+        n = ngx_atoi(p + 1, last - p - 1);
+        if (n < 1 || n > 65535) {
+            return NGX_ERROR;
+        }
+
+        rc->port = (in_port_t) n;
+    }
+
+    if (host.len == 0) {
+        return NGX_ERROR;
+    }
+
+    a = ngx_inet_addr(host.data, host.len);
+
+    if (a == INADDR_NONE) {
+#if (NGX_HAVE_INET6)
+        if (host.len > NGX_INET6_ADDRSTRLEN
+            || ngx_inet6_addr(host.data, host.len, a6) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        (void) buf;
+#else
+        return NGX_ERROR;
+#endif
+    }
+
+    rc->host.len = host.len;
+    rc->host.data = ngx_pnalloc(cf->pool, host.len + 1);
+    if (rc->host.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(rc->host.data, host.data, host.len);
+    rc->host.data[host.len] = '\0';
+
+    return NGX_OK;
+}
+
+
+static redisAsyncContext *
+ngx_http_gateway_redis_connect(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_log_t *log, redisConnectCallback *on_connect,
+    redisDisconnectCallback *on_disconnect, ngx_uint_t select)
+{
+    char                           db[NGX_INT_T_LEN + 1];
+    ngx_connection_t              *c;
+    redisAsyncContext             *ac;
+    ngx_http_gateway_redis_conf_t *rc;
+
+    rc = gmcf->redis;
+
+    if (rc->unix_socket) {
+        ac = redisAsyncConnectUnix((char *) rc->host.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) rc->host.data, rc->port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "gateway: redis connection to \"%V\" failed: "
+                      "out of memory", &rc->host);
+        return NULL;
+    }
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "gateway: redis connection to \"%V\" failed: %s",
+                      &rc->host, ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+
+    c = ngx_get_connection(ac->c.fd, log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+
+    c->data = ac;
+    c->read->handler = ngx_http_gateway_redis_read;
+    c->write->handler = ngx_http_gateway_redis_write;
+    c->read->log = log;
+    c->write->log = log;
+
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_gateway_redis_add_read;
+    ac->ev.delRead = ngx_http_gateway_redis_del_read;
+    ac->ev.addWrite = ngx_http_gateway_redis_add_write;
+    ac->ev.delWrite = ngx_http_gateway_redis_del_write;
+    ac->ev.cleanup = ngx_http_gateway_redis_cleanup;
+
+    ac->data = gmcf;
+
+    (void) redisAsyncSetConnectCallback(ac, on_connect);
+    (void) redisAsyncSetDisconnectCallback(ac, on_disconnect);
+
+    if (rc->password.len) {
+        if (rc->user.len) {
+            (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %b %b",
+                                     rc->user.data, rc->user.len,
+                                     rc->password.data, rc->password.len);
+
+        } else {
+            (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %b",
+                                     rc->password.data, rc->password.len);
+        }
+    }
+
+    if (select && rc->db) {
+        *ngx_sprintf((u_char *) db, "%ui", rc->db) = '\0';
+        (void) redisAsyncCommand(ac, NULL, NULL, "SELECT %s", db);
+    }
+
+    return ac;
+}
+
+
+static void
+ngx_http_gateway_redis_read(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    redisAsyncHandleRead(c->data);
+}
+
+
+static void
+ngx_http_gateway_redis_write(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    redisAsyncHandleWrite(c->data);
+}
+
+
+/* level-triggered: hiredis 0.14 reads at most 16k per call */
+
+static void
+ngx_http_gateway_redis_add_read(void *data)
+{
+    ngx_connection_t *c = data;
+
+    if (!c->read->active) {
+        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_gateway_redis_del_read(void *data)
+{
+    ngx_connection_t *c = data;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_gateway_redis_add_write(void *data)
+{
+    ngx_connection_t *c = data;
+
+    if (!c->write->active) {
+        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_gateway_redis_del_write(void *data)
+{
+    ngx_connection_t *c = data;
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis closes the socket itself, right after this */
+
+static void
+ngx_http_gateway_redis_cleanup(void *data)
+{
+    ngx_connection_t *c = data;
+
+    ngx_http_gateway_redis_del_read(c);
+    ngx_http_gateway_redis_del_write(c);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+void
+ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_cycle_t *cycle)
+{
+    u_char                   *p;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (sync->running) {
+        return;
+    }
+
+    sync->gmcf = gmcf;
+    sync->log = cycle->log;
+    sync->running = 1;
+    sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
+
+    if (sync->events.data == NULL) {
+        p = ngx_pnalloc(cycle->pool, gmcf->prefix.len + sizeof("events"));
+        if (p == NULL) {
+            return;
+        }
+
+        sync->events.data = p;
+        sync->events.len = ngx_sprintf(p, "%Vevents%Z", &gmcf->prefix) - p
+                           - 1;
+
+        p = ngx_pnalloc(cycle->pool, sizeof("__keyevent@255__:expired"));
+        if (p == NULL) {
+            return;
+        }
+
+        sync->expired.data = p;
+        sync->expired.len = ngx_sprintf(p, "__keyevent@%ui__:expired%Z",
+                                        gmcf->redis->db) - p - 1;
+    }
+
+    sync->reconnect.handler = ngx_http_gateway_sync_connect;
+    sync->reconnect.data = sync;
+    sync->reconnect.log = cycle->log;
+    sync->reconnect.cancelable = 1;
+
+    sync->resync.handler = ngx_http_gateway_sync_resync;
+    sync->resync.data = sync;
+    sync->resync.log = cycle->log;
+    sync->resync.cancelable = 1;
+
+    ngx_http_gateway_sync_connect(&sync->reconnect);
+}
+
+
+void
+ngx_http_gateway_sync_stop(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+    redisAsyncContext        *ac;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (sync->running) {
+        sync->running = 0;
+
+        if (sync->reconnect.timer_set) {
+            ngx_del_timer(&sync->reconnect);
+        }
+
+        if (sync->resync.timer_set) {
+            ngx_del_timer(&sync->resync);
+        }
+
+        ngx_http_gateway_sync_close();
+    }
+
+    ac = ngx_http_gateway_admin_link;
+
+    if (ac) {
+        ngx_http_gateway_admin_link = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_connect(ngx_event_t *ev)
+{
+    ngx_http_gateway_sync_t *sync = ev->data;
+
+    if (!sync->running || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    sync->cmd = ngx_http_gateway_redis_connect(sync->gmcf, sync->log,
+                                       ngx_http_gateway_sync_on_connect,
+                                       ngx_http_gateway_sync_on_disconnect,
+                                       1);
+    if (sync->cmd == NULL) {
+        ngx_http_gateway_sync_failed("cannot connect");
+        return;
+    }
+
+    sync->sub = ngx_http_gateway_redis_connect(sync->gmcf, sync->log,
+                                       ngx_http_gateway_sync_on_connect,
+                                       ngx_http_gateway_sync_on_disconnect,
+                                       0);
+    if (sync->sub == NULL) {
+        ngx_http_gateway_sync_failed("cannot connect");
+        return;
+    }
+
+    (void) redisAsyncCommand(sync->cmd, NULL, NULL, "PING");
+
+    (void) redisAsyncCommand(sync->cmd,
+                             ngx_http_gateway_sync_on_notify_config, NULL,
+                             "CONFIG GET notify-keyspace-events");
+
+    (void) redisAsyncCommand(sync->sub, ngx_http_gateway_sync_on_message,
+                             NULL, "SUBSCRIBE %b %b",
+                             sync->events.data, sync->events.len,
+                             sync->expired.data, sync->expired.len);
+}
+
+
+static void
+ngx_http_gateway_sync_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (status == REDIS_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                  "gateway: redis connection to \"%V\" failed: %s",
+                  &sync->gmcf->redis->host, ac->errstr);
+
+    /* hiredis frees ac after this callback */
+
+    if (ac == sync->cmd) {
+        sync->cmd = NULL;
+    }
+
+    if (ac == sync->sub) {
+        sync->sub = NULL;
+    }
+
+    ngx_http_gateway_sync_failed(NULL);
+}
+
+
+static void
+ngx_http_gateway_sync_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ac == sync->cmd) {
+        sync->cmd = NULL;
+
+    } else if (ac == sync->sub) {
+        sync->sub = NULL;
+
+    } else {
+        return;
+    }
+
+    if (sync->running) {
+        ngx_http_gateway_sync_failed(status == REDIS_OK ? "closed"
+                                                        : ac->errstr);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_failed(const char *why)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (why) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis link lost: %s, reconnecting in %Mms",
+                      why, sync->backoff);
+    }
+
+    sync->gmcf->sh->redis_up = 0;
+
+    ngx_http_gateway_sync_close();
+
+    if (!sync->running || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    if (!sync->reconnect.timer_set) {
+        ngx_add_timer(&sync->reconnect, sync->backoff);
+    }
+
+    sync->backoff = ngx_min(sync->backoff * 2, NGX_HTTP_GATEWAY_BACKOFF_MAX);
+}
+
+
+static void
+ngx_http_gateway_sync_close(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+    redisAsyncContext        *ac;
+
+    sync = &ngx_http_gateway_sync;
+
+    sync->connected = 0;
+
+    if (sync->resync.timer_set) {
+        ngx_del_timer(&sync->resync);
+    }
+
+    ac = sync->cmd;
+    if (ac) {
+        sync->cmd = NULL;
+        redisAsyncFree(ac);
+    }
+
+    ac = sync->sub;
+    if (ac) {
+        sync->sub = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                    flags[64], *p;
+    size_t                    len;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    if (privdata) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: cannot enable redis keyspace "
+                          "notifications (%s); expired heartbeats are "
+                          "noticed at each resync only", reply->str);
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len > 32)
+    {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: cannot read redis \"notify-keyspace-events\"; "
+                      "expired heartbeats are noticed at each resync only");
+        return;
+    }
+
+    p = (u_char *) reply->element[1]->str;
+    len = reply->element[1]->len;
+
+    if (ngx_strlchr(p, p + len, 'E')
+        && (ngx_strlchr(p, p + len, 'x') || ngx_strlchr(p, p + len, 'A')))
+    {
+        return;
+    }
+
+    ngx_memcpy(flags, p, len);
+    flags[len++] = 'E';
+    flags[len++] = 'x';
+
+    (void) redisAsyncCommand(ac, ngx_http_gateway_sync_on_notify_config,
+                             (void *) 1,
+                             "CONFIG SET notify-keyspace-events %b",
+                             flags, len);
+}
+
+
+static void
+ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    redisReply               *kind, *channel, *payload;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->sub) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "gateway: redis SUBSCRIBE failed: %s", reply->str);
+        }
+
+        return;
+    }
+
+    kind = reply->element[0];
+    channel = reply->element[1];
+    payload = reply->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING
+        || channel->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
+
+        if (channel->len == sync->events.len
+            && ngx_strncmp(channel->str, sync->events.data, channel->len)
+               == 0)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: redis link to \"%V\" is up, syncing",
+                          &sync->gmcf->redis->host);
+
+            sync->connected = 1;
+            sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
+            sync->gmcf->sh->redis_up = 1;
+
+            ngx_http_gateway_sync_all();
+        }
+
+        return;
+    }
+
+    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (channel->len == sync->events.len
+        && ngx_strncmp(channel->str, sync->events.data, channel->len) == 0)
+    {
+        ngx_http_gateway_sync_services(&payload, 1);
+        return;
+    }
+
+    ngx_http_gateway_sync_expired(payload);
+}
+
+
+static void
+ngx_http_gateway_sync_resync(ngx_event_t *ev)
+{
+    ngx_http_gateway_sync_all();
+}
+
+
+static void
+ngx_http_gateway_sync_all(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (!sync->connected || sync->cmd == NULL) {
+        return;
+    }
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
+                             NULL, "EVAL %s 0 %b",
+                             ngx_http_gateway_script_revisions,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len);
+
+    if (!sync->resync.timer_set) {
+        ngx_add_timer(&sync->resync, sync->gmcf->resync);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+
+    size_t                         i, n;
+    uint64_t                       rev;
+    ngx_str_t                      name;
+    ngx_uint_t                     mark;
+    redisReply                   **stale;
+    ngx_rbtree_node_t             *node, *next, *sentinel;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis resync failed: %s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+        return;
+    }
+
+    stale = ngx_alloc((reply->elements / 2 + 1) * sizeof(redisReply *),
+                      sync->log);
+    if (stale == NULL) {
+        return;
+    }
+
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    mark = ++sh->mark;
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        name.data = (u_char *) reply->element[i]->str;
+        name.len = reply->element[i]->len;
+
+        if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+            continue;
+        }
+
+        svc = ngx_http_gateway_service_lookup(gmcf, &name);
+
+        if (ngx_gateway_parse_uint(reply->element[i + 1]->str,
+                                   reply->element[i + 1]->len,
+                                   UINT64_MAX, &rev)
+            != 0)
+        {
+            rev = 0;
+        }
+
+        if (svc) {
+            svc->mark = mark;
+        }
+
+        if (svc == NULL || svc->revision != rev || rev == 0) {
+            stale[n++] = reply->element[i];
+        }
+    }
+
+    sentinel = sh->rbtree.sentinel;
+    node = (sh->rbtree.root == sentinel) ? NULL
+                                         : ngx_rbtree_min(sh->rbtree.root,
+                                                          sentinel);
+
+    while (node) {
+        next = ngx_rbtree_next(&sh->rbtree, node);
+        svc = (ngx_http_gateway_service_t *) node;
+
+        if (svc->mark != mark) {
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: service \"%V\" is gone from redis",
+                          &svc->sn.str);
+            ngx_http_gateway_service_delete_locked(gmcf, svc);
+        }
+
+        node = next;
+    }
+
+    sh->last_sync = ngx_time();
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    ngx_http_gateway_sync_services(stale, n);
+
+    ngx_free(stale);
+}
+
+
+static void
+ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
+{
+    size_t                   *argvlen;
+    ngx_uint_t                i, k, batch;
+    const char              **argv;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (n == 0 || sync->cmd == NULL) {
+        return;
+    }
+
+    batch = ngx_min(n, NGX_HTTP_GATEWAY_BATCH);
+
+    argv = ngx_alloc((batch + 4) * (sizeof(char *) + sizeof(size_t)),
+                     sync->log);
+    if (argv == NULL) {
+        return;
+    }
+
+    argvlen = (size_t *) (argv + batch + 4);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_gateway_script_snapshot;
+    argvlen[1] = sizeof(ngx_http_gateway_script_snapshot) - 1;
+    argv[2] = "0";
+    argvlen[2] = 1;
+    argv[3] = (char *) sync->gmcf->prefix.data;
+    argvlen[3] = sync->gmcf->prefix.len;
+
+    for (i = 0; i < n; i += batch) {
+
+        for (k = 0; k < batch && i + k < n; k++) {
+            argv[4 + k] = names[i + k]->str;
+            argvlen[4 + k] = names[i + k]->len;
+        }
+
+        (void) redisAsyncCommandArgv(sync->cmd,
+                                     ngx_http_gateway_sync_on_snapshot, NULL,
+                                     (int) (4 + k), argv, argvlen);
+    }
+
+    ngx_free(argv);
+}
+
+
+static void
+ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    size_t                    i;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+        return;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        ngx_http_gateway_sync_apply(reply->element[i]);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_apply(redisReply *entry)
+{
+    size_t                         i, f;
+    uint64_t                       rev;
+    ngx_str_t                      name, id;
+    ngx_uint_t                     mark, created;
+    redisReply                    *insts, *fields, *rid;
+    const char                    *err;
+    ngx_gateway_record_t           rec;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 4
+        || entry->element[0]->type != REDIS_REPLY_STRING
+        || entry->element[1]->type != REDIS_REPLY_INTEGER
+        || entry->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    name.data = (u_char *) entry->element[0]->str;
+    name.len = entry->element[0]->len;
+
+    if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis service name \"%V\" is invalid, "
+                      "skipped", &name);
+        return;
+    }
+
+    if (ngx_gateway_parse_uint(entry->element[2]->str, entry->element[2]->len,
+                               UINT64_MAX, &rev)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis key \"%Vsvc:%V:rev\" is not an "
+                      "integer", &gmcf->prefix, &name);
+        rev = 0;
+    }
+
+    insts = entry->element[3];
+
+    if (insts->type != REDIS_REPLY_ARRAY) {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis key \"%Vsvc:%V:ids\" has the wrong "
+                      "type, service left as it was", &gmcf->prefix, &name);
+        return;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    svc = ngx_http_gateway_service_lookup(gmcf, &name);
+
+    if (entry->element[1]->integer == 0) {
+        if (svc) {
+            ngx_http_gateway_service_delete_locked(gmcf, svc);
+        }
+
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        return;
+    }
+
+    svc = ngx_http_gateway_service_get_locked(gmcf, &name);
+    if (svc == NULL) {
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: zone \"%V\" is full, service \"%V\" not "
+                      "synced", &gmcf->shm_zone->shm.name, &name);
+        return;
+    }
+
+    mark = ++gmcf->sh->mark;
+
+    for (i = 0; i + 1 < insts->elements; i += 2) {
+        rid = insts->element[i];
+        fields = insts->element[i + 1];
+
+        id.data = (u_char *) rid->str;
+        id.len = rid->len;
+
+        err = NULL;
+
+        if (rid->type != REDIS_REPLY_STRING
+            || !ngx_gateway_valid_name(rid->str, rid->len))
+        {
+            err = "invalid instance id";
+
+        } else if (fields->type != REDIS_REPLY_ARRAY) {
+            err = "not a hash";
+
+        } else {
+            ngx_gateway_record_init(&rec);
+
+            for (f = 0; f + 1 < fields->elements; f += 2) {
+                if (ngx_gateway_record_set(&rec, fields->element[f]->str,
+                                           fields->element[f]->len,
+                                           fields->element[f + 1]->str,
+                                           fields->element[f + 1]->len,
+                                           &err)
+                    != 0)
+                {
+                    break;
+                }
+            }
+
+            if (err == NULL && ngx_gateway_record_check(&rec, &err) == 0
+                && !ngx_http_gateway_addr_allowed(gmcf, &rec.addr))
+            {
+                err = "address is not in gateway_registry_allow";
+            }
+        }
+
+        if (err) {
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis key \"%Vsvc:%V:inst:%V\" skipped: "
+                          "%s", &gmcf->prefix, &name, &id, err);
+            continue;
+        }
+
+        if (ngx_http_gateway_upsert_locked(gmcf, &name, &id, &rec, &created)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "gateway: zone \"%V\" is full, instance \"%V\" of "
+                          "service \"%V\" not synced",
+                          &gmcf->shm_zone->shm.name, &id, &name);
+
+            /* keep what is there rather than sweeping it away */
+            ngx_shmtx_unlock(&gmcf->shpool->mutex);
+            return;
+        }
+    }
+
+    ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
+
+    svc->revision = rev;
+    gmcf->sh->generation++;
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+}
+
+
+static void
+ngx_http_gateway_sync_expired(redisReply *key)
+{
+    u_char                   *p, *last, *sep;
+    ngx_str_t                 service, id;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    p = (u_char *) key->str;
+    last = p + key->len;
+
+    if (key->len <= sync->gmcf->prefix.len + 4
+        || ngx_strncmp(p, sync->gmcf->prefix.data, sync->gmcf->prefix.len)
+           != 0)
+    {
+        return;
+    }
+
+    p += sync->gmcf->prefix.len;
+
+    if (ngx_strncmp(p, "svc:", 4) != 0) {
+        return;
+    }
+
+    p += 4;
+
+    sep = ngx_strlchr(p, last, ':');
+    if (sep == NULL || last - sep < 6 || ngx_strncmp(sep, ":inst:", 6) != 0) {
+        return;
+    }
+
+    service.data = p;
+    service.len = sep - p;
+    id.data = sep + 6;
+    id.len = last - id.data;
+
+    if (!ngx_gateway_valid_name((char *) service.data, service.len)
+        || !ngx_gateway_valid_name((char *) id.data, id.len)
+        || sync->cmd == NULL)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "gateway: instance \"%V\" of service \"%V\" missed its "
+                  "heartbeat", &id, &service);
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_expired,
+                             NULL, "EVAL %s 0 %b %b %b",
+                             ngx_http_gateway_script_expire,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                             service.data, service.len, id.data, id.len);
+
+    /* the script's notice may be lost; fetch the service now as well */
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_snapshot,
+                             NULL, "EVAL %s 0 %b %b",
+                             ngx_http_gateway_script_snapshot,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                             service.data, service.len);
+}
+
+
+static void
+ngx_http_gateway_sync_on_expired(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
+                      "gateway: redis expiry script failed: %s", reply->str);
+    }
+}
+
+
+ngx_http_gateway_redis_call_t *
+ngx_http_gateway_redis_call(ngx_http_gateway_main_conf_t *gmcf, int argc,
+    const char **argv, const size_t *argvlen, ngx_log_t *log)
+{
+    ngx_http_gateway_redis_call_t  *call;
+
+    if (ngx_http_gateway_admin_link == NULL) {
+        ngx_http_gateway_admin_link = ngx_http_gateway_redis_connect(gmcf,
+                                        ngx_cycle->log,
+                                        ngx_http_gateway_admin_on_connect,
+                                        ngx_http_gateway_admin_on_disconnect,
+                                        1);
+        if (ngx_http_gateway_admin_link == NULL) {
+            return NULL;
+        }
+    }
+
+    call = ngx_calloc(sizeof(ngx_http_gateway_redis_call_t), log);
+    if (call == NULL) {
+        return NULL;
+    }
+
+    if (redisAsyncCommandArgv(ngx_http_gateway_admin_link,
+                              ngx_http_gateway_admin_on_reply, call,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(call);
+        return NULL;
+    }
+
+    return call;
+}
+
+
+static void
+ngx_http_gateway_admin_on_connect(const redisAsyncContext *ac, int status)
+{
+    if (status == REDIS_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "gateway: redis connection for admin writes failed: %s",
+                  ac->errstr);
+
+    if (ac == ngx_http_gateway_admin_link) {
+        ngx_http_gateway_admin_link = NULL;
+    }
+}
+
+
+static void
+ngx_http_gateway_admin_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    if (ac == ngx_http_gateway_admin_link) {
+        ngx_http_gateway_admin_link = NULL;
+    }
+}
+
+
+static void
+ngx_http_gateway_admin_on_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_http_gateway_redis_call_t *call = privdata;
+
+    if (call->handler) {
+        call->handler(call, r);
+    }
+
+    ngx_free(call);
+}

@@ -1,0 +1,321 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway.h"
+
+
+/*
+ * The state file is the last known good registry: a header line, then one
+ * JSON line per service as the admin API shows it, revisions included.  It
+ * is written to a temporary file and renamed, so a reader never sees half
+ * of it.
+ */
+
+
+#define NGX_HTTP_GATEWAY_STATE_MAX  (256 * 1024 * 1024)
+
+
+static ngx_int_t ngx_http_gateway_state_load_line(
+    ngx_http_gateway_main_conf_t *gmcf, u_char *line, size_t len,
+    ngx_log_t *log);
+
+
+ngx_int_t
+ngx_http_gateway_state_save(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_log_t *log)
+{
+    u_char       *tmp;
+    ssize_t       n;
+    ngx_fd_t      fd;
+    ngx_buf_t    *b;
+    ngx_int_t     rc;
+    ngx_uint_t    generation;
+    ngx_pool_t   *pool;
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    /* a failed save is retried at the next change, not at every tick */
+
+    generation = gmcf->sh->generation;
+    gmcf->sh->saved = generation;
+
+    if (ngx_http_gateway_dump(pool, gmcf, NULL, NGX_HTTP_GATEWAY_DUMP_LINES,
+                              &b)
+        != NGX_OK)
+    {
+        goto done;
+    }
+
+    tmp = ngx_pnalloc(pool, gmcf->state_file.len + sizeof(".tmp.") - 1
+                            + NGX_INT_T_LEN + 1);
+    if (tmp == NULL) {
+        goto done;
+    }
+
+    ngx_sprintf(tmp, "%V.tmp.%P%Z", &gmcf->state_file, ngx_pid);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "gateway: cannot write state file \"%s\"", tmp);
+        goto done;
+    }
+
+    n = ngx_write_fd(fd, b->pos, b->last - b->pos);
+
+    if (n != b->last - b->pos || fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "gateway: cannot write state file \"%s\"", tmp);
+        (void) ngx_close_file(fd);
+        (void) ngx_delete_file(tmp);
+        goto done;
+    }
+
+    (void) ngx_close_file(fd);
+
+    if (ngx_rename_file(tmp, gmcf->state_file.data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "gateway: cannot rename \"%s\" to \"%V\"",
+                      tmp, &gmcf->state_file);
+        (void) ngx_delete_file(tmp);
+        goto done;
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_gateway_state_load(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_log_t *log)
+{
+    u_char           *buf, *p, *last, *eol;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_uint_t        line, loaded;
+    ngx_file_info_t   fi;
+
+    fd = ngx_open_file(gmcf->state_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        if (ngx_errno != NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                          "gateway: cannot open state file \"%V\"",
+                          &gmcf->state_file);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > NGX_HTTP_GATEWAY_STATE_MAX)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "gateway: state file \"%V\" is unusable",
+                      &gmcf->state_file);
+        goto failed;
+    }
+
+    buf = ngx_alloc((size_t) ngx_file_size(&fi) + 1, log);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_fd(fd, buf, (size_t) ngx_file_size(&fi));
+    if (n != (ssize_t) ngx_file_size(&fi)) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "gateway: cannot read state file \"%V\"",
+                      &gmcf->state_file);
+        goto failed;
+    }
+
+    (void) ngx_close_file(fd);
+    fd = NGX_INVALID_FILE;
+
+    p = buf;
+    last = buf + n;
+    line = 0;
+    loaded = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    while (p < last) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        if (line++ > 0 && eol > p) {
+            if (ngx_http_gateway_state_load_line(gmcf, p, eol - p, log)
+                == NGX_OK)
+            {
+                loaded++;
+            }
+        }
+
+        p = eol + 1;
+    }
+
+    gmcf->sh->saved = gmcf->sh->generation;
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "gateway: loaded %ui services from state file \"%V\"",
+                  loaded, &gmcf->state_file);
+
+    ngx_free(buf);
+
+    return NGX_OK;
+
+failed:
+
+    if (fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(fd);
+    }
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_state_load_line(ngx_http_gateway_main_conf_t *gmcf,
+    u_char *line, size_t len, ngx_log_t *log)
+{
+    int                          ntoks, name, rev, insts, i, k, id;
+    int64_t                      revision;
+    ngx_str_t                    sname, sid;
+    ngx_uint_t                   created;
+    const char                  *err;
+    ngx_gateway_record_t         rec;
+    ngx_gateway_json_tok_t      *toks;
+    ngx_http_gateway_service_t  *svc;
+
+    ntoks = (int) (len / 2 + 2);
+
+    toks = ngx_alloc(ntoks * sizeof(ngx_gateway_json_tok_t), log);
+    if (toks == NULL) {
+        return NGX_ERROR;
+    }
+
+    err = "not a service record";
+
+    ntoks = ngx_gateway_json_parse((char *) line, len, toks, ntoks, 16);
+    if (ntoks <= 0 || toks[0].type != NGX_GATEWAY_JSON_OBJECT) {
+        goto invalid;
+    }
+
+    name = ngx_gateway_json_object_get(toks, 0, "name", 4);
+    rev = ngx_gateway_json_object_get(toks, 0, "revision", 8);
+    insts = ngx_gateway_json_object_get(toks, 0, "instances", 9);
+
+    if (name < 0 || rev < 0 || insts < 0
+        || toks[name].type != NGX_GATEWAY_JSON_STRING
+        || !ngx_gateway_valid_name(toks[name].start, toks[name].len)
+        || ngx_gateway_json_int(&toks[rev], &revision) != 0
+        || revision < 0
+        || toks[insts].type != NGX_GATEWAY_JSON_ARRAY)
+    {
+        goto invalid;
+    }
+
+    sname.data = (u_char *) toks[name].start;
+    sname.len = toks[name].len;
+
+    svc = ngx_http_gateway_service_get_locked(gmcf, &sname);
+    if (svc == NULL) {
+        err = "out of memory";
+        goto invalid;
+    }
+
+    svc->revision = (uint64_t) revision;
+
+    k = insts + 1;
+
+    for (i = 0; i < toks[insts].size; i++, k = toks[k].next) {
+
+        if (toks[k].type != NGX_GATEWAY_JSON_OBJECT) {
+            continue;
+        }
+
+        id = ngx_gateway_json_object_get(toks, k, "id", 2);
+
+        if (id < 0
+            || toks[id].type != NGX_GATEWAY_JSON_STRING
+            || !ngx_gateway_valid_name(toks[id].start, toks[id].len))
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "gateway: state file \"%V\": instance without a "
+                          "valid id in service \"%V\" skipped",
+                          &gmcf->state_file, &sname);
+            continue;
+        }
+
+        sid.data = (u_char *) toks[id].start;
+        sid.len = toks[id].len;
+
+        ngx_gateway_record_init(&rec);
+        err = NULL;
+
+        if (ngx_http_gateway_record_from_json((char *) line, toks, k, &rec,
+                                              NGX_HTTP_GATEWAY_JSON_LENIENT,
+                                              &err)
+            == NGX_OK
+            && !ngx_http_gateway_addr_allowed(gmcf, &rec.addr))
+        {
+            err = "its address is not in gateway_registry_allow";
+            rec.has_addr = 0;
+        }
+
+        if (!rec.has_addr || err) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "gateway: state file \"%V\": instance \"%V\" of "
+                          "service \"%V\" skipped: %s", &gmcf->state_file,
+                          &sid, &sname, err ? err : "no address");
+            continue;
+        }
+
+        if (ngx_http_gateway_upsert_locked(gmcf, &sname, &sid, &rec,
+                                           &created)
+            != NGX_OK)
+        {
+            err = "out of memory";
+            goto invalid;
+        }
+    }
+
+    ngx_free(toks);
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "gateway: state file \"%V\": line skipped: %s",
+                  &gmcf->state_file, err);
+
+    ngx_free(toks);
+
+    return NGX_ERROR;
+}

@@ -1,0 +1,718 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include "ngx_gateway_record.h"
+
+
+#define S(s)  s, (sizeof(s) - 1)
+
+
+static int
+addr_ok(const char *s, const char *canon, ngx_gateway_addr_t *a)
+{
+    memset(a, 0xa5, sizeof(ngx_gateway_addr_t));
+
+    if (ngx_gateway_parse_addr(s, strlen(s), a) != 0) {
+        print_error("rejected \"%s\"\n", s);
+        return 0;
+    }
+
+    if (a->text_len != strlen(canon)
+        || memcmp(a->text, canon, a->text_len) != 0)
+    {
+        print_error("\"%s\": text \"%.*s\", expected \"%s\"\n", s,
+                    (int) a->text_len, a->text, canon);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static void
+test_valid_name(void **state)
+{
+    char  buf[66];
+
+    (void) state;
+
+    assert_true(ngx_gateway_valid_name(S("users")));
+    assert_true(ngx_gateway_valid_name(S("a")));
+    assert_true(ngx_gateway_valid_name(S("0")));
+    assert_true(ngx_gateway_valid_name(S("Users-v2.internal_x")));
+
+    assert_false(ngx_gateway_valid_name(S("")));
+    assert_false(ngx_gateway_valid_name(S("-a")));
+    assert_false(ngx_gateway_valid_name(S(".a")));
+    assert_false(ngx_gateway_valid_name(S("_a")));
+    assert_false(ngx_gateway_valid_name(S("a b")));
+    assert_false(ngx_gateway_valid_name(S("a/b")));
+    assert_false(ngx_gateway_valid_name(S("a:b")));
+    assert_false(ngx_gateway_valid_name(S("caf\xc3\xa9")));
+    assert_false(ngx_gateway_valid_name("a\0b", 3));
+
+    memset(buf, 'x', sizeof(buf));
+    assert_true(ngx_gateway_valid_name(buf, 64));
+    assert_false(ngx_gateway_valid_name(buf, 65));
+
+    assert_true(ngx_gateway_valid_zone(S("")));
+    assert_true(ngx_gateway_valid_zone(S("eu-west-1a")));
+    assert_true(ngx_gateway_valid_zone(S("-a")));
+    assert_true(ngx_gateway_valid_zone(buf, 64));
+    assert_false(ngx_gateway_valid_zone(buf, 65));
+    assert_false(ngx_gateway_valid_zone(S("a b")));
+    assert_false(ngx_gateway_valid_zone(S("a\"")));
+}
+
+
+static void
+test_state(void **state)
+{
+    (void) state;
+
+    assert_int_equal(ngx_gateway_parse_state(S("up")), NGX_GATEWAY_STATE_UP);
+    assert_int_equal(ngx_gateway_parse_state(S("drain")),
+                     NGX_GATEWAY_STATE_DRAIN);
+    assert_int_equal(ngx_gateway_parse_state(S("down")),
+                     NGX_GATEWAY_STATE_DOWN);
+
+    assert_int_equal(ngx_gateway_parse_state(S("")), -1);
+    assert_int_equal(ngx_gateway_parse_state(S("UP")), -1);
+    assert_int_equal(ngx_gateway_parse_state(S("upp")), -1);
+    assert_int_equal(ngx_gateway_parse_state(S("u")), -1);
+    assert_int_equal(ngx_gateway_parse_state(S("drained")), -1);
+    assert_int_equal(ngx_gateway_parse_state(S(" up")), -1);
+    assert_int_equal(ngx_gateway_parse_state("up\0", 3), -1);
+
+    assert_string_equal(ngx_gateway_state_name(NGX_GATEWAY_STATE_UP), "up");
+    assert_string_equal(ngx_gateway_state_name(NGX_GATEWAY_STATE_DRAIN),
+                        "drain");
+    assert_string_equal(ngx_gateway_state_name(NGX_GATEWAY_STATE_DOWN),
+                        "down");
+    assert_non_null(ngx_gateway_state_name(42));
+}
+
+
+static void
+test_parse_uint(void **state)
+{
+    uint64_t  v;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_parse_uint(S("0"), 10, &v), 0);
+    assert_true(v == 0);
+    assert_int_equal(ngx_gateway_parse_uint(S("10"), 10, &v), 0);
+    assert_true(v == 10);
+    assert_int_equal(ngx_gateway_parse_uint(S("007"), 10, &v), 0);
+    assert_true(v == 7);
+    assert_int_equal(ngx_gateway_parse_uint(S("18446744073709551615"),
+                                            UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+
+    v = 99;
+    assert_int_equal(ngx_gateway_parse_uint(S("11"), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("5"), 4, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("1"), 0, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("18446744073709551616"),
+                                            UINT64_MAX, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("99999999999999999999999"),
+                                            UINT64_MAX, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S(""), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("+1"), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("-1"), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S(" 1"), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("1 "), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("1a"), 10, &v), -1);
+    assert_int_equal(ngx_gateway_parse_uint(S("0x1"), 10, &v), -1);
+    assert_true(v == 99);
+}
+
+
+static void
+test_addr_ipv4(void **state)
+{
+    ngx_gateway_addr_t   a;
+    struct sockaddr_in  *sin;
+
+    (void) state;
+
+    assert_true(addr_ok("127.0.0.1:8081", "127.0.0.1:8081", &a));
+    sin = &a.u.sockaddr_in;
+    assert_int_equal(sin->sin_family, AF_INET);
+    assert_int_equal(ntohs(sin->sin_port), 8081);
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+    assert_int_equal(a.socklen, sizeof(struct sockaddr_in));
+
+    assert_true(addr_ok("192.0.2.255:1", "192.0.2.255:1", &a));
+    assert_int_equal(ntohs(a.u.sockaddr_in.sin_port), 1);
+    assert_true(addr_ok("0.0.0.0:65535", "0.0.0.0:65535", &a));
+    assert_int_equal(ntohs(a.u.sockaddr_in.sin_port), 65535);
+    assert_true(addr_ok("10.1.2.3:080", "10.1.2.3:80", &a));
+    assert_int_equal(ntohs(a.u.sockaddr_in.sin_port), 80);
+}
+
+
+static void
+test_addr_ipv6(void **state)
+{
+    ngx_gateway_addr_t    a;
+    struct sockaddr_in6  *sin6;
+
+    (void) state;
+
+    assert_true(addr_ok("[::1]:8081", "[::1]:8081", &a));
+    sin6 = &a.u.sockaddr_in6;
+    assert_int_equal(sin6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(sin6->sin6_port), 8081);
+    assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    assert_int_equal(sin6->sin6_flowinfo, 0);
+    assert_int_equal(sin6->sin6_scope_id, 0);
+    assert_int_equal(a.socklen, sizeof(struct sockaddr_in6));
+
+    assert_true(addr_ok("[2001:0DB8:0000:0000:0000:0000:0000:0001]:443",
+                        "[2001:db8::1]:443", &a));
+    assert_true(addr_ok("[::]:1", "[::]:1", &a));
+    assert_true(addr_ok("[::ffff:127.0.0.1]:80", "[::ffff:127.0.0.1]:80",
+                        &a));
+    assert_true(addr_ok("[fe80::1:2:3:4]:65535", "[fe80::1:2:3:4]:65535",
+                        &a));
+    assert_true(addr_ok("[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:9",
+                        "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:9", &a));
+}
+
+
+static void
+test_addr_unix(void **state)
+{
+    char                 buf[200];
+    size_t               max;
+    ngx_gateway_addr_t   a;
+    struct sockaddr_un  *sun;
+
+    (void) state;
+
+    assert_true(addr_ok("unix:/run/app.sock", "unix:/run/app.sock", &a));
+    sun = &a.u.sockaddr_un;
+    assert_int_equal(sun->sun_family, AF_UNIX);
+    assert_string_equal(sun->sun_path, "/run/app.sock");
+    assert_int_equal(a.socklen, offsetof(struct sockaddr_un, sun_path)
+                                + strlen("/run/app.sock") + 1);
+
+    assert_true(addr_ok("unix:/", "unix:/", &a));
+
+    /* the longest path that fits with its NUL */
+    max = sizeof(sun->sun_path) - 1;
+    memcpy(buf, "unix:", 5);
+    memset(buf + 5, 'p', max);
+    buf[5] = '/';
+    buf[5 + max] = '\0';
+    assert_true(addr_ok(buf, buf, &a));
+    assert_int_equal(a.socklen, offsetof(struct sockaddr_un, sun_path)
+                                + max + 1);
+    assert_int_equal(a.u.sockaddr_un.sun_path[max], '\0');
+
+    buf[5 + max] = 'p';
+    buf[5 + max + 1] = '\0';
+    assert_int_equal(ngx_gateway_parse_addr(buf, strlen(buf), &a), -1);
+}
+
+
+static void
+test_addr_bad(void **state)
+{
+    static const char  *bad[] = {
+        "", ":", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+        "127.0.0.1:99999999999999999999", "127.0.0.1:+80", "127.0.0.1:-1",
+        "127.0.0.1: 80", "127.0.0.1:80 ", " 127.0.0.1:80", "127.0.0.1:80x",
+        "127.0.0.1:0x50", "127.0.0.1:80:80", ":80", "127.1:80",
+        "127.0.0.256:80", "127.0.0.01:80", "127.0.0.1.1:80", "0x7f.0.0.1:80",
+        "localhost:80", "example.com:443", "host:80", "::1:80", "::1",
+        "[::1]", "[::1]:", "[::1]:0", "[::1]:65536", "[::1]80", "[::1]:80]",
+        "[::1:80", "::1]:80", "[]:80", "[127.0.0.1]:80", "[::1%lo]:80",
+        "[fe80::1%eth0]:80", "[localhost]:80", "[:::1]:80", "[[::1]]:80",
+        "unix:", "unix:relative.sock", "unix:./x", "UNIX:/x", "unix /x",
+        "http://127.0.0.1:80", "127.0.0.1:80/", "1.2.3.4:80\n",
+    };
+
+    size_t              i;
+    ngx_gateway_addr_t  a;
+
+    (void) state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ngx_gateway_parse_addr(bad[i], strlen(bad[i]), &a) != -1) {
+            fail_msg("accepted \"%s\"", bad[i]);
+        }
+    }
+
+    /* embedded NUL bytes */
+    assert_int_equal(ngx_gateway_parse_addr("127.0.0.1\0:80", 13, &a), -1);
+    assert_int_equal(ngx_gateway_parse_addr("127.0.0.1:80\0", 13, &a), -1);
+    assert_int_equal(ngx_gateway_parse_addr("unix:/a\0b", 9, &a), -1);
+
+    /* the length bounds the input */
+    assert_int_equal(ngx_gateway_parse_addr("127.0.0.1:8080", 12, &a), 0);
+    assert_int_equal(ntohs(a.u.sockaddr_in.sin_port), 80);
+    assert_int_equal(ngx_gateway_parse_addr("127.0.0.1:8080", 10, &a), -1);
+}
+
+
+static void
+test_cidr_parse(void **state)
+{
+    static const char  *bad[] = {
+        "", "all", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/+8",
+        "10.0.0.0/8/8", "10.0.0.0/8x", "10.0.0/8", "10.0.0.0.0", "/8",
+        "::1/129", "::1/", "fd00::/8 ", " 10.0.0.1", "localhost",
+        "[::1]", "[::1]/128", "unix:/x", "unix", "UNIX:", "10.0.0.1:80",
+        "10.0.0.0/08x",
+    };
+
+    size_t              i;
+    ngx_gateway_cidr_t  c;
+    static const unsigned char  fd00[16] = { 0xfd };
+    static const unsigned char  m8[16] = { 0xff };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ngx_gateway_parse_cidr(bad[i], strlen(bad[i]), &c) != -1) {
+            fail_msg("accepted \"%s\"", bad[i]);
+        }
+    }
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("10.0.0.0/8"), &c), 0);
+    assert_int_equal(c.family, AF_INET);
+    assert_memory_equal(c.addr, "\x0a\x00\x00\x00", 4);
+    assert_memory_equal(c.mask, "\xff\x00\x00\x00", 4);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("192.0.2.7"), &c), 0);
+    assert_int_equal(c.family, AF_INET);
+    assert_memory_equal(c.addr, "\xc0\x00\x02\x07", 4);
+    assert_memory_equal(c.mask, "\xff\xff\xff\xff", 4);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("192.0.2.255/23"), &c), 0);
+    assert_memory_equal(c.addr, "\xc0\x00\x02\x00", 4);
+    assert_memory_equal(c.mask, "\xff\xff\xfe\x00", 4);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("0.0.0.0/0"), &c), 0);
+    assert_memory_equal(c.mask, "\x00\x00\x00\x00", 4);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("fd00::/8"), &c), 0);
+    assert_int_equal(c.family, AF_INET6);
+    assert_memory_equal(c.addr, fd00, 16);
+    assert_memory_equal(c.mask, m8, 16);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("::1"), &c), 0);
+    assert_int_equal(c.family, AF_INET6);
+    assert_memory_equal(c.mask, "\xff\xff\xff\xff\xff\xff\xff\xff"
+                                "\xff\xff\xff\xff\xff\xff\xff\xff", 16);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("::/0"), &c), 0);
+    assert_int_equal(c.family, AF_INET6);
+
+    assert_int_equal(ngx_gateway_parse_cidr(S("unix:"), &c), 0);
+    assert_int_equal(c.family, AF_UNIX);
+
+    /* the length bounds the input */
+    assert_int_equal(ngx_gateway_parse_cidr("10.0.0.0/8junk", 10, &c), 0);
+    assert_memory_equal(c.mask, "\xff\x00\x00\x00", 4);
+}
+
+
+static int
+allowed(const char *addr, const char **rules, size_t n)
+{
+    size_t              i;
+    ngx_gateway_addr_t  a;
+    ngx_gateway_cidr_t  c[8];
+
+    assert_true(n <= 8);
+    assert_int_equal(ngx_gateway_parse_addr(addr, strlen(addr), &a), 0);
+
+    for (i = 0; i < n; i++) {
+        assert_int_equal(ngx_gateway_parse_cidr(rules[i], strlen(rules[i]),
+                                                &c[i]),
+                         0);
+    }
+
+    return ngx_gateway_addr_allowed(&a, c, n);
+}
+
+
+static void
+test_cidr_match(void **state)
+{
+    static const char  *def[] = { "127.0.0.0/8", "::1" };
+    static const char  *v4[] = { "10.0.0.0/8", "192.0.2.7", "172.16.0.0/12" };
+    static const char  *v6[] = { "fd00::/8", "2001:db8::/32" };
+    static const char  *ux[] = { "unix:" };
+    static const char  *any[] = { "0.0.0.0/0", "::/0" };
+    static const char  *odd[] = { "192.0.2.128/25" };
+
+    (void) state;
+
+    /* the default allowlist */
+    assert_true(allowed("127.0.0.1:80", def, 2));
+    assert_true(allowed("127.255.255.254:80", def, 2));
+    assert_true(allowed("[::1]:80", def, 2));
+    assert_false(allowed("128.0.0.1:80", def, 2));
+    assert_false(allowed("10.0.0.1:80", def, 2));
+    assert_false(allowed("[::2]:80", def, 2));
+    assert_false(allowed("[::]:80", def, 2));
+    assert_false(allowed("unix:/run/a.sock", def, 2));
+
+    /* IPv4-mapped IPv6 addresses are matched against IPv4 rules */
+    assert_true(allowed("[::ffff:127.0.0.1]:80", def, 2));
+    assert_false(allowed("[::ffff:128.0.0.1]:80", def, 2));
+    assert_true(allowed("[::ffff:10.9.8.7]:80", v4, 3));
+    assert_false(allowed("[::ffff:11.9.8.7]:80", v4, 3));
+    /* ... but not IPv4-compatible or other embeddings */
+    assert_false(allowed("[::127.0.0.1]:80", def, 2));
+    assert_false(allowed("[64:ff9b::127.0.0.1]:80", def, 2));
+
+    assert_true(allowed("10.255.0.1:1", v4, 3));
+    assert_true(allowed("192.0.2.7:1", v4, 3));
+    assert_false(allowed("192.0.2.8:1", v4, 3));
+    assert_false(allowed("192.0.2.6:1", v4, 3));
+    assert_true(allowed("172.31.255.255:1", v4, 3));
+    assert_false(allowed("172.32.0.0:1", v4, 3));
+    assert_false(allowed("172.15.255.255:1", v4, 3));
+    assert_false(allowed("[::1]:1", v4, 3));
+    assert_false(allowed("unix:/x", v4, 3));
+
+    assert_true(allowed("[fd12:3456::1]:1", v6, 2));
+    assert_true(allowed("[fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:1", v6, 2));
+    assert_false(allowed("[fe00::1]:1", v6, 2));
+    assert_false(allowed("[fc00::1]:1", v6, 2));
+    assert_true(allowed("[2001:db8:ffff::1]:1", v6, 2));
+    assert_false(allowed("[2001:db9::1]:1", v6, 2));
+    assert_false(allowed("10.0.0.1:1", v6, 2));
+    assert_false(allowed("unix:/x", v6, 2));
+
+    assert_true(allowed("unix:/run/a.sock", ux, 1));
+    assert_false(allowed("127.0.0.1:80", ux, 1));
+    assert_false(allowed("[::1]:80", ux, 1));
+
+    assert_true(allowed("1.2.3.4:5", any, 2));
+    assert_true(allowed("[2001:db8::5]:5", any, 2));
+    assert_false(allowed("unix:/x", any, 2));
+
+    /* host bits of a rule are ignored */
+    assert_true(allowed("192.0.2.200:1", odd, 1));
+    assert_false(allowed("192.0.2.127:1", odd, 1));
+
+    /* no rules: nothing is allowed */
+    assert_false(allowed("127.0.0.1:80", def, 0));
+}
+
+
+static void
+test_record_defaults(void **state)
+{
+    const char            *err;
+    ngx_gateway_record_t   r;
+
+    (void) state;
+
+    memset(&r, 0x5a, sizeof(r));
+    ngx_gateway_record_init(&r);
+
+    assert_int_equal(r.has_addr, 0);
+    assert_int_equal(r.weight, 1);
+    assert_int_equal(r.ttl, 0);
+    assert_int_equal(r.state, NGX_GATEWAY_STATE_UP);
+    assert_int_equal(r.zone_len, 0);
+    assert_non_null(r.zone);
+    assert_int_equal(r.meta_len, 2);
+    assert_memory_equal(r.meta, "{}", 2);
+
+    err = NULL;
+    assert_int_equal(ngx_gateway_record_check(&r, &err), -1);
+    assert_string_equal(err, "missing \"address\"");
+}
+
+
+static void
+test_record_set_good(void **state)
+{
+    const char            *err, *meta;
+    ngx_gateway_record_t   r;
+    char                   big[NGX_GATEWAY_META_MAX + 1];
+
+    (void) state;
+
+    ngx_gateway_record_init(&r);
+    err = NULL;
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("address"),
+                                            S("127.0.0.1:9001"), &err), 0);
+    assert_int_equal(r.has_addr, 1);
+    assert_memory_equal(r.addr.text, "127.0.0.1:9001", 14);
+    assert_int_equal(r.addr.text_len, 14);
+    assert_int_equal(ngx_gateway_record_check(&r, &err), 0);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("address"),
+                                            S("[::1]:9002"), &err), 0);
+    assert_int_equal(r.addr.u.sockaddr.sa_family, AF_INET6);
+    assert_int_equal(ngx_gateway_record_set(&r, S("address"),
+                                            S("unix:/tmp/a.sock"), &err), 0);
+    assert_int_equal(r.addr.u.sockaddr.sa_family, AF_UNIX);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("1"), &err),
+                     0);
+    assert_int_equal(r.weight, 1);
+    assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("1000"), &err),
+                     0);
+    assert_int_equal(r.weight, 1000);
+    assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("5"), &err),
+                     0);
+    assert_int_equal(r.weight, 5);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S("eu-1a"), &err),
+                     0);
+    assert_int_equal(r.zone_len, 5);
+    assert_memory_equal(r.zone, "eu-1a", 5);
+    assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S(""), &err), 0);
+    assert_int_equal(r.zone_len, 0);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("drain"), &err),
+                     0);
+    assert_int_equal(r.state, NGX_GATEWAY_STATE_DRAIN);
+    assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("down"), &err),
+                     0);
+    assert_int_equal(r.state, NGX_GATEWAY_STATE_DOWN);
+    assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("up"), &err),
+                     0);
+    assert_int_equal(r.state, NGX_GATEWAY_STATE_UP);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("ttl"), S("0"), &err), 0);
+    assert_int_equal(r.ttl, 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("ttl"), S("86400"), &err),
+                     0);
+    assert_int_equal(r.ttl, 86400);
+    assert_int_equal(ngx_gateway_record_set(&r, S("ttl"), S("10"), &err), 0);
+    assert_int_equal(r.ttl, 10);
+
+    meta = "{\"v\":\"1\",\"tags\":[\"a\",\"b\"],\"n\":{\"x\":null}}";
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), meta,
+                                            strlen(meta), &err), 0);
+    assert_ptr_equal(r.meta, meta);
+    assert_int_equal(r.meta_len, strlen(meta));
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), S(" { } "),
+                                            &err), 0);
+    assert_int_equal(r.meta_len, 5);
+
+    /* exactly NGX_GATEWAY_META_MAX bytes */
+    memset(big, ' ', sizeof(big));
+    big[0] = '{';
+    big[NGX_GATEWAY_META_MAX - 1] = '}';
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), big,
+                                            NGX_GATEWAY_META_MAX, &err), 0);
+
+    /* depth 8 is allowed */
+    meta = "{\"a\":[[[[[[{}]]]]]]}";
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), meta,
+                                            strlen(meta), &err), 0);
+
+    /* unknown fields are ignored, known ones are case-sensitive */
+    err = NULL;
+    assert_int_equal(ngx_gateway_record_set(&r, S("color"), S("x"), &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("Weight"), S("x"), &err),
+                     0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("weigh"), S("x"), &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("weights"), S("x"), &err),
+                     0);
+    assert_int_equal(ngx_gateway_record_set(&r, S(""), S("x"), &err), 0);
+    assert_null(err);
+    assert_int_equal(r.weight, 5);
+
+    /* err may be NULL */
+    assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("0"), NULL),
+                     -1);
+}
+
+
+typedef struct {
+    const char  *field;
+    const char  *val;
+} bad_field_t;
+
+
+static void
+test_record_set_bad(void **state)
+{
+    static const bad_field_t  bad[] = {
+        { "address", "" },
+        { "address", "localhost:80" },
+        { "address", "127.0.0.1:0" },
+        { "address", "127.0.0.1:65536" },
+        { "address", "127.0.0.1" },
+        { "address", "unix:rel" },
+        { "weight", "" },
+        { "weight", "0" },
+        { "weight", "1001" },
+        { "weight", "-1" },
+        { "weight", "+5" },
+        { "weight", "5 " },
+        { "weight", "1.5" },
+        { "weight", "abc" },
+        { "weight", "99999999999999999999999" },
+        { "zone", "a b" },
+        { "zone", "a/b" },
+        { "zone", "zone\"" },
+        { "zone", "12345678901234567890123456789012345678901234567890"
+                  "123456789012345" },
+        { "state", "" },
+        { "state", "UP" },
+        { "state", "sleeping" },
+        { "state", "up " },
+        { "metadata", "" },
+        { "metadata", "[]" },
+        { "metadata", "\"x\"" },
+        { "metadata", "1" },
+        { "metadata", "null" },
+        { "metadata", "{" },
+        { "metadata", "{\"a\":1,}" },
+        { "metadata", "{} {}" },
+        { "metadata", "{\"a\":\"\\x\"}" },
+        { "metadata", "{\"a\":[[[[[[[{}]]]]]]]}" },
+        { "ttl", "" },
+        { "ttl", "-1" },
+        { "ttl", "86401" },
+        { "ttl", "1e3" },
+        { "ttl", "ten" },
+    };
+
+    size_t                 i, n;
+    char                   field[32];
+    const char            *err;
+    ngx_gateway_record_t   r, orig;
+
+    (void) state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ngx_gateway_record_init(&r);
+        assert_int_equal(ngx_gateway_record_set(&r, S("address"),
+                                                S("127.0.0.1:1"), &err), 0);
+        memcpy(&orig, &r, sizeof(r));
+        err = NULL;
+
+        if (ngx_gateway_record_set(&r, bad[i].field, strlen(bad[i].field),
+                                   bad[i].val, strlen(bad[i].val), &err)
+            != -1)
+        {
+            fail_msg("accepted %s \"%s\"", bad[i].field, bad[i].val);
+        }
+
+        if (err == NULL) {
+            fail_msg("no error for %s \"%s\"", bad[i].field, bad[i].val);
+        }
+
+        /* the message names the field */
+        n = (size_t) snprintf(field, sizeof(field), "\"%s\"", bad[i].field);
+        assert_true(n < sizeof(field));
+
+        if (strstr(err, field) == NULL) {
+            fail_msg("error \"%s\" does not name %s", err, field);
+        }
+
+        /* a failed set leaves the record as it was */
+        if (memcmp(&r, &orig, sizeof(r)) != 0) {
+            fail_msg("%s \"%s\" changed the record", bad[i].field,
+                     bad[i].val);
+        }
+    }
+
+    ngx_gateway_record_init(&r);
+    assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("0"), &err),
+                     -1);
+    assert_string_equal(err, "invalid \"weight\": must be an integer 1..1000");
+}
+
+
+static void
+test_record_meta_limits(void **state)
+{
+    int                    i;
+    char                   buf[NGX_GATEWAY_META_MAX + 2];
+    size_t                 n;
+    const char            *err;
+    ngx_gateway_record_t   r;
+
+    (void) state;
+
+    ngx_gateway_record_init(&r);
+
+    /* NGX_GATEWAY_META_MAX + 1 bytes, otherwise valid */
+    memset(buf, ' ', sizeof(buf));
+    buf[0] = '{';
+    buf[NGX_GATEWAY_META_MAX] = '}';
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), buf,
+                                            NGX_GATEWAY_META_MAX + 1, &err),
+                     -1);
+    assert_non_null(strstr(err, "\"metadata\""));
+
+    /* more values than the token array holds, within the size limit */
+    n = 0;
+    buf[n++] = '{';
+    buf[n++] = '"';
+    buf[n++] = 'a';
+    buf[n++] = '"';
+    buf[n++] = ':';
+    buf[n++] = '[';
+
+    for (i = 0; i < 400; i++) {
+        buf[n++] = '0';
+        buf[n++] = ',';
+    }
+
+    buf[n - 1] = ']';
+    buf[n++] = '}';
+    assert_true(n <= NGX_GATEWAY_META_MAX);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), buf, n, &err),
+                     -1);
+    assert_non_null(strstr(err, "\"metadata\""));
+    assert_int_equal(r.meta_len, 2);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_valid_name),
+        cmocka_unit_test(test_state),
+        cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_addr_ipv4),
+        cmocka_unit_test(test_addr_ipv6),
+        cmocka_unit_test(test_addr_unix),
+        cmocka_unit_test(test_addr_bad),
+        cmocka_unit_test(test_cidr_parse),
+        cmocka_unit_test(test_cidr_match),
+        cmocka_unit_test(test_record_defaults),
+        cmocka_unit_test(test_record_set_good),
+        cmocka_unit_test(test_record_set_bad),
+        cmocka_unit_test(test_record_meta_limits),
+    };
+
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+
+    return cmocka_run_group_tests_name("record", tests, NULL, NULL);
+}

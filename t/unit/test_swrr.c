@@ -1,0 +1,271 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ngx_gateway_swrr.h"
+
+
+#define NPEERS  8
+
+
+typedef struct {
+    ngx_gateway_swrr_t  peers[NPEERS];
+    int                 eligible[NPEERS];
+    size_t              n;
+    size_t              calls;
+} pool_t;
+
+
+static ngx_gateway_swrr_t *
+peer(void *ctx, size_t i)
+{
+    pool_t  *pool;
+
+    pool = ctx;
+    pool->calls++;
+
+    assert_true(i < pool->n);
+
+    return pool->eligible[i] ? &pool->peers[i] : NULL;
+}
+
+
+static void
+pool_init(pool_t *pool, const int *weights, size_t n)
+{
+    size_t  i;
+
+    memset(pool, 0, sizeof(pool_t));
+    pool->n = n;
+
+    for (i = 0; i < n; i++) {
+        ngx_gateway_swrr_reset(&pool->peers[i], weights[i]);
+        pool->eligible[i] = 1;
+    }
+}
+
+
+static void
+test_reset(void **state)
+{
+    ngx_gateway_swrr_t  p;
+
+    (void) state;
+
+    memset(&p, 0x5a, sizeof(p));
+    ngx_gateway_swrr_reset(&p, 7);
+
+    assert_int_equal(p.weight, 7);
+    assert_int_equal(p.effective_weight, 7);
+    assert_int_equal(p.current_weight, 0);
+}
+
+
+static void
+test_classic_sequence(void **state)
+{
+    int           i, round;
+    char          seq[8];
+    pool_t        pool;
+    static const int  w[] = { 5, 1, 1 };
+
+    (void) state;
+
+    pool_init(&pool, w, 3);
+
+    /* the sequence repeats every sum(weights) picks */
+
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 7; i++) {
+            seq[i] = (char) ('a' + ngx_gateway_swrr_select(3, peer, &pool));
+        }
+
+        seq[7] = '\0';
+        assert_string_equal(seq, "aabacaa");
+
+        for (i = 0; i < 3; i++) {
+            assert_int_equal(pool.peers[i].current_weight, 0);
+        }
+    }
+
+    /* every candidate is looked at once per pick */
+    assert_int_equal(pool.calls, 3 * 7 * 3);
+}
+
+
+static void
+test_skip_ineligible(void **state)
+{
+    int           i;
+    ssize_t       r;
+    pool_t        pool;
+    static const int  w[] = { 5, 1, 1 };
+
+    (void) state;
+
+    pool_init(&pool, w, 3);
+    pool.eligible[0] = 0;
+
+    for (i = 0; i < 10; i++) {
+        r = ngx_gateway_swrr_select(3, peer, &pool);
+        assert_int_equal(r, 1 + i % 2);
+    }
+
+    /* an ineligible peer's state is not touched */
+    assert_int_equal(pool.peers[0].current_weight, 0);
+    assert_int_equal(pool.peers[0].effective_weight, 5);
+
+    /* only one left */
+    pool.eligible[1] = 0;
+
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(ngx_gateway_swrr_select(3, peer, &pool), 2);
+    }
+
+    /* the last one eligible */
+    pool_init(&pool, w, 3);
+    pool.eligible[0] = 0;
+    pool.eligible[1] = 0;
+
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(ngx_gateway_swrr_select(3, peer, &pool), 2);
+    }
+}
+
+
+static void
+test_none_eligible(void **state)
+{
+    pool_t        pool;
+    static const int  w[] = { 5, 1, 1 };
+
+    (void) state;
+
+    pool_init(&pool, w, 3);
+    pool.eligible[0] = 0;
+    pool.eligible[1] = 0;
+    pool.eligible[2] = 0;
+
+    assert_int_equal(ngx_gateway_swrr_select(3, peer, &pool), -1);
+    assert_int_equal(pool.calls, 3);
+
+    /* no candidates at all */
+    assert_int_equal(ngx_gateway_swrr_select(0, peer, &pool), -1);
+    assert_int_equal(pool.calls, 3);
+}
+
+
+static void
+test_distribution(void **state)
+{
+    int           i, count[NPEERS];
+    size_t        k;
+    ssize_t       r;
+    pool_t        pool;
+    static const int  w[] = { 3, 1, 6, 10, 5 };   /* sum 25 */
+
+    (void) state;
+
+    pool_init(&pool, w, 5);
+    memset(count, 0, sizeof(count));
+
+    for (i = 0; i < 1000; i++) {
+        r = ngx_gateway_swrr_select(5, peer, &pool);
+        assert_true(r >= 0 && r < 5);
+        count[r]++;
+    }
+
+    for (k = 0; k < 5; k++) {
+        assert_int_equal(count[k], w[k] * 1000 / 25);
+    }
+
+    /* smoothness: the heaviest peer is never picked 3 times in a row */
+    pool_init(&pool, w, 5);
+
+    {
+        int      run;
+        ssize_t  last;
+
+        run = 0;
+        last = -1;
+
+        for (i = 0; i < 100; i++) {
+            r = ngx_gateway_swrr_select(5, peer, &pool);
+            run = (r == last) ? run + 1 : 1;
+            last = r;
+            assert_true(run <= 2);
+        }
+    }
+}
+
+
+static void
+test_equal_weights(void **state)
+{
+    int           i;
+    pool_t        pool;
+    static const int  w[] = { 1, 1, 1, 1 };
+
+    (void) state;
+
+    pool_init(&pool, w, 4);
+
+    for (i = 0; i < 12; i++) {
+        assert_int_equal(ngx_gateway_swrr_select(4, peer, &pool), i % 4);
+    }
+}
+
+
+static void
+test_effective_weight_recovers(void **state)
+{
+    int           i, a;
+    pool_t        pool;
+    static const int  w[] = { 4, 4 };
+
+    (void) state;
+
+    /* a peer whose effective weight was lowered regains it, 1 per pick */
+
+    pool_init(&pool, w, 2);
+    pool.peers[0].effective_weight = 1;
+
+    a = 0;
+
+    for (i = 0; i < 3; i++) {
+        if (ngx_gateway_swrr_select(2, peer, &pool) == 0) {
+            a++;
+        }
+    }
+
+    assert_int_equal(pool.peers[0].effective_weight, 4);
+    assert_true(a < 2);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_classic_sequence),
+        cmocka_unit_test(test_skip_ineligible),
+        cmocka_unit_test(test_none_eligible),
+        cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_equal_weights),
+        cmocka_unit_test(test_effective_weight_recovers),
+    };
+
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+
+    return cmocka_run_group_tests_name("swrr", tests, NULL, NULL);
+}

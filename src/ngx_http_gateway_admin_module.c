@@ -905,7 +905,7 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
 
     ngx_add_timer(&ctx->timeout, NGX_HTTP_GATEWAY_ADMIN_TIMEOUT);
 
-    r->main->count++;
+    /* the reference taken for reading the body keeps the request */
 
     return NGX_DONE;
 }

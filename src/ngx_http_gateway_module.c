@@ -223,7 +223,7 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                    "invalid redis URL \"%V\" in "
                                    "\"gateway_registry\", expected "
                                    "redis://[[user]:password@]ip:port[/db] "
-                                   "or unix:/path[:db]", &s);
+                                   "or unix:/path[?db=N]", &s);
                 return NGX_CONF_ERROR;
             }
 

@@ -189,10 +189,14 @@ ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     if (url->len > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
         p += 5;
 
-        colon = ngx_strlchr(p, last, ':');
+        colon = ngx_strlchr(p, last, '?');
 
         if (colon) {
-            n = ngx_atoi(colon + 1, last - colon - 1);
+            if (last - colon < 5 || ngx_strncmp(colon, "?db=", 4) != 0) {
+                return NGX_ERROR;
+            }
+
+            n = ngx_atoi(colon + 4, last - colon - 4);
             if (n == NGX_ERROR || n > 255) {
                 return NGX_ERROR;
             }

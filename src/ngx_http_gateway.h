@@ -45,14 +45,14 @@ typedef struct {
     ngx_gateway_swrr_t          rr;
 
     uint64_t                    uid;
-    ngx_sockaddr_t              sockaddr;
+    struct sockaddr            *sockaddr;
     socklen_t                   socklen;
 
     ngx_str_t                   id;
     ngx_str_t                   name;       /* the address as text */
     ngx_str_t                   zone;
     ngx_str_t                   meta;
-    u_char                     *data;       /* holds the four strings */
+    u_char                     *data;       /* sockaddr and the strings */
 
     ngx_uint_t                  weight;
     ngx_uint_t                  state;

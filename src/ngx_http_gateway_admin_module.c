@@ -747,7 +747,7 @@ ngx_http_gateway_admin_record_of(ngx_pool_t *pool,
 
     ngx_gateway_record_init(rec);
 
-    ngx_memcpy(&rec->addr.u, &inst->sockaddr, inst->socklen);
+    ngx_memcpy(&rec->addr.u, inst->sockaddr, inst->socklen);
     rec->addr.socklen = inst->socklen;
     ngx_memcpy(rec->addr.text, inst->name.data, inst->name.len);
     rec->addr.text_len = inst->name.len;

@@ -193,7 +193,8 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
         return NGX_OK;
     }
 
-    len = id->len + rec->addr.text_len + rec->zone_len + rec->meta_len;
+    len = ngx_align(rec->addr.socklen, sizeof(void *)) + id->len
+          + rec->addr.text_len + rec->zone_len + rec->meta_len;
 
     data = ngx_slab_alloc_locked(gmcf->shpool, len);
     if (data == NULL) {
@@ -242,6 +243,11 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     p = data;
 
+    inst->sockaddr = (struct sockaddr *) p;
+    inst->socklen = rec->addr.socklen;
+    ngx_memcpy(p, &rec->addr.u, rec->addr.socklen);
+    p += ngx_align(rec->addr.socklen, sizeof(void *));
+
     inst->id.data = p;
     inst->id.len = id->len;
     p = ngx_cpymem(p, id->data, id->len);
@@ -259,9 +265,6 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_memcpy(p, rec->meta, rec->meta_len);
 
     inst->data = data;
-
-    ngx_memcpy(&inst->sockaddr, &rec->addr.u, rec->addr.socklen);
-    inst->socklen = rec->addr.socklen;
 
     if (*created || inst->weight != rec->weight) {
         ngx_gateway_swrr_reset(&inst->rr, (int) rec->weight);
@@ -294,7 +297,7 @@ ngx_http_gateway_instance_same(ngx_http_gateway_instance_t *inst,
     ngx_gateway_record_t *rec)
 {
     return inst->socklen == rec->addr.socklen
-           && ngx_memcmp(&inst->sockaddr, &rec->addr.u, inst->socklen) == 0
+           && ngx_memcmp(inst->sockaddr, &rec->addr.u, inst->socklen) == 0
            && inst->weight == rec->weight
            && inst->state == (ngx_uint_t) rec->state
            && inst->ttl == rec->ttl

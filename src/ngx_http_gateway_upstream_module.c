@@ -301,7 +301,7 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 
     pc->sockaddr = (struct sockaddr *) p;
     pc->socklen = inst->socklen;
-    p = ngx_cpymem(p, &inst->sockaddr, inst->socklen);
+    p = ngx_cpymem(p, inst->sockaddr, inst->socklen);
 
     name->data = p;
     name->len = inst->name.len;

@@ -1,0 +1,107 @@
+# ngx_gateway: build, test and run the nginx gateway modules.
+#
+#   make               build build/ngx_http_gateway_module.so (installs deps)
+#   make test          deps + build + unit tests + the prove suite (t/*.t)
+#   make test-valgrind the same suite with nginx under valgrind memcheck
+#   make run           the demo: gateway + Redis + demo services
+#   make unit          only build the C unit tests (t/unit)
+#   make clean         remove build products
+#
+# Variables: T="t/03-redis.t ..." picks test files (default: all of t/),
+# PROVE_FLAGS=-v for verbose TAP, SKIP_DEPS=1 skips scripts/deps.sh,
+# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes).
+#
+# The module is built out of tree against Debian's nginx-dev, the recipe of
+# dh_nginx (Debian::Debhelper::Buildsystem::nginx_mod): nginx's configure is
+# run once into build/ with Debian's own configure flags (so the .so is
+# binary compatible with /usr/sbin/nginx), and `make modules` of the
+# generated Makefile rebuilds only what changed.  nginx's configure already
+# compiles with -W -Wall -Wpointer-arith -Wno-unused-parameter -Werror (as
+# long as CFLAGS is not set in the environment, hence `env -u CFLAGS`).
+
+SHELL      := /bin/bash
+ROOT       := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BUILD      := $(ROOT)/build
+NGX_SRC    ?= /usr/share/nginx/src
+MODULE     := $(BUILD)/ngx_http_gateway_module.so
+STAMP      := $(BUILD)/.configured
+ARGS_FILE  := $(BUILD)/.configure-args
+
+EXTRA_CC_OPT ?=
+PROVE       ?= prove
+PROVE_FLAGS ?=
+T           ?= -r t/
+
+# Debian's flags, as dh_nginx computes them (from the module's directory);
+# lazily expanded: only the module-building sub-make, which runs after
+# scripts/deps.sh has installed dpkg-dev, evaluates them.
+DEB_CFLAGS   = $(shell cd $(ROOT) && dpkg-buildflags --get CFLAGS)
+DEB_CPPFLAGS = $(shell cd $(ROOT) && dpkg-buildflags --get CPPFLAGS)
+DEB_LDFLAGS  = $(shell cd $(ROOT) && dpkg-buildflags --get LDFLAGS)
+
+CC_OPT = $(DEB_CFLAGS) -fPIC $(DEB_CPPFLAGS) $(EXTRA_CC_OPT)
+LD_OPT = $(DEB_LDFLAGS) -fPIC
+
+.PHONY: all build module deps deps-bench unit test test-valgrind run clean \
+	distclean FORCE
+
+all: build
+
+build: deps
+	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile module
+
+module: $(STAMP)
+	@env -u CFLAGS -u CPPFLAGS -u LDFLAGS \
+	    $(MAKE) --no-print-directory -f $(BUILD)/Makefile -C $(NGX_SRC) modules
+	@test -f $(MODULE)
+
+deps:
+ifneq ($(SKIP_DEPS),1)
+	@$(ROOT)/scripts/deps.sh
+endif
+
+deps-bench:
+	@$(ROOT)/scripts/deps.sh bench
+
+# The configure arguments are kept in a file that changes only when they
+# change: configure re-runs when `config` or the flags change, not otherwise.
+$(ARGS_FILE): FORCE
+	@mkdir -p $(BUILD)
+	@printf '%s\n' 'cc-opt: $(CC_OPT)' 'ld-opt: $(LD_OPT)' 'ngx-src: $(NGX_SRC)' \
+	    > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+$(STAMP): $(ROOT)/config $(ARGS_FILE)
+	@echo "configure: nginx $(NGX_SRC) -> $(BUILD) (about 20 s, once)"
+	@rm -f $(STAMP)
+	@cd $(NGX_SRC) && . ./conf_flags && \
+	    env -u CFLAGS -u CPPFLAGS -u LDFLAGS ./configure \
+	    --with-cc-opt="$(CC_OPT)" \
+	    --with-ld-opt="$(LD_OPT)" \
+	    "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(ROOT) \
+	    --builddir=$(BUILD) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -n 30 $(BUILD)/configure.log; \
+	         echo "configure failed: see $(BUILD)/configure.log" >&2; exit 1; }
+	@touch $@
+
+unit: deps
+	@$(MAKE) --no-print-directory -C $(ROOT)/t/unit
+
+test: build unit
+	@cd $(ROOT) && $(PROVE) $(PROVE_FLAGS) $(T)
+
+test-valgrind: build unit
+	@cd $(ROOT) && GATEWAY_TEST_VALGRIND=1 $(PROVE) $(PROVE_FLAGS) $(T)
+
+run: build
+	exec $(ROOT)/scripts/run.sh
+
+clean:
+	rm -rf $(BUILD)
+	-$(MAKE) -C $(ROOT)/t/unit clean 2>/dev/null || rm -rf $(ROOT)/t/unit/build
+
+distclean: clean
+	rm -rf $(ROOT)/tmp
+
+FORCE:

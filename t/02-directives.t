@@ -1,0 +1,143 @@
+#!/usr/bin/perl
+# Directive parsing: bad arguments make `nginx -t` fail with an [emerg] that
+# names the directive; the good forms of the spec pass.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use GatewayTest;
+
+# %%REGISTRY%%, %%ALLOW%%, %%UPSTREAM%%, %%SERVER%%, %%LOCATION%% are the
+# slots a case fills (empty by default)
+my $template = <<'EOF';
+    %%REGISTRY%%
+    %%ALLOW%%
+
+    upstream gw {
+        %%UPSTREAM%%
+        keepalive 16;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        %%SERVER%%
+
+        location /gateway/ {
+            %%ADMIN%%
+        }
+
+        location ~ ^/svc/(?<gw_service>[A-Za-z0-9._-]+)(?<gw_rest>/.*)?$ {
+            %%LOCATION%%
+            proxy_pass http://gw$gw_rest$is_args$args;
+        }
+    }
+EOF
+
+my %default = (
+    REGISTRY => 'gateway_registry zone=gw:1m;',
+    ALLOW    => '',
+    UPSTREAM => 'gateway_service $gw_service;',
+    SERVER   => '',
+    ADMIN    => 'gateway_admin;',
+    LOCATION => '',
+);
+
+sub conf_with {
+    my (%slots) = @_;
+    my %v = (%default, %slots);
+    my $c = $template;
+    $c =~ s/%%(REGISTRY|ALLOW|UPSTREAM|SERVER|ADMIN|LOCATION)%%/$v{$1}/g;
+    return $c;
+}
+
+# the [emerg] lines of nginx -t's output, without the " in FILE:LINE" tail
+# (the temp dir's name must not be what matches)
+sub emerg_lines {
+    my ($out) = @_;
+    return map { s/ in \S+:\d+\s*$//r } grep { /\[emerg\]/ } split /\n/, $out;
+}
+
+sub bad {
+    my ($name, $directive, %slots) = @_;
+    my ($code, $out) = nginx_test_config(conf => conf_with(%slots));
+    isnt($code, 0, "$name: nginx -t fails");
+    my @emerg = emerg_lines($out);
+    ok(scalar(grep { /\Q$directive\E/ } @emerg),
+       "$name: an [emerg] names \"$directive\"")
+        or diag($out);
+}
+
+sub good {
+    my ($name, %slots) = @_;
+    my ($code, $out) = nginx_test_config(conf => conf_with(%slots));
+    is($code, 0, "$name: nginx -t passes") or diag($out);
+}
+
+good('baseline');
+
+# --- gateway_registry ------------------------------------------------------
+
+bad('zone size "xx"', 'gateway_registry',
+    REGISTRY => 'gateway_registry zone=gw:xx;');
+bad('redis= not a redis URL', 'gateway_registry',
+    REGISTRY => 'gateway_registry zone=gw:1m redis=http://x;');
+bad('unknown parameter', 'gateway_registry',
+    REGISTRY => 'gateway_registry foo=bar;');
+bad('no zone=', 'gateway_registry',
+    REGISTRY => 'gateway_registry redis=redis://127.0.0.1:6379;');
+bad('redis= with a host name', 'gateway_registry',
+    REGISTRY => 'gateway_registry zone=gw:1m redis=redis://localhost:6379;');
+bad('resync= not a time', 'gateway_registry',
+    REGISTRY => 'gateway_registry zone=gw:1m resync=often;');
+bad('gateway_registry inside server{}', 'gateway_registry',
+    SERVER => 'gateway_registry zone=gw2:1m;');
+
+good('all parameters',
+    REGISTRY => 'gateway_registry zone=gw:2m redis=redis://127.0.0.1:6379/1'
+              . ' prefix=gw: resync=10s;');
+good('unix socket URL',
+    REGISTRY => 'gateway_registry zone=gw:1m redis=unix:/run/redis/redis.sock?db=2;');
+good('state_file',
+    REGISTRY => 'gateway_registry zone=gw:1m state_file=%%NGINX_DIR%%/gw.state;');
+
+# --- gateway_registry_allow -------------------------------------------------
+
+bad('allow 300.1.1.1/8', 'gateway_registry_allow',
+    ALLOW => 'gateway_registry_allow 300.1.1.1/8;');
+bad('allow a word', 'gateway_registry_allow',
+    ALLOW => 'gateway_registry_allow bogus;');
+bad('allow without argument', 'gateway_registry_allow',
+    ALLOW => 'gateway_registry_allow;');
+good('allow CIDRs, unix:, all',
+    ALLOW => join(' ', 'gateway_registry_allow 10.0.0.0/8;',
+                       'gateway_registry_allow 192.0.2.7;',
+                       'gateway_registry_allow fd00::/8;',
+                       'gateway_registry_allow ::1;',
+                       'gateway_registry_allow unix:;',
+                       'gateway_registry_allow all;'));
+
+# --- gateway_service ----------------------------------------------------------
+
+bad('gateway_service outside upstream (server)', 'gateway_service',
+    SERVER => 'gateway_service users;');
+bad('gateway_service outside upstream (location)', 'gateway_service',
+    LOCATION => 'gateway_service users;');
+bad('gateway_service with two arguments', 'gateway_service',
+    UPSTREAM => 'gateway_service a b;');
+bad('gateway_service without argument', 'gateway_service',
+    UPSTREAM => 'gateway_service;');
+good('gateway_service with a fixed name',
+    UPSTREAM => 'gateway_service users;');
+
+# --- gateway_admin, gateway_admin_token ----------------------------------------
+
+bad('gateway_admin with an argument', 'gateway_admin',
+    ADMIN => 'gateway_admin on;');
+bad('gateway_admin_token without argument', 'gateway_admin_token',
+    ADMIN => 'gateway_admin; gateway_admin_token;');
+good('gateway_admin_token',
+    ADMIN => 'gateway_admin; gateway_admin_token s3cret;');
+
+done_testing();

@@ -42,6 +42,16 @@ my $conf = <<'EOF';
             proxy_pass http://fixed/;
             add_header X-Upstream $upstream_addr always;
         }
+
+        location ~ ^/custom/(?<gw_service>[A-Za-z0-9._-]+) {
+            proxy_pass http://gw;
+            error_page 503 = @unavailable;
+        }
+
+        location @unavailable {
+            default_type application/json;
+            return 503 '{"error":"no instance of $gw_service"}';
+        }
     }
 
     server {
@@ -153,6 +163,9 @@ $r = $ng->request('PATCH', '/gateway/services/flaky/instances/dead',
 ($status) = $ng->get('/svc/flaky/x');
 is($status, 503, 'a service whose instances are down or draining: 503');
 cmp_ok(time - $t0, '<=', tmo(2), '503s are fast');
+($status, $h, $body) = $ng->get('/custom/nosuch');
+is($status, 503, 'error_page 503 applies to a service without instances');
+is($body, '{"error":"no instance of nosuch"}', 'with its own body');
 like($ng->error_log, qr/gateway: service "nosuch" has no live instance/,
      'the log names the service without live instances');
 

@@ -198,6 +198,8 @@ struct ngx_http_gateway_redis_call_s {
     void                              *data;
 };
 
+ngx_int_t ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
+    redisReply *fields, ngx_gateway_record_t *rec, const char **err);
 ngx_http_gateway_redis_call_t *ngx_http_gateway_redis_call(
     ngx_http_gateway_main_conf_t *gmcf, int argc, const char **argv,
     const size_t *argvlen, ngx_log_t *log);

@@ -954,9 +954,7 @@ static ngx_int_t
 ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
     redisReply *reply, ngx_uint_t *created)
 {
-    size_t                         f;
     ngx_int_t                      rc;
-    redisReply                    *fields;
     const char                    *err;
     ngx_gateway_record_t           rec;
     ngx_http_gateway_service_t    *svc;
@@ -1005,24 +1003,9 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
             break;
         }
 
-        fields = reply->element[2];
-        err = NULL;
-
-        ngx_gateway_record_init(&rec);
-
-        for (f = 0; f + 1 < fields->elements; f += 2) {
-            if (ngx_gateway_record_set(&rec, fields->element[f]->str,
-                                       fields->element[f]->len,
-                                       fields->element[f + 1]->str,
-                                       fields->element[f + 1]->len, &err)
-                != 0)
-            {
-                break;
-            }
-        }
-
-        if (err == NULL && ngx_gateway_record_check(&rec, &err) == 0
-            && ngx_http_gateway_addr_allowed(gmcf, &rec.addr))
+        if (ngx_http_gateway_record_from_hash(gmcf, reply->element[2], &rec,
+                                              &err)
+            == NGX_OK)
         {
             rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service,
                                                 &ctx->id, &rec, created);

@@ -1081,7 +1081,7 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
 static void
 ngx_http_gateway_sync_apply(redisReply *entry)
 {
-    size_t                         i, f;
+    size_t                         i;
     uint64_t                       rev;
     ngx_str_t                      name, id;
     ngx_uint_t                     mark, created;
@@ -1174,25 +1174,8 @@ ngx_http_gateway_sync_apply(redisReply *entry)
             err = "not a hash";
 
         } else {
-            ngx_gateway_record_init(&rec);
-
-            for (f = 0; f + 1 < fields->elements; f += 2) {
-                if (ngx_gateway_record_set(&rec, fields->element[f]->str,
-                                           fields->element[f]->len,
-                                           fields->element[f + 1]->str,
-                                           fields->element[f + 1]->len,
-                                           &err)
-                    != 0)
-                {
-                    break;
-                }
-            }
-
-            if (err == NULL && ngx_gateway_record_check(&rec, &err) == 0
-                && !ngx_http_gateway_addr_allowed(gmcf, &rec.addr))
-            {
-                err = "address is not in gateway_registry_allow";
-            }
+            (void) ngx_http_gateway_record_from_hash(gmcf, fields, &rec,
+                                                     &err);
         }
 
         if (err) {
@@ -1222,6 +1205,47 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     gmcf->sh->generation++;
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
+    redisReply *fields, ngx_gateway_record_t *rec, const char **err)
+{
+    size_t  f;
+
+    *err = NULL;
+
+    ngx_gateway_record_init(rec);
+
+    for (f = 0; f + 1 < fields->elements; f += 2) {
+        if (fields->element[f]->type != REDIS_REPLY_STRING
+            || fields->element[f + 1]->type != REDIS_REPLY_STRING)
+        {
+            *err = "not a hash of strings";
+            return NGX_ERROR;
+        }
+
+        if (ngx_gateway_record_set(rec, fields->element[f]->str,
+                                   fields->element[f]->len,
+                                   fields->element[f + 1]->str,
+                                   fields->element[f + 1]->len, err)
+            != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_gateway_record_check(rec, err) != 0) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_gateway_addr_allowed(gmcf, &rec->addr)) {
+        *err = "address is not in gateway_registry_allow";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

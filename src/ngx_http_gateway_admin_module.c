@@ -146,6 +146,17 @@ static const char  ngx_http_gateway_script_register[] =
     "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
     "local b = p .. 'svc:' .. s\n"
     "local k = b .. ':inst:' .. id\n"
+    "for _, key in ipairs({b .. ':ids', p .. 'services'}) do\n"
+    "  local t = redis.call('TYPE', key).ok\n"
+    "  if t ~= 'set' and t ~= 'none' then\n"
+    "    return redis.error_reply(key .. ' is not a set')\n"
+    "  end\n"
+    "end\n"
+    "local r = redis.call('TYPE', b .. ':rev').ok\n"
+    "if r ~= 'none' and (r ~= 'string'\n"
+    "    or not tonumber(redis.call('GET', b .. ':rev'))) then\n"
+    "  return redis.error_reply(b .. ':rev is not an integer')\n"
+    "end\n"
     "local existed = redis.call('EXISTS', k)\n"
     "redis.call('DEL', k)\n"
     "redis.call('HSET', k, 'address', ARGV[4], 'weight', ARGV[5],\n"
@@ -163,13 +174,10 @@ static const char  ngx_http_gateway_script_patch[] =
     "local b = p .. 'svc:' .. s\n"
     "local k = b .. ':inst:' .. id\n"
     "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
-    "local ttl = redis.call('PTTL', k)\n"
     "for i = 4, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end\n"
     "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
-    "if ARGV[4] == 'ttl' or ARGV[6] == 'ttl' or ARGV[8] == 'ttl' then\n"
-    "  if t > 0 then redis.call('EXPIRE', k, t) else\n"
+    "if t > 0 then redis.call('EXPIRE', k, t) else\n"
     "  redis.call('PERSIST', k) end\n"
-    "elseif ttl > 0 then redis.call('PEXPIRE', k, ttl) end\n"
     "local rev = redis.call('INCR', b .. ':rev')\n"
     "redis.call('PUBLISH', p .. 'events', s)\n"
     "return {1, rev, redis.call('HGETALL', k)}\n";
@@ -283,9 +291,10 @@ static ngx_int_t
 ngx_http_gateway_admin_route(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, const char **err)
 {
-    u_char      *p, *last, *seg[4];
-    size_t       len[4];
-    ngx_uint_t   n, write;
+    u_char           *p, *last, *seg[4];
+    size_t            len[4];
+    ngx_uint_t        n, write;
+    ngx_table_elt_t  *allow;
 
     static ngx_str_t  services = ngx_string("/services");
 
@@ -414,6 +423,27 @@ ngx_http_gateway_admin_route(ngx_http_request_t *r,
     return NGX_OK;
 
 not_allowed:
+
+    allow = ngx_list_push(&r->headers_out.headers);
+    if (allow == NULL) {
+        *err = "out of memory";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    allow->hash = 1;
+    ngx_str_set(&allow->key, "Allow");
+
+    switch (n) {
+    case 0:
+    case 1:
+        ngx_str_set(&allow->value, "GET, HEAD");
+        break;
+    case 3:
+        ngx_str_set(&allow->value, "PUT, PATCH, DELETE");
+        break;
+    default:
+        ngx_str_set(&allow->value, "POST, PUT");
+    }
 
     *err = "method not allowed here";
     return NGX_HTTP_NOT_ALLOWED;
@@ -724,6 +754,13 @@ ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
         }
 
         break;
+    }
+
+    if (rc == NGX_OK) {
+        svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
+        if (svc) {
+            svc->revision++;
+        }
     }
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);

@@ -597,7 +597,7 @@ EOF
                       body => $OK_BODY);
     is($s, 503, 'redis refuses the write: 503');
     is_deeply($j, { error => 'redis refused the write' }, 'redis refuses the write: JSON error');
-    ok($ng->wait_log(qr/gateway: admin write to redis failed: [^\n]*WRONGTYPE/, from => $from,
+    ok($ng->wait_log(qr/gateway: admin write to redis failed: [^\n]*(?:WRONGTYPE|is not a set)/, from => $from,
                      timeout => 2),
        "redis refuses the write: Redis' error is logged");
     is((api($ng, 'GET', '/gateway/services/wt'))[0], 404, 'redis refuses the write: nothing local');

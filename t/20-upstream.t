@@ -12,6 +12,8 @@ use GatewayTest;
 
 my $conf = <<'EOF';
     gateway_registry zone=gw:1m state_file=%%NGINX_DIR%%/registry.state;
+    gateway_registry_allow 127.0.0.0/8;
+    gateway_registry_allow unix:;
 
     upstream gw {
         gateway_service $gw_service;
@@ -64,6 +66,13 @@ my $conf = <<'EOF';
         }
         location /bad {
             return 502;
+        }
+    }
+
+    server {
+        listen unix:%%NGINX_DIR%%/backend.sock;
+        location / {
+            return 200 "unix $connection\n";
         }
     }
 EOF
@@ -119,6 +128,15 @@ like($h->{'x-upstream'}, qr/^127\.0\.0\.1:(\Q$port[0]\E|\Q$port[1]\E|\Q$port[2]\
 
 ($status) = $ng->get('/fixed/x');
 is($status, 200, 'an upstream with a fixed service name routes');
+
+# a unix socket instance, allowed by "gateway_registry_allow unix:"
+is(register('sock', 'u', address => 'unix:' . $ng->dir . '/backend.sock'), 201,
+   'register a unix socket instance');
+($status, $h, $body) = $ng->get('/svc/sock/x');
+is($status, 200, 'a unix socket instance is routed');
+like($body, qr/^unix /, 'to the socket');
+is(register('sock', 'v', address => '[::1]:80'), 403,
+   'an address outside the allowlist is refused');
 
 # drain: no new requests
 my $r = $ng->request('PATCH', '/gateway/services/users/instances/b',

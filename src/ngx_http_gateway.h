@@ -73,6 +73,7 @@ typedef struct {
     ngx_str_node_t              sn;
     u_char                      name[NGX_GATEWAY_NAME_MAX];
     uint64_t                    revision;
+    uint64_t                    written;    /* by this gateway's admin */
     ngx_http_gateway_instance_t **instances;
     ngx_uint_t                  ninstances;
     ngx_uint_t                  nalloc;
@@ -90,6 +91,7 @@ typedef struct {
     ngx_uint_t                  saved;       /* generation in state file */
     ngx_uint_t                  nservices;
     ngx_uint_t                  ninstances;
+    ngx_uint_t                  allocated;   /* removed ones still held too */
     ngx_uint_t                  mark;
     ngx_msec_t                  next_expire;
 

@@ -1046,9 +1046,19 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
         {
             rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service,
                                                 &ctx->id, &rec, created);
+            *created = 0;
         }
 
         break;
+    }
+
+    if (rc == NGX_OK && reply->elements > 1
+        && reply->element[1]->type == REDIS_REPLY_INTEGER)
+    {
+        svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
+        if (svc) {
+            svc->written = (uint64_t) reply->element[1]->integer;
+        }
     }
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);

@@ -1145,6 +1145,18 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         return;
     }
 
+    /*
+     * A snapshot taken before an admin write that is already mirrored here
+     * would undo it; the write's own notice brings a newer one.  Skipped
+     * once only, so that a Redis that lost its data is still followed.
+     */
+
+    if (svc && rev < svc->written) {
+        svc->written = 0;
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        return;
+    }
+
     svc = ngx_http_gateway_service_get_locked(gmcf, &name);
     if (svc == NULL) {
         ngx_shmtx_unlock(&gmcf->shpool->mutex);

@@ -234,6 +234,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
         inst->uid = gmcf->sh->next_uid++;
         svc->instances[svc->ninstances++] = inst;
         gmcf->sh->ninstances++;
+        gmcf->sh->allocated++;
 
         *created = 1;
 
@@ -384,6 +385,8 @@ ngx_http_gateway_instance_free_locked(ngx_http_gateway_main_conf_t *gmcf,
 {
     ngx_slab_free_locked(gmcf->shpool, inst->data);
     ngx_slab_free_locked(gmcf->shpool, inst);
+
+    gmcf->sh->allocated--;
 }
 
 
@@ -647,8 +650,9 @@ ngx_http_gateway_dump(ngx_pool_t *pool, ngx_http_gateway_main_conf_t *gmcf,
     root = gmcf->sh->rbtree.root;
     sentinel = gmcf->sh->rbtree.sentinel;
 
-    len = sizeof("{\"version\":1,\"generation\":,\"services\":[]}\n")
-          + NGX_INT_T_LEN;
+    len = sizeof("{\"version\":1,\"generation\":,\"allocated\":,"
+                 "\"services\":[]}\n")
+          + 2 * NGX_INT_T_LEN;
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -671,8 +675,9 @@ ngx_http_gateway_dump(ngx_pool_t *pool, ngx_http_gateway_main_conf_t *gmcf,
                         gmcf->sh->generation);
 
     } else {
-        p = ngx_sprintf(b->last, "{\"generation\":%ui,\"services\":[",
-                        gmcf->sh->generation);
+        p = ngx_sprintf(b->last, "{\"generation\":%ui,\"allocated\":%ui,"
+                        "\"services\":[",
+                        gmcf->sh->generation, gmcf->sh->allocated);
     }
 
     if (root != sentinel) {

@@ -31,6 +31,8 @@ typedef struct {
     ngx_str_t                     service;
 
     ngx_http_gateway_instance_t  *current;
+    ngx_uint_t                    budget;
+    ngx_uint_t                    tries;
 
     uint64_t                     *tried;
     ngx_uint_t                    ntried;
@@ -202,7 +204,12 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     r->upstream->peer.data = gp;
     r->upstream->peer.get = ngx_http_gateway_upstream_get_peer;
     r->upstream->peer.free = ngx_http_gateway_upstream_free_peer;
-    r->upstream->peer.tries = n;
+    /*
+     * Instances may come while the request runs, so tries are counted at
+     * each attempt; proxy_next_upstream_tries caps this value right after.
+     */
+
+    r->upstream->peer.tries = NGX_MAX_INT32_VALUE;
 
     return NGX_OK;
 }
@@ -249,6 +256,20 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_gateway_main_conf_t  *gmcf;
 
     gmcf = gp->gmcf;
+
+    if (gp->ntried == 0) {
+        gp->budget = pc->tries;
+
+    } else if (pc->tries > gp->tries) {
+
+        /*
+         * the upstream gives one more try when a cached keepalive
+         * connection failed: that says nothing of the instance
+         */
+
+        gp->ntried--;
+        gp->budget++;
+    }
 
     if (gp->ntried == gp->nalloc) {
         p = ngx_palloc(gp->request->pool, 2 * gp->nalloc * sizeof(uint64_t));
@@ -333,6 +354,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
+    ngx_uint_t                     i, left;
     ngx_http_gateway_instance_t   *inst;
     ngx_http_gateway_main_conf_t  *gmcf;
 
@@ -357,11 +379,25 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     ngx_http_gateway_instance_release_locked(gmcf, inst);
 
+    left = 0;
+
+    if (gp->budget > 1 && (state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
+        gp->svc = ngx_http_gateway_service_lookup(gmcf, &gp->service);
+        gp->now = ngx_current_msec;
+
+        for (i = 0; gp->svc && i < gp->svc->ninstances; i++) {
+            left += (ngx_http_gateway_upstream_eligible(gp, i) != NULL);
+        }
+    }
+
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
-    if (pc->tries) {
-        pc->tries--;
+    if (gp->budget) {
+        gp->budget--;
     }
+
+    pc->tries = ngx_min(left, gp->budget);
+    gp->tries = pc->tries;
 }
 
 

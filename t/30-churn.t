@@ -14,11 +14,10 @@
 #
 # Every request must get 200: a dead instance fails at connect (refused on
 # loopback), proxy_next_upstream error moves on to an instance not tried
-# yet, and the stable instance is always up.  One exception is a known bug,
-# kept as a TODO test with a deterministic reproduction (budget_test): the
-# retry budget (peer.tries) is the instance count when the request started,
-# so dead instances registered while it is in flight can use it up before
-# the stable instance is tried (502).  A client whose idle keepalive
+# yet, and the stable instance is always up, also for a request that sees
+# dead instances registered while it is in flight (budget_test: the tries
+# are counted at each attempt, not when the request starts).  A client
+# whose idle keepalive
 # connection is closed by an old worker at the reload just as it sends a
 # request retries it once (RFC 9112 9.3.1); such resets are allowed only
 # around the reload.
@@ -30,8 +29,8 @@
 # does not see inside the shared zone (ngx_slab): a removed instance freed
 # while a request still holds it shows up as "ngx_slab_free(): chunk is
 # already free" alerts or as wrong "active" counters, not in valgrind; a
-# leaked one (a reference never dropped) only if the registry reports how
-# many instances its zone holds (see "allocated" below).
+# leaked one (a reference never dropped) by the registry's "allocated"
+# count of the instances its zone holds.
 
 use strict;
 use warnings;
@@ -453,17 +452,9 @@ sub run_churn {
     ok($reloaded, "$tag reloaded during the churn");
     is(scalar(@bad_ops), 0, "$tag every admin / redis operation answered as expected")
         or diag(join("\n", @bad_ops[0 .. ($#bad_ops < 20 ? $#bad_ops : 19)]));
-    if (!@lagging) {
-        pass("$tag PATCH answered 200 for every instance that Redis has");
-    } else {
-      TODO: {
-        local $TODO = 'redis: PATCH answers from a zone that lags behind'
-                      . ' Redis (201 Created / 404)';
-        is(scalar(@lagging), 0, "$tag PATCH answered 200 for every instance"
-                                . ' that Redis has');
-        diag(join("\n", map { "$tag $_" } @lagging[0 .. ($#lagging < 10 ? $#lagging : 10)]));
-      }
-    }
+    is(scalar(@lagging), 0, "$tag PATCH answered 200 for every instance"
+                            . ' that Redis has')
+        or diag(join("\n", map { "$tag $_" } @lagging[0 .. ($#lagging < 10 ? $#lagging : 10)]));
 
     is(reap(\@pids, tmo(30) + $DURATION), 0, "$tag the clients finished");
 
@@ -525,17 +516,9 @@ sub run_churn {
                       split /\n/, do { local (@ARGV, $/) = ($ng->dir . '/churn.log'); <> // '' };
             diag("$tag churn.log: $_") for @log[0 .. ($#log < 20 ? $#log : 19)];
         };
-    if (!@budget) {
-        pass("$tag no 502 after only dead instances while the stable one was up");
-    } else {
-      TODO: {
-        local $TODO = 'peer.tries is fixed when the request starts: instances'
-                      . ' registered later can use up the retries';
-        is(scalar(@budget), 0, "$tag no 502 after only dead instances while"
-                               . ' the stable one was up');
-        diag(join("\n", map { "$tag 502: $_" } @budget));
-      }
-    }
+    is(scalar(@budget), 0, "$tag no 502 after only dead instances while"
+                           . ' the stable one was up')
+        or diag(join("\n", map { "$tag 502: $_" } @budget));
     is(scalar(@late_races), 0, "$tag keepalive connections were closed under"
                                . ' requests only during the reload')
         or diag(join("\n", map { "$tag race: $_" } @late_races));
@@ -638,12 +621,8 @@ sub budget_test {
     my ($status) = $buf =~ m{^HTTP/1\.\d (\d+)};
     my ($up) = $buf =~ m{^X-Upstream: ([^\r\n]*)}mi;
     note("$tag budget: " . ($status // 'no answer') . ', tried ' . ($up // '-'));
-    TODO: {
-        local $TODO = 'peer.tries is fixed when the request starts: instances'
-                      . ' registered later can use up the retries';
-        is($status, 200, "$tag budget: the request ends at the stable instance"
-                         . ' (tried ' . ($up // '-') . ')');
-    }
+    is($status, 200, "$tag budget: the request ends at the stable instance"
+                     . ' (tried ' . ($up // '-') . ')');
     for my $id (qw(stable hang dead1 dead2)) {
         $ng->request('DELETE', "/gateway/services/budget/instances/$id");
     }

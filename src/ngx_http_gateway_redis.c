@@ -46,6 +46,8 @@ static redisAsyncContext *ngx_http_gateway_redis_connect(
     ngx_http_gateway_main_conf_t *gmcf, ngx_log_t *log,
     redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect,
     ngx_uint_t select);
+static void ngx_http_gateway_redis_on_setup(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_gateway_redis_read(ngx_event_t *ev);
 static void ngx_http_gateway_redis_write(ngx_event_t *ev);
 static void ngx_http_gateway_redis_add_read(void *data);
@@ -393,22 +395,39 @@ ngx_http_gateway_redis_connect(ngx_http_gateway_main_conf_t *gmcf,
 
     if (rc->password.len) {
         if (rc->user.len) {
-            (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %b %b",
+            (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_setup,
+                                     "AUTH", "AUTH %b %b",
                                      rc->user.data, rc->user.len,
                                      rc->password.data, rc->password.len);
 
         } else {
-            (void) redisAsyncCommand(ac, NULL, NULL, "AUTH %b",
+            (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_setup,
+                                     "AUTH", "AUTH %b",
                                      rc->password.data, rc->password.len);
         }
     }
 
     if (select && rc->db) {
         *ngx_sprintf((u_char *) db, "%ui", rc->db) = '\0';
-        (void) redisAsyncCommand(ac, NULL, NULL, "SELECT %s", db);
+        (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_setup,
+                                 "SELECT", "SELECT %s", db);
     }
 
     return ac;
+}
+
+
+static void
+ngx_http_gateway_redis_on_setup(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gateway: redis %s failed: %s",
+                      (char *) privdata, reply->str);
+    }
 }
 
 

@@ -7,7 +7,7 @@
 #include "ngx_http_gateway.h"
 
 
-#define NGX_HTTP_GATEWAY_TRIED  8
+#define NGX_HTTP_GATEWAY_TRIED  4
 
 
 typedef struct {
@@ -33,6 +33,7 @@ typedef struct {
     ngx_http_gateway_instance_t  *current;
     ngx_uint_t                    budget;
     ngx_uint_t                    tries;
+    ngx_uint_t                    prepared;
 
     uint64_t                     *tried;
     ngx_uint_t                    ntried;
@@ -50,6 +51,8 @@ static ngx_int_t ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc,
     void *data);
+static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp);
 static void ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static ngx_gateway_swrr_t *ngx_http_gateway_upstream_eligible(void *ctx,
@@ -148,13 +151,11 @@ static ngx_int_t
 ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_uint_t                             n;
-    ngx_http_gateway_service_t            *svc;
+    ngx_int_t                              rc;
+    ngx_peer_connection_t                 *pc;
     ngx_http_gateway_peer_data_t          *gp;
-    ngx_http_gateway_main_conf_t          *gmcf;
     ngx_http_gateway_upstream_srv_conf_t  *gscf;
 
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
     gscf = ngx_http_conf_upstream_srv_conf(us,
                                            ngx_http_gateway_upstream_module);
 
@@ -167,49 +168,46 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    gp->gmcf = gmcf;
+    gp->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
     gp->request = r;
     gp->tried = gp->tried0;
     gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
 
-    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    pc = &r->upstream->peer;
 
-    svc = ngx_http_gateway_service_lookup(gmcf, &gp->service);
-    n = 0;
+    /*
+     * The first attempt is chosen here, so that a service without live
+     * instances is known before the upstream starts; the upstream's
+     * finalization frees it through pc->sockaddr even if no attempt runs.
+     */
 
-    if (svc) {
-        gp->svc = svc;
-        gp->now = ngx_current_msec;
+    rc = ngx_http_gateway_upstream_choose(pc, gp);
 
-        for (n = 0; n < svc->ninstances; n++) {
-            if (ngx_http_gateway_upstream_eligible(gp, n)) {
-                break;
-            }
-        }
-
-        n = (n < svc->ninstances) ? svc->ninstances : 0;
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
-
-    if (n == 0) {
+    if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "gateway: service \"%V\" has no live instance%s",
                       &gp->service,
-                      svc ? "" : " (it is not registered)");
+                      gp->svc ? "" : " (it is not registered)");
 
         return ngx_http_gateway_upstream_unavailable(r);
     }
 
-    r->upstream->peer.data = gp;
-    r->upstream->peer.get = ngx_http_gateway_upstream_get_peer;
-    r->upstream->peer.free = ngx_http_gateway_upstream_free_peer;
+    gp->prepared = 1;
+
+    pc->data = gp;
+    pc->get = ngx_http_gateway_upstream_get_peer;
+    pc->free = ngx_http_gateway_upstream_free_peer;
+
     /*
      * Instances may come while the request runs, so tries are counted at
      * each attempt; proxy_next_upstream_tries caps this value right after.
      */
 
-    r->upstream->peer.tries = NGX_MAX_INT32_VALUE;
+    pc->tries = NGX_MAX_INT32_VALUE;
 
     return NGX_OK;
 }
@@ -249,18 +247,15 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    u_char                        *p;
-    ngx_int_t                      i;
-    ngx_str_t                     *name;
-    ngx_http_gateway_instance_t   *inst;
-    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_int_t  rc;
 
-    gmcf = gp->gmcf;
-
-    if (gp->ntried == 0) {
+    if (gp->prepared) {
+        gp->prepared = 0;
         gp->budget = pc->tries;
+        return NGX_OK;
+    }
 
-    } else if (pc->tries > gp->tries) {
+    if (pc->tries > gp->tries) {
 
         /*
          * the upstream gives one more try when a cached keepalive
@@ -270,6 +265,36 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         gp->ntried--;
         gp->budget++;
     }
+
+    rc = ngx_http_gateway_upstream_choose(pc, gp);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                      "gateway: no live instance of service \"%V\" left "
+                      "to try", &gp->service);
+
+        pc->name = NULL;
+
+        return NGX_BUSY;
+    }
+
+    return rc;
+}
+
+
+/* NGX_DECLINED: no instance the request may use */
+
+static ngx_int_t
+ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp)
+{
+    u_char                        *p;
+    ngx_int_t                      i;
+    ngx_str_t                     *name;
+    ngx_http_gateway_instance_t   *inst;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = gp->gmcf;
 
     if (gp->ntried == gp->nalloc) {
         p = ngx_palloc(gp->request->pool, 2 * gp->nalloc * sizeof(uint64_t));
@@ -282,23 +307,13 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         gp->nalloc *= 2;
     }
 
-    p = ngx_pnalloc(gp->request->pool, sizeof(ngx_str_t)
-                                       + sizeof(ngx_sockaddr_t)
-                                       + NGX_GATEWAY_ADDR_TEXT_MAX);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    pc->cached = 0;
-    pc->connection = NULL;
-
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
     gp->svc = ngx_http_gateway_service_lookup(gmcf, &gp->service);
 
     if (gp->svc == NULL) {
         ngx_shmtx_unlock(&gmcf->shpool->mutex);
-        goto failed;
+        return NGX_DECLINED;
     }
 
     gp->now = ngx_current_msec;
@@ -308,10 +323,19 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 
     if (i == NGX_ERROR) {
         ngx_shmtx_unlock(&gmcf->shpool->mutex);
-        goto failed;
+        return NGX_DECLINED;
     }
 
     inst = gp->svc->instances[i];
+
+    /* a pool allocation is local to this process: cheap under the lock */
+
+    p = ngx_palloc(gp->request->pool,
+                   sizeof(ngx_str_t) + inst->socklen + inst->name.len);
+    if (p == NULL) {
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        return NGX_ERROR;
+    }
 
     inst->refs++;
     inst->conns++;
@@ -331,20 +355,13 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
+    pc->cached = 0;
+    pc->connection = NULL;
+
     gp->current = inst;
     gp->tried[gp->ntried++] = inst->uid;
 
     return NGX_OK;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ERR, pc->log, 0,
-                  "gateway: no live instance of service \"%V\" left to try",
-                  &gp->service);
-
-    pc->name = NULL;
-
-    return NGX_BUSY;
 }
 
 

@@ -1,0 +1,333 @@
+#!/usr/bin/perl
+# ngx_gateway bench: writes docs/performance.md from bench/results/*.csv,
+# *.meta and *.problems.  Text between "<!-- notes:begin -->" and
+# "<!-- notes:end -->" in the existing document is kept (hand-written
+# findings survive a regeneration).
+#
+#   perl bench/lib/report.pl RESULTS_DIR OUT.md
+
+use strict;
+use warnings;
+use File::Basename qw(dirname);
+use File::Spec;
+use Text::ParseWords qw(parse_line);
+
+my ($res, $out) = @ARGV;
+die "usage: report.pl RESULTS_DIR OUT.md\n" unless $res && $out;
+
+sub rel {   # path of a results file relative to the document
+    my $f = shift;
+    return File::Spec->abs2rel(File::Spec->rel2abs("$res/$f"),
+                               File::Spec->rel2abs(dirname($out)));
+}
+
+sub csv {   # [header, rows...] or undef
+    my $f = "$res/$_[0]";
+    open my $fh, '<', $f or return undef;
+    my @rows;
+    while (my $l = <$fh>) {
+        chomp $l;
+        next if $l eq '';
+        push @rows, [parse_line(',', 0, $l)];
+    }
+    return \@rows;
+}
+
+sub meta {
+    my %m;
+    open my $fh, '<', "$res/$_[0].meta" or return \%m;
+    while (my $l = <$fh>) { chomp $l; my ($k, $v) = split /=/, $l, 2; $m{$k} = $v }
+    return \%m;
+}
+
+sub problems {
+    open my $fh, '<', "$res/$_[0].problems" or return ();
+    my @p = <$fh>;
+    chomp @p;
+    return @p;
+}
+
+sub md_table {  # rows, [columns] (all when undef), {col => title}
+    my ($rows, $cols, $titles) = @_;
+    return "_no data_\n" unless $rows && @$rows > 1;
+    my @h = @{$rows->[0]};
+    my %i; @i{@h} = 0 .. $#h;
+    my @c = $cols ? grep { exists $i{$_} } @$cols : @h;
+    my $s = '| ' . join(' | ', map { $titles->{$_} // $_ } @c) . " |\n";
+    $s .= '|' . join('|', map { '---' } @c) . "|\n";
+    for my $r (@$rows[1 .. $#$rows]) {
+        $s .= '| ' . join(' | ', map { $r->[$i{$_}] // '' } @c) . " |\n";
+    }
+    return $s;
+}
+
+sub get {   # value of column $col in the row whose first column is $key
+    my ($rows, $key, $col) = @_;
+    return undef unless $rows;
+    my %i; @i{@{$rows->[0]}} = 0 .. $#{$rows->[0]};
+    return undef unless exists $i{$col};
+    for my $r (@$rows[1 .. $#$rows]) {
+        return $r->[$i{$col}] if $r->[0] eq $key;
+    }
+    return undef;
+}
+
+sub median {
+    my @a = sort { $a <=> $b } @_;
+    return undef unless @a;
+    return @a % 2 ? $a[$#a / 2] : ($a[@a / 2 - 1] + $a[@a / 2]) / 2;
+}
+
+sub verdict { defined $_[0] ? ($_[0] ? 'met' : '**not met**') : 'not measured' }
+
+# keep the hand-written notes
+my $notes = "_(none yet)_\n";
+if (open my $fh, '<', $out) {
+    local $/;
+    my $old = <$fh>;
+    $notes = $1 if $old =~ /<!-- notes:begin -->\n(.*?)<!-- notes:end -->/s;
+}
+
+my %meta;
+$meta{$_} = meta($_) for qw(throughput callgrind convergence scale failover);
+my ($any) = grep { $meta{$_}{date} } qw(throughput callgrind convergence scale failover);
+my $m = $any ? $meta{$any} : {};
+
+my $tp    = csv('throughput.csv');
+my $tpr   = csv('throughput_rounds.csv');
+my $cg    = csv('callgrind.csv');
+my $conv  = csv('convergence.csv');
+my $scale = csv('scale.csv');
+my $fo    = csv('failover.csv');
+
+# ---------------------------------------------------------------- targets --
+
+my @targets;
+{
+    my $r = get($tp, 'gateway', 'ratio_to_stock');
+    push @targets, ['throughput >= 0.95 x stock nginx (req/s)',
+                    defined $r ? sprintf('%.2f x', $r) : 'n/a', verdict(defined $r ? $r >= 0.95 : undef)];
+    my $c = get($tp, 'gateway', 'cpu_ratio_to_stock');
+    push @targets, ['same, as proxy CPU per request (stock / gateway)',
+                    $c ? sprintf('%.2f x', 1 / $c) : 'n/a', verdict($c ? 1 / $c >= 0.95 : undef)];
+
+    # gateway / lua: median of per-round ratios
+    my (%rps, %rounds);
+    if ($tpr) {
+        for my $row (@$tpr[1 .. $#$tpr]) { $rps{"$row->[0],$row->[1]"} = $row->[2]; $rounds{$row->[0]} = 1 }
+    }
+    my @ratios = map { $rps{"$_,lua"} ? $rps{"$_,gateway"} / $rps{"$_,lua"} : () }
+                 grep { defined $rps{"$_,gateway"} } keys %rounds;
+    my $gl = median(@ratios);
+    push @targets, ['throughput >= 1.2 x Lua balancer (req/s)',
+                    defined $gl ? sprintf('%.2f x', $gl) : 'n/a', verdict(defined $gl ? $gl >= 1.2 : undef)];
+    my ($cg_, $cl_) = (get($tp, 'gateway', 'cpu_us_per_req'), get($tp, 'lua', 'cpu_us_per_req'));
+    push @targets, ['same, as proxy CPU per request (Lua / gateway)',
+                    ($cg_ && $cl_) ? sprintf('%.2f x', $cl_ / $cg_) : 'n/a',
+                    verdict(($cg_ && $cl_) ? $cl_ / $cg_ >= 1.2 : undef)];
+
+    my $ir = get($cg, 'gateway', 'ratio_to_stock');
+    push @targets, ['instructions/request within +5% of stock',
+                    defined $ir ? sprintf('%+.1f%%', ($ir - 1) * 100) : 'n/a',
+                    verdict(defined $ir ? $ir <= 1.05 : undef)];
+
+    my ($irg, $irl) = (get($cg, 'gateway', 'ir_per_request'), get($cg, 'lua', 'ir_per_request'));
+    push @targets, ['same, as instructions/request (Lua / gateway)',
+                    ($irg && $irl) ? sprintf('%.2f x', $irl / $irg) : 'n/a',
+                    verdict(($irg && $irl) ? $irl / $irg >= 1.2 : undef)];
+
+    for my $s (['one_gateway', 'one gateway, 2 workers'], ['two_gateway', 'two gateways, 4 workers']) {
+        my $p99 = get($conv, $s->[0], 'p99_ms');
+        my $to  = get($conv, $s->[0], 'timeouts');
+        push @targets, ["convergence p99 < 10 ms ($s->[1])",
+                        defined $p99 ? "$p99 ms" . ($to ? " ($to timeouts)" : '') : 'n/a',
+                        verdict(defined $p99 ? ($p99 ne 'nan' && $p99 < 10 && !$to) : undef)];
+    }
+
+    my $sync = get($scale, 'full_sync_256m', 'value');
+    push @targets, ['100,000 instances: full sync < 2 s',
+                    defined $sync ? ($sync eq 'timeout' ? 'timeout' : "$sync s") : 'n/a',
+                    verdict(defined $sync ? ($sync ne 'timeout' && $sync < 2) : undef)];
+    my $shm = get($scale, 'shm_touched_256m_zone', 'value');
+    my $fits = get($scale, 'fits_in_64m_zone', 'value');
+    push @targets, ['100,000 instances: < 64 MiB shared memory',
+                    defined $shm ? "$shm MiB touched; 64m zone enough: " . ($fits // 'n/a') : 'n/a',
+                    verdict(defined $shm ? ($shm < 64 && ($fits // 'yes') eq 'yes') : undef)];
+}
+
+# ------------------------------------------------------------------- write --
+
+my $doc = '';
+my $secs = join(', ', map { "$_ $meta{$_}{seconds} s" } grep { defined $meta{$_}{seconds} }
+                          qw(throughput callgrind convergence scale failover));
+$m->{$_} //= 'n/a' for qw(date machine command git module);
+$doc .= <<"EOF";
+# ngx_gateway performance
+
+Generated by `bench/run` (issue #4) from `bench/results/`; regenerate the
+document alone with `bench/run report`.  Hand-written findings live in the
+notes block below and survive regeneration.
+
+- **Date:** $m->{date}
+- **Machine:** $m->{machine}
+- **Command:** `$m->{command}` (run from the repository root; $secs)
+- **Commit:** $m->{git}; module `build/ngx_http_gateway_module.so` sha256 $m->{module}
+- **Software:** Debian 12 nginx 1.22.1 (all nginx variants), lua-nginx-module + lua-resty-core from Debian, HAProxy 2.6, Redis 7.0, wrk 4.1, valgrind 3.19
+- **Layout:** every proxy alone on CPU 0 with one worker; wrk (`-t1 -c50`), the backends (single-process nginx `return 200`) and Redis on CPU 1; every proxy (nginx variants and HAProxy) started with `GLIBC_TUNABLES=glibc.malloc.trim_threshold=4194304:glibc.malloc.mmap_threshold=4194304`
+- **Caveat:** a shared, noisy 2-core VM (other jobs ran at the same time).  Absolute req/s swing 20-40% between runs; compare ratios measured in the same run (variants interleaved, medians of rounds).  Instruction counts (callgrind) are stable.
+
+## Targets
+
+| target | measured | verdict |
+|---|---|---|
+EOF
+$doc .= "| $_->[0] | $_->[1] | $_->[2] |\n" for @targets;
+
+my @allp;
+for my $s (qw(throughput callgrind convergence scale failover)) {
+    push @allp, map { "$s: $_" } problems($s);
+}
+$doc .= "\n### Problems the run detected automatically\n\n";
+$doc .= @allp ? join('', map { "- $_\n" } @allp) : "None (no alert/crit/emerg lines, no crash, no timeout, no client error).\n";
+
+$doc .= "\n## Notes and findings\n\n<!-- notes:begin -->\n$notes<!-- notes:end -->\n";
+
+$doc .= <<"EOF";
+
+## Throughput
+
+`bench/run throughput`: the same three backends for every variant; the
+variants run interleaved (order rotated each round), each measurement of
+wrk `-t1 -c50` preceded by a warm-up; medians over the rounds, ratio = median
+of the per-round ratios to stock nginx.  Every nginx variant uses
+`proxy_http_version 1.1`, `keepalive 32` and `proxy_next_upstream error timeout`.
+
+EOF
+if ($tp) {
+    $doc .= "- `$_->[0]`: $_->[1]\n" for @$tp[1 .. $#$tp];
+    my $n = get($tp, $tp->[1][0], 'rounds');
+    $doc .= "\n$n rounds.\n\n" if $n;
+}
+$doc .= md_table($tp, [qw(variant median_rps ratio_to_stock max_rps best_ratio_to_stock p50_us p99_us cpu_us_per_req cpu_ratio_to_stock proxy_core_busy_pct load_core_busy_pct non2xx socket_errors)],
+                 { median_rps => 'req/s (median)', p50_us => 'p50 (us)', p99_us => 'p99 (us)',
+                   ratio_to_stock => 'req/s ratio to stock (median of rounds)', min_rps => 'min req/s', max_rps => 'best req/s',
+                   best_ratio_to_stock => 'best/best ratio to stock',
+                   socket_errors => 'socket errors', cpu_us_per_req => 'proxy CPU us/request',
+                   cpu_ratio_to_stock => 'CPU/request ratio to stock',
+                   proxy_core_busy_pct => 'proxy core busy %', load_core_busy_pct => 'load core busy %' });
+$doc .= <<"EOF";
+
+"proxy CPU us/request" is the user+system CPU time of the proxy's processes
+during the measurement divided by the requests served; "busy %" is how busy
+the proxy's core and the load core (wrk, backends, Redis) were.  When the
+load core is at ~100% the load side, not the proxy, limits req/s and the req/s
+ratios are squeezed towards 1; the CPU/request ratio then tells more about the
+proxy's own cost.
+EOF
+$doc .= "\n![latency distributions](" . rel('throughput_latency.png') . ")\n" if -f "$res/throughput_latency.png";
+$doc .= "\nPer-round numbers: [`throughput_rounds.csv`](" . rel('throughput_rounds.csv') . ").\n";
+
+$doc .= <<"EOF";
+
+## Instructions per request (callgrind)
+
+`bench/run callgrind`: stock nginx, the gateway and the Lua balancer
+(same configurations as in the throughput scenario), each nginx as a single
+process (`master_process off`) under `valgrind --tool=callgrind`; after 200
+warm-up requests the counters
+are zeroed (`callgrind_control -z`), 2000 requests are sent over one
+keepalive connection, and the counts are dumped (`callgrind_control -d`).
+
+EOF
+$doc .= md_table($cg, [qw(variant requests runs ir_per_request min_ir_per_request max_ir_per_request ratio_to_stock module_ir_per_request)],
+                 { ir_per_request => 'Ir/request (median of runs)', ratio_to_stock => 'ratio to stock',
+                   min_ir_per_request => 'min', max_ir_per_request => 'max',
+                   module_ir_per_request => 'Ir/request in ngx_http_gateway_* functions (self)' });
+for my $v (qw(gateway lua)) {
+    my $cgf = csv("callgrind_functions_$v.csv") or next;
+    my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
+    $doc .= "\n$v vs stock: where the difference comes from (self Ir per request by function, |difference| > 5, largest 15; static functions of the stripped binaries show as addresses):\n\n";
+    $doc .= md_table(\@rows);
+}
+
+$doc .= <<"EOF";
+
+## Convergence
+
+`bench/run convergence`: a fresh service is registered in Redis with the
+spec's `MULTI HSET SADD SADD INCR PUBLISH EXEC` recipe (from a C client,
+CLOCK_MONOTONIC taken just before the write); then the client probes each
+gateway with a new connection per probe (`listen ... reuseport` spreads them
+over the workers; `add_header X-Worker \$pid`) on a location whose upstream is
+`gateway_service \$arg_s`, until every worker pid has answered 200.
+"first worker" is the first 200 from any worker.
+
+EOF
+$doc .= md_table($conv, undef, { p50_ms => 'p50 (ms)', p95_ms => 'p95 (ms)', p99_ms => 'p99 (ms)', max_ms => 'max (ms)',
+                                 first_worker_p50_ms => 'first worker p50 (ms)',
+                                 first_worker_p99_ms => 'first worker p99 (ms)',
+                                 probes_p50 => 'probes (median)' });
+$doc .= "\n![convergence histogram](" . rel('convergence.png') . ")\n" if -f "$res/convergence.png";
+
+$doc .= <<"EOF";
+
+## Scale: 10,000 services x 10 instances
+
+`bench/run scale`: 100,000 instances (hash with address, weight, zone,
+state, ttl, metadata) written to Redis with `redis-cli --pipe`, then a
+gateway (one worker) is started on it.  Full sync = from starting nginx until
+`GET /gateway/services` lists every service with all of its instances
+(polled every 20 ms).  Shared memory = resident pages of the zone mapping
+(`/proc/PID/smaps` Rss, in a 256m zone), plus a second start with a 64m zone.
+Throughput and Ir/request compare a request to one service of that registry
+with a gateway whose registry is 1 service x 3 instances (callgrind with
+`resync=1h`; the periodic resync's cost is the idle CPU line).
+
+EOF
+$doc .= md_table($scale);
+
+$doc .= <<"EOF";
+
+## Failover
+
+`bench/run failover`: wrk `-c50` for 12 s against three instances; at 4 s
+one backend process is killed with SIGKILL.  Client errors come from wrk and
+from the proxy's access log (`\$msec \$status \$upstream_addr
+\$upstream_status`), which also shows every attempt on the dead instance.
+Both proxies: `proxy_next_upstream error timeout`, `proxy_connect_timeout 1s`;
+stock nginx's servers have `max_fails=1 fail_timeout=10s` (passive health);
+the gateway has no outlier ejection yet.  Times are relative to the kill.
+
+EOF
+$doc .= md_table($fo, undef, {
+    last_client_error_after_kill_ms => 'last client error after kill (ms)',
+    attempts_to_dead_after_kill => 'attempts on dead instance after kill',
+    dead_attempts_last_second => 'attempts on dead instance in the last second',
+    last_attempt_to_dead_after_kill_ms => 'last attempt on dead instance (ms after kill)',
+    retried_requests => 'requests retried', rps_before => 'req/s before', rps_after => 'req/s after',
+    aborted_by_client_499 => '499 (wrk stopping, not errors)' });
+for my $v (qw(gateway stock)) {
+    $doc .= "\n![failover $v](" . rel("failover_$v.png") . ")\n" if -f "$res/failover_$v.png";
+}
+
+$doc .= <<"EOF";
+
+## Reproducing
+
+```
+bash scripts/deps.sh bench     # wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis gnuplot-nox
+make build
+bench/run                      # all scenarios (~8 min on 2 cores), or: bench/run throughput callgrind ...
+bench/run -h                   # knobs: rounds, durations, variants, CPUs
+```
+
+Every process the suite starts is stopped by PID at exit; everything lives in
+one `mktemp -d` directory and listens on 127.0.0.1 only.  To add a balancing
+algorithm to the throughput comparison, add a variant next to
+`bench/variants/gateway.sh` and list it in `BENCH_VARIANTS`.
+EOF
+
+open my $fh, '>', $out or die "$out: $!\n";
+print $fh $doc;
+close $fh;
+print STDERR "wrote $out\n";

@@ -1,0 +1,262 @@
+# scenario "scale": a registry of SERVICES x INSTANCES (10,000 x 10 = 100,000
+# instances) written to Redis (pipelined), then a gateway started on it:
+#   - full sync time: from starting nginx until GET /gateway/services lists
+#     every service with all its instances (polled every 20 ms)
+#   - shared memory: Rss of the zone's mapping (pages really touched), in a
+#     256m zone; and whether a 64m zone is enough (sync completes, no
+#     allocation failure in the log)
+#   - idle cost of the periodic resync (CPU of the gateway worker and Redis)
+#   - req/s + Ir/request for one service of the big registry vs a gateway
+#     whose registry is 1 service x 3 instances
+#
+#   BENCH_SCALE_SERVICES (10000) BENCH_SCALE_INSTANCES (10)
+#   BENCH_SCALE_ROUNDS (5) BENCH_SCALE_TIMEOUT (120 s) BENCH_SCALE_CALLGRIND (1)
+
+# scale_populate SERVICES INSTANCES PORTS...: the spec's data model, written
+# with redis-cli --pipe (no TTL)
+scale_populate() {
+    local ns=$1 ni=$2
+    shift 2
+    perl -e '
+        my ($ns, $ni, @ports) = @ARGV;
+        sub cmd { my $s = "*" . scalar(@_) . "\r\n";
+                  $s .= "\$" . length($_) . "\r\n$_\r\n" for @_; print $s }
+        for my $s (1 .. $ns) {
+            my $svc = sprintf "s%05d", $s;
+            my @ids;
+            for my $i (0 .. $ni - 1) {
+                my $port = $ports[($s + $i) % @ports];
+                cmd("HSET", "gateway:svc:$svc:inst:i$i", "address", "127.0.0.1:$port",
+                    "weight", "1", "zone", "z" . ($i % 3), "state", "up", "ttl", "0",
+                    "metadata", "{\"v\":\"1\"}");
+                push @ids, "i$i";
+            }
+            cmd("SADD", "gateway:svc:$svc:ids", @ids);
+            cmd("SADD", "gateway:services", $svc);
+            cmd("SET", "gateway:svc:$svc:rev", "1");
+        }' "$ns" "$ni" "$@" | rcli --pipe > "$BENCH_TMP/scale/populate.log" 2>&1 \
+        || { cat "$BENCH_TMP/scale/populate.log" >&2; die "redis-cli --pipe failed"; }
+}
+
+# scale_wait_sync PORT SERVICES INSTANCES T0_EPOCH TIMEOUT_S: prints
+# "seconds polls" once GET /gateway/services lists SERVICES services holding
+# INSTANCES instances in total, or "timeout polls services_seen instances_seen"
+scale_wait_sync() {
+    perl -MHTTP::Tiny -MTime::HiRes=time,sleep -e '
+        my ($port, $ns, $ni, $t0, $tmo) = @ARGV;
+        my $http = HTTP::Tiny->new(timeout => 10, keep_alive => 1);
+        my ($polls, $seen, $insts) = (0, 0, 0);
+        while (time - $t0 < $tmo) {
+            my $r = $http->get("http://127.0.0.1:$port/gateway/services");
+            $polls++;
+            if ($r->{success}) {
+                $seen = () = $r->{content} =~ /"name":/g;
+                $insts = 0;
+                $insts += $1 while $r->{content} =~ /"instances":(\d+)/g;
+                if ($seen == $ns && $insts == $ni) {
+                    printf "%.3f %d\n", time - $t0, $polls;
+                    exit 0;
+                }
+            }
+            sleep 0.02;
+        }
+        print "timeout $polls $seen $insts\n";
+    ' "$@"
+}
+
+# shm_rss_kb MASTER_PID ZONE_KB: largest Rss (kB) of the zone mapping among
+# the master and its workers
+shm_rss_kb() {
+    local pid max=0 v
+    for pid in "$1" $(nginx_workers "$1"); do
+        v=$(awk -v z="$2" '
+            /^[0-9a-f]+-[0-9a-f]+ / { size = 0; hit = 0; next }
+            /^Size:/ { hit = ($2 == z) }
+            /^Rss:/ && hit { print $2; exit }' "/proc/$pid/smaps" 2>/dev/null)
+        [ -n "$v" ] && [ "$v" -gt "$max" ] && max=$v
+    done
+    echo "$max"
+}
+
+# srow METRIC VALUE UNIT TARGET NOTE: a line of bench/results/scale.csv
+srow() {
+    local note=${5//\"/\'}
+    printf '%s,%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" "$note" >> "$RESULTS/scale.csv"
+}
+
+# cpu_ms PID: utime + stime of a process in ms
+cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
+}
+
+# the big registry routed to a 3-instance service ("users", added to it) and
+# to a 10-instance one (s05000); the small registry is "users" alone
+variant_scale_big3_start() {
+    GW_SERVICE=users GW_ZONE=${SCALE_ZONE:-256m} GW_REDIS_PORT=$SCALE_REDIS_BIG \
+        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" ""
+}
+variant_scale_big10_start() {
+    GW_SERVICE=s05000 GW_ZONE=${SCALE_ZONE:-256m} GW_REDIS_PORT=$SCALE_REDIS_BIG \
+        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" ""
+}
+variant_scale_small_start() {
+    GW_SERVICE=users GW_REDIS_PORT=$SCALE_REDIS_SMALL \
+        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" ""
+}
+VARIANT_DESC[scale_small]="registry of 1 service x 3 instances"
+VARIANT_DESC[scale_big3]="registry of 10000 x 10 (+ users x 3), request to users (3 instances)"
+VARIANT_DESC[scale_big10]="registry of 10000 x 10 (+ users x 3), request to s05000 (10 instances)"
+
+scenario_scale() {
+    local ns=${BENCH_SCALE_SERVICES:-10000} ni=${BENCH_SCALE_INSTANCES:-10}
+    local rounds=${BENCH_SCALE_ROUNDS:-5} tmo=${BENCH_SCALE_TIMEOUT:-120}
+    local dur=${BENCH_DURATION:-4} warm=${BENCH_WARMUP:-1} conns=${BENCH_CONNS:-50}
+    local dir=$BENCH_TMP/scale i t0 res port pid
+    mkdir -p "$dir"
+    local sum=$RESULTS/scale.csv
+    echo "metric,value,unit,target,note" > "$sum"
+
+    start_redis "$dir/redis-small" "$LOAD_CPU"; SCALE_REDIS_SMALL=$REDIS_PORT
+    local redis_small_pid=$REDIS_PID
+    start_redis "$dir/redis-big" "$LOAD_CPU"; SCALE_REDIS_BIG=$REDIS_PORT
+    local redis_big_pid=$REDIS_PID
+    # 3 backends x 4 ports: the 10 instances of a service are 10 addresses
+    start_backends 3 "$LOAD_CPU" 4
+
+    REDIS_PORT=$SCALE_REDIS_SMALL
+    for i in 1 2 3; do
+        register_instance users "u$i" "127.0.0.1:${BACKEND_PORTS[$((i - 1))]}"
+    done
+
+    REDIS_PORT=$SCALE_REDIS_BIG
+    log "scale: writing $ns services x $ni instances to Redis"
+    t0=$(date +%s.%N)
+    scale_populate "$ns" "$ni" "${BACKEND_PORTS[@]}"
+    local pop_s
+    pop_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    # plus "users" x 3 (the throughput comparison routes to it)
+    for i in 1 2 3; do
+        register_instance users "u$i" "127.0.0.1:${BACKEND_PORTS[$((i - 1))]}"
+    done
+    local nsvc ninst
+    nsvc=$(rcli SCARD gateway:services)
+    ninst=$(( ns * ni + 3 ))
+    SCALE_NSVC=$nsvc SCALE_NINST=$ninst
+    [ "$nsvc" = $((ns + 1)) ] || die "scale: Redis holds $nsvc services, expected $((ns + 1))"
+    log "scale: Redis holds $nsvc services, $ninst instances, $(rcli DBSIZE) keys (written in ${pop_s}s), used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
+    srow redis_populate "$pop_s" s "" "$ns services x $ni instances via redis-cli --pipe (then users x 3 added: $nsvc services / $ninst instances in all)"
+
+    # --- full sync into a 256m zone: time and shared memory ---------------
+    local zone_kb=$((256 * 1024))
+    mkdir -p "$dir/sync256"
+    port=$(free_port)
+    t0=$(date +%s.%N)
+    SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
+    pid=$VARIANT_PID
+    res=$(scale_wait_sync "$port" "$nsvc" "$ninst" "$t0" "$tmo")
+    log "scale: full sync (256m zone): $res"
+    local sync_s="" shm_kb
+    if [ "${res%% *}" = timeout ]; then
+        problem "scale: full sync of $ns x $ni did not finish within ${tmo}s (polls, services listed, services complete: ${res#timeout })"
+        srow full_sync_256m timeout s "< 2" "polls, services seen, instances seen: ${res#timeout }"
+    else
+        sync_s=${res%% *}
+        srow full_sync_256m "$sync_s" s "< 2" "start of nginx until GET /gateway/services lists all $nsvc services with $ninst instances (polled every 20 ms)"
+    fi
+    shm_kb=$(shm_rss_kb "$pid" "$zone_kb")
+    srow shm_touched_256m_zone "$(awk -v k="$shm_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 64" "Rss of the zone mapping (max over master and worker) after the full sync"
+    log "scale: zone pages touched: $((shm_kb / 1024)) MiB of 256 MiB"
+
+    # idle cost of the periodic resync (default resync=5s)
+    local w cpu0 cpu1 rcpu0 rcpu1
+    w=$(nginx_workers "$pid")
+    cpu0=$(cpu_ms $w); rcpu0=$(cpu_ms "$redis_big_pid")
+    sleep 10
+    cpu1=$(cpu_ms $w); rcpu1=$(cpu_ms "$redis_big_pid")
+    srow idle_cpu_gateway_worker "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.0f", (b - a) / 10 }')" "ms per s" "" "idle worker CPU over 10 s (resync every 5 s compares $nsvc revisions)"
+    srow idle_cpu_redis "$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { printf "%.0f", (b - a) / 10 }')" "ms per s" "" "Redis CPU over the same 10 s (the resync script runs there)"
+    check_nginx_log "$dir/sync256" "scale gateway (256m)"
+    stop_pid "$pid" QUIT
+
+    # --- does a 64m zone hold it? -------------------------------------------
+    mkdir -p "$dir/sync64"
+    port=$(free_port)
+    t0=$(date +%s.%N)
+    SCALE_ZONE=64m variant_scale_big10_start "$dir/sync64" "$port"
+    pid=$VARIANT_PID
+    res=$(scale_wait_sync "$port" "$nsvc" "$ninst" "$t0" 60)
+    local nomem
+    nomem=$(grep -c 'no memory\|ngx_slab_alloc() failed\|could not allocate' "$dir/sync64/error.log" || true)
+    if [ "${res%% *}" = timeout ] || [ "$nomem" != 0 ]; then
+        srow fits_in_64m_zone no "" yes "sync: $res; allocation failures logged: $nomem"
+        problem "scale: $ns x $ni does not fit a 64m zone (sync: $res, allocation failures logged: $nomem)"
+    else
+        srow fits_in_64m_zone yes "" yes "full sync in ${res%% *} s with zone=gw:64m"
+    fi
+    log "scale: 64m zone: $res, allocation failures logged: $nomem"
+    check_nginx_log "$dir/sync64" "scale gateway (64m)"
+    stop_pid "$pid" QUIT
+
+    # --- throughput: the big registry vs 1 x 3 ----------------------------
+    declare -A vport=() vpid=()
+    local v svariants=(scale_small scale_big3 scale_big10)
+    for v in "${svariants[@]}"; do
+        mkdir -p "$dir/$v"
+        port=$(free_port)
+        "variant_${v}_start" "$dir/$v" "$port"
+        vport[$v]=$port
+        vpid[$v]=$VARIANT_PID
+    done
+    for v in scale_big3 scale_big10; do
+        res=$(scale_wait_sync "${vport[$v]}" "$nsvc" "$ninst" "$(date +%s.%N)" "$tmo")
+        [ "${res%% *}" != timeout ] || problem "scale: $v not fully synced before the throughput rounds ($res)"
+    done
+    for v in "${svariants[@]}"; do
+        wait_200 "http://127.0.0.1:${vport[$v]}/" 15 || die "scale: $v does not answer 200"
+    done
+
+    local raw=$RESULTS/scale_rounds.csv ssum=$dir/summary.csv
+    bench_rounds "$raw" "$dir" "$rounds" "$dur" "$warm" "$conns" "${svariants[@]}"
+    bench_summary "$raw" "$ssum" "${svariants[@]}"
+    for v in "${svariants[@]}"; do
+        check_nginx_log "$dir/$v" "$v"
+        stop_pid "${vpid[$v]}" QUIT
+    done
+    for v in "${svariants[@]}"; do
+        export V=$v
+        local rps p99 ratio cpu cratio
+        read -r rps p99 ratio cpu cratio < <(perl -MText::ParseWords=parse_line -ne '
+            my @f = parse_line(",", 0, $_);
+            print "$f[2] $f[4] $f[5] $f[11] $f[12]\n" if $f[0] eq $ENV{V}' "$ssum")
+        srow "rps_$v" "$rps" req/s "" "${VARIANT_DESC[$v]}; median of $rounds rounds; p99 $p99 us; ratio to scale_small $ratio; proxy CPU $cpu us/req (ratio $cratio)"
+    done
+
+    # --- Ir/request under callgrind (resync=1h: the periodic resync is
+    # measured separately above, as idle CPU) ------------------------------
+    if [ "${BENCH_SCALE_CALLGRIND:-1}" = 1 ]; then
+        local per ref_ir=""
+        for v in "${svariants[@]}"; do
+            mkdir -p "$dir/cg-$v"
+            port=$(free_port)
+            SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$v" "$port"
+            CG_READY_PORT=$port
+            log "scale callgrind: $v"
+            cg_run "$v" "$dir/cg-$v" "$port" "$dir/cg-$v/cg" 200 2000
+            per=$(( $(cg_total "$dir/cg-$v/cg.1") / 2000 ))
+            [ -n "$ref_ir" ] || ref_ir=$per
+            srow "ir_per_request_$v" "$per" Ir "" "${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
+        done
+    fi
+
+    print_csv_table "$sum" "metric value unit target note"
+}
+
+# callgrind readiness for the big registry: fully synced (slow under valgrind)
+cg_ready_scale_big3() { cg_ready_scale_big; }
+cg_ready_scale_big10() { cg_ready_scale_big; }
+cg_ready_scale_big() {
+    local res
+    res=$(scale_wait_sync "$CG_READY_PORT" "$SCALE_NSVC" "$SCALE_NINST" "$(date +%s.%N)" 600)
+    [ "${res%% *}" != timeout ] || die "scale: big registry not synced under valgrind ($res)"
+    log "  synced under valgrind after ${res%% *}s more"
+}

@@ -78,9 +78,18 @@ ngx_http_gateway_service_t *
 ngx_http_gateway_service_lookup(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name)
 {
+    return ngx_http_gateway_service_find(gmcf, name,
+                                         ngx_crc32_short(name->data,
+                                                         name->len));
+}
+
+
+ngx_http_gateway_service_t *
+ngx_http_gateway_service_find(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *name, uint32_t hash)
+{
     return (ngx_http_gateway_service_t *)
-               ngx_str_rbtree_lookup(&gmcf->sh->rbtree, name,
-                                     ngx_crc32_short(name->data, name->len));
+               ngx_str_rbtree_lookup(&gmcf->sh->rbtree, name, hash);
 }
 
 

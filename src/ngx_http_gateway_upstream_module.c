@@ -11,7 +11,9 @@
 
 
 typedef struct {
-    ngx_http_complex_value_t      service;
+    ngx_http_complex_value_t     *service;   /* NULL: a fixed name */
+    ngx_str_t                     name;
+    uint32_t                      hash;
 } ngx_http_gateway_upstream_srv_conf_t;
 
 
@@ -29,6 +31,7 @@ typedef struct {
     ngx_http_gateway_main_conf_t *gmcf;
     ngx_http_request_t           *request;
     ngx_str_t                     service;
+    uint32_t                      hash;
 
     ngx_http_gateway_instance_t  *current;
     ngx_uint_t                    budget;
@@ -164,8 +167,16 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_complex_value(r, &gscf->service, &gp->service) != NGX_OK) {
-        return NGX_ERROR;
+    if (gscf->service) {
+        if (ngx_http_complex_value(r, gscf->service, &gp->service) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        gp->hash = ngx_crc32_short(gp->service.data, gp->service.len);
+
+    } else {
+        gp->service = gscf->name;
+        gp->hash = gscf->hash;
     }
 
     gp->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
@@ -309,7 +320,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-    gp->svc = ngx_http_gateway_service_lookup(gmcf, &gp->service);
+    gp->svc = ngx_http_gateway_service_find(gmcf, &gp->service, gp->hash);
 
     if (gp->svc == NULL) {
         ngx_shmtx_unlock(&gmcf->shpool->mutex);
@@ -399,7 +410,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     left = 0;
 
     if (gp->budget > 1 && (state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
-        gp->svc = ngx_http_gateway_service_lookup(gmcf, &gp->service);
+        gp->svc = ngx_http_gateway_service_find(gmcf, &gp->service, gp->hash);
         gp->now = ngx_current_msec;
 
         for (i = 0; gp->svc && i < gp->svc->ninstances; i++) {
@@ -487,7 +498,9 @@ ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     conf->service = { 0 };
+     *     conf->service = NULL;
+     *     conf->name = { 0, NULL };
+     *     conf->hash = 0;
      */
 
     return conf;
@@ -504,30 +517,39 @@ ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_upstream_srv_conf_t      *uscf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (gscf->service.value.data) {
+    if (gscf->service || gscf->name.len) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (value[1].len == 0
-        || (ngx_http_script_variables_count(&value[1]) == 0
-            && !ngx_gateway_valid_name((char *) value[1].data, value[1].len)))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid service name \"%V\" in "
-                           "\"gateway_service\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
+    if (ngx_http_script_variables_count(&value[1])) {
+        gscf->service = ngx_palloc(cf->pool,
+                                   sizeof(ngx_http_complex_value_t));
+        if (gscf->service == NULL) {
+            return NGX_CONF_ERROR;
+        }
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = &gscf->service;
+        ccv.cf = cf;
+        ccv.value = &value[1];
+        ccv.complex_value = gscf->service;
 
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        if (!ngx_gateway_valid_name((char *) value[1].data, value[1].len)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid service name \"%V\" in "
+                               "\"gateway_service\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        gscf->name = value[1];
+        gscf->hash = ngx_crc32_short(value[1].data, value[1].len);
     }
 
     uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);

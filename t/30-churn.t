@@ -204,7 +204,8 @@ sub start_client {
                 # the gateway closed the idle keepalive connection as the
                 # request went out on it (old workers do at a reload): not
                 # answered, so retried once, as RFC 9112 9.3.1 allows
-                printf {$fh} "RACE\t-\t%s\t%.3f ka\n", $res->{content}, $t;
+                (my $why = $res->{content}) =~ s/\s+/ /g;
+                printf {$fh} "RACE\t-\t%s\t%.3f ka\n", $why, $t;
                 $t = time;
                 $res = $http->get("$base/c$n/r$i");
             }

@@ -185,6 +185,7 @@ ngx_int_t ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
 void ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
     ngx_cycle_t *cycle);
 void ngx_http_gateway_sync_stop(void);
+void ngx_http_gateway_redis_admin_close(void);
 
 /*
  * A command sent on the serving worker's own connection.  The handler gets

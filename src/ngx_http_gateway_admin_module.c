@@ -1085,6 +1085,10 @@ ngx_http_gateway_admin_on_timeout(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "gateway: redis did not answer an admin write in time");
 
+    /* the next write gets a new link rather than queueing behind this */
+
+    ngx_http_gateway_redis_admin_close();
+
     rc = ngx_http_gateway_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "redis did not answer in time");
     ngx_http_finalize_request(r, rc);

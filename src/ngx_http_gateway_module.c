@@ -401,6 +401,7 @@ ngx_http_gateway_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_gateway_sync_stop();
+    ngx_http_gateway_redis_admin_close();
     ngx_http_gateway_release_lease();
 }
 

@@ -39,6 +39,7 @@ typedef struct {
     unsigned                       running:1;
     unsigned                       connected:1;
     unsigned                       notified:1;
+    unsigned                       resyncing:1;
 } ngx_http_gateway_sync_t;
 
 
@@ -578,7 +579,6 @@ void
 ngx_http_gateway_sync_stop(void)
 {
     ngx_http_gateway_sync_t  *sync;
-    redisAsyncContext        *ac;
 
     sync = &ngx_http_gateway_sync;
 
@@ -595,6 +595,15 @@ ngx_http_gateway_sync_stop(void)
 
         ngx_http_gateway_sync_close();
     }
+}
+
+
+/* the admin link is the worker's own, whoever holds the lease */
+
+void
+ngx_http_gateway_redis_admin_close(void)
+{
+    redisAsyncContext  *ac;
 
     ac = ngx_http_gateway_admin_link;
 
@@ -736,6 +745,7 @@ ngx_http_gateway_sync_close(void)
     sync = &ngx_http_gateway_sync;
 
     sync->connected = 0;
+    sync->resyncing = 0;
 
     if (sync->resync.timer_set) {
         ngx_del_timer(&sync->resync);
@@ -901,6 +911,16 @@ ngx_http_gateway_sync_all(void)
         return;
     }
 
+    if (sync->resyncing) {
+
+        /* a link that stopped answering without closing */
+
+        ngx_http_gateway_sync_failed("the previous resync got no answer");
+        return;
+    }
+
+    sync->resyncing = 1;
+
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
                              NULL, "EVAL %s 0 %b",
                              ngx_http_gateway_script_revisions,
@@ -934,6 +954,8 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd) {
         return;
     }
+
+    sync->resyncing = 0;
 
     if (reply->type != REDIS_REPLY_ARRAY) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
@@ -999,7 +1021,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
         next = ngx_rbtree_next(&sh->rbtree, node);
         svc = (ngx_http_gateway_service_t *) node;
 
-        if (svc->mark != mark) {
+        if (svc->mark != mark && svc->written <= svc->revision) {
             ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                           "gateway: service \"%V\" is gone from redis",
                           &svc->sn.str);

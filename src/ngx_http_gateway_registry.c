@@ -207,7 +207,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     data = ngx_slab_alloc_locked(gmcf->shpool, len);
     if (data == NULL) {
-        return NGX_ERROR;
+        goto failed;
     }
 
     if (inst == NULL) {
@@ -219,7 +219,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
                                   n * sizeof(ngx_http_gateway_instance_t *));
             if (instances == NULL) {
                 ngx_slab_free_locked(gmcf->shpool, data);
-                return NGX_ERROR;
+                goto failed;
             }
 
             if (svc->instances) {
@@ -237,7 +237,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
                                       sizeof(ngx_http_gateway_instance_t));
         if (inst == NULL) {
             ngx_slab_free_locked(gmcf->shpool, data);
-            return NGX_ERROR;
+            goto failed;
         }
 
         inst->uid = gmcf->sh->next_uid++;
@@ -299,6 +299,14 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
     gmcf->sh->generation++;
 
     return NGX_OK;
+
+failed:
+
+    if (svc->ninstances == 0) {
+        ngx_http_gateway_service_delete_locked(gmcf, svc);
+    }
+
+    return NGX_ERROR;
 }
 
 

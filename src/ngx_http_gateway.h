@@ -20,7 +20,7 @@
 #include "ngx_gateway_swrr.h"
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770001
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770002
 
 #define NGX_HTTP_GATEWAY_JSON_PARTIAL  1
 #define NGX_HTTP_GATEWAY_JSON_LENIENT  2
@@ -98,8 +98,6 @@ typedef struct {
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;
 
-    ngx_uint_t                  redis_up;
-    time_t                      last_sync;
 } ngx_http_gateway_sh_t;
 
 
@@ -160,9 +158,8 @@ void ngx_http_gateway_instance_release_locked(
 ngx_uint_t ngx_http_gateway_expire_locked(ngx_http_gateway_main_conf_t *gmcf);
 ngx_int_t ngx_http_gateway_addr_allowed(ngx_http_gateway_main_conf_t *gmcf,
     ngx_gateway_addr_t *addr);
-ngx_int_t ngx_http_gateway_record_from_json(const char *buf,
-    ngx_gateway_json_tok_t *toks, int obj, ngx_gateway_record_t *rec,
-    ngx_uint_t flags, const char **err);
+ngx_int_t ngx_http_gateway_record_from_json(ngx_gateway_json_tok_t *toks,
+    int obj, ngx_gateway_record_t *rec, ngx_uint_t flags, const char **err);
 ngx_int_t ngx_http_gateway_dump(ngx_pool_t *pool,
     ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *service, ngx_uint_t mode,
     ngx_buf_t **out);

@@ -293,7 +293,7 @@ ngx_http_gateway_admin_route(ngx_http_request_t *r,
 {
     u_char           *p, *last, *seg[4];
     size_t            len[4];
-    ngx_uint_t        n, write;
+    ngx_uint_t        n;
     ngx_table_elt_t  *allow;
 
     static ngx_str_t  services = ngx_string("/services");
@@ -375,8 +375,6 @@ ngx_http_gateway_admin_route(ngx_http_request_t *r,
         return NGX_HTTP_NOT_FOUND;
     }
 
-    write = 0;
-
     switch (n) {
 
     case 0:
@@ -390,8 +388,6 @@ ngx_http_gateway_admin_route(ngx_http_request_t *r,
         break;
 
     case 3:
-        write = 1;
-
         if (r->method == NGX_HTTP_PUT) {
             ctx->op = ngx_http_gateway_op_register;
 
@@ -408,7 +404,6 @@ ngx_http_gateway_admin_route(ngx_http_request_t *r,
         break;
 
     default: /* 4 */
-        write = 1;
         ctx->op = ngx_http_gateway_op_heartbeat;
 
         if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_PUT) {
@@ -417,8 +412,6 @@ ngx_http_gateway_admin_route(ngx_http_request_t *r,
 
         break;
     }
-
-    (void) write;
 
     return NGX_OK;
 
@@ -623,8 +616,7 @@ ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     flags = (ctx->op == ngx_http_gateway_op_patch)
             ? NGX_HTTP_GATEWAY_JSON_PARTIAL : 0;
 
-    if (ngx_http_gateway_record_from_json((char *) body->data, toks, 0,
-                                          &ctx->rec, flags, err)
+    if (ngx_http_gateway_record_from_json(toks, 0, &ctx->rec, flags, err)
         != NGX_OK)
     {
         return NGX_HTTP_BAD_REQUEST;

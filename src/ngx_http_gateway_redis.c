@@ -38,7 +38,6 @@ typedef struct {
 
     unsigned                       running:1;
     unsigned                       connected:1;
-    unsigned                       notified:1;
     unsigned                       resyncing:1;
 } ngx_http_gateway_sync_t;
 
@@ -182,7 +181,6 @@ ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     ngx_str_t   host;
     in_addr_t   a;
 #if (NGX_HAVE_INET6)
-    u_char      buf[NGX_INET6_ADDRSTRLEN + 1];
     u_char      a6[16];
 #endif
 
@@ -317,7 +315,6 @@ ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
             return NGX_ERROR;
         }
 
-        (void) buf;
 #else
         return NGX_ERROR;
 #endif
@@ -720,8 +717,6 @@ ngx_http_gateway_sync_failed(const char *why)
                       why, sync->backoff);
     }
 
-    sync->gmcf->sh->redis_up = 0;
-
     ngx_http_gateway_sync_close();
 
     if (!sync->running || ngx_exiting || ngx_quit) {
@@ -868,7 +863,6 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 
             sync->connected = 1;
             sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
-            sync->gmcf->sh->redis_up = 1;
 
             ngx_http_gateway_sync_all();
         }
@@ -1030,8 +1024,6 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
         node = next;
     }
-
-    sh->last_sync = ngx_time();
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 

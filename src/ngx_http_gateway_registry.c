@@ -7,6 +7,8 @@
 #include "ngx_http_gateway.h"
 
 
+static void ngx_http_gateway_instance_drop_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_instance_t *inst);
 static void ngx_http_gateway_instance_free_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_instance_t *inst);
 static ngx_uint_t ngx_http_gateway_instance_same(
@@ -15,7 +17,6 @@ static size_t ngx_http_gateway_dump_service(u_char *p,
     ngx_http_gateway_service_t *svc, ngx_uint_t full);
 static size_t ngx_http_gateway_dump_instance(u_char *p,
     ngx_http_gateway_instance_t *inst);
-static u_char *ngx_http_gateway_dump_escaped(u_char *p, ngx_str_t *s);
 
 
 ngx_int_t
@@ -134,11 +135,8 @@ ngx_http_gateway_service_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_uint_t  i;
 
     for (i = 0; i < svc->ninstances; i++) {
-        svc->instances[i]->removed = 1;
-        ngx_http_gateway_instance_release_locked(gmcf, svc->instances[i]);
+        ngx_http_gateway_instance_drop_locked(gmcf, svc->instances[i]);
     }
-
-    gmcf->sh->ninstances -= svc->ninstances;
 
     if (svc->instances) {
         ngx_slab_free_locked(gmcf->shpool, svc->instances);
@@ -346,11 +344,8 @@ ngx_http_gateway_remove_locked(ngx_http_gateway_main_conf_t *gmcf,
                     (svc->ninstances - i - 1)
                     * sizeof(ngx_http_gateway_instance_t *));
         svc->ninstances--;
-        gmcf->sh->ninstances--;
-        gmcf->sh->generation++;
 
-        inst->removed = 1;
-        ngx_http_gateway_instance_release_locked(gmcf, inst);
+        ngx_http_gateway_instance_drop_locked(gmcf, inst);
 
         return NGX_OK;
     }
@@ -376,13 +371,24 @@ ngx_http_gateway_service_sweep_locked(ngx_http_gateway_main_conf_t *gmcf,
             continue;
         }
 
-        inst->removed = 1;
-        ngx_http_gateway_instance_release_locked(gmcf, inst);
-        gmcf->sh->ninstances--;
-        gmcf->sh->generation++;
+        ngx_http_gateway_instance_drop_locked(gmcf, inst);
     }
 
     svc->ninstances = n;
+}
+
+
+/* takes an instance out of the registry; requests may still hold it */
+
+static void
+ngx_http_gateway_instance_drop_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_instance_t *inst)
+{
+    inst->removed = 1;
+    gmcf->sh->ninstances--;
+    gmcf->sh->generation++;
+
+    ngx_http_gateway_instance_release_locked(gmcf, inst);
 }
 
 
@@ -452,10 +458,7 @@ ngx_http_gateway_expire_locked(ngx_http_gateway_main_conf_t *gmcf)
                               "missed its heartbeat, removed",
                               &inst->id, &svc->sn.str);
 
-                inst->removed = 1;
-                ngx_http_gateway_instance_release_locked(gmcf, inst);
-                gmcf->sh->ninstances--;
-                gmcf->sh->generation++;
+                ngx_http_gateway_instance_drop_locked(gmcf, inst);
                 removed++;
                 continue;
             }
@@ -497,8 +500,8 @@ ngx_http_gateway_addr_allowed(ngx_http_gateway_main_conf_t *gmcf,
 
 
 ngx_int_t
-ngx_http_gateway_record_from_json(const char *buf,
-    ngx_gateway_json_tok_t *toks, int obj, ngx_gateway_record_t *rec,
+ngx_http_gateway_record_from_json(ngx_gateway_json_tok_t *toks, int obj,
+    ngx_gateway_record_t *rec,
     ngx_uint_t flags, const char **err)
 {
     int                      i, k, v, n;
@@ -509,8 +512,6 @@ ngx_http_gateway_record_from_json(const char *buf,
 
     static const char  *strings[] = { "address", "zone", "state", NULL };
     static const char  *numbers[] = { "weight", "ttl", NULL };
-
-    (void) buf;
 
     if (toks[obj].type != NGX_GATEWAY_JSON_OBJECT) {
         *err = "the body must be a JSON object";
@@ -837,7 +838,8 @@ ngx_http_gateway_dump_instance(u_char *p, ngx_http_gateway_instance_t *inst)
     start = p;
 
     p = ngx_sprintf(p, "{\"id\":\"%V\",\"address\":\"", &inst->id);
-    p = ngx_http_gateway_dump_escaped(p, &inst->name);
+    p += ngx_gateway_json_escape((char *) p, (char *) inst->name.data,
+                                 inst->name.len);
 
     p = ngx_sprintf(p, "\",\"weight\":%ui,\"zone\":\"%V\",\"state\":\"%s\","
                     "\"ttl\":%ui,",
@@ -857,9 +859,3 @@ ngx_http_gateway_dump_instance(u_char *p, ngx_http_gateway_instance_t *inst)
     return p - start;
 }
 
-
-static u_char *
-ngx_http_gateway_dump_escaped(u_char *p, ngx_str_t *s)
-{
-    return p + ngx_gateway_json_escape((char *) p, (char *) s->data, s->len);
-}

@@ -278,7 +278,7 @@ ngx_http_gateway_state_load_line(ngx_http_gateway_main_conf_t *gmcf,
         ngx_gateway_record_init(&rec);
         err = NULL;
 
-        if (ngx_http_gateway_record_from_json((char *) line, toks, k, &rec,
+        if (ngx_http_gateway_record_from_json(toks, k, &rec,
                                               NGX_HTTP_GATEWAY_JSON_LENIENT,
                                               &err)
             == NGX_OK

@@ -18,6 +18,7 @@
 #include "ngx_gateway_json.h"
 #include "ngx_gateway_record.h"
 #include "ngx_gateway_swrr.h"
+#include "ngx_gateway_text.h"
 
 
 #define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770002
@@ -31,6 +32,19 @@
 
 
 typedef struct ngx_http_gateway_redis_s  ngx_http_gateway_redis_t;
+
+
+/*
+ * Outside text for a log line, e.g.
+ *     u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+ *     ngx_str_t  v;
+ *     ngx_http_gateway_log_text(&v, buf, name.data, name.len);
+ *     ngx_log_error(..., "\"%V\"", &v);
+ */
+
+#define ngx_http_gateway_log_text(v, buf, s, n)                              \
+    (v)->data = (buf);                                                        \
+    (v)->len = ngx_gateway_text_log((char *) (buf), (const char *) (s), (n))
 
 
 /*

@@ -1,0 +1,108 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_gateway_text.h"
+
+
+int
+ngx_gateway_text_valid(const char *s, size_t len)
+{
+    size_t          i, n, k;
+    unsigned int    cp, min;
+    unsigned char   c;
+
+    for (i = 0; i < len; /* void */) {
+        c = (unsigned char) s[i];
+
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f) {
+                return 0;
+            }
+
+            i++;
+            continue;
+        }
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1; cp = c & 0x1f; min = 0x80;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2; cp = c & 0x0f; min = 0x800;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3; cp = c & 0x07; min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if (len - i <= n) {
+            return 0;
+        }
+
+        for (k = 1; k <= n; k++) {
+            c = (unsigned char) s[i + k];
+
+            if ((c & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            cp = (cp << 6) | (c & 0x3f);
+        }
+
+        /* overlong forms, surrogates, beyond U+10FFFF, C1 controls */
+
+        if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff
+            || (cp >= 0x80 && cp <= 0x9f))
+        {
+            return 0;
+        }
+
+        i += n + 1;
+    }
+
+    return 1;
+}
+
+
+size_t
+ngx_gateway_text_log(char *out, const char *s, size_t len)
+{
+    char           *p;
+    size_t          i, n;
+    unsigned char   c;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    p = out;
+    n = len > NGX_GATEWAY_LOG_TEXT_MAX ? NGX_GATEWAY_LOG_TEXT_MAX : len;
+
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) s[i];
+
+        if (c == '\\') {
+            *p++ = '\\';
+            *p++ = '\\';
+
+        } else if (c >= 0x20 && c < 0x7f) {
+            *p++ = (char) c;
+
+        } else {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+        }
+    }
+
+    if (n < len) {
+        *p++ = '.';
+        *p++ = '.';
+        *p++ = '.';
+    }
+
+    return (size_t) (p - out);
+}

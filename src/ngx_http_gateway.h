@@ -21,7 +21,9 @@
 #include "ngx_gateway_text.h"
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770002
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770003
+
+#define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
 #define NGX_HTTP_GATEWAY_JSON_PARTIAL  1
 #define NGX_HTTP_GATEWAY_JSON_LENIENT  2
@@ -95,6 +97,14 @@ typedef struct {
 } ngx_http_gateway_service_t;
 
 
+/* a record to apply, with its instance id */
+
+typedef struct {
+    ngx_str_t                   id;
+    ngx_gateway_record_t        rec;
+} ngx_http_gateway_entry_t;
+
+
 typedef struct {
     ngx_uint_t                  magic;
     ngx_rbtree_t                rbtree;
@@ -108,6 +118,9 @@ typedef struct {
     ngx_uint_t                  allocated;   /* removed ones still held too */
     ngx_uint_t                  mark;
     ngx_msec_t                  next_expire;
+    time_t                      stale_since; /* Redis lost the registry */
+    u_char                      epoch[NGX_HTTP_GATEWAY_EPOCH_LEN];
+    size_t                      epoch_len;   /* 0: never seen one */
 
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;
@@ -156,6 +169,11 @@ ngx_http_gateway_service_t *ngx_http_gateway_service_find(
 ngx_int_t ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *service, ngx_str_t *id, ngx_gateway_record_t *rec,
     ngx_uint_t *created);
+ngx_int_t ngx_http_gateway_upsert_batch_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_entry_t *entries, ngx_uint_t n,
+    ngx_http_gateway_instance_t **fresh);
+int ngx_http_gateway_entry_cmp(const void *one, const void *two);
 ngx_int_t ngx_http_gateway_remove_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc, ngx_str_t *id);
 ngx_http_gateway_instance_t *ngx_http_gateway_instance_find(

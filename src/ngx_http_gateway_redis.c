@@ -20,6 +20,7 @@
 #define NGX_HTTP_GATEWAY_BACKOFF_MIN  100
 #define NGX_HTTP_GATEWAY_BACKOFF_MAX  5000
 #define NGX_HTTP_GATEWAY_BATCH        256
+#define NGX_HTTP_GATEWAY_APPLY_CHUNK  256
 
 
 typedef struct {
@@ -35,6 +36,10 @@ typedef struct {
 
     ngx_str_t                      events;
     ngx_str_t                      expired;
+
+    ngx_uint_t                     epoch_gen;  /* bumped by each SET */
+    ngx_uint_t                     restoring;  /* replies awaited */
+    ngx_uint_t                     restored;   /* instances written back */
 
     unsigned                       running:1;
     unsigned                       connected:1;
@@ -75,6 +80,16 @@ static void ngx_http_gateway_sync_services(redisReply **names,
     ngx_uint_t n);
 static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
     void *r, void *privdata);
+static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
+    void *privdata);
+static void ngx_http_gateway_sync_restore(void);
+static ngx_int_t ngx_http_gateway_sync_restore_service(ngx_str_t *name);
+static void ngx_http_gateway_sync_on_restore(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac,
+    void *r, void *privdata);
+static ngx_int_t ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler,
+    void *privdata);
 static void ngx_http_gateway_sync_apply(redisReply *entry);
 static void ngx_http_gateway_sync_expired(redisReply *key);
 static void ngx_http_gateway_sync_on_expired(redisAsyncContext *ac,
@@ -92,11 +107,15 @@ static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
 static redisAsyncContext        *ngx_http_gateway_admin_link;
 
 
-/* revisions of all services; drops ids whose instance key expired */
+/*
+ * {epoch, name, revision, ...}: the registry's marker (nil when Redis lost
+ * it) and the revisions of all services; drops ids whose key expired
+ */
 
 static const char  ngx_http_gateway_script_revisions[] =
     "local p = ARGV[1]\n"
-    "local out = {}\n"
+    "local out = {redis.pcall('GET', p .. 'epoch')}\n"
+    "if type(out[1]) ~= 'string' then out[1] = false end\n"
     "local names = redis.pcall('SMEMBERS', p .. 'services')\n"
     "if type(names) ~= 'table' or names.err then return out end\n"
     "for _, s in ipairs(names) do\n"
@@ -116,23 +135,29 @@ static const char  ngx_http_gateway_script_revisions[] =
     "    end\n"
     "  end\n"
     "  local rev = redis.pcall('GET', b .. ':rev')\n"
-    "  if type(rev) ~= 'string' then rev = '0' end\n"
+    "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
+    "  elseif type(rev) ~= 'string' then rev = '0' end\n"
     "  out[#out + 1] = s\n"
     "  out[#out + 1] = rev\n"
     "end\n"
     "return out\n";
 
 
-/* {name, listed, revision, {id, {field, value, ...} or "WRONGTYPE", ...}} */
+/*
+ * {epoch, {name, listed, revision, {id, {field, value, ...} or "WRONGTYPE",
+ * ...}}, ...}
+ */
 
 static const char  ngx_http_gateway_script_snapshot[] =
     "local p = ARGV[1]\n"
-    "local out = {}\n"
+    "local out = {redis.pcall('GET', p .. 'epoch')}\n"
+    "if type(out[1]) ~= 'string' then out[1] = false end\n"
     "for i = 2, #ARGV do\n"
     "  local s = ARGV[i]\n"
     "  local b = p .. 'svc:' .. s\n"
     "  local rev = redis.pcall('GET', b .. ':rev')\n"
-    "  if type(rev) ~= 'string' then rev = '0' end\n"
+    "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
+    "  elseif type(rev) ~= 'string' then rev = '0' end\n"
     "  local listed = redis.pcall('SISMEMBER', p .. 'services', s)\n"
     "  if type(listed) ~= 'number' then listed = 0 end\n"
     "  local insts = {}\n"
@@ -156,6 +181,36 @@ static const char  ngx_http_gateway_script_snapshot[] =
     "  out[#out + 1] = {s, listed, rev, insts}\n"
     "end\n"
     "return out\n";
+
+
+/*
+ * Writes back one service from the gateway's zone after Redis lost the
+ * registry: ARGV = prefix, name, then id, address, weight, state, zone,
+ * metadata, ttl per instance.  Keys that exist again are left alone.
+ */
+
+static const char  ngx_http_gateway_script_restore[] =
+    "local p, s = ARGV[1], ARGV[2]\n"
+    "local b = p .. 'svc:' .. s\n"
+    "local n = 0\n"
+    "for i = 3, #ARGV, 7 do\n"
+    "  local k = b .. ':inst:' .. ARGV[i]\n"
+    "  if redis.call('EXISTS', k) == 0 then\n"
+    "    redis.call('HSET', k, 'address', ARGV[i + 1], 'weight', ARGV[i + 2],\n"
+    "               'state', ARGV[i + 3], 'zone', ARGV[i + 4],\n"
+    "               'metadata', ARGV[i + 5], 'ttl', ARGV[i + 6])\n"
+    "    local ttl = tonumber(ARGV[i + 6])\n"
+    "    if ttl and ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "  redis.call('SADD', b .. ':ids', ARGV[i])\n"
+    "end\n"
+    "redis.call('SADD', p .. 'services', s)\n"
+    "if n > 0 then\n"
+    "  redis.pcall('INCR', b .. ':rev')\n"
+    "  redis.call('PUBLISH', p .. 'events', s)\n"
+    "end\n"
+    "return n\n";
 
 
 static const char  ngx_http_gateway_script_expire[] =
@@ -916,7 +971,7 @@ ngx_http_gateway_sync_all(void)
     sync->resyncing = 1;
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
-                             NULL, "EVAL %s 0 %b",
+                             (void *) sync->epoch_gen, "EVAL %s 0 %b",
                              ngx_http_gateway_script_revisions,
                              sync->gmcf->prefix.data, sync->gmcf->prefix.len);
 
@@ -932,9 +987,10 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 {
     redisReply                    *reply = r;
 
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                         i, n;
     uint64_t                       rev;
-    ngx_str_t                      name;
+    ngx_str_t                      name, text;
     ngx_uint_t                     mark;
     redisReply                   **stale;
     ngx_rbtree_node_t             *node, *next, *sentinel;
@@ -951,11 +1007,15 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     sync->resyncing = 0;
 
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: redis resync failed: %s",
                       reply->type == REDIS_REPLY_ERROR ? reply->str
                                                        : "unexpected reply");
+        return;
+    }
+
+    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
         return;
     }
 
@@ -973,7 +1033,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     mark = ++sh->mark;
 
-    for (i = 0; i + 1 < reply->elements; i += 2) {
+    for (i = 1; i + 1 < reply->elements; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING
             || reply->element[i + 1]->type != REDIS_REPLY_STRING)
         {
@@ -984,6 +1044,10 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
         name.len = reply->element[i]->len;
 
         if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+            ngx_http_gateway_log_text(&text, buf, name.data, name.len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis service name \"%V\" is invalid, "
+                          "skipped", &text);
             continue;
         }
 
@@ -1033,6 +1097,371 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 }
 
 
+/*
+ * Redis holds a marker, "P epoch", that a gateway sets once the registry
+ * is in Redis.  A registry that vanishes at once (FLUSHALL, a restart
+ * without persistence) takes the marker with it; that is almost never a
+ * real deregistration of everything, so the gateway keeps routing what it
+ * knows, calls the registry stale, and writes it back to Redis.  NGX_OK:
+ * sync as usual.
+ */
+
+static ngx_int_t
+ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
+{
+    ngx_uint_t                     nservices, ninstances;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    if (epoch->type == REDIS_REPLY_STRING) {
+
+        if (epoch->len > NGX_HTTP_GATEWAY_EPOCH_LEN) {
+            return NGX_OK;
+        }
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+        if (sh->epoch_len != epoch->len
+            || ngx_memcmp(sh->epoch, epoch->str, epoch->len) != 0)
+        {
+            sh->epoch_len = epoch->len;
+            ngx_memcpy(sh->epoch, epoch->str, epoch->len);
+            sh->generation++;
+        }
+
+        if (sh->stale_since) {
+            sh->stale_since = 0;
+            sh->generation++;
+
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: the registry is back in redis \"%V\" "
+                          "(%ui instances written back); no longer stale",
+                          &gmcf->redis->host, sync->restored);
+
+            sync->restored = 0;
+        }
+
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+        return NGX_OK;
+    }
+
+    if ((ngx_uint_t) privdata != sync->epoch_gen) {
+
+        /* sent before this gateway set the marker */
+
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    nservices = sh->nservices;
+    ninstances = sh->ninstances;
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    if (nservices == 0 || sh->epoch_len == 0) {
+
+        /*
+         * nothing to lose, or a registry this gateway never saw marked
+         * (a new Redis, or one from before the marker): follow it
+         */
+
+        (void) ngx_http_gateway_sync_set_epoch(ngx_http_gateway_sync_on_epoch,
+                                               NULL);
+        return NGX_OK;
+    }
+
+    if (sh->stale_since == 0) {
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+        sh->stale_since = ngx_time();
+        sh->generation++;
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_ALERT, sync->log, 0,
+                      "gateway: redis \"%V\" lost the registry (key "
+                      "\"%Vepoch\" is gone: FLUSHALL, or a restart without "
+                      "persistence); the registry is stale, routing goes "
+                      "on with the last known %ui instances of %ui services "
+                      "and writes them back to redis",
+                      &gmcf->redis->host, &gmcf->prefix, ninstances,
+                      nservices);
+    }
+
+    ngx_http_gateway_sync_restore();
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_gateway_sync_restore(void)
+{
+    size_t                         len;
+    u_char                        *names, *p;
+    ngx_str_t                      name;
+    ngx_rbtree_node_t             *node, *root, *sentinel;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (sync->restoring) {
+        return;
+    }
+
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    /* the names first: each service is then copied under a lock of its own */
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    root = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+    len = 0;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&sh->rbtree, node))
+    {
+        len += ((ngx_http_gateway_service_t *) node)->sn.str.len + 1;
+    }
+
+    names = ngx_alloc(len + 1, sync->log);
+    if (names == NULL) {
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        return;
+    }
+
+    p = names;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&sh->rbtree, node))
+    {
+        svc = (ngx_http_gateway_service_t *) node;
+        *p++ = (u_char) svc->sn.str.len;
+        p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
+    }
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    for (len = p - names, p = names; p < names + len; p += name.len) {
+        name.len = *p++;
+        name.data = p;
+
+        if (ngx_http_gateway_sync_restore_service(&name) == NGX_OK) {
+            sync->restoring++;
+        }
+    }
+
+    ngx_free(names);
+
+    if (sync->restoring == 0) {
+        return;
+    }
+
+    /* the marker last: a gateway that sees it sees the whole registry */
+
+    if (ngx_http_gateway_sync_set_epoch(ngx_http_gateway_sync_on_restore,
+                                        (void *) 1)
+        == NGX_OK)
+    {
+        sync->restoring++;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler, void *privdata)
+{
+    u_char                   value[2 * NGX_INT32_LEN];
+    size_t                   len;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    len = ngx_sprintf(value, "%08xD%08xD", (uint32_t) ngx_random(),
+                      (uint32_t) ngx_time())
+          - value;
+
+    if (redisAsyncCommand(sync->cmd, handler, privdata, "SET %bepoch %b NX",
+                          sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                          value, len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sync->epoch_gen++;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_sync_restore_service(ngx_str_t *name)
+{
+    size_t                         len, *argvlen;
+    u_char                        *p;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, argc;
+    const char                   **argv;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_instance_t   *inst;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    svc = ngx_http_gateway_service_lookup(gmcf, name);
+    if (svc == NULL) {
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    argc = 5 + 7 * svc->ninstances;
+    len = argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 0; i < svc->ninstances; i++) {
+        inst = svc->instances[i];
+        len += inst->id.len + inst->name.len + inst->zone.len
+               + inst->meta.len + 2 * NGX_INT_T_LEN;
+    }
+
+    argv = ngx_alloc(len, sync->log);
+    if (argv == NULL) {
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    argvlen = (size_t *) (argv + argc);
+    p = (u_char *) (argvlen + argc);
+
+#define ngx_http_gateway_arg(n, s, l)                                         \
+    argv[n] = (const char *) (s); argvlen[n] = (l)
+
+    ngx_http_gateway_arg(0, "EVAL", 4);
+    ngx_http_gateway_arg(1, ngx_http_gateway_script_restore,
+                         sizeof(ngx_http_gateway_script_restore) - 1);
+    ngx_http_gateway_arg(2, "0", 1);
+    ngx_http_gateway_arg(3, gmcf->prefix.data, gmcf->prefix.len);
+    ngx_http_gateway_arg(4, name->data, name->len);
+
+    for (i = 0; i < svc->ninstances; i++) {
+        inst = svc->instances[i];
+        argc = 5 + 7 * i;
+
+        ngx_http_gateway_arg(argc, p, inst->id.len);
+        p = ngx_cpymem(p, inst->id.data, inst->id.len);
+
+        ngx_http_gateway_arg(argc + 1, p, inst->name.len);
+        p = ngx_cpymem(p, inst->name.data, inst->name.len);
+
+        ngx_http_gateway_arg(argc + 2, p,
+                             (size_t) (ngx_sprintf(p, "%ui", inst->weight)
+                                       - p));
+        p += argvlen[argc + 2];
+
+        ngx_http_gateway_arg(argc + 3,
+                             ngx_gateway_state_name((int) inst->state),
+                             ngx_strlen(ngx_gateway_state_name(
+                                                        (int) inst->state)));
+
+        ngx_http_gateway_arg(argc + 4, p, inst->zone.len);
+        p = ngx_cpymem(p, inst->zone.data, inst->zone.len);
+
+        ngx_http_gateway_arg(argc + 5, p, inst->meta.len);
+        p = ngx_cpymem(p, inst->meta.data, inst->meta.len);
+
+        ngx_http_gateway_arg(argc + 6, p,
+                             (size_t) (ngx_sprintf(p, "%ui", inst->ttl) - p));
+        p += argvlen[argc + 6];
+    }
+
+#undef ngx_http_gateway_arg
+
+    argc = 5 + 7 * svc->ninstances;
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    /* hiredis formats the command here: argv may go right after */
+
+    rc = redisAsyncCommandArgv(sync->cmd, ngx_http_gateway_sync_on_restore,
+                               NULL, (int) argc, argv, argvlen);
+
+    ngx_free(argv);
+
+    return rc == REDIS_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ac != sync->cmd) {
+        return;
+    }
+
+    if (sync->restoring) {
+        sync->restoring--;
+    }
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: writing the registry back to redis "
+                      "failed: %s", reply->str);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        sync->restored += (ngx_uint_t) reply->integer;
+    }
+
+    if (privdata) {
+
+        /* the marker is set: read the registry back as usual */
+
+        sync->resyncing = 0;
+        ngx_http_gateway_sync_all();
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
+                      "gateway: cannot set the registry marker in redis: %s",
+                      reply->str);
+    }
+}
+
+
 static void
 ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
 {
@@ -1074,7 +1503,8 @@ ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
         }
 
         (void) redisAsyncCommandArgv(sync->cmd,
-                                     ngx_http_gateway_sync_on_snapshot, NULL,
+                                     ngx_http_gateway_sync_on_snapshot,
+                                     (void *) sync->epoch_gen,
                                      (int) (4 + k), argv, argvlen);
     }
 
@@ -1097,7 +1527,7 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: redis sync failed: %s",
                       reply->type == REDIS_REPLY_ERROR ? reply->str
@@ -1105,28 +1535,44 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
         return;
     }
 
-    for (i = 0; i < reply->elements; i++) {
+    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        return;
+    }
+
+    for (i = 1; i < reply->elements; i++) {
         ngx_http_gateway_sync_apply(reply->element[i]);
     }
 }
 
 
+/*
+ * Replaces a service's instances with a snapshot.  The records are read,
+ * checked and sorted without the zone lock; they are then merged into the
+ * service a chunk at a time, so that requests, which take the same lock,
+ * never wait for more than one chunk.
+ */
+
 static void
 ngx_http_gateway_sync_apply(redisReply *entry)
 {
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                         i;
     uint64_t                       rev;
-    ngx_str_t                      name, id;
-    ngx_uint_t                     mark, created;
+    ngx_int_t                      rc;
+    ngx_str_t                      name, text;
+    ngx_uint_t                     mark, n, k, chunk;
     redisReply                    *insts, *fields, *rid;
     const char                    *err;
-    ngx_gateway_record_t           rec;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_entry_t      *entries, *e;
     ngx_http_gateway_sync_t       *sync;
     ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_instance_t  **fresh;
     ngx_http_gateway_main_conf_t  *gmcf;
 
     sync = &ngx_http_gateway_sync;
     gmcf = sync->gmcf;
+    sh = gmcf->sh;
 
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 4
         || entry->element[0]->type != REDIS_REPLY_STRING
@@ -1140,9 +1586,10 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     name.len = entry->element[0]->len;
 
     if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+        ngx_http_gateway_log_text(&text, buf, name.data, name.len);
         ngx_log_error(NGX_LOG_WARN, sync->log, 0,
                       "gateway: redis service name \"%V\" is invalid, "
-                      "skipped", &name);
+                      "skipped", &text);
         return;
     }
 
@@ -1165,6 +1612,59 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         return;
     }
 
+    n = insts->elements / 2;
+
+    entries = ngx_alloc((n + 1) * sizeof(ngx_http_gateway_entry_t)
+                        + ngx_min(n, NGX_HTTP_GATEWAY_APPLY_CHUNK)
+                          * sizeof(ngx_http_gateway_instance_t *),
+                        sync->log);
+    if (entries == NULL) {
+        return;
+    }
+
+    fresh = (ngx_http_gateway_instance_t **) (entries + n + 1);
+
+    for (i = 0, k = 0; i < n; i++) {
+        rid = insts->element[2 * i];
+        fields = insts->element[2 * i + 1];
+        e = &entries[k];
+
+        err = NULL;
+
+        if (rid->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        e->id.data = (u_char *) rid->str;
+        e->id.len = rid->len;
+
+        if (!ngx_gateway_valid_name(rid->str, rid->len)) {
+            err = "invalid instance id";
+
+        } else if (fields->type != REDIS_REPLY_ARRAY) {
+            err = "not a hash";
+
+        } else {
+            (void) ngx_http_gateway_record_from_hash(gmcf, fields, &e->rec,
+                                                     &err);
+        }
+
+        if (err) {
+            ngx_http_gateway_log_text(&text, buf, e->id.data, e->id.len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis key \"%Vsvc:%V:inst:%V\" skipped: "
+                          "%s", &gmcf->prefix, &name, &text, err);
+            continue;
+        }
+
+        k++;
+    }
+
+    n = k;
+
+    ngx_qsort(entries, n, sizeof(ngx_http_gateway_entry_t),
+              ngx_http_gateway_entry_cmp);
+
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
     svc = ngx_http_gateway_service_lookup(gmcf, &name);
@@ -1174,8 +1674,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
             ngx_http_gateway_service_delete_locked(gmcf, svc);
         }
 
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
-        return;
+        goto done;
     }
 
     /*
@@ -1186,8 +1685,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
 
     if (svc && rev < svc->written) {
         svc->written = 0;
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
-        return;
+        goto done;
     }
 
     svc = ngx_http_gateway_service_get_locked(gmcf, &name);
@@ -1196,60 +1694,54 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: zone \"%V\" is full, service \"%V\" not "
                       "synced", &gmcf->shm_zone->shm.name, &name);
+        ngx_free(entries);
         return;
     }
 
-    mark = ++gmcf->sh->mark;
+    mark = ++sh->mark;
 
-    for (i = 0; i + 1 < insts->elements; i += 2) {
-        rid = insts->element[i];
-        fields = insts->element[i + 1];
+    for (i = 0; /* void */; i += chunk) {
+        chunk = ngx_min(n - i, NGX_HTTP_GATEWAY_APPLY_CHUNK);
 
-        id.data = (u_char *) rid->str;
-        id.len = rid->len;
+        rc = ngx_http_gateway_upsert_batch_locked(gmcf, svc, entries + i,
+                                                  chunk, fresh);
 
-        err = NULL;
-
-        if (rid->type != REDIS_REPLY_STRING
-            || !ngx_gateway_valid_name(rid->str, rid->len))
-        {
-            err = "invalid instance id";
-
-        } else if (fields->type != REDIS_REPLY_ARRAY) {
-            err = "not a hash";
-
-        } else {
-            (void) ngx_http_gateway_record_from_hash(gmcf, fields, &rec,
-                                                     &err);
-        }
-
-        if (err) {
-            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
-                          "gateway: redis key \"%Vsvc:%V:inst:%V\" skipped: "
-                          "%s", &gmcf->prefix, &name, &id, err);
-            continue;
-        }
-
-        if (ngx_http_gateway_upsert_locked(gmcf, &name, &id, &rec, &created)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                          "gateway: zone \"%V\" is full, instance \"%V\" of "
-                          "service \"%V\" not synced",
-                          &gmcf->shm_zone->shm.name, &id, &name);
-
-            /* keep what is there rather than sweeping it away */
+        if (rc != NGX_OK) {
             ngx_shmtx_unlock(&gmcf->shpool->mutex);
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "gateway: zone \"%V\" is full, service \"%V\" "
+                          "synced in part, its other instances kept",
+                          &gmcf->shm_zone->shm.name, &name);
+            ngx_free(entries);
             return;
+        }
+
+        if (i + chunk >= n) {
+            break;
+        }
+
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+        /* nothing else here writes the zone meanwhile but admin writes */
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+        svc = ngx_http_gateway_service_lookup(gmcf, &name);
+        if (svc == NULL || sh->mark != mark) {
+            goto done;
         }
     }
 
     ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
 
     svc->revision = rev;
-    gmcf->sh->generation++;
+    sh->generation++;
+
+done:
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    ngx_free(entries);
 }
 
 

@@ -13,6 +13,14 @@ static void ngx_http_gateway_instance_free_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_instance_t *inst);
 static ngx_uint_t ngx_http_gateway_instance_same(
     ngx_http_gateway_instance_t *inst, ngx_gateway_record_t *rec);
+static ngx_int_t ngx_http_gateway_instance_index(
+    ngx_http_gateway_service_t *svc, ngx_str_t *id, ngx_uint_t *pos);
+static ngx_http_gateway_instance_t *ngx_http_gateway_instance_update_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_instance_t *inst,
+    ngx_str_t *id, ngx_gateway_record_t *rec);
+static ngx_int_t ngx_http_gateway_service_reserve_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc,
+    ngx_uint_t n);
 static size_t ngx_http_gateway_dump_service(u_char *p,
     ngx_http_gateway_service_t *svc, ngx_uint_t full);
 static size_t ngx_http_gateway_dump_instance(u_char *p,
@@ -150,23 +158,103 @@ ngx_http_gateway_service_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
 }
 
 
-ngx_http_gateway_instance_t *
-ngx_http_gateway_instance_find(ngx_http_gateway_service_t *svc, ngx_str_t *id)
+/*
+ * A service's instances are kept sorted by id, so that finding one costs
+ * O(log n) and applying a whole snapshot is a merge.
+ */
+
+static ngx_int_t
+ngx_http_gateway_instance_index(ngx_http_gateway_service_t *svc,
+    ngx_str_t *id, ngx_uint_t *pos)
 {
-    ngx_uint_t                    i;
+    ngx_int_t                     rc;
+    ngx_uint_t                    lo, hi, mid;
     ngx_http_gateway_instance_t  *inst;
 
-    for (i = 0; i < svc->ninstances; i++) {
-        inst = svc->instances[i];
+    lo = 0;
+    hi = svc->ninstances;
 
-        if (inst->id.len == id->len
-            && ngx_memcmp(inst->id.data, id->data, id->len) == 0)
-        {
-            return inst;
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        inst = svc->instances[mid];
+
+        rc = ngx_memn2cmp(inst->id.data, id->data, inst->id.len, id->len);
+
+        if (rc == 0) {
+            *pos = mid;
+            return NGX_OK;
+        }
+
+        if (rc < 0) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
         }
     }
 
-    return NULL;
+    *pos = lo;
+
+    return NGX_DECLINED;
+}
+
+
+ngx_http_gateway_instance_t *
+ngx_http_gateway_instance_find(ngx_http_gateway_service_t *svc, ngx_str_t *id)
+{
+    ngx_uint_t  pos;
+
+    if (ngx_http_gateway_instance_index(svc, id, &pos) != NGX_OK) {
+        return NULL;
+    }
+
+    return svc->instances[pos];
+}
+
+
+int
+ngx_http_gateway_entry_cmp(const void *one, const void *two)
+{
+    const ngx_http_gateway_entry_t  *a = one;
+    const ngx_http_gateway_entry_t  *b = two;
+
+    return ngx_memn2cmp(a->id.data, b->id.data, a->id.len, b->id.len);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_service_reserve_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc, ngx_uint_t n)
+{
+    ngx_uint_t                     size;
+    ngx_http_gateway_instance_t  **instances;
+
+    if (svc->ninstances + n <= svc->nalloc) {
+        return NGX_OK;
+    }
+
+    size = svc->nalloc ? svc->nalloc * 2 : 4;
+
+    if (size < svc->ninstances + n) {
+        size = svc->ninstances + n;
+    }
+
+    instances = ngx_slab_alloc_locked(gmcf->shpool,
+                                  size * sizeof(ngx_http_gateway_instance_t *));
+    if (instances == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (svc->instances) {
+        ngx_memcpy(instances, svc->instances,
+                   svc->ninstances * sizeof(ngx_http_gateway_instance_t *));
+        ngx_slab_free_locked(gmcf->shpool, svc->instances);
+    }
+
+    svc->instances = instances;
+    svc->nalloc = size;
+
+    return NGX_OK;
 }
 
 
@@ -175,11 +263,9 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *service, ngx_str_t *id, ngx_gateway_record_t *rec,
     ngx_uint_t *created)
 {
-    u_char                        *data, *p;
-    size_t                         len;
-    ngx_uint_t                     n;
-    ngx_http_gateway_service_t    *svc;
-    ngx_http_gateway_instance_t   *inst, **instances;
+    ngx_uint_t                    pos;
+    ngx_http_gateway_service_t   *svc;
+    ngx_http_gateway_instance_t  *inst;
 
     *created = 0;
 
@@ -188,7 +274,141 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
         return NGX_ERROR;
     }
 
-    inst = ngx_http_gateway_instance_find(svc, id);
+    if (ngx_http_gateway_instance_index(svc, id, &pos) == NGX_OK) {
+        inst = ngx_http_gateway_instance_update_locked(gmcf,
+                                                       svc->instances[pos],
+                                                       id, rec);
+        return inst ? NGX_OK : NGX_ERROR;
+    }
+
+    if (ngx_http_gateway_service_reserve_locked(gmcf, svc, 1) != NGX_OK) {
+        goto failed;
+    }
+
+    inst = ngx_http_gateway_instance_update_locked(gmcf, NULL, id, rec);
+    if (inst == NULL) {
+        goto failed;
+    }
+
+    ngx_memmove(&svc->instances[pos + 1], &svc->instances[pos],
+                (svc->ninstances - pos) * sizeof(ngx_http_gateway_instance_t *));
+    svc->instances[pos] = inst;
+    svc->ninstances++;
+
+    *created = 1;
+
+    return NGX_OK;
+
+failed:
+
+    if (svc->ninstances == 0) {
+        ngx_http_gateway_service_delete_locked(gmcf, svc);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Applies entries sorted by id (no id twice) to svc in one merge: O(n + k)
+ * plus O(k log n) lookups.  New instances are created aside and merged in
+ * at the end, so the service is consistent whatever fails.  fresh holds
+ * room for n pointers.  NGX_ERROR: the zone is full, what fitted is applied.
+ */
+
+ngx_int_t
+ngx_http_gateway_upsert_batch_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_entry_t *entries,
+    ngx_uint_t n, ngx_http_gateway_instance_t **fresh)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, k, pos, a, b, d;
+    ngx_http_gateway_instance_t  *inst, **dst;
+
+    rc = NGX_OK;
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (ngx_http_gateway_instance_index(svc, &entries[i].id, &pos)
+            == NGX_OK)
+        {
+            if (ngx_http_gateway_instance_update_locked(gmcf,
+                                                        svc->instances[pos],
+                                                        &entries[i].id,
+                                                        &entries[i].rec)
+                == NULL)
+            {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            continue;
+        }
+
+        inst = ngx_http_gateway_instance_update_locked(gmcf, NULL,
+                                                       &entries[i].id,
+                                                       &entries[i].rec);
+        if (inst == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        fresh[k++] = inst;
+    }
+
+    if (k == 0) {
+        return rc;
+    }
+
+    if (ngx_http_gateway_service_reserve_locked(gmcf, svc, k) != NGX_OK) {
+
+        for (i = 0; i < k; i++) {
+            ngx_http_gateway_instance_drop_locked(gmcf, fresh[i]);
+        }
+
+        return NGX_ERROR;
+    }
+
+    /* merge from the end: both runs are sorted by id */
+
+    a = svc->ninstances;
+    b = k;
+    d = a + b;
+    dst = svc->instances;
+
+    while (b) {
+        if (a
+            && ngx_memn2cmp(dst[a - 1]->id.data, fresh[b - 1]->id.data,
+                            dst[a - 1]->id.len, fresh[b - 1]->id.len)
+               > 0)
+        {
+            dst[--d] = dst[--a];
+
+        } else {
+            dst[--d] = fresh[--b];
+        }
+    }
+
+    svc->ninstances += k;
+
+    return rc;
+}
+
+
+/*
+ * Writes rec into inst, or into a new instance when inst is NULL; returns
+ * the instance, or NULL when the zone is full (inst is then unchanged).
+ */
+
+static ngx_http_gateway_instance_t *
+ngx_http_gateway_instance_update_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_instance_t *inst, ngx_str_t *id,
+    ngx_gateway_record_t *rec)
+{
+    u_char      *data, *p;
+    size_t       len;
+    ngx_uint_t   created;
 
     if (inst && ngx_http_gateway_instance_same(inst, rec)) {
         inst->mark = gmcf->sh->mark;
@@ -197,7 +417,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
             inst->expires = rec->ttl ? ngx_current_msec + rec->ttl * 1000 : 0;
         }
 
-        return NGX_OK;
+        return inst;
     }
 
     len = ngx_align(rec->addr.socklen, sizeof(void *)) + id->len
@@ -205,45 +425,22 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     data = ngx_slab_alloc_locked(gmcf->shpool, len);
     if (data == NULL) {
-        goto failed;
+        return NULL;
     }
 
-    if (inst == NULL) {
+    created = (inst == NULL);
 
-        if (svc->ninstances == svc->nalloc) {
-            n = svc->nalloc ? svc->nalloc * 2 : 4;
-
-            instances = ngx_slab_alloc_locked(gmcf->shpool,
-                                  n * sizeof(ngx_http_gateway_instance_t *));
-            if (instances == NULL) {
-                ngx_slab_free_locked(gmcf->shpool, data);
-                goto failed;
-            }
-
-            if (svc->instances) {
-                ngx_memcpy(instances, svc->instances,
-                           svc->ninstances
-                           * sizeof(ngx_http_gateway_instance_t *));
-                ngx_slab_free_locked(gmcf->shpool, svc->instances);
-            }
-
-            svc->instances = instances;
-            svc->nalloc = n;
-        }
-
+    if (created) {
         inst = ngx_slab_calloc_locked(gmcf->shpool,
                                       sizeof(ngx_http_gateway_instance_t));
         if (inst == NULL) {
             ngx_slab_free_locked(gmcf->shpool, data);
-            goto failed;
+            return NULL;
         }
 
         inst->uid = gmcf->sh->next_uid++;
-        svc->instances[svc->ninstances++] = inst;
         gmcf->sh->ninstances++;
         gmcf->sh->allocated++;
-
-        *created = 1;
 
     } else {
         ngx_slab_free_locked(gmcf->shpool, inst->data);
@@ -274,7 +471,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     inst->data = data;
 
-    if (*created || inst->weight != rec->weight) {
+    if (created || inst->weight != rec->weight) {
         ngx_gateway_swrr_reset(&inst->rr, (int) rec->weight);
     }
 
@@ -296,15 +493,7 @@ ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     gmcf->sh->generation++;
 
-    return NGX_OK;
-
-failed:
-
-    if (svc->ninstances == 0) {
-        ngx_http_gateway_service_delete_locked(gmcf, svc);
-    }
-
-    return NGX_ERROR;
+    return inst;
 }
 
 
@@ -328,29 +517,23 @@ ngx_int_t
 ngx_http_gateway_remove_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc, ngx_str_t *id)
 {
-    ngx_uint_t                    i;
+    ngx_uint_t                    pos;
     ngx_http_gateway_instance_t  *inst;
 
-    for (i = 0; i < svc->ninstances; i++) {
-        inst = svc->instances[i];
-
-        if (inst->id.len != id->len
-            || ngx_memcmp(inst->id.data, id->data, id->len) != 0)
-        {
-            continue;
-        }
-
-        ngx_memmove(&svc->instances[i], &svc->instances[i + 1],
-                    (svc->ninstances - i - 1)
-                    * sizeof(ngx_http_gateway_instance_t *));
-        svc->ninstances--;
-
-        ngx_http_gateway_instance_drop_locked(gmcf, inst);
-
-        return NGX_OK;
+    if (ngx_http_gateway_instance_index(svc, id, &pos) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    inst = svc->instances[pos];
+
+    ngx_memmove(&svc->instances[pos], &svc->instances[pos + 1],
+                (svc->ninstances - pos - 1)
+                * sizeof(ngx_http_gateway_instance_t *));
+    svc->ninstances--;
+
+    ngx_http_gateway_instance_drop_locked(gmcf, inst);
+
+    return NGX_OK;
 }
 
 
@@ -669,8 +852,9 @@ ngx_http_gateway_dump(ngx_pool_t *pool, ngx_http_gateway_main_conf_t *gmcf,
     sentinel = gmcf->sh->rbtree.sentinel;
 
     len = sizeof("{\"version\":1,\"generation\":,\"allocated\":,"
+                 "\"stale\":false,\"stale_since\":null,"
                  "\"services\":[]}\n")
-          + 2 * NGX_INT_T_LEN;
+          + 2 * NGX_INT_T_LEN + NGX_TIME_T_LEN;
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -693,9 +877,20 @@ ngx_http_gateway_dump(ngx_pool_t *pool, ngx_http_gateway_main_conf_t *gmcf,
                         gmcf->sh->generation);
 
     } else {
-        p = ngx_sprintf(b->last, "{\"generation\":%ui,\"allocated\":%ui,"
-                        "\"services\":[",
+        p = ngx_sprintf(b->last, "{\"generation\":%ui,\"allocated\":%ui,",
                         gmcf->sh->generation, gmcf->sh->allocated);
+
+        if (gmcf->sh->stale_since) {
+            p = ngx_sprintf(p, "\"stale\":true,\"stale_since\":%T,",
+                            gmcf->sh->stale_since);
+
+        } else {
+            p = ngx_cpymem(p, "\"stale\":false,\"stale_since\":null,",
+                           sizeof("\"stale\":false,\"stale_since\":null,")
+                           - 1);
+        }
+
+        p = ngx_cpymem(p, "\"services\":[", sizeof("\"services\":[") - 1);
     }
 
     if (root != sentinel) {

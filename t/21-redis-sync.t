@@ -102,8 +102,23 @@ $redis->restart;
 ok(wait_until(sub { redis_cmd('PUBSUB', 'NUMSUB', 't21:events')->[1] == 1 },
               timeout => 10),
    'the gateway resubscribes after Redis restarts');
+expect_log_errors(qr/gateway: redis "127\.0\.0\.1" lost the registry/);
+ok(wait_until(sub { redis_cli('-n', 3, 'SISMEMBER', 't21:services', 'one') =~ /^1/
+                    && redis_cli('-n', 3, 'EXISTS', 't21:svc:two:inst:a') =~ /^1/ },
+              timeout => 10),
+   'a Redis that lost the registry gets it back from the gateway');
+is(($ng->get('/svc/one'))[0], 200, 'and its services were routed throughout');
+ok(wait_until(sub { $ng->error_log =~ /no longer stale/ }, timeout => 5),
+   'the end of the stale registry is logged');
+
+# deliberate deregistration, service by service, still works
+redis_cli({ stdin => <<"EOF" }, '-n', 3);
+DEL t21:svc:one:inst:a t21:svc:one:ids t21:svc:one:rev
+SREM t21:services one
+PUBLISH t21:events one
+EOF
 ok(wait_until(sub { ($ng->get('/svc/one'))[0] == 503 }, timeout => 5),
-   'services gone from Redis leave routing after the resync');
+   'a service deregistered in Redis leaves routing');
 register_in_redis('three', 'a', "127.0.0.1:$backend");
 ok(routed('three'), 'new registrations are routed after the reconnect');
 

@@ -50,15 +50,56 @@ typedef struct ngx_http_gateway_redis_s  ngx_http_gateway_redis_t;
 
 
 /*
- * An instance lives in the shared zone.  The fields above "refs" describe
- * it and change only under the zone lock; a request copies what it needs
- * (sockaddr, name) while holding the lock.  A request that chose an
- * instance holds a reference, so an instance removed from its service
- * ("removed") is freed by whoever drops the last reference.
+ * Memory that readers may still see when a writer unlinks it is retired,
+ * not freed: it goes on the zone's retired list with the epoch of its
+ * unlinking, and is freed once no worker can still be reading it (see
+ * ngx_http_gateway_snapshot.c).
+ */
+
+typedef struct ngx_http_gateway_retired_s  ngx_http_gateway_retired_t;
+
+struct ngx_http_gateway_retired_s {
+    ngx_http_gateway_retired_t  *next;
+    ngx_atomic_uint_t            epoch;
+    ngx_uint_t                   type;
+};
+
+#define NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT  1
+#define NGX_HTTP_GATEWAY_RETIRED_DATA      2
+#define NGX_HTTP_GATEWAY_RETIRED_INSTANCE  3
+#define NGX_HTTP_GATEWAY_RETIRED_SERVICE   4
+
+
+/* an instance's sockaddr and strings, replaced as a whole on a change */
+
+typedef struct {
+    ngx_http_gateway_retired_t  rt;
+    ngx_uint_t                  nsnaps;     /* snapshots pointing here */
+} ngx_http_gateway_data_t;
+
+
+/* counters of an instance, kept by the attempt observers, all workers */
+
+typedef struct {
+    ngx_atomic_t                requests;
+    ngx_atomic_t                active;
+    ngx_atomic_t                fails_connect;
+    ngx_atomic_t                fails_timeout;
+    ngx_atomic_t                fails_status;
+    ngx_atomic_t                fails_error;
+} ngx_http_gateway_stats_t;
+
+
+/*
+ * An instance lives in the shared zone.  Its record (address, weight,
+ * state, strings) is written by writers under the zone lock; requests
+ * never read it there but from the service's snapshot.  What requests do
+ * change (counters, balancer state) is atomic or under the service's own
+ * lock.  It is freed when it is removed and no snapshot holds it.
  */
 
 typedef struct {
-    ngx_gateway_swrr_t          rr;
+    ngx_http_gateway_retired_t  rt;
 
     uint64_t                    uid;
     struct sockaddr            *sockaddr;
@@ -68,33 +109,103 @@ typedef struct {
     ngx_str_t                   name;       /* the address as text */
     ngx_str_t                   zone;
     ngx_str_t                   meta;
-    u_char                     *data;       /* sockaddr and the strings */
+    ngx_http_gateway_data_t    *data;       /* sockaddr and the strings */
 
     ngx_uint_t                  weight;
     ngx_uint_t                  state;
     ngx_uint_t                  ttl;
-    ngx_msec_t                  expires;    /* embedded registry only */
-
-    ngx_uint_t                  refs;
-    ngx_uint_t                  conns;
-    ngx_uint_t                  requests;
-    ngx_uint_t                  fails;
     ngx_uint_t                  mark;
+    ngx_uint_t                  nsnaps;
+
+    ngx_atomic_t                expires;    /* embedded registry only */
+    ngx_http_gateway_stats_t    stats;
 
     unsigned                    removed:1;
+
+    ngx_uint_t                  lb[1];      /* balancers' state, sized
+                                               at allocation */
 } ngx_http_gateway_instance_t;
 
 
+typedef struct ngx_http_gateway_service_s   ngx_http_gateway_service_t;
+
+
+/*
+ * What a request sees of a service: its instances as of one commit,
+ * immutable once published.  Requests hold a reference while they use it.
+ */
+
 typedef struct {
+    ngx_http_gateway_instance_t *inst;
+    uint64_t                    uid;
+    struct sockaddr            *sockaddr;
+    socklen_t                   socklen;
+    ngx_str_t                   name;
+    ngx_uint_t                  weight;
+    ngx_uint_t                  state;
+    ngx_http_gateway_data_t    *data;
+} ngx_http_gateway_peer_t;
+
+
+typedef struct {
+    ngx_http_gateway_retired_t  rt;
+    ngx_atomic_t                refs;
+    ngx_http_gateway_service_t *service;
+    ngx_uint_t                  npeers;
+    ngx_uint_t                  total;      /* weight of the up peers */
+    ngx_http_gateway_peer_t     peers[1];
+} ngx_http_gateway_snapshot_t;
+
+
+struct ngx_http_gateway_service_s {
     ngx_str_node_t              sn;
+    ngx_http_gateway_retired_t  rt;
+    ngx_http_gateway_service_t *volatile hnext;     /* the name index */
+
+    ngx_http_gateway_snapshot_t *volatile snapshot;
+    ngx_atomic_t                lock;       /* balancers' shared state */
+
     u_char                      name[NGX_GATEWAY_NAME_MAX];
     uint64_t                    revision;
     uint64_t                    written;    /* by this gateway's admin */
-    ngx_http_gateway_instance_t **instances;
+    ngx_http_gateway_instance_t **instances;        /* sorted by id */
     ngx_uint_t                  ninstances;
     ngx_uint_t                  nalloc;
     ngx_uint_t                  mark;
-} ngx_http_gateway_service_t;
+    ngx_uint_t                  nsnaps;
+    ngx_http_gateway_service_t *dirty_next;
+    unsigned                    dirty:1;
+    unsigned                    removed:1;
+
+    ngx_uint_t                  lb[1];      /* balancers' state, sized
+                                               at allocation */
+};
+
+
+#define ngx_http_gateway_rt_instance(rt)                                      \
+    ((ngx_http_gateway_instance_t *) (rt))
+
+#define ngx_http_gateway_rt_service(rt)                                       \
+    ((ngx_http_gateway_service_t *)                                           \
+         ((u_char *) (rt) - offsetof(ngx_http_gateway_service_t, rt)))
+
+
+/* what a request in flight holds: its worker frees it, or its successor */
+
+typedef struct {
+    ngx_http_gateway_snapshot_t *snap;
+    ngx_http_gateway_peer_t     *peer;      /* NULL: between attempts */
+} ngx_http_gateway_hold_t;
+
+
+/* a worker process: what it reads now, and what its requests hold */
+
+typedef struct {
+    ngx_atomic_t                epoch;      /* 0: not reading */
+    ngx_pid_t                   pid;
+    ngx_http_gateway_hold_t    *held;
+    ngx_uint_t                  nheld;      /* capacity */
+} ngx_http_gateway_reader_t;
 
 
 /* a record to apply, with its instance id */
@@ -109,6 +220,15 @@ typedef struct {
     ngx_uint_t                  magic;
     ngx_rbtree_t                rbtree;
     ngx_rbtree_node_t           sentinel;
+
+    ngx_http_gateway_service_t *volatile *index;   /* by name hash */
+    ngx_uint_t                  nindex;     /* a power of two */
+
+    ngx_atomic_t                epoch;
+    ngx_http_gateway_retired_t *retired;
+    ngx_http_gateway_service_t *dirty;      /* to commit */
+    ngx_http_gateway_reader_t   readers[NGX_MAX_PROCESSES];
+    ngx_uint_t                  nreaders;   /* the highest used + 1 */
 
     uint64_t                    next_uid;
     ngx_uint_t                  generation;  /* bumped by every change */
@@ -151,8 +271,48 @@ typedef struct {
     ngx_array_t                *allow;      /* ngx_gateway_cidr_t */
     ngx_uint_t                  allow_all;
 
+    ngx_array_t                 observers;  /* ngx_http_gateway_observer_pt */
+
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
+
+
+/*
+ * One upstream attempt, from the choice of an instance to its end, given
+ * to every observer once it is known how it ended (and, after a failure,
+ * whether another attempt follows).
+ */
+
+#define NGX_HTTP_GATEWAY_ATTEMPT_OK       0
+#define NGX_HTTP_GATEWAY_ATTEMPT_NEXT     1   /* 403/404 and "next" */
+#define NGX_HTTP_GATEWAY_ATTEMPT_CONNECT  2   /* no connection */
+#define NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT  3
+#define NGX_HTTP_GATEWAY_ATTEMPT_STATUS   4   /* a proxy_next_upstream status */
+#define NGX_HTTP_GATEWAY_ATTEMPT_ERROR    5   /* reset, bad header, ... */
+#define NGX_HTTP_GATEWAY_ATTEMPT_STALE    6   /* a cached keepalive
+                                                 connection the instance
+                                                 had closed: not its fault */
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_str_t                  *service;
+    ngx_http_gateway_peer_t    *peer;
+    ngx_uint_t                  number;     /* 1: the first attempt */
+    ngx_msec_t                  start;
+    ngx_msec_t                  end;
+    ngx_uint_t                  status;     /* 0: no response */
+    ngx_uint_t                  result;
+    off_t                       bytes_sent;
+    off_t                       bytes_received;
+    unsigned                    cached:1;   /* a keepalive connection */
+    unsigned                    retried:1;  /* another attempt follows */
+} ngx_http_gateway_attempt_t;
+
+typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
+
+ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
+    ngx_http_gateway_observer_pt handler);
+void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
 
 
 extern ngx_module_t  ngx_http_gateway_module;
@@ -185,8 +345,6 @@ void ngx_http_gateway_service_delete_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc);
 ngx_http_gateway_service_t *ngx_http_gateway_service_get_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *name);
-void ngx_http_gateway_instance_release_locked(
-    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_instance_t *inst);
 ngx_uint_t ngx_http_gateway_expire_locked(ngx_http_gateway_main_conf_t *gmcf);
 ngx_int_t ngx_http_gateway_addr_allowed(ngx_http_gateway_main_conf_t *gmcf,
     ngx_gateway_addr_t *addr);
@@ -199,6 +357,45 @@ ngx_int_t ngx_http_gateway_dump(ngx_pool_t *pool,
 ngx_int_t ngx_http_gateway_dump_one(ngx_pool_t *pool,
     ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *service, ngx_str_t *id,
     ngx_buf_t **out);
+
+/* snapshots, the name index, reclamation: ngx_http_gateway_snapshot.c */
+
+ngx_int_t ngx_http_gateway_index_init_locked(
+    ngx_http_gateway_main_conf_t *gmcf, size_t zone_size);
+ngx_http_gateway_service_t *ngx_http_gateway_index_find(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *name, uint32_t hash);
+void ngx_http_gateway_index_insert_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc);
+void ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc);
+void ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
+void ngx_http_gateway_read_end(void);
+ngx_http_gateway_snapshot_t *ngx_http_gateway_snapshot_get(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *name, uint32_t hash);
+void ngx_http_gateway_snapshot_put(ngx_http_gateway_snapshot_t *snap);
+ngx_int_t ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf);
+void ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf);
+void ngx_http_gateway_readers_reclaim_locked(
+    ngx_http_gateway_main_conf_t *gmcf);
+ngx_int_t ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap, ngx_uint_t *slot);
+void ngx_http_gateway_hold_peer(ngx_uint_t slot,
+    ngx_http_gateway_peer_t *peer);
+void ngx_http_gateway_unhold(ngx_uint_t slot);
+void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_retired_t *rt, ngx_uint_t type);
+void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc);
+void ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf);
+void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
+
+/* balancers: ngx_http_gateway_balancer.c */
+
+void ngx_http_gateway_balancers_init(void);
+size_t ngx_http_gateway_instance_size(void);
+size_t ngx_http_gateway_service_size(void);
+void ngx_http_gateway_balancers_update_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
 
 /* state file: ngx_http_gateway_state_file.c */
 

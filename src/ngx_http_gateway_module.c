@@ -77,12 +77,15 @@ ngx_module_t  ngx_http_gateway_module = {
 static ngx_event_t                    ngx_http_gateway_tick_event;
 static ngx_http_gateway_main_conf_t  *ngx_http_gateway_worker_conf;
 static ngx_uint_t                     ngx_http_gateway_lease_held;
+static ngx_msec_t                     ngx_http_gateway_readers_checked;
 
 
 static void *
 ngx_http_gateway_create_main_conf(ngx_conf_t *cf)
 {
     ngx_http_gateway_main_conf_t  *gmcf;
+
+    ngx_http_gateway_balancers_init();
 
     gmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gateway_main_conf_t));
     if (gmcf == NULL) {
@@ -380,6 +383,11 @@ ngx_http_gateway_init_process(ngx_cycle_t *cycle)
     }
 
     gmcf->log = cycle->log;
+
+    if (ngx_http_gateway_reader_init(gmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_gateway_worker_conf = gmcf;
 
     ngx_http_gateway_tick_event.handler = ngx_http_gateway_tick;
@@ -403,6 +411,7 @@ ngx_http_gateway_exit_process(ngx_cycle_t *cycle)
     ngx_http_gateway_sync_stop();
     ngx_http_gateway_redis_admin_close();
     ngx_http_gateway_release_lease();
+    ngx_http_gateway_reader_exit(ngx_http_gateway_worker_conf);
 }
 
 
@@ -450,10 +459,19 @@ ngx_http_gateway_tick(ngx_event_t *ev)
             (void) ngx_http_gateway_expire_locked(gmcf);
         }
 
+        if ((ngx_msec_int_t) (ngx_current_msec - ngx_http_gateway_readers_checked)
+            >= 1000)
+        {
+            ngx_http_gateway_readers_checked = ngx_current_msec;
+            ngx_http_gateway_readers_reclaim_locked(gmcf);
+        }
+
         save = gmcf->state_file.len && sh->saved != sh->generation;
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    /* commits what expired, frees what requests let go of meanwhile */
+
+    ngx_http_gateway_write_end(gmcf);
 
     if (held && !ngx_http_gateway_lease_held) {
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,

@@ -4,7 +4,7 @@
  */
 
 
-#include "ngx_http_gateway.h"
+#include "ngx_http_gateway_balancer.h"
 
 
 #define NGX_HTTP_GATEWAY_TRIED  4
@@ -14,40 +14,48 @@ typedef struct {
     ngx_http_complex_value_t     *service;   /* NULL: a fixed name */
     ngx_str_t                     name;
     uint32_t                      hash;
+
+    ngx_http_gateway_balancer_t  *balancer;
+    void                         *balancer_conf;
 } ngx_http_gateway_upstream_srv_conf_t;
 
 
 /*
- * Selection is pluggable: a balancer chooses among the service's instances
- * that the request may use; the attempt bookkeeping around it is shared.
+ * A request's state across its attempts.  Each attempt holds a reference
+ * to the snapshot its instance came from until the attempt has ended;
+ * after a failure on a cached keepalive connection the attempt stays open
+ * until nginx says whether that connection was only stale (it retries with
+ * one more try) or the instance failed.
  */
-
-typedef ngx_int_t (*ngx_http_gateway_select_pt)(
-    ngx_http_gateway_service_t *svc, ngx_gateway_swrr_peer_pt eligible,
-    void *ctx);
-
 
 typedef struct {
     ngx_http_gateway_main_conf_t *gmcf;
+    ngx_http_gateway_upstream_srv_conf_t *conf;
     ngx_http_request_t           *request;
     ngx_str_t                     service;
     uint32_t                      hash;
 
-    ngx_http_gateway_instance_t  *current;
+    ngx_http_gateway_snapshot_t  *snap;      /* of the open attempt */
+    ngx_uint_t                    slot;
+    ngx_http_gateway_attempt_t    attempt;
+    ngx_uint_t                    open;      /* an attempt to report */
+    ngx_uint_t                    active;    /* counted in "active" */
+
     ngx_uint_t                    budget;
     ngx_uint_t                    tries;
     ngx_uint_t                    prepared;
+    ngx_uint_t                    registered;
 
     uint64_t                     *tried;
     ngx_uint_t                    ntried;
     ngx_uint_t                    nalloc;
     uint64_t                      tried0[NGX_HTTP_GATEWAY_TRIED];
 
-    ngx_http_gateway_service_t   *svc;       /* valid under the lock only */
     ngx_msec_t                    now;
 } ngx_http_gateway_peer_data_t;
 
 
+static ngx_int_t ngx_http_gateway_upstream_postconf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
@@ -58,17 +66,23 @@ static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp);
 static void ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
-static ngx_gateway_swrr_t *ngx_http_gateway_upstream_eligible(void *ctx,
-    size_t i);
-static ngx_int_t ngx_http_gateway_select_round_robin(
-    ngx_http_gateway_service_t *svc, ngx_gateway_swrr_peer_pt eligible,
-    void *ctx);
+static ngx_uint_t ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t state);
+static void ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
+    ngx_uint_t retried);
+static void ngx_http_gateway_upstream_cleanup(void *data);
+static ngx_uint_t ngx_http_gateway_upstream_left(
+    ngx_http_gateway_peer_data_t *gp);
+static ngx_uint_t ngx_http_gateway_upstream_eligible(
+    ngx_http_gateway_select_t *sel, ngx_uint_t i);
 static ngx_int_t ngx_http_gateway_upstream_unavailable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_upstream_tried(
     ngx_http_gateway_peer_data_t *gp, uint64_t uid);
 
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
@@ -81,13 +95,20 @@ static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
       0,
       NULL },
 
+    { ngx_string("gateway_balance"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_gateway_balance,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_gateway_upstream_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_gateway_upstream_postconf,    /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -116,17 +137,51 @@ ngx_module_t  ngx_http_gateway_upstream_module = {
 };
 
 
-static ngx_http_gateway_select_pt  ngx_http_gateway_select =
-    ngx_http_gateway_select_round_robin;
+static ngx_int_t
+ngx_http_gateway_upstream_postconf(ngx_conf_t *cf)
+{
+    return ngx_http_gateway_observer_add(cf, ngx_http_gateway_stats_observe);
+}
+
+
+ngx_int_t
+ngx_http_gateway_observer_add(ngx_conf_t *cf,
+    ngx_http_gateway_observer_pt handler)
+{
+    ngx_http_gateway_observer_pt  *h;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
+
+    if (gmcf->observers.elts == NULL
+        && ngx_array_init(&gmcf->observers, cf->pool, 4,
+                          sizeof(ngx_http_gateway_observer_pt))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_array_push(&gmcf->observers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = handler;
+
+    return NGX_OK;
+}
 
 
 static ngx_int_t
 ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_http_gateway_main_conf_t          *gmcf;
+    ngx_http_gateway_upstream_srv_conf_t  *gscf;
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
+    gscf = ngx_http_conf_upstream_srv_conf(us,
+                                           ngx_http_gateway_upstream_module);
 
     if (gmcf->shm_zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -144,6 +199,15 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    if (gscf->balancer == NULL) {
+        gscf->balancer = &ngx_http_gateway_balancer_round_robin;
+        gscf->balancer_conf = gscf->balancer->create_conf(cf, NULL, 0);
+
+        if (gscf->balancer_conf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
     return NGX_OK;
@@ -155,6 +219,7 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
     ngx_int_t                              rc;
+    ngx_pool_cleanup_t                    *cln;
     ngx_peer_connection_t                 *pc;
     ngx_http_gateway_peer_data_t          *gp;
     ngx_http_gateway_upstream_srv_conf_t  *gscf;
@@ -179,7 +244,16 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         gp->hash = gscf->hash;
     }
 
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_gateway_upstream_cleanup;
+    cln->data = gp;
+
     gp->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
+    gp->conf = gscf;
     gp->request = r;
     gp->tried = gp->tried0;
     gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
@@ -202,7 +276,7 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "gateway: service \"%V\" has no live instance%s",
                       &gp->service,
-                      gp->svc ? "" : " (it is not registered)");
+                      gp->registered ? "" : " (it is not registered)");
 
         return ngx_http_gateway_upstream_unavailable(r);
     }
@@ -263,18 +337,24 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     if (gp->prepared) {
         gp->prepared = 0;
         gp->budget = pc->tries;
+        gp->attempt.start = ngx_current_msec;
         return NGX_OK;
     }
 
-    if (pc->tries > gp->tries) {
+    if (gp->open) {
 
         /*
          * the upstream gives one more try when a cached keepalive
          * connection failed: that says nothing of the instance
          */
 
-        gp->ntried--;
-        gp->budget++;
+        if (pc->tries > gp->tries) {
+            gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
+            gp->ntried--;
+            gp->budget++;
+        }
+
+        ngx_http_gateway_upstream_report(gp, 1);
     }
 
     rc = ngx_http_gateway_upstream_choose(pc, gp);
@@ -289,6 +369,10 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
+    if (rc == NGX_OK) {
+        gp->attempt.start = ngx_current_msec;
+    }
+
     return rc;
 }
 
@@ -299,13 +383,12 @@ static ngx_int_t
 ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp)
 {
-    u_char                        *p;
-    ngx_int_t                      i;
-    ngx_str_t                     *name;
-    ngx_http_gateway_instance_t   *inst;
-    ngx_http_gateway_main_conf_t  *gmcf;
-
-    gmcf = gp->gmcf;
+    u_char                       *p;
+    ngx_int_t                     i;
+    ngx_str_t                    *name;
+    ngx_http_gateway_peer_t      *peer;
+    ngx_http_gateway_select_t     sel;
+    ngx_http_gateway_snapshot_t  *snap;
 
     if (gp->ntried == gp->nalloc) {
         p = ngx_palloc(gp->request->pool, 2 * gp->nalloc * sizeof(uint64_t));
@@ -318,59 +401,73 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         gp->nalloc *= 2;
     }
 
-    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    snap = ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash);
 
-    gp->svc = ngx_http_gateway_service_find(gmcf, &gp->service, gp->hash);
-
-    if (gp->svc == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    if (snap == NULL) {
         return NGX_DECLINED;
     }
 
+    gp->registered = 1;
     gp->now = ngx_current_msec;
 
-    i = ngx_http_gateway_select(gp->svc, ngx_http_gateway_upstream_eligible,
-                                gp);
+    sel.snap = snap;
+    sel.eligible = ngx_http_gateway_upstream_eligible;
+    sel.ctx = gp;
+    sel.conf = gp->conf->balancer_conf;
+    sel.request = gp->request;
 
-    if (i == NGX_ERROR) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    i = gp->conf->balancer->select(&sel);
+
+    if (i == NGX_DECLINED) {
+        ngx_http_gateway_snapshot_put(snap);
         return NGX_DECLINED;
     }
 
-    inst = gp->svc->instances[i];
+    peer = &snap->peers[i];
 
-    /* a pool allocation is local to this process: cheap under the lock */
-
-    p = ngx_palloc(gp->request->pool,
-                   sizeof(ngx_str_t) + inst->socklen + inst->name.len);
-    if (p == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    if (ngx_http_gateway_hold(gp->gmcf, snap, &gp->slot) != NGX_OK) {
+        ngx_http_gateway_snapshot_put(snap);
         return NGX_ERROR;
     }
 
-    inst->refs++;
-    inst->conns++;
-    inst->requests++;
+    /* $upstream_addr reads the name after the attempt: the request's copy */
+
+    p = ngx_palloc(gp->request->pool,
+                   sizeof(ngx_str_t) + peer->socklen + peer->name.len);
+    if (p == NULL) {
+        ngx_http_gateway_unhold(gp->slot);
+        ngx_http_gateway_snapshot_put(snap);
+        return NGX_ERROR;
+    }
 
     name = (ngx_str_t *) p;
     p += sizeof(ngx_str_t);
 
     pc->sockaddr = (struct sockaddr *) p;
-    pc->socklen = inst->socklen;
-    p = ngx_cpymem(p, inst->sockaddr, inst->socklen);
+    pc->socklen = peer->socklen;
+    p = ngx_cpymem(p, peer->sockaddr, peer->socklen);
 
     name->data = p;
-    name->len = inst->name.len;
-    ngx_memcpy(p, inst->name.data, inst->name.len);
+    name->len = peer->name.len;
+    ngx_memcpy(p, peer->name.data, peer->name.len);
     pc->name = name;
-
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
     pc->cached = 0;
     pc->connection = NULL;
 
-    gp->current = inst;
-    gp->tried[gp->ntried++] = inst->uid;
+    (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
+    ngx_http_gateway_hold_peer(gp->slot, peer);
+
+    gp->snap = snap;
+    gp->active = 1;
+    gp->open = 1;
+    gp->tried[gp->ntried++] = peer->uid;
+
+    ngx_memzero(&gp->attempt, sizeof(ngx_http_gateway_attempt_t));
+    gp->attempt.request = gp->request;
+    gp->attempt.service = &gp->service;
+    gp->attempt.peer = peer;
+    gp->attempt.number = gp->ntried;
 
     return NGX_OK;
 }
@@ -382,43 +479,37 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    ngx_uint_t                     i, left;
-    ngx_http_gateway_instance_t   *inst;
-    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_uint_t                   left;
+    ngx_http_upstream_t         *u;
+    ngx_http_gateway_attempt_t  *a;
 
-    inst = gp->current;
-
-    if (inst == NULL) {
+    if (!gp->open || !gp->active) {
         pc->tries = 0;
         return;
     }
 
-    gp->current = NULL;
-    gmcf = gp->gmcf;
+    a = &gp->attempt;
+    u = gp->request->upstream;
 
-    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    a->end = ngx_current_msec;
+    a->cached = pc->cached;
+    a->status = u->headers_in.status_n;
+    a->result = ngx_http_gateway_upstream_result(pc, gp, state);
 
-    inst->conns--;
-    inst->refs--;
-
-    if (state & NGX_PEER_FAILED) {
-        inst->fails++;
+    if (u->state) {
+        a->bytes_sent = u->state->bytes_sent;
+        a->bytes_received = u->state->bytes_received;
     }
 
-    ngx_http_gateway_instance_release_locked(gmcf, inst);
+    (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
+    ngx_http_gateway_hold_peer(gp->slot, NULL);
+    gp->active = 0;
 
     left = 0;
 
     if (gp->budget > 1 && (state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
-        gp->svc = ngx_http_gateway_service_find(gmcf, &gp->service, gp->hash);
-        gp->now = ngx_current_msec;
-
-        for (i = 0; gp->svc && i < gp->svc->ninstances; i++) {
-            left += (ngx_http_gateway_upstream_eligible(gp, i) != NULL);
-        }
+        left = ngx_http_gateway_upstream_left(gp);
     }
-
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
     if (gp->budget) {
         gp->budget--;
@@ -426,33 +517,146 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     pc->tries = ngx_min(left, gp->budget);
     gp->tries = pc->tries;
+
+    /* a success is final; after a failure, the next get() tells more */
+
+    if (!(state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
+        ngx_http_gateway_upstream_report(gp, 0);
+    }
 }
 
 
-static ngx_gateway_swrr_t *
-ngx_http_gateway_upstream_eligible(void *ctx, size_t i)
+static ngx_uint_t
+ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t state)
 {
-    ngx_http_gateway_peer_data_t *gp = ctx;
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
 
-    ngx_http_gateway_instance_t  *inst;
-
-    inst = gp->svc->instances[i];
-
-    if (inst->state != NGX_GATEWAY_STATE_UP) {
-        return NULL;
+    if (state & NGX_PEER_NEXT) {
+        return NGX_HTTP_GATEWAY_ATTEMPT_NEXT;
     }
 
-    if (inst->expires
-        && (ngx_msec_int_t) (inst->expires - gp->now) <= 0)
-    {
-        return NULL;
+    if (!(state & NGX_PEER_FAILED)) {
+        return NGX_HTTP_GATEWAY_ATTEMPT_OK;
     }
 
-    if (ngx_http_gateway_upstream_tried(gp, inst->uid)) {
-        return NULL;
+    c = pc->connection;
+    u = gp->request->upstream;
+
+    if (c && (c->read->timedout || c->write->timedout)) {
+        return NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT;
     }
 
-    return &inst->rr;
+    if (u->state == NULL || u->state->connect_time == (ngx_msec_t) -1) {
+        return NGX_HTTP_GATEWAY_ATTEMPT_CONNECT;
+    }
+
+    if (u->headers_in.status_n) {
+        return NGX_HTTP_GATEWAY_ATTEMPT_STATUS;
+    }
+
+    return NGX_HTTP_GATEWAY_ATTEMPT_ERROR;
+}
+
+
+/* the attempt's record goes to every observer; then its snapshot goes */
+
+static void
+ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
+    ngx_uint_t retried)
+{
+    ngx_uint_t                     i;
+    ngx_http_gateway_observer_pt  *h;
+
+    gp->open = 0;
+    gp->attempt.retried = retried;
+
+    h = gp->gmcf->observers.elts;
+
+    for (i = 0; i < gp->gmcf->observers.nelts; i++) {
+        h[i](&gp->attempt);
+    }
+
+    ngx_http_gateway_unhold(gp->slot);
+    ngx_http_gateway_snapshot_put(gp->snap);
+    gp->snap = NULL;
+}
+
+
+static void
+ngx_http_gateway_upstream_cleanup(void *data)
+{
+    ngx_http_gateway_peer_data_t *gp = data;
+
+    if (gp->active) {
+        (void) ngx_atomic_fetch_add(&gp->attempt.peer->inst->stats.active,
+                                    -1);
+        gp->active = 0;
+        gp->attempt.end = ngx_current_msec;
+        gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_ERROR;
+    }
+
+    if (gp->open) {
+        ngx_http_gateway_upstream_report(gp, 0);
+    }
+}
+
+
+/* how many instances a retry could still go to */
+
+static ngx_uint_t
+ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
+{
+    ngx_uint_t                    i, left;
+    ngx_http_gateway_select_t     sel;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    snap = ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash);
+
+    if (snap == NULL) {
+        return 0;
+    }
+
+    gp->now = ngx_current_msec;
+
+    sel.snap = snap;
+    sel.ctx = gp;
+
+    left = 0;
+
+    for (i = 0; i < snap->npeers; i++) {
+        left += ngx_http_gateway_upstream_eligible(&sel, i);
+    }
+
+    ngx_http_gateway_snapshot_put(snap);
+
+    return left;
+}
+
+
+static ngx_uint_t
+ngx_http_gateway_upstream_eligible(ngx_http_gateway_select_t *sel,
+    ngx_uint_t i)
+{
+    ngx_http_gateway_peer_data_t *gp = sel->ctx;
+
+    ngx_msec_t                expires;
+    ngx_http_gateway_peer_t  *peer;
+
+    peer = &sel->snap->peers[i];
+
+    if (peer->state != NGX_GATEWAY_STATE_UP) {
+        return 0;
+    }
+
+    expires = peer->inst->expires;
+
+    if (expires && (ngx_msec_int_t) (expires - gp->now) <= 0) {
+        return 0;
+    }
+
+    return !ngx_http_gateway_upstream_tried(gp, peer->uid);
 }
 
 
@@ -469,18 +673,6 @@ ngx_http_gateway_upstream_tried(ngx_http_gateway_peer_data_t *gp,
     }
 
     return 0;
-}
-
-
-static ngx_int_t
-ngx_http_gateway_select_round_robin(ngx_http_gateway_service_t *svc,
-    ngx_gateway_swrr_peer_pt eligible, void *ctx)
-{
-    ssize_t  i;
-
-    i = ngx_gateway_swrr_select(svc->ninstances, eligible, ctx);
-
-    return i < 0 ? NGX_ERROR : (ngx_int_t) i;
 }
 
 
@@ -501,6 +693,8 @@ ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf)
      *     conf->service = NULL;
      *     conf->name = { 0, NULL };
      *     conf->hash = 0;
+     *     conf->balancer = NULL;
+     *     conf->balancer_conf = NULL;
      */
 
     return conf;
@@ -587,6 +781,45 @@ ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(us, sizeof(ngx_http_upstream_server_t));
     ngx_str_set(&us->name, "gateway");
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gateway_upstream_srv_conf_t *gscf = conf;
+
+    ngx_str_t                    *value;
+    ngx_http_gateway_balancer_t  *b;
+
+    if (gscf->balancer) {
+        return "is duplicate";
+    }
+
+    if (gscf->service == NULL && gscf->name.len == 0) {
+        return "must follow \"gateway_service\"";
+    }
+
+    value = cf->args->elts;
+
+    b = ngx_http_gateway_balancer_find(&value[1]);
+
+    if (b == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown balancing method \"%V\" in "
+                           "\"gateway_balance\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    gscf->balancer_conf = b->create_conf(cf, &value[2], cf->args->nelts - 2);
+
+    if (gscf->balancer_conf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    gscf->balancer = b;
 
     return NGX_CONF_OK;
 }

@@ -1,0 +1,74 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#ifndef _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_
+#define _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_
+
+
+#include "ngx_http_gateway.h"
+
+
+/*
+ * A balancing algorithm, one file each, behind one table of callbacks.
+ * The core (ngx_http_gateway_upstream_module.c) owns what every algorithm
+ * shares: the service's snapshot, the eligibility filters (state, already
+ * tried, expired) and the attempt lifecycle.  An algorithm only chooses.
+ */
+
+typedef struct ngx_http_gateway_select_s  ngx_http_gateway_select_t;
+
+typedef ngx_uint_t (*ngx_http_gateway_eligible_pt)(
+    ngx_http_gateway_select_t *sel, ngx_uint_t i);
+
+struct ngx_http_gateway_select_s {
+    ngx_http_gateway_snapshot_t    *snap;
+    ngx_http_gateway_eligible_pt    eligible;   /* snap->peers[i] usable? */
+    void                           *ctx;        /* the core's */
+    void                           *conf;       /* the algorithm's */
+    ngx_http_request_t             *request;
+};
+
+
+typedef struct {
+    ngx_str_t                       name;
+
+    /* bytes of the algorithm's state in every instance and service */
+    size_t                          instance_size;
+    size_t                          service_size;
+
+    /* gateway_balance NAME [PARAMS]: the upstream's conf, or an error */
+    void                         *(*create_conf)(ngx_conf_t *cf,
+                                        ngx_str_t *params, ngx_uint_t n);
+
+    /* a new snapshot is about to be published (zone lock held) */
+    void                          (*update)(ngx_http_gateway_snapshot_t *snap);
+
+    /* an index into sel->snap->peers, or NGX_DECLINED: none eligible */
+    ngx_int_t                     (*select)(ngx_http_gateway_select_t *sel);
+
+    /* set by the core */
+    size_t                          instance_offset;
+    size_t                          service_offset;
+} ngx_http_gateway_balancer_t;
+
+
+extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin;
+extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random;
+
+extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
+
+
+#define ngx_http_gateway_balancer_instance(b, inst)                           \
+    ((void *) ((u_char *) (inst)->lb + (b)->instance_offset))
+
+#define ngx_http_gateway_balancer_service(b, svc)                             \
+    ((void *) ((u_char *) (svc)->lb + (b)->service_offset))
+
+
+ngx_http_gateway_balancer_t *ngx_http_gateway_balancer_find(ngx_str_t *name);
+
+
+#endif /* _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_ */

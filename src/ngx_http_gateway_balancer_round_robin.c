@@ -1,0 +1,109 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway_balancer.h"
+
+
+/*
+ * Smooth weighted round robin over the service's instances, shared by all
+ * workers: its state is in the instances, under the service's own lock,
+ * held for one pass over the instances.
+ */
+
+
+static void *ngx_http_gateway_rr_create_conf(ngx_conf_t *cf,
+    ngx_str_t *params, ngx_uint_t n);
+static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
+static ngx_gateway_swrr_t *ngx_http_gateway_rr_peer(void *ctx, size_t i);
+
+
+ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
+    ngx_string("round_robin"),
+    sizeof(ngx_gateway_swrr_t),
+    0,
+    ngx_http_gateway_rr_create_conf,
+    ngx_http_gateway_rr_update,
+    ngx_http_gateway_rr_select,
+    0,
+    0
+};
+
+
+static void *
+ngx_http_gateway_rr_create_conf(ngx_conf_t *cf, ngx_str_t *params,
+    ngx_uint_t n)
+{
+    if (n) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" of "
+                           "\"gateway_balance round_robin\"", &params[0]);
+        return NULL;
+    }
+
+    return ngx_http_gateway_balancers;
+}
+
+
+/* a new instance or a new weight starts afresh, as in nginx */
+
+static void
+ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
+{
+    ngx_uint_t                i;
+    ngx_gateway_swrr_t       *rr;
+    ngx_http_gateway_peer_t  *peer;
+
+    ngx_spinlock(&snap->service->lock, ngx_pid, 1024);
+
+    for (i = 0; i < snap->npeers; i++) {
+        peer = &snap->peers[i];
+        rr = ngx_http_gateway_balancer_instance(
+                            &ngx_http_gateway_balancer_round_robin, peer->inst);
+
+        if (rr->weight != (int) peer->weight) {
+            ngx_gateway_swrr_reset(rr, (int) peer->weight);
+        }
+    }
+
+    ngx_memory_barrier();
+    ngx_unlock(&snap->service->lock);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
+{
+    ssize_t                      i;
+    ngx_http_gateway_service_t  *svc;
+
+    svc = sel->snap->service;
+
+    ngx_spinlock(&svc->lock, ngx_pid, 1024);
+
+    i = ngx_gateway_swrr_select(sel->snap->npeers, ngx_http_gateway_rr_peer,
+                                sel);
+
+    ngx_memory_barrier();
+    ngx_unlock(&svc->lock);
+
+    return i < 0 ? NGX_DECLINED : (ngx_int_t) i;
+}
+
+
+static ngx_gateway_swrr_t *
+ngx_http_gateway_rr_peer(void *ctx, size_t i)
+{
+    ngx_http_gateway_select_t *sel = ctx;
+
+    if (!sel->eligible(sel, i)) {
+        return NULL;
+    }
+
+    return ngx_http_gateway_balancer_instance(
+                                        &ngx_http_gateway_balancer_round_robin,
+                                        sel->snap->peers[i].inst);
+}

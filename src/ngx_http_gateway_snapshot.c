@@ -1,0 +1,711 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway.h"
+
+
+/*
+ * Requests read the registry without its lock.  Writers (admin, Redis
+ * sync, expiry, the state file) still serialize on the zone's mutex; they
+ * change their own side of a service (its sorted instances) and, at the
+ * end of every locked write, ngx_http_gateway_write_end() commits each
+ * service they touched: a new immutable snapshot is built and published
+ * with one pointer store.  A request finds a service through the name
+ * index, takes a reference to its snapshot, and uses the snapshot alone.
+ *
+ * What a writer unlinks (a snapshot, an instance's data, an instance, a
+ * service) is retired with the epoch of the unlinking.  A worker announces
+ * the epoch it read while it looks a service up; retired memory is freed
+ * once every worker that is looking something up started after it was
+ * unlinked, and nothing holds it any more: snapshots by reference count,
+ * the rest by the number of snapshots that point at them.
+ */
+
+
+static ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
+
+/* this worker's free entries of its reader's "held" array */
+static ngx_uint_t                 *ngx_http_gateway_free_held;
+static ngx_uint_t                  ngx_http_gateway_nfree_held;
+
+
+static ngx_int_t ngx_http_gateway_snapshot_build_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc);
+static void ngx_http_gateway_snapshot_free_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
+static void ngx_http_gateway_reader_release_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_reader_t *rd);
+static ngx_atomic_uint_t ngx_http_gateway_oldest_reader(
+    ngx_http_gateway_sh_t *sh);
+static ngx_uint_t ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt);
+static void ngx_http_gateway_retired_free_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_retired_t *rt);
+
+
+ngx_int_t
+ngx_http_gateway_index_init_locked(ngx_http_gateway_main_conf_t *gmcf,
+    size_t zone_size)
+{
+    size_t                  n;
+    ngx_http_gateway_sh_t  *sh;
+
+    sh = gmcf->sh;
+
+    /* about one bucket per 4 KiB of zone: chains stay short, never full */
+
+    for (n = 64; n < zone_size / 4096; n *= 2) { /* void */ }
+
+    sh->index = ngx_slab_calloc_locked(gmcf->shpool,
+                                       n * sizeof(ngx_http_gateway_service_t *));
+    if (sh->index == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->nindex = n;
+    sh->epoch = 1;
+
+    return NGX_OK;
+}
+
+
+/* no lock: the caller is between read_begin() and read_end() */
+
+ngx_http_gateway_service_t *
+ngx_http_gateway_index_find(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *name, uint32_t hash)
+{
+    ngx_http_gateway_sh_t       *sh;
+    ngx_http_gateway_service_t  *svc;
+
+    sh = gmcf->sh;
+
+    for (svc = sh->index[hash & (sh->nindex - 1)]; svc; svc = svc->hnext) {
+        if (svc->sn.node.key == hash
+            && svc->sn.str.len == name->len
+            && ngx_memcmp(svc->sn.str.data, name->data, name->len) == 0)
+        {
+            return svc;
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_http_gateway_index_insert_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc)
+{
+    ngx_http_gateway_service_t *volatile  *bucket;
+
+    bucket = &gmcf->sh->index[svc->sn.node.key & (gmcf->sh->nindex - 1)];
+
+    svc->hnext = *bucket;
+    ngx_memory_barrier();
+    *bucket = svc;
+}
+
+
+void
+ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc)
+{
+    ngx_http_gateway_service_t *volatile  *link;
+
+    link = &gmcf->sh->index[svc->sn.node.key & (gmcf->sh->nindex - 1)];
+
+    while (*link && *link != svc) {
+        link = &(*link)->hnext;
+    }
+
+    if (*link) {
+
+        /* svc->hnext stays valid for readers standing on svc */
+
+        *link = svc->hnext;
+        ngx_memory_barrier();
+    }
+}
+
+
+void
+ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_http_gateway_reader_t->epoch = gmcf->sh->epoch;
+    ngx_memory_barrier();
+}
+
+
+void
+ngx_http_gateway_read_end(void)
+{
+    ngx_memory_barrier();
+    ngx_http_gateway_reader->epoch = 0;
+}
+
+
+/*
+ * The snapshot a request uses, with a reference, or NULL: the service is
+ * not registered.
+ */
+
+ngx_http_gateway_snapshot_t *
+ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *name, uint32_t hash)
+{
+    ngx_http_gateway_service_t   *svc;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    if (ngx_http_gateway_reader == NULL) {
+        return NULL;
+    }
+
+    ngx_http_gateway_read_begin(gmcf);
+
+    snap = NULL;
+    svc = ngx_http_gateway_index_find(gmcf, name, hash);
+
+    if (svc) {
+        snap = svc->snapshot;
+
+        if (snap) {
+            (void) ngx_atomic_fetch_add(&snap->refs, 1);
+        }
+    }
+
+    ngx_http_gateway_read_end();
+
+    return snap;
+}
+
+
+void
+ngx_http_gateway_snapshot_put(ngx_http_gateway_snapshot_t *snap)
+{
+    (void) ngx_atomic_fetch_add(&snap->refs, -1);
+}
+
+
+ngx_int_t
+ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_uint_t                  i, n;
+    ngx_http_gateway_sh_t      *sh;
+    ngx_http_gateway_reader_t  *rd;
+
+    sh = gmcf->sh;
+
+    /* worker_connections bounds the requests in flight; it may grow */
+
+    n = ngx_max(ngx_cycle->connection_n, 16);
+
+    ngx_http_gateway_free_held = ngx_alloc(n * sizeof(ngx_uint_t),
+                                           ngx_cycle->log);
+    if (ngx_http_gateway_free_held == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    ngx_http_gateway_readers_reclaim_locked(gmcf);
+
+    rd = NULL;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        if (sh->readers[i].pid == 0) {
+            rd = &sh->readers[i];
+            break;
+        }
+    }
+
+    if (rd) {
+        rd->held = ngx_slab_calloc_locked(gmcf->shpool,
+                                          n * sizeof(ngx_http_gateway_hold_t));
+    }
+
+    if (rd == NULL || rd->held == NULL) {
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                      "gateway: zone \"%V\" has no room for this worker",
+                      &gmcf->shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    rd->epoch = 0;
+    rd->nheld = n;
+    rd->pid = ngx_pid;
+
+    if (i >= sh->nreaders) {
+        sh->nreaders = i + 1;
+    }
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        ngx_http_gateway_free_held[i] = n - 1 - i;
+    }
+
+    ngx_http_gateway_nfree_held = n;
+    ngx_http_gateway_reader = rd;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf)
+{
+    if (ngx_http_gateway_reader == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    ngx_http_gateway_reader_release_locked(gmcf, ngx_http_gateway_reader);
+    ngx_http_gateway_reader = NULL;
+
+    ngx_http_gateway_reclaim_locked(gmcf);
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    ngx_free(ngx_http_gateway_free_held);
+    ngx_http_gateway_free_held = NULL;
+}
+
+
+/* a reader whose process died neither reads nor holds anything any more */
+
+void
+ngx_http_gateway_readers_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_uint_t                  i;
+    ngx_http_gateway_reader_t  *rd;
+
+    for (i = 0; i < gmcf->sh->nreaders; i++) {
+        rd = &gmcf->sh->readers[i];
+
+        if (rd->pid == 0 || rd->pid == ngx_pid
+            || kill(rd->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        ngx_http_gateway_reader_release_locked(gmcf, rd);
+    }
+}
+
+
+static void
+ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_reader_t *rd)
+{
+    ngx_uint_t                   i, n;
+    ngx_rbtree_node_t           *node, *root, *sentinel;
+    ngx_http_gateway_hold_t     *h;
+    ngx_http_gateway_service_t  *svc;
+
+    n = 0;
+
+    for (i = 0; i < rd->nheld; i++) {
+        h = &rd->held[i];
+
+        if (h->snap == NULL) {
+            continue;
+        }
+
+        if (h->peer) {
+            (void) ngx_atomic_fetch_add(&h->peer->inst->stats.active, -1);
+        }
+
+        ngx_http_gateway_snapshot_put(h->snap);
+        n++;
+    }
+
+    if (rd->pid != ngx_pid) {
+
+        /* a balancer's lock that the dead process held */
+
+        root = gmcf->sh->rbtree.root;
+        sentinel = gmcf->sh->rbtree.sentinel;
+
+        for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&gmcf->sh->rbtree, node))
+        {
+            svc = (ngx_http_gateway_service_t *) node;
+            (void) ngx_atomic_cmp_set(&svc->lock, rd->pid, 0);
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gateway: worker %P is gone, %ui requests it had in "
+                      "flight released", rd->pid, n);
+    }
+
+    ngx_slab_free_locked(gmcf->shpool, rd->held);
+
+    rd->held = NULL;
+    rd->nheld = 0;
+    rd->epoch = 0;
+    rd->pid = 0;
+}
+
+
+/*
+ * A request's hold on a snapshot, recorded where a successor can see it
+ * should this worker die; NGX_ERROR: no room (the zone is full).
+ */
+
+ngx_int_t
+ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap, ngx_uint_t *slot)
+{
+    ngx_uint_t                 *free, i, n;
+    ngx_http_gateway_hold_t    *held;
+    ngx_http_gateway_reader_t  *rd;
+
+    rd = ngx_http_gateway_reader;
+
+    if (ngx_http_gateway_nfree_held == 0) {
+        n = rd->nheld;
+
+        free = ngx_alloc(2 * n * sizeof(ngx_uint_t), ngx_cycle->log);
+        if (free == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+        held = ngx_slab_calloc_locked(gmcf->shpool,
+                                      2 * n * sizeof(ngx_http_gateway_hold_t));
+        if (held) {
+            ngx_memcpy(held, rd->held, n * sizeof(ngx_http_gateway_hold_t));
+            ngx_slab_free_locked(gmcf->shpool, rd->held);
+            rd->held = held;
+            rd->nheld = 2 * n;
+        }
+
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+        if (held == NULL) {
+            ngx_free(free);
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < n; i++) {
+            free[i] = 2 * n - 1 - i;
+        }
+
+        ngx_free(ngx_http_gateway_free_held);
+        ngx_http_gateway_free_held = free;
+        ngx_http_gateway_nfree_held = n;
+    }
+
+    *slot = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
+
+    rd->held[*slot].peer = NULL;
+    rd->held[*slot].snap = snap;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
+{
+    ngx_http_gateway_reader->held[slot].peer = peer;
+}
+
+
+void
+ngx_http_gateway_unhold(ngx_uint_t slot)
+{
+    ngx_http_gateway_reader->held[slot].snap = NULL;
+    ngx_http_gateway_reader->held[slot].peer = NULL;
+
+    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
+}
+
+
+void
+ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_retired_t *rt, ngx_uint_t type)
+{
+    ngx_http_gateway_sh_t  *sh;
+
+    sh = gmcf->sh;
+
+    rt->type = type;
+    rt->epoch = ngx_atomic_fetch_add(&sh->epoch, 1);
+    rt->next = sh->retired;
+    sh->retired = rt;
+}
+
+
+/* marks svc for the commit at the end of this write */
+
+void
+ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc)
+{
+    if (svc->dirty || svc->removed) {
+        return;
+    }
+
+    svc->dirty = 1;
+    svc->dirty_next = gmcf->sh->dirty;
+    gmcf->sh->dirty = svc;
+}
+
+
+/*
+ * The one commit point: every service changed in this write gets a new
+ * snapshot, and what became unreachable is freed.  Then the lock goes.
+ */
+
+void
+ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_http_gateway_sh_t       *sh;
+    ngx_http_gateway_service_t  *svc, *next, *failed;
+
+    sh = gmcf->sh;
+    failed = NULL;
+
+    for (svc = sh->dirty; svc; svc = next) {
+        next = svc->dirty_next;
+        svc->dirty = 0;
+
+        if (svc->removed) {
+            continue;
+        }
+
+        if (ngx_http_gateway_snapshot_build_locked(gmcf, svc) != NGX_OK) {
+
+            /* requests keep the previous snapshot; tried again later */
+
+            svc->dirty = 1;
+            svc->dirty_next = failed;
+            failed = svc;
+        }
+    }
+
+    sh->dirty = failed;
+
+    ngx_http_gateway_reclaim_locked(gmcf);
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_ERR, gmcf->log, 0,
+                      "gateway: zone \"%V\" is full, service \"%V\" is "
+                      "routed as it was before the last change",
+                      &gmcf->shm_zone->shm.name, &failed->sn.str);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc)
+{
+    ngx_uint_t                    i;
+    ngx_http_gateway_peer_t      *peer;
+    ngx_http_gateway_instance_t  *inst;
+    ngx_http_gateway_snapshot_t  *snap, *old;
+
+    snap = ngx_slab_alloc_locked(gmcf->shpool,
+                                 offsetof(ngx_http_gateway_snapshot_t, peers)
+                                 + ngx_max(svc->ninstances, 1)
+                                   * sizeof(ngx_http_gateway_peer_t));
+    if (snap == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(snap, offsetof(ngx_http_gateway_snapshot_t, peers));
+
+    snap->service = svc;
+    snap->npeers = svc->ninstances;
+
+    for (i = 0; i < svc->ninstances; i++) {
+        inst = svc->instances[i];
+        peer = &snap->peers[i];
+
+        peer->inst = inst;
+        peer->uid = inst->uid;
+        peer->sockaddr = inst->sockaddr;
+        peer->socklen = inst->socklen;
+        peer->name = inst->name;
+        peer->weight = inst->weight;
+        peer->state = inst->state;
+        peer->data = inst->data;
+
+        if (inst->state == NGX_GATEWAY_STATE_UP) {
+            snap->total += inst->weight;
+        }
+
+        inst->nsnaps++;
+        inst->data->nsnaps++;
+    }
+
+    svc->nsnaps++;
+
+    ngx_http_gateway_balancers_update_locked(gmcf, snap);
+
+    old = svc->snapshot;
+
+    ngx_memory_barrier();
+    svc->snapshot = snap;
+
+    if (old) {
+        ngx_http_gateway_retire_locked(gmcf, &old->rt,
+                                       NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT);
+    }
+
+    gmcf->sh->generation++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_gateway_snapshot_free_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap)
+{
+    ngx_uint_t                i;
+    ngx_http_gateway_peer_t  *peer;
+
+    for (i = 0; i < snap->npeers; i++) {
+        peer = &snap->peers[i];
+        peer->inst->nsnaps--;
+        peer->data->nsnaps--;
+    }
+
+    snap->service->nsnaps--;
+
+    ngx_slab_free_locked(gmcf->shpool, snap);
+}
+
+
+static ngx_atomic_uint_t
+ngx_http_gateway_oldest_reader(ngx_http_gateway_sh_t *sh)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  e, oldest;
+
+    oldest = sh->epoch;
+
+    for (i = 0; i < sh->nreaders; i++) {
+        e = sh->readers[i].epoch;
+
+        if (e && e < oldest) {
+            oldest = e;
+        }
+    }
+
+    return oldest;
+}
+
+
+/* frees what no worker can reach any more */
+
+void
+ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_uint_t                    pass;
+    ngx_atomic_uint_t             oldest;
+    ngx_http_gateway_sh_t        *sh;
+    ngx_http_gateway_retired_t   *rt, **link;
+
+    sh = gmcf->sh;
+
+    if (sh->retired == NULL) {
+        return;
+    }
+
+    ngx_memory_barrier();
+
+    oldest = ngx_http_gateway_oldest_reader(sh);
+
+    /* snapshots first: freeing them lets go of what they point at */
+
+    for (pass = 0; pass < 2; pass++) {
+        link = &sh->retired;
+
+        while (*link) {
+            rt = *link;
+
+            if (rt->epoch >= oldest
+                || (pass == 0) != (rt->type
+                                   == NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT)
+                || !ngx_http_gateway_retired_done(rt))
+            {
+                link = &rt->next;
+                continue;
+            }
+
+            *link = rt->next;
+            ngx_http_gateway_retired_free_locked(gmcf, rt);
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt)
+{
+    switch (rt->type) {
+
+    case NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT:
+        return ((ngx_http_gateway_snapshot_t *) rt)->refs == 0;
+
+    case NGX_HTTP_GATEWAY_RETIRED_DATA:
+        return ((ngx_http_gateway_data_t *) rt)->nsnaps == 0;
+
+    case NGX_HTTP_GATEWAY_RETIRED_INSTANCE:
+        return ngx_http_gateway_rt_instance(rt)->nsnaps == 0;
+
+    default: /* NGX_HTTP_GATEWAY_RETIRED_SERVICE */
+        return ngx_http_gateway_rt_service(rt)->nsnaps == 0;
+    }
+}
+
+
+static void
+ngx_http_gateway_retired_free_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_retired_t *rt)
+{
+    ngx_http_gateway_instance_t  *inst;
+    ngx_http_gateway_service_t   *svc;
+
+    switch (rt->type) {
+
+    case NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT:
+        ngx_http_gateway_snapshot_free_locked(gmcf,
+                                        (ngx_http_gateway_snapshot_t *) rt);
+        break;
+
+    case NGX_HTTP_GATEWAY_RETIRED_DATA:
+        ngx_slab_free_locked(gmcf->shpool, rt);
+        break;
+
+    case NGX_HTTP_GATEWAY_RETIRED_INSTANCE:
+        inst = ngx_http_gateway_rt_instance(rt);
+        ngx_slab_free_locked(gmcf->shpool, inst->data);
+        ngx_slab_free_locked(gmcf->shpool, inst);
+        gmcf->sh->allocated--;
+        break;
+
+    default: /* NGX_HTTP_GATEWAY_RETIRED_SERVICE */
+        svc = ngx_http_gateway_rt_service(rt);
+
+        if (svc->instances) {
+            ngx_slab_free_locked(gmcf->shpool, svc->instances);
+        }
+
+        ngx_slab_free_locked(gmcf->shpool, svc);
+        break;
+    }
+}

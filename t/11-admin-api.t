@@ -560,6 +560,48 @@ for my $mode (qw(embedded redis)) {
               "$mode: the refused requests left the registry alone");
 }
 
+
+# --- PATCH naming every field: each one applied, in both modes ------------------
+
+for my $mode (qw(embedded redis)) {
+    my $ng = $gw{$mode};
+    my $P = '/gateway/services/every/instances/e1';
+    my $from = $ng->log_size;
+
+    my ($st, $j) = api($ng, 'PUT', $P, headers => $AUTH,
+                       body => '{"address":"127.0.0.1:9001","weight":1,"state":"drain",'
+                             . '"zone":"a","metadata":{"k":"v"},"ttl":60}');
+    is($st, 201, "$mode: PUT an instance to patch") or diag(explain($j));
+
+    ($st, $j) = api($ng, 'PATCH', $P, headers => $AUTH,
+                    body => '{"weight":3,"state":"up","zone":"z","metadata":{},"ttl":0,'
+                          . '"address":"127.0.0.1:9002"}');
+    is($st, 200, "$mode: PATCH naming all six fields: 200") or diag(explain($j));
+    my $want = { id => 'e1', address => '127.0.0.1:9002', weight => 3, zone => 'z',
+                 state => 'up', ttl => 0, metadata => {} };
+    is_deeply(inst_fields($j && $j->{instance}), $want,
+              "$mode: PATCH naming all six fields: each one is applied");
+
+    ($st, $j) = api($ng, 'GET', '/gateway/services/every');
+    is_deeply(inst_fields(($j && $j->{instances} || [])->[0]), $want,
+              "$mode: GET shows the six patched fields");
+
+    if ($mode eq 'redis') {
+        is_deeply(hash_of('gateway:svc:every:inst:e1'),
+                  { address => '127.0.0.1:9002', weight => 3, zone => 'z', state => 'up',
+                    metadata => '{}', ttl => 0 },
+                  'redis: PATCH wrote the six fields');
+        is(redis_cmd('TTL', 'gateway:svc:every:inst:e1'), -1,
+           'redis: ttl 0 made the key persistent');
+    }
+
+    my $log = substr($ng->error_log, $from);
+    unlike($log, qr/exited on signal/, "$mode: no worker crashed");
+
+    ($st) = api($ng, 'DELETE', $P, headers => $AUTH);
+    is($st, 200, "$mode: DELETE the patched instance");
+}
+
 # --- Redis mode: a second gateway on the same Redis, Redis refusing a write -------
 
 {

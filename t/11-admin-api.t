@@ -602,6 +602,86 @@ for my $mode (qw(embedded redis)) {
     is($st, 200, "$mode: DELETE the patched instance");
 }
 
+
+# --- a full zone: embedded refuses and logs; Redis mode keeps the write in
+# Redis, says so with 202, and logs it -------------------------------------------
+
+{
+    my %tiny;
+    for my $mode (qw(embedded redis)) {
+        my $redis_param = $mode eq 'redis'
+            ? ' redis=redis://127.0.0.1:%%REDIS_PORT%% prefix=tiny:' : '';
+        # the smallest zone gateway_registry accepts: 8 pages
+        $tiny{$mode} = start_nginx(conf => <<"EOF2");
+    gateway_registry zone=tiny:32k$redis_param;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /gateway/ {
+            gateway_admin;
+        }
+    }
+EOF2
+    }
+    ok(wait_until(sub { $tiny{redis}->error_log =~ /gateway: redis link to "[^"]*" is up/ },
+                  timeout => 5), 'tiny zone, redis mode: connected');
+
+    my $meta = '{"pad":"' . ('p' x 900) . '"}';
+
+    for my $mode (qw(embedded redis)) {
+        my $ng = $tiny{$mode};
+        my $P = '/gateway/services/fill/instances';
+        my $from = $ng->log_size;
+        my (@stored, $last, $j);
+        for my $n (1 .. 200) {
+            my $st;
+            ($st, $j) = api($ng, 'PUT', "$P/i$n",
+                            body => qq({"address":"127.0.0.1:9001","metadata":$meta}));
+            if ($st != 201) {
+                $last = [ $n, $st ];
+                last;
+            }
+            push @stored, "i$n";
+        }
+        ok($last, "tiny zone, $mode: the zone fills up after "
+                  . scalar(@stored) . ' instances');
+        cmp_ok(scalar @stored, '>', 0, "tiny zone, $mode: some instances fit");
+        my $n = $last ? $last->[0] : 0;
+
+        if ($mode eq 'embedded') {
+            is($last && $last->[1], 500, 'tiny zone, embedded: the write that does not fit: 500');
+            is_deeply($j, { error => 'the registry zone is full' },
+                      'tiny zone, embedded: JSON error');
+            ok($ng->wait_log(qr/\[error\][^\n]*gateway: zone "tiny" is full, admin write of instance "i$n" of service "fill" refused/,
+                             from => $from, timeout => 2),
+               'tiny zone, embedded: zone "tiny" is full is logged');
+        } else {
+            is($last && $last->[1], 202,
+               'tiny zone, redis: the write committed in Redis but not held here: 202');
+            is_deeply($j, { service => 'fill', id => "i$n", created => JSON::PP::true,
+                            applied => JSON::PP::false,
+                            reason => 'the registry zone is full' },
+                      'tiny zone, redis: the JSON says what was not applied');
+            is(redis_cmd('HGET', "tiny:svc:fill:inst:i$n", 'address'), '127.0.0.1:9001',
+               'tiny zone, redis: the instance is in Redis');
+            is(redis_cmd('SISMEMBER', 'tiny:svc:fill:ids', "i$n"), 1,
+               'tiny zone, redis: and in its ids set');
+            ok($ng->wait_log(qr/\[error\][^\n]*gateway: zone "tiny" is full, admin write of instance "i$n" of service "fill" is in redis but not applied here/,
+                             from => $from, timeout => 2),
+               'tiny zone, redis: zone "tiny" is full is logged');
+        }
+
+        # what fitted is kept, what did not is not listed
+        my ($st, $sj) = api($ng, 'GET', '/gateway/services/fill');
+        my %listed = map { $_->{id} => 1 } @{ ($sj || {})->{instances} || [] };
+        ok(!$listed{"i$n"}, "tiny zone, $mode: the refused instance is not listed");
+        is(scalar(grep { $listed{$_} } @stored), scalar @stored,
+           "tiny zone, $mode: every instance that fitted is still listed");
+    }
+    $tiny{$_}->stop for qw(embedded redis);
+    redis_cmd('DEL', @{ redis_cmd('KEYS', 'tiny:*') });
+}
+
 # --- Redis mode: a second gateway on the same Redis, Redis refusing a write -------
 
 {
@@ -644,6 +724,25 @@ EOF
        "redis refuses the write: Redis' error is logged");
     is((api($ng, 'GET', '/gateway/services/wt'))[0], 404, 'redis refuses the write: nothing local');
     redis_cmd('DEL', 'gateway:svc:wt:ids', 'gateway:svc:wt:inst:i1');
+
+    # another writer left a bad field: the heartbeat is done in Redis, but
+    # this gateway cannot apply the record: 202, why, and a log line
+    ($s, $j) = api($ng, 'PUT', '/gateway/services/bad/instances/b1', headers => $AUTH,
+                   body => $OK_BODY);
+    is($s, 201, 'a bad field in Redis: PUT b1');
+    redis_cmd('HSET', 'gateway:svc:bad:inst:b1', 'weight', 'heavy');
+    $from = $ng->log_size;
+    ($s, $j) = api($ng, 'POST', '/gateway/services/bad/instances/b1/heartbeat',
+                   headers => $AUTH);
+    is($s, 202, 'a bad field in Redis: the heartbeat answers 202');
+    is_deeply([ @{ $j || {} }{qw(service id created applied)} ],
+              [ 'bad', 'b1', JSON::PP::false, JSON::PP::false ],
+              'a bad field in Redis: not applied here');
+    like($j && $j->{reason} // '', qr/"weight"/, 'a bad field in Redis: the reason names it');
+    ok($ng->wait_log(qr/gateway: redis key "gateway:svc:bad:inst:b1" skipped: [^\n]*"weight"/,
+                     from => $from, timeout => 2),
+       'a bad field in Redis: logged');
+    api($ng, 'DELETE', '/gateway/services/bad/instances/b1', headers => $AUTH);
 }
 
 # --- Redis mode: Redis stopped, Redis frozen ------------------------------------

@@ -81,8 +81,10 @@ my @sequence = (
                   { id => 'u1', address => '127.0.0.1:9001', weight => 2, zone => 'eu-1',
                     state => 'up', ttl => 30, metadata => { version => '1.4.2' } },
                   'show: u1');
+        # nothing was proxied through this gateway: the counters are 0
+        # (they are checked under traffic further down)
         for my $k (qw(active requests fails)) {
-            like($by{u1} && $by{u1}{$k}, qr/^\d+$/, "show: $k is a counter");
+            is($by{u1} && $by{u1}{$k}, 0, "show: $k is 0");
         }
     } ],
     [ replace => 200, sub {
@@ -680,6 +682,115 @@ EOF2
     }
     $tiny{$_}->stop for qw(embedded redis);
     redis_cmd('DEL', @{ redis_cmd('KEYS', 'tiny:*') });
+}
+
+
+# --- the counters: requests, fails and active count what really happened ------
+
+{
+    my $cnt = start_nginx(workers => 2, conf => <<'EOF2');
+    gateway_registry zone=cnt:1m;
+
+    upstream gw {
+        gateway_service $gw_service;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location ~ ^/svc/(?<gw_service>[A-Za-z0-9._-]+)(?<gw_rest>/.*)?$ {
+            proxy_pass http://gw$gw_rest;
+            proxy_next_upstream error timeout;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 1s;
+            add_header X-Upstream $upstream_addr always;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location / {
+            return 200 "ok\n";
+        }
+    }
+EOF2
+    my $live = '127.0.0.1:' . $cnt->port('PORT2');
+    my $dead = '127.0.0.1:' . free_port();       # nothing listens: refused
+
+    my $put = sub {
+        my ($svc, $id, $addr) = @_;
+        my ($st) = api($cnt, 'PUT', "/gateway/services/$svc/instances/$id",
+                       body => qq({"address":"$addr"}));
+        return $st;
+    };
+    my $counters = sub {
+        my ($svc) = @_;
+        my (undef, $j) = api($cnt, 'GET', "/gateway/services/$svc");
+        return {} unless $j;
+        return { map { my $i = $_; $i->{id} => { map { $_ => $i->{$_} } qw(requests fails active) } }
+                 @{ $j->{instances} || [] } };
+    };
+
+    is($put->('cnt', 'a', $live), 201, 'counters: register a live instance');
+    is_deeply($counters->('cnt'), { a => { requests => 0, fails => 0, active => 0 } },
+              'counters: all 0 for a new instance');
+
+    my %status;
+    $status{ ($cnt->get('/svc/cnt/x'))[0] }++ for 1 .. 9;
+    is_deeply(\%status, { 200 => 9 }, 'counters: 9 requests, all 200');
+    is_deeply($counters->('cnt'), { a => { requests => 9, fails => 0, active => 0 } },
+              'counters: 9 proxied requests count 9, none active at rest');
+
+    # a dead instance next to it: every attempt to it is a refused connect,
+    # retried on the live one
+    is($put->('cnt', 'd', $dead), 201, 'counters: register a dead instance');
+    my ($tried_dead, $ok) = (0, 0);
+    for (1 .. 10) {
+        my ($st, $h) = $cnt->get('/svc/cnt/x');
+        $ok++ if $st == 200;
+        $tried_dead++ if ($h->{'x-upstream'} // '') =~ /\Q$dead\E/;
+    }
+    is($ok, 10, 'counters: with a dead instance every request is still 200');
+    cmp_ok($tried_dead, '>=', 3, "counters: the dead instance was tried ($tried_dead times)");
+    is_deeply($counters->('cnt'),
+              { a => { requests => 19, fails => 0, active => 0 },
+                d => { requests => $tried_dead, fails => $tried_dead, active => 0 } },
+              'counters: each refused connect is one fail of the dead instance; '
+              . 'the live one served all');
+
+    # a service with only the dead instance: each request one attempt, one fail
+    is($put->('gone', 'g', $dead), 201, 'counters: a service with only a dead instance');
+    for my $n (1 .. 2) {
+        my ($st) = $cnt->get('/svc/gone/x');
+        is($st, 502, "counters: request $n to it: 502");
+        is_deeply($counters->('gone'), { g => { requests => $n, fails => $n, active => 0 } },
+                  "counters: fails $n after $n refused connects");
+    }
+
+    # active while a request is in flight: an instance that accepts and never
+    # answers (the kernel completes the handshake; nobody reads)
+    my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                     Proto => 'tcp', Listen => 8)
+        or die "listen: $!";
+    is($put->('slow', 's', '127.0.0.1:' . $hang->sockport), 201,
+       'counters: register an instance that never answers');
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cnt->port,
+                                  Proto => 'tcp') or die "connect: $!";
+    print {$c} "GET /svc/slow/x HTTP/1.0\r\nHost: t\r\n\r\n";
+    my $busy = wait_until(sub { ($counters->('slow')->{s} || {})->{active} == 1 },
+                          timeout => 2, interval => 0.02);
+    ok($busy, 'counters: active is 1 while the request is in flight');
+    my $resp = do { local $/; <$c> } // '';
+    close $c;
+    like($resp, qr{^HTTP/1\.\d 504}, 'counters: the request times out: 504');
+    is(($counters->('slow')->{s} || {})->{active}, 0,
+       'counters: active is back to 0 when it is over');
+    close $hang;
+    $cnt->stop;
 }
 
 # --- Redis mode: a second gateway on the same Redis, Redis refusing a write -------

@@ -925,17 +925,16 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
 
     for (i = 0; i < NGX_HTTP_GATEWAY_NFIELDS; i++) {
 
-        if (ctx->op == ngx_http_gateway_op_register) {
-            /* void */
+        if (ctx->op == ngx_http_gateway_op_patch) {
+            if (!(ctx->fields & (1 << i))) {
+                continue;
+            }
 
-        } else if (ctx->op == ngx_http_gateway_op_patch
-                   && (ctx->fields & (1 << i)))
-        {
             argv[argc] = (char *) ngx_http_gateway_admin_fields[i].data;
             argvlen[argc++] = ngx_http_gateway_admin_fields[i].len;
 
-        } else {
-            continue;
+        } else if (ctx->op != ngx_http_gateway_op_register) {
+            break;
         }
 
         if (ngx_http_gateway_admin_value(r->pool, rec, i, &v) != NGX_OK) {
@@ -1286,8 +1285,9 @@ static ngx_int_t
 ngx_http_gateway_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b)
 {
-    ngx_int_t    rc;
-    ngx_chain_t  out;
+    ngx_int_t         rc;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
 
     if (b->last < b->end) {
         *b->last++ = '\n';
@@ -1300,15 +1300,15 @@ ngx_http_gateway_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_lowcase = NULL;
 
     if (status == NGX_HTTP_UNAUTHORIZED) {
-        r->headers_out.www_authenticate = ngx_list_push(&r->headers_out.headers);
-        if (r->headers_out.www_authenticate == NULL) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        r->headers_out.www_authenticate->hash = 1;
-        ngx_str_set(&r->headers_out.www_authenticate->key,
-                    "WWW-Authenticate");
-        ngx_str_set(&r->headers_out.www_authenticate->value, "Bearer");
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer");
+        r->headers_out.www_authenticate = h;
     }
 
     if (r->method == NGX_HTTP_HEAD) {

@@ -673,12 +673,22 @@ EOF2
                'tiny zone, redis: zone "tiny" is full is logged');
         }
 
-        # what fitted is kept, what did not is not listed
         my ($st, $sj) = api($ng, 'GET', '/gateway/services/fill');
         my %listed = map { $_->{id} => 1 } @{ ($sj || {})->{instances} || [] };
-        ok(!$listed{"i$n"}, "tiny zone, $mode: the refused instance is not listed");
-        is(scalar(grep { $listed{$_} } @stored), scalar @stored,
-           "tiny zone, $mode: every instance that fitted is still listed");
+        if ($mode eq 'embedded') {
+            # what fitted is kept, what did not is not listed
+            ok(!$listed{"i$n"}, "tiny zone, $mode: the refused instance is not listed");
+            is(scalar(grep { $listed{$_} } @stored), scalar @stored,
+               "tiny zone, $mode: every instance that fitted is still listed");
+        } else {
+            # the sync worker applies Redis' snapshots as well, in its own
+            # time: which instances fit may change, never more than fit
+            my %in_redis = map { $_ => 1 } @{ redis_cmd('SMEMBERS', 'tiny:svc:fill:ids') };
+            is(scalar(keys %in_redis), $n, "tiny zone, $mode: Redis has all $n");
+            cmp_ok(scalar(keys %listed), '<', $n, "tiny zone, $mode: the zone lists fewer");
+            is(scalar(grep { !$in_redis{$_} } keys %listed), 0,
+               "tiny zone, $mode: and only instances Redis has");
+        }
     }
     $tiny{$_}->stop for qw(embedded redis);
     redis_cmd('DEL', @{ redis_cmd('KEYS', 'tiny:*') });

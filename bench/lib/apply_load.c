@@ -20,7 +20,12 @@
  * was due.
  *
  *   apply_load -p PORT -r RATE -d DURATION_S -c CONNS [-u PATH]
- *              [-t TIMEOUT_MS]
+ *              [-t TIMEOUT_MS] [-w WORKERS]
+ *
+ * -w: the server has WORKERS worker processes (listen ... reuseport, which
+ * spreads connections by a hash); connections are opened, probed once and
+ * kept or closed until each worker holds CONNS / WORKERS of them.  Requests
+ * go to the free connections in turn, so every worker serves its share.
  *
  * 127.0.0.1 only.  C99 + POSIX + Linux (epoll, timerfd), no dependencies.
  */
@@ -121,11 +126,12 @@ conn_close(conn_t *c)
 }
 
 
+/* a blocking connection to the server */
+
 static int
-conn_open(conn_t *c, uint32_t idx)
+tcp_connect(void)
 {
     int                 fd, one = 1;
-    struct epoll_event  ev;
     struct sockaddr_in  sin;
 
     fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -147,6 +153,15 @@ conn_open(conn_t *c, uint32_t idx)
 
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
+    return fd;
+}
+
+
+static int
+conn_attach(conn_t *c, uint32_t idx, int fd)
+{
+    struct epoll_event  ev;
+
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
         close(fd);
         return -1;
@@ -167,6 +182,20 @@ conn_open(conn_t *c, uint32_t idx)
 }
 
 
+static int
+conn_open(conn_t *c, uint32_t idx)
+{
+    int  fd;
+
+    fd = tcp_connect();
+    if (fd < 0) {
+        return -1;
+    }
+
+    return conn_attach(c, idx, fd);
+}
+
+
 static void
 finish(conn_t *c, int status, int worker, int64_t now)
 {
@@ -182,30 +211,34 @@ finish(conn_t *c, int status, int worker, int64_t now)
 }
 
 
-/* a complete response in c->buf: 1 (and consumed), 0 need more, -1 bad */
+/*
+ * the response at the start of buf: 1 when complete (its status, X-Worker
+ * and total length set), 0 when more is needed, -1 when it cannot be parsed
+ */
 
 static int
-parse_response(conn_t *c, int64_t now)
+parse_head(char *buf, size_t have, size_t size, int *status, int *worker,
+    size_t *len)
 {
-    int     status, worker = 0;
-    char   *end, *p, *eol;
-    size_t  hlen, clen = 0, n;
     int     have_clen = 0;
+    char   *end, *p, *eol;
+    size_t  hlen, clen = 0;
 
-    end = memmem(c->buf, c->have, "\r\n\r\n", 4);
+    end = memmem(buf, have, "\r\n\r\n", 4);
     if (end == NULL) {
-        return c->have >= sizeof(c->buf) ? -1 : 0;
+        return have >= size ? -1 : 0;
     }
 
-    hlen = (size_t) (end - c->buf) + 4;
+    hlen = (size_t) (end - buf) + 4;
 
-    if (c->have < 12 || memcmp(c->buf, "HTTP/1.", 7) != 0) {
+    if (hlen < 12 || memcmp(buf, "HTTP/1.", 7) != 0) {
         return -1;
     }
 
-    status = atoi(c->buf + 9);
+    *status = atoi(buf + 9);
+    *worker = 0;
 
-    for (p = memchr(c->buf, '\n', hlen) + 1; p < end; p = eol + 1) {
+    for (p = memchr(buf, '\n', hlen) + 1; p < end; p = eol + 1) {
         eol = memchr(p, '\n', (size_t) (end + 2 - p));
         if (eol == NULL) {
             break;
@@ -216,19 +249,35 @@ parse_response(conn_t *c, int64_t now)
             have_clen = 1;
 
         } else if (strncasecmp(p, "x-worker:", 9) == 0) {
-            worker = atoi(p + 9);
+            *worker = atoi(p + 9);
         }
     }
 
-    if (!have_clen || clen > sizeof(c->buf) - hlen) {
+    if (!have_clen || clen > size - hlen) {
         return -1;
     }
 
-    if (c->have < hlen + clen) {
+    if (have < hlen + clen) {
         return 0;
     }
 
-    n = hlen + clen;
+    *len = hlen + clen;
+
+    return 1;
+}
+
+
+static int
+parse_response(conn_t *c, int64_t now)
+{
+    int     rc, status, worker;
+    size_t  n;
+
+    rc = parse_head(c->buf, c->have, sizeof(c->buf), &status, &worker, &n);
+    if (rc <= 0) {
+        return rc;
+    }
+
     memmove(c->buf, c->buf + n, c->have - n);
     c->have -= n;
 
@@ -238,11 +287,111 @@ parse_response(conn_t *c, int64_t now)
 }
 
 
+/* one blocking request on a fresh connection: the worker that answers */
+
+static int
+probe_worker(int fd, conn_t *c)
+{
+    int      rc, status, worker;
+    size_t   n;
+    ssize_t  r;
+
+    if (write(fd, request, request_len) != (ssize_t) request_len) {
+        return -1;
+    }
+
+    c->have = 0;
+
+    for ( ;; ) {
+        r = read(fd, c->buf + c->have, sizeof(c->buf) - c->have);
+        if (r <= 0) {
+            return -1;
+        }
+
+        c->have += (size_t) r;
+
+        rc = parse_head(c->buf, c->have, sizeof(c->buf), &status, &worker,
+                        &n);
+        if (rc < 0 || (rc == 1 && (status != 200 || n != c->have))) {
+            return -1;
+        }
+
+        if (rc == 1) {
+            c->have = 0;
+            return worker;
+        }
+    }
+}
+
+
+/* CONNS connections, CONNS / WORKERS on each worker */
+
+static void
+spread(conn_t *conns, int nconns, int workers)
+{
+    int   i, j, fd, w, tries, *count;
+    long  *pids;
+
+    if (nconns % workers) {
+        fatal("-c %d is not a multiple of -w %d", nconns, workers);
+    }
+
+    pids = calloc((size_t) workers, sizeof(long));
+    count = calloc((size_t) workers, sizeof(int));
+    if (pids == NULL || count == NULL) {
+        fatal("out of memory");
+    }
+
+    for (i = 0, tries = 0; i < nconns; tries++) {
+        if (tries > 100 * nconns) {
+            fatal("cannot spread %d connections over %d workers",
+                  nconns, workers);
+        }
+
+        fd = tcp_connect();
+        if (fd < 0) {
+            fatal("cannot connect to 127.0.0.1:%d: %s", port,
+                  strerror(errno));
+        }
+
+        w = probe_worker(fd, &conns[i]);
+        if (w <= 0) {
+            fatal("no \"X-Worker\" in a 200 response to the probe");
+        }
+
+        for (j = 0; j < workers && pids[j] != 0 && pids[j] != w; j++) {
+            /* void */
+        }
+
+        if (j == workers) {
+            fatal("more than %d workers answer", workers);
+        }
+
+        pids[j] = w;
+
+        if (count[j] == nconns / workers) {
+            close(fd);
+            continue;
+        }
+
+        if (conn_attach(&conns[i], (uint32_t) i, fd) != 0) {
+            fatal("epoll: %s", strerror(errno));
+        }
+
+        count[j]++;
+        i++;
+    }
+
+    free(pids);
+    free(count);
+}
+
+
 static void
 usage(void)
 {
     fatal("usage: apply_load -p PORT -r RATE -d DURATION_S -c CONNS "
-          "[-u PATH] [-t TIMEOUT_MS]");
+          "[-u PATH] [-t TIMEOUT_MS] [-w WORKERS]");
 }
 
 
@@ -250,7 +399,7 @@ int
 main(int argc, char **argv)
 {
     int                 o, rate = 0, duration = 0, nconns = 0, i, n;
-    int                 timeout_ms = 5000, idle;
+    int                 timeout_ms = 5000, idle, rr = 0, workers = 0;
     int                 tfd;
     const char         *path = "/";
     char                drain[8];
@@ -260,7 +409,7 @@ main(int argc, char **argv)
     struct itimerspec   its;
     struct epoll_event  ev, evs[64];
 
-    while ((o = getopt(argc, argv, "p:r:d:c:u:t:")) != -1) {
+    while ((o = getopt(argc, argv, "p:r:d:c:u:t:w:")) != -1) {
         switch (o) {
         case 'p': port = atoi(optarg); break;
         case 'r': rate = atoi(optarg); break;
@@ -268,12 +417,14 @@ main(int argc, char **argv)
         case 'c': nconns = atoi(optarg); break;
         case 'u': path = optarg; break;
         case 't': timeout_ms = atoi(optarg); break;
+        case 'w': workers = atoi(optarg); break;
         default: usage();
         }
     }
 
     if (port <= 0 || port > 65535 || rate <= 0 || duration <= 0
         || nconns <= 0 || nconns > MAX_CONNS || timeout_ms <= 0
+        || workers < 0 || workers > nconns
         || strlen(path) > 256 || path[0] != '/')
     {
         usage();
@@ -306,8 +457,17 @@ main(int argc, char **argv)
 
     for (i = 0; i < nconns; i++) {
         conns[i].fd = -1;
-        if (conn_open(&conns[i], (uint32_t) i) != 0) {
-            fatal("cannot connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    }
+
+    if (workers) {
+        spread(conns, nconns, workers);
+
+    } else {
+        for (i = 0; i < nconns; i++) {
+            if (conn_open(&conns[i], (uint32_t) i) != 0) {
+                fatal("cannot connect to 127.0.0.1:%d: %s", port,
+                      strerror(errno));
+            }
         }
     }
 
@@ -321,10 +481,12 @@ main(int argc, char **argv)
 
         /* send every due request that has a free connection */
         while (next < total && due_ns(next) <= now) {
+            /* the free connections in turn, so that every worker gets
+             * its share of the requests */
             idle = -1;
             for (i = 0; i < nconns; i++) {
-                if (!conns[i].busy) {
-                    idle = i;
+                if (!conns[(rr + i) % nconns].busy) {
+                    idle = (rr + i) % nconns;
                     break;
                 }
             }
@@ -332,6 +494,8 @@ main(int argc, char **argv)
             if (idle < 0) {
                 break;
             }
+
+            rr = (idle + 1) % nconns;
 
             c = &conns[idle];
             if (c->fd < 0 && conn_open(c, (uint32_t) idle) != 0) {

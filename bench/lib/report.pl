@@ -331,30 +331,39 @@ $doc .= <<"EOF";
 unrelated one?  A gateway with 2 workers (Redis mode, a short `resync=`,
 the workers not pinned) serves `users` (3 instances on three backends)
 under an open-loop load: `bench/lib/apply_load.c` sends requests at a fixed
-rate over keepalive connections and counts each request's latency from the
-moment it was due, so a stall shows in every request that waited for it (a
-closed-loop client such as wrk records one slow request per connection and
-hides most of a stall).  Three phases of equal length: *baseline* (only
-`users`), *during* (plus a service `bulk` whose instances all point at one
-backend, written with the registration recipe of
-[registry.md](registry.md) but **without a revision key**, so that every
-resync fetches and applies it again), *after* (`bulk` removed: a control
-for noise on the machine).  "added" = the phase's figure minus the
-baseline's; "sync worker" is the worker that keeps the registry (it applies
-the snapshots), "other worker" the one that only routes; "zone changes" is
-how far the zone's `generation` moved and "redis evals" how many scripts
-the gateway ran in Redis (revisions + snapshots) during the phase.  The load
-client, the backends and Redis run on CPU 1.
+rate over keepalive connections spread evenly over the two workers, and
+counts each request's latency from the moment it was due, so a stall shows
+in every request that waited for it (a closed-loop client such as wrk
+records one slow request per connection and hides most of a stall).  Each
+round has two phases of equal length: *baseline* (only `users`) and
+*during* (plus a service `bulk` whose instances all point at one backend,
+written with the registration recipe of [registry.md](registry.md) but
+**without a revision key**, so that every resync fetches and applies it
+again; taken out of `gateway:services` at the end of the round).  Figures
+are medians over the rounds, except max (the largest); "added p99" is the
+median of the rounds' during - baseline p99, "added max" the largest during
+minus the largest baseline.  "sync worker" is the worker that keeps the
+registry (it applies the snapshots; its CPU includes the requests it
+serves), "other worker" the one that only routes; "zone changes" is how far
+the zone's `generation` moved and "redis evals" how many scripts the
+gateway ran in Redis (revisions + snapshots), summed over the rounds.  The
+load client, the backends and Redis run on CPU 1.
 
 EOF
-$doc .= "Command: `$am->{command}`, $am->{date}, commit $am->{git}.\n\n" if $am->{date};
-$doc .= md_table($apply, [qw(phase bulk_instances seconds rate requests errors p50_ms p99_ms p99_9_ms max_ms added_p99_ms added_max_ms sync_worker_p99_ms other_worker_p99_ms sync_worker_cpu_pct zone_changes redis_evals)],
-                 { bulk_instances => 'bulk instances', seconds => 's', rate => 'req/s',
+$doc .= "Command: `$am->{command}`, $am->{date}, commit $am->{git}.\n" if $am->{date};
+if ($apply) {
+    my ($c, $r) = (get($apply, 'during', 'conns'), get($apply, 'during', 'resync'));
+    $doc .= "Settings: `resync=$r`, $c connections.\n" if defined $c && defined $r;
+}
+$doc .= "\n";
+$doc .= md_table($apply, [qw(phase bulk_instances rounds seconds rate requests errors p50_ms p99_ms p99_9_ms max_ms added_p99_ms added_max_ms sync_worker_p99_ms other_worker_p99_ms sync_worker_cpu_pct zone_changes redis_evals)],
+                 { bulk_instances => 'bulk instances', seconds => 's per round', rate => 'req/s',
                    p50_ms => 'p50 (ms)', p99_ms => 'p99 (ms)', p99_9_ms => 'p99.9 (ms)', max_ms => 'max (ms)',
                    added_p99_ms => 'added p99 (ms)', added_max_ms => 'added max (ms)',
                    sync_worker_p99_ms => 'p99 sync worker (ms)', other_worker_p99_ms => 'p99 other worker (ms)',
                    sync_worker_cpu_pct => 'sync worker CPU %', zone_changes => 'zone changes',
                    redis_evals => 'redis evals' });
+$doc .= "\nPer-round numbers: [`apply_rounds.csv`](" . rel('apply_rounds.csv') . ").\n" if -f "$res/apply_rounds.csv";
 $doc .= "\n![latency while a large service is applied](" . rel('apply.png') . ")\n" if -f "$res/apply.png";
 
 $doc .= <<"EOF";

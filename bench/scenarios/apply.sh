@@ -3,24 +3,27 @@
 # small service ("users", 3 instances on real backends) under a steady
 # open-loop load (lib/apply_load.c: a fixed request rate, each request's
 # latency counted from the moment it was due, so a stall shows in every
-# request that waited for it).  Three phases of the same length:
+# request that waited for it; its connections are spread evenly over the
+# two workers).  Each round has two phases of the same length:
 #
 #   baseline  only "users" in the registry
 #   during    plus a service of INSTANCES instances ("bulk", all pointing at
 #             one backend) written to Redis without a revision key, so that
-#             every resync fetches and applies it again
-#   after     "bulk" removed again (a control for noise on the machine)
+#             every resync fetches and applies it again; removed at the end
+#             of the round
 #
-# Reported per phase: p50/p99/p99.9/max latency, added p99 and max over the
-# baseline, p99 of the worker that keeps the registry (it does the apply)
-# and of the other one, that worker's CPU, and how many times the zone
-# changed (generation) and the gateway ran a script in Redis (EVAL calls).
-# The load client, backends and Redis run on LOAD_CPU; the gateway's two
-# workers are not pinned.
+# Reported per phase (medians over the rounds; max = the largest): p50, p99,
+# p99.9, max latency; added p99 (median of the rounds' during - baseline)
+# and added max; p99 of the worker that keeps the registry (it applies the
+# snapshots) and of the other one; that worker's CPU (including the
+# requests it serves); how many times the zone changed (generation) and the
+# gateway ran a script in Redis (EVAL).  The load client, backends and Redis
+# run on LOAD_CPU; the gateway's two workers are not pinned.
 #
 #   BENCH_APPLY_INSTANCES (10000)  BENCH_APPLY_RESYNC (1s)
-#   BENCH_APPLY_DURATION (15 s per phase)  BENCH_APPLY_RATE (2000 req/s)
-#   BENCH_APPLY_CONNS (16)  BENCH_APPLY_ZONE (64m)  BENCH_APPLY_TIMEOUT (60 s)
+#   BENCH_APPLY_ROUNDS (3)  BENCH_APPLY_DURATION (8 s per phase)
+#   BENCH_APPLY_RATE (2000 req/s)  BENCH_APPLY_CONNS (16)
+#   BENCH_APPLY_ZONE (64m)  BENCH_APPLY_TIMEOUT (60 s, for a sync)
 
 apply_gateway_conf() {     # DIR PORT RESYNC ZONE
     local dir=$1 port=$2 resync=$3 zone=$4
@@ -48,9 +51,10 @@ $(nginx_proxy_location gw)
 EOF
 }
 
-# apply_populate N ADDRESS: service "bulk" with N instances at ADDRESS, the
-# registration recipe of docs/registry.md without the revision key (and
-# without EXPIRE: the instances never expire), one notice at the end
+# apply_populate N ADDRESS: the instances of service "bulk", N of them at
+# ADDRESS, as the registration recipe of docs/registry.md writes them but
+# without the revision key (and without EXPIRE: they never expire); the
+# rounds list the service in P services (SADD + PUBLISH) and take it out
 apply_populate() {
     local n=$1 addr=$2
     perl -e '
@@ -67,8 +71,6 @@ apply_populate() {
                 @ids = ();
             }
         }
-        print "SADD gateway:services bulk\n";
-        print "PUBLISH gateway:events bulk\n";
     ' "$n" "$addr" | redis_pipe "$BENCH_TMP/apply/populate.log"
 }
 
@@ -84,28 +86,30 @@ apply_evals() {
         | sed -n 's/^cmdstat_eval:calls=\([0-9]*\),.*/\1/p'
 }
 
-# apply_phase NAME BIG_INSTANCES GATEWAY_PORT SYNC_PID OTHER_PID: one
-# measured phase; appends to DIR/phases.txt and DIR/NAME.csv
+# apply_phase ROUND NAME BIG_INSTANCES GATEWAY_PORT SYNC_PID OTHER_PID: one
+# measured phase; appends to DIR/phases.txt, requests in DIR/rROUND-NAME.csv
 apply_phase() {
-    local name=$1 big=$2 port=$3 spid=$4 opid=$5
+    local round=$1 name=$2 big=$3 port=$4 spid=$5 opid=$6
     local g0 g1 e0 e1 c0 c1 o0 o1 t0 t1
-    log "apply: phase $name (bulk: $big instances), ${APPLY_DUR}s at $APPLY_RATE req/s"
+    log "apply: round $round, $name (bulk: $big instances), ${APPLY_DUR}s at $APPLY_RATE req/s"
     g0=$(apply_generation "$port"); e0=$(apply_evals)
     c0=$(cpu_ms "$spid"); o0=$(cpu_ms "$opid"); t0=$(now_ms)
     taskset -c "$LOAD_CPU" "$APPLY_CLIENT" -p "$port" -r "$APPLY_RATE" \
-        -d "$APPLY_DUR" -c "$APPLY_CONNS" > "$APPLY_DIR/$name.csv" \
+        -d "$APPLY_DUR" -c "$APPLY_CONNS" -w 2 > "$APPLY_DIR/r$round-$name.csv" \
         || die "apply: load client failed"
     t1=$(now_ms); c1=$(cpu_ms "$spid"); o1=$(cpu_ms "$opid")
     g1=$(apply_generation "$port"); e1=$(apply_evals)
-    echo "$name $big $((g1 - g0)) $((e1 - e0)) $c0 $c1 $o0 $o1 $t0 $t1" >> "$APPLY_DIR/phases.txt"
+    echo "$round $name $big $((g1 - g0)) $((e1 - e0)) $c0 $c1 $o0 $o1 $t0 $t1 $(cut -d' ' -f1 /proc/loadavg)" \
+        >> "$APPLY_DIR/phases.txt"
 }
 
 scenario_apply() {
     local n=${BENCH_APPLY_INSTANCES:-10000} resync=${BENCH_APPLY_RESYNC:-1s}
     local zone=${BENCH_APPLY_ZONE:-64m} tmo=${BENCH_APPLY_TIMEOUT:-60}
-    local dir=$BENCH_TMP/apply port pid i spid opid w res
+    local rounds=${BENCH_APPLY_ROUNDS:-3}
+    local dir=$BENCH_TMP/apply port pid i r spid opid w res
     APPLY_DIR=$dir
-    APPLY_DUR=${BENCH_APPLY_DURATION:-15}
+    APPLY_DUR=${BENCH_APPLY_DURATION:-8}
     APPLY_RATE=${BENCH_APPLY_RATE:-2000}
     APPLY_CONNS=${BENCH_APPLY_CONNS:-16}
     mkdir -p "$dir/gw"
@@ -144,42 +148,50 @@ scenario_apply() {
     [ -n "$opid" ] || die "apply: expected 2 workers, found $(nginx_workers "$pid")"
     log "apply: gateway on $port, worker $spid keeps the registry, worker $opid does not"
 
-    # warm-up: connections and keepalive to the backends
+    # warm-up: keepalive connections to the backends in both workers
     taskset -c "$LOAD_CPU" "$APPLY_CLIENT" -p "$port" -r "$APPLY_RATE" -d 1 \
-        -c "$APPLY_CONNS" > /dev/null || die "apply: load client failed"
-
-    : > "$dir/phases.txt"
-    apply_phase baseline 0 "$port" "$spid" "$opid"
+        -c "$APPLY_CONNS" -w 2 > /dev/null || die "apply: load client failed"
 
     log "apply: writing service bulk, $n instances, no revision key"
     apply_populate "$n" "127.0.0.1:${BACKEND_PORTS[0]}"
-    res=$(wait_registry "$port" 2 $((n + 3)) "$(date +%s.%N)" "$tmo")
-    if [ "${res%% *}" = timeout ]; then
-        problem "apply: the $n-instance service was not synced within ${tmo}s (polls, services, instances: ${res#timeout })"
-        die "apply: bulk not synced ($res)"
-    fi
-    log "apply: bulk synced after ${res%% *}s"
-    apply_phase during "$n" "$port" "$spid" "$opid"
 
-    rcli SREM gateway:services bulk > /dev/null
-    rcli PUBLISH gateway:events bulk > /dev/null
-    res=$(wait_registry "$port" 1 3 "$(date +%s.%N)" "$tmo")
-    [ "${res%% *}" != timeout ] || die "apply: bulk not removed ($res)"
-    apply_phase after 0 "$port" "$spid" "$opid"
+    : > "$dir/phases.txt"
+    for ((r = 1; r <= rounds; r++)); do
+        apply_phase "$r" baseline 0 "$port" "$spid" "$opid"
+
+        rcli SADD gateway:services bulk > /dev/null
+        rcli PUBLISH gateway:events bulk > /dev/null
+        res=$(wait_registry "$port" 2 $((n + 3)) "$(date +%s.%N)" "$tmo")
+        if [ "${res%% *}" = timeout ]; then
+            problem "apply: the $n-instance service was not synced within ${tmo}s (polls, services, instances: ${res#timeout })"
+            die "apply: bulk not synced ($res)"
+        fi
+        log "apply: bulk synced after ${res%% *}s"
+        apply_phase "$r" during "$n" "$port" "$spid" "$opid"
+
+        rcli SREM gateway:services bulk > /dev/null
+        rcli PUBLISH gateway:events bulk > /dev/null
+        res=$(wait_registry "$port" 1 3 "$(date +%s.%N)" "$tmo")
+        [ "${res%% *}" != timeout ] || die "apply: bulk not removed ($res)"
+    done
 
     check_nginx_log "$dir/gw" "apply gateway"
     stop_pid "$pid" QUIT
 
     apply_summary "$dir" "$spid" "$opid"
-    print_csv_table "$RESULTS/apply.csv" "phase bulk_instances requests errors p50_ms p99_ms p99_9_ms max_ms added_p99_ms added_max_ms sync_worker_p99_ms other_worker_p99_ms sync_worker_cpu_pct zone_changes redis_evals"
+    print_csv_table "$RESULTS/apply_rounds.csv" "round phase requests errors p50_ms p99_ms p99_9_ms max_ms sync_worker_p99_ms other_worker_p99_ms sync_worker_cpu_pct zone_changes redis_evals"
+    echo
+    print_csv_table "$RESULTS/apply.csv" "phase bulk_instances rounds requests errors p50_ms p99_ms p99_9_ms max_ms added_p99_ms added_max_ms sync_worker_p99_ms other_worker_p99_ms sync_worker_cpu_pct zone_changes redis_evals"
 }
 
-# apply_summary DIR SYNC_PID OTHER_PID: results/apply.csv (one row per
-# phase) and results/apply_series.csv (p99 and max per 250 ms, for the plot)
+# apply_summary DIR SYNC_PID OTHER_PID: results/apply_rounds.csv (a row per
+# round and phase), results/apply.csv (a row per phase, over the rounds) and
+# results/apply_series.csv (p99 and max per 250 ms, for the plot)
 apply_summary() {
     local dir=$1 spid=$2 opid=$3
     perl -e '
-        my ($dir, $spid, $opid, $rate, $sum, $series) = @ARGV;
+        my ($dir, $spid, $opid, $rate, $conns, $resync, $out_sum, $out_rounds,
+            $out_series) = @ARGV;
         sub pct {   # nearest rank, of a sorted list
             my ($p, $v) = @_;
             return "nan" unless @$v;
@@ -188,17 +200,26 @@ apply_summary() {
             $i = @$v if $i > @$v;
             return $v->[$i - 1];
         }
+        sub median {
+            my @v = sort { $a <=> $b } grep { $_ ne "nan" } @_;
+            return "nan" unless @v;
+            return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+        }
+        sub maxof { my @v = sort { $a <=> $b } grep { $_ ne "nan" } @_; @v ? $v[-1] : "nan" }
         sub ms { $_[0] eq "nan" ? "nan" : sprintf "%.3f", $_[0] / 1000 }
+        sub diff { ($_[0] eq "nan" || $_[1] eq "nan") ? "nan" : $_[0] - $_[1] }
+
         open my $ph, "<", "$dir/phases.txt" or die "$dir/phases.txt: $!\n";
-        open my $out, ">", $sum or die "$sum: $!\n";
-        open my $ser, ">", $series or die "$series: $!\n";
-        print $out "phase,bulk_instances,seconds,rate,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,added_p99_ms,added_max_ms,sync_worker_requests,sync_worker_p99_ms,other_worker_requests,other_worker_p99_ms,sync_worker_cpu_pct,other_worker_cpu_pct,zone_changes,redis_evals\n";
-        print $ser "phase,t_s,p99_ms,max_ms\n";
-        my ($base_p99, $base_max);
+        open my $rnd, ">", $out_rounds or die "$out_rounds: $!\n";
+        open my $ser, ">", $out_series or die "$out_series: $!\n";
+        print $rnd "round,phase,bulk_instances,seconds,rate,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,sync_worker_requests,sync_worker_p99_ms,other_worker_requests,other_worker_p99_ms,sync_worker_cpu_pct,other_worker_cpu_pct,zone_changes,redis_evals,loadavg_1m\n";
+        print $ser "round,phase,t_s,p99_ms,max_ms\n";
+        my (%agg, @order);      # phase -> list of per-round hashes
         while (my $l = <$ph>) {
-            my ($name, $big, $gen, $evals, $c0, $c1, $o0, $o1, $t0, $t1) = split " ", $l;
-            open my $fh, "<", "$dir/$name.csv" or die "$dir/$name.csv: $!\n";
-            my (@all, %w, %bucket, $err, $n, $last);
+            my ($round, $name, $big, $gen, $evals, $c0, $c1, $o0, $o1, $t0, $t1, $load) = split " ", $l;
+            open my $fh, "<", "$dir/r$round-$name.csv" or die "$dir/r$round-$name.csv: $!\n";
+            my (@all, %w, %bucket, $n, $last);
+            my $err = 0;
             while (<$fh>) {
                 my ($due, $lat, $wk, $st) = split /,/;
                 $n++;
@@ -210,44 +231,74 @@ apply_summary() {
             }
             @all = sort { $a <=> $b } @all;
             $_ = [sort { $a <=> $b } @$_] for values %w;
-            my $p99 = pct(99, \@all);
-            my $max = @all ? $all[-1] : "nan";
-            ($base_p99, $base_max) = ($p99, $max) unless defined $base_p99;
-            my $secs = ($t1 - $t0) / 1000;
-            printf $out "%s,%d,%.1f,%d,%d,%d,%s,%s,%s,%s,%s,%s,%s,%d,%s,%d,%s,%.1f,%.1f,%d,%d\n",
-                $name, $big, ($last + 1) / 1e6, $rate, $n, $err // 0,
-                ms(pct(50, \@all)), ms(pct(90, \@all)), ms($p99), ms(pct(99.9, \@all)), ms($max),
-                ($p99 eq "nan" || $base_p99 eq "nan") ? "nan" : ms($p99 - $base_p99),
-                ($max eq "nan" || $base_max eq "nan") ? "nan" : ms($max - $base_max),
-                scalar @{$w{$spid} // []}, ms(pct(99, $w{$spid} // [])),
-                scalar @{$w{$opid} // []}, ms(pct(99, $w{$opid} // [])),
-                100 * ($c1 - $c0) / ($t1 - $t0), 100 * ($o1 - $o0) / ($t1 - $t0),
-                $gen, $evals;
+            my %r = (round => $round, big => $big, secs => ($last + 1) / 1e6,
+                     n => $n, err => $err,
+                     p50 => pct(50, \@all), p90 => pct(90, \@all), p99 => pct(99, \@all),
+                     p999 => pct(99.9, \@all), max => (@all ? $all[-1] : "nan"),
+                     sn => scalar @{$w{$spid} // []}, sp99 => pct(99, $w{$spid} // []),
+                     on => scalar @{$w{$opid} // []}, op99 => pct(99, $w{$opid} // []),
+                     scpu => 100 * ($c1 - $c0) / ($t1 - $t0), ocpu => 100 * ($o1 - $o0) / ($t1 - $t0),
+                     gen => $gen, evals => $evals);
+            push @order, $name unless $agg{$name};
+            push @{$agg{$name}}, \%r;
+            printf $rnd "%d,%s,%d,%.1f,%d,%d,%d,%s,%s,%s,%s,%s,%d,%s,%d,%s,%.1f,%.1f,%d,%d,%s\n",
+                $round, $name, $big, $r{secs}, $rate, $n, $err,
+                ms($r{p50}), ms($r{p90}), ms($r{p99}), ms($r{p999}), ms($r{max}),
+                $r{sn}, ms($r{sp99}), $r{on}, ms($r{op99}), $r{scpu}, $r{ocpu}, $gen, $evals, $load;
             for my $k (sort { $a <=> $b } keys %bucket) {
                 my @s = sort { $a <=> $b } @{$bucket{$k}};
-                printf $ser "%s,%.2f,%s,%s\n", $name, $k * 0.25, ms(pct(99, \@s)), ms($s[-1]);
+                printf $ser "%d,%s,%.2f,%s,%s\n", $round, $name, $k * 0.25, ms(pct(99, \@s)), ms($s[-1]);
             }
         }
-    ' "$dir" "$spid" "$opid" "$APPLY_RATE" "$RESULTS/apply.csv" "$RESULTS/apply_series.csv"
+
+        open my $sum, ">", $out_sum or die "$out_sum: $!\n";
+        print $sum "phase,bulk_instances,rounds,seconds,rate,conns,resync,requests,errors,p50_ms,p90_ms,p99_ms,p99_9_ms,max_ms,added_p99_ms,added_max_ms,sync_worker_p99_ms,other_worker_p99_ms,sync_worker_cpu_pct,other_worker_cpu_pct,zone_changes,redis_evals\n";
+        my %base = map { $_->{round} => $_ } @{$agg{baseline} // []};
+        my $base_max = maxof(map { $_->{max} } @{$agg{baseline} // []});
+        for my $name (@order) {
+            my @r = @{$agg{$name}};
+            my $col = sub { my $k = shift; map { $_->{$k} } @r };
+            my $sumof = sub { my $t = 0; $t += $_ for $col->(shift); $t };
+            my $max = maxof($col->("max"));
+            printf $sum "%s,%d,%d,%.1f,%d,%d,%s,%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%.1f,%.1f,%d,%d\n",
+                $name, $r[0]{big}, scalar @r, median($col->("secs")), $rate,
+                $conns, $resync,
+                $sumof->("n"), $sumof->("err"),
+                ms(median($col->("p50"))), ms(median($col->("p90"))), ms(median($col->("p99"))),
+                ms(median($col->("p999"))), ms($max),
+                ms(median(map { $base{$_->{round}} ? diff($_->{p99}, $base{$_->{round}}{p99}) : "nan" } @r)),
+                ms(diff($max, $base_max)),
+                ms(median($col->("sp99"))), ms(median($col->("op99"))),
+                median($col->("scpu")), median($col->("ocpu")),
+                $sumof->("gen"), $sumof->("evals");
+        }
+    ' "$dir" "$spid" "$opid" "$APPLY_RATE" "$APPLY_CONNS" "${BENCH_APPLY_RESYNC:-1s}" \
+        "$RESULTS/apply.csv" \
+        "$RESULTS/apply_rounds.csv" "$RESULTS/apply_series.csv"
 
     local e
-    e=$(awk -F, 'NR > 1 { s += $6 } END { print s + 0 }' "$RESULTS/apply.csv")
+    e=$(awk -F, 'NR > 1 { s += $7 } END { print s + 0 }' "$RESULTS/apply_rounds.csv")
     [ "$e" = 0 ] || problem "apply: $e requests to the unrelated service failed or timed out"
 
-    # the slowest request of every 250 ms, one column per phase
-    awk -F, 'NR > 1 { v[$2 "," $1] = $4; if (!($2 in seen)) { seen[$2]; t[++n] = $2 } }
+    # a busy machine shows in the baseline: say so, the target is 2 ms
+    local spread
+    spread=$(awk -F, 'NR > 1 && $2 == "baseline" {
+            if (n++ == 0 || $10 < lo) lo = $10; if ($10 > hi) hi = $10
+            if ($21 > ld) ld = $21 }
+        END { if (hi > 2) printf "%.1f..%.1f ms (1-minute load average up to %s)", lo, hi, ld }' \
+        "$RESULTS/apply_rounds.csv")
+    [ -z "$spread" ] || problem "apply: baseline p99 was $spread: the machine was busy, so differences of a few ms are noise; re-run when it is quiet"
+
+    # the slowest request of every 250 ms in round 1, one column per phase
+    awk -F, 'NR > 1 && $1 == 1 { v[$3 "," $2] = $5; if (!($3 in seen)) { seen[$3]; t[++n] = $3 } }
         END {
             for (i = 1; i <= n; i++) {
-                printf "%s", t[i]
-                for (j = 1; j <= 3; j++) {
-                    k = t[i] "," (j == 1 ? "baseline" : j == 2 ? "during" : "after")
-                    printf " %s", (k in v) ? v[k] : "NaN"
-                }
-                print ""
+                b = t[i] ",baseline"; d = t[i] ",during"
+                print t[i], (b in v) ? v[b] : "NaN", (d in v) ? v[d] : "NaN"
             }
         }' "$RESULTS/apply_series.csv" > "$dir/series.dat"
     plot_series "$dir/series.dat" "$RESULTS/apply.png" \
-        "slowest request to users (3 instances) per 250 ms; bulk: $(awk -F, '$1 == "during" { print $2 }' "$RESULTS/apply.csv") instances, resync=${BENCH_APPLY_RESYNC:-1s}" \
+        "users (3 instances): slowest request per 250 ms, round 1; bulk: $(awk -F, '$1 == "during" { print $2 }' "$RESULTS/apply.csv") instances, resync=${BENCH_APPLY_RESYNC:-1s}" \
         "seconds into the phase" "latency (ms)" \
-        "2:baseline" "3:during (bulk applied at every resync)" "4:after (bulk removed)"
+        "2:baseline" "3:during (bulk applied at every resync)"
 }

@@ -163,7 +163,7 @@ scenario_apply() {
         rcli PUBLISH gateway:events bulk > /dev/null
         res=$(wait_registry "$port" 2 $((n + 3)) "$(date +%s.%N)" "$tmo")
         if [ "${res%% *}" = timeout ]; then
-            problem "apply: the $n-instance service was not synced within ${tmo}s (polls, services, instances: ${res#timeout })"
+            problem "the $n-instance service was not synced within ${tmo}s (polls, services, instances: ${res#timeout })"
             die "apply: bulk not synced ($res)"
         fi
         log "apply: bulk synced after ${res%% *}s"
@@ -278,7 +278,7 @@ apply_summary() {
 
     local e
     e=$(awk -F, 'NR > 1 { s += $7 } END { print s + 0 }' "$RESULTS/apply_rounds.csv")
-    [ "$e" = 0 ] || problem "apply: $e requests to the unrelated service failed or timed out"
+    [ "$e" = 0 ] || problem "$e requests to the unrelated service failed or timed out"
 
     # a busy machine shows in the baseline: say so, the target is 2 ms
     local spread
@@ -287,7 +287,7 @@ apply_summary() {
             if ($21 > ld) ld = $21 }
         END { if (hi > 2) printf "%.1f..%.1f ms (1-minute load average up to %s)", lo, hi, ld }' \
         "$RESULTS/apply_rounds.csv")
-    [ -z "$spread" ] || problem "apply: baseline p99 was $spread: the machine was busy, so differences of a few ms are noise; re-run when it is quiet"
+    [ -z "$spread" ] || problem "baseline p99 was $spread: the machine was busy, so differences of a few ms are noise; re-run when it is quiet"
 
     # the slowest request of every 250 ms in round 1, one column per phase
     awk -F, 'NR > 1 && $1 == 1 { v[$3 "," $2] = $5; if (!($3 in seen)) { seen[$3]; t[++n] = $3 } }

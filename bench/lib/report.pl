@@ -350,7 +350,7 @@ gateway ran in Redis (revisions + snapshots), summed over the rounds.  The
 load client, the backends and Redis run on CPU 1.
 
 EOF
-$doc .= "Command: `$am->{command}`, $am->{date}, commit $am->{git}.\n" if $am->{date};
+$doc .= "Command: `$am->{command}`, $am->{date}, commit $am->{git}, module sha256 $am->{module}.\n" if $am->{date};
 if ($apply) {
     my ($c, $r) = (get($apply, 'during', 'conns'), get($apply, 'during', 'resync'));
     $doc .= "Settings: `resync=$r`, $c connections.\n" if defined $c && defined $r;

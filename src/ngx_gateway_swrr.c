@@ -7,6 +7,13 @@
 #include "ngx_gateway_swrr.h"
 
 
+/*
+ * nginx's smooth weighted round robin with the weights as they are: nginx
+ * also lowers a peer's effective weight on failures, the gateway does not
+ * (failed attempts are retried elsewhere), so its effective weight is its
+ * weight.
+ */
+
 ssize_t
 ngx_gateway_swrr_select(size_t n, ngx_gateway_swrr_peer_pt peer, void *ctx)
 {
@@ -26,12 +33,8 @@ ngx_gateway_swrr_select(size_t n, ngx_gateway_swrr_peer_pt peer, void *ctx)
             continue;
         }
 
-        p->current_weight += p->effective_weight;
-        total += p->effective_weight;
-
-        if (p->effective_weight < p->weight) {
-            p->effective_weight++;
-        }
+        p->current_weight += p->weight;
+        total += p->weight;
 
         if (b == NULL || p->current_weight > b->current_weight) {
             b = p;
@@ -51,6 +54,5 @@ void
 ngx_gateway_swrr_reset(ngx_gateway_swrr_t *p, int weight)
 {
     p->weight = weight;
-    p->effective_weight = weight;
     p->current_weight = 0;
 }

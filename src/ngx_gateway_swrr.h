@@ -17,7 +17,6 @@
 typedef struct {
     int   weight;
     int   current_weight;
-    int   effective_weight;
 } ngx_gateway_swrr_t;
 
 

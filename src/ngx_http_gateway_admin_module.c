@@ -39,15 +39,37 @@ typedef struct {
 
     ngx_http_gateway_redis_call_t  *call;
     ngx_event_t                     timeout;
+    const char                     *skipped;  /* why Redis' record was not
+                                                 applied here */
 } ngx_http_gateway_admin_ctx_t;
 
 
-#define NGX_HTTP_GATEWAY_FIELD_WEIGHT  0x01
-#define NGX_HTTP_GATEWAY_FIELD_STATE   0x02
+/*
+ * The fields of an instance, in the order of the register script's ARGV;
+ * a PATCH names some of them: bit (1 << index) in ctx->fields.
+ */
+
+static ngx_str_t  ngx_http_gateway_admin_fields[] = {
+    ngx_string("address"),
+    ngx_string("weight"),
+    ngx_string("zone"),
+    ngx_string("state"),
+    ngx_string("metadata"),
+    ngx_string("ttl")
+};
+
+#define NGX_HTTP_GATEWAY_FIELD_ADDR    0x01
+#define NGX_HTTP_GATEWAY_FIELD_WEIGHT  0x02
 #define NGX_HTTP_GATEWAY_FIELD_ZONE    0x04
-#define NGX_HTTP_GATEWAY_FIELD_META    0x08
-#define NGX_HTTP_GATEWAY_FIELD_TTL     0x10
-#define NGX_HTTP_GATEWAY_FIELD_ADDR    0x20
+#define NGX_HTTP_GATEWAY_FIELD_STATE   0x08
+#define NGX_HTTP_GATEWAY_FIELD_META    0x10
+#define NGX_HTTP_GATEWAY_FIELD_TTL     0x20
+
+#define NGX_HTTP_GATEWAY_NFIELDS                                             \
+    (sizeof(ngx_http_gateway_admin_fields) / sizeof(ngx_str_t))
+
+/* EVAL, script, numkeys, prefix, service, id; then a name and a value each */
+#define NGX_HTTP_GATEWAY_ADMIN_ARGS  (6 + 2 * NGX_HTTP_GATEWAY_NFIELDS)
 
 
 static ngx_int_t ngx_http_gateway_admin_handler(ngx_http_request_t *r);
@@ -66,6 +88,8 @@ static ngx_int_t ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_gateway_admin_value(ngx_pool_t *pool,
+    ngx_gateway_record_t *rec, ngx_uint_t i, ngx_str_t *v);
 static void ngx_http_gateway_admin_on_reply(
     ngx_http_gateway_redis_call_t *call, redisReply *reply);
 static ngx_int_t ngx_http_gateway_admin_apply_reply(
@@ -75,6 +99,8 @@ static void ngx_http_gateway_admin_on_timeout(ngx_event_t *ev);
 static void ngx_http_gateway_admin_cleanup(void *data);
 static ngx_int_t ngx_http_gateway_admin_done(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_int_t rc, ngx_uint_t created);
+static ngx_int_t ngx_http_gateway_admin_unapplied(ngx_http_request_t *r,
+    ngx_http_gateway_admin_ctx_t *ctx, ngx_uint_t created);
 static ngx_int_t ngx_http_gateway_admin_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
 static ngx_int_t ngx_http_gateway_admin_error(ngx_http_request_t *r,
@@ -579,12 +605,9 @@ ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_str_t *body, const char **err)
 {
     int                      ntoks, k, i;
+    ngx_str_t               *f;
     ngx_uint_t               flags, j;
     ngx_gateway_json_tok_t  *toks;
-
-    static const char *fields[] = {
-        "weight", "state", "zone", "metadata", "ttl", "address", NULL
-    };
 
     ngx_gateway_record_init(&ctx->rec);
 
@@ -626,9 +649,11 @@ ngx_http_gateway_admin_parse(ngx_http_request_t *r,
         k = 1;
 
         for (i = 0; i < toks[0].size; i++) {
-            for (j = 0; fields[j]; j++) {
-                if (toks[k].len == ngx_strlen(fields[j])
-                    && ngx_strncmp(toks[k].start, fields[j], toks[k].len) == 0)
+            for (j = 0; j < NGX_HTTP_GATEWAY_NFIELDS; j++) {
+                f = &ngx_http_gateway_admin_fields[j];
+
+                if ((size_t) toks[k].len == f->len
+                    && ngx_strncmp(toks[k].start, f->data, f->len) == 0)
                 {
                     ctx->fields |= 1 << j;
                 }
@@ -691,6 +716,7 @@ ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
     case ngx_http_gateway_op_register:
         rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
                                             &ctx->rec, &created);
+        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
         break;
 
     case ngx_http_gateway_op_deregister:
@@ -743,6 +769,7 @@ ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
         if (rc == NGX_OK) {
             rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service,
                                                 &ctx->id, &rec, &created);
+            rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
         }
 
         break;
@@ -798,14 +825,62 @@ ngx_http_gateway_admin_record_of(ngx_pool_t *pool,
 }
 
 
+/* the i-th field of ngx_http_gateway_admin_fields as Redis stores it */
+
+static ngx_int_t
+ngx_http_gateway_admin_value(ngx_pool_t *pool, ngx_gateway_record_t *rec,
+    ngx_uint_t i, ngx_str_t *v)
+{
+    u_char      *p;
+    ngx_uint_t   n;
+
+    switch (i) {
+
+    case 0: /* address */
+        v->data = (u_char *) rec->addr.text;
+        v->len = rec->addr.text_len;
+        return NGX_OK;
+
+    case 2: /* zone */
+        v->data = (u_char *) rec->zone;
+        v->len = rec->zone_len;
+        return NGX_OK;
+
+    case 3: /* state */
+        v->data = (u_char *) ngx_gateway_state_name(rec->state);
+        v->len = ngx_strlen(v->data);
+        return NGX_OK;
+
+    case 4: /* metadata */
+        v->data = (u_char *) rec->meta;
+        v->len = rec->meta_len;
+        return NGX_OK;
+
+    default: /* weight, ttl */
+        n = (i == 1) ? rec->weight : rec->ttl;
+
+        p = ngx_pnalloc(pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->data = p;
+        v->len = ngx_sprintf(p, "%ui", n) - p;
+        return NGX_OK;
+    }
+}
+
+
 static ngx_int_t
 ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx)
 {
     int                            argc;
-    u_char                        *p;
-    size_t                         argvlen[16];
-    const char                    *argv[16], *script;
+    size_t                         argvlen[NGX_HTTP_GATEWAY_ADMIN_ARGS];
+    ngx_str_t                      v;
+    ngx_uint_t                     i;
+    const char                    *argv[NGX_HTTP_GATEWAY_ADMIN_ARGS];
+    const char                    *script;
     ngx_http_cleanup_t            *cln;
     ngx_gateway_record_t          *rec;
     ngx_http_gateway_main_conf_t  *gmcf;
@@ -832,11 +907,6 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
         break;
     }
 
-    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     argv[0] = "EVAL";
     argvlen[0] = 4;
     argv[1] = script;
@@ -851,62 +921,29 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
     argvlen[5] = ctx->id.len;
     argc = 6;
 
-#define ngx_http_gateway_admin_arg(s, n)                                     \
-    argv[argc] = (const char *) (s); argvlen[argc++] = (n)
+    /* register: every field's value in order; patch: name, value of each */
 
-    if (ctx->op == ngx_http_gateway_op_register) {
-        ngx_http_gateway_admin_arg(rec->addr.text, rec->addr.text_len);
+    for (i = 0; i < NGX_HTTP_GATEWAY_NFIELDS; i++) {
 
-        argv[argc] = (char *) p;
-        argvlen[argc++] = ngx_sprintf(p, "%ui", rec->weight) - p;
-        p += NGX_INT_T_LEN;
+        if (ctx->op == ngx_http_gateway_op_patch) {
+            if (!(ctx->fields & (1 << i))) {
+                continue;
+            }
 
-        ngx_http_gateway_admin_arg(rec->zone, rec->zone_len);
-        ngx_http_gateway_admin_arg(ngx_gateway_state_name(rec->state),
-                               ngx_strlen(ngx_gateway_state_name(rec->state)));
-        ngx_http_gateway_admin_arg(rec->meta, rec->meta_len);
+            argv[argc] = (char *) ngx_http_gateway_admin_fields[i].data;
+            argvlen[argc++] = ngx_http_gateway_admin_fields[i].len;
 
-        argv[argc] = (char *) p;
-        argvlen[argc++] = ngx_sprintf(p, "%ui", rec->ttl) - p;
+        } else if (ctx->op != ngx_http_gateway_op_register) {
+            break;
+        }
+
+        if (ngx_http_gateway_admin_value(r->pool, rec, i, &v) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        argv[argc] = (char *) v.data;
+        argvlen[argc++] = v.len;
     }
-
-    if (ctx->op == ngx_http_gateway_op_patch) {
-        if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_WEIGHT) {
-            ngx_http_gateway_admin_arg("weight", 6);
-            argv[argc] = (char *) p;
-            argvlen[argc++] = ngx_sprintf(p, "%ui", rec->weight) - p;
-            p += NGX_INT_T_LEN;
-        }
-
-        if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_TTL) {
-            ngx_http_gateway_admin_arg("ttl", 3);
-            argv[argc] = (char *) p;
-            argvlen[argc++] = ngx_sprintf(p, "%ui", rec->ttl) - p;
-        }
-
-        if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_STATE) {
-            ngx_http_gateway_admin_arg("state", 5);
-            ngx_http_gateway_admin_arg(ngx_gateway_state_name(rec->state),
-                               ngx_strlen(ngx_gateway_state_name(rec->state)));
-        }
-
-        if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_ZONE) {
-            ngx_http_gateway_admin_arg("zone", 4);
-            ngx_http_gateway_admin_arg(rec->zone, rec->zone_len);
-        }
-
-        if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_META) {
-            ngx_http_gateway_admin_arg("metadata", 8);
-            ngx_http_gateway_admin_arg(rec->meta, rec->meta_len);
-        }
-
-        if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_ADDR) {
-            ngx_http_gateway_admin_arg("address", 7);
-            ngx_http_gateway_admin_arg(rec->addr.text, rec->addr.text_len);
-        }
-    }
-
-#undef ngx_http_gateway_admin_arg
 
     ctx->call = ngx_http_gateway_redis_call(gmcf, argc, argv, argvlen,
                                             r->connection->log);
@@ -972,19 +1009,33 @@ ngx_http_gateway_admin_on_reply(ngx_http_gateway_redis_call_t *call,
     created = 0;
     rc = ngx_http_gateway_admin_apply_reply(ctx, reply, &created);
 
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "gateway: admin write to redis failed: "
+                      "unexpected answer to the script");
+
+        rc = ngx_http_gateway_admin_error(r, NGX_HTTP_BAD_GATEWAY,
+                                          "unexpected answer from redis");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
     ngx_http_finalize_request(r,
                               ngx_http_gateway_admin_done(r, ctx, rc, created));
 }
 
 
-/* {found, revision[, fields]}: the write is mirrored into the zone at once */
+/*
+ * {found, revision[, fields]}: the write is mirrored into the zone at once.
+ * NGX_BUSY: it is committed in Redis, but this gateway could not hold it.
+ */
 
 static ngx_int_t
 ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
     redisReply *reply, ngx_uint_t *created)
 {
     ngx_int_t                      rc;
-    const char                    *err;
+    ngx_uint_t                     n;
     ngx_gateway_record_t           rec;
     ngx_http_gateway_service_t    *svc;
     ngx_http_gateway_main_conf_t  *gmcf;
@@ -1003,6 +1054,17 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
+    if (ctx->op != ngx_http_gateway_op_register
+        && ctx->op != ngx_http_gateway_op_deregister
+        && (reply->elements != 3
+            || reply->element[2]->type != REDIS_REPLY_ARRAY))
+    {
+        return NGX_ERROR;
+    }
+
+    *created = (ctx->op == ngx_http_gateway_op_register
+                && reply->element[0]->integer == 0);
+
     rc = NGX_OK;
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
@@ -1011,8 +1073,8 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
 
     case ngx_http_gateway_op_register:
         rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
-                                            &ctx->rec, created);
-        *created = (reply->element[0]->integer == 0);
+                                            &ctx->rec, &n);
+        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
         break;
 
     case ngx_http_gateway_op_deregister:
@@ -1025,22 +1087,17 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
 
     default: /* patch, heartbeat */
 
-        if (reply->elements != 3
-            || reply->element[2]->type != REDIS_REPLY_ARRAY)
+        if (ngx_http_gateway_record_from_hash(gmcf, reply->element[2], &rec,
+                                              &ctx->skipped)
+            != NGX_OK)
         {
-            rc = NGX_ERROR;
+            rc = NGX_ABORT;
             break;
         }
 
-        if (ngx_http_gateway_record_from_hash(gmcf, reply->element[2], &rec,
-                                              &err)
-            == NGX_OK)
-        {
-            rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service,
-                                                &ctx->id, &rec, created);
-            *created = 0;
-        }
-
+        rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
+                                            &rec, &n);
+        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
         break;
     }
 
@@ -1054,6 +1111,12 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
     }
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "gateway: redis key \"%Vsvc:%V:inst:%V\" skipped: %s",
+                      &gmcf->prefix, &ctx->service, &ctx->id, ctx->skipped);
+    }
 
     return rc;
 }
@@ -1114,10 +1177,31 @@ ngx_http_gateway_admin_done(ngx_http_request_t *r,
                                             "no such instance");
     }
 
+    if (rc == NGX_BUSY) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "gateway: zone \"%V\" is full, admin write of "
+                      "instance \"%V\" of service \"%V\" %s",
+                      &ctx->gmcf->shm_zone->shm.name, &ctx->id,
+                      &ctx->service,
+                      ctx->gmcf->redis ? "is in redis but not applied here"
+                                       : "refused");
+
+        if (ctx->gmcf->redis == NULL) {
+            return ngx_http_gateway_admin_error(r,
+                                                NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                                "the registry zone is full");
+        }
+
+        ctx->skipped = "the registry zone is full";
+        rc = NGX_ABORT;
+    }
+
+    if (rc == NGX_ABORT) {
+        return ngx_http_gateway_admin_unapplied(r, ctx, created);
+    }
+
     if (rc != NGX_OK) {
-        return ngx_http_gateway_admin_error(r,
-                                            NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                            "the registry zone is full");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ctx->op == ngx_http_gateway_op_deregister) {
@@ -1160,12 +1244,50 @@ ngx_http_gateway_admin_done(ngx_http_request_t *r,
 }
 
 
+/*
+ * Redis mode: the write is committed in the registry (Redis), and the
+ * other gateways apply it, but this one could not: 202, and why.
+ */
+
+static ngx_int_t
+ngx_http_gateway_admin_unapplied(ngx_http_request_t *r,
+    ngx_http_gateway_admin_ctx_t *ctx, ngx_uint_t created)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    len = ngx_strlen(ctx->skipped);
+
+    b = ngx_create_temp_buf(r->pool,
+                            sizeof("{\"service\":\"\",\"id\":\"\","
+                                   "\"created\":false,\"applied\":false,"
+                                   "\"reason\":\"\"}\n")
+                            + ctx->service.len + ctx->id.len
+                            + ngx_gateway_json_escape(NULL, ctx->skipped, len));
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last,
+                          "{\"service\":\"%V\",\"id\":\"%V\",\"created\":%s,"
+                          "\"applied\":false,\"reason\":\"",
+                          &ctx->service, &ctx->id,
+                          created ? "true" : "false");
+    b->last += ngx_gateway_json_escape((char *) b->last, ctx->skipped, len);
+    *b->last++ = '"';
+    *b->last++ = '}';
+
+    return ngx_http_gateway_admin_send(r, NGX_HTTP_ACCEPTED, b);
+}
+
+
 static ngx_int_t
 ngx_http_gateway_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b)
 {
-    ngx_int_t    rc;
-    ngx_chain_t  out;
+    ngx_int_t         rc;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
 
     if (b->last < b->end) {
         *b->last++ = '\n';
@@ -1178,15 +1300,15 @@ ngx_http_gateway_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_lowcase = NULL;
 
     if (status == NGX_HTTP_UNAUTHORIZED) {
-        r->headers_out.www_authenticate = ngx_list_push(&r->headers_out.headers);
-        if (r->headers_out.www_authenticate == NULL) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        r->headers_out.www_authenticate->hash = 1;
-        ngx_str_set(&r->headers_out.www_authenticate->key,
-                    "WWW-Authenticate");
-        ngx_str_set(&r->headers_out.www_authenticate->value, "Bearer");
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer");
+        r->headers_out.www_authenticate = h;
     }
 
     if (r->method == NGX_HTTP_HEAD) {

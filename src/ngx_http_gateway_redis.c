@@ -1734,8 +1734,12 @@ ngx_http_gateway_sync_apply(redisReply *entry)
 
     ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
 
-    svc->revision = rev;
-    sh->generation++;
+    /* an unchanged snapshot changes nothing: no state file to write */
+
+    if (svc->revision != rev) {
+        svc->revision = rev;
+        sh->generation++;
+    }
 
 done:
 

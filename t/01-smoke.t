@@ -102,9 +102,13 @@ my $auth = { authorization => 'Bearer s3cret' };
                                        json => $inst, headers => $auth);
 is($status, 201, 'PUT a new instance with the token: 201') or diag($body);
 $j = json_decode($body) || {};
-# the spec echoes the instance flat ({"name":..,"id":..,"address":..});
-# accept it nested under "instance" as well
-is($j->{address} // ($j->{instance} || {})->{address}, "127.0.0.1:$backend",
+# docs/admin-api.md: {"service":NAME,"created":true|false,"instance":{...}}
+is_deeply([ sort keys %$j ], [qw(created instance service)],
+          '... {"service":..,"created":..,"instance":{...}}') or diag($body);
+is($j->{service}, 'users', '... the service');
+is($j->{created}, JSON::PP::true, '... created true');
+is(($j->{instance} || {})->{id}, 'u1', '... the instance id');
+is(($j->{instance} || {})->{address}, "127.0.0.1:$backend",
    '... the instance is echoed back') or diag($body);
 
 ($status, undef, $body) = $ng->get('/gateway/services/users');

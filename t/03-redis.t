@@ -1,7 +1,10 @@
 #!/usr/bin/perl
-# Redis: the harness's own Redis plumbing (RESP client, redis-cli, the spec's
-# register recipe verbatim), then a gateway with redis= connects to Redis,
-# picks up a service registered there, and lets go of Redis when it stops.
+# Redis mode, what the gateway itself does with Redis: it connects (a command
+# link and a link subscribed to the change channel), turns on keyspace
+# notifications for expiry, picks up an instance registered in Redis and
+# routes to it, follows a change and a deregistration announced on the
+# channel, writes its own admin writes into Redis (hash, ids set, revision,
+# notice), and closes its links when it stops.
 
 use strict;
 use warnings;
@@ -11,45 +14,7 @@ use Test::More;
 use GatewayTest;
 
 my $redis = start_redis();
-
-# --- the harness talks RESP ------------------------------------------------
-
-is(redis_cmd('PING'), 'PONG', 'PING answers PONG');
-is(redis_cmd('SET', 'gwtest:k', "a b\r\nc"), 'OK', 'SET (binary-safe bulk)');
-is(redis_cmd('GET', 'gwtest:k'), "a b\r\nc", 'GET returns the bulk string');
-is(redis_cmd('GET', 'gwtest:none'), undef, 'nil bulk is undef');
-is(redis_cmd('INCR', 'gwtest:n'), 1, 'integer reply');
-is(redis_cmd('RPUSH', 'gwtest:l', 'x', 'y'), 2, 'RPUSH');
-is_deeply(redis_cmd('LRANGE', 'gwtest:l', 0, -1), ['x', 'y'], 'array reply');
-is_deeply(redis_cmd('EVAL', 'return {1, {"a", 2}, redis.status_reply("ok")}', 0),
-          [1, ['a', 2], 'ok'], 'nested arrays');
-my $err = redis_cmd('NOSUCHCOMMAND');
-like(redis_error($err), qr/^ERR/, 'error reply is a GatewayTest::RedisError');
-is(redis_cmd('DEL', 'gwtest:k', 'gwtest:n', 'gwtest:l'), 3, 'DEL');
-
-like(redis_cli('PING'), qr/PONG/, 'redis-cli reaches the test Redis');
-
-# The register recipe of the interface spec, fed to redis-cli as it is.
-my $recipe = <<'EOF';
-MULTI
-HSET gateway:svc:users:inst:u1 address 127.0.0.1:9001 weight 1 zone a state up ttl 10
-EXPIRE gateway:svc:users:inst:u1 10
-SADD gateway:svc:users:ids u1
-SADD gateway:services users
-INCR gateway:svc:users:rev
-PUBLISH gateway:events users
-EXEC
-EOF
-my ($out, $code) = redis_cli({ stdin => $recipe });
-is($code, 0, 'register recipe: redis-cli exits 0') or diag($out);
-is_deeply(redis_cmd('SMEMBERS', 'gateway:services'), ['users'], 'recipe: services set');
-is(redis_cmd('HGET', 'gateway:svc:users:inst:u1', 'address'), '127.0.0.1:9001',
-   'recipe: instance hash');
-my $ttl = redis_cmd('TTL', 'gateway:svc:users:inst:u1');
-ok($ttl > 0 && $ttl <= 10, "recipe: instance expires (ttl $ttl)");
-is(redis_cmd('GET', 'gateway:svc:users:rev'), 1, 'recipe: revision');
-
-# --- the gateway connects to Redis ------------------------------------------
+redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', '');
 
 my $my_id = redis_cmd('CLIENT', 'ID');
 
@@ -66,7 +31,6 @@ my $ng = start_nginx(conf => <<'EOF');
 
     upstream gw {
         gateway_service $gw_service;
-        keepalive 16;
     }
 
     server {
@@ -80,22 +44,110 @@ my $ng = start_nginx(conf => <<'EOF');
             proxy_pass http://gw$gw_rest$is_args$args;
         }
     }
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location / {
+            return 200 "backend $request_uri\n";
+        }
+    }
 EOF
+my $backend = '127.0.0.1:' . $ng->port('PORT2');
 
-my $connected = wait_until(sub { scalar gateway_clients() }, timeout => 5);
-ok($connected, 'the gateway connects to Redis (CLIENT LIST)')
-    or diag(redis_cmd('CLIENT', 'LIST'));
-note($_) for gateway_clients();
+# --- the links ---------------------------------------------------------------
 
-# the service registered by the recipe above reaches the gateway
-my $seen = wait_until(sub {
-    my ($status, undef, $body) = $ng->get('/gateway/services');
-    return 0 unless $status == 200;
-    my $j = json_decode($body) or return 0;
-    return grep { $_->{name} eq 'users' } @{ $j->{services} || [] };
-}, timeout => 5);
-ok($seen, 'the service registered in Redis shows in GET /gateway/services')
-    or diag(scalar $ng->get('/gateway/services')->{content});
+ok(wait_until(sub { $ng->error_log =~ /gateway: redis link to "[^"]*" is up/ },
+              timeout => 5), 'the gateway says its Redis link is up');
+my @clients = gateway_clients();
+note($_) for @clients;
+cmp_ok(scalar @clients, '>=', 2, 'the gateway holds a command and a pub/sub link');
+is(scalar(grep { /\bsub=2\b/ && /\bcmd=subscribe\b/ } @clients), 1,
+   'one link is subscribed to two channels');
+is_deeply([ sort @{ redis_cmd('PUBSUB', 'CHANNELS') || [] } ],
+          [ '__keyevent@0__:expired', 'gateway:events' ],
+          'the channels are gateway:events and the expiry events of its database');
+my $flags = (redis_cmd('CONFIG', 'GET', 'notify-keyspace-events') || [])->[1] // '';
+ok($flags =~ /E/ && $flags =~ /[xA]/,
+   "the gateway turned on keyspace notifications for expiry ($flags)");
+
+# --- a registration in Redis reaches the gateway and gets traffic ------------
+
+sub instances {
+    my ($status, undef, $body) = $ng->get('/gateway/services/users');
+    return undef unless $status == 200;
+    my $j = json_decode($body) or return undef;
+    return { map { $_->{id} => $_ } @{ $j->{instances} || [] } };
+}
+
+sub fields {
+    my ($i) = @_;
+    return $i && { map { $_ => $i->{$_} } qw(address weight zone state ttl metadata) };
+}
+
+my $recipe = <<"EOF";
+MULTI
+HSET gateway:svc:users:inst:u1 address $backend weight 1 zone a state up ttl 10
+EXPIRE gateway:svc:users:inst:u1 10
+SADD gateway:svc:users:ids u1
+SADD gateway:services users
+INCR gateway:svc:users:rev
+PUBLISH gateway:events users
+EXEC
+EOF
+my ($out, $code) = redis_cli({ stdin => $recipe });
+is($code, 0, 'register in Redis with redis-cli') or diag($out);
+
+my $seen = wait_until(sub { my $i = instances(); $i && $i->{u1} }, timeout => 3);
+is_deeply(fields($seen), { address => $backend, weight => 1, zone => 'a', state => 'up',
+                           ttl => 10, metadata => {} },
+          'the gateway has the instance as Redis holds it');
+my ($status, undef, $body) = $ng->get('/svc/users/hello?x=1');
+is($status, 200, 'a request to the service is proxied to the instance');
+is($body, "backend /hello?x=1\n", '... with the rest of the path and the args');
+
+# --- a change announced on the channel ----------------------------------------
+
+redis_cli({ stdin => "MULTI\nHSET gateway:svc:users:inst:u1 weight 4 state drain\n"
+                     . "INCR gateway:svc:users:rev\nPUBLISH gateway:events users\nEXEC\n" });
+my $changed = wait_until(sub {
+    my $i = instances();
+    return $i && $i->{u1} && $i->{u1}{weight} == 4 && $i->{u1}{state} eq 'drain';
+}, timeout => 3);
+ok($changed, 'a change in Redis (weight 4, drain) reaches the gateway');
+($status) = $ng->get('/svc/users/x');
+is($status, 503, '... and the drained instance gets no request');
+
+# --- the gateway's own writes go to Redis ------------------------------------
+
+my $sub = redis_connect();
+$sub->cmd('SUBSCRIBE', 'gateway:events');
+my $rev = redis_cmd('GET', 'gateway:svc:users:rev');
+
+my ($st, undef, $b) = $ng->request('PUT', '/gateway/services/users/instances/u2',
+                                   body => qq({"address":"$backend","weight":3,"zone":"b"}));
+is($st, 201, 'an admin PUT through the gateway') or diag($b);
+is_deeply({ @{ redis_cmd('HGETALL', 'gateway:svc:users:inst:u2') || [] } },
+          { address => $backend, weight => 3, zone => 'b', state => 'up', ttl => 0,
+            metadata => '{}' },
+          '... is stored in Redis as an instance hash');
+is(redis_cmd('SISMEMBER', 'gateway:svc:users:ids', 'u2'), 1, '... in the ids set');
+is(redis_cmd('GET', 'gateway:svc:users:rev'), $rev + 1, '... with the revision incremented');
+ok($sub->pending(2), '... and announced on gateway:events');
+is_deeply($sub->read_reply(2), ['message', 'gateway:events', 'users'],
+          '... naming the service');
+$sub->close;
+($status, undef, $body) = $ng->get('/svc/users/x');
+is($status, 200, 'the new instance gets the requests');
+
+# --- a deregistration in Redis ------------------------------------------------
+
+redis_cli({ stdin => "MULTI\nDEL gateway:svc:users:inst:u1 gateway:svc:users:inst:u2\n"
+                     . "SREM gateway:svc:users:ids u1 u2\nSREM gateway:services users\n"
+                     . "INCR gateway:svc:users:rev\nPUBLISH gateway:events users\nEXEC\n" });
+ok(wait_until(sub { ($ng->get('/gateway/services/users'))[0] == 404 }, timeout => 3),
+   'a service deregistered in Redis leaves the gateway');
+($status) = $ng->get('/svc/users/x');
+is($status, 503, '... and answers 503');
 
 $ng->stop;
 

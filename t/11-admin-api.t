@@ -81,8 +81,10 @@ my @sequence = (
                   { id => 'u1', address => '127.0.0.1:9001', weight => 2, zone => 'eu-1',
                     state => 'up', ttl => 30, metadata => { version => '1.4.2' } },
                   'show: u1');
+        # nothing was proxied through this gateway: the counters are 0
+        # (they are checked under traffic further down)
         for my $k (qw(active requests fails)) {
-            like($by{u1} && $by{u1}{$k}, qr/^\d+$/, "show: $k is a counter");
+            is($by{u1} && $by{u1}{$k}, 0, "show: $k is 0");
         }
     } ],
     [ replace => 200, sub {
@@ -560,6 +562,247 @@ for my $mode (qw(embedded redis)) {
               "$mode: the refused requests left the registry alone");
 }
 
+
+# --- PATCH naming every field: each one applied, in both modes ------------------
+
+for my $mode (qw(embedded redis)) {
+    my $ng = $gw{$mode};
+    my $P = '/gateway/services/every/instances/e1';
+    my $from = $ng->log_size;
+
+    my ($st, $j) = api($ng, 'PUT', $P, headers => $AUTH,
+                       body => '{"address":"127.0.0.1:9001","weight":1,"state":"drain",'
+                             . '"zone":"a","metadata":{"k":"v"},"ttl":60}');
+    is($st, 201, "$mode: PUT an instance to patch") or diag(explain($j));
+
+    ($st, $j) = api($ng, 'PATCH', $P, headers => $AUTH,
+                    body => '{"weight":3,"state":"up","zone":"z","metadata":{},"ttl":0,'
+                          . '"address":"127.0.0.1:9002"}');
+    is($st, 200, "$mode: PATCH naming all six fields: 200") or diag(explain($j));
+    my $want = { id => 'e1', address => '127.0.0.1:9002', weight => 3, zone => 'z',
+                 state => 'up', ttl => 0, metadata => {} };
+    is_deeply(inst_fields($j && $j->{instance}), $want,
+              "$mode: PATCH naming all six fields: each one is applied");
+
+    ($st, $j) = api($ng, 'GET', '/gateway/services/every');
+    is_deeply(inst_fields(($j && $j->{instances} || [])->[0]), $want,
+              "$mode: GET shows the six patched fields");
+
+    if ($mode eq 'redis') {
+        is_deeply(hash_of('gateway:svc:every:inst:e1'),
+                  { address => '127.0.0.1:9002', weight => 3, zone => 'z', state => 'up',
+                    metadata => '{}', ttl => 0 },
+                  'redis: PATCH wrote the six fields');
+        is(redis_cmd('TTL', 'gateway:svc:every:inst:e1'), -1,
+           'redis: ttl 0 made the key persistent');
+    }
+
+    my $log = substr($ng->error_log, $from);
+    unlike($log, qr/exited on signal/, "$mode: no worker crashed");
+
+    ($st) = api($ng, 'DELETE', $P, headers => $AUTH);
+    is($st, 200, "$mode: DELETE the patched instance");
+}
+
+
+# --- a full zone: embedded refuses and logs; Redis mode keeps the write in
+# Redis, says so with 202, and logs it -------------------------------------------
+
+{
+    my %tiny;
+    for my $mode (qw(embedded redis)) {
+        my $redis_param = $mode eq 'redis'
+            ? ' redis=redis://127.0.0.1:%%REDIS_PORT%% prefix=tiny:' : '';
+        # the smallest zone gateway_registry accepts: 8 pages
+        $tiny{$mode} = start_nginx(conf => <<"EOF2");
+    gateway_registry zone=tiny:32k$redis_param;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /gateway/ {
+            gateway_admin;
+        }
+    }
+EOF2
+    }
+    ok(wait_until(sub { $tiny{redis}->error_log =~ /gateway: redis link to "[^"]*" is up/ },
+                  timeout => 5), 'tiny zone, redis mode: connected');
+
+    my $meta = '{"pad":"' . ('p' x 900) . '"}';
+
+    for my $mode (qw(embedded redis)) {
+        my $ng = $tiny{$mode};
+        my $P = '/gateway/services/fill/instances';
+        my $from = $ng->log_size;
+        my (@stored, $last, $j);
+        for my $n (1 .. 200) {
+            my $st;
+            ($st, $j) = api($ng, 'PUT', "$P/i$n",
+                            body => qq({"address":"127.0.0.1:9001","metadata":$meta}));
+            if ($st != 201) {
+                $last = [ $n, $st ];
+                last;
+            }
+            push @stored, "i$n";
+        }
+        ok($last, "tiny zone, $mode: the zone fills up after "
+                  . scalar(@stored) . ' instances');
+        cmp_ok(scalar @stored, '>', 0, "tiny zone, $mode: some instances fit");
+        my $n = $last ? $last->[0] : 0;
+
+        if ($mode eq 'embedded') {
+            is($last && $last->[1], 500, 'tiny zone, embedded: the write that does not fit: 500');
+            is_deeply($j, { error => 'the registry zone is full' },
+                      'tiny zone, embedded: JSON error');
+            ok($ng->wait_log(qr/\[error\][^\n]*gateway: zone "tiny" is full, admin write of instance "i$n" of service "fill" refused/,
+                             from => $from, timeout => 2),
+               'tiny zone, embedded: zone "tiny" is full is logged');
+        } else {
+            is($last && $last->[1], 202,
+               'tiny zone, redis: the write committed in Redis but not held here: 202');
+            is_deeply($j, { service => 'fill', id => "i$n", created => JSON::PP::true,
+                            applied => JSON::PP::false,
+                            reason => 'the registry zone is full' },
+                      'tiny zone, redis: the JSON says what was not applied');
+            is(redis_cmd('HGET', "tiny:svc:fill:inst:i$n", 'address'), '127.0.0.1:9001',
+               'tiny zone, redis: the instance is in Redis');
+            is(redis_cmd('SISMEMBER', 'tiny:svc:fill:ids', "i$n"), 1,
+               'tiny zone, redis: and in its ids set');
+            ok($ng->wait_log(qr/\[error\][^\n]*gateway: zone "tiny" is full, admin write of instance "i$n" of service "fill" is in redis but not applied here/,
+                             from => $from, timeout => 2),
+               'tiny zone, redis: zone "tiny" is full is logged');
+        }
+
+        my ($st, $sj) = api($ng, 'GET', '/gateway/services/fill');
+        my %listed = map { $_->{id} => 1 } @{ ($sj || {})->{instances} || [] };
+        if ($mode eq 'embedded') {
+            # what fitted is kept, what did not is not listed
+            ok(!$listed{"i$n"}, "tiny zone, $mode: the refused instance is not listed");
+            is(scalar(grep { $listed{$_} } @stored), scalar @stored,
+               "tiny zone, $mode: every instance that fitted is still listed");
+        } else {
+            # the sync worker applies Redis' snapshots as well, in its own
+            # time: which instances fit may change, never more than fit
+            my %in_redis = map { $_ => 1 } @{ redis_cmd('SMEMBERS', 'tiny:svc:fill:ids') };
+            is(scalar(keys %in_redis), $n, "tiny zone, $mode: Redis has all $n");
+            cmp_ok(scalar(keys %listed), '<', $n, "tiny zone, $mode: the zone lists fewer");
+            is(scalar(grep { !$in_redis{$_} } keys %listed), 0,
+               "tiny zone, $mode: and only instances Redis has");
+        }
+    }
+    $tiny{$_}->stop for qw(embedded redis);
+    redis_cmd('DEL', @{ redis_cmd('KEYS', 'tiny:*') });
+}
+
+
+# --- the counters: requests, fails and active count what really happened ------
+
+{
+    my $cnt = start_nginx(workers => 2, conf => <<'EOF2');
+    gateway_registry zone=cnt:1m;
+
+    upstream gw {
+        gateway_service $gw_service;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location ~ ^/svc/(?<gw_service>[A-Za-z0-9._-]+)(?<gw_rest>/.*)?$ {
+            proxy_pass http://gw$gw_rest;
+            proxy_next_upstream error timeout;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 1s;
+            add_header X-Upstream $upstream_addr always;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location / {
+            return 200 "ok\n";
+        }
+    }
+EOF2
+    my $live = '127.0.0.1:' . $cnt->port('PORT2');
+    my $dead = '127.0.0.1:' . free_port();       # nothing listens: refused
+
+    my $put = sub {
+        my ($svc, $id, $addr) = @_;
+        my ($st) = api($cnt, 'PUT', "/gateway/services/$svc/instances/$id",
+                       body => qq({"address":"$addr"}));
+        return $st;
+    };
+    my $counters = sub {
+        my ($svc) = @_;
+        my (undef, $j) = api($cnt, 'GET', "/gateway/services/$svc");
+        return {} unless $j;
+        return { map { my $i = $_; $i->{id} => { map { $_ => $i->{$_} } qw(requests fails active) } }
+                 @{ $j->{instances} || [] } };
+    };
+
+    is($put->('cnt', 'a', $live), 201, 'counters: register a live instance');
+    is_deeply($counters->('cnt'), { a => { requests => 0, fails => 0, active => 0 } },
+              'counters: all 0 for a new instance');
+
+    my %status;
+    $status{ ($cnt->get('/svc/cnt/x'))[0] }++ for 1 .. 9;
+    is_deeply(\%status, { 200 => 9 }, 'counters: 9 requests, all 200');
+    is_deeply($counters->('cnt'), { a => { requests => 9, fails => 0, active => 0 } },
+              'counters: 9 proxied requests count 9, none active at rest');
+
+    # a dead instance next to it: every attempt to it is a refused connect,
+    # retried on the live one
+    is($put->('cnt', 'd', $dead), 201, 'counters: register a dead instance');
+    my ($tried_dead, $ok) = (0, 0);
+    for (1 .. 10) {
+        my ($st, $h) = $cnt->get('/svc/cnt/x');
+        $ok++ if $st == 200;
+        $tried_dead++ if ($h->{'x-upstream'} // '') =~ /\Q$dead\E/;
+    }
+    is($ok, 10, 'counters: with a dead instance every request is still 200');
+    cmp_ok($tried_dead, '>=', 3, "counters: the dead instance was tried ($tried_dead times)");
+    is_deeply($counters->('cnt'),
+              { a => { requests => 19, fails => 0, active => 0 },
+                d => { requests => $tried_dead, fails => $tried_dead, active => 0 } },
+              'counters: each refused connect is one fail of the dead instance; '
+              . 'the live one served all');
+
+    # a service with only the dead instance: each request one attempt, one fail
+    is($put->('gone', 'g', $dead), 201, 'counters: a service with only a dead instance');
+    for my $n (1 .. 2) {
+        my ($st) = $cnt->get('/svc/gone/x');
+        is($st, 502, "counters: request $n to it: 502");
+        is_deeply($counters->('gone'), { g => { requests => $n, fails => $n, active => 0 } },
+                  "counters: fails $n after $n refused connects");
+    }
+
+    # active while a request is in flight: an instance that accepts and never
+    # answers (the kernel completes the handshake; nobody reads)
+    my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                     Proto => 'tcp', Listen => 8)
+        or die "listen: $!";
+    is($put->('slow', 's', '127.0.0.1:' . $hang->sockport), 201,
+       'counters: register an instance that never answers');
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cnt->port,
+                                  Proto => 'tcp') or die "connect: $!";
+    print {$c} "GET /svc/slow/x HTTP/1.0\r\nHost: t\r\n\r\n";
+    my $busy = wait_until(sub { ($counters->('slow')->{s} || {})->{active} == 1 },
+                          timeout => 2, interval => 0.02);
+    ok($busy, 'counters: active is 1 while the request is in flight');
+    my $resp = do { local $/; <$c> } // '';
+    close $c;
+    like($resp, qr{^HTTP/1\.\d 504}, 'counters: the request times out: 504');
+    is(($counters->('slow')->{s} || {})->{active}, 0,
+       'counters: active is back to 0 when it is over');
+    close $hang;
+    $cnt->stop;
+}
+
 # --- Redis mode: a second gateway on the same Redis, Redis refusing a write -------
 
 {
@@ -602,6 +845,25 @@ EOF
        "redis refuses the write: Redis' error is logged");
     is((api($ng, 'GET', '/gateway/services/wt'))[0], 404, 'redis refuses the write: nothing local');
     redis_cmd('DEL', 'gateway:svc:wt:ids', 'gateway:svc:wt:inst:i1');
+
+    # another writer left a bad field: the heartbeat is done in Redis, but
+    # this gateway cannot apply the record: 202, why, and a log line
+    ($s, $j) = api($ng, 'PUT', '/gateway/services/bad/instances/b1', headers => $AUTH,
+                   body => $OK_BODY);
+    is($s, 201, 'a bad field in Redis: PUT b1');
+    redis_cmd('HSET', 'gateway:svc:bad:inst:b1', 'weight', 'heavy');
+    $from = $ng->log_size;
+    ($s, $j) = api($ng, 'POST', '/gateway/services/bad/instances/b1/heartbeat',
+                   headers => $AUTH);
+    is($s, 202, 'a bad field in Redis: the heartbeat answers 202');
+    is_deeply([ @{ $j || {} }{qw(service id created applied)} ],
+              [ 'bad', 'b1', JSON::PP::false, JSON::PP::false ],
+              'a bad field in Redis: not applied here');
+    like($j && $j->{reason} // '', qr/"weight"/, 'a bad field in Redis: the reason names it');
+    ok($ng->wait_log(qr/gateway: redis key "gateway:svc:bad:inst:b1" skipped: [^\n]*"weight"/,
+                     from => $from, timeout => 2),
+       'a bad field in Redis: logged');
+    api($ng, 'DELETE', '/gateway/services/bad/instances/b1', headers => $AUTH);
 }
 
 # --- Redis mode: Redis stopped, Redis frozen ------------------------------------

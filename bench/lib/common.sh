@@ -148,6 +148,16 @@ start_redis() {     # start_redis DIR [CPU]
 
 rcli() { "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
+# redis_pipe LOG: Redis commands on stdin, one a line, arguments separated
+# by single spaces (so none may contain a space), sent with redis-cli --pipe;
+# its output goes to LOG, and any error reply fails the run
+redis_pipe() {
+    perl -ne 'chomp; my @a = split / /; next unless @a;
+              print "*" . @a . "\r\n", map { "\$" . length($_) . "\r\n$_\r\n" } @a' \
+        | rcli --pipe > "$1" 2>&1 \
+        || { cat "$1" >&2; die "redis-cli --pipe failed"; }
+}
+
 # register_instance SERVICE ID ADDRESS [TTL]: the spec's MULTI recipe.
 # TTL 0 (default) = no EXPIRE, the instance never expires.
 register_instance() {
@@ -359,6 +369,37 @@ wait_200() {
         sleep 0.1
     done
     return 1
+}
+
+# wait_registry PORT SERVICES INSTANCES T0_EPOCH TIMEOUT_S: prints
+# "seconds polls" once GET /gateway/services lists SERVICES services holding
+# INSTANCES instances in total, or "timeout polls services_seen instances_seen"
+wait_registry() {
+    perl -MHTTP::Tiny -MTime::HiRes=time,sleep -e '
+        my ($port, $ns, $ni, $t0, $tmo) = @ARGV;
+        my $http = HTTP::Tiny->new(timeout => 10, keep_alive => 1);
+        my ($polls, $seen, $insts) = (0, 0, 0);
+        while (time - $t0 < $tmo) {
+            my $r = $http->get("http://127.0.0.1:$port/gateway/services");
+            $polls++;
+            if ($r->{success}) {
+                $seen = () = $r->{content} =~ /"name":/g;
+                $insts = 0;
+                $insts += $1 while $r->{content} =~ /"instances":(\d+)/g;
+                if ($seen == $ns && $insts == $ni) {
+                    printf "%.3f %d\n", time - $t0, $polls;
+                    exit 0;
+                }
+            }
+            sleep 0.02;
+        }
+        print "timeout $polls $seen $insts\n";
+    ' "$@"
+}
+
+# cpu_ms PID: utime + stime of a process in ms
+cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
 }
 
 # check_nginx_log DIR NAME: report alert/crit/emerg lines and worker crashes

@@ -19,49 +19,20 @@ scale_populate() {
     shift 2
     perl -e '
         my ($ns, $ni, @ports) = @ARGV;
-        sub cmd { my $s = "*" . scalar(@_) . "\r\n";
-                  $s .= "\$" . length($_) . "\r\n$_\r\n" for @_; print $s }
         for my $s (1 .. $ns) {
             my $svc = sprintf "s%05d", $s;
             my @ids;
             for my $i (0 .. $ni - 1) {
                 my $port = $ports[($s + $i) % @ports];
-                cmd("HSET", "gateway:svc:$svc:inst:i$i", "address", "127.0.0.1:$port",
-                    "weight", "1", "zone", "z" . ($i % 3), "state", "up", "ttl", "0",
-                    "metadata", "{\"v\":\"1\"}");
+                print "HSET gateway:svc:$svc:inst:i$i address 127.0.0.1:$port",
+                      " weight 1 zone z", $i % 3, " state up ttl 0",
+                      " metadata {\"v\":\"1\"}\n";
                 push @ids, "i$i";
             }
-            cmd("SADD", "gateway:svc:$svc:ids", @ids);
-            cmd("SADD", "gateway:services", $svc);
-            cmd("SET", "gateway:svc:$svc:rev", "1");
-        }' "$ns" "$ni" "$@" | rcli --pipe > "$BENCH_TMP/scale/populate.log" 2>&1 \
-        || { cat "$BENCH_TMP/scale/populate.log" >&2; die "redis-cli --pipe failed"; }
-}
-
-# scale_wait_sync PORT SERVICES INSTANCES T0_EPOCH TIMEOUT_S: prints
-# "seconds polls" once GET /gateway/services lists SERVICES services holding
-# INSTANCES instances in total, or "timeout polls services_seen instances_seen"
-scale_wait_sync() {
-    perl -MHTTP::Tiny -MTime::HiRes=time,sleep -e '
-        my ($port, $ns, $ni, $t0, $tmo) = @ARGV;
-        my $http = HTTP::Tiny->new(timeout => 10, keep_alive => 1);
-        my ($polls, $seen, $insts) = (0, 0, 0);
-        while (time - $t0 < $tmo) {
-            my $r = $http->get("http://127.0.0.1:$port/gateway/services");
-            $polls++;
-            if ($r->{success}) {
-                $seen = () = $r->{content} =~ /"name":/g;
-                $insts = 0;
-                $insts += $1 while $r->{content} =~ /"instances":(\d+)/g;
-                if ($seen == $ns && $insts == $ni) {
-                    printf "%.3f %d\n", time - $t0, $polls;
-                    exit 0;
-                }
-            }
-            sleep 0.02;
-        }
-        print "timeout $polls $seen $insts\n";
-    ' "$@"
+            print "SADD gateway:svc:$svc:ids @ids\n";
+            print "SADD gateway:services $svc\n";
+            print "SET gateway:svc:$svc:rev 1\n";
+        }' "$ns" "$ni" "$@" | redis_pipe "$BENCH_TMP/scale/populate.log"
 }
 
 # shm_rss_kb MASTER_PID ZONE_KB: largest Rss (kB) of the zone mapping among
@@ -82,11 +53,6 @@ shm_rss_kb() {
 srow() {
     local note=${5//\"/\'}
     printf '%s,%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" "$note" >> "$RESULTS/scale.csv"
-}
-
-# cpu_ms PID: utime + stime of a process in ms
-cpu_ms() {
-    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
 }
 
 # the big registry routed to a 3-instance service ("users", added to it) and
@@ -153,7 +119,7 @@ scenario_scale() {
     t0=$(date +%s.%N)
     SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
     pid=$VARIANT_PID
-    res=$(scale_wait_sync "$port" "$nsvc" "$ninst" "$t0" "$tmo")
+    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" "$tmo")
     log "scale: full sync (256m zone): $res"
     local sync_s="" shm_kb
     if [ "${res%% *}" = timeout ]; then
@@ -184,7 +150,7 @@ scenario_scale() {
     t0=$(date +%s.%N)
     SCALE_ZONE=64m variant_scale_big10_start "$dir/sync64" "$port"
     pid=$VARIANT_PID
-    res=$(scale_wait_sync "$port" "$nsvc" "$ninst" "$t0" 60)
+    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" 60)
     local nomem
     nomem=$(grep -c 'no memory\|ngx_slab_alloc() failed\|could not allocate' "$dir/sync64/error.log" || true)
     if [ "${res%% *}" = timeout ] || [ "$nomem" != 0 ]; then
@@ -208,7 +174,7 @@ scenario_scale() {
         vpid[$v]=$VARIANT_PID
     done
     for v in scale_big3 scale_big10; do
-        res=$(scale_wait_sync "${vport[$v]}" "$nsvc" "$ninst" "$(date +%s.%N)" "$tmo")
+        res=$(wait_registry "${vport[$v]}" "$nsvc" "$ninst" "$(date +%s.%N)" "$tmo")
         [ "${res%% *}" != timeout ] || problem "scale: $v not fully synced before the throughput rounds ($res)"
     done
     for v in "${svariants[@]}"; do
@@ -256,7 +222,7 @@ cg_ready_scale_big3() { cg_ready_scale_big; }
 cg_ready_scale_big10() { cg_ready_scale_big; }
 cg_ready_scale_big() {
     local res
-    res=$(scale_wait_sync "$CG_READY_PORT" "$SCALE_NSVC" "$SCALE_NINST" "$(date +%s.%N)" 600)
+    res=$(wait_registry "$CG_READY_PORT" "$SCALE_NSVC" "$SCALE_NINST" "$(date +%s.%N)" 600)
     [ "${res%% *}" != timeout ] || die "scale: big registry not synced under valgrind ($res)"
     log "  synced under valgrind after ${res%% *}s more"
 }

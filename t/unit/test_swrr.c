@@ -65,7 +65,6 @@ test_reset(void **state)
     ngx_gateway_swrr_reset(&p, 7);
 
     assert_int_equal(p.weight, 7);
-    assert_int_equal(p.effective_weight, 7);
     assert_int_equal(p.current_weight, 0);
 }
 
@@ -122,7 +121,7 @@ test_skip_ineligible(void **state)
 
     /* an ineligible peer's state is not touched */
     assert_int_equal(pool.peers[0].current_weight, 0);
-    assert_int_equal(pool.peers[0].effective_weight, 5);
+    assert_int_equal(pool.peers[0].weight, 5);
 
     /* only one left */
     pool.eligible[1] = 0;
@@ -226,29 +225,64 @@ test_equal_weights(void **state)
 
 
 static void
-test_effective_weight_recovers(void **state)
+test_current_weights_sum_to_zero(void **state)
 {
-    int           i, a;
+    int           i, sum;
+    size_t        k;
     pool_t        pool;
-    static const int  w[] = { 4, 4 };
+    static const int  w[] = { 3, 2, 1, 7 };
 
     (void) state;
 
-    /* a peer whose effective weight was lowered regains it, 1 per pick */
+    /* each pick adds the weights and takes their total from the chosen one */
+
+    pool_init(&pool, w, 4);
+
+    for (i = 0; i < 100; i++) {
+        assert_true(ngx_gateway_swrr_select(4, peer, &pool) >= 0);
+
+        sum = 0;
+
+        for (k = 0; k < 4; k++) {
+            sum += pool.peers[k].current_weight;
+            assert_true(pool.peers[k].current_weight > -13);
+            assert_true(pool.peers[k].current_weight < 13);
+        }
+
+        assert_int_equal(sum, 0);
+    }
+}
+
+
+static void
+test_weight_change(void **state)
+{
+    int           i, count[NPEERS];
+    ssize_t       r;
+    pool_t        pool;
+    static const int  w[] = { 1, 1 };
+
+    (void) state;
+
+    /* a new weight (the registry resets the peer) gives the new share */
 
     pool_init(&pool, w, 2);
-    pool.peers[0].effective_weight = 1;
 
-    a = 0;
-
-    for (i = 0; i < 3; i++) {
-        if (ngx_gateway_swrr_select(2, peer, &pool) == 0) {
-            a++;
-        }
+    for (i = 0; i < 5; i++) {
+        (void) ngx_gateway_swrr_select(2, peer, &pool);
     }
 
-    assert_int_equal(pool.peers[0].effective_weight, 4);
-    assert_true(a < 2);
+    ngx_gateway_swrr_reset(&pool.peers[1], 3);
+    memset(count, 0, sizeof(count));
+
+    for (i = 0; i < 400; i++) {
+        r = ngx_gateway_swrr_select(2, peer, &pool);
+        assert_true(r == 0 || r == 1);
+        count[r]++;
+    }
+
+    assert_in_range(count[0], 99, 101);
+    assert_in_range(count[1], 299, 301);
 }
 
 
@@ -262,7 +296,8 @@ main(void)
         cmocka_unit_test(test_none_eligible),
         cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_equal_weights),
-        cmocka_unit_test(test_effective_weight_recovers),
+        cmocka_unit_test(test_current_weights_sum_to_zero),
+        cmocka_unit_test(test_weight_change),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -21,7 +21,7 @@
 #include "ngx_gateway_text.h"
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770004
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770005
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
@@ -227,8 +227,9 @@ typedef struct {
     ngx_atomic_t                epoch;
     ngx_http_gateway_retired_t *retired;
     ngx_http_gateway_service_t *dirty;      /* to commit */
-    ngx_http_gateway_reader_t   readers[NGX_MAX_PROCESSES];
-    ngx_uint_t                  nreaders;   /* the highest used + 1 */
+    ngx_http_gateway_reader_t **readers;    /* one per worker, reused */
+    ngx_uint_t                  nreaders;
+    ngx_uint_t                  nalloc_readers;
 
     uint64_t                    next_uid;
     ngx_uint_t                  generation;  /* bumped by every change */
@@ -239,8 +240,8 @@ typedef struct {
     ngx_uint_t                  mark;
     ngx_msec_t                  next_expire;
     time_t                      stale_since; /* Redis lost the registry */
-    u_char                      epoch[NGX_HTTP_GATEWAY_EPOCH_LEN];
-    size_t                      epoch_len;   /* 0: never seen one */
+    u_char                      marker[NGX_HTTP_GATEWAY_EPOCH_LEN];
+    size_t                      marker_len;  /* 0: never seen one */
 
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;

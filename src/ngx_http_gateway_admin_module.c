@@ -782,7 +782,7 @@ ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
         }
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     return ngx_http_gateway_admin_done(r, ctx, rc, created);
 }
@@ -1110,7 +1110,7 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
         }
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     if (rc == NGX_ABORT) {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,

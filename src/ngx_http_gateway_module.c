@@ -515,7 +515,7 @@ ngx_http_gateway_release_lease(void)
         gmcf->sh->lease_pid = 0;
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     if (gmcf->state_file.len && gmcf->sh->saved != gmcf->sh->generation) {
         (void) ngx_http_gateway_state_save(gmcf, gmcf->log);

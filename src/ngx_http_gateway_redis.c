@@ -1089,7 +1089,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
         node = next;
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     ngx_http_gateway_sync_services(stale, n);
 
@@ -1126,11 +1126,11 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
 
         ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-        if (sh->epoch_len != epoch->len
-            || ngx_memcmp(sh->epoch, epoch->str, epoch->len) != 0)
+        if (sh->marker_len != epoch->len
+            || ngx_memcmp(sh->marker, epoch->str, epoch->len) != 0)
         {
-            sh->epoch_len = epoch->len;
-            ngx_memcpy(sh->epoch, epoch->str, epoch->len);
+            sh->marker_len = epoch->len;
+            ngx_memcpy(sh->marker, epoch->str, epoch->len);
             sh->generation++;
         }
 
@@ -1146,7 +1146,7 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
             sync->restored = 0;
         }
 
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
 
         return NGX_OK;
     }
@@ -1161,9 +1161,9 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
     ngx_shmtx_lock(&gmcf->shpool->mutex);
     nservices = sh->nservices;
     ninstances = sh->ninstances;
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
-    if (nservices == 0 || sh->epoch_len == 0) {
+    if (nservices == 0 || sh->marker_len == 0) {
 
         /*
          * nothing to lose, or a registry this gateway never saw marked
@@ -1179,7 +1179,7 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
         ngx_shmtx_lock(&gmcf->shpool->mutex);
         sh->stale_since = ngx_time();
         sh->generation++;
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
 
         ngx_log_error(NGX_LOG_ALERT, sync->log, 0,
                       "gateway: redis \"%V\" lost the registry (key "
@@ -1235,7 +1235,7 @@ ngx_http_gateway_sync_restore(void)
 
     names = ngx_alloc(len + 1, sync->log);
     if (names == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
         return;
     }
 
@@ -1250,7 +1250,7 @@ ngx_http_gateway_sync_restore(void)
         p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
     }
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     for (len = p - names, p = names; p < names + len; p += name.len) {
         name.len = *p++;
@@ -1325,7 +1325,7 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
 
     svc = ngx_http_gateway_service_lookup(gmcf, name);
     if (svc == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
         return NGX_DECLINED;
     }
 
@@ -1340,7 +1340,7 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
 
     argv = ngx_alloc(len, sync->log);
     if (argv == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
         return NGX_ERROR;
     }
 
@@ -1392,7 +1392,7 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
 
     argc = 5 + 7 * svc->ninstances;
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     /* hiredis formats the command here: argv may go right after */
 
@@ -1690,7 +1690,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
 
     svc = ngx_http_gateway_service_get_locked(gmcf, &name);
     if (svc == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: zone \"%V\" is full, service \"%V\" not "
                       "synced", &gmcf->shm_zone->shm.name, &name);
@@ -1707,7 +1707,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
                                                   chunk, fresh);
 
         if (rc != NGX_OK) {
-            ngx_shmtx_unlock(&gmcf->shpool->mutex);
+            ngx_http_gateway_write_end(gmcf);
             ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                           "gateway: zone \"%V\" is full, service \"%V\" "
                           "synced in part, its other instances kept",
@@ -1720,7 +1720,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
             break;
         }
 
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+        ngx_http_gateway_write_end(gmcf);
 
         /* nothing else here writes the zone meanwhile but admin writes */
 
@@ -1743,7 +1743,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
 
 done:
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     ngx_free(entries);
 }

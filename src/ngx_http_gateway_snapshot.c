@@ -134,7 +134,7 @@ ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
 void
 ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf)
 {
-    ngx_http_gateway_reader_t->epoch = gmcf->sh->epoch;
+    ngx_http_gateway_reader->epoch = gmcf->sh->epoch;
     ngx_memory_barrier();
 }
 
@@ -192,15 +192,15 @@ ngx_http_gateway_snapshot_put(ngx_http_gateway_snapshot_t *snap)
 ngx_int_t
 ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
 {
-    ngx_uint_t                  i, n;
-    ngx_http_gateway_sh_t      *sh;
-    ngx_http_gateway_reader_t  *rd;
+    ngx_uint_t                   i, n;
+    ngx_http_gateway_sh_t       *sh;
+    ngx_http_gateway_reader_t   *rd, **readers;
 
     sh = gmcf->sh;
 
-    /* worker_connections bounds the requests in flight; it may grow */
+    /* grows on demand: worker_connections bounds it, a tiny zone may not */
 
-    n = ngx_max(ngx_cycle->connection_n, 16);
+    n = 32;
 
     ngx_http_gateway_free_held = ngx_alloc(n * sizeof(ngx_uint_t),
                                            ngx_cycle->log);
@@ -214,33 +214,54 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
 
     rd = NULL;
 
-    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
-        if (sh->readers[i].pid == 0) {
-            rd = &sh->readers[i];
+    for (i = 0; i < sh->nreaders; i++) {
+        if (sh->readers[i]->pid == 0) {
+            rd = sh->readers[i];
             break;
         }
     }
 
-    if (rd) {
-        rd->held = ngx_slab_calloc_locked(gmcf->shpool,
-                                          n * sizeof(ngx_http_gateway_hold_t));
+    if (rd == NULL) {
+
+        if (sh->nreaders == sh->nalloc_readers) {
+            readers = ngx_slab_alloc_locked(gmcf->shpool,
+                          2 * ngx_max(sh->nalloc_readers, 4)
+                          * sizeof(ngx_http_gateway_reader_t *));
+            if (readers == NULL) {
+                goto failed;
+            }
+
+            if (sh->readers) {
+                ngx_memcpy(readers, sh->readers,
+                           sh->nreaders * sizeof(ngx_http_gateway_reader_t *));
+                ngx_slab_free_locked(gmcf->shpool, sh->readers);
+            }
+
+            sh->nalloc_readers = 2 * ngx_max(sh->nalloc_readers, 4);
+            ngx_memory_barrier();
+            sh->readers = readers;
+        }
+
+        rd = ngx_slab_calloc_locked(gmcf->shpool,
+                                    sizeof(ngx_http_gateway_reader_t));
+        if (rd == NULL) {
+            goto failed;
+        }
+
+        sh->readers[sh->nreaders] = rd;
+        ngx_memory_barrier();
+        sh->nreaders++;
     }
 
-    if (rd == NULL || rd->held == NULL) {
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
-        ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
-                      "gateway: zone \"%V\" has no room for this worker",
-                      &gmcf->shm_zone->shm.name);
-        return NGX_ERROR;
+    rd->held = ngx_slab_calloc_locked(gmcf->shpool,
+                                      n * sizeof(ngx_http_gateway_hold_t));
+    if (rd->held == NULL) {
+        goto failed;
     }
 
     rd->epoch = 0;
     rd->nheld = n;
     rd->pid = ngx_pid;
-
-    if (i >= sh->nreaders) {
-        sh->nreaders = i + 1;
-    }
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
@@ -252,6 +273,19 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
     ngx_http_gateway_reader = rd;
 
     return NGX_OK;
+
+failed:
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                  "gateway: zone \"%V\" has no room for this worker",
+                  &gmcf->shm_zone->shm.name);
+
+    ngx_free(ngx_http_gateway_free_held);
+    ngx_http_gateway_free_held = NULL;
+
+    return NGX_ERROR;
 }
 
 
@@ -285,7 +319,7 @@ ngx_http_gateway_readers_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
     ngx_http_gateway_reader_t  *rd;
 
     for (i = 0; i < gmcf->sh->nreaders; i++) {
-        rd = &gmcf->sh->readers[i];
+        rd = gmcf->sh->readers[i];
 
         if (rd->pid == 0 || rd->pid == ngx_pid
             || kill(rd->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
@@ -362,7 +396,7 @@ ngx_int_t
 ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_snapshot_t *snap, ngx_uint_t *slot)
 {
-    ngx_uint_t                 *free, i, n;
+    ngx_uint_t                 *list, i, n;
     ngx_http_gateway_hold_t    *held;
     ngx_http_gateway_reader_t  *rd;
 
@@ -371,8 +405,8 @@ ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
     if (ngx_http_gateway_nfree_held == 0) {
         n = rd->nheld;
 
-        free = ngx_alloc(2 * n * sizeof(ngx_uint_t), ngx_cycle->log);
-        if (free == NULL) {
+        list = ngx_alloc(2 * n * sizeof(ngx_uint_t), ngx_cycle->log);
+        if (list == NULL) {
             return NGX_ERROR;
         }
 
@@ -390,16 +424,16 @@ ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
         ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
         if (held == NULL) {
-            ngx_free(free);
+            ngx_free(list);
             return NGX_ERROR;
         }
 
         for (i = 0; i < n; i++) {
-            free[i] = 2 * n - 1 - i;
+            list[i] = 2 * n - 1 - i;
         }
 
         ngx_free(ngx_http_gateway_free_held);
-        ngx_http_gateway_free_held = free;
+        ngx_http_gateway_free_held = list;
         ngx_http_gateway_nfree_held = n;
     }
 
@@ -499,7 +533,7 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
     if (failed) {
-        ngx_log_error(NGX_LOG_ERR, gmcf->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "gateway: zone \"%V\" is full, service \"%V\" is "
                       "routed as it was before the last change",
                       &gmcf->shm_zone->shm.name, &failed->sn.str);
@@ -598,7 +632,7 @@ ngx_http_gateway_oldest_reader(ngx_http_gateway_sh_t *sh)
     oldest = sh->epoch;
 
     for (i = 0; i < sh->nreaders; i++) {
-        e = sh->readers[i].epoch;
+        e = sh->readers[i]->epoch;
 
         if (e && e < oldest) {
             oldest = e;

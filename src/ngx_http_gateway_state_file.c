@@ -175,7 +175,7 @@ ngx_http_gateway_state_load(ngx_http_gateway_main_conf_t *gmcf,
 
     gmcf->sh->saved = gmcf->sh->generation;
 
-    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+    ngx_http_gateway_write_end(gmcf);
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "gateway: loaded %ui services from state file \"%V\"",

@@ -131,6 +131,28 @@ bad('gateway_service without argument', 'gateway_service',
 good('gateway_service with a fixed name',
     UPSTREAM => 'gateway_service users;');
 
+# --- gateway_balance ------------------------------------------------------------
+
+bad('gateway_balance with an unknown method', 'gateway_balance',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance fastest;');
+bad('gateway_balance round_robin with a parameter', 'gateway_balance',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance round_robin x=1;');
+bad('gateway_balance random with a parameter', 'gateway_balance',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance random two;');
+bad('gateway_balance twice', 'gateway_balance',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance random;'
+              . ' gateway_balance round_robin;');
+bad('gateway_balance before gateway_service', 'gateway_balance',
+    UPSTREAM => 'gateway_balance random; gateway_service $gw_service;');
+bad('gateway_balance without argument', 'gateway_balance',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance;');
+bad('gateway_balance outside upstream', 'gateway_balance',
+    LOCATION => 'gateway_balance random;');
+good('gateway_balance random',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance random;');
+good('gateway_balance round_robin',
+    UPSTREAM => 'gateway_service $gw_service; gateway_balance round_robin;');
+
 # --- gateway_admin, gateway_admin_token ----------------------------------------
 
 bad('gateway_admin with an argument', 'gateway_admin',

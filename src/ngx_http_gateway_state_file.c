@@ -386,8 +386,8 @@ ngx_http_gateway_state_load_instance(ngx_http_gateway_state_ctx_t *ctx,
     }
 
     if (!ngx_http_gateway_addr_allowed(ctx->gmcf, &rec.addr)) {
-        ngx_http_gateway_state_skip(ctx, service, &sid,
-                                "its address is not in gateway_registry_allow");
+        ngx_http_gateway_state_skip(ctx, service, &sid, "its address is not "
+                                    "in gateway_registry_allow");
         return;
     }
 

@@ -878,6 +878,8 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 {
     redisReply               *reply = r;
 
+    u_char                    text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 v;
     redisReply               *kind, *channel, *payload;
     ngx_http_gateway_sync_t  *sync;
 
@@ -889,8 +891,9 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_gateway_log_text(&v, text, reply->str, reply->len);
             ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                          "gateway: redis SUBSCRIBE failed: %s", reply->str);
+                          "gateway: redis SUBSCRIBE failed: %V", &v);
         }
 
         return;
@@ -934,6 +937,14 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
     if (channel->len == sync->events.len
         && ngx_strncmp(channel->str, sync->events.data, channel->len) == 0)
     {
+        if (!ngx_gateway_valid_name(payload->str, payload->len)) {
+            ngx_http_gateway_log_text(&v, text, payload->str, payload->len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis notice on \"%V\" names no valid "
+                          "service: \"%V\", ignored", &sync->events, &v);
+            return;
+        }
+
         ngx_http_gateway_sync_services(&payload, 1);
         return;
     }
@@ -1794,7 +1805,8 @@ static void
 ngx_http_gateway_sync_expired(redisReply *key)
 {
     u_char                   *p, *last, *sep;
-    ngx_str_t                 service, id;
+    u_char                    text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 service, id, v;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
@@ -1828,9 +1840,16 @@ ngx_http_gateway_sync_expired(redisReply *key)
     id.len = last - id.data;
 
     if (!ngx_gateway_valid_name((char *) service.data, service.len)
-        || !ngx_gateway_valid_name((char *) id.data, id.len)
-        || sync->cmd == NULL)
+        || !ngx_gateway_valid_name((char *) id.data, id.len))
     {
+        ngx_http_gateway_log_text(&v, text, key->str, key->len);
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: expired redis key \"%V\" has an invalid "
+                      "service name or instance id, ignored", &v);
+        return;
+    }
+
+    if (sync->cmd == NULL) {
         return;
     }
 

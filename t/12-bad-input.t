@@ -164,6 +164,16 @@ ok($ng->wait_log(qr/expired redis key "t12:svc:x\\x0d\\x0a\[alert\] forged-expir
    'an expired key with CR LF in its name is logged escaped');
 is(forged($ng, '[alert] forged-expiry'), 0, 'and forges no log line');
 
+redis_cmd('HSET', "t12:svc:mixed:inst:x\r\n[alert] forged-id", 'address', $backend);
+redis_cmd('SADD', 't12:svc:mixed:ids', "x\r\n[alert] forged-id");
+redis_cmd('PUBLISH', 't12:events', 'mixed');
+ok($ng->wait_log(qr/redis key "t12:svc:mixed:inst:x\\x0d\\x0a\[alert\] forged-id" skipped/,
+                 from => $from),
+   'a bad id in a service\'s id set is logged escaped');
+is(forged($ng, '[alert] forged-id'), 0, 'and forges no log line');
+redis_cmd('SREM', 't12:svc:mixed:ids', "x\r\n[alert] forged-id");
+redis_cmd('DEL', "t12:svc:mixed:inst:x\r\n[alert] forged-id");
+
 my ($st) = $ng->get('/svc/x%0d%0a[alert]%20forged-uri');
 is($st, 503, 'a request for a service name with CR LF gets 503');
 ok($ng->wait_log(qr/service "x\\x0d\\x0a\[alert\] forged-uri" has no live instance/,

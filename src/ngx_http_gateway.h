@@ -119,8 +119,8 @@ typedef struct {
     ngx_uint_t                  mark;
     ngx_msec_t                  next_expire;
     time_t                      stale_since; /* Redis lost the registry */
-    u_char                      epoch[NGX_HTTP_GATEWAY_EPOCH_LEN];
-    size_t                      epoch_len;   /* 0: never seen one */
+    u_char                      marker[NGX_HTTP_GATEWAY_EPOCH_LEN];
+    size_t                      marker_len;  /* 0: never seen one */
 
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;

@@ -1162,11 +1162,11 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
 
         ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-        if (sh->epoch_len != epoch->len
-            || ngx_memcmp(sh->epoch, epoch->str, epoch->len) != 0)
+        if (sh->marker_len != epoch->len
+            || ngx_memcmp(sh->marker, epoch->str, epoch->len) != 0)
         {
-            sh->epoch_len = epoch->len;
-            ngx_memcpy(sh->epoch, epoch->str, epoch->len);
+            sh->marker_len = epoch->len;
+            ngx_memcpy(sh->marker, epoch->str, epoch->len);
             sh->generation++;
         }
 
@@ -1199,7 +1199,7 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
     ninstances = sh->ninstances;
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
-    if (nservices == 0 || sh->epoch_len == 0) {
+    if (nservices == 0 || sh->marker_len == 0) {
 
         /*
          * nothing to lose, or a registry this gateway never saw marked

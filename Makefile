@@ -5,11 +5,13 @@
 #   make test-valgrind the same suite with nginx under valgrind memcheck
 #   make run           the demo: gateway + Redis + demo services
 #   make unit          only build the C unit tests (t/unit)
+#   make fuzz          run the libFuzzer targets (t/fuzz), FUZZ_TIME s each
 #   make clean         remove build products
 #
 # Variables: T="t/03-redis.t ..." picks test files (default: all of t/),
 # PROVE_FLAGS=-v for verbose TAP, SKIP_DEPS=1 skips scripts/deps.sh,
-# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes).
+# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes),
+# FUZZ_TIME=600 sets how long `make fuzz` runs each target (seconds).
 #
 # The module is built out of tree against Debian's nginx-dev, the recipe of
 # dh_nginx (Debian::Debhelper::Buildsystem::nginx_mod): nginx's configure is
@@ -42,8 +44,20 @@ DEB_LDFLAGS  = $(shell cd $(ROOT) && dpkg-buildflags --get LDFLAGS)
 CC_OPT = $(DEB_CFLAGS) -fPIC $(DEB_CPPFLAGS) $(EXTRA_CC_OPT)
 LD_OPT = $(DEB_LDFLAGS) -fPIC
 
+# libFuzzer targets: Debian's clang with libFuzzer (libclang-rt-14-dev)
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 600
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -std=gnu99 -g -O1 -Wall -Wextra -Werror \
+                -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+                -I$(ROOT)/src
+FUZZ_JSON    := $(ROOT)/src/ngx_gateway_json.c $(ROOT)/src/ngx_gateway_text.c
+FUZZ_RECORD  := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_record.c
+FUZZ_HEADERS := $(ROOT)/t/fuzz/fuzz_check.h $(wildcard $(ROOT)/src/ngx_gateway_*.h)
+
 .PHONY: all build module deps deps-bench unit test test-valgrind run clean \
-	distclean FORCE
+	distclean fuzz fuzz-build FORCE
 
 all: build
 
@@ -93,6 +107,30 @@ test: build unit
 
 test-valgrind: build unit
 	@cd $(ROOT) && GATEWAY_TEST_VALGRIND=1 $(PROVE) $(PROVE_FLAGS) $(T)
+
+fuzz-build: $(FUZZ_BUILD)/fuzz_json $(FUZZ_BUILD)/fuzz_record
+
+$(FUZZ_BUILD)/fuzz_json: $(ROOT)/t/fuzz/fuzz_json.c $(FUZZ_JSON) $(FUZZ_HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(ROOT)/t/fuzz/fuzz_json.c $(FUZZ_JSON)
+
+$(FUZZ_BUILD)/fuzz_record: $(ROOT)/t/fuzz/fuzz_record.c $(FUZZ_RECORD) \
+                           $(FUZZ_HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(ROOT)/t/fuzz/fuzz_record.c $(FUZZ_RECORD)
+
+# New inputs go to build/fuzz/corpus-NAME (the seeds in t/fuzz/corpus/NAME
+# are only read); a crash leaves build/fuzz/crash-* and stops the run.
+fuzz: deps
+	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile fuzz-build
+	@set -e; for t in json record; do \
+	    mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
+	    echo "fuzz_$$t: $(FUZZ_TIME) s"; \
+	    $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_TIME) \
+	        -dict=$(ROOT)/t/fuzz/$$t.dict -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/ \
+	        $(FUZZ_BUILD)/corpus-$$t $(ROOT)/t/fuzz/corpus/$$t; \
+	done
 
 run: build
 	exec $(ROOT)/scripts/run.sh

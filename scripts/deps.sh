@@ -24,6 +24,8 @@ PKGS=(
     # tests: Redis, njs for demo/test backends, cmocka, valgrind, perl/prove
     redis-server redis-tools libnginx-mod-http-js libcmocka-dev valgrind
     perl curl
+    # fuzz targets (t/fuzz): clang 14 and its libFuzzer runtime
+    clang libclang-rt-14-dev
 )
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
             gnuplot-nox)

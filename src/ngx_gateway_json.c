@@ -43,6 +43,14 @@ static int ngx_gateway_json_hex4(const char *p, uint32_t *out);
 static size_t ngx_gateway_json_decode(const char **pp, const char *end,
     unsigned char *u8);
 static size_t ngx_gateway_json_utf8(uint32_t cp, unsigned char *u8);
+static int ngx_gateway_json_put(char *out, size_t size, size_t *n,
+    const char *s, size_t len);
+static int ngx_gateway_json_put_between(char *out, size_t size, size_t *n,
+    const char *p, const char *end);
+static int ngx_gateway_json_put_string(char *out, size_t size, size_t *n,
+    const ngx_gateway_json_tok_t *tok);
+static int ngx_gateway_json_put_char(char *out, size_t size, size_t *n,
+    const unsigned char *u8, size_t m);
 
 
 int
@@ -475,6 +483,178 @@ ngx_gateway_json_escape(char *out, const char *in, size_t len)
     }
 
     return n;
+}
+
+
+/*
+ * Only strings hold whitespace or escapes, so the canonical form is the
+ * text between the strings without its whitespace, and each string
+ * re-escaped.
+ */
+
+int
+ngx_gateway_json_encode(const ngx_gateway_json_tok_t *toks, int i,
+    char *out, size_t size)
+{
+    int                            j;
+    size_t                         n;
+    const char                    *p, *end;
+    const ngx_gateway_json_tok_t  *t;
+
+    t = &toks[i];
+    p = t->start;
+    end = t->start + t->len;
+
+    if (t->type == NGX_GATEWAY_JSON_STRING) {
+        p--;
+        end++;
+    }
+
+    if (size > 0x7fffffff) {
+        size = 0x7fffffff;
+    }
+
+    n = 0;
+
+    for (j = i; j < t->next; j++) {
+        if (toks[j].type != NGX_GATEWAY_JSON_STRING) {
+            continue;
+        }
+
+        if (ngx_gateway_json_put_between(out, size, &n, p, toks[j].start - 1)
+            != 0
+            || ngx_gateway_json_put_string(out, size, &n, &toks[j]) != 0)
+        {
+            return -1;
+        }
+
+        p = toks[j].start + toks[j].len + 1;
+    }
+
+    if (ngx_gateway_json_put_between(out, size, &n, p, end) != 0) {
+        return -1;
+    }
+
+    return (int) n;
+}
+
+
+static int
+ngx_gateway_json_put(char *out, size_t size, size_t *n, const char *s,
+    size_t len)
+{
+    if (size - *n < len) {
+        return -1;
+    }
+
+    if (out) {
+        memcpy(out + *n, s, len);
+    }
+
+    *n += len;
+
+    return 0;
+}
+
+
+/* structural characters, numbers and literals: all but whitespace */
+
+static int
+ngx_gateway_json_put_between(char *out, size_t size, size_t *n,
+    const char *p, const char *end)
+{
+    for ( /* void */ ; p < end; p++) {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            continue;
+        }
+
+        if (ngx_gateway_json_put(out, size, n, p, 1) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_gateway_json_put_string(char *out, size_t size, size_t *n,
+    const ngx_gateway_json_tok_t *tok)
+{
+    size_t          m;
+    const char     *p, *end;
+    unsigned char   c, u8[4];
+
+    p = tok->start;
+    end = tok->start + tok->len;
+
+    if (ngx_gateway_json_put(out, size, n, "\"", 1) != 0) {
+        return -1;
+    }
+
+    while (p < end) {
+        c = (unsigned char) *p;
+
+        if (c == '\\') {
+            m = ngx_gateway_json_decode(&p, end, u8);
+
+            if (m == 0) {
+                return -1;
+            }
+
+        } else {
+            /* the parser checked the UTF-8 */
+            m = (c < 0x80) ? 1 : (c < 0xe0) ? 2 : (c < 0xf0) ? 3 : 4;
+
+            if ((size_t) (end - p) < m) {
+                return -1;
+            }
+
+            memcpy(u8, p, m);
+            p += m;
+        }
+
+        if (ngx_gateway_json_put_char(out, size, n, u8, m) != 0) {
+            return -1;
+        }
+    }
+
+    return ngx_gateway_json_put(out, size, n, "\"", 1);
+}
+
+
+static int
+ngx_gateway_json_put_char(char *out, size_t size, size_t *n,
+    const unsigned char *u8, size_t m)
+{
+    unsigned char  c;
+    char           esc[6];
+
+    static const char  hex[] = "0123456789abcdef";
+
+    if (m == 1 && (u8[0] < 0x20 || u8[0] == 0x7f)) {
+        c = u8[0];
+
+    } else if (m == 2 && u8[0] == 0xc2 && u8[1] < 0xa0) {
+        c = u8[1];    /* C1: U+0080..U+009F */
+
+    } else if (m == 1 && (u8[0] == '"' || u8[0] == '\\')) {
+        esc[0] = '\\';
+        esc[1] = (char) u8[0];
+        return ngx_gateway_json_put(out, size, n, esc, 2);
+
+    } else {
+        return ngx_gateway_json_put(out, size, n, (const char *) u8, m);
+    }
+
+    esc[0] = '\\';
+    esc[1] = 'u';
+    esc[2] = '0';
+    esc[3] = '0';
+    esc[4] = hex[c >> 4];
+    esc[5] = hex[c & 0xf];
+
+    return ngx_gateway_json_put(out, size, n, esc, 6);
 }
 
 

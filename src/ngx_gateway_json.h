@@ -66,6 +66,19 @@ int ngx_gateway_json_string(const ngx_gateway_json_tok_t *tok, char *out,
 int ngx_gateway_json_int(const ngx_gateway_json_tok_t *tok, int64_t *out);
 
 /*
+ * Writes the value at toks[i] (from ngx_gateway_json_parse()) into out in
+ * one canonical compact form: no whitespace outside strings; in strings
+ * '"' and '\\' escaped, every control character (C0, DEL, C1) as \u00XX
+ * and everything else as raw UTF-8 (so "\u00e9" and "\/" are written as
+ * the characters); numbers, true, false and null as written.  The result is
+ * one line of valid JSON, and encoding it again gives the same bytes.
+ * Returns the length written (no NUL), or -1 when it needs more than size
+ * bytes; with out == NULL only computes the length.
+ */
+int ngx_gateway_json_encode(const ngx_gateway_json_tok_t *toks, int i,
+    char *out, size_t size);
+
+/*
  * Writes in[0..len) escaped for use inside a JSON string (no quotes) and
  * returns the length written; with out == NULL only returns the length.
  * Control characters become \u00XX; bytes >= 0x80 are copied as they are.

@@ -9,6 +9,7 @@
 
 #include "ngx_gateway_json.h"
 #include "ngx_gateway_record.h"
+#include "ngx_gateway_text.h"
 
 
 #define NGX_GATEWAY_META_TOKENS  256
@@ -16,8 +17,7 @@
 
 
 static int ngx_gateway_name_char(unsigned char c);
-static int ngx_gateway_field_is(const char *field, size_t field_len,
-    const char *name);
+static int ngx_gateway_field_find(const char *field, size_t field_len);
 static int ngx_gateway_match(const unsigned char *addr,
     const unsigned char *rule, const unsigned char *mask, size_t n);
 
@@ -151,7 +151,7 @@ ngx_gateway_parse_addr(const char *s, size_t len, ngx_gateway_addr_t *addr)
     uint64_t     port;
     const char  *h, *p;
 
-    if (len == 0 || memchr(s, '\0', len) != NULL) {
+    if (len == 0 || !ngx_gateway_text_valid(s, len)) {
         return -1;
     }
 
@@ -455,14 +455,61 @@ ngx_gateway_record_init(ngx_gateway_record_t *rec)
 }
 
 
+/* the fields of a record, with the message for a value of the wrong form */
+
+enum {
+    ngx_gateway_field_address = 0,
+    ngx_gateway_field_weight,
+    ngx_gateway_field_zone,
+    ngx_gateway_field_state,
+    ngx_gateway_field_metadata,
+    ngx_gateway_field_ttl
+};
+
+
+static const struct {
+    const char  *name;
+    size_t       len;
+    const char  *error;
+} ngx_gateway_fields[] = {
+    { "address", 7, "invalid \"address\": must be \"IPv4:port\", "
+                    "\"[IPv6]:port\" or \"unix:/path\"" },
+    { "weight", 6, "invalid \"weight\": must be an integer 1..1000" },
+    { "zone", 4, "invalid \"zone\": must be 0..64 characters "
+                 "of [A-Za-z0-9._-]" },
+    { "state", 5, "invalid \"state\": must be \"up\", \"drain\" or "
+                  "\"down\"" },
+    { "metadata", 8, "invalid \"metadata\": must be a JSON object" },
+    { "ttl", 3, "invalid \"ttl\": must be an integer 0..86400" },
+    { NULL, 0, NULL }
+};
+
+
 static int
-ngx_gateway_field_is(const char *field, size_t field_len, const char *name)
+ngx_gateway_field_find(const char *field, size_t field_len)
 {
-    size_t  n;
+    int  i;
 
-    n = strlen(name);
+    for (i = 0; ngx_gateway_fields[i].name; i++) {
+        if (field_len == ngx_gateway_fields[i].len
+            && memcmp(field, ngx_gateway_fields[i].name, field_len) == 0)
+        {
+            return i;
+        }
+    }
 
-    return field_len == n && memcmp(field, name, n) == 0;
+    return -1;
+}
+
+
+const char *
+ngx_gateway_record_field_error(const char *field, size_t field_len)
+{
+    int  i;
+
+    i = ngx_gateway_field_find(field, field_len);
+
+    return (i < 0) ? NULL : ngx_gateway_fields[i].error;
 }
 
 
@@ -470,64 +517,72 @@ int
 ngx_gateway_record_set(ngx_gateway_record_t *rec, const char *field,
     size_t field_len, const char *val, size_t val_len, const char **err)
 {
-    int                     rc, state;
-    uint64_t                n;
+    int                     f, rc, i, n, len, state;
+    char                    str[NGX_GATEWAY_META_MAX];
+    uint64_t                v;
     const char             *msg;
     ngx_gateway_addr_t      addr;
     ngx_gateway_json_tok_t  toks[NGX_GATEWAY_META_TOKENS];
 
-    if (ngx_gateway_field_is(field, field_len, "address")) {
+    f = ngx_gateway_field_find(field, field_len);
+
+    if (f < 0) {
+        return 0;
+    }
+
+    msg = ngx_gateway_fields[f].error;
+
+    switch (f) {
+
+    case ngx_gateway_field_address:
+        if (!ngx_gateway_text_valid(val, val_len)) {
+            msg = "invalid \"address\": must be valid UTF-8 without "
+                  "control characters";
+            goto failed;
+        }
+
         if (ngx_gateway_parse_addr(val, val_len, &addr) != 0) {
-            msg = "invalid \"address\": must be \"IPv4:port\", "
-                  "\"[IPv6]:port\" or \"unix:/path\"";
             goto failed;
         }
 
         rec->addr = addr;
         rec->has_addr = 1;
         return 0;
-    }
 
-    if (ngx_gateway_field_is(field, field_len, "weight")) {
-        if (ngx_gateway_parse_uint(val, val_len, NGX_GATEWAY_WEIGHT_MAX, &n)
+    case ngx_gateway_field_weight:
+        if (ngx_gateway_parse_uint(val, val_len, NGX_GATEWAY_WEIGHT_MAX, &v)
             != 0
-            || n == 0)
+            || v == 0)
         {
-            msg = "invalid \"weight\": must be an integer 1..1000";
             goto failed;
         }
 
-        rec->weight = (unsigned) n;
+        rec->weight = (unsigned) v;
         return 0;
-    }
 
-    if (ngx_gateway_field_is(field, field_len, "zone")) {
+    case ngx_gateway_field_zone:
         if (!ngx_gateway_valid_zone(val, val_len)) {
-            msg = "invalid \"zone\": must be 0..64 characters "
-                  "of [A-Za-z0-9._-]";
             goto failed;
         }
 
-        rec->zone = val;
+        memcpy(rec->zone_buf, val, val_len);
+        rec->zone = rec->zone_buf;
         rec->zone_len = val_len;
         return 0;
-    }
 
-    if (ngx_gateway_field_is(field, field_len, "state")) {
+    case ngx_gateway_field_state:
         state = ngx_gateway_parse_state(val, val_len);
 
         if (state < 0) {
-            msg = "invalid \"state\": must be \"up\", \"drain\" or \"down\"";
             goto failed;
         }
 
         rec->state = state;
         return 0;
-    }
 
-    if (ngx_gateway_field_is(field, field_len, "metadata")) {
-        if (val_len > NGX_GATEWAY_META_MAX) {
-            msg = "invalid \"metadata\": longer than 1024 bytes";
+    case ngx_gateway_field_metadata:
+        if (val_len > NGX_GATEWAY_META_INPUT) {
+            msg = "invalid \"metadata\": longer than 65536 bytes";
             goto failed;
         }
 
@@ -541,28 +596,54 @@ ngx_gateway_record_set(ngx_gateway_record_t *rec, const char *field,
         }
 
         if (rc <= 0 || toks[0].type != NGX_GATEWAY_JSON_OBJECT) {
-            msg = "invalid \"metadata\": must be a JSON object";
             goto failed;
         }
 
-        rec->meta = val;
-        rec->meta_len = val_len;
-        return 0;
-    }
+        /* a string too long for str is too long for the canonical form */
 
-    if (ngx_gateway_field_is(field, field_len, "ttl")) {
-        if (ngx_gateway_parse_uint(val, val_len, NGX_GATEWAY_TTL_MAX, &n)
+        for (i = 0; i < rc; i++) {
+            if (toks[i].type != NGX_GATEWAY_JSON_STRING) {
+                continue;
+            }
+
+            n = ngx_gateway_json_string(&toks[i], str, sizeof(str));
+
+            if (n < 0) {
+                goto too_long;
+            }
+
+            if (!ngx_gateway_text_valid(str, (size_t) n)) {
+                msg = "invalid \"metadata\": strings must be valid UTF-8 "
+                      "without control characters";
+                goto failed;
+            }
+        }
+
+        len = ngx_gateway_json_encode(toks, 0, NULL, NGX_GATEWAY_META_MAX);
+        if (len < 0) {
+            goto too_long;
+        }
+
+        (void) ngx_gateway_json_encode(toks, 0, rec->meta_buf,
+                                       NGX_GATEWAY_META_MAX);
+        rec->meta = rec->meta_buf;
+        rec->meta_len = (size_t) len;
+        return 0;
+
+    default: /* ngx_gateway_field_ttl */
+        if (ngx_gateway_parse_uint(val, val_len, NGX_GATEWAY_TTL_MAX, &v)
             != 0)
         {
-            msg = "invalid \"ttl\": must be an integer 0..86400";
             goto failed;
         }
 
-        rec->ttl = (unsigned) n;
+        rec->ttl = (unsigned) v;
         return 0;
     }
 
-    return 0;
+too_long:
+
+    msg = "invalid \"metadata\": longer than 1024 bytes";
 
 failed:
 

@@ -24,7 +24,8 @@
 
 #define NGX_GATEWAY_NAME_MAX      64
 #define NGX_GATEWAY_ZONE_MAX      64
-#define NGX_GATEWAY_META_MAX      1024
+#define NGX_GATEWAY_META_MAX      1024    /* in the canonical form */
+#define NGX_GATEWAY_META_INPUT    65536   /* as sent, whitespace included */
 #define NGX_GATEWAY_WEIGHT_MAX    1000
 #define NGX_GATEWAY_TTL_MAX       86400
 #define NGX_GATEWAY_ADDR_TEXT_MAX 128
@@ -62,8 +63,10 @@ typedef struct {
     int                  state;
     const char          *zone;
     size_t               zone_len;
-    const char          *meta;      /* a JSON object's text */
+    const char          *meta;      /* a JSON object, canonical form */
     size_t               meta_len;
+    char                 zone_buf[NGX_GATEWAY_ZONE_MAX];
+    char                 meta_buf[NGX_GATEWAY_META_MAX];
 } ngx_gateway_record_t;
 
 
@@ -82,8 +85,8 @@ int ngx_gateway_parse_uint(const char *s, size_t len, uint64_t max,
 
 /*
  * "192.0.2.1:8080", "[2001:db8::1]:8080" or "unix:/path/to.sock"; no host
- * names.  Port 1..65535.  Fills addr, including its canonical text.
- * 0 or -1.
+ * names.  Port 1..65535; a path is valid UTF-8 without control characters.
+ * Fills addr, including its canonical text.  0 or -1.
  */
 int ngx_gateway_parse_addr(const char *s, size_t len,
     ngx_gateway_addr_t *addr);
@@ -100,11 +103,21 @@ void ngx_gateway_record_init(ngx_gateway_record_t *rec);
 /*
  * Applies one field as stored in a Redis hash ("address", "weight", "zone",
  * "state", "metadata", "ttl"), all values as text.  Unknown fields are
- * ignored.  On error returns -1 and points *err at a static message that
- * names the field.  rec keeps pointers into val for zone and metadata.
+ * ignored.  On error returns -1 and points *err at a static message
+ * 'invalid "FIELD": REASON'.  rec keeps its own copies of zone and
+ * metadata; metadata is kept in the canonical form of
+ * ngx_gateway_json_encode(), and its strings (keys and values, unescaped)
+ * must be valid UTF-8 without control characters.
  */
 int ngx_gateway_record_set(ngx_gateway_record_t *rec, const char *field,
     size_t field_len, const char *val, size_t val_len, const char **err);
+
+/*
+ * The message for a field whose value has the wrong form, e.g.
+ * 'invalid "weight": must be an integer 1..1000'; NULL for other fields.
+ */
+const char *ngx_gateway_record_field_error(const char *field,
+    size_t field_len);
 
 /* 0 when rec is complete (it has an address), else -1 and *err */
 int ngx_gateway_record_check(const ngx_gateway_record_t *rec,

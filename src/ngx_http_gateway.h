@@ -332,7 +332,7 @@ ngx_int_t ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_uint_t *created);
 ngx_int_t ngx_http_gateway_upsert_batch_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc,
-    ngx_http_gateway_entry_t *entries, ngx_uint_t n,
+    ngx_http_gateway_entry_t **entries, ngx_uint_t n,
     ngx_http_gateway_instance_t **fresh);
 int ngx_http_gateway_entry_cmp(const void *one, const void *two);
 ngx_int_t ngx_http_gateway_remove_locked(ngx_http_gateway_main_conf_t *gmcf,

@@ -983,6 +983,8 @@ ngx_http_gateway_admin_on_reply(ngx_http_gateway_redis_call_t *call,
 {
     ngx_http_gateway_admin_ctx_t *ctx = call->data;
 
+    u_char               text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t            v;
     ngx_int_t            rc;
     ngx_uint_t           created;
     ngx_http_request_t  *r;
@@ -995,9 +997,15 @@ ngx_http_gateway_admin_on_reply(ngx_http_gateway_redis_call_t *call,
     }
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) {
+            ngx_http_gateway_log_text(&v, text, reply->str, reply->len);
+
+        } else {
+            ngx_str_set(&v, "no connection");
+        }
+
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "gateway: admin write to redis failed: %s",
-                      reply ? reply->str : "no connection");
+                      "gateway: admin write to redis failed: %V", &v);
 
         rc = ngx_http_gateway_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                           reply ? "redis refused the write"

@@ -61,6 +61,9 @@ static void ngx_http_gateway_redis_add_write(void *data);
 static void ngx_http_gateway_redis_del_write(void *data);
 static void ngx_http_gateway_redis_cleanup(void *data);
 
+static ngx_str_t *ngx_http_gateway_redis_errstr(redisReply *reply,
+    ngx_str_t *v, u_char *buf);
+
 static void ngx_http_gateway_sync_connect(ngx_event_t *ev);
 static void ngx_http_gateway_sync_on_connect(const redisAsyncContext *ac,
     int status);
@@ -225,6 +228,22 @@ static const char  ngx_http_gateway_script_expire[] =
     "  return 1\n"
     "end\n"
     "return 0\n";
+
+
+/* what Redis said, escaped for a log line */
+
+static ngx_str_t *
+ngx_http_gateway_redis_errstr(redisReply *reply, ngx_str_t *v, u_char *buf)
+{
+    if (reply->type != REDIS_REPLY_ERROR && reply->type != REDIS_REPLY_STATUS) {
+        ngx_str_set(v, "unexpected reply");
+        return v;
+    }
+
+    ngx_http_gateway_log_text(v, buf, reply->str, reply->len);
+
+    return v;
+}
 
 
 ngx_int_t
@@ -476,10 +495,14 @@ ngx_http_gateway_redis_on_setup(redisAsyncContext *ac, void *r,
 {
     redisReply  *reply = r;
 
+    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  v;
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "gateway: redis %s failed: %s",
-                      (char *) privdata, reply->str);
+                      "gateway: redis %s failed: %V",
+                      (char *) privdata,
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
     }
 }
 
@@ -822,7 +845,9 @@ ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac, void *r,
     redisReply               *reply = r;
 
     u_char                    flags[64], *p;
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                    len;
+    ngx_str_t                 v;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
@@ -835,8 +860,9 @@ ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac, void *r,
         if (reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_WARN, sync->log, 0,
                           "gateway: cannot enable redis keyspace "
-                          "notifications (%s); expired heartbeats are "
-                          "noticed at each resync only", reply->str);
+                          "notifications (%V); expired heartbeats are "
+                          "noticed at each resync only",
+                          ngx_http_gateway_redis_errstr(reply, &v, buf));
         }
 
         return;
@@ -878,6 +904,8 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 {
     redisReply               *reply = r;
 
+    u_char                    text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 v;
     redisReply               *kind, *channel, *payload;
     ngx_http_gateway_sync_t  *sync;
 
@@ -889,8 +917,9 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_gateway_log_text(&v, text, reply->str, reply->len);
             ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                          "gateway: redis SUBSCRIBE failed: %s", reply->str);
+                          "gateway: redis SUBSCRIBE failed: %V", &v);
         }
 
         return;
@@ -934,6 +963,14 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
     if (channel->len == sync->events.len
         && ngx_strncmp(channel->str, sync->events.data, channel->len) == 0)
     {
+        if (!ngx_gateway_valid_name(payload->str, payload->len)) {
+            ngx_http_gateway_log_text(&v, text, payload->str, payload->len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis notice on \"%V\" names no valid "
+                          "service: \"%V\", ignored", &sync->events, &v);
+            return;
+        }
+
         ngx_http_gateway_sync_services(&payload, 1);
         return;
     }
@@ -1009,9 +1046,8 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                      "gateway: redis resync failed: %s",
-                      reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                       : "unexpected reply");
+                      "gateway: redis resync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &text, buf));
         return;
     }
 
@@ -1411,6 +1447,8 @@ ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
 {
     redisReply               *reply = r;
 
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 v;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
@@ -1430,7 +1468,8 @@ ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: writing the registry back to redis "
-                      "failed: %s", reply->str);
+                      "failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
         return;
     }
 
@@ -1454,10 +1493,13 @@ ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac, void *r,
 {
     redisReply  *reply = r;
 
+    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  v;
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
-                      "gateway: cannot set the registry marker in redis: %s",
-                      reply->str);
+                      "gateway: cannot set the registry marker in redis: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
     }
 }
 
@@ -1518,7 +1560,9 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
 {
     redisReply               *reply = r;
 
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                    i;
+    ngx_str_t                 v;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
@@ -1529,9 +1573,8 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                      "gateway: redis sync failed: %s",
-                      reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                       : "unexpected reply");
+                      "gateway: redis sync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
         return;
     }
 
@@ -1564,7 +1607,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     redisReply                    *insts, *fields, *rid;
     const char                    *err;
     ngx_http_gateway_sh_t         *sh;
-    ngx_http_gateway_entry_t      *entries, *e;
+    ngx_http_gateway_entry_t      *entries, *e, **sorted;
     ngx_http_gateway_sync_t       *sync;
     ngx_http_gateway_service_t    *svc;
     ngx_http_gateway_instance_t  **fresh;
@@ -1614,7 +1657,8 @@ ngx_http_gateway_sync_apply(redisReply *entry)
 
     n = insts->elements / 2;
 
-    entries = ngx_alloc((n + 1) * sizeof(ngx_http_gateway_entry_t)
+    entries = ngx_alloc((n + 1) * (sizeof(ngx_http_gateway_entry_t)
+                                   + sizeof(ngx_http_gateway_entry_t *))
                         + ngx_min(n, NGX_HTTP_GATEWAY_APPLY_CHUNK)
                           * sizeof(ngx_http_gateway_instance_t *),
                         sync->log);
@@ -1622,7 +1666,8 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         return;
     }
 
-    fresh = (ngx_http_gateway_instance_t **) (entries + n + 1);
+    sorted = (ngx_http_gateway_entry_t **) (entries + n + 1);
+    fresh = (ngx_http_gateway_instance_t **) (sorted + n + 1);
 
     for (i = 0, k = 0; i < n; i++) {
         rid = insts->element[2 * i];
@@ -1657,12 +1702,13 @@ ngx_http_gateway_sync_apply(redisReply *entry)
             continue;
         }
 
+        sorted[k] = e;
         k++;
     }
 
     n = k;
 
-    ngx_qsort(entries, n, sizeof(ngx_http_gateway_entry_t),
+    ngx_qsort(sorted, n, sizeof(ngx_http_gateway_entry_t *),
               ngx_http_gateway_entry_cmp);
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
@@ -1703,7 +1749,7 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     for (i = 0; /* void */; i += chunk) {
         chunk = ngx_min(n - i, NGX_HTTP_GATEWAY_APPLY_CHUNK);
 
-        rc = ngx_http_gateway_upsert_batch_locked(gmcf, svc, entries + i,
+        rc = ngx_http_gateway_upsert_batch_locked(gmcf, svc, sorted + i,
                                                   chunk, fresh);
 
         if (rc != NGX_OK) {
@@ -1794,7 +1840,8 @@ static void
 ngx_http_gateway_sync_expired(redisReply *key)
 {
     u_char                   *p, *last, *sep;
-    ngx_str_t                 service, id;
+    u_char                    text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 service, id, v;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
@@ -1828,9 +1875,16 @@ ngx_http_gateway_sync_expired(redisReply *key)
     id.len = last - id.data;
 
     if (!ngx_gateway_valid_name((char *) service.data, service.len)
-        || !ngx_gateway_valid_name((char *) id.data, id.len)
-        || sync->cmd == NULL)
+        || !ngx_gateway_valid_name((char *) id.data, id.len))
     {
+        ngx_http_gateway_log_text(&v, text, key->str, key->len);
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: expired redis key \"%V\" has an invalid "
+                      "service name or instance id, ignored", &v);
+        return;
+    }
+
+    if (sync->cmd == NULL) {
         return;
     }
 
@@ -1847,7 +1901,7 @@ ngx_http_gateway_sync_expired(redisReply *key)
     /* the script's notice may be lost; fetch the service now as well */
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_snapshot,
-                             NULL, "EVAL %s 0 %b %b",
+                             (void *) sync->epoch_gen, "EVAL %s 0 %b %b",
                              ngx_http_gateway_script_snapshot,
                              sync->gmcf->prefix.data, sync->gmcf->prefix.len,
                              service.data, service.len);
@@ -1860,9 +1914,13 @@ ngx_http_gateway_sync_on_expired(redisAsyncContext *ac, void *r,
 {
     redisReply  *reply = r;
 
+    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  v;
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
-                      "gateway: redis expiry script failed: %s", reply->str);
+                      "gateway: redis expiry script failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
     }
 }
 

@@ -8,19 +8,35 @@
 
 
 /*
- * The state file is the last known good registry: a header line, then one
- * JSON line per service as the admin API shows it, revisions included.  It
+ * The state file is the last known good registry: a header line
+ * {"version":2,...}, then one JSON line per instance,
+ * {"name":SERVICE,"revision":N,"instance":{...as the admin API shows it}},
+ * and {"name":SERVICE,"revision":N} for a service without instances.  It
  * is written to a temporary file and renamed, so a reader never sees half
- * of it.
+ * of it.  Version 1 files (one line per service, "instances":[...]) are
+ * read as well.  What cannot be read is skipped an instance at a time.
  */
 
 
 #define NGX_HTTP_GATEWAY_STATE_MAX  (256 * 1024 * 1024)
 
 
-static ngx_int_t ngx_http_gateway_state_load_line(
-    ngx_http_gateway_main_conf_t *gmcf, u_char *line, size_t len,
-    ngx_log_t *log);
+typedef struct {
+    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_log_t                     *log;
+    ngx_uint_t                     line;
+    ngx_uint_t                     loaded;
+    ngx_uint_t                     skipped;
+} ngx_http_gateway_state_ctx_t;
+
+
+static void ngx_http_gateway_state_load_line(
+    ngx_http_gateway_state_ctx_t *ctx, u_char *line, size_t len);
+static void ngx_http_gateway_state_load_instance(
+    ngx_http_gateway_state_ctx_t *ctx, ngx_gateway_json_tok_t *toks, int k,
+    ngx_str_t *service, uint64_t revision);
+static void ngx_http_gateway_state_skip(ngx_http_gateway_state_ctx_t *ctx,
+    ngx_str_t *service, ngx_str_t *id, const char *err);
 
 
 ngx_int_t
@@ -104,11 +120,13 @@ ngx_int_t
 ngx_http_gateway_state_load(ngx_http_gateway_main_conf_t *gmcf,
     ngx_log_t *log)
 {
-    u_char           *buf, *p, *last, *eol;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_uint_t        line, loaded;
-    ngx_file_info_t   fi;
+    u_char                        *buf, *p, *last, *eol;
+    ssize_t                        n;
+    ngx_fd_t                       fd;
+    ngx_uint_t                     services;
+    ngx_file_info_t                fi;
+    ngx_rbtree_node_t             *node, *sentinel;
+    ngx_http_gateway_state_ctx_t   ctx;
 
     fd = ngx_open_file(gmcf->state_file.data, NGX_FILE_RDONLY,
                        NGX_FILE_OPEN, 0);
@@ -151,8 +169,12 @@ ngx_http_gateway_state_load(ngx_http_gateway_main_conf_t *gmcf,
 
     p = buf;
     last = buf + n;
-    line = 0;
-    loaded = 0;
+
+    ctx.gmcf = gmcf;
+    ctx.log = log;
+    ctx.line = 0;
+    ctx.loaded = 0;
+    ctx.skipped = 0;
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
@@ -162,24 +184,47 @@ ngx_http_gateway_state_load(ngx_http_gateway_main_conf_t *gmcf,
             eol = last;
         }
 
-        if (line++ > 0 && eol > p) {
-            if (ngx_http_gateway_state_load_line(gmcf, p, eol - p, log)
-                == NGX_OK)
-            {
-                loaded++;
-            }
+        ctx.line++;
+
+        if (eol > p) {
+            ngx_http_gateway_state_load_line(&ctx, p, eol - p);
         }
 
         p = eol + 1;
     }
 
+    /*
+     * Redis mode: revisions say "nothing changed" for services that lost
+     * an instance here; revision 0 makes the first resync fetch them all.
+     */
+
+    if (ctx.skipped && gmcf->redis) {
+        node = gmcf->sh->rbtree.root;
+        sentinel = gmcf->sh->rbtree.sentinel;
+
+        for (node = (node == sentinel) ? NULL : ngx_rbtree_min(node, sentinel);
+             node;
+             node = ngx_rbtree_next(&gmcf->sh->rbtree, node))
+        {
+            ((ngx_http_gateway_service_t *) node)->revision = 0;
+        }
+    }
+
+    services = gmcf->sh->nservices;
     gmcf->sh->saved = gmcf->sh->generation;
 
     ngx_http_gateway_write_end(gmcf);
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "gateway: loaded %ui services from state file \"%V\"",
-                  loaded, &gmcf->state_file);
+                  services, &gmcf->state_file);
+
+    if (ctx.skipped) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "gateway: state file \"%V\": %ui instances loaded, "
+                      "%ui entries skipped", &gmcf->state_file, ctx.loaded,
+                      ctx.skipped);
+    }
 
     ngx_free(buf);
 
@@ -199,123 +244,209 @@ failed:
 }
 
 
-static ngx_int_t
-ngx_http_gateway_state_load_line(ngx_http_gateway_main_conf_t *gmcf,
-    u_char *line, size_t len, ngx_log_t *log)
+static void
+ngx_http_gateway_state_load_line(ngx_http_gateway_state_ctx_t *ctx,
+    u_char *line, size_t len)
 {
-    int                          ntoks, name, rev, insts, i, k, id;
+    int                          ntoks, name, rev, inst, insts, i, k;
     int64_t                      revision;
-    ngx_str_t                    sname, sid;
-    ngx_uint_t                   created;
+    ngx_str_t                    sname;
     const char                  *err;
-    ngx_gateway_record_t         rec;
     ngx_gateway_json_tok_t      *toks;
     ngx_http_gateway_service_t  *svc;
 
     ntoks = (int) (len / 2 + 2);
 
-    toks = ngx_alloc(ntoks * sizeof(ngx_gateway_json_tok_t), log);
+    toks = ngx_alloc(ntoks * sizeof(ngx_gateway_json_tok_t), ctx->log);
     if (toks == NULL) {
-        return NGX_ERROR;
+        ctx->skipped++;
+        return;
     }
 
-    err = "not a service record";
-
     ntoks = ngx_gateway_json_parse((char *) line, len, toks, ntoks, 16);
+
     if (ntoks <= 0 || toks[0].type != NGX_GATEWAY_JSON_OBJECT) {
-        goto invalid;
+        err = "not a JSON object";
+        goto skip;
+    }
+
+    if (ngx_gateway_json_object_get(toks, 0, "version", 7) >= 0) {
+        k = ngx_gateway_json_object_get(toks, 0, "marker", 6);
+
+        if (k >= 0 && toks[k].type == NGX_GATEWAY_JSON_STRING
+            && toks[k].len <= NGX_HTTP_GATEWAY_EPOCH_LEN
+            && ngx_gateway_valid_zone(toks[k].start, toks[k].len))
+        {
+            ctx->gmcf->sh->marker_len = toks[k].len;
+            ngx_memcpy(ctx->gmcf->sh->marker, toks[k].start, toks[k].len);
+        }
+
+        goto done;
     }
 
     name = ngx_gateway_json_object_get(toks, 0, "name", 4);
     rev = ngx_gateway_json_object_get(toks, 0, "revision", 8);
+    inst = ngx_gateway_json_object_get(toks, 0, "instance", 8);
     insts = ngx_gateway_json_object_get(toks, 0, "instances", 9);
 
-    if (name < 0 || rev < 0 || insts < 0
+    if (name < 0
         || toks[name].type != NGX_GATEWAY_JSON_STRING
-        || !ngx_gateway_valid_name(toks[name].start, toks[name].len)
-        || ngx_gateway_json_int(&toks[rev], &revision) != 0
-        || revision < 0
-        || toks[insts].type != NGX_GATEWAY_JSON_ARRAY)
+        || !ngx_gateway_valid_name(toks[name].start, toks[name].len))
     {
-        goto invalid;
+        err = "no valid service name";
+        goto skip;
     }
 
     sname.data = (u_char *) toks[name].start;
     sname.len = toks[name].len;
 
-    svc = ngx_http_gateway_service_get_locked(gmcf, &sname);
+    if (rev < 0 || ngx_gateway_json_int(&toks[rev], &revision) != 0
+        || revision < 0)
+    {
+        revision = 0;
+    }
+
+    if (inst >= 0) {
+
+        /* version 2: one instance */
+
+        ngx_http_gateway_state_load_instance(ctx, toks, inst, &sname,
+                                             (uint64_t) revision);
+        goto done;
+    }
+
+    if (insts >= 0 && toks[insts].type == NGX_GATEWAY_JSON_ARRAY) {
+
+        /* version 1: a service with all its instances */
+
+        k = insts + 1;
+
+        for (i = 0; i < toks[insts].size; i++, k = toks[k].next) {
+            ngx_http_gateway_state_load_instance(ctx, toks, k, &sname,
+                                                 (uint64_t) revision);
+        }
+
+        if (toks[insts].size > 0) {
+            goto done;
+        }
+    }
+
+    /* a service without instances */
+
+    svc = ngx_http_gateway_service_get_locked(ctx->gmcf, &sname);
     if (svc == NULL) {
-        err = "out of memory";
-        goto invalid;
+        err = "the zone is full";
+        goto skip;
     }
 
     svc->revision = (uint64_t) revision;
 
-    k = insts + 1;
+done:
 
-    for (i = 0; i < toks[insts].size; i++, k = toks[k].next) {
+    ngx_free(toks);
+    return;
 
-        if (toks[k].type != NGX_GATEWAY_JSON_OBJECT) {
-            continue;
-        }
+skip:
 
-        id = ngx_gateway_json_object_get(toks, k, "id", 2);
+    ngx_http_gateway_state_skip(ctx, NULL, NULL, err);
+    ngx_free(toks);
+}
 
-        if (id < 0
-            || toks[id].type != NGX_GATEWAY_JSON_STRING
-            || !ngx_gateway_valid_name(toks[id].start, toks[id].len))
-        {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "gateway: state file \"%V\": instance without a "
-                          "valid id in service \"%V\" skipped",
-                          &gmcf->state_file, &sname);
-            continue;
-        }
 
-        sid.data = (u_char *) toks[id].start;
-        sid.len = toks[id].len;
+static void
+ngx_http_gateway_state_load_instance(ngx_http_gateway_state_ctx_t *ctx,
+    ngx_gateway_json_tok_t *toks, int k, ngx_str_t *service,
+    uint64_t revision)
+{
+    int                          id;
+    ngx_str_t                    sid;
+    ngx_uint_t                   created;
+    const char                  *err;
+    ngx_gateway_record_t         rec;
+    ngx_http_gateway_service_t  *svc;
 
-        ngx_gateway_record_init(&rec);
-        err = NULL;
-
-        if (ngx_http_gateway_record_from_json(toks, k, &rec,
-                                              NGX_HTTP_GATEWAY_JSON_LENIENT,
-                                              &err)
-            == NGX_OK
-            && !ngx_http_gateway_addr_allowed(gmcf, &rec.addr))
-        {
-            err = "its address is not in gateway_registry_allow";
-            rec.has_addr = 0;
-        }
-
-        if (!rec.has_addr || err) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "gateway: state file \"%V\": instance \"%V\" of "
-                          "service \"%V\" skipped: %s", &gmcf->state_file,
-                          &sid, &sname, err ? err : "no address");
-            continue;
-        }
-
-        if (ngx_http_gateway_upsert_locked(gmcf, &sname, &sid, &rec,
-                                           &created)
-            != NGX_OK)
-        {
-            err = "out of memory";
-            goto invalid;
-        }
+    if (toks[k].type != NGX_GATEWAY_JSON_OBJECT) {
+        ngx_http_gateway_state_skip(ctx, service, NULL,
+                                    "not a JSON object");
+        return;
     }
 
-    ngx_free(toks);
+    id = ngx_gateway_json_object_get(toks, k, "id", 2);
 
-    return NGX_OK;
+    if (id < 0
+        || toks[id].type != NGX_GATEWAY_JSON_STRING
+        || !ngx_gateway_valid_name(toks[id].start, toks[id].len))
+    {
+        ngx_http_gateway_state_skip(ctx, service, NULL, "no valid id");
+        return;
+    }
 
-invalid:
+    sid.data = (u_char *) toks[id].start;
+    sid.len = toks[id].len;
 
-    ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "gateway: state file \"%V\": line skipped: %s",
-                  &gmcf->state_file, err);
+    ngx_gateway_record_init(&rec);
+    err = NULL;
 
-    ngx_free(toks);
+    if (ngx_http_gateway_record_from_json(toks, k, &rec,
+                                          NGX_HTTP_GATEWAY_JSON_LENIENT, &err)
+        != NGX_OK)
+    {
+        ngx_http_gateway_state_skip(ctx, service, &sid, err);
+        return;
+    }
 
-    return NGX_ERROR;
+    if (!ngx_http_gateway_addr_allowed(ctx->gmcf, &rec.addr)) {
+        ngx_http_gateway_state_skip(ctx, service, &sid, "its address is not "
+                                    "in gateway_registry_allow");
+        return;
+    }
+
+    if (ngx_http_gateway_upsert_locked(ctx->gmcf, service, &sid, &rec,
+                                       &created)
+        != NGX_OK)
+    {
+        svc = ngx_http_gateway_service_lookup(ctx->gmcf, service);
+
+        if (svc && svc->ninstances == 0) {
+            ngx_http_gateway_service_delete_locked(ctx->gmcf, svc);
+        }
+
+        ngx_http_gateway_state_skip(ctx, service, &sid, "the zone is full");
+        return;
+    }
+
+    svc = ngx_http_gateway_service_lookup(ctx->gmcf, service);
+    if (svc) {
+        svc->revision = revision;
+    }
+
+    ctx->loaded++;
+}
+
+
+/* names are logged only once they are known to be valid */
+
+static void
+ngx_http_gateway_state_skip(ngx_http_gateway_state_ctx_t *ctx,
+    ngx_str_t *service, ngx_str_t *id, const char *err)
+{
+    ctx->skipped++;
+
+    if (id) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "gateway: state file \"%V\": instance \"%V\" of "
+                      "service \"%V\" skipped: %s", &ctx->gmcf->state_file,
+                      id, service, err);
+
+    } else if (service) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "gateway: state file \"%V\": line %ui: an instance of "
+                      "service \"%V\" skipped: %s", &ctx->gmcf->state_file,
+                      ctx->line, service, err);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "gateway: state file \"%V\": line %ui skipped: %s",
+                      &ctx->gmcf->state_file, ctx->line, err);
+    }
 }

@@ -218,6 +218,8 @@ static ngx_int_t
 ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
+    u_char                                 text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                              name;
     ngx_int_t                              rc;
     ngx_pool_cleanup_t                    *cln;
     ngx_peer_connection_t                 *pc;
@@ -273,10 +275,11 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
+        ngx_http_gateway_log_text(&name, text, gp->service.data,
+                                  gp->service.len);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "gateway: service \"%V\" has no live instance%s",
-                      &gp->service,
-                      gp->registered ? "" : " (it is not registered)");
+                      &name, gp->registered ? "" : " (it is not registered)");
 
         return ngx_http_gateway_upstream_unavailable(r);
     }
@@ -332,6 +335,8 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
+    u_char     text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  name;
     ngx_int_t  rc;
 
     if (gp->prepared) {
@@ -360,9 +365,11 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     rc = ngx_http_gateway_upstream_choose(pc, gp);
 
     if (rc == NGX_DECLINED) {
+        ngx_http_gateway_log_text(&name, text, gp->service.data,
+                                  gp->service.len);
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                       "gateway: no live instance of service \"%V\" left "
-                      "to try", &gp->service);
+                      "to try", &name);
 
         pc->name = NULL;
 

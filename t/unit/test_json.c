@@ -525,11 +525,127 @@ rnd(void)
 }
 
 
+static int
+encode(const char *in, size_t len, char *out, size_t size)
+{
+    int                     n;
+    ngx_gateway_json_tok_t  t[NTOKS];
+
+    n = ngx_gateway_json_parse(in, len, t, NTOKS, 16);
+    if (n <= 0) {
+        return -100 + n;
+    }
+
+    return ngx_gateway_json_encode(t, 0, out, size);
+}
+
+
+/* the canonical form of in is want: valid, one line, and a fixed point */
+
+static void
+encode_is(const char *in, const char *want)
+{
+    int     n, m;
+    char    out[256], again[256];
+    size_t  i;
+
+    n = encode(in, strlen(in), out, sizeof(out));
+    assert_int_equal(n, (int) strlen(want));
+    assert_memory_equal(out, want, n);
+
+    for (i = 0; i < (size_t) n; i++) {
+        assert_true((unsigned char) out[i] >= 0x20 && out[i] != 0x7f);
+    }
+
+    m = encode(out, n, again, sizeof(again));
+    assert_int_equal(m, n);
+    assert_memory_equal(again, out, n);
+}
+
+
+static void
+test_encode(void **state)
+{
+    int                     n;
+    char                    out[64];
+    ngx_gateway_json_tok_t  t[NTOKS];
+
+    (void) state;
+
+    encode_is("{\"team\":\n\"blue\"}", "{\"team\":\"blue\"}");
+    encode_is(" { \"a\" : [ 1 , -2.5e+3 , true , false , null ] ,\r\n"
+              "\t\"b\" : { } , \"c\" : [ ] } ",
+              "{\"a\":[1,-2.5e+3,true,false,null],\"b\":{},\"c\":[]}");
+    encode_is("42", "42");
+    encode_is(" null ", "null");
+
+    /* escapes that name ordinary characters become the characters */
+    encode_is("\"\\u00e9\\/\\u0041\"", "\"\xc3\xa9/A\"");
+    encode_is("\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\"");
+    encode_is("\"\\u00a0\"", "\"\xc2\xa0\"");
+    encode_is("\"\\\"\\\\\"", "\"\\\"\\\\\"");
+
+    /* every control character as \u00XX: C0, DEL, C1 (escaped or raw) */
+    encode_is("\"a\\nb\\t\\u0001\\b\\f\\r\"",
+              "\"a\\u000ab\\u0009\\u0001\\u0008\\u000c\\u000d\"");
+    encode_is("\"\\u0000\"", "\"\\u0000\"");
+    encode_is("\"\x7f\\u007F\"", "\"\\u007f\\u007f\"");
+    encode_is("\"\xc2\x85\\u009f\\u0080\"",
+              "\"\\u0085\\u009f\\u0080\"");
+
+    /* keys are strings too */
+    encode_is("{\"k\\u0065y\" :\"v\"}", "{\"key\":\"v\"}");
+
+    /* a value inside a document */
+    assert_int_equal(parse("{\"a\": {\"b\" : [ 1, \"x y\" ]}, \"c\": 2}", t),
+                     9);
+    n = ngx_gateway_json_encode(t, 2, out, sizeof(out));
+    assert_int_equal(n, (int) strlen("{\"b\":[1,\"x y\"]}"));
+    assert_memory_equal(out, "{\"b\":[1,\"x y\"]}", n);
+    n = ngx_gateway_json_encode(t, 6, out, sizeof(out));
+    assert_int_equal(n, 5);
+    assert_memory_equal(out, "\"x y\"", 5);
+    n = ngx_gateway_json_encode(t, 8, out, sizeof(out));
+    assert_int_equal(n, 1);
+    assert_memory_equal(out, "2", 1);
+
+    /* the size bound: exact fit, one byte short, and counting only */
+    assert_int_equal(encode("{ \"a\" : \"\\n\" }", 14, out, 14), 14);
+    assert_memory_equal(out, "{\"a\":\"\\u000a\"}", 14);
+    assert_int_equal(encode("{ \"a\" : \"\\n\" }", 14, out, 13), -1);
+    assert_int_equal(encode("{ \"a\" : \"\\n\" }", 14, NULL, 100), 14);
+    assert_int_equal(encode("{ \"a\" : \"\\n\" }", 14, NULL, 5), -1);
+    assert_int_equal(encode("[\"\\u00e9\"]", 10, out, 5), -1);
+    assert_int_equal(encode("[\"\\u00e9\"]", 10, out, 6), 6);
+}
+
+
 static void
 check_tokens(const char *buf, size_t len, ngx_gateway_json_tok_t *t, int n)
 {
-    int     i;
-    char    out[512];
+    int                     i, m, k;
+    char                    out[512], again[512];
+    ngx_gateway_json_tok_t  t2[NTOKS];
+
+    /* the canonical form of every value parses, and is a fixed point */
+
+    for (i = 0; i < n; i++) {
+        m = ngx_gateway_json_encode(t, i, out, sizeof(out));
+
+        if (m < 0) {
+            continue;
+        }
+
+        for (k = 0; k < m; k++) {
+            assert_true((unsigned char) out[k] >= 0x20 && out[k] != 0x7f);
+        }
+
+        assert_int_equal(ngx_gateway_json_parse(out, m, t2, NTOKS, 16),
+                         t[i].next - i);
+        assert_int_equal(ngx_gateway_json_encode(t2, 0, again,
+                                                 sizeof(again)), m);
+        assert_memory_equal(again, out, m);
+    }
 
     for (i = 0; i < n; i++) {
         assert_true(t[i].start >= buf);
@@ -677,6 +793,7 @@ main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_deep),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_encode),
         cmocka_unit_test(test_fuzz),
     };
 

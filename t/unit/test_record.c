@@ -511,19 +511,46 @@ test_record_set_good(void **state)
     meta = "{\"v\":\"1\",\"tags\":[\"a\",\"b\"],\"n\":{\"x\":null}}";
     assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), meta,
                                             strlen(meta), &err), 0);
-    assert_ptr_equal(r.meta, meta);
+    assert_ptr_equal(r.meta, r.meta_buf);
     assert_int_equal(r.meta_len, strlen(meta));
+    assert_memory_equal(r.meta, meta, r.meta_len);
 
+    /* metadata is kept in its canonical compact form */
     assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), S(" { } "),
                                             &err), 0);
-    assert_int_equal(r.meta_len, 5);
+    assert_int_equal(r.meta_len, 2);
+    assert_memory_equal(r.meta, "{}", 2);
 
-    /* exactly NGX_GATEWAY_META_MAX bytes */
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"),
+                                            S("{\"team\":\n\"blue\"}"), &err),
+                     0);
+    assert_int_equal(r.meta_len, 15);
+    assert_memory_equal(r.meta, "{\"team\":\"blue\"}", 15);
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"),
+                         S("{ \"k\\u00e9\" : [ \"a\\/b\", 1.5e3, true ] }"),
+                         &err), 0);
+    assert_int_equal(r.meta_len, 26);
+    assert_memory_equal(r.meta, "{\"k\xc3\xa9\":[\"a/b\",1.5e3,true]}", 26);
+
+    /* the zone is a copy too */
+    {
+        char  zone[] = "eu-2";
+
+        assert_int_equal(ngx_gateway_record_set(&r, S("zone"), zone, 4,
+                                                &err), 0);
+        zone[0] = 'X';
+        assert_memory_equal(r.zone, "eu-2", 4);
+    }
+
+    /* the limit is on the compact form: whitespace does not count */
     memset(big, ' ', sizeof(big));
     big[0] = '{';
-    big[NGX_GATEWAY_META_MAX - 1] = '}';
+    big[NGX_GATEWAY_META_MAX] = '}';
     assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), big,
-                                            NGX_GATEWAY_META_MAX, &err), 0);
+                                            NGX_GATEWAY_META_MAX + 1, &err),
+                     0);
+    assert_int_equal(r.meta_len, 2);
 
     /* depth 8 is allowed */
     meta = "{\"a\":[[[[[[{}]]]]]]}";
@@ -564,6 +591,13 @@ test_record_set_bad(void **state)
         { "address", "127.0.0.1:65536" },
         { "address", "127.0.0.1" },
         { "address", "unix:rel" },
+        { "address", "unix:/tmp/x\r\nSet-Cookie: session=attacker" },
+        { "address", "unix:/tmp/x\ny" },
+        { "address", "unix:/tmp/\x7f" },
+        { "address", "unix:/tmp/\xc2\x85" },
+        { "address", "unix:/tmp/\xff" },
+        { "address", "unix:/tmp/\xc3" },
+        { "address", "unix:/tmp/\xed\xa0\x80" },
         { "weight", "" },
         { "weight", "0" },
         { "weight", "1001" },
@@ -592,6 +626,16 @@ test_record_set_bad(void **state)
         { "metadata", "{} {}" },
         { "metadata", "{\"a\":\"\\x\"}" },
         { "metadata", "{\"a\":[[[[[[[{}]]]]]]]}" },
+        { "metadata", "{\"a\":\"x\\r\\nSet-Cookie: y\"}" },
+        { "metadata", "{\"a\":\"\\u0000\"}" },
+        { "metadata", "{\"a\":\"\\u007f\"}" },
+        { "metadata", "{\"a\":\"\\u0085\"}" },
+        { "metadata", "{\"a\":\"\x7f\"}" },
+        { "metadata", "{\"a\":\"\xc2\x9b\"}" },
+        { "metadata", "{\"a\\tb\":1}" },
+        { "metadata", "{\"a\":[\"ok\",{\"b\":\"\\b\"}]}" },
+        { "metadata", "{\"a\":\"\xff\"}" },
+        { "metadata", "{\"a\":\"\\ud800\"}" },
         { "ttl", "" },
         { "ttl", "-1" },
         { "ttl", "86401" },
@@ -639,10 +683,44 @@ test_record_set_bad(void **state)
         }
     }
 
+    /* one wording for each field, from one place */
     ngx_gateway_record_init(&r);
     assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("0"), &err),
                      -1);
     assert_string_equal(err, "invalid \"weight\": must be an integer 1..1000");
+    assert_ptr_equal(err, ngx_gateway_record_field_error(S("weight")));
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("ttl"), S("x"), &err), -1);
+    assert_ptr_equal(err, ngx_gateway_record_field_error(S("ttl")));
+    assert_string_equal(err, "invalid \"ttl\": must be an integer 0..86400");
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), S("[]"), &err),
+                     -1);
+    assert_string_equal(err, "invalid \"metadata\": must be a JSON object");
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("address"),
+                                            S("unix:/x\r\ny"), &err), -1);
+    assert_string_equal(err, "invalid \"address\": must be valid UTF-8 "
+                             "without control characters");
+
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"),
+                                            S("{\"a\":\"\\n\"}"), &err), -1);
+    assert_string_equal(err, "invalid \"metadata\": strings must be valid "
+                             "UTF-8 without control characters");
+
+    for (i = 0; i < 6; i++) {
+        static const char  *f[] = {
+            "address", "weight", "zone", "state", "metadata", "ttl"
+        };
+
+        err = ngx_gateway_record_field_error(f[i], strlen(f[i]));
+        assert_non_null(err);
+        n = (size_t) snprintf(field, sizeof(field), "invalid \"%s\": ", f[i]);
+        assert_memory_equal(err, field, n);
+    }
+
+    assert_null(ngx_gateway_record_field_error(S("id")));
+    assert_null(ngx_gateway_record_field_error(S("Weight")));
 }
 
 
@@ -659,14 +737,57 @@ test_record_meta_limits(void **state)
 
     ngx_gateway_record_init(&r);
 
-    /* NGX_GATEWAY_META_MAX + 1 bytes, otherwise valid */
-    memset(buf, ' ', sizeof(buf));
-    buf[0] = '{';
+    /* a compact form of NGX_GATEWAY_META_MAX + 1 bytes */
+    memset(buf, 'x', sizeof(buf));
+    memcpy(buf, "{\"a\":\"", 6);
+    buf[NGX_GATEWAY_META_MAX - 1] = '"';
     buf[NGX_GATEWAY_META_MAX] = '}';
     assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), buf,
                                             NGX_GATEWAY_META_MAX + 1, &err),
                      -1);
-    assert_non_null(strstr(err, "\"metadata\""));
+    assert_string_equal(err, "invalid \"metadata\": longer than 1024 bytes");
+
+    /* one byte less fits exactly */
+    buf[NGX_GATEWAY_META_MAX - 2] = '"';
+    buf[NGX_GATEWAY_META_MAX - 1] = '}';
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), buf,
+                                            NGX_GATEWAY_META_MAX, &err), 0);
+    assert_int_equal(r.meta_len, NGX_GATEWAY_META_MAX);
+
+    /* escapes that the canonical form spells out count as written out */
+    memset(buf, 'x', sizeof(buf));
+    memcpy(buf, "{\"a\":\"\\u00e9", 12);
+    buf[NGX_GATEWAY_META_MAX - 1] = '"';
+    buf[NGX_GATEWAY_META_MAX] = '}';
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), buf,
+                                            NGX_GATEWAY_META_MAX + 1, &err),
+                     0);
+    assert_int_equal(r.meta_len, NGX_GATEWAY_META_MAX - 3);
+
+    /* the input as sent is bounded as well */
+    {
+        char  *huge;
+
+        huge = malloc(NGX_GATEWAY_META_INPUT + 1);
+        assert_non_null(huge);
+        memset(huge, ' ', NGX_GATEWAY_META_INPUT + 1);
+        huge[0] = '{';
+        huge[NGX_GATEWAY_META_INPUT] = '}';
+        assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), huge,
+                                                NGX_GATEWAY_META_INPUT, &err),
+                         -1);
+        huge[NGX_GATEWAY_META_INPUT - 1] = '}';
+        assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), huge,
+                                                NGX_GATEWAY_META_INPUT, &err),
+                         0);
+        assert_int_equal(ngx_gateway_record_set(&r, S("metadata"), huge,
+                                                NGX_GATEWAY_META_INPUT + 1,
+                                                &err),
+                         -1);
+        free(huge);
+    }
+
+    ngx_gateway_record_init(&r);
 
     /* more values than the token array holds, within the size limit */
     n = 0;

@@ -374,8 +374,12 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
         }
 
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                      "gateway: worker %P is gone, %ui requests it had in "
-                      "flight released", rd->pid, n);
+                      "gateway: reclaimed %ui instance references of dead "
+                      "process %P", n, rd->pid);
+
+    } else if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gateway: released %ui instance references at exit", n);
     }
 
     ngx_slab_free_locked(gmcf->shpool, rd->held);

@@ -45,6 +45,7 @@ typedef struct {
     ngx_uint_t                    tries;
     ngx_uint_t                    prepared;
     ngx_uint_t                    registered;
+    ngx_uint_t                    cleanup;
 
     uint64_t                     *tried;
     ngx_uint_t                    ntried;
@@ -221,7 +222,6 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     u_char                                 text[NGX_GATEWAY_LOG_TEXT_SIZE];
     ngx_str_t                              name;
     ngx_int_t                              rc;
-    ngx_pool_cleanup_t                    *cln;
     ngx_peer_connection_t                 *pc;
     ngx_http_gateway_peer_data_t          *gp;
     ngx_http_gateway_upstream_srv_conf_t  *gscf;
@@ -245,14 +245,6 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         gp->service = gscf->name;
         gp->hash = gscf->hash;
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_gateway_upstream_cleanup;
-    cln->data = gp;
 
     gp->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
     gp->conf = gscf;
@@ -487,6 +479,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_gateway_peer_data_t *gp = data;
 
     ngx_uint_t                   left;
+    ngx_pool_cleanup_t          *cln;
     ngx_http_upstream_t         *u;
     ngx_http_gateway_attempt_t  *a;
 
@@ -525,10 +518,26 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     pc->tries = ngx_min(left, gp->budget);
     gp->tries = pc->tries;
 
-    /* a success is final; after a failure, the next get() tells more */
+    /*
+     * A success is final.  After a failure the next get() tells more, or
+     * else the request's end: nginx gives up without another get().
+     */
 
     if (!(state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
         ngx_http_gateway_upstream_report(gp, 0);
+        return;
+    }
+
+    if (!gp->cleanup) {
+        cln = ngx_pool_cleanup_add(gp->request->pool, 0);
+        if (cln == NULL) {
+            ngx_http_gateway_upstream_report(gp, 0);
+            return;
+        }
+
+        cln->handler = ngx_http_gateway_upstream_cleanup;
+        cln->data = gp;
+        gp->cleanup = 1;
     }
 }
 
@@ -596,17 +605,19 @@ ngx_http_gateway_upstream_cleanup(void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    if (gp->active) {
-        (void) ngx_atomic_fetch_add(&gp->attempt.peer->inst->stats.active,
-                                    -1);
-        gp->active = 0;
-        gp->attempt.end = ngx_current_msec;
-        gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_ERROR;
+    if (!gp->open) {
+        return;
     }
 
-    if (gp->open) {
-        ngx_http_gateway_upstream_report(gp, 0);
+    /* nginx gave a try back: the cached connection was only stale */
+
+    if (gp->attempt.cached
+        && gp->request->upstream->peer.tries > gp->tries)
+    {
+        gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
     }
+
+    ngx_http_gateway_upstream_report(gp, 0);
 }
 
 

@@ -80,7 +80,7 @@ for my $name (qw(register-admin register-redis)) {
     my ($script, $n) = localize($block{$name});
     ok($n >= 1, "$name: uses the README's addresses");
     my ($code, $out) = run_cmd(cmd => ['bash', '-e', '-c', $script],
-                               timeout => tmo(10));
+                               timeout => 10);
     is($code, 0, "$name: the example runs") or diag($out);
     unlike($out, qr/"error"|EXECABORT|^\(error\)|ERR /m,
            "$name: no error in its output") or diag($out);
@@ -189,7 +189,7 @@ $sed =~ s{\|/var/lib/nginx/gateway\|}{|%%NGINX_DIR%%|}g;
 note("render: $sed");
 my $state_dir = test_dir();
 my ($rc, $rendered) = run_cmd(cmd => ['bash', '-c', $sed],
-                              dir => repo_root(), timeout => tmo(10));
+                              dir => repo_root(), timeout => 10);
 is($rc, 0, 'the documented sed renders it');
 like($rendered, qr/state_file=%%NGINX_DIR%%\/registry\.state;/,
      'state_file path as documented, only the directory replaced');

@@ -12,7 +12,7 @@
 # Environment:
 #   RUN_ONCE=1          run the demonstration and exit (0 = every check passed)
 #   GATEWAY_WORKERS=N   gateway worker processes (default 2)
-#   KEEP_TMP=1          keep the temporary directory (logs) on exit
+#   KEEP_TMP=1          keep the temporary directory (configs, logs) on exit
 #   NGINX, REDIS_SERVER, REDIS_CLI, GATEWAY_MODULE   override binaries / module path
 #
 # Everything started here is stopped by PID on exit, Ctrl-C or SIGTERM.
@@ -481,6 +481,9 @@ ${B}Try it yourself${N} (everything keeps running until Ctrl-C):
 
 EOF
 printf 'Press Ctrl-C to stop.\n'
+
+# from here on Ctrl-C is how the demo ends: stop everything, exit 0
+trap 'exit 0' INT
 
 while :; do
     for entry in "${PROCS[@]}"; do

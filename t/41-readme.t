@@ -4,14 +4,24 @@
 # Redis, and a backend nginx that answers with the request line it received.
 # Requests must reach the backend without the /svc/NAME prefix and otherwise
 # byte for byte as the client sent them (%20, %2F, %23, ?query, //), and the
-# upstream connection must be kept alive.
+# upstream connection must be kept alive.  conf.d/ routes the same way (the
+# embedded one runs as its comment says to render it), and `make run` ends
+# cleanly on Ctrl-C, as the README promises.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX ();
 use GatewayTest;
+
+sub slurp_file {
+    my ($path) = @_;
+    open my $f, '<', $path or return undef;
+    local $/;
+    return scalar <$f>;
+}
 
 # --- the README's blocks -----------------------------------------------------
 
@@ -203,5 +213,50 @@ like($body, qr/ line=GET \/a%20b\?c=%23 HTTP\/1\.1$/m,
      'embedded conf.d: the path arrives as sent') or diag($body);
 ok(wait_until(sub { -s $emb->dir . '/registry.state' }, timeout => 3),
    'embedded conf.d: the registry is saved to the state file');
+
+# --- make run: Ctrl-C ends it cleanly, KEEP_TMP=1 keeps its directory ------
+
+SKIP: {
+    skip 'make run is not run in valgrind mode', 6 if valgrind_mode();
+
+    my $log = test_dir() . '/make-run.out';
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        # like a foreground job in a terminal: own process group, SIGINT on
+        setpgrp(0, 0);
+        $SIG{INT} = 'DEFAULT';
+        open STDOUT, '>', $log or die "$log: $!";
+        open STDERR, '>&', \*STDOUT or die "stderr: $!";
+        $ENV{SKIP_DEPS} = 1;
+        $ENV{KEEP_TMP} = 1;
+        exec 'make', '--no-print-directory', '-C', repo_root(), 'run';
+        die "exec make: $!";
+    }
+    my $ready = wait_until(sub { (slurp_file($log) // '') =~ /Press Ctrl-C/ },
+                           timeout => 90, interval => 0.2);
+    ok($ready, 'make run is up and waits for Ctrl-C');
+    kill 'INT', -$pid;                  # what the terminal does on Ctrl-C
+    my $status = wait_until(sub {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        return $r == $pid ? [$?] : undef;
+    }, timeout => 30);
+    if (!$status) {
+        kill 'KILL', -$pid;
+        waitpid($pid, 0);
+    }
+    my $out = slurp_file($log) // '';
+    ok($status, 'make run ended after Ctrl-C') or diag($out);
+    # make itself dies of the SIGINT it got too; what matters is that the
+    # script exits 0, so make reports no error
+    unlike($out, qr/make: \*\*\*/, 'no "make: *** ... Error" line') or diag($out);
+    like($out, qr/==> stopping .*redis/, 'everything it started was stopped');
+    my ($kept) = $out =~ /^\s*kept (\S+)$/m;
+    ok($kept && -d $kept, 'KEEP_TMP=1 kept the temporary directory')
+        or diag($out);
+    ok($kept && -s "$kept/gateway/error.log", 'with the gateway\'s logs');
+    if ($kept && $kept =~ m{/ngx_gateway\.[A-Za-z0-9]+$}) {
+        system('rm', '-rf', $kept);
+    }
+}
 
 done_testing();

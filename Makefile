@@ -9,12 +9,14 @@
 #                      state directory the way Debian's libnginx-mod-*
 #                      packages do (DESTDIR=... for a staging directory)
 #   make uninstall     remove what make install installed
-#   make deb           build ../libnginx-mod-http-gateway_*.deb (dh_nginx)
+#   make deb           build/libnginx-mod-http-gateway_*.deb (dh, dh_nginx)
 #   make clean         remove build products
 #
 # Variables: T="t/03-redis.t ..." picks test files (default: all of t/),
 # PROVE_FLAGS=-v for verbose TAP, SKIP_DEPS=1 skips scripts/deps.sh,
-# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes).
+# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes);
+# DESTDIR, MODULES_DIR, SNIPPET_DIR, ENABLED_DIR, STATE_DIR, NGINX_USER for
+# make install (below), DEB_OUT for make deb.
 #
 # The module is built out of tree against Debian's nginx-dev, the recipe of
 # dh_nginx (Debian::Debhelper::Buildsystem::nginx_mod): nginx's configure is

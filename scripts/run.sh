@@ -288,7 +288,7 @@ admin_register() {  # admin_register ID — PUT through the admin API
     esac
 }
 
-redis_register() {  # redis_register ID — the raw Redis recipe from the spec (ttl 10)
+redis_register() {  # redis_register ID — the raw Redis recipe of docs/registry.md (ttl 10)
     local id=$1 out
     info "redis-cli MULTI / HSET gateway:svc:$SERVICE:inst:$id ... / EXPIRE 10 / SADD / INCR / PUBLISH / EXEC"
     out=$(rcli <<EOF2

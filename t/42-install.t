@@ -84,9 +84,14 @@ isnt($rc, 0, 'without the snippet the directive is unknown (the check can fail)'
 
 # --- the state directory, as Debian's nginx uses it (root only) ------------
 
+sub write_error {
+    my ($dir) = @_;
+    return qr/\[error\] .*gateway: cannot write state file "\Q$dir\E\/gateway\.state\.tmp\.\d+": the worker processes run as user "www-data", which must be able to create files in "\Q$dir\E"; give it a directory of its own, e\.g\. "install -d -o www-data -m 0750 \/var\/lib\/nginx\/gateway" \(make install does this\), and set "state_file=\/var\/lib\/nginx\/gateway\/registry\.state" \(13: Permission denied\)/;
+}
+
 SKIP: {
-    skip 'needs root (nginx with "user www-data;")', 8 if $> != 0;
-    skip 'no www-data user', 8 unless defined getpwnam('www-data');
+    skip 'needs root (nginx with "user www-data;")', 9 if $> != 0;
+    skip 'no www-data user', 9 unless defined getpwnam('www-data');
 
     is((stat $state_dir)[4], scalar getpwnam('www-data'),
        'make install gave the state directory to www-data');
@@ -122,10 +127,11 @@ EOF
     my $line = wait_until(sub {
         $bad->error_log =~ /^(.*cannot write state file.*)$/m ? $1 : undef;
     }, timeout => 3);
-    like($line // '',
-         qr/\[error\] .*gateway: cannot write state file "\Q$root_dir\E\/gateway\.state\.tmp\.\d+": the worker processes run as user "www-data", which must be able to create files in "\Q$root_dir\E"; give it a directory of its own, e\.g\. "install -d -o www-data -m 0750 \/var\/lib\/nginx\/gateway" \(make install does this\), and set "state_file=\/var\/lib\/nginx\/gateway\/registry\.state" \(13: Permission denied\)/,
+    like($line // '', write_error($root_dir),
          'the error names the file, the user, the directory, the fix and errno')
         or diag($line // $bad->error_log);
+    like(slurp("$root/docs/operations.md"), write_error('/var/lib/nginx'),
+         'docs/operations.md shows that message as it is');
     ok(!-e "$root_dir/gateway.state", 'nothing was written there');
     $bad->stop;
 }

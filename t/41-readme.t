@@ -147,6 +147,11 @@ my ($st, $body) = raw_get('/svc/orders/o%20k?a=%2F');
 like($body, qr/^port=$b2port .* line=GET \/o%20k\?a=%2F HTTP\/1\.1$/m,
      'the other service gets its path as sent too') or diag($body);
 
+# absolute-form request line: $request_uri is still the path and query
+($st, $body) = raw_get("http://localhost/svc/users/abs%20x?y=1");
+like($body, qr/ line=GET \/abs%20x\?y=1 HTTP\/1\.1$/m,
+     'GET http://host/svc/users/... is routed the same way') or diag($body);
+
 # the raw URI must name the service: an encoded name is not routed
 ($st) = raw_get('/svc/us%65rs/x');
 is($st, 404, 'an encoded service name (/svc/us%65rs/x) gets 404');

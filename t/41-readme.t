@@ -132,6 +132,7 @@ my @cases = (
     ['/svc/users/p?q=a%20b&r=%26%3F' => '/p?q=a%20b&r=%26%3F'],
     ['/svc/users/x?'                 => '/x?'],
     ['/svc/users//double'            => '//double'],
+    ['/svc/users/a/../b'             => '/a/../b'],
     ['/svc/users/%C3%A9t%C3%A9'      => '/%C3%A9t%C3%A9'],
     ['/svc/users/svc/users/x'        => '/svc/users/x'],
 );
@@ -151,6 +152,12 @@ like($body, qr/^port=$b2port .* line=GET \/o%20k\?a=%2F HTTP\/1\.1$/m,
 ($st, $body) = raw_get("http://localhost/svc/users/abs%20x?y=1");
 like($body, qr/ line=GET \/abs%20x\?y=1 HTTP\/1\.1$/m,
      'GET http://host/svc/users/... is routed the same way') or diag($body);
+
+# a dot segment does not switch services: the raw URI names "users", whose
+# backend gets /../orders/x as sent (and, being nginx, refuses it with 400)
+($st, $body) = raw_get('/svc/users/../orders/x');
+is($st, 400, '/svc/users/../orders/x goes to users as sent, not to orders')
+    or diag($body);
 
 # the raw URI must name the service: an encoded name is not routed
 ($st) = raw_get('/svc/us%65rs/x');

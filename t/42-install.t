@@ -43,6 +43,26 @@ for my $doc (@docs) {
 }
 cmp_ok($n, '>=', 4, "the documents name the module's path ($n times)");
 
+# --- the full example of docs/directives.md passes nginx -t -----------------
+
+{
+    my ($example) = slurp("$root/docs/directives.md") =~ /^```nginx\n(.*?)^```$/ms;
+    ok($example && $example =~ /^load_module \Q$LOAD\E;$/m,
+       'docs/directives.md: a complete example loading the module');
+    my $dir = tempdir('ngxgw-example-XXXXXX', DIR => test_dir(), CLEANUP => 0);
+    $example =~ s{^load_module \Q$LOAD\E;}{load_module ${\ module_path()};}m;
+    my $temp = join '', map { "    ${_}_temp_path $dir/$_;\n" }
+                   qw(client_body proxy fastcgi uwsgi scgi);
+    $example =~ s/^http \{\n/http {\n$temp/m;
+    open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!";
+    print {$fh} $example;
+    close $fh;
+    my ($c, $o) = run_cmd(cmd => ['/usr/sbin/nginx', '-t', '-p', "$dir/", '-c',
+                                  "$dir/nginx.conf", '-e', "$dir/error.log",
+                                  '-g', "pid $dir/nginx.pid;"]);
+    is($c, 0, 'docs/directives.md: its example passes nginx -t') or diag($o);
+}
+
 # --- make install DESTDIR=... -------------------------------------------------
 
 my $dest = tempdir('ngxgw-install-XXXXXX', DIR => test_dir(), CLEANUP => 0);

@@ -6,12 +6,19 @@
 #   make run           the demo: gateway + Redis + demo services
 #   make unit          only build the C unit tests (t/unit)
 #   make fuzz          run the libFuzzer targets (t/fuzz), FUZZ_TIME s each
+#   make install       install the .so, its load_module snippet and the
+#                      state directory the way Debian's libnginx-mod-*
+#                      packages do (DESTDIR=... for a staging directory)
+#   make uninstall     remove what make install installed
+#   make deb           build/libnginx-mod-http-gateway_*.deb (dh, dh_nginx)
 #   make clean         remove build products
 #
 # Variables: T="t/03-redis.t ..." picks test files (default: all of t/),
 # PROVE_FLAGS=-v for verbose TAP, SKIP_DEPS=1 skips scripts/deps.sh,
-# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes),
-# FUZZ_TIME=600 sets how long `make fuzz` runs each target (seconds).
+# EXTRA_CC_OPT adds compiler flags (re-runs configure when it changes);
+# FUZZ_TIME=600 sets how long `make fuzz` runs each target (seconds);
+# DESTDIR, MODULES_DIR, SNIPPET_DIR, ENABLED_DIR, STATE_DIR, NGINX_USER for
+# make install (below), DEB_OUT for make deb.
 #
 # The module is built out of tree against Debian's nginx-dev, the recipe of
 # dh_nginx (Debian::Debhelper::Buildsystem::nginx_mod): nginx's configure is
@@ -56,8 +63,21 @@ FUZZ_JSON    := $(ROOT)/src/ngx_gateway_json.c $(ROOT)/src/ngx_gateway_text.c
 FUZZ_RECORD  := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_record.c
 FUZZ_HEADERS := $(ROOT)/t/fuzz/fuzz_check.h $(wildcard $(ROOT)/src/ngx_gateway_*.h)
 
+# make install: the layout of Debian's libnginx-mod-* packages.  nginx.conf
+# of Debian's nginx includes /etc/nginx/modules-enabled/*.conf, so the
+# module is loaded at the next start or reload.  STATE_DIR is the directory
+# for state_file=: the workers (NGINX_USER) must be able to create files in
+# it, which /var/lib/nginx itself (root's) does not allow.
+DESTDIR      ?=
+MODULES_DIR  ?= /usr/lib/nginx/modules
+SNIPPET_DIR  ?= /usr/share/nginx/modules-available
+ENABLED_DIR  ?= /etc/nginx/modules-enabled
+STATE_DIR    ?= /var/lib/nginx/gateway
+NGINX_USER   ?= www-data
+SNIPPET      := mod-http-gateway.conf
+
 .PHONY: all build module deps deps-bench unit test test-valgrind run clean \
-	distclean fuzz fuzz-build FORCE
+	distclean fuzz fuzz-build install uninstall deb FORCE
 
 all: build
 
@@ -133,7 +153,47 @@ fuzz: deps
 	done
 
 run: build
-	exec $(ROOT)/scripts/run.sh
+	@$(ROOT)/scripts/run.sh
+
+install: build
+	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(SNIPPET_DIR) \
+	    $(DESTDIR)$(ENABLED_DIR)
+	install -m 0644 $(MODULE) $(DESTDIR)$(MODULES_DIR)/
+	sed 's|/usr/lib/nginx/modules/|$(MODULES_DIR)/|' \
+	    $(ROOT)/debian/$(SNIPPET) > $(DESTDIR)$(SNIPPET_DIR)/$(SNIPPET)
+	chmod 0644 $(DESTDIR)$(SNIPPET_DIR)/$(SNIPPET)
+	ln -sfn $(SNIPPET_DIR)/$(SNIPPET) $(DESTDIR)$(ENABLED_DIR)/50-$(SNIPPET)
+	install -d -m 0750 $(DESTDIR)$(STATE_DIR)
+	@if [ "$$(id -u)" = 0 ] && id -u $(NGINX_USER) >/dev/null 2>&1; then \
+	    echo "chown $(NGINX_USER): $(DESTDIR)$(STATE_DIR)"; \
+	    chown $(NGINX_USER): $(DESTDIR)$(STATE_DIR); \
+	else \
+	    echo "make install: not root: run" \
+	         "'chown $(NGINX_USER): $(DESTDIR)$(STATE_DIR)'" \
+	         "so that the nginx workers can write state files there" >&2; \
+	fi
+
+# make deb: dpkg-buildpackage in a copy of the tree (it writes its results
+# next to the source directory), the .deb then moved to DEB_OUT.
+DEB_OUT ?= $(BUILD)
+DEB_DIR := $(BUILD)/deb
+
+deb: deps
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src $(DEB_OUT)
+	tar -C $(ROOT) --exclude=./build --exclude=./tmp --exclude=./.git \
+	    --exclude=./t/unit/build -cf - . | tar -C $(DEB_DIR)/src -xf -
+	cd $(DEB_DIR)/src && env -u CFLAGS -u CPPFLAGS -u LDFLAGS -u MAKEFLAGS \
+	    -u MAKELEVEL dpkg-buildpackage -b -uc -us > $(DEB_DIR)/build.log 2>&1 \
+	    || { tail -n 30 $(DEB_DIR)/build.log; \
+	         echo "make deb failed: see $(DEB_DIR)/build.log" >&2; exit 1; }
+	mv $(DEB_DIR)/libnginx-mod-http-gateway_*.deb $(DEB_OUT)/
+	@ls $(DEB_OUT)/libnginx-mod-http-gateway_*.deb
+
+uninstall:
+	rm -f $(DESTDIR)$(ENABLED_DIR)/50-$(SNIPPET) \
+	    $(DESTDIR)$(SNIPPET_DIR)/$(SNIPPET) \
+	    $(DESTDIR)$(MODULES_DIR)/ngx_http_gateway_module.so
+	rmdir $(DESTDIR)$(STATE_DIR) 2>/dev/null || true
 
 clean:
 	rm -rf $(BUILD)

@@ -12,7 +12,7 @@
 # Environment:
 #   RUN_ONCE=1          run the demonstration and exit (0 = every check passed)
 #   GATEWAY_WORKERS=N   gateway worker processes (default 2)
-#   KEEP_TMP=1          keep the temporary directory (logs) on exit
+#   KEEP_TMP=1          keep the temporary directory (configs, logs) on exit
 #   NGINX, REDIS_SERVER, REDIS_CLI, GATEWAY_MODULE   override binaries / module path
 #
 # Everything started here is stopped by PID on exit, Ctrl-C or SIGTERM.
@@ -288,7 +288,7 @@ admin_register() {  # admin_register ID — PUT through the admin API
     esac
 }
 
-redis_register() {  # redis_register ID — the raw Redis recipe from the spec (ttl 10)
+redis_register() {  # redis_register ID — the raw Redis recipe of docs/registry.md (ttl 10)
     local id=$1 out
     info "redis-cli MULTI / HSET gateway:svc:$SERVICE:inst:$id ... / EXPIRE 10 / SADD / INCR / PUBLISH / EXEC"
     out=$(rcli <<EOF2
@@ -481,6 +481,9 @@ ${B}Try it yourself${N} (everything keeps running until Ctrl-C):
 
 EOF
 printf 'Press Ctrl-C to stop.\n'
+
+# from here on Ctrl-C is how the demo ends: stop everything, exit 0
+trap 'exit 0' INT
 
 while :; do
     for entry in "${PROCS[@]}"; do

@@ -39,6 +39,58 @@ static void ngx_http_gateway_state_skip(ngx_http_gateway_state_ctx_t *ctx,
     ngx_str_t *service, ngx_str_t *id, const char *err);
 
 
+/*
+ * The workers write the file, as the user of the "user" directive; a state
+ * file in a directory that only root can write (Debian's /var/lib/nginx) is
+ * the usual mistake, so the message says who needs what.
+ */
+
+static void
+ngx_http_gateway_state_open_error(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_log_t *log, ngx_err_t err, u_char *tmp)
+{
+    u_char           *p;
+    ngx_str_t         dir;
+    ngx_core_conf_t  *ccf;
+
+    if (err != NGX_EACCES && err != NGX_EPERM && err != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_ERR, log, err,
+                      "gateway: cannot write state file \"%s\"", tmp);
+        return;
+    }
+
+    dir = gmcf->state_file;
+
+    for (p = dir.data + dir.len; p > dir.data + 1 && p[-1] != '/'; p--) {
+        /* void */
+    }
+
+    dir.len = (p > dir.data + 1) ? (size_t) (p - 1 - dir.data) : 1;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (ccf->username == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, err,
+                      "gateway: cannot write state file \"%s\": the worker "
+                      "processes run as uid %ui, which must be able to "
+                      "create files in \"%V\"; use a directory that uid "
+                      "%ui can write", tmp, (ngx_uint_t) geteuid(), &dir,
+                      (ngx_uint_t) geteuid());
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, err,
+                  "gateway: cannot write state file \"%s\": the worker "
+                  "processes run as user \"%s\", which must be able to "
+                  "create files in \"%V\"; give it a directory of its own, "
+                  "e.g. \"install -d -o %s -m 0750 /var/lib/nginx/gateway\" "
+                  "(make install does this), and set "
+                  "\"state_file=/var/lib/nginx/gateway/registry.state\"",
+                  tmp, ccf->username, &dir, ccf->username);
+}
+
+
 ngx_int_t
 ngx_http_gateway_state_save(ngx_http_gateway_main_conf_t *gmcf,
     ngx_log_t *log)
@@ -81,8 +133,7 @@ ngx_http_gateway_state_save(ngx_http_gateway_main_conf_t *gmcf,
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
                        NGX_FILE_DEFAULT_ACCESS);
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "gateway: cannot write state file \"%s\"", tmp);
+        ngx_http_gateway_state_open_error(gmcf, log, ngx_errno, tmp);
         goto done;
     }
 

@@ -550,11 +550,16 @@ sub run_churn {
     # removed instances are freed once the last request lets go of them: a
     # registry that reports how many instances its zone holds ("allocated",
     # removed ones still referenced included) must hold only the listed ones
-    my $all = json_decode(scalar $ng->get('/gateway/services')->{content}) || {};
+    # (they are freed at the next commit or tick, within about 100 ms)
+    my ($all, $listed);
+    wait_until(sub {
+        $all = json_decode(scalar $ng->get('/gateway/services')->{content}) || {};
+        $listed = 0;
+        $listed += $_->{instances} for @{ $all->{services} || [] };
+        return ($all->{allocated} // -1) == $listed;
+    }, timeout => 2);
     like($all->{allocated} // '', qr/^\d+$/,
          "$tag GET /gateway/services reports \"allocated\"");
-    my $listed = 0;
-    $listed += $_->{instances} for @{ $all->{services} || [] };
     is($all->{allocated}, $listed,
        "$tag no removed instance is left allocated in the zone");
 

@@ -34,6 +34,7 @@ typedef struct {
     uint32_t                      hash;
 
     ngx_http_gateway_instance_t  *current;
+    uint64_t                      uid;       /* of current, for TLS */
     ngx_uint_t                    budget;
     ngx_uint_t                    tries;
     ngx_uint_t                    prepared;
@@ -66,6 +67,12 @@ static ngx_int_t ngx_http_gateway_select_round_robin(
 static ngx_int_t ngx_http_gateway_upstream_unavailable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_upstream_tried(
     ngx_http_gateway_peer_data_t *gp, uint64_t uid);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_gateway_upstream_set_session(
+    ngx_peer_connection_t *pc, void *data);
+static void ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc,
+    void *data);
+#endif
 
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -212,6 +219,11 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     pc->data = gp;
     pc->get = ngx_http_gateway_upstream_get_peer;
     pc->free = ngx_http_gateway_upstream_free_peer;
+
+#if (NGX_HTTP_SSL)
+    pc->set_session = ngx_http_gateway_upstream_set_session;
+    pc->save_session = ngx_http_gateway_upstream_save_session;
+#endif
 
     /*
      * Instances may come while the request runs, so tries are counted at
@@ -370,6 +382,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     pc->connection = NULL;
 
     gp->current = inst;
+    gp->uid = inst->uid;
     gp->tried[gp->ntried++] = inst->uid;
 
     return NGX_OK;
@@ -482,6 +495,30 @@ ngx_http_gateway_select_round_robin(ngx_http_gateway_service_t *svc,
 
     return i < 0 ? NGX_ERROR : (ngx_int_t) i;
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/* the session cache is keyed by uid: the instance itself may be gone */
+
+static ngx_int_t
+ngx_http_gateway_upstream_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_gateway_peer_data_t *gp = data;
+
+    return ngx_http_gateway_ssl_session_set(pc, gp->uid);
+}
+
+
+static void
+ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_gateway_peer_data_t *gp = data;
+
+    ngx_http_gateway_ssl_session_save(pc, gp->uid);
+}
+
+#endif
 
 
 static void *

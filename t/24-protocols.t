@@ -42,7 +42,9 @@ my $tls = <<'EOF';
         ssl_certificate %%TESTDIR%%/backend.crt;
         ssl_certificate_key %%TESTDIR%%/backend.key;
         ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 1000;
         location / {
+            add_header X-Conn $connection;
             return 200 "$server_port $ssl_session_reused $ssl_protocol\n";
         }
 EOF
@@ -53,6 +55,11 @@ my $conf = <<"EOF";
 
     upstream gw {
         gateway_service \$gw_service;
+    }
+
+    upstream gw_keepalive {
+        gateway_service \$gw_service;
+        keepalive 4;
     }
 
     upstream grpc_plain {
@@ -79,6 +86,12 @@ my $conf = <<"EOF";
         location ~ ^/tls13/(?<gw_service>[a-z0-9-]+)\$ {
             proxy_pass https://gw;
             proxy_ssl_protocols TLSv1.3;
+        }
+
+        location ~ ^/keepalive/(?<gw_service>[a-z0-9-]+)\$ {
+            proxy_pass https://gw_keepalive;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
         }
 
         location ~ ^/noreuse/(?<gw_service>[a-z0-9-]+)\$ {
@@ -216,6 +229,15 @@ is(hit('/tls/one'), "$C[1] r TLSv1.2",
 is_deeply(hits('/noreuse/one', 2), [ ("$C[1] . TLSv1.2") x 2 ],
           'proxy_ssl_session_reuse off: never resumed');
 
+# keepalive wraps the gateway balancer: its connections are kept, TLS ones
+my %conns;
+for (1 .. 3) {
+    my ($status, $h, $body) = $ng->get('/keepalive/one');
+    $conns{ $status == 200 ? $h->{'x-conn'} : "status $status" }++;
+}
+is(scalar(keys %conns), 1, 'keepalive: three requests, one TLS connection')
+    or diag(explain(\%conns));
+
 ########################################################################
 # the cache is bounded: more instances in turn than it holds thrash it
 
@@ -310,7 +332,7 @@ for my $bad ('many', '-1', '1 2') {
     my ($rc, $text) = nginx_test_config(
         conf => "gateway_registry zone=gw:1m;\ngateway_ssl_sessions $bad;\n");
     isnt($rc, 0, "gateway_ssl_sessions $bad: nginx -t fails");
-    like($text, qr/"gateway_ssl_sessions" directive/,
+    like($text, qr/"gateway_ssl_sessions" directive invalid number/,
          '... naming the directive');
 }
 my ($rc, $text) = nginx_test_config(

@@ -328,12 +328,16 @@ ok($ng->reload(conf => $conf =~ s/%%MAX%%/0/r, wait_old => 1),
 is_deeply([ map { (split ' ')[1] } @{ hits('/tls/one', 3) } ],
           [ ('.') x 3 ], 'gateway_ssl_sessions 0: nothing resumed');
 
-for my $bad ('many', '-1', '1 2') {
+my %bad = (
+    'many' => qr/"gateway_ssl_sessions" directive invalid number/,
+    '-1'   => qr/"gateway_ssl_sessions" directive invalid number/,
+    '1 2'  => qr/invalid number of arguments in "gateway_ssl_sessions"/,
+);
+for my $bad (sort keys %bad) {
     my ($rc, $text) = nginx_test_config(
         conf => "gateway_registry zone=gw:1m;\ngateway_ssl_sessions $bad;\n");
     isnt($rc, 0, "gateway_ssl_sessions $bad: nginx -t fails");
-    like($text, qr/"gateway_ssl_sessions" directive invalid number/,
-         '... naming the directive');
+    like($text, $bad{$bad}, '... naming the directive');
 }
 my ($rc, $text) = nginx_test_config(
     conf => "server { gateway_ssl_sessions 8; }\n");

@@ -140,7 +140,12 @@ ngx_http_gateway_ssl_session_set(ngx_peer_connection_t *pc, uint64_t uid)
                    "gateway set ssl session: %p, instance %uL",
                    s->session, uid);
 
-    return ngx_ssl_set_session(c, s->session);
+    if (ngx_ssl_set_session(c, s->session) != NGX_OK) {
+        /* logged; the connection goes on with a full handshake */
+        ngx_http_gateway_ssl_session_drop(s);
+    }
+
+    return NGX_OK;
 }
 
 

@@ -238,6 +238,38 @@ for (1 .. 3) {
 is(scalar(keys %conns), 1, 'keepalive: three requests, one TLS connection')
     or diag(explain(\%conns));
 
+# two workers, one cache each: at most one full handshake per worker
+my $ng2 = start_nginx(workers => 2, conf => <<'EOF');
+    gateway_registry zone=gw2:1m;
+
+    upstream one {
+        gateway_service one;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /gateway/ {
+            gateway_admin;
+        }
+        location / {
+            proxy_pass https://one;
+        }
+    }
+EOF
+is($ng2->request('PUT', '/gateway/services/one/instances/a',
+                 json => { address => "127.0.0.1:$A" })->{status}, 201,
+   'two workers: register one/a');
+my %flags;
+for (1 .. 20) {
+    my ($status, undef, $body) = $ng2->get('/');
+    $flags{ $status == 200 ? (split ' ', $body)[1] : "status $status" }++;
+}
+ok(($flags{'.'} // 0) >= 1 && ($flags{'.'} // 0) <= 2
+   && ($flags{r} // 0) == 20 - $flags{'.'},
+   'two workers: 20 requests, one or two full handshakes, the rest resumed')
+    or diag(explain(\%flags));
+$ng2->stop;
+
 ########################################################################
 # the cache is bounded: more instances in turn than it holds thrash it
 

@@ -355,8 +355,12 @@ is_deeply(\@reused, [qw(. r r)], 'grpcs: HTTP/2 over TLS, session resumed');
 ########################################################################
 # gateway_ssl_sessions 0 caches nothing; bad values fail the configuration
 
+my @old = $ng->worker_pids;
 ok($ng->reload(conf => $conf =~ s/%%MAX%%/0/r, wait_old => 1),
    'reload with gateway_ssl_sessions 0');
+# the old worker, with its sessions, must be gone before we look
+ok(wait_until(sub { !grep { kill 0, $_ } @old }, timeout => 10),
+   'the old worker exited');
 is_deeply([ map { (split ' ')[1] } @{ hits('/tls/one', 3) } ],
           [ ('.') x 3 ], 'gateway_ssl_sessions 0: nothing resumed');
 

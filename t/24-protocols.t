@@ -62,10 +62,6 @@ my $conf = <<"EOF";
         keepalive 4;
     }
 
-    upstream grpc_plain {
-        gateway_service grpc-echo;
-    }
-
     upstream grpc_tls {
         gateway_service grpc-secure;
     }
@@ -100,7 +96,8 @@ my $conf = <<"EOF";
         }
 
         location /test.Echo/ {
-            grpc_pass grpc://grpc_plain;
+            set \$gw_service grpc-echo;
+            grpc_pass grpc://gw;
         }
 
         location /test.Secure/ {

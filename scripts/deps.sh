@@ -23,7 +23,7 @@ PKGS=(
     nginx nginx-dev libhiredis-dev gcc make libc6-dev dpkg-dev
     # tests: Redis, njs for demo/test backends, cmocka, valgrind, perl/prove
     redis-server redis-tools libnginx-mod-http-js libcmocka-dev valgrind
-    perl curl
+    perl curl openssl
     # fuzz targets (t/fuzz): clang 14 and its libFuzzer runtime
     clang libclang-rt-14-dev
 )

@@ -436,5 +436,16 @@ ngx_http_gateway_redis_call_t *ngx_http_gateway_redis_call(
     ngx_http_gateway_main_conf_t *gmcf, int argc, const char **argv,
     const size_t *argvlen, ngx_log_t *log);
 
+#if (NGX_HTTP_SSL)
+
+/* TLS sessions of instances: ngx_http_gateway_ssl_session.c */
+
+ngx_int_t ngx_http_gateway_ssl_session_set(ngx_peer_connection_t *pc,
+    uint64_t uid);
+void ngx_http_gateway_ssl_session_save(ngx_peer_connection_t *pc,
+    uint64_t uid);
+
+#endif
+
 
 #endif /* _NGX_HTTP_GATEWAY_H_INCLUDED_ */

@@ -40,6 +40,7 @@ typedef struct {
     ngx_http_gateway_attempt_t    attempt;
     ngx_uint_t                    open;      /* an attempt to report */
     ngx_uint_t                    active;    /* counted in "active" */
+    uint64_t                      uid;       /* of the last, for TLS */
 
     ngx_uint_t                    budget;
     ngx_uint_t                    tries;
@@ -79,6 +80,12 @@ static ngx_uint_t ngx_http_gateway_upstream_eligible(
 static ngx_int_t ngx_http_gateway_upstream_unavailable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_upstream_tried(
     ngx_http_gateway_peer_data_t *gp, uint64_t uid);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_gateway_upstream_set_session(
+    ngx_peer_connection_t *pc, void *data);
+static void ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc,
+    void *data);
+#endif
 
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -282,6 +289,11 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     pc->get = ngx_http_gateway_upstream_get_peer;
     pc->free = ngx_http_gateway_upstream_free_peer;
 
+#if (NGX_HTTP_SSL)
+    pc->set_session = ngx_http_gateway_upstream_set_session;
+    pc->save_session = ngx_http_gateway_upstream_save_session;
+#endif
+
     /*
      * Instances may come while the request runs, so tries are counted at
      * each attempt; proxy_next_upstream_tries caps this value right after.
@@ -460,6 +472,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     gp->snap = snap;
     gp->active = 1;
     gp->open = 1;
+    gp->uid = peer->uid;
     gp->tried[gp->ntried++] = peer->uid;
 
     ngx_memzero(&gp->attempt, sizeof(ngx_http_gateway_attempt_t));
@@ -692,6 +705,30 @@ ngx_http_gateway_upstream_tried(ngx_http_gateway_peer_data_t *gp,
 
     return 0;
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/* the session cache is keyed by uid: the instance itself may be gone */
+
+static ngx_int_t
+ngx_http_gateway_upstream_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_gateway_peer_data_t *gp = data;
+
+    return ngx_http_gateway_ssl_session_set(pc, gp->uid);
+}
+
+
+static void
+ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_gateway_peer_data_t *gp = data;
+
+    ngx_http_gateway_ssl_session_save(pc, gp->uid);
+}
+
+#endif
 
 
 static void *

@@ -117,4 +117,51 @@ is(register('b', address => "127.0.0.1:$dead", weight => 3), 200, 'b is now dead
 is_deeply(count(sequence('/rnd', 60)), { $port[0] => 60 },
           'random: every request that hit the dead instance went on to a');
 
+# four workers share one round robin: the split stays exact
+my $ng4 = start_nginx(workers => 4, conf => <<'EOF');
+    gateway_registry zone=gw4:1m;
+
+    upstream rr {
+        gateway_service users;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /rr {
+            proxy_pass http://rr;
+            add_header X-Pid $pid always;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        listen 127.0.0.1:%%PORT3%%;
+        location / {
+            return 200 "$server_port";
+        }
+    }
+EOF
+my @port4 = map { $ng4->port("PORT$_") } 2 .. 3;
+is($ng4->request('PUT', '/gateway/services/users/instances/a',
+                 json => { address => "127.0.0.1:$port4[0]", weight => 1 })->{status},
+   201, '4 workers: a, weight 1');
+is($ng4->request('PUT', '/gateway/services/users/instances/b',
+                 json => { address => "127.0.0.1:$port4[1]", weight => 2 })->{status},
+   201, '4 workers: b, weight 2');
+my (%by, %pids);
+for (1 .. 300) {
+    my ($st, $h, $body) = $ng4->get('/rr');
+    $by{$st == 200 ? $body : "status $st"}++;
+    $pids{ $h->{'x-pid'} // '' }++;
+}
+is_deeply(\%by, { $port4[0] => 100, $port4[1] => 200 },
+          '4 workers: round_robin splits 300 requests exactly 100 / 200');
+cmp_ok(scalar(keys %pids), '>=', 2, '4 workers: the requests were served by '
+       . scalar(keys %pids) . ' workers');
+
 done_testing();

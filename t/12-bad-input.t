@@ -174,6 +174,29 @@ is(forged($ng, '[alert] forged-id'), 0, 'and forges no log line');
 redis_cmd('SREM', 't12:svc:mixed:ids', "x\r\n[alert] forged-id");
 redis_cmd('DEL', "t12:svc:mixed:inst:x\r\n[alert] forged-id");
 
+# a revision key of the wrong type, a bad name in the services set: each
+# is skipped with a warning (escaped), the rest of the registry is synced
+redis_register('wrongrev', 'i1', address => $backend);
+redis_cmd('DEL', 't12:svc:wrongrev:rev');
+redis_cmd('RPUSH', 't12:svc:wrongrev:rev', 'x');
+redis_cmd('SADD', 't12:services', "bad name\r\n[alert] forged-svc");
+ok($ng->wait_log(qr/redis key "t12:svc:wrongrev:rev" is not an integer/,
+                 from => $from, timeout => 5),
+   'a revision key of the wrong type is warned about');
+ok($ng->wait_log(qr/redis service name "bad name\\x0d\\x0a\[alert\] forged-svc" is invalid, skipped/,
+                 from => $from, timeout => 5),
+   'a bad name in the services set is warned about, escaped');
+is(forged($ng, '[alert] forged-svc'), 0, 'and forges no log line');
+ok(service($ng, 'wrongrev') && service($ng, 'wrongrev')->{i1},
+   'the service with the bad revision key is still synced');
+redis_cmd('SREM', 't12:services', "bad name\r\n[alert] forged-svc");
+redis_cmd('DEL', 't12:svc:wrongrev:rev', 't12:svc:wrongrev:ids',
+          't12:svc:wrongrev:inst:i1');
+redis_cmd('SREM', 't12:services', 'wrongrev');
+redis_cmd('PUBLISH', 't12:events', 'wrongrev');
+ok(wait_until(sub { !service($ng, 'wrongrev') }, timeout => 5),
+   'and leaves once deregistered');
+
 my ($st) = $ng->get('/svc/x%0d%0a[alert]%20forged-uri');
 is($st, 503, 'a request for a service name with CR LF gets 503');
 ok($ng->wait_log(qr/service "x\\x0d\\x0a\[alert\] forged-uri" has no live instance/,

@@ -280,8 +280,7 @@ typedef struct {
 
 /*
  * One upstream attempt, from the choice of an instance to its end, given
- * to every observer once it is known how it ended (and, after a failure,
- * whether another attempt follows).
+ * to every observer once it is known how it ended.
  */
 
 #define NGX_HTTP_GATEWAY_ATTEMPT_OK       0
@@ -306,7 +305,7 @@ typedef struct {
     off_t                       bytes_sent;
     off_t                       bytes_received;
     unsigned                    cached:1;   /* a keepalive connection */
-    unsigned                    retried:1;  /* another attempt follows */
+    unsigned                    retried:1;  /* nginx had tries left */
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);

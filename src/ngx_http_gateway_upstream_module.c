@@ -532,12 +532,14 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     gp->tries = pc->tries;
 
     /*
-     * A success is final.  After a failure the next get() tells more, or
-     * else the request's end: nginx gives up without another get().
+     * Only an error on a cached keepalive connection is in doubt: nginx
+     * gives one more try when the connection was merely stale.  The next
+     * get() tells, or else the request's end.  Anything else is reported
+     * now; whether a retry follows is then nginx's choice.
      */
 
-    if (!(state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
-        ngx_http_gateway_upstream_report(gp, 0);
+    if (!a->cached || a->result != NGX_HTTP_GATEWAY_ATTEMPT_ERROR) {
+        ngx_http_gateway_upstream_report(gp, pc->tries > 0);
         return;
     }
 

@@ -169,6 +169,10 @@ my @tried = split /, /, $h->{'x-upstream'} // '';
 is(scalar(@tried), 3, 'three tries');
 my %uniq = map { $_ => 1 } @tried;
 is(scalar(keys %uniq), 3, 'each try went to a different instance');
+my $bad = json_decode(scalar $ng->get('/gateway/services/bad')->{content});
+is_deeply([ map { $_->{failures} } @{ $bad->{instances} } ],
+          [ ({ connect => 0, timeout => 0, status => 1, other => 0 }) x 3 ],
+          'a proxy_next_upstream status is a failure by cause "status"');
 
 # no live instance: 503, fast, with a clear log line
 my $t0 = time;

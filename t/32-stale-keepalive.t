@@ -184,6 +184,9 @@ is($i->{active}, 0, 'and releases its reference');
 
 $r = $ng->get('/svc/refused/x');
 is(instance('refused')->{fails}, 2, 'each refused connect counts');
+is_deeply(instance('refused')->{failures},
+          { connect => 2, timeout => 0, status => 0, other => 0 },
+          'refused connects are failures by cause "connect"');
 
 is(instance('stale')->{fails}, 0, 'the stale backend still has no failure');
 
@@ -203,6 +206,8 @@ my $timeouts = log_count(qr/upstream timed out/, $from);
 cmp_ok($timeouts, '>=', 1, 'some went to a reused connection that hung');
 is(instance('slow', 'h')->{fails}, $timeouts,
    'each time-out on a cached connection counts 1 failure');
+is(instance('slow', 'h')->{failures}{timeout}, $timeouts,
+   'by cause "timeout"');
 is(instance('slow', 'b')->{fails}, 0, 'the stale connections do not');
 is(instance('slow', 'h')->{active} + instance('slow', 'b')->{active}, 0,
    'no reference is left behind');

@@ -70,6 +70,7 @@ static void ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static ngx_uint_t ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_uint_t state);
+static ngx_uint_t ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u);
 static void ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     ngx_uint_t retried);
 static void ngx_http_gateway_upstream_cleanup(void *data);
@@ -568,12 +569,16 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
         return NGX_HTTP_GATEWAY_ATTEMPT_NEXT;
     }
 
-    if (!(state & NGX_PEER_FAILED)) {
-        return NGX_HTTP_GATEWAY_ATTEMPT_OK;
-    }
-
     c = pc->connection;
     u = gp->request->upstream;
+
+    if (!(state & NGX_PEER_FAILED)) {
+
+        /* the last try's listed status is passed on, yet it failed */
+
+        return ngx_http_gateway_upstream_listed(u)
+               ? NGX_HTTP_GATEWAY_ATTEMPT_STATUS : NGX_HTTP_GATEWAY_ATTEMPT_OK;
+    }
 
     if (c && (c->read->timedout || c->write->timedout)) {
         return NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT;
@@ -588,6 +593,37 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
     }
 
     return NGX_HTTP_GATEWAY_ATTEMPT_ERROR;
+}
+
+
+/* a status that proxy_next_upstream (or its kin) names as a failure */
+
+static ngx_uint_t
+ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
+{
+    ngx_uint_t  ft;
+
+    switch (u->headers_in.status_n) {
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_500;
+        break;
+    case NGX_HTTP_BAD_GATEWAY:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_502;
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_503;
+        break;
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_504;
+        break;
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        ft = NGX_HTTP_UPSTREAM_FT_HTTP_429;
+        break;
+    default:
+        return 0;
+    }
+
+    return (u->conf->next_upstream & ft) != 0;
 }
 
 

@@ -459,8 +459,8 @@ ngx_http_gateway_tick(ngx_event_t *ev)
             (void) ngx_http_gateway_expire_locked(gmcf);
         }
 
-        if ((ngx_msec_int_t) (ngx_current_msec - ngx_http_gateway_readers_checked)
-            >= 1000)
+        if ((ngx_msec_int_t)
+                (ngx_current_msec - ngx_http_gateway_readers_checked) >= 1000)
         {
             ngx_http_gateway_readers_checked = ngx_current_msec;
             ngx_http_gateway_readers_reclaim_locked(gmcf);

@@ -59,7 +59,7 @@ ngx_http_gateway_index_init_locked(ngx_http_gateway_main_conf_t *gmcf,
     for (n = 64; n < zone_size / 4096; n *= 2) { /* void */ }
 
     sh->index = ngx_slab_calloc_locked(gmcf->shpool,
-                                       n * sizeof(ngx_http_gateway_service_t *));
+                                 n * sizeof(ngx_http_gateway_service_t *));
     if (sh->index == NULL) {
         return NGX_ERROR;
     }

@@ -76,6 +76,25 @@ ngx_http_gateway_balancer_find(ngx_str_t *name)
 }
 
 
+void *
+ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,
+    ngx_http_gateway_balancer_t *b, ngx_str_t *params, ngx_uint_t n)
+{
+    if (b->create_conf) {
+        return b->create_conf(cf, params, n);
+    }
+
+    if (n) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" of "
+                           "\"gateway_balance %V\"", &params[0], &b->name);
+        return NULL;
+    }
+
+    return b;
+}
+
+
 void
 ngx_http_gateway_balancers_update_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_snapshot_t *snap)

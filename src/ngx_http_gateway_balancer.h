@@ -39,7 +39,10 @@ typedef struct {
     size_t                          instance_size;
     size_t                          service_size;
 
-    /* gateway_balance NAME [PARAMS]: the upstream's conf, or an error */
+    /*
+     * gateway_balance NAME [PARAMS]: the upstream's conf, or NULL after
+     * logging the error; NULL here: the method takes no parameters
+     */
     void                         *(*create_conf)(ngx_conf_t *cf,
                                         ngx_str_t *params, ngx_uint_t n);
 
@@ -69,6 +72,8 @@ extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
 
 
 ngx_http_gateway_balancer_t *ngx_http_gateway_balancer_find(ngx_str_t *name);
+void *ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,
+    ngx_http_gateway_balancer_t *b, ngx_str_t *params, ngx_uint_t n);
 
 
 #endif /* _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_ */

@@ -13,8 +13,6 @@
  */
 
 
-static void *ngx_http_gateway_random_create_conf(ngx_conf_t *cf,
-    ngx_str_t *params, ngx_uint_t n);
 static ngx_int_t ngx_http_gateway_random_select(
     ngx_http_gateway_select_t *sel);
 
@@ -23,27 +21,12 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random = {
     ngx_string("random"),
     0,
     0,
-    ngx_http_gateway_random_create_conf,
+    NULL,
     NULL,
     ngx_http_gateway_random_select,
     0,
     0
 };
-
-
-static void *
-ngx_http_gateway_random_create_conf(ngx_conf_t *cf, ngx_str_t *params,
-    ngx_uint_t n)
-{
-    if (n) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" of "
-                           "\"gateway_balance random\"", &params[0]);
-        return NULL;
-    }
-
-    return ngx_http_gateway_balancers;
-}
 
 
 static ngx_int_t

@@ -14,8 +14,6 @@
  */
 
 
-static void *ngx_http_gateway_rr_create_conf(ngx_conf_t *cf,
-    ngx_str_t *params, ngx_uint_t n);
 static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
 static ngx_gateway_swrr_t *ngx_http_gateway_rr_peer(void *ctx, size_t i);
@@ -25,27 +23,12 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
     ngx_string("round_robin"),
     sizeof(ngx_gateway_swrr_t),
     0,
-    ngx_http_gateway_rr_create_conf,
+    NULL,
     ngx_http_gateway_rr_update,
     ngx_http_gateway_rr_select,
     0,
     0
 };
-
-
-static void *
-ngx_http_gateway_rr_create_conf(ngx_conf_t *cf, ngx_str_t *params,
-    ngx_uint_t n)
-{
-    if (n) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" of "
-                           "\"gateway_balance round_robin\"", &params[0]);
-        return NULL;
-    }
-
-    return ngx_http_gateway_balancers;
-}
 
 
 /* a new instance or a new weight starts afresh, as in nginx */

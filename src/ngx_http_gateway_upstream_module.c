@@ -210,7 +210,8 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
 
     if (gscf->balancer == NULL) {
         gscf->balancer = &ngx_http_gateway_balancer_round_robin;
-        gscf->balancer_conf = gscf->balancer->create_conf(cf, NULL, 0);
+        gscf->balancer_conf = ngx_http_gateway_balancer_create_conf(cf,
+                                                      gscf->balancer, NULL, 0);
 
         if (gscf->balancer_conf == NULL) {
             return NGX_ERROR;
@@ -906,7 +907,8 @@ ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    gscf->balancer_conf = b->create_conf(cf, &value[2], cf->args->nelts - 2);
+    gscf->balancer_conf = ngx_http_gateway_balancer_create_conf(cf, b,
+                                              &value[2], cf->args->nelts - 2);
 
     if (gscf->balancer_conf == NULL) {
         return NGX_CONF_ERROR;

@@ -25,6 +25,14 @@
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
+/*
+ * Slab chunks are aligned to their power-of-two size, so a member aligned
+ * within a zone object is aligned in memory too.
+ */
+#define NGX_HTTP_GATEWAY_LINE_SIZE     64
+#define NGX_HTTP_GATEWAY_LINE                                                 \
+    __attribute__ ((aligned (NGX_HTTP_GATEWAY_LINE_SIZE)))
+
 #define NGX_HTTP_GATEWAY_JSON_PARTIAL  1
 #define NGX_HTTP_GATEWAY_JSON_LENIENT  2
 
@@ -118,11 +126,18 @@ typedef struct {
     ngx_uint_t                  nsnaps;
 
     ngx_atomic_t                expires;    /* embedded registry only */
-    ngx_http_gateway_stats_t    stats;
 
     unsigned                    removed:1;
 
-    ngx_uint_t                  lb[1];      /* balancers' state, sized
+    /*
+     * what every worker writes, each on cache lines of its own: a write
+     * there does not evict what requests read above
+     */
+
+    ngx_http_gateway_stats_t    stats NGX_HTTP_GATEWAY_LINE;
+
+    ngx_uint_t                  lb[1] NGX_HTTP_GATEWAY_LINE;
+                                            /* balancers' state, sized
                                                at allocation */
 } ngx_http_gateway_instance_t;
 
@@ -132,7 +147,8 @@ typedef struct ngx_http_gateway_service_s   ngx_http_gateway_service_t;
 
 /*
  * What a request sees of a service: its instances as of one commit,
- * immutable once published.  Requests hold a reference while they use it.
+ * immutable once published.  A request holds it (in its worker's entry)
+ * while it uses it.
  */
 
 typedef struct {
@@ -149,7 +165,6 @@ typedef struct {
 
 typedef struct {
     ngx_http_gateway_retired_t  rt;
-    ngx_atomic_t                refs;
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
@@ -163,7 +178,6 @@ struct ngx_http_gateway_service_s {
     ngx_http_gateway_service_t *volatile hnext;     /* the name index */
 
     ngx_http_gateway_snapshot_t *volatile snapshot;
-    ngx_atomic_t                lock;       /* balancers' shared state */
 
     u_char                      name[NGX_GATEWAY_NAME_MAX];
     uint64_t                    revision;
@@ -177,6 +191,8 @@ struct ngx_http_gateway_service_s {
     unsigned                    dirty:1;
     unsigned                    removed:1;
 
+    ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
+                                            /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
                                                at allocation */
 };
@@ -201,6 +217,7 @@ typedef struct {
 /* a worker process: what it reads now, and what its requests hold */
 
 typedef struct {
+    /* alone on its cache line: written at every lookup */
     ngx_atomic_t                epoch;      /* 0: not reading */
     ngx_pid_t                   pid;
     ngx_http_gateway_hold_t    *held;
@@ -370,18 +387,16 @@ void ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 void ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_read_end(void);
-ngx_http_gateway_snapshot_t *ngx_http_gateway_snapshot_get(
-    ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *name, uint32_t hash);
-void ngx_http_gateway_snapshot_put(ngx_http_gateway_snapshot_t *snap);
+ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
+    ngx_uint_t *slot);
+void ngx_http_gateway_snapshot_put(ngx_uint_t slot);
 ngx_int_t ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_readers_reclaim_locked(
     ngx_http_gateway_main_conf_t *gmcf);
-ngx_int_t ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
-    ngx_http_gateway_snapshot_t *snap, ngx_uint_t *slot);
 void ngx_http_gateway_hold_peer(ngx_uint_t slot,
     ngx_http_gateway_peer_t *peer);
-void ngx_http_gateway_unhold(ngx_uint_t slot);
 void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_retired_t *rt, ngx_uint_t type);
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,

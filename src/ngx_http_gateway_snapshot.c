@@ -36,11 +36,16 @@ static ngx_int_t ngx_http_gateway_snapshot_build_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc);
 static void ngx_http_gateway_snapshot_free_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_hold_grow(ngx_http_gateway_main_conf_t *gmcf);
+static ngx_int_t ngx_http_gateway_held_collect(ngx_http_gateway_sh_t *sh,
+    void ***held, ngx_uint_t *n);
+static int ngx_http_gateway_ptr_cmp(const void *one, const void *two);
 static void ngx_http_gateway_reader_release_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_reader_t *rd);
 static ngx_atomic_uint_t ngx_http_gateway_oldest_reader(
     ngx_http_gateway_sh_t *sh);
-static ngx_uint_t ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt);
+static ngx_uint_t ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt,
+    void **held, ngx_uint_t nheld);
 static void ngx_http_gateway_retired_free_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_retired_t *rt);
 
@@ -148,44 +153,77 @@ ngx_http_gateway_read_end(void)
 
 
 /*
- * The snapshot a request uses, with a reference, or NULL: the service is
- * not registered.
+ * The snapshot of a service that a request uses, held in the worker's
+ * entry (slot) until ngx_http_gateway_snapshot_put().  The hold is written
+ * before the worker stops announcing its epoch, so a writer that frees a
+ * snapshot sees either the epoch or the hold; no counter is shared.
+ * NGX_DECLINED: the service is not registered.
  */
 
-ngx_http_gateway_snapshot_t *
+ngx_int_t
 ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
-    ngx_str_t *name, uint32_t hash)
+    ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
+    ngx_uint_t *slot)
 {
+    ngx_uint_t                    s;
+    ngx_http_gateway_hold_t      *h;
     ngx_http_gateway_service_t   *svc;
     ngx_http_gateway_snapshot_t  *snap;
 
     if (ngx_http_gateway_reader == NULL) {
-        return NULL;
+        return NGX_DECLINED;
     }
+
+    if (ngx_http_gateway_nfree_held == 0
+        && ngx_http_gateway_hold_grow(gmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
+    h = &ngx_http_gateway_reader->held[s];
 
     ngx_http_gateway_read_begin(gmcf);
 
-    snap = NULL;
     svc = ngx_http_gateway_index_find(gmcf, name, hash);
+    snap = svc ? svc->snapshot : NULL;
 
-    if (svc) {
-        snap = svc->snapshot;
-
-        if (snap) {
-            (void) ngx_atomic_fetch_add(&snap->refs, 1);
-        }
-    }
+    h->peer = NULL;
+    h->snap = snap;
 
     ngx_http_gateway_read_end();
 
-    return snap;
+    if (snap == NULL) {
+        ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = s;
+        return NGX_DECLINED;
+    }
+
+    *snapp = snap;
+    *slot = s;
+
+    return NGX_OK;
 }
 
 
 void
-ngx_http_gateway_snapshot_put(ngx_http_gateway_snapshot_t *snap)
+ngx_http_gateway_snapshot_put(ngx_uint_t slot)
 {
-    (void) ngx_atomic_fetch_add(&snap->refs, -1);
+    ngx_http_gateway_hold_t  *h;
+
+    h = &ngx_http_gateway_reader->held[slot];
+
+    h->peer = NULL;
+    ngx_memory_barrier();
+    h->snap = NULL;
+
+    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
+}
+
+
+void
+ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
+{
+    ngx_http_gateway_reader->held[slot].peer = peer;
 }
 
 
@@ -243,7 +281,8 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
         }
 
         rd = ngx_slab_calloc_locked(gmcf->shpool,
-                                    sizeof(ngx_http_gateway_reader_t));
+                                    ngx_max(sizeof(ngx_http_gateway_reader_t),
+                                            2 * NGX_HTTP_GATEWAY_LINE_SIZE));
         if (rd == NULL) {
             goto failed;
         }
@@ -354,7 +393,8 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
             (void) ngx_atomic_fetch_add(&h->peer->inst->stats.active, -1);
         }
 
-        ngx_http_gateway_snapshot_put(h->snap);
+        h->peer = NULL;
+        h->snap = NULL;
         n++;
     }
 
@@ -391,79 +431,50 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
 }
 
 
-/*
- * A request's hold on a snapshot, recorded where a successor can see it
- * should this worker die; NGX_ERROR: no room (the zone is full).
- */
+/* more entries for holds: worker_connections bounds them, a small zone not */
 
-ngx_int_t
-ngx_http_gateway_hold(ngx_http_gateway_main_conf_t *gmcf,
-    ngx_http_gateway_snapshot_t *snap, ngx_uint_t *slot)
+static ngx_int_t
+ngx_http_gateway_hold_grow(ngx_http_gateway_main_conf_t *gmcf)
 {
     ngx_uint_t                 *list, i, n;
     ngx_http_gateway_hold_t    *held;
     ngx_http_gateway_reader_t  *rd;
 
     rd = ngx_http_gateway_reader;
+    n = rd->nheld;
 
-    if (ngx_http_gateway_nfree_held == 0) {
-        n = rd->nheld;
-
-        list = ngx_alloc(2 * n * sizeof(ngx_uint_t), ngx_cycle->log);
-        if (list == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_shmtx_lock(&gmcf->shpool->mutex);
-
-        held = ngx_slab_calloc_locked(gmcf->shpool,
-                                      2 * n * sizeof(ngx_http_gateway_hold_t));
-        if (held) {
-            ngx_memcpy(held, rd->held, n * sizeof(ngx_http_gateway_hold_t));
-            ngx_slab_free_locked(gmcf->shpool, rd->held);
-            rd->held = held;
-            rd->nheld = 2 * n;
-        }
-
-        ngx_shmtx_unlock(&gmcf->shpool->mutex);
-
-        if (held == NULL) {
-            ngx_free(list);
-            return NGX_ERROR;
-        }
-
-        for (i = 0; i < n; i++) {
-            list[i] = 2 * n - 1 - i;
-        }
-
-        ngx_free(ngx_http_gateway_free_held);
-        ngx_http_gateway_free_held = list;
-        ngx_http_gateway_nfree_held = n;
+    list = ngx_alloc(2 * n * sizeof(ngx_uint_t), ngx_cycle->log);
+    if (list == NULL) {
+        return NGX_ERROR;
     }
 
-    *slot = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-    rd->held[*slot].peer = NULL;
-    rd->held[*slot].snap = snap;
+    held = ngx_slab_calloc_locked(gmcf->shpool,
+                                  2 * n * sizeof(ngx_http_gateway_hold_t));
+    if (held) {
+        ngx_memcpy(held, rd->held, n * sizeof(ngx_http_gateway_hold_t));
+        ngx_slab_free_locked(gmcf->shpool, rd->held);
+        rd->held = held;
+        rd->nheld = 2 * n;
+    }
+
+    ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+    if (held == NULL) {
+        ngx_free(list);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        list[i] = 2 * n - 1 - i;
+    }
+
+    ngx_free(ngx_http_gateway_free_held);
+    ngx_http_gateway_free_held = list;
+    ngx_http_gateway_nfree_held = n;
 
     return NGX_OK;
-}
-
-
-void
-ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
-{
-    ngx_http_gateway_reader->held[slot].peer = peer;
-}
-
-
-void
-ngx_http_gateway_unhold(ngx_uint_t slot)
-{
-    ngx_http_gateway_reader->held[slot].snap = NULL;
-    ngx_http_gateway_reader->held[slot].peer = NULL;
-
-    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
 }
 
 
@@ -652,7 +663,8 @@ ngx_http_gateway_oldest_reader(ngx_http_gateway_sh_t *sh)
 void
 ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
 {
-    ngx_uint_t                    pass;
+    void                        **held;
+    ngx_uint_t                    pass, nheld;
     ngx_atomic_uint_t             oldest;
     ngx_http_gateway_sh_t        *sh;
     ngx_http_gateway_retired_t   *rt, **link;
@@ -663,9 +675,17 @@ ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
         return;
     }
 
+    /* the epochs first, then the holds: see snapshot_get() */
+
     ngx_memory_barrier();
 
     oldest = ngx_http_gateway_oldest_reader(sh);
+
+    ngx_memory_barrier();
+
+    if (ngx_http_gateway_held_collect(sh, &held, &nheld) != NGX_OK) {
+        return;
+    }
 
     /* snapshots first: freeing them lets go of what they point at */
 
@@ -678,7 +698,7 @@ ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
             if (rt->epoch >= oldest
                 || (pass == 0) != (rt->type
                                    == NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT)
-                || !ngx_http_gateway_retired_done(rt))
+                || !ngx_http_gateway_retired_done(rt, held, nheld))
             {
                 link = &rt->next;
                 continue;
@@ -688,16 +708,105 @@ ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf)
             ngx_http_gateway_retired_free_locked(gmcf, rt);
         }
     }
+
+    if (held) {
+        ngx_free(held);
+    }
+}
+
+
+/* the snapshots workers hold, sorted; NULL when none */
+
+static ngx_int_t
+ngx_http_gateway_held_collect(ngx_http_gateway_sh_t *sh, void ***held,
+    ngx_uint_t *n)
+{
+    void                       **list, *snap;
+    ngx_uint_t                   i, k, total;
+    ngx_http_gateway_reader_t   *rd;
+
+    *held = NULL;
+    *n = 0;
+
+    total = 0;
+
+    for (i = 0; i < sh->nreaders; i++) {
+        total += sh->readers[i]->nheld;
+    }
+
+    if (total == 0) {
+        return NGX_OK;
+    }
+
+    list = ngx_alloc(total * sizeof(void *), ngx_cycle->log);
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    total = 0;
+
+    for (i = 0; i < sh->nreaders; i++) {
+        rd = sh->readers[i];
+
+        for (k = 0; k < rd->nheld; k++) {
+            snap = rd->held[k].snap;
+
+            if (snap) {
+                list[total++] = snap;
+            }
+        }
+    }
+
+    ngx_qsort(list, total, sizeof(void *), ngx_http_gateway_ptr_cmp);
+
+    *held = list;
+    *n = total;
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_gateway_ptr_cmp(const void *one, const void *two)
+{
+    uintptr_t  a, b;
+
+    a = (uintptr_t) *(void **) one;
+    b = (uintptr_t) *(void **) two;
+
+    return (a > b) - (a < b);
 }
 
 
 static ngx_uint_t
-ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt)
+ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt, void **held,
+    ngx_uint_t nheld)
 {
+    ngx_uint_t  lo, hi, mid;
+
     switch (rt->type) {
 
     case NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT:
-        return ((ngx_http_gateway_snapshot_t *) rt)->refs == 0;
+
+        lo = 0;
+        hi = nheld;
+
+        while (lo < hi) {
+            mid = lo + (hi - lo) / 2;
+
+            if (held[mid] == (void *) rt) {
+                return 0;
+            }
+
+            if ((uintptr_t) held[mid] < (uintptr_t) rt) {
+                lo = mid + 1;
+
+            } else {
+                hi = mid;
+            }
+        }
+
+        return 1;
 
     case NGX_HTTP_GATEWAY_RETIRED_DATA:
         return ((ngx_http_gateway_data_t *) rt)->nsnaps == 0;

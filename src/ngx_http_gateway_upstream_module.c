@@ -397,8 +397,9 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp)
 {
     u_char                       *p;
-    ngx_int_t                     i;
+    ngx_int_t                     i, rc;
     ngx_str_t                    *name;
+    ngx_uint_t                    slot;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
@@ -414,10 +415,10 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         gp->nalloc *= 2;
     }
 
-    snap = ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash);
-
-    if (snap == NULL) {
-        return NGX_DECLINED;
+    rc = ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash,
+                                       &snap, &slot);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     gp->registered = 1;
@@ -432,24 +433,18 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     i = gp->conf->balancer->select(&sel);
 
     if (i == NGX_DECLINED) {
-        ngx_http_gateway_snapshot_put(snap);
+        ngx_http_gateway_snapshot_put(slot);
         return NGX_DECLINED;
     }
 
     peer = &snap->peers[i];
-
-    if (ngx_http_gateway_hold(gp->gmcf, snap, &gp->slot) != NGX_OK) {
-        ngx_http_gateway_snapshot_put(snap);
-        return NGX_ERROR;
-    }
 
     /* $upstream_addr reads the name after the attempt: the request's copy */
 
     p = ngx_palloc(gp->request->pool,
                    sizeof(ngx_str_t) + peer->socklen + peer->name.len);
     if (p == NULL) {
-        ngx_http_gateway_unhold(gp->slot);
-        ngx_http_gateway_snapshot_put(snap);
+        ngx_http_gateway_snapshot_put(slot);
         return NGX_ERROR;
     }
 
@@ -469,9 +464,10 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     pc->connection = NULL;
 
     (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
-    ngx_http_gateway_hold_peer(gp->slot, peer);
+    ngx_http_gateway_hold_peer(slot, peer);
 
     gp->snap = snap;
+    gp->slot = slot;
     gp->active = 1;
     gp->open = 1;
     gp->uid = peer->uid;
@@ -646,8 +642,7 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
         h[i](&gp->attempt);
     }
 
-    ngx_http_gateway_unhold(gp->slot);
-    ngx_http_gateway_snapshot_put(gp->snap);
+    ngx_http_gateway_snapshot_put(gp->slot);
     gp->snap = NULL;
 }
 
@@ -678,13 +673,14 @@ ngx_http_gateway_upstream_cleanup(void *data)
 static ngx_uint_t
 ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
 {
-    ngx_uint_t                    i, left;
+    ngx_uint_t                    i, left, slot;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
 
-    snap = ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash);
-
-    if (snap == NULL) {
+    if (ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash,
+                                      &snap, &slot)
+        != NGX_OK)
+    {
         return 0;
     }
 
@@ -699,7 +695,7 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
         left += ngx_http_gateway_upstream_eligible(&sel, i);
     }
 
-    ngx_http_gateway_snapshot_put(snap);
+    ngx_http_gateway_snapshot_put(slot);
 
     return left;
 }

@@ -314,11 +314,11 @@ typedef struct {
     ngx_http_request_t         *request;
     ngx_str_t                  *service;
     ngx_http_gateway_peer_t    *peer;
-    ngx_uint_t                  number;     /* 1: the first attempt */
     ngx_msec_t                  start;
     ngx_msec_t                  end;
-    ngx_uint_t                  status;     /* 0: no response */
-    ngx_uint_t                  result;
+    uint32_t                    number;     /* 1: the first attempt */
+    uint32_t                    status;     /* 0: no response */
+    uint32_t                    result;
     off_t                       bytes_sent;
     off_t                       bytes_received;
     unsigned                    cached:1;   /* a keepalive connection */

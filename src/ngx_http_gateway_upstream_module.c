@@ -7,7 +7,7 @@
 #include "ngx_http_gateway_balancer.h"
 
 
-#define NGX_HTTP_GATEWAY_TRIED  4
+#define NGX_HTTP_GATEWAY_TRIED  2
 
 
 typedef struct {
@@ -31,29 +31,24 @@ typedef struct {
 typedef struct {
     ngx_http_gateway_main_conf_t *gmcf;
     ngx_http_gateway_upstream_srv_conf_t *conf;
-    ngx_http_request_t           *request;
     ngx_str_t                     service;
     uint32_t                      hash;
+    uint32_t                      slot;      /* the open attempt's hold */
 
-    ngx_http_gateway_snapshot_t  *snap;      /* of the open attempt */
-    ngx_uint_t                    slot;
-    ngx_http_gateway_attempt_t    attempt;
-    ngx_uint_t                    open;      /* an attempt to report */
-    ngx_uint_t                    active;    /* counted in "active" */
-    uint64_t                      uid;       /* of the last, for TLS */
+    ngx_http_gateway_attempt_t    attempt;   /* request, peer, ... */
 
-    ngx_uint_t                    budget;
-    ngx_uint_t                    tries;
-    ngx_uint_t                    prepared;
-    ngx_uint_t                    registered;
-    ngx_uint_t                    cleanup;
-
+    uint32_t                      budget;
+    uint32_t                      tries;
+    uint32_t                      ntried;
+    uint32_t                      nalloc;
     uint64_t                     *tried;
-    ngx_uint_t                    ntried;
-    ngx_uint_t                    nalloc;
     uint64_t                      tried0[NGX_HTTP_GATEWAY_TRIED];
 
-    ngx_msec_t                    now;
+    unsigned                      open:1;    /* an attempt to report */
+    unsigned                      active:1;  /* counted in "active" */
+    unsigned                      prepared:1;
+    unsigned                      registered:1;
+    unsigned                      cleanup:1;
 } ngx_http_gateway_peer_data_t;
 
 
@@ -257,7 +252,8 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
 
     gp->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
     gp->conf = gscf;
-    gp->request = r;
+    gp->attempt.request = r;
+    gp->attempt.service = &gp->service;
     gp->tried = gp->tried0;
     gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
 
@@ -401,11 +397,12 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_str_t                    *name;
     ngx_uint_t                    slot;
     ngx_http_gateway_peer_t      *peer;
+    ngx_http_gateway_attempt_t   *a;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
 
     if (gp->ntried == gp->nalloc) {
-        p = ngx_palloc(gp->request->pool, 2 * gp->nalloc * sizeof(uint64_t));
+        p = ngx_palloc(gp->attempt.request->pool, 2 * gp->nalloc * sizeof(uint64_t));
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -422,13 +419,12 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     }
 
     gp->registered = 1;
-    gp->now = ngx_current_msec;
 
     sel.snap = snap;
     sel.eligible = ngx_http_gateway_upstream_eligible;
     sel.ctx = gp;
     sel.conf = gp->conf->balancer_conf;
-    sel.request = gp->request;
+    sel.request = gp->attempt.request;
 
     i = gp->conf->balancer->select(&sel);
 
@@ -441,7 +437,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     /* $upstream_addr reads the name after the attempt: the request's copy */
 
-    p = ngx_palloc(gp->request->pool,
+    p = ngx_palloc(gp->attempt.request->pool,
                    sizeof(ngx_str_t) + peer->socklen + peer->name.len);
     if (p == NULL) {
         ngx_http_gateway_snapshot_put(slot);
@@ -466,18 +462,23 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
     ngx_http_gateway_hold_peer(slot, peer);
 
-    gp->snap = snap;
     gp->slot = slot;
     gp->active = 1;
     gp->open = 1;
-    gp->uid = peer->uid;
     gp->tried[gp->ntried++] = peer->uid;
 
-    ngx_memzero(&gp->attempt, sizeof(ngx_http_gateway_attempt_t));
-    gp->attempt.request = gp->request;
-    gp->attempt.service = &gp->service;
-    gp->attempt.peer = peer;
-    gp->attempt.number = gp->ntried;
+    a = &gp->attempt;
+
+    a->peer = peer;
+    a->number = gp->ntried;
+    a->start = ngx_current_msec;
+    a->end = 0;
+    a->status = 0;
+    a->result = NGX_HTTP_GATEWAY_ATTEMPT_OK;
+    a->bytes_sent = 0;
+    a->bytes_received = 0;
+    a->cached = 0;
+    a->retried = 0;
 
     return NGX_OK;
 }
@@ -500,7 +501,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     a = &gp->attempt;
-    u = gp->request->upstream;
+    u = gp->attempt.request->upstream;
 
     a->end = ngx_current_msec;
     a->cached = pc->cached;
@@ -542,7 +543,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     if (!gp->cleanup) {
-        cln = ngx_pool_cleanup_add(gp->request->pool, 0);
+        cln = ngx_pool_cleanup_add(gp->attempt.request->pool, 0);
         if (cln == NULL) {
             ngx_http_gateway_upstream_report(gp, 0);
             return;
@@ -567,7 +568,7 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
     }
 
     c = pc->connection;
-    u = gp->request->upstream;
+    u = gp->attempt.request->upstream;
 
     if (!(state & NGX_PEER_FAILED)) {
 
@@ -643,7 +644,6 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     }
 
     ngx_http_gateway_snapshot_put(gp->slot);
-    gp->snap = NULL;
 }
 
 
@@ -659,7 +659,7 @@ ngx_http_gateway_upstream_cleanup(void *data)
     /* nginx gave a try back: the cached connection was only stale */
 
     if (gp->attempt.cached
-        && gp->request->upstream->peer.tries > gp->tries)
+        && gp->attempt.request->upstream->peer.tries > gp->tries)
     {
         gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
     }
@@ -683,8 +683,6 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     {
         return 0;
     }
-
-    gp->now = ngx_current_msec;
 
     sel.snap = snap;
     sel.ctx = gp;
@@ -718,7 +716,7 @@ ngx_http_gateway_upstream_eligible(ngx_http_gateway_select_t *sel,
 
     expires = peer->inst->expires;
 
-    if (expires && (ngx_msec_int_t) (expires - gp->now) <= 0) {
+    if (expires && (ngx_msec_int_t) (expires - ngx_current_msec) <= 0) {
         return 0;
     }
 
@@ -751,7 +749,7 @@ ngx_http_gateway_upstream_set_session(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    return ngx_http_gateway_ssl_session_set(pc, gp->uid);
+    return ngx_http_gateway_ssl_session_set(pc, gp->attempt.peer->uid);
 }
 
 
@@ -760,7 +758,7 @@ ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    ngx_http_gateway_ssl_session_save(pc, gp->uid);
+    ngx_http_gateway_ssl_session_save(pc, gp->attempt.peer->uid);
 }
 
 #endif

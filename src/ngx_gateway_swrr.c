@@ -17,36 +17,21 @@
 ssize_t
 ngx_gateway_swrr_select(size_t n, ngx_gateway_swrr_peer_pt peer, void *ctx)
 {
-    int                  total;
-    size_t               i;
-    ssize_t              best;
-    ngx_gateway_swrr_t  *p, *b;
+    size_t                     i;
+    ngx_gateway_swrr_t        *p;
+    ngx_gateway_swrr_round_t   r;
 
-    total = 0;
-    best = -1;
-    b = NULL;
+    ngx_gateway_swrr_round_init(&r);
 
     for (i = 0; i < n; i++) {
         p = peer(ctx, i);
 
-        if (p == NULL) {
-            continue;
-        }
-
-        p->current_weight += p->weight;
-        total += p->weight;
-
-        if (b == NULL || p->current_weight > b->current_weight) {
-            b = p;
-            best = (ssize_t) i;
+        if (p != NULL) {
+            ngx_gateway_swrr_offer(&r, p, i);
         }
     }
 
-    if (b != NULL) {
-        b->current_weight -= total;
-    }
-
-    return best;
+    return ngx_gateway_swrr_choose(&r);
 }
 
 

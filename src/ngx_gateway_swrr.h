@@ -20,6 +20,54 @@ typedef struct {
 } ngx_gateway_swrr_t;
 
 
+/*
+ * One round over the candidates: offer each eligible one, then choose.
+ * Inline: a balancer's loop runs it for every candidate of every request.
+ */
+
+typedef struct {
+    ngx_gateway_swrr_t  *best;
+    ssize_t              index;
+    int                  total;
+} ngx_gateway_swrr_round_t;
+
+
+static inline void
+ngx_gateway_swrr_round_init(ngx_gateway_swrr_round_t *r)
+{
+    r->best = NULL;
+    r->index = -1;
+    r->total = 0;
+}
+
+
+static inline void
+ngx_gateway_swrr_offer(ngx_gateway_swrr_round_t *r, ngx_gateway_swrr_t *p,
+    size_t i)
+{
+    p->current_weight += p->weight;
+    r->total += p->weight;
+
+    if (r->best == NULL || p->current_weight > r->best->current_weight) {
+        r->best = p;
+        r->index = (ssize_t) i;
+    }
+}
+
+
+/* the index of the chosen candidate, or -1 when none was offered */
+
+static inline ssize_t
+ngx_gateway_swrr_choose(ngx_gateway_swrr_round_t *r)
+{
+    if (r->best != NULL) {
+        r->best->current_weight -= r->total;
+    }
+
+    return r->index;
+}
+
+
 /* returns the i-th candidate, or NULL when it must not be chosen */
 typedef ngx_gateway_swrr_t *(*ngx_gateway_swrr_peer_pt)(void *ctx, size_t i);
 

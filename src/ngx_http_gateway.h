@@ -316,9 +316,9 @@ typedef struct {
     ngx_http_gateway_peer_t    *peer;
     ngx_msec_t                  start;
     ngx_msec_t                  end;
-    uint32_t                    number;     /* 1: the first attempt */
+    uint16_t                    number;     /* 1: the first attempt */
+    uint16_t                    result;
     uint32_t                    status;     /* 0: no response */
-    uint32_t                    result;
     off_t                       bytes_sent;
     off_t                       bytes_received;
     unsigned                    cached:1;   /* a keepalive connection */

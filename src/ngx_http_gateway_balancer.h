@@ -18,18 +18,51 @@
  * tried, expired) and the attempt lifecycle.  An algorithm only chooses.
  */
 
-typedef struct ngx_http_gateway_select_s  ngx_http_gateway_select_t;
-
-typedef ngx_uint_t (*ngx_http_gateway_eligible_pt)(
-    ngx_http_gateway_select_t *sel, ngx_uint_t i);
-
-struct ngx_http_gateway_select_s {
+typedef struct {
     ngx_http_gateway_snapshot_t    *snap;
-    ngx_http_gateway_eligible_pt    eligible;   /* snap->peers[i] usable? */
-    void                           *ctx;        /* the core's */
     void                           *conf;       /* the algorithm's */
     ngx_http_request_t             *request;
-};
+
+    /* the core's filter: see ngx_http_gateway_eligible() */
+    uint64_t                       *tried;      /* uids */
+    ngx_uint_t                      ntried;
+    ngx_uint_t                      expiry;     /* heartbeats expire here */
+} ngx_http_gateway_select_t;
+
+
+/*
+ * Whether a request may use a peer: it is up, its heartbeat has not
+ * expired (embedded registry), and the request has not tried it yet.  The
+ * core's filter, inline because every algorithm asks it for every peer.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
+    ngx_http_gateway_peer_t *peer)
+{
+    ngx_uint_t  i;
+    ngx_msec_t  expires;
+
+    if (peer->state != NGX_GATEWAY_STATE_UP) {
+        return 0;
+    }
+
+    if (sel->expiry) {
+        expires = peer->inst->expires;
+
+        if (expires && (ngx_msec_int_t) (expires - ngx_current_msec) <= 0) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < sel->ntried; i++) {
+        if (sel->tried[i] == peer->uid) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
 
 
 typedef struct {
@@ -49,7 +82,7 @@ typedef struct {
     /* a new snapshot is about to be published (zone lock held) */
     void                          (*update)(ngx_http_gateway_snapshot_t *snap);
 
-    /* an index into sel->snap->peers, or NGX_DECLINED: none eligible */
+    /* an index into sel->snap->peers of an eligible peer, or NGX_DECLINED */
     ngx_int_t                     (*select)(ngx_http_gateway_select_t *sel);
 
     /* set by the core */

@@ -39,7 +39,7 @@ ngx_http_gateway_random_select(ngx_http_gateway_select_t *sel)
     total = 0;
 
     for (i = 0; i < snap->npeers; i++) {
-        if (sel->eligible(sel, i)) {
+        if (ngx_http_gateway_eligible(sel, &snap->peers[i])) {
             total += snap->peers[i].weight;
         }
     }
@@ -51,7 +51,7 @@ ngx_http_gateway_random_select(ngx_http_gateway_select_t *sel)
     r = (ngx_uint_t) ngx_random() % total;
 
     for (i = 0; i < snap->npeers; i++) {
-        if (!sel->eligible(sel, i)) {
+        if (!ngx_http_gateway_eligible(sel, &snap->peers[i])) {
             continue;
         }
 

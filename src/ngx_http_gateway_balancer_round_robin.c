@@ -16,7 +16,6 @@
 
 static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
-static ngx_gateway_swrr_t *ngx_http_gateway_rr_peer(void *ctx, size_t i);
 
 
 ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
@@ -60,33 +59,35 @@ ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
 static ngx_int_t
 ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 {
-    ssize_t                      i;
-    ngx_http_gateway_service_t  *svc;
+    ssize_t                       i;
+    ngx_uint_t                    k;
+    ngx_http_gateway_peer_t      *peer;
+    ngx_gateway_swrr_round_t      r;
+    ngx_http_gateway_service_t   *svc;
+    ngx_http_gateway_snapshot_t  *snap;
 
-    svc = sel->snap->service;
+    snap = sel->snap;
+    svc = snap->service;
+
+    ngx_gateway_swrr_round_init(&r);
 
     ngx_spinlock(&svc->lock, ngx_pid, 1024);
 
-    i = ngx_gateway_swrr_select(sel->snap->npeers, ngx_http_gateway_rr_peer,
-                                sel);
+    for (k = 0; k < snap->npeers; k++) {
+        peer = &snap->peers[k];
+
+        if (ngx_http_gateway_eligible(sel, peer)) {
+            ngx_gateway_swrr_offer(&r, ngx_http_gateway_balancer_instance(
+                                       &ngx_http_gateway_balancer_round_robin,
+                                       peer->inst),
+                                   k);
+        }
+    }
+
+    i = ngx_gateway_swrr_choose(&r);
 
     ngx_memory_barrier();
     ngx_unlock(&svc->lock);
 
     return i < 0 ? NGX_DECLINED : (ngx_int_t) i;
-}
-
-
-static ngx_gateway_swrr_t *
-ngx_http_gateway_rr_peer(void *ctx, size_t i)
-{
-    ngx_http_gateway_select_t *sel = ctx;
-
-    if (!sel->eligible(sel, i)) {
-        return NULL;
-    }
-
-    return ngx_http_gateway_balancer_instance(
-                                        &ngx_http_gateway_balancer_round_robin,
-                                        sel->snap->peers[i].inst);
 }

@@ -7,7 +7,7 @@
 #include "ngx_http_gateway_balancer.h"
 
 
-#define NGX_HTTP_GATEWAY_TRIED  2
+#define NGX_HTTP_GATEWAY_TRIED  1
 
 
 typedef struct {
@@ -17,6 +17,8 @@ typedef struct {
 
     ngx_http_gateway_balancer_t  *balancer;
     void                         *balancer_conf;
+
+    ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
 
 
@@ -29,7 +31,6 @@ typedef struct {
  */
 
 typedef struct {
-    ngx_http_gateway_main_conf_t *gmcf;
     ngx_http_gateway_upstream_srv_conf_t *conf;
     ngx_str_t                     service;
     uint32_t                      hash;
@@ -71,11 +72,9 @@ static void ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
 static void ngx_http_gateway_upstream_cleanup(void *data);
 static ngx_uint_t ngx_http_gateway_upstream_left(
     ngx_http_gateway_peer_data_t *gp);
-static ngx_uint_t ngx_http_gateway_upstream_eligible(
-    ngx_http_gateway_select_t *sel, ngx_uint_t i);
+static void ngx_http_gateway_upstream_log_none(ngx_http_request_t *r,
+    ngx_http_gateway_peer_data_t *gp);
 static ngx_int_t ngx_http_gateway_upstream_unavailable(ngx_http_request_t *r);
-static ngx_int_t ngx_http_gateway_upstream_tried(
-    ngx_http_gateway_peer_data_t *gp, uint64_t uid);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_gateway_upstream_set_session(
     ngx_peer_connection_t *pc, void *data);
@@ -213,6 +212,8 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
         }
     }
 
+    gscf->gmcf = gmcf;
+
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
     return NGX_OK;
@@ -223,8 +224,6 @@ static ngx_int_t
 ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
-    u_char                                 text[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t                              name;
     ngx_int_t                              rc;
     ngx_peer_connection_t                 *pc;
     ngx_http_gateway_peer_data_t          *gp;
@@ -233,7 +232,7 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     gscf = ngx_http_conf_upstream_srv_conf(us,
                                            ngx_http_gateway_upstream_module);
 
-    gp = ngx_pcalloc(r->pool, sizeof(ngx_http_gateway_peer_data_t));
+    gp = ngx_palloc(r->pool, sizeof(ngx_http_gateway_peer_data_t));
     if (gp == NULL) {
         return NGX_ERROR;
     }
@@ -250,12 +249,19 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         gp->hash = gscf->hash;
     }
 
-    gp->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
     gp->conf = gscf;
     gp->attempt.request = r;
     gp->attempt.service = &gp->service;
-    gp->tried = gp->tried0;
+    gp->budget = 0;
+    gp->tries = 0;
+    gp->ntried = 0;
     gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
+    gp->tried = gp->tried0;
+    gp->open = 0;
+    gp->active = 0;
+    gp->prepared = 0;
+    gp->registered = 0;
+    gp->cleanup = 0;
 
     pc = &r->upstream->peer;
 
@@ -272,12 +278,7 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_http_gateway_log_text(&name, text, gp->service.data,
-                                  gp->service.len);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "gateway: service \"%V\" has no live instance%s",
-                      &name, gp->registered ? "" : " (it is not registered)");
-
+        ngx_http_gateway_upstream_log_none(r, gp);
         return ngx_http_gateway_upstream_unavailable(r);
     }
 
@@ -300,6 +301,28 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     pc->tries = NGX_MAX_INT32_VALUE;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_gateway_upstream_log_none(ngx_http_request_t *r,
+    ngx_http_gateway_peer_data_t *gp)
+{
+    u_char     text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  name;
+
+    ngx_http_gateway_log_text(&name, text, gp->service.data, gp->service.len);
+
+    if (gp->ntried) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "gateway: no live instance of service \"%V\" left "
+                      "to try", &name);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "gateway: service \"%V\" has no live instance%s",
+                  &name, gp->registered ? "" : " (it is not registered)");
 }
 
 
@@ -337,8 +360,6 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    u_char     text[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t  name;
     ngx_int_t  rc;
 
     if (gp->prepared) {
@@ -367,11 +388,7 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     rc = ngx_http_gateway_upstream_choose(pc, gp);
 
     if (rc == NGX_DECLINED) {
-        ngx_http_gateway_log_text(&name, text, gp->service.data,
-                                  gp->service.len);
-        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
-                      "gateway: no live instance of service \"%V\" left "
-                      "to try", &name);
+        ngx_http_gateway_upstream_log_none(gp->attempt.request, gp);
 
         pc->name = NULL;
 
@@ -412,7 +429,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         gp->nalloc *= 2;
     }
 
-    rc = ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash,
+    rc = ngx_http_gateway_snapshot_get(gp->conf->gmcf, &gp->service, gp->hash,
                                        &snap, &slot);
     if (rc != NGX_OK) {
         return rc;
@@ -421,10 +438,11 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     gp->registered = 1;
 
     sel.snap = snap;
-    sel.eligible = ngx_http_gateway_upstream_eligible;
-    sel.ctx = gp;
     sel.conf = gp->conf->balancer_conf;
     sel.request = gp->attempt.request;
+    sel.tried = gp->tried;
+    sel.ntried = gp->ntried;
+    sel.expiry = (gp->conf->gmcf->redis == NULL);
 
     i = gp->conf->balancer->select(&sel);
 
@@ -435,10 +453,13 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     peer = &snap->peers[i];
 
-    /* $upstream_addr reads the name after the attempt: the request's copy */
+    /*
+     * The sockaddr is used while the attempt holds the snapshot; the name
+     * is read after it ($upstream_addr): the request keeps a copy.
+     */
 
     p = ngx_palloc(gp->attempt.request->pool,
-                   sizeof(ngx_str_t) + peer->socklen + peer->name.len);
+                   sizeof(ngx_str_t) + peer->name.len);
     if (p == NULL) {
         ngx_http_gateway_snapshot_put(slot);
         return NGX_ERROR;
@@ -447,9 +468,8 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     name = (ngx_str_t *) p;
     p += sizeof(ngx_str_t);
 
-    pc->sockaddr = (struct sockaddr *) p;
+    pc->sockaddr = peer->sockaddr;
     pc->socklen = peer->socklen;
-    p = ngx_cpymem(p, peer->sockaddr, peer->socklen);
 
     name->data = p;
     name->len = peer->name.len;
@@ -637,9 +657,9 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     gp->open = 0;
     gp->attempt.retried = retried;
 
-    h = gp->gmcf->observers.elts;
+    h = gp->conf->gmcf->observers.elts;
 
-    for (i = 0; i < gp->gmcf->observers.nelts; i++) {
+    for (i = 0; i < gp->conf->gmcf->observers.nelts; i++) {
         h[i](&gp->attempt);
     }
 
@@ -677,66 +697,26 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
 
-    if (ngx_http_gateway_snapshot_get(gp->gmcf, &gp->service, gp->hash,
+    if (ngx_http_gateway_snapshot_get(gp->conf->gmcf, &gp->service, gp->hash,
                                       &snap, &slot)
         != NGX_OK)
     {
         return 0;
     }
 
-    sel.snap = snap;
-    sel.ctx = gp;
+    sel.tried = gp->tried;
+    sel.ntried = gp->ntried;
+    sel.expiry = (gp->conf->gmcf->redis == NULL);
 
     left = 0;
 
     for (i = 0; i < snap->npeers; i++) {
-        left += ngx_http_gateway_upstream_eligible(&sel, i);
+        left += ngx_http_gateway_eligible(&sel, &snap->peers[i]);
     }
 
     ngx_http_gateway_snapshot_put(slot);
 
     return left;
-}
-
-
-static ngx_uint_t
-ngx_http_gateway_upstream_eligible(ngx_http_gateway_select_t *sel,
-    ngx_uint_t i)
-{
-    ngx_http_gateway_peer_data_t *gp = sel->ctx;
-
-    ngx_msec_t                expires;
-    ngx_http_gateway_peer_t  *peer;
-
-    peer = &sel->snap->peers[i];
-
-    if (peer->state != NGX_GATEWAY_STATE_UP) {
-        return 0;
-    }
-
-    expires = peer->inst->expires;
-
-    if (expires && (ngx_msec_int_t) (expires - ngx_current_msec) <= 0) {
-        return 0;
-    }
-
-    return !ngx_http_gateway_upstream_tried(gp, peer->uid);
-}
-
-
-static ngx_int_t
-ngx_http_gateway_upstream_tried(ngx_http_gateway_peer_data_t *gp,
-    uint64_t uid)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < gp->ntried; i++) {
-        if (gp->tried[i] == uid) {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 

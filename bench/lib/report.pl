@@ -91,8 +91,9 @@ if (open my $fh, '<', $out) {
 }
 
 my %meta;
-$meta{$_} = meta($_) for qw(throughput callgrind convergence scale failover apply);
-my ($any) = grep { $meta{$_}{date} } qw(throughput callgrind convergence scale failover apply);
+my @SCEN = qw(throughput callgrind convergence scale failover apply selection);
+$meta{$_} = meta($_) for @SCEN;
+my ($any) = grep { $meta{$_}{date} } @SCEN;
 my $m = $any ? $meta{$any} : {};
 
 my $tp    = csv('throughput.csv');
@@ -102,6 +103,16 @@ my $conv  = csv('convergence.csv');
 my $scale = csv('scale.csv');
 my $fo    = csv('failover.csv');
 my $apply = csv('apply.csv');
+my $sel   = csv('selection.csv');
+my $selc  = csv('selection_ceiling.csv');
+
+# "Command: ..., date, commit" of one scenario's run
+sub ran {
+    my $mm = $meta{$_[0]};
+    return '' unless $mm->{date};
+    return "Command: `$mm->{command}`, $mm->{date}, commit $mm->{git}, module sha256 $mm->{module}"
+         . ($mm->{load} ? "; load average $mm->{load}" : '') . ".\n\n";
+}
 
 # ---------------------------------------------------------------- targets --
 
@@ -134,6 +145,13 @@ my @targets;
                     defined $ir ? sprintf('%+.1f%%', ($ir - 1) * 100) : 'n/a',
                     verdict(defined $ir ? $ir <= 1.05 : undef)];
 
+    push @targets, ['round robin instructions/request within +1% of stock (peer-selection core)',
+                    defined $ir ? sprintf('%+.1f%%', ($ir - 1) * 100) : 'n/a',
+                    verdict(defined $ir ? $ir <= 1.01 : undef)];
+    my $irb = get($cg, 'gateway_before', 'ratio_to_stock');
+    push @targets, ['same, the design before (gateway_before), for reference',
+                    sprintf('%+.1f%%', ($irb - 1) * 100), 'reference'] if defined $irb;
+
     my ($irg, $irl) = (get($cg, 'gateway', 'ir_per_request'), get($cg, 'lua', 'ir_per_request'));
     push @targets, ['same, as instructions/request (Lua / gateway)',
                     ($irg && $irl) ? sprintf('%.2f x', $irl / $irg) : 'n/a',
@@ -157,6 +175,11 @@ my @targets;
                     defined $shm ? "$shm MiB touched; 64m zone enough: " . ($fits // 'n/a') : 'n/a',
                     verdict(defined $shm ? ($shm < 64 && ($fits // 'yes') eq 'yes') : undef)];
 
+    my ($s3, $b3) = (get($scale, 'ir_per_request_scale_small', 'value'), get($scale, 'ir_per_request_scale_big3', 'value'));
+    push @targets, ['Ir/request independent of registry size (10,000 x 10 vs 1 x 3, same 3-instance service)',
+                    ($s3 && $b3) ? sprintf('%+.1f%% (%s vs %s)', ($b3 / $s3 - 1) * 100, $b3, $s3) : 'n/a',
+                    verdict(($s3 && $b3) ? $b3 / $s3 <= 1.01 : undef)];
+
     my $added = get($apply, 'during', 'added_p99_ms');
     my $big = get($apply, 'during', 'bulk_instances');
     my $amax = get($apply, 'during', 'added_max_ms');
@@ -165,13 +188,17 @@ my @targets;
                     (defined $added && $added ne 'nan')
                         ? sprintf('%+.3f ms (max %+.3f ms)', $added, $amax) : 'n/a',
                     verdict(defined $added ? ($added ne 'nan' && $added < 2) : undef)];
+
+    my ($lf, $mx) = (get($sel, 'lockfree', 'scaling_2w_over_1w'), get($sel, 'mutex', 'scaling_2w_over_1w'));
+    push @targets, ['selection microbenchmark: >= 1.9 x selections/s from 1 to 2 processes (lock-free, round robin, one service)',
+                    defined $lf ? sprintf('%.2f x (mutex design: %.2f x)', $lf, $mx // 0) : 'n/a',
+                    verdict(defined $lf ? $lf >= 1.9 : undef)];
 }
 
 # ------------------------------------------------------------------- write --
 
 my $doc = '';
-my $secs = join(', ', map { "$_ $meta{$_}{seconds} s" } grep { defined $meta{$_}{seconds} }
-                          qw(throughput callgrind convergence scale failover apply));
+my $secs = join(', ', map { "$_ $meta{$_}{seconds} s" } grep { defined $meta{$_}{seconds} } @SCEN);
 $m->{$_} //= 'n/a' for qw(date machine command git module);
 $doc .= <<"EOF";
 # ngx_gateway performance
@@ -196,7 +223,7 @@ EOF
 $doc .= "| $_->[0] | $_->[1] | $_->[2] |\n" for @targets;
 
 my @allp;
-for my $s (qw(throughput callgrind convergence scale failover apply)) {
+for my $s (@SCEN) {
     push @allp, map { "$s: $_" } problems($s);
 }
 $doc .= "\n### Problems the run detected automatically\n\n";
@@ -249,13 +276,16 @@ process (`master_process off`) under `valgrind --tool=callgrind`; after 200
 warm-up requests the counters
 are zeroed (`callgrind_control -z`), 2000 requests are sent over one
 keepalive connection, and the counts are dumped (`callgrind_control -d`).
+`gateway_before` is the same gateway configuration with the module built
+from another commit (`GATEWAY_MODULE_BEFORE`).
 
 EOF
+$doc .= ran('callgrind');
 $doc .= md_table($cg, [qw(variant requests runs ir_per_request min_ir_per_request max_ir_per_request ratio_to_stock module_ir_per_request)],
                  { ir_per_request => 'Ir/request (median of runs)', ratio_to_stock => 'ratio to stock',
                    min_ir_per_request => 'min', max_ir_per_request => 'max',
                    module_ir_per_request => 'Ir/request in ngx_http_gateway_* functions (self)' });
-for my $v (qw(gateway lua)) {
+for my $v (qw(gateway gateway_before lua)) {
     my $cgf = csv("callgrind_functions_$v.csv") or next;
     my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
     $doc .= "\n$v vs stock: where the difference comes from (self Ir per request by function, |difference| > 5, largest 15; static functions of the stripped binaries show as addresses):\n\n";
@@ -296,6 +326,7 @@ with a gateway whose registry is 1 service x 3 instances (callgrind with
 `resync=1h`; the periodic resync's cost is the idle CPU line).
 
 EOF
+$doc .= ran('scale');
 $doc .= md_table($scale);
 
 $doc .= <<"EOF";
@@ -350,7 +381,7 @@ gateway ran in Redis (revisions + snapshots), summed over the rounds.  The
 load client, the backends and Redis run on CPU 1.
 
 EOF
-$doc .= "Command: `$am->{command}`, $am->{date}, commit $am->{git}, module sha256 $am->{module}.\n" if $am->{date};
+$doc .= ran('apply');
 if ($apply) {
     my ($c, $r) = (get($apply, 'during', 'conns'), get($apply, 'during', 'resync'));
     $doc .= "Settings: `resync=$r`, $c connections.\n" if defined $c && defined $r;
@@ -365,6 +396,42 @@ $doc .= md_table($apply, [qw(phase bulk_instances rounds seconds rate requests e
                    redis_evals => 'redis evals' });
 $doc .= "\nPer-round numbers: [`apply_rounds.csv`](" . rel('apply_rounds.csv') . ").\n" if -f "$res/apply_rounds.csv";
 $doc .= "\n![latency while a large service is applied](" . rel('apply.png') . ")\n" if -f "$res/apply.png";
+
+$doc .= <<"EOF";
+
+## Selection scaling (microbenchmark)
+
+`bench/run selection`: how peer selection scales with worker processes on
+one shared zone.  A bench-only nginx module (`bench/selection/`, built by
+`bench/selection/build.sh` with nginx's configure into `build/selbench`,
+never part of the product .so) is loaded after the gateway module and
+runs N selections per request in a loop, as workers do per proxied
+request: *lockfree* calls the gateway's exported functions
+(`ngx_http_gateway_snapshot_get()`, the balancer's `select`, the hold, the
+`active` counter, the stats observer, `ngx_http_gateway_snapshot_put()`);
+*mutex* does on the same zone what the design before snapshots (commit
+5df22fa) did per request: zone mutex, rbtree lookup, SWRR over the
+instances, counters, unlock, then lock, counters, unlock.
+*lockfree_random* is the lock-free path with weighted random (no lock at
+all); *lockfree_split* is round robin with each worker on a service of its
+own.  nginx runs with 1 and 2 workers pinned one per CPU
+(`worker_cpu_affinity`); `bench/selection/drive.pl` opens a keepalive
+connection to each worker and sends the long request to all at once.  Per
+process = N / its loop's time; total = workers x N / (last end - first
+start).  Modes and worker counts interleaved, medians of rounds; nothing
+else of the suite runs meanwhile, but the machine is shared (load average
+below).
+
+EOF
+$doc .= ran('selection');
+$doc .= md_table($sel, undef, { per_process_1w => 'sel/s, 1 worker', total_1w => 'total, 1 worker',
+                                per_process_2w => 'sel/s per worker, 2 workers', total_2w => 'total, 2 workers',
+                                scaling_2w_over_1w => 'scaling 2 / 1 workers' });
+if ($selc) {
+    $doc .= "\nHold times (1 worker, one selection in 16 timed) and the on-paper ceiling for 64 workers (hold time x acquisitions per request x request rate):\n\n";
+    $doc .= md_table($selc);
+}
+$doc .= "\nPer-round numbers: [`selection_rounds.csv`](" . rel('selection_rounds.csv') . ").\n" if -f "$res/selection_rounds.csv";
 
 $doc .= <<"EOF";
 

@@ -20,11 +20,13 @@
  *   gateway_selbench_balance NAME;       the balancer of "lockfree"
  *                                        (round_robin by default)
  *
- * GET ...?n=N[&timed=1] answers one line of "key=value" pairs: the loop's
- * start and end (CLOCK_MONOTONIC, comparable between workers), its CPU
- * time, and how many times each peer index was chosen.  With timed=1 one
+ * GET ...?n=N[&timed=1][&counters=0] answers one line of "key=value"
+ * pairs: the loop's start and end (CLOCK_MONOTONIC, comparable between
+ * workers), its CPU time, and how many times each peer index was chosen.  With timed=1 one
  * selection in 16 also measures how long the lock is held (mutex) or how
  * long the balancer's select takes (lockfree), less the clock's own cost.
+ * counters=0 (a diagnostic, lockfree only) leaves out the shared counters
+ * ("active" and the stats observer) to show what they cost.
  */
 
 
@@ -70,7 +72,8 @@ typedef struct {
 static ngx_int_t ngx_http_selbench_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
-    ngx_uint_t n, ngx_uint_t timed, ngx_http_selbench_result_t *res);
+    ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
+    ngx_http_selbench_result_t *res);
 static ngx_int_t ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
     ngx_http_selbench_result_t *res);
@@ -144,7 +147,7 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     ngx_int_t                      rc, v;
     ngx_str_t                      arg;
     ngx_buf_t                     *b;
-    ngx_uint_t                     i, n, timed, last;
+    ngx_uint_t                     i, n, timed, counters, last;
     ngx_chain_t                    out;
     uint64_t                       start, end, cpu0, cpu1, clock_cost;
     ngx_http_selbench_result_t     res;
@@ -180,6 +183,9 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     timed = (ngx_http_arg(r, (u_char *) "timed", 5, &arg) == NGX_OK
              && arg.len == 1 && arg.data[0] == '1');
 
+    counters = !(ngx_http_arg(r, (u_char *) "counters", 8, &arg) == NGX_OK
+                 && arg.len == 1 && arg.data[0] == '0');
+
     ngx_memzero(&res, sizeof(ngx_http_selbench_result_t));
 
     clock_cost = timed ? ngx_http_selbench_clock_cost() : 0;
@@ -188,7 +194,8 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     start = ngx_http_selbench_ns(CLOCK_MONOTONIC);
 
     if (conf->mode == NGX_HTTP_SELBENCH_LOCKFREE) {
-        rc = ngx_http_selbench_lockfree(r, conf, gmcf, n, timed, &res);
+        rc = ngx_http_selbench_lockfree(r, conf, gmcf, n, timed, counters,
+                                        &res);
 
     } else {
         rc = ngx_http_selbench_mutex(conf, gmcf, n, timed, &res);
@@ -209,11 +216,11 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     p = ngx_sprintf(b->last,
                     "mode=%s pid=%P n=%ui start_ns=%uL end_ns=%uL "
                     "cpu_ns=%uL failed=%ui timed=%ui timed_ns=%uL "
-                    "clock_ns=%uL counts=",
+                    "clock_ns=%uL counters=%ui counts=",
                     conf->mode == NGX_HTTP_SELBENCH_LOCKFREE
                     ? "lockfree" : "mutex",
                     ngx_pid, n, start, end, cpu1 - cpu0, res.failed,
-                    res.timed, res.timed_ns, clock_cost);
+                    res.timed, res.timed_ns, clock_cost, counters);
 
     last = 0;
 
@@ -259,7 +266,8 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
-    ngx_uint_t n, ngx_uint_t timed, ngx_http_selbench_result_t *res)
+    ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
+    ngx_http_selbench_result_t *res)
 {
     u_char                        buf[NGX_SOCKADDRLEN + 256];
     uint64_t                      t0, t1;
@@ -322,16 +330,24 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
             ngx_memcpy(buf + peer->socklen, peer->name.data, peer->name.len);
         }
 
-        (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
+        if (counters) {
+            (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
+        }
+
         ngx_http_gateway_hold_peer(slot, peer);
 
         /* the attempt ends: peer.free, then the observers */
 
-        (void) ngx_atomic_fetch_add(&peer->inst->stats.active, -1);
+        if (counters) {
+            (void) ngx_atomic_fetch_add(&peer->inst->stats.active, -1);
+        }
+
         ngx_http_gateway_hold_peer(slot, NULL);
 
-        a.peer = peer;
-        ngx_http_gateway_stats_observe(&a);
+        if (counters) {
+            a.peer = peer;
+            ngx_http_gateway_stats_observe(&a);
+        }
 
         ngx_http_gateway_unhold(slot);
         ngx_http_gateway_snapshot_put(snap);

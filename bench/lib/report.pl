@@ -401,6 +401,11 @@ $doc .= md_table($apply, [qw(phase bulk_instances rounds seconds rate requests e
                    sync_worker_cpu_pct => 'sync worker CPU %', zone_changes => 'zone changes',
                    redis_evals => 'redis evals' });
 $doc .= "\nPer-round numbers: [`apply_rounds.csv`](" . rel('apply_rounds.csv') . ").\n" if -f "$res/apply_rounds.csv";
+if (my $ar = csv('apply_redis.csv')) {
+    $doc .= "\nRedis' slow log in each phase (commands over 5 ms; Redis shares CPU 1 with the load client and the backends):\n\n";
+    $doc .= md_table($ar, undef, { redis_commands_over_5ms => 'commands over 5 ms',
+                                   redis_slowest_ms => 'slowest (ms)', redis_slow_total_ms => 'their total (ms)' });
+}
 $doc .= "\n![latency while a large service is applied](" . rel('apply.png') . ")\n" if -f "$res/apply.png";
 
 $doc .= <<"EOF";

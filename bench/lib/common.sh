@@ -210,6 +210,9 @@ EOF
     keepalive_requests 1000000;
     keepalive_timeout 120s;
 EOF
+    # BENCH_HTTP_EXTRA: more http-level directives for every nginx variant
+    # (a diagnostic, e.g. "request_pool_size 8k;")
+    [ -z "${BENCH_HTTP_EXTRA:-}" ] || echo "    $BENCH_HTTP_EXTRA"
 }
 
 # the proxy_pass location body shared by every nginx proxy variant

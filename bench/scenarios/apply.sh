@@ -103,6 +103,18 @@ apply_phase() {
         >> "$APPLY_DIR/phases.txt"
 }
 
+# apply_slowlog ROUND PHASE: a row of results/apply_redis.csv from Redis'
+# slow log (entries: id, time, duration in us, ...)
+apply_slowlog() {
+    rcli -2 --json SLOWLOG GET 1024 | perl -MJSON::PP -e '
+        my ($r, $ph) = @ARGV;
+        my $l = decode_json(join "", <STDIN>);
+        my ($n, $max, $sum) = (0, 0, 0);
+        for my $e (@$l) { $n++; $sum += $e->[2]; $max = $e->[2] if $e->[2] > $max }
+        printf "%s,%s,%d,%.1f,%.1f\n", $r, $ph, $n, $max / 1000, $sum / 1000;
+    ' "$1" "$2" >> "$RESULTS/apply_redis.csv"
+}
+
 scenario_apply() {
     local n=${BENCH_APPLY_INSTANCES:-10000} resync=${BENCH_APPLY_RESYNC:-1s}
     local zone=${BENCH_APPLY_ZONE:-64m} tmo=${BENCH_APPLY_TIMEOUT:-60}
@@ -155,9 +167,18 @@ scenario_apply() {
     log "apply: writing service bulk, $n instances, no revision key"
     apply_populate "$n" "127.0.0.1:${BACKEND_PORTS[0]}"
 
+    # Redis' slow log: how long its scripts keep Redis (on LOAD_CPU, with the
+    # load client) busy in each phase
+    rcli CONFIG SET slowlog-log-slower-than 5000 > /dev/null
+    rcli CONFIG SET slowlog-max-len 1024 > /dev/null
+    echo "round,phase,redis_commands_over_5ms,redis_slowest_ms,redis_slow_total_ms" \
+        > "$RESULTS/apply_redis.csv"
+
     : > "$dir/phases.txt"
     for ((r = 1; r <= rounds; r++)); do
+        rcli SLOWLOG RESET > /dev/null
         apply_phase "$r" baseline 0 "$port" "$spid" "$opid"
+        apply_slowlog "$r" baseline
 
         rcli SADD gateway:services bulk > /dev/null
         rcli PUBLISH gateway:events bulk > /dev/null
@@ -167,7 +188,9 @@ scenario_apply() {
             die "apply: bulk not synced ($res)"
         fi
         log "apply: bulk synced after ${res%% *}s"
+        rcli SLOWLOG RESET > /dev/null
         apply_phase "$r" during "$n" "$port" "$spid" "$opid"
+        apply_slowlog "$r" during
 
         rcli SREM gateway:services bulk > /dev/null
         rcli PUBLISH gateway:events bulk > /dev/null

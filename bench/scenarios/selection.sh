@@ -1,0 +1,212 @@
+# scenario "selection": peer selections per second with 1 and 2 worker
+# processes on one shared zone, the design before snapshots (zone mutex
+# taken twice per request) against today's (lock-free snapshot reads).
+#
+# bench/selection/ is a bench-only nginx module (built by
+# bench/selection/build.sh into build/selbench, never part of the product
+# .so), loaded after $GATEWAY_MODULE, whose exported functions it calls: a
+# content handler runs N selections in a loop (see its comment).  nginx
+# runs with worker_processes W pinned one per CPU (worker_cpu_affinity);
+# bench/selection/drive.pl opens one keepalive connection to each worker
+# and sends the long request to all at once.  Per process: n / (end -
+# start); in total: W x n / (last end - first start), from CLOCK_MONOTONIC
+# stamps taken in the workers.  Designs and worker counts are interleaved;
+# medians of rounds.  Nothing else runs on the two CPUs (no load client),
+# but the machine is shared: run it when it is quiet.
+#
+# Designs ("modes"): mutex (before), lockfree (today, the upstream's
+# round robin: its per-service spinlock), lockfree_random (today, weighted
+# random: no lock at all), and lockfree_split (today, round robin, each
+# worker on a service of its own: nothing shared but the name index).
+#
+# A timed run with 1 worker measures the hold time: mutex: how long the
+# zone mutex is held per acquisition (2 per request); lockfree: how long
+# the balancer's select takes (round robin holds its spinlock for most of
+# it); the clock's own cost is subtracted.
+#
+#   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
+#   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split")
+#   BENCH_SEL_INSTANCES (3) instances of the service
+#   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
+
+sel_conf() {    # sel_conf DIR PORT WORKERS SO
+    local dir=$1 port=$2 w=$3 so=$4 aff
+    aff=$([ "$w" = 1 ] && echo "01" || echo "01 10")
+    {
+        echo "load_module $GATEWAY_MODULE;"
+        echo "load_module $so;"
+        nginx_main_conf "$dir" "$w"
+        echo "worker_cpu_affinity $aff;"
+        echo "http {"
+        nginx_http_common "$dir"
+        echo "    gateway_registry zone=gw:16m;"
+        echo "    server {"
+        echo "        listen 127.0.0.1:$port reuseport backlog=4096;"
+        echo "        location /gateway/ { gateway_admin; }"
+        echo "        location = /mutex { gateway_selbench mutex users; }"
+        echo "        location = /lockfree { gateway_selbench lockfree users; }"
+        echo "        location = /lockfree_random {"
+        echo "            gateway_selbench_balance random;"
+        echo "            gateway_selbench lockfree users;"
+        echo "        }"
+        echo "        location = /lockfree_other { gateway_selbench lockfree orders; }"
+        echo "    }"
+        echo "}"
+    } > "$dir/nginx.conf"
+}
+
+sel_path() {    # the request path(s) of a mode, one per worker
+    case "$1" in
+        lockfree_split) echo "/lockfree,/lockfree_other" ;;
+        *) echo "/$1" ;;
+    esac
+}
+
+# sel_run PORT WORKERS MODE N [ARGS]: drive.pl's lines for one request per
+# worker; prints "per_process_rate total_rate cpu_s_max"
+sel_measure() {
+    local port=$1 w=$2 mode=$3 n=$4 args=${5:-} out
+    out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "$args") \
+        || die "selection: drive.pl failed for $mode with $w workers"
+
+    awk '
+        {
+            for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            n = v["n"]; s = v["start_ns"]; e = v["end_ns"]
+            if (v["failed"] != 0) bad = 1
+            np++; sum += n / ((e - s) / 1e9); tot += n
+            if (np == 1 || s < first) first = s
+            if (np == 1 || e > last) last = e
+        }
+        END {
+            if (bad) { print "FAILED"; exit }
+            printf "%.0f %.0f\n", sum / np, tot / ((last - first) / 1e9)
+        }' <<<"$out"
+}
+
+scenario_selection() {
+    local dir=$BENCH_TMP/selection so
+    local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
+    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_random lockfree_split})
+    local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
+    local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
+    local w r m port i pids res
+    mkdir -p "$dir"
+
+    so=$("$BENCH_DIR/selection/build.sh" "$REPO/build/selbench") \
+        || die "selection: the bench module did not build"
+
+    echo "round,workers,mode,n_per_worker,per_process_sel_per_s,total_sel_per_s" > "$raw"
+    declare -A port_of=() pid_of=()
+
+    for w in 1 2; do
+        port=$(free_port)
+        mkdir -p "$dir/w$w"
+        sel_conf "$dir/w$w" "$port" "$w" "$so"
+        start_nginx "selbench-w$w" "$dir/w$w" "" "$port"
+        port_of[$w]=$port
+        pid_of[$w]=$NGINX_PID
+        for i in $(seq 1 "$ninst"); do
+            sel_register "$port" users "u$i" "127.0.0.1:$((20000 + i))"
+            sel_register "$port" orders "o$i" "127.0.0.1:$((21000 + i))"
+        done
+        # every worker answers, and each mode selects (n=1000)
+        for m in "${modes[@]}"; do
+            res=$(sel_measure "$port" "$w" "$m" 1000)
+            [ "$res" != FAILED ] || die "selection: $m selected nothing"
+        done
+    done
+
+    # interleaved: each round runs every (workers, mode) pair once, in an
+    # order rotated by the round
+    local pairs=() k
+    for w in 1 2; do for m in "${modes[@]}"; do pairs+=("$w:$m"); done; done
+    for ((r = 1; r <= rounds; r++)); do
+        for ((k = 0; k < ${#pairs[@]}; k++)); do
+            local p=${pairs[$(( (k + r - 1) % ${#pairs[@]} ))]}
+            w=${p%%:*}; m=${p#*:}
+            res=$(sel_measure "${port_of[$w]}" "$w" "$m" "$n")
+            [ "$res" != FAILED ] || die "selection: $m failed selections"
+            set -- $res
+            log "selection: round $r/$rounds  $w worker(s)  $m: $1 sel/s per process, $2 in total"
+            echo "$r,$w,$m,$n,$1,$2" >> "$raw"
+        done
+    done
+
+    # hold times, 1 worker: one selection in 16 timed
+    local hold_mutex hold_rr clock_ns
+    res=$(perl "$BENCH_DIR/selection/drive.pl" "${port_of[1]}" 1 /mutex "$n" timed=1)
+    read -r hold_mutex clock_ns < <(sel_hold <<<"$res")
+    res=$(perl "$BENCH_DIR/selection/drive.pl" "${port_of[1]}" 1 /lockfree "$n" timed=1)
+    read -r hold_rr clock_ns < <(sel_hold <<<"$res")
+
+    # the counters the lock-free path kept are the real ones: every
+    # selection counted once, nothing left active
+    sel_check_counters "${port_of[2]}"
+
+    for w in 1 2; do stop_pid "${pid_of[$w]}" QUIT; done
+
+    echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,rounds" > "$sum"
+    for m in "${modes[@]}"; do
+        awk -F, -v m="$m" -v rounds="$rounds" '
+            function med(a, n,   i, j, t) {
+                for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+                return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+            }
+            NR > 1 && $3 == m { k = $2; np[k]++; pp[k, np[k]] = $5; tt[k, np[k]] = $6 }
+            END {
+                for (k = 1; k <= 2; k++) {
+                    delete a; for (i = 1; i <= np[k]; i++) a[i] = pp[k, i]; P[k] = med(a, np[k])
+                    delete a; for (i = 1; i <= np[k]; i++) a[i] = tt[k, i]; T[k] = med(a, np[k])
+                }
+                printf "%s,%.0f,%.0f,%.0f,%.0f,%.2f,%d\n", m, P[1], T[1], P[2], T[2], T[2] / T[1], rounds
+            }' "$raw" >> "$sum"
+    done
+
+    # the on-paper ceiling for 64 workers at $rate req/s each: a global
+    # lock is busy 64 x rate x acquisitions x hold of every second
+    {
+        echo "metric,value,unit,note"
+        echo "clock_cost_ns,$clock_ns,ns,\"one CLOCK_MONOTONIC read, subtracted from every timed interval\""
+        echo "mutex_hold_ns_per_acquisition,$hold_mutex,ns,\"zone mutex held per acquisition, 2 per request (1 worker, 1 selection in 16 timed)\""
+        echo "rr_select_ns,$hold_rr,ns,\"the round robin select call, its service spinlock held for most of it (1 worker)\""
+        awk -v h="$hold_mutex" -v rr="$hold_rr" -v rate="$rate" 'BEGIN {
+            printf "mutex_ceiling_req_per_s,%.0f,req/s,\"1 / (2 x hold): all workers together, whatever their number\"\n", 1e9 / (2 * h)
+            printf "mutex_busy_64_workers,%.3f,fraction,\"64 x %d req/s x 2 x hold: share of each second the zone mutex is held\"\n", 64 * rate * 2 * h / 1e9, rate
+            printf "rr_ceiling_req_per_s_per_service,%.0f,req/s,\"1 / select time: one service, all workers together; other services do not share it\"\n", 1e9 / rr
+            printf "rr_busy_64_workers_one_service,%.3f,fraction,\"64 x %d req/s x 1 x select time, every request to one service\"\n", 64 * rate * rr / 1e9, rate
+            printf "lockfree_global_lock_acquisitions,0,per request,\"no lock shared by all services on the request path\"\n"
+        }'
+    } > "$RESULTS/selection_ceiling.csv"
+
+    print_csv_table "$sum" "mode per_process_1w total_1w per_process_2w total_2w scaling_2w_over_1w rounds"
+    echo
+    print_csv_table "$RESULTS/selection_ceiling.csv" "metric value unit note"
+}
+
+sel_register() {    # sel_register PORT SERVICE ID ADDRESS
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+        "http://127.0.0.1:$1/gateway/services/$2/instances/$3" -d "{\"address\":\"$4\"}")
+    [ "$code" = 201 ] || [ "$code" = 200 ] || die "selection: registering $2/$3 answered $code"
+}
+
+# mean timed interval less one clock read, from drive.pl's line: "HOLD CLOCK"
+sel_hold() {
+    awk '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        h = v["timed_ns"] / v["timed"] - v["clock_ns"]
+        printf "%.1f %d\n", h < 0 ? 0 : h, v["clock_ns"]
+    }'
+}
+
+sel_check_counters() {   # the admin API's view after the runs
+    local port=$1 body
+    body=$(curl -s "http://127.0.0.1:$port/gateway/services/users")
+    perl -e '
+        my $b = shift; my @a = $b =~ /"active":(\d+)/g; my @r = $b =~ /"requests":(\d+)/g;
+        die "selection: no instances in the admin API\n" unless @a;
+        die "selection: active is not 0 after the runs: @a\n" if grep { $_ != 0 } @a;
+        die "selection: no requests counted: @r\n" if grep { $_ == 0 } @r;
+    ' "$body" || die "selection: counters check failed"
+}

@@ -1,0 +1,633 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+/*
+ * Bench-only module (bench/selection, never part of the product .so): a
+ * content handler that selects and releases a peer of one service N times
+ * in a loop, the way a worker does for each proxied request, on the zone of
+ * ngx_http_gateway_module.so (loaded before it: nginx dlopens modules
+ * RTLD_GLOBAL, so the gateway's exported functions resolve here).
+ *
+ *   gateway_selbench lockfree SERVICE;   today's path: the real functions
+ *       (snapshot_get, the upstream's balancer select, hold, the stats
+ *       observer, snapshot_put), no zone lock
+ *   gateway_selbench mutex SERVICE;      the design before snapshots, on
+ *       the same zone: zone mutex, rbtree lookup, SWRR over the service's
+ *       instances, counters, unlock; then lock, counters, unlock
+ *   gateway_selbench_balance NAME;       the balancer of "lockfree"
+ *                                        (round_robin by default)
+ *
+ * GET ...?n=N[&timed=1][&counters=0] answers one line of "key=value"
+ * pairs: the loop's start and end (CLOCK_MONOTONIC, comparable between
+ * workers), its CPU time, and how many times each peer index was chosen.  With timed=1 one
+ * selection in 16 also measures how long the lock is held (mutex) or how
+ * long the balancer's select takes (lockfree), less the clock's own cost.
+ * counters=0 (a diagnostic, lockfree only) leaves out the shared counters
+ * ("active" and the stats observer) to show what they cost.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gateway.h"
+#include "ngx_http_gateway_balancer.h"
+
+
+#define NGX_HTTP_SELBENCH_LOCKFREE  1
+#define NGX_HTTP_SELBENCH_MUTEX     2
+
+#define NGX_HTTP_SELBENCH_COUNTS    64
+#define NGX_HTTP_SELBENCH_MAX_N     1000000000
+#define NGX_HTTP_SELBENCH_SAMPLE    15      /* one in 16 */
+
+
+typedef struct {
+    ngx_uint_t                    mode;
+    ngx_str_t                     service;
+    uint32_t                      hash;
+    ngx_http_gateway_balancer_t  *balancer;
+    void                         *balancer_conf;
+} ngx_http_selbench_loc_conf_t;
+
+
+typedef struct {
+    ngx_msec_t                    now;
+    ngx_http_gateway_service_t   *svc;      /* mutex mode */
+} ngx_http_selbench_ctx_t;
+
+
+typedef struct {
+    ngx_uint_t                    counts[NGX_HTTP_SELBENCH_COUNTS];
+    ngx_uint_t                    failed;
+    uint64_t                      timed_ns;
+    ngx_uint_t                    timed;
+} ngx_http_selbench_result_t;
+
+
+static ngx_int_t ngx_http_selbench_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_selbench_lockfree(ngx_http_request_t *r,
+    ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
+    ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
+    ngx_http_selbench_result_t *res);
+static ngx_int_t ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
+    ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
+    ngx_http_selbench_result_t *res);
+static ngx_uint_t ngx_http_selbench_eligible(ngx_http_gateway_select_t *sel,
+    ngx_uint_t i);
+static ngx_gateway_swrr_t *ngx_http_selbench_old_peer(void *ctx, size_t i);
+static uint64_t ngx_http_selbench_ns(clockid_t clock);
+static uint64_t ngx_http_selbench_clock_cost(void);
+static void *ngx_http_selbench_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_selbench(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_selbench_balance(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_selbench_commands[] = {
+
+    { ngx_string("gateway_selbench"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_selbench,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gateway_selbench_balance"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_selbench_balance,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_selbench_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_selbench_create_loc_conf,     /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gateway_selbench_module = {
+    NGX_MODULE_V1,
+    &ngx_http_selbench_module_ctx,         /* module context */
+    ngx_http_selbench_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_selbench_handler(ngx_http_request_t *r)
+{
+    u_char                        *p;
+    ngx_int_t                      rc, v;
+    ngx_str_t                      arg;
+    ngx_buf_t                     *b;
+    ngx_uint_t                     i, n, timed, counters, last;
+    ngx_chain_t                    out;
+    uint64_t                       start, end, cpu0, cpu1, clock_cost;
+    ngx_http_selbench_result_t     res;
+    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_http_selbench_loc_conf_t  *conf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    conf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_selbench_module);
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
+
+    if (gmcf == NULL || gmcf->sh == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = 1;
+
+    if (ngx_http_arg(r, (u_char *) "n", 1, &arg) == NGX_OK) {
+        v = ngx_atoi(arg.data, arg.len);
+        if (v <= 0 || v > NGX_HTTP_SELBENCH_MAX_N) {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+        n = (ngx_uint_t) v;
+    }
+
+    timed = (ngx_http_arg(r, (u_char *) "timed", 5, &arg) == NGX_OK
+             && arg.len == 1 && arg.data[0] == '1');
+
+    counters = !(ngx_http_arg(r, (u_char *) "counters", 8, &arg) == NGX_OK
+                 && arg.len == 1 && arg.data[0] == '0');
+
+    ngx_memzero(&res, sizeof(ngx_http_selbench_result_t));
+
+    clock_cost = timed ? ngx_http_selbench_clock_cost() : 0;
+
+    cpu0 = ngx_http_selbench_ns(CLOCK_PROCESS_CPUTIME_ID);
+    start = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+
+    if (conf->mode == NGX_HTTP_SELBENCH_LOCKFREE) {
+        rc = ngx_http_selbench_lockfree(r, conf, gmcf, n, timed, counters,
+                                        &res);
+
+    } else {
+        rc = ngx_http_selbench_mutex(conf, gmcf, n, timed, &res);
+    }
+
+    end = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+    cpu1 = ngx_http_selbench_ns(CLOCK_PROCESS_CPUTIME_ID);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    b = ngx_create_temp_buf(r->pool, 512 + NGX_HTTP_SELBENCH_COUNTS * 24);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(b->last,
+                    "mode=%s pid=%P n=%ui start_ns=%uL end_ns=%uL "
+                    "cpu_ns=%uL failed=%ui timed=%ui timed_ns=%uL "
+                    "clock_ns=%uL counters=%ui counts=",
+                    conf->mode == NGX_HTTP_SELBENCH_LOCKFREE
+                    ? "lockfree" : "mutex",
+                    ngx_pid, n, start, end, cpu1 - cpu0, res.failed,
+                    res.timed, res.timed_ns, clock_cost, counters);
+
+    last = 0;
+
+    for (i = 0; i < NGX_HTTP_SELBENCH_COUNTS; i++) {
+        if (res.counts[i]) {
+            last = i + 1;
+        }
+    }
+
+    for (i = 0; i < last; i++) {
+        p = ngx_sprintf(p, "%s%ui", i ? ":" : "", res.counts[i]);
+    }
+
+    *p++ = LF;
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * What ngx_http_gateway_upstream_choose(), _free_peer() and _report() do
+ * for a request that succeeds at its first attempt, through the same
+ * exported functions; the address is copied as the core copies it into
+ * the request (here onto the stack: the pool would grow with n).
+ */
+
+static ngx_int_t
+ngx_http_selbench_lockfree(ngx_http_request_t *r,
+    ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
+    ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
+    ngx_http_selbench_result_t *res)
+{
+    u_char                        buf[NGX_SOCKADDRLEN + 256];
+    uint64_t                      t0, t1;
+    ngx_int_t                     i;
+    ngx_uint_t                    k, slot;
+    ngx_http_gateway_peer_t      *peer;
+    ngx_http_selbench_ctx_t       ctx;
+    ngx_http_gateway_select_t     sel;
+    ngx_http_gateway_attempt_t    a;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    ngx_memzero(&a, sizeof(ngx_http_gateway_attempt_t));
+    a.request = r;
+    a.service = &conf->service;
+    a.number = 1;
+    a.result = NGX_HTTP_GATEWAY_ATTEMPT_OK;
+
+    for (k = 0; k < n; k++) {
+
+        snap = ngx_http_gateway_snapshot_get(gmcf, &conf->service,
+                                             conf->hash);
+        if (snap == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx.now = ngx_current_msec;
+
+        sel.snap = snap;
+        sel.eligible = ngx_http_selbench_eligible;
+        sel.ctx = &ctx;
+        sel.conf = conf->balancer_conf;
+        sel.request = r;
+
+        if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
+            t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+            i = conf->balancer->select(&sel);
+            t1 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+            res->timed_ns += t1 - t0;
+            res->timed++;
+
+        } else {
+            i = conf->balancer->select(&sel);
+        }
+
+        if (i == NGX_DECLINED) {
+            ngx_http_gateway_snapshot_put(snap);
+            res->failed++;
+            continue;
+        }
+
+        peer = &snap->peers[i];
+
+        if (ngx_http_gateway_hold(gmcf, snap, &slot) != NGX_OK) {
+            ngx_http_gateway_snapshot_put(snap);
+            return NGX_ERROR;
+        }
+
+        if (peer->socklen + peer->name.len <= sizeof(buf)) {
+            ngx_memcpy(buf, peer->sockaddr, peer->socklen);
+            ngx_memcpy(buf + peer->socklen, peer->name.data, peer->name.len);
+        }
+
+        if (counters) {
+            (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
+        }
+
+        ngx_http_gateway_hold_peer(slot, peer);
+
+        /* the attempt ends: peer.free, then the observers */
+
+        if (counters) {
+            (void) ngx_atomic_fetch_add(&peer->inst->stats.active, -1);
+        }
+
+        ngx_http_gateway_hold_peer(slot, NULL);
+
+        if (counters) {
+            a.peer = peer;
+            ngx_http_gateway_stats_observe(&a);
+        }
+
+        ngx_http_gateway_unhold(slot);
+        ngx_http_gateway_snapshot_put(snap);
+
+        res->counts[i < NGX_HTTP_SELBENCH_COUNTS
+                    ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The per-request work of the design before snapshots (commit 5df22fa,
+ * ngx_http_gateway_upstream_choose() and _free_peer()): everything under
+ * the zone's slab mutex, taken twice.  The instances' own SWRR state (the
+ * round robin balancer's) stands for the old one; "active" and "requests"
+ * stand for the old plain refs/conns/requests counters.
+ */
+
+static ngx_int_t
+ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
+    ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
+    ngx_http_selbench_result_t *res)
+{
+    u_char                        buf[NGX_SOCKADDRLEN + 256];
+    ssize_t                       i;
+    uint64_t                      t0, t1;
+    ngx_uint_t                    k, sample;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_selbench_ctx_t       ctx;
+    ngx_http_gateway_instance_t  *inst;
+
+    shpool = gmcf->shpool;
+
+    for (k = 0; k < n; k++) {
+
+        sample = timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0;
+        t0 = 0;
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        if (sample) {
+            t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+        }
+
+        ctx.svc = ngx_http_gateway_service_find(gmcf, &conf->service,
+                                                conf->hash);
+        if (ctx.svc == NULL) {
+            ngx_shmtx_unlock(&shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        ctx.now = ngx_current_msec;
+
+        i = ngx_gateway_swrr_select(ctx.svc->ninstances,
+                                    ngx_http_selbench_old_peer, &ctx);
+        if (i < 0) {
+            ngx_shmtx_unlock(&shpool->mutex);
+            res->failed++;
+            continue;
+        }
+
+        inst = ctx.svc->instances[i];
+
+        if (inst->socklen + inst->name.len <= sizeof(buf)) {
+            ngx_memcpy(buf, inst->sockaddr, inst->socklen);
+            ngx_memcpy(buf + inst->socklen, inst->name.data, inst->name.len);
+        }
+
+        inst->stats.active++;
+        inst->stats.requests++;
+
+        if (sample) {
+            t1 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+            res->timed_ns += t1 - t0;
+            res->timed++;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        /* the attempt ends: the second lock */
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        if (sample) {
+            t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+        }
+
+        inst->stats.active--;
+
+        if (inst->removed && inst->nsnaps == 0) {
+            res->failed++;      /* the old code freed it here */
+        }
+
+        if (sample) {
+            t1 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+            res->timed_ns += t1 - t0;
+            res->timed++;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        res->counts[i < NGX_HTTP_SELBENCH_COUNTS
+                    ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the core's filter for a first attempt: up and not expired */
+
+static ngx_uint_t
+ngx_http_selbench_eligible(ngx_http_gateway_select_t *sel, ngx_uint_t i)
+{
+    ngx_http_selbench_ctx_t *ctx = sel->ctx;
+
+    ngx_msec_t                expires;
+    ngx_http_gateway_peer_t  *peer;
+
+    peer = &sel->snap->peers[i];
+
+    if (peer->state != NGX_GATEWAY_STATE_UP) {
+        return 0;
+    }
+
+    expires = peer->inst->expires;
+
+    return !(expires && (ngx_msec_int_t) (expires - ctx->now) <= 0);
+}
+
+
+static ngx_gateway_swrr_t *
+ngx_http_selbench_old_peer(void *data, size_t i)
+{
+    ngx_http_selbench_ctx_t *ctx = data;
+
+    ngx_msec_t                    expires;
+    ngx_http_gateway_instance_t  *inst;
+
+    inst = ctx->svc->instances[i];
+
+    if (inst->state != NGX_GATEWAY_STATE_UP) {
+        return NULL;
+    }
+
+    expires = inst->expires;
+
+    if (expires && (ngx_msec_int_t) (expires - ctx->now) <= 0) {
+        return NULL;
+    }
+
+    return ngx_http_gateway_balancer_instance(
+                              &ngx_http_gateway_balancer_round_robin, inst);
+}
+
+
+static uint64_t
+ngx_http_selbench_ns(clockid_t clock)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(clock, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
+/* what two back-to-back clock reads add to a timed interval */
+
+static uint64_t
+ngx_http_selbench_clock_cost(void)
+{
+    uint64_t    t0, t1, sum;
+    ngx_uint_t  k;
+
+    sum = 0;
+
+    for (k = 0; k < 100000; k++) {
+        t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+        t1 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+        sum += t1 - t0;
+    }
+
+    return sum / 100000;
+}
+
+
+static void *
+ngx_http_selbench_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_selbench_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_selbench_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    return conf;
+}
+
+
+static char *
+ngx_http_selbench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_selbench_loc_conf_t *slcf = conf;
+
+    ngx_str_t                 *value, name;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (slcf->mode) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "lockfree") == 0) {
+        slcf->mode = NGX_HTTP_SELBENCH_LOCKFREE;
+
+    } else if (ngx_strcmp(value[1].data, "mutex") == 0) {
+        slcf->mode = NGX_HTTP_SELBENCH_MUTEX;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid mode \"%V\" of \"gateway_selbench\", "
+                           "it must be \"lockfree\" or \"mutex\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!ngx_gateway_valid_name((const char *) value[2].data, value[2].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid service name in \"gateway_selbench\"");
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->service = value[2];
+    slcf->hash = ngx_crc32_short(value[2].data, value[2].len);
+
+    if (slcf->balancer == NULL) {
+        ngx_str_set(&name, "round_robin");
+        slcf->balancer = ngx_http_gateway_balancer_find(&name);
+        if (slcf->balancer == NULL) {
+            return "has no round_robin balancer to use";
+        }
+
+        slcf->balancer_conf = slcf->balancer->create_conf(cf, NULL, 0);
+        if (slcf->balancer_conf == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_selbench_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_selbench_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_selbench_loc_conf_t *slcf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    slcf->balancer = ngx_http_gateway_balancer_find(&value[1]);
+    if (slcf->balancer == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown balancer \"%V\" in "
+                           "\"gateway_selbench_balance\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->balancer_conf = slcf->balancer->create_conf(cf, NULL, 0);
+    if (slcf->balancer_conf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

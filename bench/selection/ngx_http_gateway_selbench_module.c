@@ -77,8 +77,6 @@ static ngx_int_t ngx_http_selbench_lockfree(ngx_http_request_t *r,
 static ngx_int_t ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
     ngx_http_selbench_result_t *res);
-static ngx_uint_t ngx_http_selbench_eligible(ngx_http_gateway_select_t *sel,
-    ngx_uint_t i);
 static ngx_gateway_swrr_t *ngx_http_selbench_old_peer(void *ctx, size_t i);
 static uint64_t ngx_http_selbench_ns(clockid_t clock);
 static uint64_t ngx_http_selbench_clock_cost(void);
@@ -269,12 +267,11 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
     ngx_http_selbench_result_t *res)
 {
-    u_char                        buf[NGX_SOCKADDRLEN + 256];
+    u_char                        buf[256];
     uint64_t                      t0, t1;
     ngx_int_t                     i;
     ngx_uint_t                    k, slot;
     ngx_http_gateway_peer_t      *peer;
-    ngx_http_selbench_ctx_t       ctx;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_attempt_t    a;
     ngx_http_gateway_snapshot_t  *snap;
@@ -287,19 +284,19 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
 
     for (k = 0; k < n; k++) {
 
-        snap = ngx_http_gateway_snapshot_get(gmcf, &conf->service,
-                                             conf->hash);
-        if (snap == NULL) {
+        if (ngx_http_gateway_snapshot_get(gmcf, &conf->service, conf->hash,
+                                          &snap, &slot)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
-        ctx.now = ngx_current_msec;
-
         sel.snap = snap;
-        sel.eligible = ngx_http_selbench_eligible;
-        sel.ctx = &ctx;
         sel.conf = conf->balancer_conf;
         sel.request = r;
+        sel.tried = NULL;
+        sel.ntried = 0;
+        sel.expiry = (gmcf->redis == NULL);
 
         if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
@@ -313,21 +310,15 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         }
 
         if (i == NGX_DECLINED) {
-            ngx_http_gateway_snapshot_put(snap);
+            ngx_http_gateway_snapshot_put(slot);
             res->failed++;
             continue;
         }
 
         peer = &snap->peers[i];
 
-        if (ngx_http_gateway_hold(gmcf, snap, &slot) != NGX_OK) {
-            ngx_http_gateway_snapshot_put(snap);
-            return NGX_ERROR;
-        }
-
-        if (peer->socklen + peer->name.len <= sizeof(buf)) {
-            ngx_memcpy(buf, peer->sockaddr, peer->socklen);
-            ngx_memcpy(buf + peer->socklen, peer->name.data, peer->name.len);
+        if (peer->name.len <= sizeof(buf)) {
+            ngx_memcpy(buf, peer->name.data, peer->name.len);
         }
 
         if (counters) {
@@ -349,8 +340,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
             ngx_http_gateway_stats_observe(&a);
         }
 
-        ngx_http_gateway_unhold(slot);
-        ngx_http_gateway_snapshot_put(snap);
+        ngx_http_gateway_snapshot_put(slot);
 
         res->counts[i < NGX_HTTP_SELBENCH_COUNTS
                     ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
@@ -456,28 +446,6 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     }
 
     return NGX_OK;
-}
-
-
-/* the core's filter for a first attempt: up and not expired */
-
-static ngx_uint_t
-ngx_http_selbench_eligible(ngx_http_gateway_select_t *sel, ngx_uint_t i)
-{
-    ngx_http_selbench_ctx_t *ctx = sel->ctx;
-
-    ngx_msec_t                expires;
-    ngx_http_gateway_peer_t  *peer;
-
-    peer = &sel->snap->peers[i];
-
-    if (peer->state != NGX_GATEWAY_STATE_UP) {
-        return 0;
-    }
-
-    expires = peer->inst->expires;
-
-    return !(expires && (ngx_msec_int_t) (expires - ctx->now) <= 0);
 }
 
 
@@ -594,7 +562,8 @@ ngx_http_selbench(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return "has no round_robin balancer to use";
         }
 
-        slcf->balancer_conf = slcf->balancer->create_conf(cf, NULL, 0);
+        slcf->balancer_conf = ngx_http_gateway_balancer_create_conf(cf,
+                                                      slcf->balancer, NULL, 0);
         if (slcf->balancer_conf == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -624,7 +593,8 @@ ngx_http_selbench_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    slcf->balancer_conf = slcf->balancer->create_conf(cf, NULL, 0);
+    slcf->balancer_conf = ngx_http_gateway_balancer_create_conf(cf,
+                                                      slcf->balancer, NULL, 0);
     if (slcf->balancer_conf == NULL) {
         return NGX_CONF_ERROR;
     }

@@ -409,10 +409,19 @@ ngx_int_t ngx_http_gateway_state_save(ngx_http_gateway_main_conf_t *gmcf,
 
 ngx_int_t ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     ngx_http_gateway_redis_conf_t *rc);
+redisAsyncContext *ngx_http_gateway_redis_connect(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_log_t *log,
+    redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect,
+    ngx_uint_t select);
+ngx_str_t *ngx_http_gateway_redis_errstr(redisReply *reply, ngx_str_t *v,
+    u_char *buf);
+void ngx_http_gateway_redis_admin_close(void);
+
+/* the sync: ngx_http_gateway_sync.c */
+
 void ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
     ngx_cycle_t *cycle);
 void ngx_http_gateway_sync_stop(void);
-void ngx_http_gateway_redis_admin_close(void);
 
 /*
  * A command sent on the serving worker's own connection.  The handler gets
@@ -430,8 +439,11 @@ struct ngx_http_gateway_redis_call_s {
     void                              *data;
 };
 
+/* a record from an instance's hash: ngx_http_gateway_redis_schema.c */
+
 ngx_int_t ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
     redisReply *fields, ngx_gateway_record_t *rec, const char **err);
+
 ngx_http_gateway_redis_call_t *ngx_http_gateway_redis_call(
     ngx_http_gateway_main_conf_t *gmcf, int argc, const char **argv,
     const size_t *argvlen, ngx_log_t *log);

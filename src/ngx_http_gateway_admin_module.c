@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_gateway.h"
+#include "ngx_http_gateway_redis_schema.h"
 
 
 #define NGX_HTTP_GATEWAY_ADMIN_BODY_MAX  65536
@@ -164,69 +165,6 @@ ngx_module_t  ngx_http_gateway_admin_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
-
-
-/* HSET in Redis 4+ takes many pairs; ARGV: prefix service id, then fields */
-
-static const char  ngx_http_gateway_script_register[] =
-    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local b = p .. 'svc:' .. s\n"
-    "local k = b .. ':inst:' .. id\n"
-    "for _, key in ipairs({b .. ':ids', p .. 'services'}) do\n"
-    "  local t = redis.call('TYPE', key).ok\n"
-    "  if t ~= 'set' and t ~= 'none' then\n"
-    "    return redis.error_reply(key .. ' is not a set')\n"
-    "  end\n"
-    "end\n"
-    "local r = redis.call('TYPE', b .. ':rev').ok\n"
-    "if r ~= 'none' and (r ~= 'string'\n"
-    "    or not tonumber(redis.call('GET', b .. ':rev'))) then\n"
-    "  return redis.error_reply(b .. ':rev is not an integer')\n"
-    "end\n"
-    "local existed = redis.call('EXISTS', k)\n"
-    "redis.call('DEL', k)\n"
-    "redis.call('HSET', k, 'address', ARGV[4], 'weight', ARGV[5],\n"
-    "           'zone', ARGV[6], 'state', ARGV[7], 'metadata', ARGV[8],\n"
-    "           'ttl', ARGV[9])\n"
-    "if tonumber(ARGV[9]) > 0 then redis.call('EXPIRE', k, ARGV[9]) end\n"
-    "redis.call('SADD', b .. ':ids', id)\n"
-    "redis.call('SADD', p .. 'services', s)\n"
-    "local rev = redis.call('INCR', b .. ':rev')\n"
-    "redis.call('PUBLISH', p .. 'events', s)\n"
-    "return {existed, rev}\n";
-
-static const char  ngx_http_gateway_script_patch[] =
-    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local b = p .. 'svc:' .. s\n"
-    "local k = b .. ':inst:' .. id\n"
-    "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
-    "for i = 4, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end\n"
-    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
-    "if t > 0 then redis.call('EXPIRE', k, t) else\n"
-    "  redis.call('PERSIST', k) end\n"
-    "local rev = redis.call('INCR', b .. ':rev')\n"
-    "redis.call('PUBLISH', p .. 'events', s)\n"
-    "return {1, rev, redis.call('HGETALL', k)}\n";
-
-static const char  ngx_http_gateway_script_heartbeat[] =
-    "local k = ARGV[1] .. 'svc:' .. ARGV[2] .. ':inst:' .. ARGV[3]\n"
-    "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
-    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
-    "if t > 0 then redis.call('EXPIRE', k, t) end\n"
-    "return {1, 0, redis.call('HGETALL', k)}\n";
-
-static const char  ngx_http_gateway_script_deregister[] =
-    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local b = p .. 'svc:' .. s\n"
-    "local d = redis.call('DEL', b .. ':inst:' .. id)\n"
-    "local r = redis.call('SREM', b .. ':ids', id)\n"
-    "if d + r == 0 then return {0} end\n"
-    "if redis.call('SCARD', b .. ':ids') == 0 then\n"
-    "  redis.call('SREM', p .. 'services', s)\n"
-    "end\n"
-    "local rev = redis.call('INCR', b .. ':rev')\n"
-    "redis.call('PUBLISH', p .. 'events', s)\n"
-    "return {1, rev}\n";
 
 
 static ngx_int_t
@@ -880,7 +818,7 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
     ngx_str_t                      v;
     ngx_uint_t                     i;
     const char                    *argv[NGX_HTTP_GATEWAY_ADMIN_ARGS];
-    const char                    *script;
+    const ngx_str_t               *script;
     ngx_http_cleanup_t            *cln;
     ngx_gateway_record_t          *rec;
     ngx_http_gateway_main_conf_t  *gmcf;
@@ -891,26 +829,26 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
     switch (ctx->op) {
 
     case ngx_http_gateway_op_register:
-        script = ngx_http_gateway_script_register;
+        script = &ngx_http_gateway_lua_register;
         break;
 
     case ngx_http_gateway_op_patch:
-        script = ngx_http_gateway_script_patch;
+        script = &ngx_http_gateway_lua_patch;
         break;
 
     case ngx_http_gateway_op_heartbeat:
-        script = ngx_http_gateway_script_heartbeat;
+        script = &ngx_http_gateway_lua_heartbeat;
         break;
 
     default: /* deregister */
-        script = ngx_http_gateway_script_deregister;
+        script = &ngx_http_gateway_lua_deregister;
         break;
     }
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
-    argv[1] = script;
-    argvlen[1] = ngx_strlen(script);
+    argv[1] = (const char *) script->data;
+    argvlen[1] = script->len;
     argv[2] = "0";
     argvlen[2] = 1;
     argv[3] = (char *) gmcf->prefix.data;
@@ -921,7 +859,7 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
     argvlen[5] = ctx->id.len;
     argc = 6;
 
-    /* register: every field's value in order; patch: name, value of each */
+    /* register: every field, patch: those given; a name and a value each */
 
     for (i = 0; i < NGX_HTTP_GATEWAY_NFIELDS; i++) {
 
@@ -930,12 +868,12 @@ ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
                 continue;
             }
 
-            argv[argc] = (char *) ngx_http_gateway_admin_fields[i].data;
-            argvlen[argc++] = ngx_http_gateway_admin_fields[i].len;
-
         } else if (ctx->op != ngx_http_gateway_op_register) {
             break;
         }
+
+        argv[argc] = (char *) ngx_http_gateway_admin_fields[i].data;
+        argvlen[argc++] = ngx_http_gateway_admin_fields[i].len;
 
         if (ngx_http_gateway_admin_value(r->pool, rec, i, &v) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1122,7 +1060,8 @@ ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
 
     if (rc == NGX_ABORT) {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                      "gateway: redis key \"%Vsvc:%V:inst:%V\" skipped: %s",
+                      "gateway: redis key \"" NGX_HTTP_GATEWAY_KEY_INST "\" "
+                      "skipped: %s",
                       &gmcf->prefix, &ctx->service, &ctx->id, ctx->skipped);
     }
 

@@ -25,9 +25,6 @@
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
-#define NGX_HTTP_GATEWAY_JSON_PARTIAL  1
-#define NGX_HTTP_GATEWAY_JSON_LENIENT  2
-
 #define NGX_HTTP_GATEWAY_DUMP_SUMMARY  0
 #define NGX_HTTP_GATEWAY_DUMP_FULL     1
 #define NGX_HTTP_GATEWAY_DUMP_LINES    2
@@ -349,8 +346,8 @@ ngx_http_gateway_service_t *ngx_http_gateway_service_get_locked(
 ngx_uint_t ngx_http_gateway_expire_locked(ngx_http_gateway_main_conf_t *gmcf);
 ngx_int_t ngx_http_gateway_addr_allowed(ngx_http_gateway_main_conf_t *gmcf,
     ngx_gateway_addr_t *addr);
-ngx_int_t ngx_http_gateway_record_from_json(ngx_gateway_json_tok_t *toks,
-    int obj, ngx_gateway_record_t *rec, ngx_uint_t flags, const char **err);
+void ngx_http_gateway_instance_record(ngx_http_gateway_instance_t *inst,
+    ngx_gateway_record_t *rec);
 ngx_int_t ngx_http_gateway_dump(ngx_pool_t *pool,
     ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *service, ngx_uint_t mode,
     ngx_buf_t **out);

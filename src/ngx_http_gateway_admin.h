@@ -36,31 +36,14 @@ typedef struct {
     ngx_str_t                       service;
     ngx_str_t                       id;
 
-    ngx_gateway_record_t            rec;
-    ngx_uint_t                      fields;   /* PATCH: which were given */
+    ngx_gateway_record_t            rec;      /* PATCH: the fields given
+                                                 are in rec.given */
 
     ngx_http_gateway_redis_call_t  *call;
     ngx_event_t                     timeout;
     const char                     *skipped;  /* why Redis' record was not
                                                  applied here */
 } ngx_http_gateway_admin_ctx_t;
-
-
-/*
- * The fields of an instance, in the order of the register script's ARGV;
- * a PATCH names some of them: bit (1 << index) in ctx->fields.
- */
-
-extern ngx_str_t  ngx_http_gateway_admin_fields[];
-
-#define NGX_HTTP_GATEWAY_FIELD_ADDR    0x01
-#define NGX_HTTP_GATEWAY_FIELD_WEIGHT  0x02
-#define NGX_HTTP_GATEWAY_FIELD_ZONE    0x04
-#define NGX_HTTP_GATEWAY_FIELD_STATE   0x08
-#define NGX_HTTP_GATEWAY_FIELD_META    0x10
-#define NGX_HTTP_GATEWAY_FIELD_TTL     0x20
-
-#define NGX_HTTP_GATEWAY_NFIELDS       6
 
 
 /* what a backend answers with: ngx_http_gateway_admin_module.c */

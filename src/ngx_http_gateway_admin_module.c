@@ -48,16 +48,6 @@ static char *ngx_http_gateway_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
-ngx_str_t  ngx_http_gateway_admin_fields[] = {
-    ngx_string("address"),
-    ngx_string("weight"),
-    ngx_string("zone"),
-    ngx_string("state"),
-    ngx_string("metadata"),
-    ngx_string("ttl")
-};
-
-
 static ngx_command_t  ngx_http_gateway_admin_commands[] = {
 
     { ngx_string("gateway_admin"),
@@ -484,9 +474,8 @@ static ngx_int_t
 ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_str_t *body, const char **err)
 {
-    int                      ntoks, k, i;
-    ngx_str_t               *f;
-    ngx_uint_t               flags, j;
+    int                      ntoks;
+    unsigned                 flags;
     ngx_gateway_json_tok_t  *toks;
 
     ngx_gateway_record_init(&ctx->rec);
@@ -517,39 +506,20 @@ ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     }
 
     flags = (ctx->op == ngx_http_gateway_op_patch)
-            ? NGX_HTTP_GATEWAY_JSON_PARTIAL : 0;
+            ? NGX_GATEWAY_RECORD_PARTIAL : 0;
 
-    if (ngx_http_gateway_record_from_json(toks, 0, &ctx->rec, flags, err)
-        != NGX_OK)
-    {
+    if (ngx_gateway_record_from_json(toks, 0, &ctx->rec, flags, err) != 0) {
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (ctx->op == ngx_http_gateway_op_patch) {
-        k = 1;
-
-        for (i = 0; i < toks[0].size; i++) {
-            for (j = 0; j < NGX_HTTP_GATEWAY_NFIELDS; j++) {
-                f = &ngx_http_gateway_admin_fields[j];
-
-                if ((size_t) toks[k].len == f->len
-                    && ngx_strncmp(toks[k].start, f->data, f->len) == 0)
-                {
-                    ctx->fields |= 1 << j;
-                }
-            }
-
-            k = toks[k + 1].next;
-        }
-
-        if (ctx->fields == 0) {
-            *err = "nothing to change";
-            return NGX_HTTP_BAD_REQUEST;
-        }
+    if (ctx->op == ngx_http_gateway_op_patch && ctx->rec.given == 0) {
+        *err = "nothing to change";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
-    if ((ctx->op == ngx_http_gateway_op_register
-         || (ctx->fields & NGX_HTTP_GATEWAY_FIELD_ADDR))
+    /* a register always has an address, a patch when it changes it */
+
+    if (ctx->rec.has_addr
         && !ngx_http_gateway_addr_allowed(ctx->gmcf, &ctx->rec.addr))
     {
         *err = "the address is not allowed by gateway_registry_allow";

@@ -16,12 +16,7 @@
 
 #define NGX_HTTP_GATEWAY_ADMIN_TIMEOUT   3000
 
-/* EVAL, script, numkeys, prefix, service, id; then a name and a value each */
-#define NGX_HTTP_GATEWAY_ADMIN_ARGS  (6 + 2 * NGX_HTTP_GATEWAY_NFIELDS)
 
-
-static ngx_int_t ngx_http_gateway_admin_value(ngx_pool_t *pool,
-    ngx_gateway_record_t *rec, ngx_uint_t i, ngx_str_t *v);
 static void ngx_http_gateway_admin_on_reply(
     ngx_http_gateway_redis_call_t *call, redisReply *reply);
 static ngx_int_t ngx_http_gateway_admin_apply_reply(
@@ -31,77 +26,35 @@ static void ngx_http_gateway_admin_on_timeout(ngx_event_t *ev);
 static void ngx_http_gateway_admin_cleanup(void *data);
 
 
-/* the i-th field of ngx_http_gateway_admin_fields as Redis stores it */
-
-static ngx_int_t
-ngx_http_gateway_admin_value(ngx_pool_t *pool, ngx_gateway_record_t *rec,
-    ngx_uint_t i, ngx_str_t *v)
-{
-    u_char      *p;
-    ngx_uint_t   n;
-
-    switch (i) {
-
-    case 0: /* address */
-        v->data = (u_char *) rec->addr.text;
-        v->len = rec->addr.text_len;
-        return NGX_OK;
-
-    case 2: /* zone */
-        v->data = (u_char *) rec->zone;
-        v->len = rec->zone_len;
-        return NGX_OK;
-
-    case 3: /* state */
-        v->data = (u_char *) ngx_gateway_state_name(rec->state);
-        v->len = ngx_strlen(v->data);
-        return NGX_OK;
-
-    case 4: /* metadata */
-        v->data = (u_char *) rec->meta;
-        v->len = rec->meta_len;
-        return NGX_OK;
-
-    default: /* weight, ttl */
-        n = (i == 1) ? rec->weight : rec->ttl;
-
-        p = ngx_pnalloc(pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        v->data = p;
-        v->len = ngx_sprintf(p, "%ui", n) - p;
-        return NGX_OK;
-    }
-}
-
-
 ngx_int_t
 ngx_http_gateway_admin_redis_write(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx)
 {
     int                            argc;
-    size_t                         argvlen[NGX_HTTP_GATEWAY_ADMIN_ARGS];
-    ngx_str_t                      v;
-    ngx_uint_t                     i;
-    const char                    *argv[NGX_HTTP_GATEWAY_ADMIN_ARGS];
+    size_t                        *argvlen, size;
+    u_char                        *p;
+    unsigned                       mask;
+    ngx_uint_t                     nargs;
+    const char                   **argv;
     const ngx_str_t               *script;
     ngx_http_cleanup_t            *cln;
-    ngx_gateway_record_t          *rec;
     ngx_http_gateway_main_conf_t  *gmcf;
 
     gmcf = ctx->gmcf;
-    rec = &ctx->rec;
+    mask = 0;
+
+    /* register: every field, patch: those given; a name and a value each */
 
     switch (ctx->op) {
 
     case ngx_http_gateway_op_register:
         script = &ngx_http_gateway_lua_register;
+        mask = NGX_GATEWAY_RECORD_ALL;
         break;
 
     case ngx_http_gateway_op_patch:
         script = &ngx_http_gateway_lua_patch;
+        mask = ctx->rec.given;
         break;
 
     case ngx_http_gateway_op_heartbeat:
@@ -112,6 +65,19 @@ ngx_http_gateway_admin_redis_write(ngx_http_request_t *r,
         script = &ngx_http_gateway_lua_deregister;
         break;
     }
+
+    /* EVAL, script, numkeys, prefix, service, id; then the fields */
+
+    size = ngx_http_gateway_record_hash_size(&ctx->rec, mask, &nargs);
+
+    argv = ngx_palloc(r->pool, (6 + nargs) * (sizeof(char *) + sizeof(size_t))
+                               + size);
+    if (argv == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argvlen = (size_t *) (argv + 6 + nargs);
+    p = (u_char *) (argvlen + 6 + nargs);
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
@@ -127,29 +93,8 @@ ngx_http_gateway_admin_redis_write(ngx_http_request_t *r,
     argvlen[5] = ctx->id.len;
     argc = 6;
 
-    /* register: every field, patch: those given; a name and a value each */
-
-    for (i = 0; i < NGX_HTTP_GATEWAY_NFIELDS; i++) {
-
-        if (ctx->op == ngx_http_gateway_op_patch) {
-            if (!(ctx->fields & (1 << i))) {
-                continue;
-            }
-
-        } else if (ctx->op != ngx_http_gateway_op_register) {
-            break;
-        }
-
-        argv[argc] = (char *) ngx_http_gateway_admin_fields[i].data;
-        argvlen[argc++] = ngx_http_gateway_admin_fields[i].len;
-
-        if (ngx_http_gateway_admin_value(r->pool, rec, i, &v) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        argv[argc] = (char *) v.data;
-        argvlen[argc++] = v.len;
-    }
+    argc += ngx_http_gateway_record_to_hash(&ctx->rec, mask, argv + argc,
+                                            argvlen + argc, &p);
 
     ctx->call = ngx_http_gateway_redis_call(gmcf, argc, argv, argvlen,
                                             r->connection->log);

@@ -111,25 +111,26 @@ const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
 
 /*
  * Writes back one service from the gateway's zone after Redis lost the
- * registry: ARGV = prefix, name, then id, address, weight, state, zone,
- * metadata, ttl per instance.  Keys that exist again are left alone.
+ * registry: ARGV = prefix, name, then per instance its id, the number of
+ * its fields and a name and a value each.  Keys that exist again are left
+ * alone.
  */
 
 const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
     "local p, s = ARGV[1], ARGV[2]\n"
-    "local n = 0\n"
-    "for i = 3, #ARGV, 7 do\n"
-    "  local k = k_inst(p, s, ARGV[i])\n"
+    "local n, i = 0, 3\n"
+    "while i <= #ARGV do\n"
+    "  local id, m = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "  local k = k_inst(p, s, id)\n"
     "  if redis.call('EXISTS', k) == 0 then\n"
-    "    redis.call('HSET', k, 'address', ARGV[i + 1], 'weight', ARGV[i + 2],\n"
-    "               'state', ARGV[i + 3], 'zone', ARGV[i + 4],\n"
-    "               'metadata', ARGV[i + 5], 'ttl', ARGV[i + 6])\n"
-    "    local ttl = tonumber(ARGV[i + 6])\n"
+    "    redis.call('HSET', k, unpack(ARGV, i + 2, i + 1 + 2 * m))\n"
+    "    local ttl = tonumber(redis.call('HGET', k, 'ttl') or '0')\n"
     "    if ttl and ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"
     "    n = n + 1\n"
     "  end\n"
-    "  redis.call('SADD', k_ids(p, s), ARGV[i])\n"
+    "  redis.call('SADD', k_ids(p, s), id)\n"
+    "  i = i + 2 + 2 * m\n"
     "end\n"
     "redis.call('SADD', k_services(p), s)\n"
     "if n > 0 then\n"
@@ -304,3 +305,63 @@ ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
 }
 
 
+
+
+/*
+ * An instance's hash as HSET's arguments: the name and the value of each
+ * field of rec in mask.  _size() gives the bytes the values need and the
+ * number of arguments; _to_hash() copies the values to *p and fills argv.
+ */
+
+size_t
+ngx_http_gateway_record_hash_size(ngx_gateway_record_t *rec, unsigned mask,
+    ngx_uint_t *nargs)
+{
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      size, len;
+    const ngx_gateway_field_t  *f;
+
+    size = 0;
+    *nargs = 0;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (mask & ngx_gateway_field_bit(f)) {
+            (void) ngx_gateway_record_get(rec, f, buf, &len);
+            size += len;
+            *nargs += 2;
+        }
+    }
+
+    return size;
+}
+
+
+ngx_uint_t
+ngx_http_gateway_record_to_hash(ngx_gateway_record_t *rec, unsigned mask,
+    const char **argv, size_t *argvlen, u_char **p)
+{
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      len;
+    ngx_uint_t                  n;
+    const char                 *v;
+    const ngx_gateway_field_t  *f;
+
+    n = 0;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (!(mask & ngx_gateway_field_bit(f))) {
+            continue;
+        }
+
+        v = ngx_gateway_record_get(rec, f, buf, &len);
+
+        argv[n] = f->name;
+        argvlen[n++] = f->len;
+        argv[n] = (const char *) *p;
+        argvlen[n++] = len;
+
+        *p = ngx_cpymem(*p, v, len);
+    }
+
+    return n;
+}

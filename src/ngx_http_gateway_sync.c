@@ -821,8 +821,9 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
     size_t                         len, *argvlen;
     u_char                        *p;
     ngx_int_t                      rc;
-    ngx_uint_t                     i, argc;
+    ngx_uint_t                     i, argc, nargs;
     const char                   **argv;
+    ngx_gateway_record_t           rec;
     ngx_http_gateway_sync_t       *sync;
     ngx_http_gateway_service_t    *svc;
     ngx_http_gateway_instance_t   *inst;
@@ -839,14 +840,23 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
         return NGX_DECLINED;
     }
 
-    argc = 5 + 7 * svc->ninstances;
-    len = argc * (sizeof(char *) + sizeof(size_t));
+    /* per instance: id, the number of fields, then their names and values */
+
+    argc = 5;
+    len = 0;
 
     for (i = 0; i < svc->ninstances; i++) {
         inst = svc->instances[i];
-        len += inst->id.len + inst->name.len + inst->zone.len
-               + inst->meta.len + 2 * NGX_INT_T_LEN;
+        ngx_http_gateway_instance_record(inst, &rec);
+
+        len += inst->id.len + NGX_INT_T_LEN
+               + ngx_http_gateway_record_hash_size(&rec,
+                                                   NGX_GATEWAY_RECORD_ALL,
+                                                   &nargs);
+        argc += 2 + nargs;
     }
+
+    len += argc * (sizeof(char *) + sizeof(size_t));
 
     argv = ngx_alloc(len, sync->log);
     if (argv == NULL) {
@@ -867,40 +877,28 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
     ngx_http_gateway_arg(3, gmcf->prefix.data, gmcf->prefix.len);
     ngx_http_gateway_arg(4, name->data, name->len);
 
+    argc = 5;
+
     for (i = 0; i < svc->ninstances; i++) {
         inst = svc->instances[i];
-        argc = 5 + 7 * i;
+        ngx_http_gateway_instance_record(inst, &rec);
 
         ngx_http_gateway_arg(argc, p, inst->id.len);
         p = ngx_cpymem(p, inst->id.data, inst->id.len);
 
-        ngx_http_gateway_arg(argc + 1, p, inst->name.len);
-        p = ngx_cpymem(p, inst->name.data, inst->name.len);
+        nargs = ngx_http_gateway_record_to_hash(&rec, NGX_GATEWAY_RECORD_ALL,
+                                                argv + argc + 2,
+                                                argvlen + argc + 2, &p);
 
-        ngx_http_gateway_arg(argc + 2, p,
-                             (size_t) (ngx_sprintf(p, "%ui", inst->weight)
+        ngx_http_gateway_arg(argc + 1, p,
+                             (size_t) (ngx_sprintf(p, "%ui", nargs / 2)
                                        - p));
-        p += argvlen[argc + 2];
+        p += argvlen[argc + 1];
 
-        ngx_http_gateway_arg(argc + 3,
-                             ngx_gateway_state_name((int) inst->state),
-                             ngx_strlen(ngx_gateway_state_name(
-                                                        (int) inst->state)));
-
-        ngx_http_gateway_arg(argc + 4, p, inst->zone.len);
-        p = ngx_cpymem(p, inst->zone.data, inst->zone.len);
-
-        ngx_http_gateway_arg(argc + 5, p, inst->meta.len);
-        p = ngx_cpymem(p, inst->meta.data, inst->meta.len);
-
-        ngx_http_gateway_arg(argc + 6, p,
-                             (size_t) (ngx_sprintf(p, "%ui", inst->ttl) - p));
-        p += argvlen[argc + 6];
+        argc += 2 + nargs;
     }
 
 #undef ngx_http_gateway_arg
-
-    argc = 5 + 7 * svc->ninstances;
 
     ngx_http_gateway_write_end(gmcf);
 

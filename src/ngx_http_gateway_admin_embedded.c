@@ -59,17 +59,16 @@ ngx_http_gateway_admin_embedded_write(ngx_http_request_t *r,
         ngx_http_gateway_instance_record(inst, &cur);
         ngx_gateway_record_init(&rec);
 
-        rc = (ngx_gateway_record_merge(&rec, &cur, NGX_GATEWAY_RECORD_ALL)
-              == 0
-              && ngx_gateway_record_merge(&rec, &ctx->rec, ctx->rec.given)
-                 == 0)
-             ? NGX_OK : NGX_ERROR;
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service,
-                                                &ctx->id, &rec, &created);
-            rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
+        if (ngx_gateway_record_merge(&rec, &cur, NGX_GATEWAY_RECORD_ALL) != 0
+            || ngx_gateway_record_merge(&rec, &ctx->rec, ctx->rec.given) != 0)
+        {
+            rc = NGX_ERROR;
+            break;
         }
+
+        rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
+                                            &rec, &created);
+        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
 
         break;
     }

@@ -34,10 +34,10 @@ static int ngx_gateway_set_uint(const ngx_gateway_field_t *f,
     const char **err);
 static const char *ngx_gateway_get_uint(const ngx_gateway_field_t *f,
     const ngx_gateway_record_t *rec, char *buf, size_t *len);
-static int ngx_gateway_set_zone(const ngx_gateway_field_t *f,
+static int ngx_gateway_set_word(const ngx_gateway_field_t *f,
     ngx_gateway_record_t *rec, const char *val, size_t len,
     const char **err);
-static const char *ngx_gateway_get_zone(const ngx_gateway_field_t *f,
+static const char *ngx_gateway_get_word(const ngx_gateway_field_t *f,
     const ngx_gateway_record_t *rec, char *buf, size_t *len);
 static int ngx_gateway_set_state(const ngx_gateway_field_t *f,
     ngx_gateway_record_t *rec, const char *val, size_t len,
@@ -75,7 +75,7 @@ const ngx_gateway_field_t  ngx_gateway_fields[] = {
     { "zone", 4, NGX_GATEWAY_FIELD_STRING, 0,
       offsetof(ngx_gateway_record_t, zone), 0, NGX_GATEWAY_ZONE_MAX, "",
       "invalid \"zone\": must be 0..64 characters of [A-Za-z0-9._-]", NULL,
-      ngx_gateway_set_zone, ngx_gateway_get_zone },
+      ngx_gateway_set_word, ngx_gateway_get_word },
 
     { "state", 5, NGX_GATEWAY_FIELD_STRING, 0,
       offsetof(ngx_gateway_record_t, state), 0, 0, "up",
@@ -653,6 +653,19 @@ ngx_gateway_record_same(const ngx_gateway_record_t *a,
     const ngx_gateway_field_t  *f;
 
     for (f = ngx_gateway_fields; f->name; f++) {
+
+        /* every upsert compares: numbers without formatting them */
+
+        if (f->get == ngx_gateway_get_uint) {
+            if (*(const unsigned *) ((const char *) a + f->offset)
+                != *(const unsigned *) ((const char *) b + f->offset))
+            {
+                return 0;
+            }
+
+            continue;
+        }
+
         av = f->get(f, a, abuf, &alen);
         bv = f->get(f, b, bbuf, &blen);
 
@@ -929,10 +942,12 @@ ngx_gateway_get_uint(const ngx_gateway_field_t *f,
 
 
 static int
-ngx_gateway_set_zone(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
+ngx_gateway_set_word(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
     const char *val, size_t len, const char **err)
 {
-    if (!ngx_gateway_valid_zone(val, len)) {
+    ngx_gateway_word_t  *w;
+
+    if (len > f->max || !ngx_gateway_valid_zone(val, len)) {
         if (err != NULL) {
             *err = f->error;
         }
@@ -940,24 +955,29 @@ ngx_gateway_set_zone(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
         return -1;
     }
 
-    memmove(rec->zone_buf, val, len);
-    rec->zone = rec->zone_buf;
-    rec->zone_len = len;
+    w = (ngx_gateway_word_t *) ((char *) rec + f->offset);
+
+    memmove(w->buf, val, len);
+    w->data = w->buf;
+    w->len = len;
 
     return 0;
 }
 
 
 static const char *
-ngx_gateway_get_zone(const ngx_gateway_field_t *f,
+ngx_gateway_get_word(const ngx_gateway_field_t *f,
     const ngx_gateway_record_t *rec, char *buf, size_t *len)
 {
-    (void) f;
+    const ngx_gateway_word_t  *w;
+
     (void) buf;
 
-    *len = rec->zone_len;
+    w = (const ngx_gateway_word_t *) ((const char *) rec + f->offset);
 
-    return rec->zone;
+    *len = w->len;
+
+    return w->data;
 }
 
 

@@ -57,6 +57,15 @@ typedef struct {
 } ngx_gateway_cidr_t;
 
 
+/* a short text: 0..64 of [A-Za-z0-9._-] (a zone) */
+
+typedef struct {
+    const char          *data;
+    size_t               len;
+    char                 buf[NGX_GATEWAY_ZONE_MAX];
+} ngx_gateway_word_t;
+
+
 typedef struct {
     unsigned             given;     /* fields set, bit 1 << index */
     ngx_gateway_addr_t   addr;
@@ -64,11 +73,9 @@ typedef struct {
     unsigned             weight;
     unsigned             ttl;       /* seconds, 0: no heartbeat needed */
     int                  state;
-    const char          *zone;
-    size_t               zone_len;
+    ngx_gateway_word_t   zone;
     const char          *meta;      /* a JSON object, canonical form */
     size_t               meta_len;
-    char                 zone_buf[NGX_GATEWAY_ZONE_MAX];
     char                 meta_buf[NGX_GATEWAY_META_MAX];
 } ngx_gateway_record_t;
 

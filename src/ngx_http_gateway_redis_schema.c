@@ -314,8 +314,8 @@ ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
  */
 
 size_t
-ngx_http_gateway_record_hash_size(ngx_gateway_record_t *rec, unsigned mask,
-    ngx_uint_t *nargs)
+ngx_http_gateway_record_hash_size(const ngx_gateway_record_t *rec,
+    unsigned mask, ngx_uint_t *nargs)
 {
     char                        buf[NGX_GATEWAY_FIELD_BUF];
     size_t                      size, len;
@@ -337,8 +337,8 @@ ngx_http_gateway_record_hash_size(ngx_gateway_record_t *rec, unsigned mask,
 
 
 ngx_uint_t
-ngx_http_gateway_record_to_hash(ngx_gateway_record_t *rec, unsigned mask,
-    const char **argv, size_t *argvlen, u_char **p)
+ngx_http_gateway_record_to_hash(const ngx_gateway_record_t *rec,
+    unsigned mask, const char **argv, size_t *argvlen, u_char **p)
 {
     char                        buf[NGX_GATEWAY_FIELD_BUF];
     size_t                      len;

@@ -38,9 +38,9 @@ extern const ngx_str_t  ngx_http_gateway_lua_heartbeat;
 extern const ngx_str_t  ngx_http_gateway_lua_deregister;
 
 
-size_t ngx_http_gateway_record_hash_size(ngx_gateway_record_t *rec,
+size_t ngx_http_gateway_record_hash_size(const ngx_gateway_record_t *rec,
     unsigned mask, ngx_uint_t *nargs);
-ngx_uint_t ngx_http_gateway_record_to_hash(ngx_gateway_record_t *rec,
+ngx_uint_t ngx_http_gateway_record_to_hash(const ngx_gateway_record_t *rec,
     unsigned mask, const char **argv, size_t *argvlen, u_char **p);
 
 ngx_int_t ngx_http_gateway_key_parse_inst(ngx_str_t *prefix, u_char *key,

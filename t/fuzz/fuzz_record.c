@@ -54,7 +54,7 @@ fuzz_check_record(const ngx_gateway_record_t *rec)
     fuzz_assert(rec->state == NGX_GATEWAY_STATE_UP
                 || rec->state == NGX_GATEWAY_STATE_DRAIN
                 || rec->state == NGX_GATEWAY_STATE_DOWN);
-    fuzz_assert(ngx_gateway_valid_zone(rec->zone, rec->zone_len));
+    fuzz_assert(ngx_gateway_valid_zone(rec->zone.data, rec->zone.len));
 
     fuzz_assert(rec->meta_len >= 2 && rec->meta_len <= NGX_GATEWAY_META_MAX);
 

@@ -436,8 +436,8 @@ test_record_defaults(void **state)
     assert_int_equal(r.weight, 1);
     assert_int_equal(r.ttl, 0);
     assert_int_equal(r.state, NGX_GATEWAY_STATE_UP);
-    assert_int_equal(r.zone_len, 0);
-    assert_non_null(r.zone);
+    assert_int_equal(r.zone.len, 0);
+    assert_non_null(r.zone.data);
     assert_int_equal(r.meta_len, 2);
     assert_memory_equal(r.meta, "{}", 2);
 
@@ -485,10 +485,10 @@ test_record_set_good(void **state)
 
     assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S("eu-1a"), &err),
                      0);
-    assert_int_equal(r.zone_len, 5);
-    assert_memory_equal(r.zone, "eu-1a", 5);
+    assert_int_equal(r.zone.len, 5);
+    assert_memory_equal(r.zone.data, "eu-1a", 5);
     assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S(""), &err), 0);
-    assert_int_equal(r.zone_len, 0);
+    assert_int_equal(r.zone.len, 0);
 
     assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("drain"), &err),
                      0);
@@ -540,7 +540,7 @@ test_record_set_good(void **state)
         assert_int_equal(ngx_gateway_record_set(&r, S("zone"), zone, 4,
                                                 &err), 0);
         zone[0] = 'X';
-        assert_memory_equal(r.zone, "eu-2", 4);
+        assert_memory_equal(r.zone.data, "eu-2", 4);
     }
 
     /* the limit is on the compact form: whitespace does not count */
@@ -889,8 +889,17 @@ test_field_table(void **state)
     assert_true(ngx_gateway_record_same(&r, &d));
     assert_int_equal(d.given, r.given);
 
+    /* one field apart is not the same */
+    d.ttl++;
+    assert_false(ngx_gateway_record_same(&r, &d));
+    d.ttl--;
+    d.zone.len--;
+    assert_false(ngx_gateway_record_same(&r, &d));
+    d.zone.len++;
+    assert_true(ngx_gateway_record_same(&r, &d));
+
     /* d keeps its own copies */
-    assert_ptr_equal(d.zone, d.zone_buf);
+    assert_ptr_equal(d.zone.data, d.zone.buf);
     assert_ptr_equal(d.meta, d.meta_buf);
 
     for (f = ngx_gateway_fields; f->name; f++) {

@@ -108,8 +108,8 @@ struct ngx_gateway_field_s {
     int           late;         /* JSON: written after an instance's
                                    expiry, at the end of the record */
     size_t        offset;       /* of its value in ngx_gateway_record_t */
-    uint64_t      min;          /* a number's limits */
-    uint64_t      max;
+    uint64_t      min;          /* a number's limits, a word's */
+    uint64_t      max;          /* longest length */
     const char   *def;          /* the default as text; NULL: required */
     const char   *error;        /* a value of the wrong form */
     const char   *missing;      /* a required field not given */
@@ -180,7 +180,7 @@ int ngx_gateway_record_set(ngx_gateway_record_t *rec, const char *field,
 const char *ngx_gateway_record_field_error(const char *field,
     size_t field_len);
 
-/* 0 when rec is complete (it has an address), else -1 and *err */
+/* 0 when rec has every required field (an address), else -1 and *err */
 int ngx_gateway_record_check(const ngx_gateway_record_t *rec,
     const char **err);
 

@@ -4,6 +4,7 @@
  */
 
 
+#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
 
@@ -17,9 +18,82 @@
 
 
 static int ngx_gateway_name_char(unsigned char c);
-static int ngx_gateway_field_find(const char *field, size_t field_len);
 static int ngx_gateway_match(const unsigned char *addr,
     const unsigned char *rule, const unsigned char *mask, size_t n);
+
+static int ngx_gateway_field_apply(ngx_gateway_record_t *rec,
+    const ngx_gateway_field_t *f, const char *val, size_t len,
+    const char **err);
+static int ngx_gateway_set_addr(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_addr(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_uint(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_uint(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_word(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_word(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_state(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_state(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_meta(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_meta(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
+
+
+/*
+ * The fields, in the order of JSON output and of the unknown field
+ * message.  A new field is one entry here (and its member in
+ * ngx_gateway_record_t, and where an instance keeps it: see
+ * ngx_http_gateway_registry.c).
+ */
+
+const ngx_gateway_field_t  ngx_gateway_fields[] = {
+
+    { "address", 7, NGX_GATEWAY_FIELD_STRING, 0,
+      offsetof(ngx_gateway_record_t, addr), 0, 0, NULL,
+      "invalid \"address\": must be \"IPv4:port\", \"[IPv6]:port\" or "
+      "\"unix:/path\"",
+      "missing \"address\"",
+      ngx_gateway_set_addr, ngx_gateway_get_addr },
+
+    { "weight", 6, NGX_GATEWAY_FIELD_NUMBER, 0,
+      offsetof(ngx_gateway_record_t, weight), 1, NGX_GATEWAY_WEIGHT_MAX, "1",
+      "invalid \"weight\": must be an integer 1..1000", NULL,
+      ngx_gateway_set_uint, ngx_gateway_get_uint },
+
+    { "zone", 4, NGX_GATEWAY_FIELD_STRING, 0,
+      offsetof(ngx_gateway_record_t, zone), 0, NGX_GATEWAY_ZONE_MAX, "",
+      "invalid \"zone\": must be 0..64 characters of [A-Za-z0-9._-]", NULL,
+      ngx_gateway_set_word, ngx_gateway_get_word },
+
+    { "state", 5, NGX_GATEWAY_FIELD_STRING, 0,
+      offsetof(ngx_gateway_record_t, state), 0, 0, "up",
+      "invalid \"state\": must be \"up\", \"drain\" or \"down\"", NULL,
+      ngx_gateway_set_state, ngx_gateway_get_state },
+
+    { "ttl", 3, NGX_GATEWAY_FIELD_NUMBER, 0,
+      offsetof(ngx_gateway_record_t, ttl), 0, NGX_GATEWAY_TTL_MAX, "0",
+      "invalid \"ttl\": must be an integer 0..86400", NULL,
+      ngx_gateway_set_uint, ngx_gateway_get_uint },
+
+    { "metadata", 8, NGX_GATEWAY_FIELD_OBJECT, 1,
+      offsetof(ngx_gateway_record_t, meta), 0, NGX_GATEWAY_META_MAX, "{}",
+      "invalid \"metadata\": must be a JSON object", NULL,
+      ngx_gateway_set_meta, ngx_gateway_get_meta },
+
+    { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL }
+};
 
 
 static int
@@ -442,74 +516,71 @@ ngx_gateway_addr_allowed(const ngx_gateway_addr_t *addr,
 void
 ngx_gateway_record_init(ngx_gateway_record_t *rec)
 {
+    const ngx_gateway_field_t  *f;
+
     memset(rec, 0, sizeof(ngx_gateway_record_t));
 
-    rec->has_addr = 0;
-    rec->weight = 1;
-    rec->ttl = 0;
-    rec->state = NGX_GATEWAY_STATE_UP;
-    rec->zone = "";
-    rec->zone_len = 0;
-    rec->meta = "{}";
-    rec->meta_len = 2;
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (f->def != NULL) {
+            (void) f->set(f, rec, f->def, strlen(f->def), NULL);
+        }
+    }
 }
 
 
-/* the fields of a record, with the message for a value of the wrong form */
-
-enum {
-    ngx_gateway_field_address = 0,
-    ngx_gateway_field_weight,
-    ngx_gateway_field_zone,
-    ngx_gateway_field_state,
-    ngx_gateway_field_metadata,
-    ngx_gateway_field_ttl
-};
-
-
-static const struct {
-    const char  *name;
-    size_t       len;
-    const char  *error;
-} ngx_gateway_fields[] = {
-    { "address", 7, "invalid \"address\": must be \"IPv4:port\", "
-                    "\"[IPv6]:port\" or \"unix:/path\"" },
-    { "weight", 6, "invalid \"weight\": must be an integer 1..1000" },
-    { "zone", 4, "invalid \"zone\": must be 0..64 characters "
-                 "of [A-Za-z0-9._-]" },
-    { "state", 5, "invalid \"state\": must be \"up\", \"drain\" or "
-                  "\"down\"" },
-    { "metadata", 8, "invalid \"metadata\": must be a JSON object" },
-    { "ttl", 3, "invalid \"ttl\": must be an integer 0..86400" },
-    { NULL, 0, NULL }
-};
-
-
-static int
-ngx_gateway_field_find(const char *field, size_t field_len)
+const ngx_gateway_field_t *
+ngx_gateway_field_find(const char *name, size_t len)
 {
-    int  i;
+    const ngx_gateway_field_t  *f;
 
-    for (i = 0; ngx_gateway_fields[i].name; i++) {
-        if (field_len == ngx_gateway_fields[i].len
-            && memcmp(field, ngx_gateway_fields[i].name, field_len) == 0)
-        {
-            return i;
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (len == f->len && memcmp(name, f->name, len) == 0) {
+            return f;
         }
     }
 
-    return -1;
+    return NULL;
 }
 
 
 const char *
 ngx_gateway_record_field_error(const char *field, size_t field_len)
 {
-    int  i;
+    const ngx_gateway_field_t  *f;
 
-    i = ngx_gateway_field_find(field, field_len);
+    f = ngx_gateway_field_find(field, field_len);
 
-    return (i < 0) ? NULL : ngx_gateway_fields[i].error;
+    return (f == NULL) ? NULL : f->error;
+}
+
+
+const char *
+ngx_gateway_record_unknown(void)
+{
+    int                         n;
+    size_t                      len;
+    const ngx_gateway_field_t  *f;
+
+    static char  msg[512];
+
+    if (msg[0] != '\0') {
+        return msg;
+    }
+
+    /* built once from the table; t/unit checks that it fits */
+
+    len = (size_t) snprintf(msg, sizeof(msg),
+                            "unknown field; known fields are ");
+
+    for (f = ngx_gateway_fields; f->name && len < sizeof(msg); f++) {
+        n = snprintf(msg + len, sizeof(msg) - len, "%s\"%s\"",
+                     (f == ngx_gateway_fields) ? ""
+                     : (f[1].name == NULL) ? " and " : ", ",
+                     f->name);
+        len += (size_t) n;
+    }
+
+    return msg;
 }
 
 
@@ -517,129 +588,499 @@ int
 ngx_gateway_record_set(ngx_gateway_record_t *rec, const char *field,
     size_t field_len, const char *val, size_t val_len, const char **err)
 {
-    int                     f, rc, i, n, len, state;
-    char                    str[NGX_GATEWAY_META_MAX];
-    uint64_t                v;
-    const char             *msg;
-    ngx_gateway_addr_t      addr;
-    ngx_gateway_json_tok_t  toks[NGX_GATEWAY_META_TOKENS];
+    const ngx_gateway_field_t  *f;
 
     f = ngx_gateway_field_find(field, field_len);
 
-    if (f < 0) {
+    if (f == NULL) {
         return 0;
     }
 
-    msg = ngx_gateway_fields[f].error;
+    return ngx_gateway_field_apply(rec, f, val, val_len, err);
+}
 
-    switch (f) {
 
-    case ngx_gateway_field_address:
-        if (!ngx_gateway_text_valid(val, val_len)) {
-            msg = "invalid \"address\": must be valid UTF-8 without "
-                  "control characters";
-            goto failed;
+static int
+ngx_gateway_field_apply(ngx_gateway_record_t *rec,
+    const ngx_gateway_field_t *f, const char *val, size_t len,
+    const char **err)
+{
+    if (f->set(f, rec, val, len, err) != 0) {
+        return -1;
+    }
+
+    rec->given |= ngx_gateway_field_bit(f);
+
+    return 0;
+}
+
+
+int
+ngx_gateway_record_check(const ngx_gateway_record_t *rec, const char **err)
+{
+    const ngx_gateway_field_t  *f;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (f->def == NULL && !(rec->given & ngx_gateway_field_bit(f))) {
+            if (err != NULL) {
+                *err = f->missing;
+            }
+
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+const char *
+ngx_gateway_record_get(const ngx_gateway_record_t *rec,
+    const ngx_gateway_field_t *f, char *buf, size_t *len)
+{
+    return f->get(f, rec, buf, len);
+}
+
+
+int
+ngx_gateway_record_same(const ngx_gateway_record_t *a,
+    const ngx_gateway_record_t *b)
+{
+    char                        abuf[NGX_GATEWAY_FIELD_BUF];
+    char                        bbuf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      alen, blen;
+    const char                 *av, *bv;
+    const ngx_gateway_field_t  *f;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+
+        /* every upsert compares: numbers without formatting them */
+
+        if (f->get == ngx_gateway_get_uint) {
+            if (*(const unsigned *) ((const char *) a + f->offset)
+                != *(const unsigned *) ((const char *) b + f->offset))
+            {
+                return 0;
+            }
+
+            continue;
         }
 
-        if (ngx_gateway_parse_addr(val, val_len, &addr) != 0) {
-            goto failed;
+        av = f->get(f, a, abuf, &alen);
+        bv = f->get(f, b, bbuf, &blen);
+
+        if (alen != blen || memcmp(av, bv, alen) != 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+ngx_gateway_record_merge(ngx_gateway_record_t *dst,
+    const ngx_gateway_record_t *src, unsigned mask)
+{
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      len;
+    const char                 *v;
+    const ngx_gateway_field_t  *f;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (!(mask & ngx_gateway_field_bit(f))) {
+            continue;
         }
 
-        rec->addr = addr;
-        rec->has_addr = 1;
-        return 0;
+        v = f->get(f, src, buf, &len);
 
-    case ngx_gateway_field_weight:
-        if (ngx_gateway_parse_uint(val, val_len, NGX_GATEWAY_WEIGHT_MAX, &v)
-            != 0
-            || v == 0)
-        {
-            goto failed;
+        if (f->set(f, dst, v, len, NULL) != 0) {
+            return -1;
         }
 
-        rec->weight = (unsigned) v;
-        return 0;
+        dst->given |= ngx_gateway_field_bit(f) & src->given;
+    }
 
-    case ngx_gateway_field_zone:
-        if (!ngx_gateway_valid_zone(val, val_len)) {
-            goto failed;
-        }
+    return 0;
+}
 
-        memcpy(rec->zone_buf, val, val_len);
-        rec->zone = rec->zone_buf;
-        rec->zone_len = val_len;
-        return 0;
 
-    case ngx_gateway_field_state:
-        state = ngx_gateway_parse_state(val, val_len);
+int
+ngx_gateway_record_from_json(const ngx_gateway_json_tok_t *toks, int obj,
+    ngx_gateway_record_t *rec, unsigned flags, const char **err)
+{
+    int                            i, k, n;
+    char                           text[NGX_GATEWAY_ADDR_TEXT_MAX];
+    int64_t                        iv;
+    const ngx_gateway_json_tok_t  *key, *val;
+    const ngx_gateway_field_t     *f;
 
-        if (state < 0) {
-            goto failed;
-        }
+    if (toks[obj].type != NGX_GATEWAY_JSON_OBJECT) {
+        *err = "the body must be a JSON object";
+        return -1;
+    }
 
-        rec->state = state;
-        return 0;
+    k = obj + 1;
 
-    case ngx_gateway_field_metadata:
-        if (val_len > NGX_GATEWAY_META_INPUT) {
-            msg = "invalid \"metadata\": longer than 65536 bytes";
-            goto failed;
-        }
+    for (i = 0; i < toks[obj].size; i++) {
+        key = &toks[k];
+        val = &toks[k + 1];
+        k = val->next;
 
-        rc = ngx_gateway_json_parse(val, val_len, toks,
-                                    NGX_GATEWAY_META_TOKENS,
-                                    NGX_GATEWAY_META_DEPTH);
+        f = ngx_gateway_field_find(key->start, key->len);
 
-        if (rc == NGX_GATEWAY_JSON_ENOMEM || rc == NGX_GATEWAY_JSON_EDEPTH) {
-            msg = "invalid \"metadata\": too complex";
-            goto failed;
-        }
-
-        if (rc <= 0 || toks[0].type != NGX_GATEWAY_JSON_OBJECT) {
-            goto failed;
-        }
-
-        /* a string too long for str is too long for the canonical form */
-
-        for (i = 0; i < rc; i++) {
-            if (toks[i].type != NGX_GATEWAY_JSON_STRING) {
+        if (f == NULL) {
+            if ((key->len == 2 && memcmp(key->start, "id", 2) == 0
+                 && val->type == NGX_GATEWAY_JSON_STRING)
+                || (flags & NGX_GATEWAY_RECORD_LENIENT))
+            {
                 continue;
             }
 
-            n = ngx_gateway_json_string(&toks[i], str, sizeof(str));
-
-            if (n < 0) {
-                goto too_long;
-            }
-
-            if (!ngx_gateway_text_valid(str, (size_t) n)) {
-                msg = "invalid \"metadata\": strings must be valid UTF-8 "
-                      "without control characters";
-                goto failed;
-            }
+            *err = ngx_gateway_record_unknown();
+            return -1;
         }
 
-        len = ngx_gateway_json_encode(toks, 0, NULL, NGX_GATEWAY_META_MAX);
-        if (len < 0) {
+        switch (f->json) {
+
+        case NGX_GATEWAY_FIELD_STRING:
+
+            /* escapes are decoded; the field then checks the text */
+
+            if (val->type != NGX_GATEWAY_JSON_STRING) {
+                goto invalid;
+            }
+
+            n = ngx_gateway_json_string(val, text, sizeof(text));
+            if (n < 0) {
+                goto invalid;
+            }
+
+            if (ngx_gateway_field_apply(rec, f, text, (size_t) n, err) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case NGX_GATEWAY_FIELD_NUMBER:
+            if (val->type != NGX_GATEWAY_JSON_NUMBER
+                || ngx_gateway_json_int(val, &iv) != 0
+                || iv < 0)
+            {
+                goto invalid;
+            }
+
+            n = snprintf(text, sizeof(text), "%lld", (long long) iv);
+
+            if (ngx_gateway_field_apply(rec, f, text, (size_t) n, err) != 0) {
+                return -1;
+            }
+
+            break;
+
+        default: /* NGX_GATEWAY_FIELD_OBJECT */
+            if (val->type != NGX_GATEWAY_JSON_OBJECT) {
+                goto invalid;
+            }
+
+            if (ngx_gateway_field_apply(rec, f, val->start, val->len, err)
+                != 0)
+            {
+                return -1;
+            }
+
+            break;
+        }
+    }
+
+    if (!(flags & NGX_GATEWAY_RECORD_PARTIAL)
+        && ngx_gateway_record_check(rec, err) != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+
+invalid:
+
+    *err = f->error;
+    return -1;
+}
+
+
+size_t
+ngx_gateway_record_json(const ngx_gateway_record_t *rec, int late,
+    char *out)
+{
+    char                       *p;
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      len, n;
+    const char                 *v;
+    const ngx_gateway_field_t  *f;
+
+    p = out;
+    n = 0;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (f->late != late) {
+            continue;
+        }
+
+        v = f->get(f, rec, buf, &len);
+
+        if (out == NULL) {
+            n += f->len + 4
+                 + ((f->json == NGX_GATEWAY_FIELD_STRING)
+                    ? 2 + ngx_gateway_json_escape(NULL, v, len) : len);
+            continue;
+        }
+
+        *p++ = '"';
+        memcpy(p, f->name, f->len);
+        p += f->len;
+        *p++ = '"';
+        *p++ = ':';
+
+        if (f->json == NGX_GATEWAY_FIELD_STRING) {
+            *p++ = '"';
+            p += ngx_gateway_json_escape(p, v, len);
+            *p++ = '"';
+
+        } else {
+            memcpy(p, v, len);
+            p += len;
+        }
+
+        *p++ = ',';
+    }
+
+    return (out == NULL) ? n : (size_t) (p - out);
+}
+
+
+/* the fields' own parsers and texts */
+
+static int
+ngx_gateway_set_addr(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
+    const char *val, size_t len, const char **err)
+{
+    ngx_gateway_addr_t  addr;
+
+    if (!ngx_gateway_text_valid(val, len)) {
+        if (err != NULL) {
+            *err = "invalid \"address\": must be valid UTF-8 without "
+                   "control characters";
+        }
+
+        return -1;
+    }
+
+    if (ngx_gateway_parse_addr(val, len, &addr) != 0) {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    memcpy((char *) rec + f->offset, &addr, sizeof(ngx_gateway_addr_t));
+    rec->has_addr = 1;
+
+    return 0;
+}
+
+
+static const char *
+ngx_gateway_get_addr(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
+{
+    const ngx_gateway_addr_t  *addr;
+
+    (void) buf;
+
+    addr = (const ngx_gateway_addr_t *) ((const char *) rec + f->offset);
+
+    *len = addr->text_len;
+
+    return addr->text;
+}
+
+
+static int
+ngx_gateway_set_uint(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
+    const char *val, size_t len, const char **err)
+{
+    uint64_t  v;
+
+    if (ngx_gateway_parse_uint(val, len, f->max, &v) != 0 || v < f->min) {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    *(unsigned *) ((char *) rec + f->offset) = (unsigned) v;
+
+    return 0;
+}
+
+
+static const char *
+ngx_gateway_get_uint(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
+{
+    int  n;
+
+    n = snprintf(buf, NGX_GATEWAY_FIELD_BUF, "%u",
+                 *(const unsigned *) ((const char *) rec + f->offset));
+
+    *len = (size_t) n;
+
+    return buf;
+}
+
+
+static int
+ngx_gateway_set_word(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
+    const char *val, size_t len, const char **err)
+{
+    ngx_gateway_word_t  *w;
+
+    if (len > f->max || !ngx_gateway_valid_zone(val, len)) {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    w = (ngx_gateway_word_t *) ((char *) rec + f->offset);
+
+    memmove(w->buf, val, len);
+    w->data = w->buf;
+    w->len = len;
+
+    return 0;
+}
+
+
+static const char *
+ngx_gateway_get_word(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
+{
+    const ngx_gateway_word_t  *w;
+
+    (void) buf;
+
+    w = (const ngx_gateway_word_t *) ((const char *) rec + f->offset);
+
+    *len = w->len;
+
+    return w->data;
+}
+
+
+static int
+ngx_gateway_set_state(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err)
+{
+    int  state;
+
+    state = ngx_gateway_parse_state(val, len);
+
+    if (state < 0) {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    *(int *) ((char *) rec + f->offset) = state;
+
+    return 0;
+}
+
+
+static const char *
+ngx_gateway_get_state(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
+{
+    const char  *name;
+
+    (void) buf;
+
+    name = ngx_gateway_state_name(*(const int *) ((const char *) rec
+                                                  + f->offset));
+    *len = strlen(name);
+
+    return name;
+}
+
+
+static int
+ngx_gateway_set_meta(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
+    const char *val, size_t val_len, const char **err)
+{
+    int                     rc, i, n, len;
+    char                    str[NGX_GATEWAY_META_MAX];
+    const char             *msg;
+    ngx_gateway_json_tok_t  toks[NGX_GATEWAY_META_TOKENS];
+
+    msg = f->error;
+
+    if (val_len > NGX_GATEWAY_META_INPUT) {
+        msg = "invalid \"metadata\": longer than 65536 bytes";
+        goto failed;
+    }
+
+    rc = ngx_gateway_json_parse(val, val_len, toks, NGX_GATEWAY_META_TOKENS,
+                                NGX_GATEWAY_META_DEPTH);
+
+    if (rc == NGX_GATEWAY_JSON_ENOMEM || rc == NGX_GATEWAY_JSON_EDEPTH) {
+        msg = "invalid \"metadata\": too complex";
+        goto failed;
+    }
+
+    if (rc <= 0 || toks[0].type != NGX_GATEWAY_JSON_OBJECT) {
+        goto failed;
+    }
+
+    /* a string too long for str is too long for the canonical form */
+
+    for (i = 0; i < rc; i++) {
+        if (toks[i].type != NGX_GATEWAY_JSON_STRING) {
+            continue;
+        }
+
+        n = ngx_gateway_json_string(&toks[i], str, sizeof(str));
+
+        if (n < 0) {
             goto too_long;
         }
 
-        (void) ngx_gateway_json_encode(toks, 0, rec->meta_buf,
-                                       NGX_GATEWAY_META_MAX);
-        rec->meta = rec->meta_buf;
-        rec->meta_len = (size_t) len;
-        return 0;
-
-    default: /* ngx_gateway_field_ttl */
-        if (ngx_gateway_parse_uint(val, val_len, NGX_GATEWAY_TTL_MAX, &v)
-            != 0)
-        {
+        if (!ngx_gateway_text_valid(str, (size_t) n)) {
+            msg = "invalid \"metadata\": strings must be valid UTF-8 "
+                  "without control characters";
             goto failed;
         }
-
-        rec->ttl = (unsigned) v;
-        return 0;
     }
+
+    len = ngx_gateway_json_encode(toks, 0, NULL, NGX_GATEWAY_META_MAX);
+    if (len < 0) {
+        goto too_long;
+    }
+
+    /* val may be rec's own metadata: encoded into str first */
+
+    (void) ngx_gateway_json_encode(toks, 0, str, sizeof(str));
+    memcpy(rec->meta_buf, str, (size_t) len);
+    rec->meta = rec->meta_buf;
+    rec->meta_len = (size_t) len;
+
+    return 0;
 
 too_long:
 
@@ -655,16 +1096,14 @@ failed:
 }
 
 
-int
-ngx_gateway_record_check(const ngx_gateway_record_t *rec, const char **err)
+static const char *
+ngx_gateway_get_meta(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
 {
-    if (!rec->has_addr) {
-        if (err != NULL) {
-            *err = "missing \"address\"";
-        }
+    (void) f;
+    (void) buf;
 
-        return -1;
-    }
+    *len = rec->meta_len;
 
-    return 0;
+    return rec->meta;
 }

@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <netinet/in.h>
 
+#include "ngx_gateway_json.h"
+
 
 /*
  * Validation of registry records (service names, instance ids, addresses,
@@ -55,19 +57,78 @@ typedef struct {
 } ngx_gateway_cidr_t;
 
 
+/* a short text: 0..64 of [A-Za-z0-9._-] (a zone) */
+
 typedef struct {
+    const char          *data;
+    size_t               len;
+    char                 buf[NGX_GATEWAY_ZONE_MAX];
+} ngx_gateway_word_t;
+
+
+typedef struct {
+    unsigned             given;     /* fields set, bit 1 << index */
     ngx_gateway_addr_t   addr;
     unsigned             has_addr;
     unsigned             weight;
     unsigned             ttl;       /* seconds, 0: no heartbeat needed */
     int                  state;
-    const char          *zone;
-    size_t               zone_len;
+    ngx_gateway_word_t   zone;
     const char          *meta;      /* a JSON object, canonical form */
     size_t               meta_len;
-    char                 zone_buf[NGX_GATEWAY_ZONE_MAX];
     char                 meta_buf[NGX_GATEWAY_META_MAX];
 } ngx_gateway_record_t;
+
+
+/*
+ * The fields of a record, in one table that parsing and validation, JSON
+ * (admin API bodies, dumps, the state file) and the Redis hash (its reader
+ * and writers) all go through.  A field's value as Redis stores it is
+ * also the text that JSON carries, as a string (address, zone, state), a
+ * number (weight, ttl) or an object (metadata).
+ */
+
+#define NGX_GATEWAY_FIELD_STRING  0
+#define NGX_GATEWAY_FIELD_NUMBER  1
+#define NGX_GATEWAY_FIELD_OBJECT  2
+
+#define NGX_GATEWAY_FIELD_BUF     24      /* a number as text */
+
+#define NGX_GATEWAY_RECORD_PARTIAL  1     /* JSON: fields may be missing */
+#define NGX_GATEWAY_RECORD_LENIENT  2     /* JSON: unknown ones skipped */
+
+#define NGX_GATEWAY_RECORD_ALL      (~0u)
+
+typedef struct ngx_gateway_field_s  ngx_gateway_field_t;
+
+struct ngx_gateway_field_s {
+    const char   *name;
+    size_t        len;
+    int           json;         /* NGX_GATEWAY_FIELD_* */
+    int           late;         /* JSON: written after an instance's
+                                   expiry, at the end of the record */
+    size_t        offset;       /* of its value in ngx_gateway_record_t */
+    uint64_t      min;          /* a number's limits, a word's */
+    uint64_t      max;          /* longest length */
+    const char   *def;          /* the default as text; NULL: required */
+    const char   *error;        /* a value of the wrong form */
+    const char   *missing;      /* a required field not given */
+
+    /* parses and checks val into rec; 0, or -1 and *err */
+    int         (*set)(const ngx_gateway_field_t *f,
+                       ngx_gateway_record_t *rec,
+                       const char *val, size_t len, const char **err);
+
+    /* the value as text; numbers are written into buf */
+    const char *(*get)(const ngx_gateway_field_t *f,
+                       const ngx_gateway_record_t *rec,
+                       char *buf, size_t *len);
+};
+
+/* ends with a field of name NULL */
+extern const ngx_gateway_field_t  ngx_gateway_fields[];
+
+#define ngx_gateway_field_bit(f)  (1u << ((f) - ngx_gateway_fields))
 
 
 /* 1..64 of [A-Za-z0-9._-], starting with a letter or digit */
@@ -119,9 +180,48 @@ int ngx_gateway_record_set(ngx_gateway_record_t *rec, const char *field,
 const char *ngx_gateway_record_field_error(const char *field,
     size_t field_len);
 
-/* 0 when rec is complete (it has an address), else -1 and *err */
+/* 0 when rec has every required field (an address), else -1 and *err */
 int ngx_gateway_record_check(const ngx_gateway_record_t *rec,
     const char **err);
+
+/* the field of that name, or NULL */
+const ngx_gateway_field_t *ngx_gateway_field_find(const char *name,
+    size_t len);
+
+/* 'unknown field; known fields are "address", ... and "metadata"' */
+const char *ngx_gateway_record_unknown(void);
+
+/* the value of field f of rec as text, as Redis stores it */
+const char *ngx_gateway_record_get(const ngx_gateway_record_t *rec,
+    const ngx_gateway_field_t *f, char *buf, size_t *len);
+
+/* 1 when every field of a and b has the same value, else 0 */
+int ngx_gateway_record_same(const ngx_gateway_record_t *a,
+    const ngx_gateway_record_t *b);
+
+/*
+ * Copies the fields of src named in mask (bits ngx_gateway_field_bit())
+ * into dst, which keeps its own copies; 0 or -1.
+ */
+int ngx_gateway_record_merge(ngx_gateway_record_t *dst,
+    const ngx_gateway_record_t *src, unsigned mask);
+
+/*
+ * Applies the JSON object at toks[obj] (from ngx_gateway_json_parse()) to
+ * rec: each known field must have its JSON type, then goes through
+ * ngx_gateway_record_set(); "id" (a string) is allowed and ignored.
+ * Flags NGX_GATEWAY_RECORD_*.  0, or -1 and *err.
+ */
+int ngx_gateway_record_from_json(const ngx_gateway_json_tok_t *toks, int obj,
+    ngx_gateway_record_t *rec, unsigned flags, const char **err);
+
+/*
+ * Writes '"name":value,' for each field of rec whose late flag is late,
+ * in the table's order, and returns the length written; with out == NULL
+ * only returns the length.
+ */
+size_t ngx_gateway_record_json(const ngx_gateway_record_t *rec, int late,
+    char *out);
 
 
 #endif /* _NGX_GATEWAY_RECORD_H_INCLUDED_ */

@@ -33,9 +33,6 @@
 #define NGX_HTTP_GATEWAY_LINE                                                 \
     __attribute__ ((aligned (NGX_HTTP_GATEWAY_LINE_SIZE)))
 
-#define NGX_HTTP_GATEWAY_JSON_PARTIAL  1
-#define NGX_HTTP_GATEWAY_JSON_LENIENT  2
-
 #define NGX_HTTP_GATEWAY_DUMP_SUMMARY  0
 #define NGX_HTTP_GATEWAY_DUMP_FULL     1
 #define NGX_HTTP_GATEWAY_DUMP_LINES    2
@@ -365,8 +362,8 @@ ngx_http_gateway_service_t *ngx_http_gateway_service_get_locked(
 ngx_uint_t ngx_http_gateway_expire_locked(ngx_http_gateway_main_conf_t *gmcf);
 ngx_int_t ngx_http_gateway_addr_allowed(ngx_http_gateway_main_conf_t *gmcf,
     ngx_gateway_addr_t *addr);
-ngx_int_t ngx_http_gateway_record_from_json(ngx_gateway_json_tok_t *toks,
-    int obj, ngx_gateway_record_t *rec, ngx_uint_t flags, const char **err);
+void ngx_http_gateway_instance_record(ngx_http_gateway_instance_t *inst,
+    ngx_gateway_record_t *rec);
 ngx_int_t ngx_http_gateway_dump(ngx_pool_t *pool,
     ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *service, ngx_uint_t mode,
     ngx_buf_t **out);
@@ -423,10 +420,19 @@ ngx_int_t ngx_http_gateway_state_save(ngx_http_gateway_main_conf_t *gmcf,
 
 ngx_int_t ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     ngx_http_gateway_redis_conf_t *rc);
+redisAsyncContext *ngx_http_gateway_redis_connect(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_log_t *log,
+    redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect,
+    ngx_uint_t select);
+ngx_str_t *ngx_http_gateway_redis_errstr(redisReply *reply, ngx_str_t *v,
+    u_char *buf);
+void ngx_http_gateway_redis_admin_close(void);
+
+/* the sync: ngx_http_gateway_sync.c */
+
 void ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
     ngx_cycle_t *cycle);
 void ngx_http_gateway_sync_stop(void);
-void ngx_http_gateway_redis_admin_close(void);
 
 /*
  * A command sent on the serving worker's own connection.  The handler gets
@@ -444,8 +450,11 @@ struct ngx_http_gateway_redis_call_s {
     void                              *data;
 };
 
+/* a record from an instance's hash: ngx_http_gateway_redis_schema.c */
+
 ngx_int_t ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
     redisReply *fields, ngx_gateway_record_t *rec, const char **err);
+
 ngx_http_gateway_redis_call_t *ngx_http_gateway_redis_call(
     ngx_http_gateway_main_conf_t *gmcf, int argc, const char **argv,
     const size_t *argvlen, ngx_log_t *log);

@@ -4,72 +4,24 @@
  */
 
 
-#include "ngx_http_gateway.h"
+#include "ngx_http_gateway_admin.h"
+
+
+/*
+ * The admin API: routing, the bearer token, reading and checking the body,
+ * and the answers.  A write goes to the registry's backend: the zone
+ * (ngx_http_gateway_admin_embedded.c) or Redis
+ * (ngx_http_gateway_admin_redis.c).
+ */
 
 
 #define NGX_HTTP_GATEWAY_ADMIN_BODY_MAX  65536
-#define NGX_HTTP_GATEWAY_ADMIN_TIMEOUT   3000
-
-
-typedef enum {
-    ngx_http_gateway_op_list = 0,
-    ngx_http_gateway_op_show,
-    ngx_http_gateway_op_register,
-    ngx_http_gateway_op_patch,
-    ngx_http_gateway_op_heartbeat,
-    ngx_http_gateway_op_deregister
-} ngx_http_gateway_op_e;
 
 
 typedef struct {
     ngx_flag_t                      enable;
     ngx_str_t                       token;
 } ngx_http_gateway_admin_loc_conf_t;
-
-
-typedef struct {
-    ngx_http_request_t             *request;
-    ngx_http_gateway_main_conf_t   *gmcf;
-    ngx_http_gateway_op_e           op;
-    ngx_str_t                       service;
-    ngx_str_t                       id;
-
-    ngx_gateway_record_t            rec;
-    ngx_uint_t                      fields;   /* PATCH: which were given */
-
-    ngx_http_gateway_redis_call_t  *call;
-    ngx_event_t                     timeout;
-    const char                     *skipped;  /* why Redis' record was not
-                                                 applied here */
-} ngx_http_gateway_admin_ctx_t;
-
-
-/*
- * The fields of an instance, in the order of the register script's ARGV;
- * a PATCH names some of them: bit (1 << index) in ctx->fields.
- */
-
-static ngx_str_t  ngx_http_gateway_admin_fields[] = {
-    ngx_string("address"),
-    ngx_string("weight"),
-    ngx_string("zone"),
-    ngx_string("state"),
-    ngx_string("metadata"),
-    ngx_string("ttl")
-};
-
-#define NGX_HTTP_GATEWAY_FIELD_ADDR    0x01
-#define NGX_HTTP_GATEWAY_FIELD_WEIGHT  0x02
-#define NGX_HTTP_GATEWAY_FIELD_ZONE    0x04
-#define NGX_HTTP_GATEWAY_FIELD_STATE   0x08
-#define NGX_HTTP_GATEWAY_FIELD_META    0x10
-#define NGX_HTTP_GATEWAY_FIELD_TTL     0x20
-
-#define NGX_HTTP_GATEWAY_NFIELDS                                             \
-    (sizeof(ngx_http_gateway_admin_fields) / sizeof(ngx_str_t))
-
-/* EVAL, script, numkeys, prefix, service, id; then a name and a value each */
-#define NGX_HTTP_GATEWAY_ADMIN_ARGS  (6 + 2 * NGX_HTTP_GATEWAY_NFIELDS)
 
 
 static ngx_int_t ngx_http_gateway_admin_handler(ngx_http_request_t *r);
@@ -84,29 +36,10 @@ static ngx_int_t ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_str_t *body, const char **err);
 static ngx_int_t ngx_http_gateway_admin_write(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx);
-static ngx_int_t ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
-    ngx_http_gateway_admin_ctx_t *ctx);
-static ngx_int_t ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
-    ngx_http_gateway_admin_ctx_t *ctx);
-static ngx_int_t ngx_http_gateway_admin_value(ngx_pool_t *pool,
-    ngx_gateway_record_t *rec, ngx_uint_t i, ngx_str_t *v);
-static void ngx_http_gateway_admin_on_reply(
-    ngx_http_gateway_redis_call_t *call, redisReply *reply);
-static ngx_int_t ngx_http_gateway_admin_apply_reply(
-    ngx_http_gateway_admin_ctx_t *ctx, redisReply *reply,
-    ngx_uint_t *created);
-static void ngx_http_gateway_admin_on_timeout(ngx_event_t *ev);
-static void ngx_http_gateway_admin_cleanup(void *data);
-static ngx_int_t ngx_http_gateway_admin_done(ngx_http_request_t *r,
-    ngx_http_gateway_admin_ctx_t *ctx, ngx_int_t rc, ngx_uint_t created);
 static ngx_int_t ngx_http_gateway_admin_unapplied(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_uint_t created);
 static ngx_int_t ngx_http_gateway_admin_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
-static ngx_int_t ngx_http_gateway_admin_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *msg);
-static ngx_int_t ngx_http_gateway_admin_record_of(ngx_pool_t *pool,
-    ngx_http_gateway_instance_t *inst, ngx_gateway_record_t *rec);
 
 static void *ngx_http_gateway_admin_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_admin_merge_loc_conf(ngx_conf_t *cf,
@@ -164,69 +97,6 @@ ngx_module_t  ngx_http_gateway_admin_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
-
-
-/* HSET in Redis 4+ takes many pairs; ARGV: prefix service id, then fields */
-
-static const char  ngx_http_gateway_script_register[] =
-    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local b = p .. 'svc:' .. s\n"
-    "local k = b .. ':inst:' .. id\n"
-    "for _, key in ipairs({b .. ':ids', p .. 'services'}) do\n"
-    "  local t = redis.call('TYPE', key).ok\n"
-    "  if t ~= 'set' and t ~= 'none' then\n"
-    "    return redis.error_reply(key .. ' is not a set')\n"
-    "  end\n"
-    "end\n"
-    "local r = redis.call('TYPE', b .. ':rev').ok\n"
-    "if r ~= 'none' and (r ~= 'string'\n"
-    "    or not tonumber(redis.call('GET', b .. ':rev'))) then\n"
-    "  return redis.error_reply(b .. ':rev is not an integer')\n"
-    "end\n"
-    "local existed = redis.call('EXISTS', k)\n"
-    "redis.call('DEL', k)\n"
-    "redis.call('HSET', k, 'address', ARGV[4], 'weight', ARGV[5],\n"
-    "           'zone', ARGV[6], 'state', ARGV[7], 'metadata', ARGV[8],\n"
-    "           'ttl', ARGV[9])\n"
-    "if tonumber(ARGV[9]) > 0 then redis.call('EXPIRE', k, ARGV[9]) end\n"
-    "redis.call('SADD', b .. ':ids', id)\n"
-    "redis.call('SADD', p .. 'services', s)\n"
-    "local rev = redis.call('INCR', b .. ':rev')\n"
-    "redis.call('PUBLISH', p .. 'events', s)\n"
-    "return {existed, rev}\n";
-
-static const char  ngx_http_gateway_script_patch[] =
-    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local b = p .. 'svc:' .. s\n"
-    "local k = b .. ':inst:' .. id\n"
-    "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
-    "for i = 4, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end\n"
-    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
-    "if t > 0 then redis.call('EXPIRE', k, t) else\n"
-    "  redis.call('PERSIST', k) end\n"
-    "local rev = redis.call('INCR', b .. ':rev')\n"
-    "redis.call('PUBLISH', p .. 'events', s)\n"
-    "return {1, rev, redis.call('HGETALL', k)}\n";
-
-static const char  ngx_http_gateway_script_heartbeat[] =
-    "local k = ARGV[1] .. 'svc:' .. ARGV[2] .. ':inst:' .. ARGV[3]\n"
-    "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
-    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
-    "if t > 0 then redis.call('EXPIRE', k, t) end\n"
-    "return {1, 0, redis.call('HGETALL', k)}\n";
-
-static const char  ngx_http_gateway_script_deregister[] =
-    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local b = p .. 'svc:' .. s\n"
-    "local d = redis.call('DEL', b .. ':inst:' .. id)\n"
-    "local r = redis.call('SREM', b .. ':ids', id)\n"
-    "if d + r == 0 then return {0} end\n"
-    "if redis.call('SCARD', b .. ':ids') == 0 then\n"
-    "  redis.call('SREM', p .. 'services', s)\n"
-    "end\n"
-    "local rev = redis.call('INCR', b .. ':rev')\n"
-    "redis.call('PUBLISH', p .. 'events', s)\n"
-    "return {1, rev}\n";
 
 
 static ngx_int_t
@@ -604,9 +474,8 @@ static ngx_int_t
 ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_str_t *body, const char **err)
 {
-    int                      ntoks, k, i;
-    ngx_str_t               *f;
-    ngx_uint_t               flags, j;
+    int                      ntoks;
+    unsigned                 flags;
     ngx_gateway_json_tok_t  *toks;
 
     ngx_gateway_record_init(&ctx->rec);
@@ -637,39 +506,20 @@ ngx_http_gateway_admin_parse(ngx_http_request_t *r,
     }
 
     flags = (ctx->op == ngx_http_gateway_op_patch)
-            ? NGX_HTTP_GATEWAY_JSON_PARTIAL : 0;
+            ? NGX_GATEWAY_RECORD_PARTIAL : 0;
 
-    if (ngx_http_gateway_record_from_json(toks, 0, &ctx->rec, flags, err)
-        != NGX_OK)
-    {
+    if (ngx_gateway_record_from_json(toks, 0, &ctx->rec, flags, err) != 0) {
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (ctx->op == ngx_http_gateway_op_patch) {
-        k = 1;
-
-        for (i = 0; i < toks[0].size; i++) {
-            for (j = 0; j < NGX_HTTP_GATEWAY_NFIELDS; j++) {
-                f = &ngx_http_gateway_admin_fields[j];
-
-                if ((size_t) toks[k].len == f->len
-                    && ngx_strncmp(toks[k].start, f->data, f->len) == 0)
-                {
-                    ctx->fields |= 1 << j;
-                }
-            }
-
-            k = toks[k + 1].next;
-        }
-
-        if (ctx->fields == 0) {
-            *err = "nothing to change";
-            return NGX_HTTP_BAD_REQUEST;
-        }
+    if (ctx->op == ngx_http_gateway_op_patch && ctx->rec.given == 0) {
+        *err = "nothing to change";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
-    if ((ctx->op == ngx_http_gateway_op_register
-         || (ctx->fields & NGX_HTTP_GATEWAY_FIELD_ADDR))
+    /* a register always has an address, a patch when it changes it */
+
+    if (ctx->rec.has_addr
         && !ngx_http_gateway_addr_allowed(ctx->gmcf, &ctx->rec.addr))
     {
         *err = "the address is not allowed by gateway_registry_allow";
@@ -685,496 +535,14 @@ ngx_http_gateway_admin_write(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx)
 {
     if (ctx->gmcf->redis) {
-        return ngx_http_gateway_admin_write_redis(r, ctx);
+        return ngx_http_gateway_admin_redis_write(r, ctx);
     }
 
-    return ngx_http_gateway_admin_write_local(r, ctx);
+    return ngx_http_gateway_admin_embedded_write(r, ctx);
 }
 
 
-static ngx_int_t
-ngx_http_gateway_admin_write_local(ngx_http_request_t *r,
-    ngx_http_gateway_admin_ctx_t *ctx)
-{
-    ngx_int_t                      rc;
-    ngx_uint_t                     created;
-    ngx_gateway_record_t           rec;
-    ngx_http_gateway_service_t    *svc;
-    ngx_http_gateway_instance_t   *inst;
-    ngx_http_gateway_main_conf_t  *gmcf;
-
-    gmcf = ctx->gmcf;
-    created = 0;
-
-    ngx_shmtx_lock(&gmcf->shpool->mutex);
-
-    svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
-    inst = svc ? ngx_http_gateway_instance_find(svc, &ctx->id) : NULL;
-
-    switch (ctx->op) {
-
-    case ngx_http_gateway_op_register:
-        rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
-                                            &ctx->rec, &created);
-        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
-        break;
-
-    case ngx_http_gateway_op_deregister:
-        rc = svc ? ngx_http_gateway_remove_locked(gmcf, svc, &ctx->id)
-                 : NGX_DECLINED;
-
-        if (rc == NGX_OK && svc->ninstances == 0) {
-            ngx_http_gateway_service_delete_locked(gmcf, svc);
-        }
-
-        break;
-
-    default: /* patch, heartbeat */
-
-        if (inst == NULL) {
-            rc = NGX_DECLINED;
-            break;
-        }
-
-        rc = ngx_http_gateway_admin_record_of(r->pool, inst, &rec);
-
-        if (rc == NGX_OK && ctx->op == ngx_http_gateway_op_patch) {
-            if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_WEIGHT) {
-                rec.weight = ctx->rec.weight;
-            }
-
-            if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_STATE) {
-                rec.state = ctx->rec.state;
-            }
-
-            if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_ZONE) {
-                rec.zone = ctx->rec.zone;
-                rec.zone_len = ctx->rec.zone_len;
-            }
-
-            if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_META) {
-                rec.meta = ctx->rec.meta;
-                rec.meta_len = ctx->rec.meta_len;
-            }
-
-            if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_TTL) {
-                rec.ttl = ctx->rec.ttl;
-            }
-
-            if (ctx->fields & NGX_HTTP_GATEWAY_FIELD_ADDR) {
-                rec.addr = ctx->rec.addr;
-            }
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service,
-                                                &ctx->id, &rec, &created);
-            rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
-        }
-
-        break;
-    }
-
-    if (rc == NGX_OK) {
-        svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
-        if (svc) {
-            svc->revision++;
-        }
-    }
-
-    ngx_http_gateway_write_end(gmcf);
-
-    return ngx_http_gateway_admin_done(r, ctx, rc, created);
-}
-
-
-/* copies an instance out of the zone; the caller holds the lock */
-
-static ngx_int_t
-ngx_http_gateway_admin_record_of(ngx_pool_t *pool,
-    ngx_http_gateway_instance_t *inst, ngx_gateway_record_t *rec)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, inst->zone.len + inst->meta.len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_gateway_record_init(rec);
-
-    ngx_memcpy(&rec->addr.u, inst->sockaddr, inst->socklen);
-    rec->addr.socklen = inst->socklen;
-    ngx_memcpy(rec->addr.text, inst->name.data, inst->name.len);
-    rec->addr.text_len = inst->name.len;
-    rec->has_addr = 1;
-
-    rec->weight = inst->weight;
-    rec->state = (int) inst->state;
-    rec->ttl = inst->ttl;
-
-    rec->zone = (char *) p;
-    rec->zone_len = inst->zone.len;
-    p = ngx_cpymem(p, inst->zone.data, inst->zone.len);
-
-    rec->meta = (char *) p;
-    rec->meta_len = inst->meta.len;
-    ngx_memcpy(p, inst->meta.data, inst->meta.len);
-
-    return NGX_OK;
-}
-
-
-/* the i-th field of ngx_http_gateway_admin_fields as Redis stores it */
-
-static ngx_int_t
-ngx_http_gateway_admin_value(ngx_pool_t *pool, ngx_gateway_record_t *rec,
-    ngx_uint_t i, ngx_str_t *v)
-{
-    u_char      *p;
-    ngx_uint_t   n;
-
-    switch (i) {
-
-    case 0: /* address */
-        v->data = (u_char *) rec->addr.text;
-        v->len = rec->addr.text_len;
-        return NGX_OK;
-
-    case 2: /* zone */
-        v->data = (u_char *) rec->zone;
-        v->len = rec->zone_len;
-        return NGX_OK;
-
-    case 3: /* state */
-        v->data = (u_char *) ngx_gateway_state_name(rec->state);
-        v->len = ngx_strlen(v->data);
-        return NGX_OK;
-
-    case 4: /* metadata */
-        v->data = (u_char *) rec->meta;
-        v->len = rec->meta_len;
-        return NGX_OK;
-
-    default: /* weight, ttl */
-        n = (i == 1) ? rec->weight : rec->ttl;
-
-        p = ngx_pnalloc(pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        v->data = p;
-        v->len = ngx_sprintf(p, "%ui", n) - p;
-        return NGX_OK;
-    }
-}
-
-
-static ngx_int_t
-ngx_http_gateway_admin_write_redis(ngx_http_request_t *r,
-    ngx_http_gateway_admin_ctx_t *ctx)
-{
-    int                            argc;
-    size_t                         argvlen[NGX_HTTP_GATEWAY_ADMIN_ARGS];
-    ngx_str_t                      v;
-    ngx_uint_t                     i;
-    const char                    *argv[NGX_HTTP_GATEWAY_ADMIN_ARGS];
-    const char                    *script;
-    ngx_http_cleanup_t            *cln;
-    ngx_gateway_record_t          *rec;
-    ngx_http_gateway_main_conf_t  *gmcf;
-
-    gmcf = ctx->gmcf;
-    rec = &ctx->rec;
-
-    switch (ctx->op) {
-
-    case ngx_http_gateway_op_register:
-        script = ngx_http_gateway_script_register;
-        break;
-
-    case ngx_http_gateway_op_patch:
-        script = ngx_http_gateway_script_patch;
-        break;
-
-    case ngx_http_gateway_op_heartbeat:
-        script = ngx_http_gateway_script_heartbeat;
-        break;
-
-    default: /* deregister */
-        script = ngx_http_gateway_script_deregister;
-        break;
-    }
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = script;
-    argvlen[1] = ngx_strlen(script);
-    argv[2] = "0";
-    argvlen[2] = 1;
-    argv[3] = (char *) gmcf->prefix.data;
-    argvlen[3] = gmcf->prefix.len;
-    argv[4] = (char *) ctx->service.data;
-    argvlen[4] = ctx->service.len;
-    argv[5] = (char *) ctx->id.data;
-    argvlen[5] = ctx->id.len;
-    argc = 6;
-
-    /* register: every field's value in order; patch: name, value of each */
-
-    for (i = 0; i < NGX_HTTP_GATEWAY_NFIELDS; i++) {
-
-        if (ctx->op == ngx_http_gateway_op_patch) {
-            if (!(ctx->fields & (1 << i))) {
-                continue;
-            }
-
-            argv[argc] = (char *) ngx_http_gateway_admin_fields[i].data;
-            argvlen[argc++] = ngx_http_gateway_admin_fields[i].len;
-
-        } else if (ctx->op != ngx_http_gateway_op_register) {
-            break;
-        }
-
-        if (ngx_http_gateway_admin_value(r->pool, rec, i, &v) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        argv[argc] = (char *) v.data;
-        argvlen[argc++] = v.len;
-    }
-
-    ctx->call = ngx_http_gateway_redis_call(gmcf, argc, argv, argvlen,
-                                            r->connection->log);
-    if (ctx->call == NULL) {
-        return ngx_http_gateway_admin_error(r,
-                                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "redis is unreachable");
-    }
-
-    ctx->call->handler = ngx_http_gateway_admin_on_reply;
-    ctx->call->data = ctx;
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        ctx->call->handler = NULL;
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_gateway_admin_cleanup;
-    cln->data = ctx;
-
-    ctx->timeout.handler = ngx_http_gateway_admin_on_timeout;
-    ctx->timeout.data = ctx;
-    ctx->timeout.log = r->connection->log;
-
-    ngx_add_timer(&ctx->timeout, NGX_HTTP_GATEWAY_ADMIN_TIMEOUT);
-
-    /* the reference taken for reading the body keeps the request */
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_gateway_admin_on_reply(ngx_http_gateway_redis_call_t *call,
-    redisReply *reply)
-{
-    ngx_http_gateway_admin_ctx_t *ctx = call->data;
-
-    u_char               text[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t            v;
-    ngx_int_t            rc;
-    ngx_uint_t           created;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    ctx->call = NULL;
-
-    if (ctx->timeout.timer_set) {
-        ngx_del_timer(&ctx->timeout);
-    }
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (reply) {
-            ngx_http_gateway_log_text(&v, text, reply->str, reply->len);
-
-        } else {
-            ngx_str_set(&v, "no connection");
-        }
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "gateway: admin write to redis failed: %V", &v);
-
-        rc = ngx_http_gateway_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          reply ? "redis refused the write"
-                                                : "redis is unreachable");
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
-    created = 0;
-    rc = ngx_http_gateway_admin_apply_reply(ctx, reply, &created);
-
-    if (rc == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "gateway: admin write to redis failed: "
-                      "unexpected answer to the script");
-
-        rc = ngx_http_gateway_admin_error(r, NGX_HTTP_BAD_GATEWAY,
-                                          "unexpected answer from redis");
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
-    ngx_http_finalize_request(r,
-                              ngx_http_gateway_admin_done(r, ctx, rc, created));
-}
-
-
-/*
- * {found, revision[, fields]}: the write is mirrored into the zone at once.
- * NGX_BUSY: it is committed in Redis, but this gateway could not hold it.
- */
-
-static ngx_int_t
-ngx_http_gateway_admin_apply_reply(ngx_http_gateway_admin_ctx_t *ctx,
-    redisReply *reply, ngx_uint_t *created)
-{
-    ngx_int_t                      rc;
-    ngx_uint_t                     n;
-    ngx_gateway_record_t           rec;
-    ngx_http_gateway_service_t    *svc;
-    ngx_http_gateway_main_conf_t  *gmcf;
-
-    gmcf = ctx->gmcf;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1
-        || reply->element[0]->type != REDIS_REPLY_INTEGER)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ctx->op != ngx_http_gateway_op_register
-        && reply->element[0]->integer == 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (ctx->op != ngx_http_gateway_op_register
-        && ctx->op != ngx_http_gateway_op_deregister
-        && (reply->elements != 3
-            || reply->element[2]->type != REDIS_REPLY_ARRAY))
-    {
-        return NGX_ERROR;
-    }
-
-    *created = (ctx->op == ngx_http_gateway_op_register
-                && reply->element[0]->integer == 0);
-
-    rc = NGX_OK;
-
-    ngx_shmtx_lock(&gmcf->shpool->mutex);
-
-    switch (ctx->op) {
-
-    case ngx_http_gateway_op_register:
-        rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
-                                            &ctx->rec, &n);
-        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
-        break;
-
-    case ngx_http_gateway_op_deregister:
-        svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
-        if (svc) {
-            (void) ngx_http_gateway_remove_locked(gmcf, svc, &ctx->id);
-        }
-
-        break;
-
-    default: /* patch, heartbeat */
-
-        if (ngx_http_gateway_record_from_hash(gmcf, reply->element[2], &rec,
-                                              &ctx->skipped)
-            != NGX_OK)
-        {
-            rc = NGX_ABORT;
-            break;
-        }
-
-        rc = ngx_http_gateway_upsert_locked(gmcf, &ctx->service, &ctx->id,
-                                            &rec, &n);
-        rc = (rc == NGX_OK) ? NGX_OK : NGX_BUSY;
-        break;
-    }
-
-    if (rc == NGX_OK && reply->elements > 1
-        && reply->element[1]->type == REDIS_REPLY_INTEGER)
-    {
-        svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
-        if (svc) {
-            svc->written = (uint64_t) reply->element[1]->integer;
-        }
-    }
-
-    ngx_http_gateway_write_end(gmcf);
-
-    if (rc == NGX_ABORT) {
-        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                      "gateway: redis key \"%Vsvc:%V:inst:%V\" skipped: %s",
-                      &gmcf->prefix, &ctx->service, &ctx->id, ctx->skipped);
-    }
-
-    return rc;
-}
-
-
-static void
-ngx_http_gateway_admin_on_timeout(ngx_event_t *ev)
-{
-    ngx_http_gateway_admin_ctx_t *ctx = ev->data;
-
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    if (ctx->call) {
-        ctx->call->handler = NULL;
-        ctx->call = NULL;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "gateway: redis did not answer an admin write in time");
-
-    /* the next write gets a new link rather than queueing behind this */
-
-    ngx_http_gateway_redis_admin_close();
-
-    rc = ngx_http_gateway_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "redis did not answer in time");
-    ngx_http_finalize_request(r, rc);
-}
-
-
-static void
-ngx_http_gateway_admin_cleanup(void *data)
-{
-    ngx_http_gateway_admin_ctx_t *ctx = data;
-
-    if (ctx->call) {
-        ctx->call->handler = NULL;
-        ctx->call = NULL;
-    }
-
-    if (ctx->timeout.timer_set) {
-        ngx_del_timer(&ctx->timeout);
-    }
-}
-
-
-static ngx_int_t
+ngx_int_t
 ngx_http_gateway_admin_done(ngx_http_request_t *r,
     ngx_http_gateway_admin_ctx_t *ctx, ngx_int_t rc, ngx_uint_t created)
 {
@@ -1339,7 +707,7 @@ ngx_http_gateway_admin_send(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_gateway_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *msg)
 {

@@ -438,9 +438,9 @@ ngx_http_gateway_state_load_instance(ngx_http_gateway_state_ctx_t *ctx,
     ngx_gateway_record_init(&rec);
     err = NULL;
 
-    if (ngx_http_gateway_record_from_json(toks, k, &rec,
-                                          NGX_HTTP_GATEWAY_JSON_LENIENT, &err)
-        != NGX_OK)
+    if (ngx_gateway_record_from_json(toks, k, &rec,
+                                     NGX_GATEWAY_RECORD_LENIENT, &err)
+        != 0)
     {
         ngx_http_gateway_state_skip(ctx, service, &sid, err);
         return;

@@ -358,6 +358,20 @@ for my $mode (qw(embedded redis)) {
                        body => '{"address":"127.0.0.1:9001","ttl":60}');
     is($st, 201, "$mode: PUT i1") or diag(explain($j));
 
+    # an instance's keys come in the order docs/admin-api.md shows them
+    my (undef, undef, undef, $raw) = api($ng, 'PUT', "$P/order/instances/o1",
+        headers => $AUTH,
+        body => '{"metadata":{"k":"v"},"ttl":30,"state":"drain","zone":"z",'
+              . '"weight":2,"address":"127.0.0.1:9009"}');
+    my $exp = $mode eq 'embedded' ? '"expires_in_ms":\d+,' : '';
+    like($raw // '', qr/^\{"service":"order","created":true,"instance":\{"id":"o1",
+        "address":"127\.0\.0\.1:9009","weight":2,"zone":"z","state":"drain",
+        "ttl":30,$exp"metadata":\{"k":"v"\},"active":0,"requests":0,"fails":0,
+        "failures":\{"connect":0,"timeout":0,"status":0,"other":0\}\}\}\n?$/x,
+         "$mode: an instance's keys in the documented order");
+    ($st) = api($ng, 'DELETE', "$P/order/instances/o1", headers => $AUTH);
+    is($st, 200, "$mode: DELETE o1");
+
     # reads need no token, writes do
     ($st, $j) = api($ng, 'GET', $P);
     is($st, 200, "$mode: GET without a token is allowed");

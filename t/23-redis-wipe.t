@@ -48,11 +48,12 @@ my $backend = $ng->port('PORT2');
 my @services = map { "s$_" } 1 .. 4;
 
 sub register {
-    my ($svc, $id, $ttl) = @_;
+    my ($svc, $id, $ttl, $more) = @_;
     my $expire = $ttl ? "EXPIRE t23:svc:$svc:inst:$id $ttl\n" : '';
+    $more = $more ? " $more" : '';
     redis_cli({ stdin => <<"EOF" });
 MULTI
-HSET t23:svc:$svc:inst:$id address 127.0.0.1:$backend ttl $ttl
+HSET t23:svc:$svc:inst:$id address 127.0.0.1:$backend ttl $ttl$more
 ${expire}SADD t23:svc:$svc:ids $id
 SADD t23:services $svc
 INCR t23:svc:$svc:rev
@@ -64,7 +65,8 @@ EOF
 # three heart-beating instances per service, and one without a TTL
 for my $svc (@services) {
     register($svc, "hb$_", 4) for 1 .. 3;
-    register($svc, 'fixed', 0);
+    register($svc, 'fixed', 0,
+             q{weight 3 zone z state drain metadata '{"k":"v"}'});
 }
 
 ok(wait_until(sub {
@@ -156,6 +158,11 @@ for my $svc (@services) {
 is($alive, 12, 'heart-beating instances are still registered after their TTL');
 is(redis_cli('TTL', 't23:svc:s1:inst:fixed') + 0, -1,
    'an instance without a TTL is written back without one');
+my $back = redis_cmd('HGETALL', 't23:svc:s1:inst:fixed');
+is_deeply(ref $back eq 'ARRAY' ? { @$back } : $back,
+          { address => "127.0.0.1:$backend", weight => 3, zone => 'z',
+            state => 'drain', ttl => 0, metadata => '{"k":"v"}' },
+          'an instance is written back with every field as it was');
 my ($st, $h, $body) = $ng->get('/gateway/services/s1');
 is(scalar @{ json_decode($body)->{instances} }, 4, 's1 has its four instances');
 

@@ -54,7 +54,7 @@ fuzz_check_record(const ngx_gateway_record_t *rec)
     fuzz_assert(rec->state == NGX_GATEWAY_STATE_UP
                 || rec->state == NGX_GATEWAY_STATE_DRAIN
                 || rec->state == NGX_GATEWAY_STATE_DOWN);
-    fuzz_assert(ngx_gateway_valid_zone(rec->zone, rec->zone_len));
+    fuzz_assert(ngx_gateway_valid_zone(rec->zone.data, rec->zone.len));
 
     fuzz_assert(rec->meta_len >= 2 && rec->meta_len <= NGX_GATEWAY_META_MAX);
 
@@ -77,6 +77,43 @@ fuzz_check_record(const ngx_gateway_record_t *rec)
         fuzz_assert(ngx_gateway_record_check(rec, &err) == -1);
         fuzz_assert(err != NULL);
     }
+}
+
+
+static void
+fuzz_check_json_back(const ngx_gateway_record_t *rec)
+{
+    int                      n;
+    char                    *json;
+    size_t                   len;
+    const char              *err;
+    ngx_gateway_record_t     back;
+    ngx_gateway_json_tok_t  *toks;
+
+    len = 2 + ngx_gateway_record_json(rec, 0, NULL)
+          + ngx_gateway_record_json(rec, 1, NULL);
+
+    json = malloc(len);
+    /* the metadata's tokens, the object and two for each other field */
+    toks = malloc((FUZZ_TOKS + 32) * sizeof(ngx_gateway_json_tok_t));
+    fuzz_assert(json != NULL && toks != NULL);
+
+    json[0] = '{';
+    n = 1 + (int) ngx_gateway_record_json(rec, 0, json + 1);
+    n += (int) ngx_gateway_record_json(rec, 1, json + n);
+    fuzz_assert((size_t) n + 1 == len && json[n - 1] == ',');
+    json[n - 1] = '}';
+
+    n = ngx_gateway_json_parse(json, (size_t) n, toks, FUZZ_TOKS + 32, 16);
+    fuzz_assert(n > 0);
+
+    ngx_gateway_record_init(&back);
+    err = NULL;
+    fuzz_assert(ngx_gateway_record_from_json(toks, 0, &back, 0, &err) == 0);
+    fuzz_assert(ngx_gateway_record_same(rec, &back));
+
+    free(toks);
+    free(json);
 }
 
 
@@ -143,6 +180,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (void) ngx_gateway_addr_allowed(&rec.addr, &cidr, 1);
             }
         }
+    }
+
+    /* what the table writes out as JSON reads back as the same record */
+
+    if (rec.has_addr) {
+        fuzz_check_json_back(&rec);
     }
 
     free(buf);

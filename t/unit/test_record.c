@@ -436,8 +436,8 @@ test_record_defaults(void **state)
     assert_int_equal(r.weight, 1);
     assert_int_equal(r.ttl, 0);
     assert_int_equal(r.state, NGX_GATEWAY_STATE_UP);
-    assert_int_equal(r.zone_len, 0);
-    assert_non_null(r.zone);
+    assert_int_equal(r.zone.len, 0);
+    assert_non_null(r.zone.data);
     assert_int_equal(r.meta_len, 2);
     assert_memory_equal(r.meta, "{}", 2);
 
@@ -485,10 +485,10 @@ test_record_set_good(void **state)
 
     assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S("eu-1a"), &err),
                      0);
-    assert_int_equal(r.zone_len, 5);
-    assert_memory_equal(r.zone, "eu-1a", 5);
+    assert_int_equal(r.zone.len, 5);
+    assert_memory_equal(r.zone.data, "eu-1a", 5);
     assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S(""), &err), 0);
-    assert_int_equal(r.zone_len, 0);
+    assert_int_equal(r.zone.len, 0);
 
     assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("drain"), &err),
                      0);
@@ -540,7 +540,7 @@ test_record_set_good(void **state)
         assert_int_equal(ngx_gateway_record_set(&r, S("zone"), zone, 4,
                                                 &err), 0);
         zone[0] = 'X';
-        assert_memory_equal(r.zone, "eu-2", 4);
+        assert_memory_equal(r.zone.data, "eu-2", 4);
     }
 
     /* the limit is on the compact form: whitespace does not count */
@@ -814,6 +814,217 @@ test_record_meta_limits(void **state)
 }
 
 
+/* what every other part relies on the table for */
+
+static void
+test_field_table(void **state)
+{
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      n, len;
+    const char                 *v, *err;
+    ngx_gateway_record_t        r, d;
+    const ngx_gateway_field_t  *f, *g;
+
+    (void) state;
+
+    n = 0;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        n++;
+
+        /* names are unique, found by name, and len is right */
+        assert_int_equal(f->len, strlen(f->name));
+        assert_ptr_equal(ngx_gateway_field_find(f->name, f->len), f);
+
+        for (g = f + 1; g->name; g++) {
+            assert_string_not_equal(f->name, g->name);
+        }
+
+        assert_non_null(f->set);
+        assert_non_null(f->get);
+        assert_non_null(f->error);
+        assert_true(f->def != NULL || f->missing != NULL);
+
+        /* the default is valid, and what an initialized record holds */
+        ngx_gateway_record_init(&r);
+
+        if (f->def != NULL) {
+            v = f->get(f, &r, buf, &len);
+            assert_int_equal(len, strlen(f->def));
+            assert_memory_equal(v, f->def, len);
+        }
+    }
+
+    /* each field has a bit in rec->given */
+    assert_true(n > 0 && n <= 8 * sizeof(r.given));
+
+    assert_null(ngx_gateway_field_find(S("id")));
+    assert_null(ngx_gateway_field_find(S("Weight")));
+
+    /* an initialized record has nothing given, and misses its address */
+    ngx_gateway_record_init(&r);
+    assert_int_equal(r.given, 0);
+    assert_int_equal(ngx_gateway_record_check(&r, &err), -1);
+    assert_string_equal(err, "missing \"address\"");
+
+    /* a value read back sets the same value */
+    assert_int_equal(ngx_gateway_record_set(&r, S("address"),
+                                            S("[2001:DB8::1]:80"), &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("weight"), S("7"), &err),
+                     0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("zone"), S("eu-1"), &err),
+                     0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("drain"),
+                                            &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("ttl"), S("30"), &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("metadata"),
+                                            S("{ \"v\" : [1, 2] }"), &err),
+                     0);
+    assert_int_equal(r.given, (1u << n) - 1);
+
+    ngx_gateway_record_init(&d);
+    assert_false(ngx_gateway_record_same(&r, &d));
+    assert_int_equal(ngx_gateway_record_merge(&d, &r, NGX_GATEWAY_RECORD_ALL),
+                     0);
+    assert_true(ngx_gateway_record_same(&r, &d));
+    assert_int_equal(d.given, r.given);
+
+    /* one field apart is not the same */
+    d.ttl++;
+    assert_false(ngx_gateway_record_same(&r, &d));
+    d.ttl--;
+    d.zone.len--;
+    assert_false(ngx_gateway_record_same(&r, &d));
+    d.zone.len++;
+    assert_true(ngx_gateway_record_same(&r, &d));
+
+    /* d keeps its own copies */
+    assert_ptr_equal(d.zone.data, d.zone.buf);
+    assert_ptr_equal(d.meta, d.meta_buf);
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        v = ngx_gateway_record_get(&d, f, buf, &len);
+
+        if (strcmp(f->name, "address") == 0) {
+            assert_int_equal(len, sizeof("[2001:db8::1]:80") - 1);
+            assert_memory_equal(v, "[2001:db8::1]:80", len);
+
+        } else if (strcmp(f->name, "weight") == 0) {
+            assert_int_equal(len, 1);
+            assert_memory_equal(v, "7", 1);
+
+        } else if (strcmp(f->name, "metadata") == 0) {
+            assert_int_equal(len, sizeof("{\"v\":[1,2]}") - 1);
+            assert_memory_equal(v, "{\"v\":[1,2]}", len);
+        }
+    }
+
+    /* a merge of some fields changes those only */
+    ngx_gateway_record_init(&d);
+    assert_int_equal(ngx_gateway_record_set(&d, S("address"),
+                                            S("127.0.0.1:1"), &err), 0);
+    f = ngx_gateway_field_find(S("weight"));
+    assert_int_equal(ngx_gateway_record_merge(&d, &r,
+                                              ngx_gateway_field_bit(f)), 0);
+    assert_int_equal(d.weight, 7);
+    assert_int_equal(d.ttl, 0);
+    assert_int_equal(d.addr.text_len, sizeof("127.0.0.1:1") - 1);
+}
+
+
+static int
+from_json(const char *json, ngx_gateway_record_t *r, unsigned flags,
+    const char **err)
+{
+    int                     n;
+    ngx_gateway_json_tok_t  toks[64];
+
+    n = ngx_gateway_json_parse(json, strlen(json), toks, 64, 16);
+    assert_true(n > 0);
+
+    ngx_gateway_record_init(r);
+    *err = NULL;
+
+    return ngx_gateway_record_from_json(toks, 0, r, flags, err);
+}
+
+
+static void
+test_record_json(void **state)
+{
+    char                   out[2048];
+    size_t                 n;
+    const char            *err;
+    ngx_gateway_record_t   r;
+
+    (void) state;
+
+    assert_int_equal(from_json("{\"id\":\"x\",\"address\":\"127.0.0.1:80\","
+                               "\"weight\":3,\"zone\":\"a\","
+                               "\"state\":\"down\",\"ttl\":5,"
+                               "\"metadata\":{\"k\": \"\\u00e9\\\"\"}}",
+                               &r, 0, &err), 0);
+
+    /* the order and the form of the admin API's instances */
+    n = ngx_gateway_record_json(&r, 0, out);
+    assert_int_equal(n, ngx_gateway_record_json(&r, 0, NULL));
+    out[n] = '\0';
+    assert_string_equal(out, "\"address\":\"127.0.0.1:80\",\"weight\":3,"
+                             "\"zone\":\"a\",\"state\":\"down\",\"ttl\":5,");
+
+    n = ngx_gateway_record_json(&r, 1, out);
+    assert_int_equal(n, ngx_gateway_record_json(&r, 1, NULL));
+    out[n] = '\0';
+    assert_string_equal(out, "\"metadata\":{\"k\":\"\xc3\xa9\\\"\"},");
+
+    /* a unix path is escaped as a JSON string */
+    assert_int_equal(from_json("{\"address\":\"unix:/a\\\"b\"}", &r, 0, &err),
+                     0);
+    n = ngx_gateway_record_json(&r, 0, out);
+    out[n] = '\0';
+    assert_non_null(strstr(out, "\"address\":\"unix:/a\\\"b\","));
+
+    /* defaults, the wrong JSON types, unknown fields */
+    assert_int_equal(from_json("{\"address\":\"127.0.0.1:80\"}", &r, 0,
+                               &err), 0);
+    assert_int_equal(r.weight, 1);
+
+    assert_int_equal(from_json("{\"weight\":2}", &r, 0, &err), -1);
+    assert_string_equal(err, "missing \"address\"");
+    assert_int_equal(from_json("{\"weight\":2}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), 0);
+    assert_int_equal(r.weight, 2);
+
+    assert_int_equal(from_json("{\"weight\":\"2\"}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_string_equal(err, "invalid \"weight\": must be an integer "
+                             "1..1000");
+    assert_int_equal(from_json("{\"ttl\":-1}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_string_equal(err, "invalid \"ttl\": must be an integer 0..86400");
+    assert_int_equal(from_json("{\"zone\":1}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_ptr_equal(err, ngx_gateway_record_field_error(S("zone")));
+    assert_int_equal(from_json("{\"metadata\":\"{}\"}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_string_equal(err, "invalid \"metadata\": must be a JSON object");
+
+    assert_int_equal(from_json("{\"color\":1}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_string_equal(err, "unknown field; known fields are \"address\", "
+                             "\"weight\", \"zone\", \"state\", \"ttl\" and "
+                             "\"metadata\"");
+    assert_ptr_equal(err, ngx_gateway_record_unknown());
+    assert_int_equal(from_json("{\"color\":1}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL
+                               | NGX_GATEWAY_RECORD_LENIENT, &err), 0);
+    assert_int_equal(from_json("{\"id\":1}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_int_equal(from_json("[]", &r, 0, &err), -1);
+    assert_string_equal(err, "the body must be a JSON object");
+}
+
+
 int
 main(void)
 {
@@ -831,6 +1042,8 @@ main(void)
         cmocka_unit_test(test_record_set_good),
         cmocka_unit_test(test_record_set_bad),
         cmocka_unit_test(test_record_meta_limits),
+        cmocka_unit_test(test_field_table),
+        cmocka_unit_test(test_record_json),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -1,0 +1,367 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway.h"
+#include "ngx_http_gateway_redis_schema.h"
+
+
+/*
+ * The registry in Redis (docs/registry.md): every key name is built here,
+ * by the Lua helpers below for the scripts and by the formats and the
+ * parser of ngx_http_gateway_redis_schema.h for the C side.  P is the
+ * prefix (gateway_registry prefix=).
+ *
+ *     P services            SET of service names
+ *     P svc:NAME:rev        STRING, the service's revision
+ *     P svc:NAME:ids        SET of instance ids
+ *     P svc:NAME:inst:ID    HASH, one instance; its key TTL is the heartbeat
+ *     P events              channel of change notices
+ *     P epoch               STRING, the registry's marker
+ */
+
+#define NGX_HTTP_GATEWAY_LUA_KEYS                                             \
+    "local function k_services(p) return p .. 'services' end\n"               \
+    "local function k_events(p) return p .. 'events' end\n"                   \
+    "local function k_epoch(p) return p .. 'epoch' end\n"                     \
+    "local function k_rev(p, s) return p .. 'svc:' .. s .. ':rev' end\n"      \
+    "local function k_ids(p, s) return p .. 'svc:' .. s .. ':ids' end\n"      \
+    "local function k_inst(p, s, id)\n"                                       \
+    "  return p .. 'svc:' .. s .. ':inst:' .. id\n"                           \
+    "end\n"
+
+
+/*
+ * {epoch, name, revision, ...}: the registry's marker (nil when Redis lost
+ * it) and the revisions of all services; drops ids whose key expired
+ */
+
+const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p = ARGV[1]\n"
+    "local out = {redis.pcall('GET', k_epoch(p))}\n"
+    "if type(out[1]) ~= 'string' then out[1] = false end\n"
+    "local names = redis.pcall('SMEMBERS', k_services(p))\n"
+    "if type(names) ~= 'table' or names.err then return out end\n"
+    "for _, s in ipairs(names) do\n"
+    "  local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    "  if type(ids) == 'table' and not ids.err then\n"
+    "    local gone = 0\n"
+    "    for _, id in ipairs(ids) do\n"
+    "      if redis.call('EXISTS', k_inst(p, s, id)) == 0 then\n"
+    "        redis.call('SREM', k_ids(p, s), id)\n"
+    "        gone = gone + 1\n"
+    "      end\n"
+    "    end\n"
+    "    if gone > 0 then\n"
+    "      redis.pcall('INCR', k_rev(p, s))\n"
+    "      redis.call('PUBLISH', k_events(p), s)\n"
+    "    end\n"
+    "  end\n"
+    "  local rev = redis.pcall('GET', k_rev(p, s))\n"
+    "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
+    "  elseif type(rev) ~= 'string' then rev = '0' end\n"
+    "  out[#out + 1] = s\n"
+    "  out[#out + 1] = rev\n"
+    "end\n"
+    "return out\n");
+
+
+/*
+ * {epoch, {name, listed, revision, {id, {field, value, ...} or "WRONGTYPE",
+ * ...}}, ...}
+ */
+
+const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p = ARGV[1]\n"
+    "local out = {redis.pcall('GET', k_epoch(p))}\n"
+    "if type(out[1]) ~= 'string' then out[1] = false end\n"
+    "for i = 2, #ARGV do\n"
+    "  local s = ARGV[i]\n"
+    "  local rev = redis.pcall('GET', k_rev(p, s))\n"
+    "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
+    "  elseif type(rev) ~= 'string' then rev = '0' end\n"
+    "  local listed = redis.pcall('SISMEMBER', k_services(p), s)\n"
+    "  if type(listed) ~= 'number' then listed = 0 end\n"
+    "  local insts = {}\n"
+    "  local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    "  if type(ids) == 'table' and not ids.err then\n"
+    "    for _, id in ipairs(ids) do\n"
+    "      local h = redis.pcall('HGETALL', k_inst(p, s, id))\n"
+    "      if type(h) == 'table' and not h.err then\n"
+    "        if #h > 0 then\n"
+    "          insts[#insts + 1] = id\n"
+    "          insts[#insts + 1] = h\n"
+    "        end\n"
+    "      else\n"
+    "        insts[#insts + 1] = id\n"
+    "        insts[#insts + 1] = 'WRONGTYPE'\n"
+    "      end\n"
+    "    end\n"
+    "  else\n"
+    "    insts = 'WRONGTYPE'\n"
+    "  end\n"
+    "  out[#out + 1] = {s, listed, rev, insts}\n"
+    "end\n"
+    "return out\n");
+
+
+/*
+ * Writes back one service from the gateway's zone after Redis lost the
+ * registry: ARGV = prefix, name, then per instance its id, the number of
+ * its fields and a name and a value each.  Keys that exist again are left
+ * alone.
+ */
+
+const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p, s = ARGV[1], ARGV[2]\n"
+    "local n, i = 0, 3\n"
+    "while i <= #ARGV do\n"
+    "  local id, m = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "  local k = k_inst(p, s, id)\n"
+    "  if redis.call('EXISTS', k) == 0 then\n"
+    "    redis.call('HSET', k, unpack(ARGV, i + 2, i + 1 + 2 * m))\n"
+    "    local ttl = tonumber(redis.call('HGET', k, 'ttl') or '0')\n"
+    "    if ttl and ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "  redis.call('SADD', k_ids(p, s), id)\n"
+    "  i = i + 2 + 2 * m\n"
+    "end\n"
+    "redis.call('SADD', k_services(p), s)\n"
+    "if n > 0 then\n"
+    "  redis.pcall('INCR', k_rev(p, s))\n"
+    "  redis.call('PUBLISH', k_events(p), s)\n"
+    "end\n"
+    "return n\n");
+
+
+/* ARGV = prefix, service, id of an instance key that expired */
+
+const ngx_str_t  ngx_http_gateway_lua_expire = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
+    "if redis.call('EXISTS', k_inst(p, s, id)) == 0\n"
+    "   and redis.call('SREM', k_ids(p, s), id) == 1 then\n"
+    "  if redis.call('SCARD', k_ids(p, s)) == 0 then\n"
+    "    redis.call('SREM', k_services(p), s)\n"
+    "  end\n"
+    "  redis.pcall('INCR', k_rev(p, s))\n"
+    "  redis.call('PUBLISH', k_events(p), s)\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+
+/*
+ * The admin API's writes.  ARGV: prefix, service, id, then (register,
+ * patch) a field name and its value each; HSET in Redis 4+ takes many
+ * pairs.  Replies: {0} when there is no such instance, else {1, revision}
+ * and, for patch and heartbeat, the instance's hash as it is now.
+ */
+
+const ngx_str_t  ngx_http_gateway_lua_register = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local k = k_inst(p, s, id)\n"
+    "for _, key in ipairs({k_ids(p, s), k_services(p)}) do\n"
+    "  local t = redis.call('TYPE', key).ok\n"
+    "  if t ~= 'set' and t ~= 'none' then\n"
+    "    return redis.error_reply(key .. ' is not a set')\n"
+    "  end\n"
+    "end\n"
+    "local r = redis.call('TYPE', k_rev(p, s)).ok\n"
+    "if r ~= 'none' and (r ~= 'string'\n"
+    "    or not tonumber(redis.call('GET', k_rev(p, s)))) then\n"
+    "  return redis.error_reply(k_rev(p, s) .. ' is not an integer')\n"
+    "end\n"
+    "local existed = redis.call('EXISTS', k)\n"
+    "redis.call('DEL', k)\n"
+    "redis.call('HSET', k, unpack(ARGV, 4))\n"
+    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
+    "if t > 0 then redis.call('EXPIRE', k, t) end\n"
+    "redis.call('SADD', k_ids(p, s), id)\n"
+    "redis.call('SADD', k_services(p), s)\n"
+    "local rev = redis.call('INCR', k_rev(p, s))\n"
+    "redis.call('PUBLISH', k_events(p), s)\n"
+    "return {existed, rev}\n");
+
+const ngx_str_t  ngx_http_gateway_lua_patch = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local k = k_inst(p, s, id)\n"
+    "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
+    "for i = 4, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end\n"
+    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
+    "if t > 0 then redis.call('EXPIRE', k, t) else\n"
+    "  redis.call('PERSIST', k) end\n"
+    "local rev = redis.call('INCR', k_rev(p, s))\n"
+    "redis.call('PUBLISH', k_events(p), s)\n"
+    "return {1, rev, redis.call('HGETALL', k)}\n");
+
+const ngx_str_t  ngx_http_gateway_lua_heartbeat = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local k = k_inst(ARGV[1], ARGV[2], ARGV[3])\n"
+    "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
+    "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
+    "if t > 0 then redis.call('EXPIRE', k, t) end\n"
+    "return {1, 0, redis.call('HGETALL', k)}\n");
+
+const ngx_str_t  ngx_http_gateway_lua_deregister = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local d = redis.call('DEL', k_inst(p, s, id))\n"
+    "local r = redis.call('SREM', k_ids(p, s), id)\n"
+    "if d + r == 0 then return {0} end\n"
+    "if redis.call('SCARD', k_ids(p, s)) == 0 then\n"
+    "  redis.call('SREM', k_services(p), s)\n"
+    "end\n"
+    "local rev = redis.call('INCR', k_rev(p, s))\n"
+    "redis.call('PUBLISH', k_events(p), s)\n"
+    "return {1, rev}\n");
+
+
+/* "P svc:NAME:inst:ID": NAME and ID, not yet validated */
+
+ngx_int_t
+ngx_http_gateway_key_parse_inst(ngx_str_t *prefix, u_char *key, size_t len,
+    ngx_str_t *service, ngx_str_t *id)
+{
+    u_char  *p, *last, *sep;
+
+    p = key;
+    last = key + len;
+
+    if (len <= prefix->len + 4
+        || ngx_strncmp(p, prefix->data, prefix->len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += prefix->len;
+
+    if (ngx_strncmp(p, "svc:", 4) != 0) {
+        return NGX_DECLINED;
+    }
+
+    p += 4;
+
+    sep = ngx_strlchr(p, last, ':');
+    if (sep == NULL || last - sep < 6 || ngx_strncmp(sep, ":inst:", 6) != 0) {
+        return NGX_DECLINED;
+    }
+
+    service->data = p;
+    service->len = sep - p;
+    id->data = sep + 6;
+    id->len = last - id->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
+    redisReply *fields, ngx_gateway_record_t *rec, const char **err)
+{
+    size_t  f;
+
+    *err = NULL;
+
+    ngx_gateway_record_init(rec);
+
+    for (f = 0; f + 1 < fields->elements; f += 2) {
+        if (fields->element[f]->type != REDIS_REPLY_STRING
+            || fields->element[f + 1]->type != REDIS_REPLY_STRING)
+        {
+            *err = "not a hash of strings";
+            return NGX_ERROR;
+        }
+
+        if (ngx_gateway_record_set(rec, fields->element[f]->str,
+                                   fields->element[f]->len,
+                                   fields->element[f + 1]->str,
+                                   fields->element[f + 1]->len, err)
+            != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_gateway_record_check(rec, err) != 0) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_gateway_addr_allowed(gmcf, &rec->addr)) {
+        *err = "address is not in gateway_registry_allow";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+
+
+/*
+ * An instance's hash as HSET's arguments: the name and the value of each
+ * field of rec in mask.  _size() gives the bytes the values need and the
+ * number of arguments; _to_hash() copies the values to *p and fills argv.
+ */
+
+size_t
+ngx_http_gateway_record_hash_size(const ngx_gateway_record_t *rec,
+    unsigned mask, ngx_uint_t *nargs)
+{
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      size, len;
+    const ngx_gateway_field_t  *f;
+
+    size = 0;
+    *nargs = 0;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (mask & ngx_gateway_field_bit(f)) {
+            (void) ngx_gateway_record_get(rec, f, buf, &len);
+            size += len;
+            *nargs += 2;
+        }
+    }
+
+    return size;
+}
+
+
+ngx_uint_t
+ngx_http_gateway_record_to_hash(const ngx_gateway_record_t *rec,
+    unsigned mask, const char **argv, size_t *argvlen, u_char **p)
+{
+    char                        buf[NGX_GATEWAY_FIELD_BUF];
+    size_t                      len;
+    ngx_uint_t                  n;
+    const char                 *v;
+    const ngx_gateway_field_t  *f;
+
+    n = 0;
+
+    for (f = ngx_gateway_fields; f->name; f++) {
+        if (!(mask & ngx_gateway_field_bit(f))) {
+            continue;
+        }
+
+        v = ngx_gateway_record_get(rec, f, buf, &len);
+
+        argv[n] = f->name;
+        argvlen[n++] = f->len;
+        argv[n] = (const char *) *p;
+        argvlen[n++] = len;
+
+        *p = ngx_cpymem(*p, v, len);
+    }
+
+    return n;
+}

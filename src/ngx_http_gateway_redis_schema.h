@@ -1,0 +1,50 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#ifndef _NGX_HTTP_GATEWAY_REDIS_SCHEMA_H_INCLUDED_
+#define _NGX_HTTP_GATEWAY_REDIS_SCHEMA_H_INCLUDED_
+
+
+#include "ngx_http_gateway.h"
+
+
+/*
+ * The registry's keys in Redis and every Lua script that reads or writes
+ * them (ngx_http_gateway_redis_schema.c).  The formats take the prefix,
+ * then the service name, then the instance id (all ngx_str_t *).
+ */
+
+#define NGX_HTTP_GATEWAY_KEY_EVENTS  "%Vevents"
+#define NGX_HTTP_GATEWAY_KEY_REV     "%Vsvc:%V:rev"
+#define NGX_HTTP_GATEWAY_KEY_IDS     "%Vsvc:%V:ids"
+#define NGX_HTTP_GATEWAY_KEY_INST    "%Vsvc:%V:inst:%V"
+
+
+/* the sync's: ngx_http_gateway_sync.c */
+
+extern const ngx_str_t  ngx_http_gateway_lua_revisions;
+extern const ngx_str_t  ngx_http_gateway_lua_snapshot;
+extern const ngx_str_t  ngx_http_gateway_lua_restore;
+extern const ngx_str_t  ngx_http_gateway_lua_expire;
+
+/* the admin API's: ngx_http_gateway_admin_redis.c */
+
+extern const ngx_str_t  ngx_http_gateway_lua_register;
+extern const ngx_str_t  ngx_http_gateway_lua_patch;
+extern const ngx_str_t  ngx_http_gateway_lua_heartbeat;
+extern const ngx_str_t  ngx_http_gateway_lua_deregister;
+
+
+size_t ngx_http_gateway_record_hash_size(const ngx_gateway_record_t *rec,
+    unsigned mask, ngx_uint_t *nargs);
+ngx_uint_t ngx_http_gateway_record_to_hash(const ngx_gateway_record_t *rec,
+    unsigned mask, const char **argv, size_t *argvlen, u_char **p);
+
+ngx_int_t ngx_http_gateway_key_parse_inst(ngx_str_t *prefix, u_char *key,
+    size_t len, ngx_str_t *service, ngx_str_t *id);
+
+
+#endif /* _NGX_HTTP_GATEWAY_REDIS_SCHEMA_H_INCLUDED_ */

@@ -1,0 +1,1337 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway.h"
+#include "ngx_http_gateway_redis_schema.h"
+
+
+/*
+ * The registry's sync.  The worker that holds the lease keeps two links:
+ * one for commands and one subscribed to change notices and to expired
+ * keys.  Notices are at-most-once, so every (re)connect and every resync
+ * interval compares revisions of all services and fetches the services
+ * that changed.  Redis lost the registry when its marker (P epoch) is
+ * gone: the registry is then written back from the zone.
+ */
+
+
+#define NGX_HTTP_GATEWAY_BACKOFF_MIN  100
+#define NGX_HTTP_GATEWAY_BACKOFF_MAX  5000
+#define NGX_HTTP_GATEWAY_BATCH        256
+#define NGX_HTTP_GATEWAY_APPLY_CHUNK  256
+
+
+typedef struct {
+    ngx_http_gateway_main_conf_t  *gmcf;
+    ngx_log_t                     *log;
+
+    redisAsyncContext             *cmd;
+    redisAsyncContext             *sub;
+
+    ngx_event_t                    reconnect;
+    ngx_event_t                    resync;
+    ngx_msec_t                     backoff;
+
+    ngx_str_t                      events;
+    ngx_str_t                      expired;
+
+    ngx_uint_t                     epoch_gen;  /* bumped by each SET */
+    ngx_uint_t                     restoring;  /* replies awaited */
+    ngx_uint_t                     restored;   /* instances written back */
+
+    unsigned                       running:1;
+    unsigned                       connected:1;
+    unsigned                       resyncing:1;
+} ngx_http_gateway_sync_t;
+
+
+static void ngx_http_gateway_sync_connect(ngx_event_t *ev);
+static void ngx_http_gateway_sync_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_gateway_sync_on_disconnect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_gateway_sync_failed(const char *why);
+static void ngx_http_gateway_sync_close(void);
+static void ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_on_message(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_resync(ngx_event_t *ev);
+static void ngx_http_gateway_sync_all(void);
+static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_services(redisReply **names,
+    ngx_uint_t n);
+static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
+    void *r, void *privdata);
+static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
+    void *privdata);
+static void ngx_http_gateway_sync_restore(void);
+static ngx_int_t ngx_http_gateway_sync_restore_service(ngx_str_t *name);
+static void ngx_http_gateway_sync_on_restore(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac,
+    void *r, void *privdata);
+static ngx_int_t ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler,
+    void *privdata);
+static void ngx_http_gateway_sync_apply(redisReply *entry);
+static void ngx_http_gateway_sync_expired(redisReply *key);
+static void ngx_http_gateway_sync_on_expired(redisAsyncContext *ac,
+    void *r, void *privdata);
+
+
+static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
+
+
+void
+ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_cycle_t *cycle)
+{
+    u_char                   *p;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (sync->running) {
+        return;
+    }
+
+    sync->gmcf = gmcf;
+    sync->log = cycle->log;
+    sync->running = 1;
+    sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
+
+    if (sync->events.data == NULL) {
+        p = ngx_pnalloc(cycle->pool, gmcf->prefix.len + sizeof("events"));
+        if (p == NULL) {
+            return;
+        }
+
+        sync->events.data = p;
+        sync->events.len = ngx_sprintf(p, NGX_HTTP_GATEWAY_KEY_EVENTS "%Z",
+                                       &gmcf->prefix)
+                           - p - 1;
+
+        p = ngx_pnalloc(cycle->pool, sizeof("__keyevent@255__:expired"));
+        if (p == NULL) {
+            return;
+        }
+
+        sync->expired.data = p;
+        sync->expired.len = ngx_sprintf(p, "__keyevent@%ui__:expired%Z",
+                                        gmcf->redis->db) - p - 1;
+    }
+
+    sync->reconnect.handler = ngx_http_gateway_sync_connect;
+    sync->reconnect.data = sync;
+    sync->reconnect.log = cycle->log;
+    sync->reconnect.cancelable = 1;
+
+    sync->resync.handler = ngx_http_gateway_sync_resync;
+    sync->resync.data = sync;
+    sync->resync.log = cycle->log;
+    sync->resync.cancelable = 1;
+
+    ngx_http_gateway_sync_connect(&sync->reconnect);
+}
+
+
+void
+ngx_http_gateway_sync_stop(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (sync->running) {
+        sync->running = 0;
+
+        if (sync->reconnect.timer_set) {
+            ngx_del_timer(&sync->reconnect);
+        }
+
+        if (sync->resync.timer_set) {
+            ngx_del_timer(&sync->resync);
+        }
+
+        ngx_http_gateway_sync_close();
+    }
+}
+
+
+
+static void
+ngx_http_gateway_sync_connect(ngx_event_t *ev)
+{
+    ngx_http_gateway_sync_t *sync = ev->data;
+
+    if (!sync->running || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    sync->cmd = ngx_http_gateway_redis_connect(sync->gmcf, sync->log,
+                                       ngx_http_gateway_sync_on_connect,
+                                       ngx_http_gateway_sync_on_disconnect,
+                                       1);
+    if (sync->cmd == NULL) {
+        ngx_http_gateway_sync_failed("cannot connect");
+        return;
+    }
+
+    sync->sub = ngx_http_gateway_redis_connect(sync->gmcf, sync->log,
+                                       ngx_http_gateway_sync_on_connect,
+                                       ngx_http_gateway_sync_on_disconnect,
+                                       0);
+    if (sync->sub == NULL) {
+        ngx_http_gateway_sync_failed("cannot connect");
+        return;
+    }
+
+    (void) redisAsyncCommand(sync->cmd, NULL, NULL, "PING");
+
+    (void) redisAsyncCommand(sync->cmd,
+                             ngx_http_gateway_sync_on_notify_config, NULL,
+                             "CONFIG GET notify-keyspace-events");
+
+    (void) redisAsyncCommand(sync->sub, ngx_http_gateway_sync_on_message,
+                             NULL, "SUBSCRIBE %b %b",
+                             sync->events.data, sync->events.len,
+                             sync->expired.data, sync->expired.len);
+}
+
+
+static void
+ngx_http_gateway_sync_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (status == REDIS_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                  "gateway: redis connection to \"%V\" failed: %s",
+                  &sync->gmcf->redis->host, ac->errstr);
+
+    /* hiredis frees ac after this callback */
+
+    if (ac == sync->cmd) {
+        sync->cmd = NULL;
+    }
+
+    if (ac == sync->sub) {
+        sync->sub = NULL;
+    }
+
+    ngx_http_gateway_sync_failed(NULL);
+}
+
+
+static void
+ngx_http_gateway_sync_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ac == sync->cmd) {
+        sync->cmd = NULL;
+
+    } else if (ac == sync->sub) {
+        sync->sub = NULL;
+
+    } else {
+        return;
+    }
+
+    if (sync->running) {
+        ngx_http_gateway_sync_failed(status == REDIS_OK ? "closed"
+                                                        : ac->errstr);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_failed(const char *why)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (why) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis link lost: %s, reconnecting in %Mms",
+                      why, sync->backoff);
+    }
+
+    ngx_http_gateway_sync_close();
+
+    if (!sync->running || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    if (!sync->reconnect.timer_set) {
+        ngx_add_timer(&sync->reconnect, sync->backoff);
+    }
+
+    sync->backoff = ngx_min(sync->backoff * 2, NGX_HTTP_GATEWAY_BACKOFF_MAX);
+}
+
+
+static void
+ngx_http_gateway_sync_close(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+    redisAsyncContext        *ac;
+
+    sync = &ngx_http_gateway_sync;
+
+    sync->connected = 0;
+    sync->resyncing = 0;
+
+    if (sync->resync.timer_set) {
+        ngx_del_timer(&sync->resync);
+    }
+
+    ac = sync->cmd;
+    if (ac) {
+        sync->cmd = NULL;
+        redisAsyncFree(ac);
+    }
+
+    ac = sync->sub;
+    if (ac) {
+        sync->sub = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                    flags[64], *p;
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                    len;
+    ngx_str_t                 v;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    if (privdata) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: cannot enable redis keyspace "
+                          "notifications (%V); expired heartbeats are "
+                          "noticed at each resync only",
+                          ngx_http_gateway_redis_errstr(reply, &v, buf));
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len > 32)
+    {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: cannot read redis \"notify-keyspace-events\"; "
+                      "expired heartbeats are noticed at each resync only");
+        return;
+    }
+
+    p = (u_char *) reply->element[1]->str;
+    len = reply->element[1]->len;
+
+    if (ngx_strlchr(p, p + len, 'E')
+        && (ngx_strlchr(p, p + len, 'x') || ngx_strlchr(p, p + len, 'A')))
+    {
+        return;
+    }
+
+    ngx_memcpy(flags, p, len);
+    flags[len++] = 'E';
+    flags[len++] = 'x';
+
+    (void) redisAsyncCommand(ac, ngx_http_gateway_sync_on_notify_config,
+                             (void *) 1,
+                             "CONFIG SET notify-keyspace-events %b",
+                             flags, len);
+}
+
+
+static void
+ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                    text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 v;
+    redisReply               *kind, *channel, *payload;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->sub) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_gateway_log_text(&v, text, reply->str, reply->len);
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "gateway: redis SUBSCRIBE failed: %V", &v);
+        }
+
+        return;
+    }
+
+    kind = reply->element[0];
+    channel = reply->element[1];
+    payload = reply->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING
+        || channel->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
+
+        if (channel->len == sync->events.len
+            && ngx_strncmp(channel->str, sync->events.data, channel->len)
+               == 0)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: redis link to \"%V\" is up, syncing",
+                          &sync->gmcf->redis->host);
+
+            sync->connected = 1;
+            sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
+
+            ngx_http_gateway_sync_all();
+        }
+
+        return;
+    }
+
+    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (channel->len == sync->events.len
+        && ngx_strncmp(channel->str, sync->events.data, channel->len) == 0)
+    {
+        if (!ngx_gateway_valid_name(payload->str, payload->len)) {
+            ngx_http_gateway_log_text(&v, text, payload->str, payload->len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis notice on \"%V\" names no valid "
+                          "service: \"%V\", ignored", &sync->events, &v);
+            return;
+        }
+
+        ngx_http_gateway_sync_services(&payload, 1);
+        return;
+    }
+
+    ngx_http_gateway_sync_expired(payload);
+}
+
+
+static void
+ngx_http_gateway_sync_resync(ngx_event_t *ev)
+{
+    ngx_http_gateway_sync_all();
+}
+
+
+static void
+ngx_http_gateway_sync_all(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (!sync->connected || sync->cmd == NULL) {
+        return;
+    }
+
+    if (sync->resyncing) {
+
+        /* a link that stopped answering without closing */
+
+        ngx_http_gateway_sync_failed("the previous resync got no answer");
+        return;
+    }
+
+    sync->resyncing = 1;
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
+                             (void *) sync->epoch_gen, "EVAL %s 0 %b",
+                             ngx_http_gateway_lua_revisions.data,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len);
+
+    if (!sync->resync.timer_set) {
+        ngx_add_timer(&sync->resync, sync->gmcf->resync);
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                         i, n;
+    uint64_t                       rev;
+    ngx_str_t                      name, text;
+    ngx_uint_t                     mark;
+    redisReply                   **stale;
+    ngx_rbtree_node_t             *node, *next, *sentinel;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    sync->resyncing = 0;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis resync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &text, buf));
+        return;
+    }
+
+    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        return;
+    }
+
+    stale = ngx_alloc((reply->elements / 2 + 1) * sizeof(redisReply *),
+                      sync->log);
+    if (stale == NULL) {
+        return;
+    }
+
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    mark = ++sh->mark;
+
+    for (i = 1; i + 1 < reply->elements; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        name.data = (u_char *) reply->element[i]->str;
+        name.len = reply->element[i]->len;
+
+        if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+            ngx_http_gateway_log_text(&text, buf, name.data, name.len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis service name \"%V\" is invalid, "
+                          "skipped", &text);
+            continue;
+        }
+
+        svc = ngx_http_gateway_service_lookup(gmcf, &name);
+
+        if (ngx_gateway_parse_uint(reply->element[i + 1]->str,
+                                   reply->element[i + 1]->len,
+                                   UINT64_MAX, &rev)
+            != 0)
+        {
+            rev = 0;
+        }
+
+        if (svc) {
+            svc->mark = mark;
+        }
+
+        if (svc == NULL || svc->revision != rev || rev == 0) {
+            stale[n++] = reply->element[i];
+        }
+    }
+
+    sentinel = sh->rbtree.sentinel;
+    node = (sh->rbtree.root == sentinel) ? NULL
+                                         : ngx_rbtree_min(sh->rbtree.root,
+                                                          sentinel);
+
+    while (node) {
+        next = ngx_rbtree_next(&sh->rbtree, node);
+        svc = (ngx_http_gateway_service_t *) node;
+
+        if (svc->mark != mark && svc->written <= svc->revision) {
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: service \"%V\" is gone from redis",
+                          &svc->sn.str);
+            ngx_http_gateway_service_delete_locked(gmcf, svc);
+        }
+
+        node = next;
+    }
+
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_http_gateway_sync_services(stale, n);
+
+    ngx_free(stale);
+}
+
+
+/*
+ * Redis holds a marker, "P epoch", that a gateway sets once the registry
+ * is in Redis.  A registry that vanishes at once (FLUSHALL, a restart
+ * without persistence) takes the marker with it; that is almost never a
+ * real deregistration of everything, so the gateway keeps routing what it
+ * knows, calls the registry stale, and writes it back to Redis.  NGX_OK:
+ * sync as usual.
+ */
+
+static ngx_int_t
+ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
+{
+    ngx_uint_t                     nservices, ninstances;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    if (epoch->type == REDIS_REPLY_STRING) {
+
+        if (epoch->len > NGX_HTTP_GATEWAY_EPOCH_LEN) {
+            return NGX_OK;
+        }
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+        if (sh->marker_len != epoch->len
+            || ngx_memcmp(sh->marker, epoch->str, epoch->len) != 0)
+        {
+            sh->marker_len = epoch->len;
+            ngx_memcpy(sh->marker, epoch->str, epoch->len);
+            sh->generation++;
+        }
+
+        if (sh->stale_since) {
+            sh->stale_since = 0;
+            sh->generation++;
+
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: the registry is back in redis \"%V\" "
+                          "(%ui instances written back); no longer stale",
+                          &gmcf->redis->host, sync->restored);
+
+            sync->restored = 0;
+        }
+
+        ngx_http_gateway_write_end(gmcf);
+
+        return NGX_OK;
+    }
+
+    if ((ngx_uint_t) privdata != sync->epoch_gen) {
+
+        /* sent before this gateway set the marker */
+
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    nservices = sh->nservices;
+    ninstances = sh->ninstances;
+    ngx_http_gateway_write_end(gmcf);
+
+    if (nservices == 0 || sh->marker_len == 0) {
+
+        /*
+         * nothing to lose, or a registry this gateway never saw marked
+         * (a new Redis, or one from before the marker): follow it
+         */
+
+        (void) ngx_http_gateway_sync_set_epoch(ngx_http_gateway_sync_on_epoch,
+                                               NULL);
+        return NGX_OK;
+    }
+
+    if (sh->stale_since == 0) {
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+        sh->stale_since = ngx_time();
+        sh->generation++;
+        ngx_http_gateway_write_end(gmcf);
+
+        ngx_log_error(NGX_LOG_ALERT, sync->log, 0,
+                      "gateway: redis \"%V\" lost the registry (key "
+                      "\"%Vepoch\" is gone: FLUSHALL, or a restart without "
+                      "persistence); the registry is stale, routing goes "
+                      "on with the last known %ui instances of %ui services "
+                      "and writes them back to redis",
+                      &gmcf->redis->host, &gmcf->prefix, ninstances,
+                      nservices);
+    }
+
+    ngx_http_gateway_sync_restore();
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_gateway_sync_restore(void)
+{
+    size_t                         len;
+    u_char                        *names, *p;
+    ngx_str_t                      name;
+    ngx_rbtree_node_t             *node, *root, *sentinel;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (sync->restoring) {
+        return;
+    }
+
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    /* the names first: each service is then copied under a lock of its own */
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    root = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+    len = 0;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&sh->rbtree, node))
+    {
+        len += ((ngx_http_gateway_service_t *) node)->sn.str.len + 1;
+    }
+
+    names = ngx_alloc(len + 1, sync->log);
+    if (names == NULL) {
+        ngx_http_gateway_write_end(gmcf);
+        return;
+    }
+
+    p = names;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&sh->rbtree, node))
+    {
+        svc = (ngx_http_gateway_service_t *) node;
+        *p++ = (u_char) svc->sn.str.len;
+        p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
+    }
+
+    ngx_http_gateway_write_end(gmcf);
+
+    for (len = p - names, p = names; p < names + len; p += name.len) {
+        name.len = *p++;
+        name.data = p;
+
+        if (ngx_http_gateway_sync_restore_service(&name) == NGX_OK) {
+            sync->restoring++;
+        }
+    }
+
+    ngx_free(names);
+
+    if (sync->restoring == 0) {
+        return;
+    }
+
+    /* the marker last: a gateway that sees it sees the whole registry */
+
+    if (ngx_http_gateway_sync_set_epoch(ngx_http_gateway_sync_on_restore,
+                                        (void *) 1)
+        == NGX_OK)
+    {
+        sync->restoring++;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler, void *privdata)
+{
+    u_char                   value[2 * NGX_INT32_LEN];
+    size_t                   len;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    len = ngx_sprintf(value, "%08xD%08xD", (uint32_t) ngx_random(),
+                      (uint32_t) ngx_time())
+          - value;
+
+    if (redisAsyncCommand(sync->cmd, handler, privdata, "SET %bepoch %b NX",
+                          sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                          value, len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sync->epoch_gen++;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_sync_restore_service(ngx_str_t *name)
+{
+    size_t                         len, *argvlen;
+    u_char                        *p;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, argc, nargs;
+    const char                   **argv;
+    ngx_gateway_record_t           rec;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_instance_t   *inst;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    svc = ngx_http_gateway_service_lookup(gmcf, name);
+    if (svc == NULL) {
+        ngx_http_gateway_write_end(gmcf);
+        return NGX_DECLINED;
+    }
+
+    /* per instance: id, the number of fields, then their names and values */
+
+    argc = 5;
+    len = 0;
+
+    for (i = 0; i < svc->ninstances; i++) {
+        inst = svc->instances[i];
+        ngx_http_gateway_instance_record(inst, &rec);
+
+        len += inst->id.len + NGX_INT_T_LEN
+               + ngx_http_gateway_record_hash_size(&rec,
+                                                   NGX_GATEWAY_RECORD_ALL,
+                                                   &nargs);
+        argc += 2 + nargs;
+    }
+
+    len += argc * (sizeof(char *) + sizeof(size_t));
+
+    argv = ngx_alloc(len, sync->log);
+    if (argv == NULL) {
+        ngx_http_gateway_write_end(gmcf);
+        return NGX_ERROR;
+    }
+
+    argvlen = (size_t *) (argv + argc);
+    p = (u_char *) (argvlen + argc);
+
+#define ngx_http_gateway_arg(n, s, l)                                         \
+    argv[n] = (const char *) (s); argvlen[n] = (l)
+
+    ngx_http_gateway_arg(0, "EVAL", 4);
+    ngx_http_gateway_arg(1, ngx_http_gateway_lua_restore.data,
+                         ngx_http_gateway_lua_restore.len);
+    ngx_http_gateway_arg(2, "0", 1);
+    ngx_http_gateway_arg(3, gmcf->prefix.data, gmcf->prefix.len);
+    ngx_http_gateway_arg(4, name->data, name->len);
+
+    argc = 5;
+
+    for (i = 0; i < svc->ninstances; i++) {
+        inst = svc->instances[i];
+        ngx_http_gateway_instance_record(inst, &rec);
+
+        ngx_http_gateway_arg(argc, p, inst->id.len);
+        p = ngx_cpymem(p, inst->id.data, inst->id.len);
+
+        nargs = ngx_http_gateway_record_to_hash(&rec, NGX_GATEWAY_RECORD_ALL,
+                                                argv + argc + 2,
+                                                argvlen + argc + 2, &p);
+
+        ngx_http_gateway_arg(argc + 1, p,
+                             (size_t) (ngx_sprintf(p, "%ui", nargs / 2)
+                                       - p));
+        p += argvlen[argc + 1];
+
+        argc += 2 + nargs;
+    }
+
+#undef ngx_http_gateway_arg
+
+    ngx_http_gateway_write_end(gmcf);
+
+    /* hiredis formats the command here: argv may go right after */
+
+    rc = redisAsyncCommandArgv(sync->cmd, ngx_http_gateway_sync_on_restore,
+                               NULL, (int) argc, argv, argvlen);
+
+    ngx_free(argv);
+
+    return rc == REDIS_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 v;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ac != sync->cmd) {
+        return;
+    }
+
+    if (sync->restoring) {
+        sync->restoring--;
+    }
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: writing the registry back to redis "
+                      "failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        sync->restored += (ngx_uint_t) reply->integer;
+    }
+
+    if (privdata) {
+
+        /* the marker is set: read the registry back as usual */
+
+        sync->resyncing = 0;
+        ngx_http_gateway_sync_all();
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  v;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
+                      "gateway: cannot set the registry marker in redis: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+    }
+}
+
+
+static void
+ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
+{
+    size_t                   *argvlen;
+    ngx_uint_t                i, k, batch;
+    const char              **argv;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (n == 0 || sync->cmd == NULL) {
+        return;
+    }
+
+    batch = ngx_min(n, NGX_HTTP_GATEWAY_BATCH);
+
+    argv = ngx_alloc((batch + 4) * (sizeof(char *) + sizeof(size_t)),
+                     sync->log);
+    if (argv == NULL) {
+        return;
+    }
+
+    argvlen = (size_t *) (argv + batch + 4);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = (const char *) ngx_http_gateway_lua_snapshot.data;
+    argvlen[1] = ngx_http_gateway_lua_snapshot.len;
+    argv[2] = "0";
+    argvlen[2] = 1;
+    argv[3] = (char *) sync->gmcf->prefix.data;
+    argvlen[3] = sync->gmcf->prefix.len;
+
+    for (i = 0; i < n; i += batch) {
+
+        for (k = 0; k < batch && i + k < n; k++) {
+            argv[4 + k] = names[i + k]->str;
+            argvlen[4 + k] = names[i + k]->len;
+        }
+
+        (void) redisAsyncCommandArgv(sync->cmd,
+                                     ngx_http_gateway_sync_on_snapshot,
+                                     (void *) sync->epoch_gen,
+                                     (int) (4 + k), argv, argvlen);
+    }
+
+    ngx_free(argv);
+}
+
+
+static void
+ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                    i;
+    ngx_str_t                 v;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+        return;
+    }
+
+    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        return;
+    }
+
+    for (i = 1; i < reply->elements; i++) {
+        ngx_http_gateway_sync_apply(reply->element[i]);
+    }
+}
+
+
+/*
+ * Replaces a service's instances with a snapshot.  The records are read,
+ * checked and sorted without the zone lock; they are then merged into the
+ * service a chunk at a time, so that requests, which take the same lock,
+ * never wait for more than one chunk.
+ */
+
+static void
+ngx_http_gateway_sync_apply(redisReply *entry)
+{
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                         i;
+    uint64_t                       rev;
+    ngx_int_t                      rc;
+    ngx_str_t                      name, text;
+    ngx_uint_t                     mark, n, k, chunk;
+    redisReply                    *insts, *fields, *rid;
+    const char                    *err;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_entry_t      *entries, *e, **sorted;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_instance_t  **fresh;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 4
+        || entry->element[0]->type != REDIS_REPLY_STRING
+        || entry->element[1]->type != REDIS_REPLY_INTEGER
+        || entry->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    name.data = (u_char *) entry->element[0]->str;
+    name.len = entry->element[0]->len;
+
+    if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+        ngx_http_gateway_log_text(&text, buf, name.data, name.len);
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis service name \"%V\" is invalid, "
+                      "skipped", &text);
+        return;
+    }
+
+    if (ngx_gateway_parse_uint(entry->element[2]->str, entry->element[2]->len,
+                               UINT64_MAX, &rev)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis key \"" NGX_HTTP_GATEWAY_KEY_REV "\" is "
+                      "not an integer", &gmcf->prefix, &name);
+        rev = 0;
+    }
+
+    insts = entry->element[3];
+
+    if (insts->type != REDIS_REPLY_ARRAY) {
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis key \"" NGX_HTTP_GATEWAY_KEY_IDS "\" "
+                      "has the wrong type, service left as it was",
+                      &gmcf->prefix, &name);
+        return;
+    }
+
+    n = insts->elements / 2;
+
+    entries = ngx_alloc((n + 1) * (sizeof(ngx_http_gateway_entry_t)
+                                   + sizeof(ngx_http_gateway_entry_t *))
+                        + ngx_min(n, NGX_HTTP_GATEWAY_APPLY_CHUNK)
+                          * sizeof(ngx_http_gateway_instance_t *),
+                        sync->log);
+    if (entries == NULL) {
+        return;
+    }
+
+    sorted = (ngx_http_gateway_entry_t **) (entries + n + 1);
+    fresh = (ngx_http_gateway_instance_t **) (sorted + n + 1);
+
+    for (i = 0, k = 0; i < n; i++) {
+        rid = insts->element[2 * i];
+        fields = insts->element[2 * i + 1];
+        e = &entries[k];
+
+        err = NULL;
+
+        if (rid->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        e->id.data = (u_char *) rid->str;
+        e->id.len = rid->len;
+
+        if (!ngx_gateway_valid_name(rid->str, rid->len)) {
+            err = "invalid instance id";
+
+        } else if (fields->type != REDIS_REPLY_ARRAY) {
+            err = "not a hash";
+
+        } else {
+            (void) ngx_http_gateway_record_from_hash(gmcf, fields, &e->rec,
+                                                     &err);
+        }
+
+        if (err) {
+            ngx_http_gateway_log_text(&text, buf, e->id.data, e->id.len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis key \"" NGX_HTTP_GATEWAY_KEY_INST
+                          "\" skipped: %s", &gmcf->prefix, &name, &text, err);
+            continue;
+        }
+
+        sorted[k] = e;
+        k++;
+    }
+
+    n = k;
+
+    ngx_qsort(sorted, n, sizeof(ngx_http_gateway_entry_t *),
+              ngx_http_gateway_entry_cmp);
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    svc = ngx_http_gateway_service_lookup(gmcf, &name);
+
+    if (entry->element[1]->integer == 0) {
+        if (svc) {
+            ngx_http_gateway_service_delete_locked(gmcf, svc);
+        }
+
+        goto done;
+    }
+
+    /*
+     * A snapshot taken before an admin write that is already mirrored here
+     * would undo it; the write's own notice brings a newer one.  Skipped
+     * once only, so that a Redis that lost its data is still followed.
+     */
+
+    if (svc && rev < svc->written) {
+        svc->written = 0;
+        goto done;
+    }
+
+    svc = ngx_http_gateway_service_get_locked(gmcf, &name);
+    if (svc == NULL) {
+        ngx_http_gateway_write_end(gmcf);
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: zone \"%V\" is full, service \"%V\" not "
+                      "synced", &gmcf->shm_zone->shm.name, &name);
+        ngx_free(entries);
+        return;
+    }
+
+    mark = ++sh->mark;
+
+    for (i = 0; /* void */; i += chunk) {
+        chunk = ngx_min(n - i, NGX_HTTP_GATEWAY_APPLY_CHUNK);
+
+        rc = ngx_http_gateway_upsert_batch_locked(gmcf, svc, sorted + i,
+                                                  chunk, fresh);
+
+        if (rc != NGX_OK) {
+            ngx_http_gateway_write_end(gmcf);
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "gateway: zone \"%V\" is full, service \"%V\" "
+                          "synced in part, its other instances kept",
+                          &gmcf->shm_zone->shm.name, &name);
+            ngx_free(entries);
+            return;
+        }
+
+        if (i + chunk >= n) {
+            break;
+        }
+
+        ngx_http_gateway_write_end(gmcf);
+
+        /* nothing else here writes the zone meanwhile but admin writes */
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+        svc = ngx_http_gateway_service_lookup(gmcf, &name);
+        if (svc == NULL || sh->mark != mark) {
+            goto done;
+        }
+    }
+
+    ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
+
+    /* an unchanged snapshot changes nothing: no state file to write */
+
+    if (svc->revision != rev) {
+        svc->revision = rev;
+        sh->generation++;
+    }
+
+done:
+
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_free(entries);
+}
+
+
+static void
+ngx_http_gateway_sync_expired(redisReply *key)
+{
+    u_char                    text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                 service, id, v;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ngx_http_gateway_key_parse_inst(&sync->gmcf->prefix,
+                                        (u_char *) key->str, key->len,
+                                        &service, &id)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    if (!ngx_gateway_valid_name((char *) service.data, service.len)
+        || !ngx_gateway_valid_name((char *) id.data, id.len))
+    {
+        ngx_http_gateway_log_text(&v, text, key->str, key->len);
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: expired redis key \"%V\" has an invalid "
+                      "service name or instance id, ignored", &v);
+        return;
+    }
+
+    if (sync->cmd == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "gateway: instance \"%V\" of service \"%V\" missed its "
+                  "heartbeat", &id, &service);
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_expired,
+                             NULL, "EVAL %s 0 %b %b %b",
+                             ngx_http_gateway_lua_expire.data,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                             service.data, service.len, id.data, id.len);
+
+    /* the script's notice may be lost; fetch the service now as well */
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_snapshot,
+                             (void *) sync->epoch_gen, "EVAL %s 0 %b %b",
+                             ngx_http_gateway_lua_snapshot.data,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                             service.data, service.len);
+}
+
+
+static void
+ngx_http_gateway_sync_on_expired(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  v;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
+                      "gateway: redis expiry script failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+    }
+}
+

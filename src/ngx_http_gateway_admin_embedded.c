@@ -73,13 +73,6 @@ ngx_http_gateway_admin_embedded_write(ngx_http_request_t *r,
         break;
     }
 
-    if (rc == NGX_OK) {
-        svc = ngx_http_gateway_service_lookup(gmcf, &ctx->service);
-        if (svc) {
-            svc->revision++;
-        }
-    }
-
     ngx_http_gateway_write_end(gmcf);
 
     return ngx_http_gateway_admin_done(r, ctx, rc, created);

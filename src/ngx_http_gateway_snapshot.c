@@ -601,6 +601,12 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     svc->nsnaps++;
 
+    /* embedded, the zone is the registry: its revisions count commits */
+
+    if (gmcf->redis == NULL) {
+        svc->revision++;
+    }
+
     ngx_http_gateway_balancers_update_locked(gmcf, snap);
 
     old = svc->snapshot;

@@ -437,7 +437,15 @@ ngx_http_gateway_tick(ngx_event_t *ev)
 
     sh = gmcf->sh;
 
-    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    /*
+     * Requests never wait for the zone's mutex; neither does the tick: a
+     * worker busy waiting for it would hold up its requests meanwhile.
+     */
+
+    if (!ngx_shmtx_trylock(&gmcf->shpool->mutex)) {
+        ngx_add_timer(ev, NGX_HTTP_GATEWAY_TICK / 10);
+        return;
+    }
 
     held = (sh->lease_pid == ngx_pid);
 

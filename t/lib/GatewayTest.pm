@@ -865,7 +865,7 @@ sub start {
             $died = 1;
             return 1;
         }
-        return 0 if $self->_count(qr/start worker process/, $log_from)
+        return 0 if $self->_count(qr/start worker process \d+/, $log_from)
                     < $self->{workers};
         return 1 unless $wait_port;
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -923,7 +923,7 @@ sub reload {
     kill 'HUP', $self->{pid};
     my $res;
     GatewayTest::wait_until(sub {
-        if ($self->_count(qr/start worker process/, $from) >= $self->{workers}) {
+        if ($self->_count(qr/start worker process \d+/, $from) >= $self->{workers}) {
             return $res = 1;
         }
         if ($self->_count(qr/\[emerg\]/, $from)) {

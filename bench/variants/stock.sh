@@ -19,6 +19,9 @@ variant_stock_start() {     # DIR PORT
         echo "        location / {"
         nginx_proxy_location stock
         echo "        }"
+        # the gateway variants' admin location: the same location tree,
+        # so that finding the location costs the same in every variant
+        echo "        location /gateway/ { return 404; }"
         echo "    }"
         echo "}"
     } > "$dir/nginx.conf"

@@ -1190,6 +1190,9 @@ ngx_http_gateway_sync_apply(redisReply *entry)
 
     if (entry->element[1]->integer == 0) {
         if (svc) {
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "gateway: service \"%V\" is gone from redis",
+                          &svc->sn.str);
             ngx_http_gateway_service_delete_locked(gmcf, svc);
         }
 

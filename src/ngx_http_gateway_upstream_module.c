@@ -541,6 +541,10 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     if (gp->budget > 1 && (state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
         left = ngx_http_gateway_upstream_left(gp);
+
+        if (left == 0) {
+            ngx_http_gateway_upstream_log_none(gp->attempt.request, gp);
+        }
     }
 
     if (gp->budget) {
@@ -606,7 +610,7 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
         return NGX_HTTP_GATEWAY_ATTEMPT_CONNECT;
     }
 
-    if (u->headers_in.status_n) {
+    if (ngx_http_gateway_upstream_listed(u)) {
         return NGX_HTTP_GATEWAY_ATTEMPT_STATUS;
     }
 

@@ -169,6 +169,12 @@ my @tried = split /, /, $h->{'x-upstream'} // '';
 is(scalar(@tried), 3, 'three tries');
 my %uniq = map { $_ => 1 } @tried;
 is(scalar(keys %uniq), 3, 'each try went to a different instance');
+register('alldead', "d$_", address => '127.0.0.1:' . free_port()) for 1 .. 2;
+($status, $h) = $ng->get('/svc/alldead/x');
+is($status, 502, 'every instance refuses: 502');
+ok($ng->wait_log(qr/gateway: no live instance of service "alldead" left to try/,
+                 timeout => 3),
+   'when every instance was tried, the log says so');
 my $bad = json_decode(scalar $ng->get('/gateway/services/bad')->{content});
 is_deeply([ map { $_->{failures} } @{ $bad->{instances} } ],
           [ ({ connect => 0, timeout => 0, status => 1, other => 0 }) x 3 ],

@@ -81,6 +81,30 @@ sub serve_once {
     }
 }
 
+# answers every request with a status line and an invalid header
+sub bad_header_backend {
+    my $port = free_port();
+    my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => $port, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
+        or die "backend listen: $!\n";
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        while (my $c = $ls->accept) {
+            my $req = '';
+            while ($req !~ /\r\n\r\n/) {
+                sysread($c, $req, 65536, length $req) or last;
+            }
+            syswrite($c, "HTTP/1.1 200 OK\r\nX\0Y: 1\r\n\r\n");
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $ls;
+    push @BACKENDS, $pid;
+    return $port;
+}
+
 END {
     local $?;
     for my $pid (@BACKENDS) {
@@ -189,6 +213,15 @@ is_deeply(instance('refused')->{failures},
           'refused connects are failures by cause "connect"');
 
 is(instance('stale')->{fails}, 0, 'the stale backend still has no failure');
+
+# an invalid header after a status line: a failure, but not by its status
+my $badhdr = bad_header_backend();
+is(register('badhdr', "127.0.0.1:$badhdr"), 201, 'register a backend with a bad header');
+$r = $ng->get('/svc/badhdr/x');
+is($r->{status}, 502, 'an invalid header: 502');
+is_deeply(instance('badhdr')->{failures},
+          { connect => 0, timeout => 0, status => 0, other => 1 },
+          'an invalid header is a failure by cause "other"');
 
 # a cached connection that times out is a failure: with a retry (the next
 # get) and without one (the request's end)

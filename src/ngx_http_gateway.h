@@ -25,6 +25,11 @@
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
+/* the registry's marker as it may go into the state file's JSON header */
+#define ngx_http_gateway_valid_marker(s, n)                                   \
+    ((n) > 0 && (n) <= NGX_HTTP_GATEWAY_EPOCH_LEN                             \
+     && ngx_gateway_valid_zone((const char *) (s), (n)))
+
 /*
  * Slab chunks are aligned to their power-of-two size, so a member aligned
  * within a zone object is aligned in memory too.
@@ -426,6 +431,8 @@ redisAsyncContext *ngx_http_gateway_redis_connect(
     ngx_uint_t select);
 ngx_str_t *ngx_http_gateway_redis_errstr(redisReply *reply, ngx_str_t *v,
     u_char *buf);
+void ngx_http_gateway_redis_on_error(redisAsyncContext *ac, void *r,
+    void *privdata);
 void ngx_http_gateway_redis_admin_close(void);
 
 /* the sync: ngx_http_gateway_sync.c */

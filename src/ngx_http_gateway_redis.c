@@ -15,8 +15,6 @@
  */
 
 
-static void ngx_http_gateway_redis_on_setup(redisAsyncContext *ac, void *r,
-    void *privdata);
 static void ngx_http_gateway_redis_read(ngx_event_t *ev);
 static void ngx_http_gateway_redis_write(ngx_event_t *ev);
 static void ngx_http_gateway_redis_add_read(void *data);
@@ -273,13 +271,13 @@ ngx_http_gateway_redis_connect(ngx_http_gateway_main_conf_t *gmcf,
 
     if (rc->password.len) {
         if (rc->user.len) {
-            (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_setup,
+            (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_error,
                                      "AUTH", "AUTH %b %b",
                                      rc->user.data, rc->user.len,
                                      rc->password.data, rc->password.len);
 
         } else {
-            (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_setup,
+            (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_error,
                                      "AUTH", "AUTH %b",
                                      rc->password.data, rc->password.len);
         }
@@ -287,7 +285,7 @@ ngx_http_gateway_redis_connect(ngx_http_gateway_main_conf_t *gmcf,
 
     if (select && rc->db) {
         *ngx_sprintf((u_char *) db, "%ui", rc->db) = '\0';
-        (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_setup,
+        (void) redisAsyncCommand(ac, ngx_http_gateway_redis_on_error,
                                  "SELECT", "SELECT %s", db);
     }
 
@@ -295,8 +293,10 @@ ngx_http_gateway_redis_connect(ngx_http_gateway_main_conf_t *gmcf,
 }
 
 
-static void
-ngx_http_gateway_redis_on_setup(redisAsyncContext *ac, void *r,
+/* a command whose answer matters only if it is an error: privdata names it */
+
+void
+ngx_http_gateway_redis_on_error(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     redisReply  *reply = r;

@@ -325,8 +325,7 @@ ngx_http_gateway_state_load_line(ngx_http_gateway_state_ctx_t *ctx,
         k = ngx_gateway_json_object_get(toks, 0, "marker", 6);
 
         if (k >= 0 && toks[k].type == NGX_GATEWAY_JSON_STRING
-            && toks[k].len <= NGX_HTTP_GATEWAY_EPOCH_LEN
-            && ngx_gateway_valid_zone(toks[k].start, toks[k].len))
+            && ngx_http_gateway_valid_marker(toks[k].start, toks[k].len))
         {
             ctx->gmcf->sh->marker_len = toks[k].len;
             ngx_memcpy(ctx->gmcf->sh->marker, toks[k].start, toks[k].len);

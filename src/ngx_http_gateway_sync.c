@@ -73,14 +73,10 @@ static void ngx_http_gateway_sync_restore(void);
 static ngx_int_t ngx_http_gateway_sync_restore_service(ngx_str_t *name);
 static void ngx_http_gateway_sync_on_restore(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac,
-    void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler,
     void *privdata);
 static void ngx_http_gateway_sync_apply(redisReply *entry);
 static void ngx_http_gateway_sync_expired(redisReply *key);
-static void ngx_http_gateway_sync_on_expired(redisAsyncContext *ac,
-    void *r, void *privdata);
 
 
 static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
@@ -630,14 +626,13 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
 
     if (epoch->type == REDIS_REPLY_STRING) {
 
-        if (epoch->len > NGX_HTTP_GATEWAY_EPOCH_LEN) {
-            return NGX_OK;
-        }
-
         ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-        if (sh->marker_len != epoch->len
-            || ngx_memcmp(sh->marker, epoch->str, epoch->len) != 0)
+        /* a marker set by hand still marks the registry, but is not kept */
+
+        if (ngx_http_gateway_valid_marker(epoch->str, epoch->len)
+            && (sh->marker_len != epoch->len
+                || ngx_memcmp(sh->marker, epoch->str, epoch->len) != 0))
         {
             sh->marker_len = epoch->len;
             ngx_memcpy(sh->marker, epoch->str, epoch->len);
@@ -680,8 +675,8 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
          * (a new Redis, or one from before the marker): follow it
          */
 
-        (void) ngx_http_gateway_sync_set_epoch(ngx_http_gateway_sync_on_epoch,
-                                               NULL);
+        (void) ngx_http_gateway_sync_set_epoch(ngx_http_gateway_redis_on_error,
+                                               "SET of the registry marker");
         return NGX_OK;
     }
 
@@ -955,23 +950,6 @@ ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
 
         sync->resyncing = 0;
         ngx_http_gateway_sync_all();
-    }
-}
-
-
-static void
-ngx_http_gateway_sync_on_epoch(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply  *reply = r;
-
-    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t  v;
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
-                      "gateway: cannot set the registry marker in redis: %V",
-                      ngx_http_gateway_redis_errstr(reply, &v, buf));
     }
 }
 
@@ -1306,8 +1284,8 @@ ngx_http_gateway_sync_expired(redisReply *key)
                   "gateway: instance \"%V\" of service \"%V\" missed its "
                   "heartbeat", &id, &service);
 
-    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_expired,
-                             NULL, "EVAL %s 0 %b %b %b",
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_redis_on_error,
+                             "expiry script", "EVAL %s 0 %b %b %b",
                              ngx_http_gateway_lua_expire.data,
                              sync->gmcf->prefix.data, sync->gmcf->prefix.len,
                              service.data, service.len, id.data, id.len);
@@ -1321,20 +1299,4 @@ ngx_http_gateway_sync_expired(redisReply *key)
                              service.data, service.len);
 }
 
-
-static void
-ngx_http_gateway_sync_on_expired(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply  *reply = r;
-
-    u_char     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t  v;
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_gateway_sync.log, 0,
-                      "gateway: redis expiry script failed: %V",
-                      ngx_http_gateway_redis_errstr(reply, &v, buf));
-    }
-}
 

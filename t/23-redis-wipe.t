@@ -177,6 +177,20 @@ ok(wait_until(sub { ($ng->get('/svc/s4'))[0] == 503 }, timeout => 5),
    'a service deregistered in Redis leaves routing');
 is(($ng->get('/svc/s1'))[0], 200, 'the others stay');
 
+# a marker set by hand with quotes and a newline marks the registry but
+# never reaches the state file's JSON
+redis_cmd('SET', 't23:epoch', "x\"}\n{\"oops");
+register('s5', 'fixed', 0);
+ok(wait_until(sub {
+       (GatewayTest::_slurp($ng->dir . '/registry.state') // '') =~ /"name":"s5"/
+   }, timeout => 5), 'the state file is written after the next change');
+my @bad = grep { !eval { json_decode($_); 1 } }
+          split /\n/, GatewayTest::_slurp($ng->dir . '/registry.state');
+is(scalar @bad, 0, 'every line of the state file is still a JSON document');
+unlike(GatewayTest::_slurp($ng->dir . '/registry.state'), qr/oops/,
+       'the bad marker is not in it');
+is(($ng->get('/svc/s1'))[0], 200, 'and the registry is not stale');
+
 kill 'TERM', $hb;
 waitpid $hb, 0;
 

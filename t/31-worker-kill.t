@@ -28,23 +28,9 @@ my $INFLIGHT = 6;
 
 # --- a backend that reads a request and answers only after a long time -----
 
-my @BACKENDS;
-
 sub slow_backend {
     my ($delay) = @_;
-    my $port = free_port();
-    my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => $port, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
-        or die "backend listen: $!\n";
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        eval { serve_slowly($ls, $delay) };
-        POSIX::_exit(0);
-    }
-    close $ls;
-    push @BACKENDS, $pid;
-    return $port;
+    return start_backend(sub { serve_slowly($_[0], $delay) });
 }
 
 sub serve_slowly {
@@ -79,14 +65,6 @@ sub serve_slowly {
             delete $due{$k};
             close $s;
         }
-    }
-}
-
-END {
-    local $?;
-    for my $pid (@BACKENDS) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
     }
 }
 

@@ -23,25 +23,11 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(time);
 
-my @BACKENDS;
-
 # answers one request per connection; at the second it closes the
 # connection, or with $hang leaves the request unanswered
 sub one_shot_backend {
     my ($hang) = @_;
-    my $port = free_port();
-    my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => $port, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
-        or die "backend listen: $!\n";
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        eval { serve_once($ls, $hang) };
-        POSIX::_exit(0);
-    }
-    close $ls;
-    push @BACKENDS, $pid;
-    return $port;
+    return start_backend(sub { serve_once($_[0], $hang) });
 }
 
 sub serve_once {
@@ -83,13 +69,8 @@ sub serve_once {
 
 # answers every request with a status line and an invalid header
 sub bad_header_backend {
-    my $port = free_port();
-    my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => $port, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
-        or die "backend listen: $!\n";
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
+    return start_backend(sub {
+        my ($ls) = @_;
         while (my $c = $ls->accept) {
             my $req = '';
             while ($req !~ /\r\n\r\n/) {
@@ -98,19 +79,7 @@ sub bad_header_backend {
             syswrite($c, "HTTP/1.1 200 OK\r\nX\0Y: 1\r\n\r\n");
             close $c;
         }
-        POSIX::_exit(0);
-    }
-    close $ls;
-    push @BACKENDS, $pid;
-    return $port;
-}
-
-END {
-    local $?;
-    for my $pid (@BACKENDS) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
+    });
 }
 
 my $backend = one_shot_backend();

@@ -60,7 +60,7 @@ our @EXPORT = qw(
     free_port test_dir repo_root module_path valgrind_mode tmo wait_until
     run_cmd
     start_redis redis_cmd redis_cli redis_port redis_connect redis_error
-    start_nginx nginx_test_config
+    start_nginx nginx_test_config start_backend
     http_get http_request http_raw
     json_decode json_encode
     expect_log_errors
@@ -490,6 +490,31 @@ sub _check_valgrind_logs {
 }
 
 ########################################################################
+# start_backend(SUB): a test backend in a child process on a free loopback
+# port; SUB gets the listening socket and serves until it returns (or the
+# child is killed when the test ends).  Returns the port.
+
+my @BACKENDS;
+
+sub start_backend {
+    my ($serve) = @_;
+    my $port = free_port();
+    my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => $port, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
+        or die "backend listen: $!\n";
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(TERM INT);
+        eval { $serve->($ls) };
+        POSIX::_exit(0);
+    }
+    close $ls;
+    push @BACKENDS, $pid;
+    return $port;
+}
+
+########################################################################
 # the end: stop everything we started, check logs, keep the dir on failure
 
 END {
@@ -498,6 +523,10 @@ END {
         local $?;
         local $@;
         my $tb = Test::More->builder;
+        for my $pid (@BACKENDS) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+        }
         for my $ng (reverse @NGINX) {
             eval { $ng->stop; 1 } or Test::More::diag("stopping nginx: $@");
         }

@@ -343,8 +343,6 @@ ngx_int_t ngx_http_gateway_registry_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_http_gateway_service_t *ngx_http_gateway_service_lookup(
     ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *name);
-ngx_http_gateway_service_t *ngx_http_gateway_service_find(
-    ngx_http_gateway_main_conf_t *gmcf, ngx_str_t *name, uint32_t hash);
 ngx_int_t ngx_http_gateway_upsert_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *service, ngx_str_t *id, ngx_gateway_record_t *rec,
     ngx_uint_t *created);

@@ -65,6 +65,19 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
 }
 
 
+/*
+ * The weight an algorithm gives a peer now.  The one place that scales a
+ * weight (slow start); every algorithm that uses weights asks it.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_peer_weight(ngx_http_gateway_select_t *sel,
+    ngx_http_gateway_peer_t *peer)
+{
+    return peer->weight;
+}
+
+
 typedef struct {
     ngx_str_t                       name;
 

@@ -26,10 +26,12 @@ PKGS=(
     perl curl openssl
     # fuzz targets (t/fuzz): clang 14 and its libFuzzer runtime
     clang libclang-rt-14-dev
+    # promtool checks the metrics page (t/60-metrics.t)
+    prometheus
 )
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
             gnuplot-nox)
-SERVICES=(nginx redis-server haproxy)
+SERVICES=(nginx redis-server haproxy prometheus)
 
 check_only=0
 want=("${PKGS[@]}")

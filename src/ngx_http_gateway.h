@@ -97,7 +97,24 @@ typedef struct {
     ngx_atomic_t                fails_timeout;
     ngx_atomic_t                fails_status;
     ngx_atomic_t                fails_error;
+    ngx_atomic_t                retries;    /* attempts after the first */
 } ngx_http_gateway_stats_t;
+
+
+/*
+ * What the metrics observer counts per service, all workers: requests by
+ * the class of their last attempt's status ([0]: no response) and the
+ * upstream response times of attempts, as a histogram in milliseconds.
+ */
+
+#define NGX_HTTP_GATEWAY_BUCKETS  11
+
+typedef struct {
+    ngx_atomic_t                requests[6];
+    ngx_atomic_t                le[NGX_HTTP_GATEWAY_BUCKETS + 1];
+    ngx_atomic_t                time_sum;   /* ms */
+    ngx_atomic_t                attempts;
+} ngx_http_gateway_service_stats_t;
 
 
 /*
@@ -192,6 +209,8 @@ struct ngx_http_gateway_service_s {
     ngx_http_gateway_service_t *dirty_next;
     unsigned                    dirty:1;
     unsigned                    removed:1;
+
+    ngx_http_gateway_service_stats_t stats NGX_HTTP_GATEWAY_LINE;
 
     ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' shared state */
@@ -292,6 +311,7 @@ typedef struct {
     ngx_uint_t                  allow_all;
 
     ngx_array_t                 observers;  /* ngx_http_gateway_observer_pt */
+    ngx_uint_t                  metrics;    /* gateway_metrics is used */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -315,6 +335,7 @@ typedef struct {
 typedef struct {
     ngx_http_request_t         *request;
     ngx_str_t                  *service;
+    ngx_http_gateway_snapshot_t *snap;      /* where peer is */
     ngx_http_gateway_peer_t    *peer;
     ngx_msec_t                  start;
     ngx_msec_t                  end;
@@ -332,6 +353,8 @@ typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
 ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler);
 void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
+void ngx_http_gateway_metrics_observe(ngx_http_gateway_attempt_t *a);
+extern ngx_msec_t  ngx_http_gateway_buckets[NGX_HTTP_GATEWAY_BUCKETS];
 
 
 extern ngx_module_t  ngx_http_gateway_module;
@@ -385,7 +408,7 @@ void ngx_http_gateway_index_insert_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 void ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
-void ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
+ngx_int_t ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_read_end(void);
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,

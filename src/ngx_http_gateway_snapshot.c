@@ -136,11 +136,19 @@ ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
 }
 
 
-void
+/* NGX_DECLINED: this process has no entry (not a worker, or no room) */
+
+ngx_int_t
 ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf)
 {
+    if (ngx_http_gateway_reader == NULL) {
+        return NGX_DECLINED;
+    }
+
     ngx_http_gateway_reader->epoch = gmcf->sh->epoch;
     ngx_memory_barrier();
+
+    return NGX_OK;
 }
 
 
@@ -183,7 +191,7 @@ ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
     h = &ngx_http_gateway_reader->held[s];
 
-    ngx_http_gateway_read_begin(gmcf);
+    (void) ngx_http_gateway_read_begin(gmcf);
 
     svc = ngx_http_gateway_index_find(gmcf, name, hash);
     snap = svc ? svc->snapshot : NULL;

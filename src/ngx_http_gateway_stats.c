@@ -45,6 +45,10 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 
     (void) ngx_atomic_fetch_add(&st->requests, 1);
 
+    if (a->number > 1) {
+        (void) ngx_atomic_fetch_add(&st->retries, 1);
+    }
+
     if (counter) {
         (void) ngx_atomic_fetch_add(counter, 1);
     }

@@ -489,6 +489,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     a = &gp->attempt;
 
+    a->snap = snap;
     a->peer = peer;
     a->number = gp->ntried;
     a->start = ngx_current_msec;

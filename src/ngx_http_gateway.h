@@ -284,6 +284,10 @@ typedef struct {
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;
 
+    time_t                      events_time;  /* the events' log limit */
+    ngx_uint_t                  events_logged;
+    ngx_uint_t                  events_dropped;
+
 } ngx_http_gateway_sh_t;
 
 
@@ -425,6 +429,9 @@ void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 void ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf);
+void ngx_http_gateway_events_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *old,
+    ngx_http_gateway_snapshot_t *snap);
 void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
 
 /* balancers: ngx_http_gateway_balancer.c */

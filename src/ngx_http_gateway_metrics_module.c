@@ -121,10 +121,6 @@ ngx_module_t  ngx_http_gateway_metrics_module = {
 };
 
 
-static const char  *ngx_http_gateway_metrics_states[] = {
-    "up", "drain", "down"
-};
-
 static const char  *ngx_http_gateway_metrics_classes[] = {
     "none", "1xx", "2xx", "3xx", "4xx", "5xx"
 };
@@ -341,7 +337,7 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx,
         ctx->buf->last = ngx_sprintf(p,
                                      "gateway_registry_instances{state=\"%s\"}"
                                      " %ui\n",
-                                     ngx_http_gateway_metrics_states[i],
+                                     ngx_gateway_state_name(i),
                                      states[i]);
     }
 
@@ -591,7 +587,7 @@ static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_per_inst[] = 
 
     { "gateway_instance_state", "gauge",
       "1 for an instance's registered state.",
-      "state", ngx_http_gateway_metrics_states, 3,
+      "state", NULL, 3,
       ngx_http_gateway_metrics_state },
 };
 
@@ -645,7 +641,9 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx)
 
                     if (fam->label) {
                         p = ngx_sprintf(p, ",%s=\"%s\"", fam->label,
-                                        fam->values[k]);
+                                        fam->values
+                                        ? fam->values[k]
+                                        : ngx_gateway_state_name(k));
                     }
 
                     ctx->buf->last = ngx_sprintf(p, "} %ui\n",

@@ -619,6 +619,8 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     old = svc->snapshot;
 
+    ngx_http_gateway_events_locked(gmcf, svc, old, snap);
+
     ngx_memory_barrier();
     svc->snapshot = snap;
 

@@ -284,6 +284,11 @@ typedef struct {
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;
 
+    /* written by the sync only, read by the admin API and metrics */
+    ngx_uint_t                  redis_up;
+    ngx_uint_t                  redis_reconnects;
+    time_t                      synced;      /* last complete resync */
+
     time_t                      events_time;  /* the events' log limit */
     ngx_uint_t                  events_logged;
     ngx_uint_t                  events_dropped;

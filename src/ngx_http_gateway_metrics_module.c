@@ -65,6 +65,9 @@ static ngx_int_t ngx_http_gateway_metrics_instances(
 static ngx_int_t ngx_http_gateway_metrics_family(
     ngx_http_gateway_metrics_ctx_t *ctx, const char *name, const char *type,
     const char *help);
+static ngx_int_t ngx_http_gateway_metrics_one(
+    ngx_http_gateway_metrics_ctx_t *ctx, const char *name, const char *type,
+    const char *help, ngx_uint_t value);
 static u_char *ngx_http_gateway_metrics_reserve(
     ngx_http_gateway_metrics_ctx_t *ctx);
 
@@ -277,7 +280,6 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx,
     ngx_http_gateway_main_conf_t *gmcf)
 {
     u_char                 *p;
-    size_t                  size, free;
     ngx_uint_t              i, j, states[3];
     ngx_http_gateway_sh_t  *sh;
 
@@ -291,39 +293,16 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx,
         }
     }
 
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_registry_changes_total",
-            "counter", "Changes this gateway applied to its registry.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_http_gateway_metrics_reserve(ctx);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->buf->last = ngx_sprintf(p, "gateway_registry_changes_total %ui\n",
-                                 sh->generation);
-
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_registry_services",
-            "gauge", "Services in the registry.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_http_gateway_metrics_reserve(ctx);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->buf->last = ngx_sprintf(p, "gateway_registry_services %ui\n",
-                                 ctx->nsvcs);
-
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
-            "gauge", "Instances in the registry, by state.")
-        != NGX_OK)
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_changes_total",
+            "counter", "Changes this gateway applied to its registry.",
+            sh->generation)
+        != NGX_OK
+        || ngx_http_gateway_metrics_one(ctx, "gateway_registry_services",
+               "gauge", "Services in the registry.", ctx->nsvcs)
+           != NGX_OK
+        || ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
+               "gauge", "Instances in the registry, by state.")
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -336,59 +315,51 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx,
 
         ctx->buf->last = ngx_sprintf(p,
                                      "gateway_registry_instances{state=\"%s\"}"
-                                     " %ui\n",
-                                     ngx_gateway_state_name(i),
+                                     " %ui\n", ngx_gateway_state_name(i),
                                      states[i]);
     }
 
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_registry_stale",
-            "gauge", "1 while Redis has lost the registry and this gateway "
-            "routes with the last one it had.")
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_stale", "gauge",
+            "1 while Redis has lost the registry and this gateway routes "
+            "with the last one it had.", sh->stale_since != 0)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    p = ngx_http_gateway_metrics_reserve(ctx);
-    if (p == NULL) {
+    /* the sync's own fields: plain reads of what one process writes */
+
+    if (gmcf->redis
+        && (ngx_http_gateway_metrics_one(ctx, "gateway_redis_up", "gauge",
+                "1 while the sync's link to Redis is up.", sh->redis_up)
+            != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_redis_reconnects_total", "counter",
+                   "Times the sync's link to Redis was lost.",
+                   sh->redis_reconnects)
+               != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_registry_last_sync_timestamp_seconds", "gauge",
+                   "When this gateway last compared its registry with "
+                   "Redis (0: not yet).", (ngx_uint_t) sh->synced)
+               != NGX_OK))
+    {
         return NGX_ERROR;
     }
-
-    ctx->buf->last = ngx_sprintf(p, "gateway_registry_stale %d\n",
-                                 sh->stale_since != 0);
 
     /* a racy read of the slab's free page count is good enough here */
 
-    size = gmcf->shm_zone->shm.size;
-    free = gmcf->shpool->pfree << ngx_pagesize_shift;
-
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_zone_size_bytes",
-            "gauge", "Size of the registry's shared memory zone.")
-        != NGX_OK)
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_zone_size_bytes", "gauge",
+            "Size of the registry's shared memory zone.",
+            gmcf->shm_zone->shm.size)
+        != NGX_OK
+        || ngx_http_gateway_metrics_one(ctx, "gateway_zone_free_bytes",
+               "gauge", "Bytes of the zone in free pages.",
+               gmcf->shpool->pfree << ngx_pagesize_shift)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
-
-    p = ngx_http_gateway_metrics_reserve(ctx);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->buf->last = ngx_sprintf(p, "gateway_zone_size_bytes %uz\n", size);
-
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_zone_free_bytes",
-            "gauge", "Bytes of the zone in free pages.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_http_gateway_metrics_reserve(ctx);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->buf->last = ngx_sprintf(p, "gateway_zone_free_bytes %uz\n", free);
 
     return NGX_OK;
 }
@@ -421,10 +392,10 @@ ngx_http_gateway_metrics_services(ngx_http_gateway_metrics_ctx_t *ctx)
             }
 
             ctx->buf->last = ngx_sprintf(p,
-                                 "gateway_service_requests_total{service=\"%V\","
-                                 "status_class=\"%s\"} %uA\n",
-                                 name, ngx_http_gateway_metrics_classes[k],
-                                 st->requests[k]);
+                                "gateway_service_requests_total{service=\"%V\","
+                                "status_class=\"%s\"} %uA\n",
+                                name, ngx_http_gateway_metrics_classes[k],
+                                st->requests[k]);
         }
     }
 
@@ -562,7 +533,7 @@ static const char  *ngx_http_gateway_metrics_causes[] = {
 };
 
 
-static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_per_inst[] = {
+static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_inst[] = {
 
     { "gateway_instance_requests_total", "counter",
       "Upstream attempts to an instance.",
@@ -603,10 +574,10 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx)
 
     omitted = 0;
 
-    for (f = 0; f < sizeof(ngx_http_gateway_metrics_per_inst)
+    for (f = 0; f < sizeof(ngx_http_gateway_metrics_inst)
                     / sizeof(ngx_http_gateway_metrics_family_t); f++)
     {
-        fam = &ngx_http_gateway_metrics_per_inst[f];
+        fam = &ngx_http_gateway_metrics_inst[f];
 
         if (ngx_http_gateway_metrics_family(ctx, fam->name, fam->type,
                                             fam->help)
@@ -653,24 +624,10 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx)
         }
     }
 
-    if (ngx_http_gateway_metrics_family(ctx,
-            "gateway_metrics_omitted_instances", "gauge",
-            "Instances left out of the per-instance series by "
-            "gateway_metrics max_instances.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_http_gateway_metrics_reserve(ctx);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->buf->last = ngx_sprintf(p, "gateway_metrics_omitted_instances %ui\n",
-                                 omitted);
-
-    return NGX_OK;
+    return ngx_http_gateway_metrics_one(ctx,
+               "gateway_metrics_omitted_instances", "gauge",
+               "Instances left out of the per-instance series by "
+               "gateway_metrics max_instances.", omitted);
 }
 
 
@@ -687,6 +644,29 @@ ngx_http_gateway_metrics_family(ngx_http_gateway_metrics_ctx_t *ctx,
 
     ctx->buf->last = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n",
                                  name, help, name, type);
+
+    return NGX_OK;
+}
+
+
+/* a family of one sample without labels */
+
+static ngx_int_t
+ngx_http_gateway_metrics_one(ngx_http_gateway_metrics_ctx_t *ctx,
+    const char *name, const char *type, const char *help, ngx_uint_t value)
+{
+    u_char  *p;
+
+    if (ngx_http_gateway_metrics_family(ctx, name, type, help) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_gateway_metrics_reserve(ctx);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->buf->last = ngx_sprintf(p, "%s %ui\n", name, value);
 
     return NGX_OK;
 }

@@ -265,6 +265,11 @@ ngx_http_gateway_sync_failed(const char *why)
                       why, sync->backoff);
     }
 
+    if (sync->gmcf->sh->redis_up) {
+        sync->gmcf->sh->redis_up = 0;
+        sync->gmcf->sh->redis_reconnects++;
+    }
+
     ngx_http_gateway_sync_close();
 
     if (!sync->running || ngx_exiting || ngx_quit) {
@@ -417,6 +422,7 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 
             sync->connected = 1;
             sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
+            sync->gmcf->sh->redis_up = 1;
 
             ngx_http_gateway_sync_all();
         }
@@ -596,6 +602,8 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     }
 
     ngx_http_gateway_write_end(gmcf);
+
+    sh->synced = ngx_time();
 
     ngx_http_gateway_sync_services(stale, n);
 

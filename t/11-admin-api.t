@@ -65,8 +65,17 @@ my @sequence = (
         ok(!exists $j->{instance}{expires_in_ms}, 'register-minimal: no expiry');
     } ],
     [ list => 200, sub {
-        my ($j) = @_;
+        my ($j, $h, $mode) = @_;
         ok(defined $j->{generation}, 'list: generation');
+        if ($mode eq 'redis') {
+            is(ref $j->{redis}, 'HASH', 'list: the redis link is shown');
+            ok($j->{redis}{up}, 'list: redis is up');
+            ok($j->{redis}{synced} && $j->{redis}{synced} > 1e9,
+               'list: the time of the last resync');
+        } else {
+            ok(exists $j->{redis} && !defined $j->{redis},
+               'list: redis is null in embedded mode');
+        }
         my ($s) = grep { $_->{name} eq 'users' } @{ $j->{services} || [] };
         ok($s, 'list: users is listed');
         is($s && $s->{instances}, 2, 'list: 2 instances');

@@ -23,6 +23,10 @@ my $ng = start_nginx(workers => 2, conf => <<'EOF');
         location /gateway/ {
             gateway_admin;
         }
+
+        location = /metrics {
+            gateway_metrics;
+        }
     }
 EOF
 
@@ -119,5 +123,24 @@ my $dropped = 0;
 $dropped += $_ for map { /gateway: (\d+) more registry events/ ? $1 : () }
                    log_lines(qr/more registry events were not logged/);
 is($logged + $dropped, 300, "what was left out is counted: $logged + $dropped");
+
+# the Redis link in the metrics page
+
+my ($st, undef, $page) = $ng->get('/metrics');
+is($st, 200, 'metrics in Redis mode');
+like($page, qr/^gateway_redis_up 1$/m, 'the link is up');
+like($page, qr/^gateway_redis_reconnects_total 0$/m, 'never lost');
+my ($synced) = $page =~ /^gateway_registry_last_sync_timestamp_seconds (\d+)$/m;
+ok($synced && abs($synced - time) < 60, 'the last resync is recent');
+
+expect_log_errors(qr{gateway: redis "127\.0\.0\.1" lost the registry});
+$redis->stop;
+ok(wait_until(sub { ($ng->get('/metrics'))[2] =~ /^gateway_redis_up 0$/m },
+              tmo(5)), 'Redis stopped: the link is down');
+$redis->start;
+ok(wait_until(sub {
+       my $p = ($ng->get('/metrics'))[2];
+       $p =~ /^gateway_redis_up 1$/m && $p =~ /^gateway_redis_reconnects_total 1$/m
+   }, tmo(10)), 'Redis back: up again, one reconnect counted');
 
 done_testing;

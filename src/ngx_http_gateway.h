@@ -98,6 +98,7 @@ typedef struct {
     ngx_atomic_t                fails_status;
     ngx_atomic_t                fails_error;
     ngx_atomic_t                retries;    /* attempts after the first */
+    ngx_atomic_t                time;       /* ms of all attempts */
 } ngx_http_gateway_stats_t;
 
 

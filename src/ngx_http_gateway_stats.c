@@ -44,6 +44,7 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
     }
 
     (void) ngx_atomic_fetch_add(&st->requests, 1);
+    (void) ngx_atomic_fetch_add(&st->time, a->end - a->start);
 
     if (a->number > 1) {
         (void) ngx_atomic_fetch_add(&st->retries, 1);

@@ -375,7 +375,8 @@ for my $mode (qw(embedded redis)) {
     my $exp = $mode eq 'embedded' ? '"expires_in_ms":\d+,' : '';
     like($raw // '', qr/^\{"service":"order","created":true,"instance":\{"id":"o1",
         "address":"127\.0\.0\.1:9009","weight":2,"zone":"z","state":"drain",
-        "ttl":30,$exp"metadata":\{"k":"v"\},"active":0,"requests":0,"fails":0,
+        "ttl":30,$exp"metadata":\{"k":"v"\},"active":0,"requests":0,"retries":0,
+        "response_ms":0,"fails":0,
         "failures":\{"connect":0,"timeout":0,"status":0,"other":0\}\}\}\n?$/x,
          "$mode: an instance's keys in the documented order");
     ($st) = api($ng, 'DELETE', "$P/order/instances/o1", headers => $AUTH);

@@ -84,7 +84,9 @@ all: build
 build: deps
 	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile module
 
-module: $(STAMP)
+PAGE := $(BUILD)/ngx_http_gateway_dashboard_page.h
+
+module: $(STAMP) $(PAGE)
 	@env -u CFLAGS -u CPPFLAGS -u LDFLAGS \
 	    $(MAKE) --no-print-directory -f $(BUILD)/Makefile -C $(NGX_SRC) modules
 	@test -f $(MODULE)
@@ -118,6 +120,11 @@ $(STAMP): $(ROOT)/config $(ARGS_FILE)
 	    || { tail -n 30 $(BUILD)/configure.log; \
 	         echo "configure failed: see $(BUILD)/configure.log" >&2; exit 1; }
 	@touch $@
+
+# configure writes it too; this keeps it current when the page changes
+$(PAGE): $(ROOT)/src/ngx_http_gateway_dashboard.html $(ROOT)/scripts/embed.sh \
+         $(STAMP)
+	@sh $(ROOT)/scripts/embed.sh $< $@
 
 unit: deps
 	@$(MAKE) --no-print-directory -C $(ROOT)/t/unit

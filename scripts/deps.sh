@@ -26,8 +26,9 @@ PKGS=(
     perl curl openssl
     # fuzz targets (t/fuzz): clang 14 and its libFuzzer runtime
     clang libclang-rt-14-dev
-    # promtool checks the metrics page (t/60-metrics.t)
-    prometheus
+    # promtool checks the metrics page (t/60-metrics.t); a headless browser
+    # drives the dashboard (t/62-dashboard.t)
+    prometheus chromium
 )
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
             gnuplot-nox)

@@ -263,6 +263,15 @@ if ! wait_http "$GW/" "$GW_PID" 10; then
     die "gateway did not start"
 fi
 ok "gateway pid $GW_PID   config: $TMP/gateway/nginx.conf (+ gateway.conf)"
+for page in dashboard metrics; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$GW/$page" \
+           || true)
+    if [ "$code" = 200 ]; then
+        ok "$page: $GW/$page"
+    else
+        bad "$page: $GW/$page answered HTTP $code"
+    fi
+done
 
 # ------------------------------------------------------------ registering ---
 
@@ -463,6 +472,8 @@ ${B}Try it yourself${N} (everything keeps running until Ctrl-C):
 
   Gateway        curl -i $GW/svc/$SERVICE/hello
                  for i in \$(seq 6); do curl -s $GW/svc/$SERVICE/; done
+  Dashboard      $GW/dashboard     (open in a browser on this machine)
+  Metrics        curl -s $GW/metrics
   Admin API      curl -s $ADMIN/services
                  curl -s $ADMIN/services/$SERVICE
   Fault injection (answered by the instance; 502/503 are retried on another instance)

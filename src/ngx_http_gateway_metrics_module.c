@@ -10,15 +10,20 @@
 /*
  * gateway_metrics: the registry and its counters in the Prometheus text
  * format.  The page is rendered from the snapshots that requests use,
- * without the zone's lock: the worker announces a read epoch for the
- * render, so nothing it reaches can be freed meanwhile, and writers go on.
- * Names and ids are registry names (A-Z a-z 0-9 . _ -): label values that
- * need no escaping.
+ * without the zone's lock, and in steps of about 16 KiB with a trip
+ * through the event loop between two steps: a registry of 10,000 services
+ * is megabytes of text, and the worker's other requests must not wait for
+ * it.  A step announces a read epoch and finds each service again by its
+ * name, so nothing it reaches can be freed while it reads it; a service
+ * removed meanwhile is left out of the families still to come.  Names and
+ * ids are registry names (A-Z a-z 0-9 . _ -): label values that need no
+ * escaping.
  */
 
 
 #define NGX_HTTP_GATEWAY_METRICS_LINE  512
-#define NGX_HTTP_GATEWAY_METRICS_BUF   65536
+#define NGX_HTTP_GATEWAY_METRICS_BUF   8192
+#define NGX_HTTP_GATEWAY_METRICS_STEP  16384
 
 
 typedef struct {
@@ -28,19 +33,30 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_gateway_service_t     *svc;
-    ngx_http_gateway_snapshot_t    *snap;
-} ngx_http_gateway_metrics_svc_t;
+    ngx_str_t                       name;
+    uint32_t                        hash;
+} ngx_http_gateway_metrics_name_t;
 
 
 typedef struct {
     ngx_http_request_t             *request;
-    ngx_chain_t                    *out;
+    ngx_http_gateway_main_conf_t   *gmcf;
+    ngx_event_t                     next;       /* the next step */
+
+    ngx_chain_t                    *out;        /* this step's */
     ngx_chain_t                   **last;
     ngx_buf_t                      *buf;
+    size_t                          size;
+    ngx_chain_t                    *free;       /* sent, to reuse */
+    ngx_chain_t                    *busy;
 
-    ngx_http_gateway_metrics_svc_t *svcs;
-    ngx_uint_t                      nsvcs;
+    ngx_http_gateway_metrics_name_t *names;     /* sorted */
+    ngx_uint_t                      nnames;
+
+    ngx_uint_t                      family;     /* where the render is */
+    ngx_uint_t                      pos;
+    ngx_uint_t                      ninstances;
+    ngx_uint_t                      omitted;
     ngx_uint_t                      max_instances;
 } ngx_http_gateway_metrics_ctx_t;
 
@@ -48,20 +64,33 @@ typedef struct {
 typedef ngx_uint_t (*ngx_http_gateway_metrics_value_pt)(
     ngx_http_gateway_peer_t *peer, ngx_uint_t arg);
 
+typedef ngx_int_t (*ngx_http_gateway_metrics_service_pt)(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_snapshot_t *snap);
+
 
 static ngx_int_t ngx_http_gateway_metrics_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_gateway_metrics_collect(
-    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_main_conf_t *gmcf);
-static int ngx_http_gateway_metrics_svc_cmp(const void *one,
+static ngx_int_t ngx_http_gateway_metrics_names(
+    ngx_http_gateway_metrics_ctx_t *ctx);
+static int ngx_http_gateway_metrics_name_cmp(const void *one,
     const void *two);
+static void ngx_http_gateway_metrics_next(ngx_event_t *ev);
+static void ngx_http_gateway_metrics_step(ngx_http_gateway_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_gateway_metrics_render(
-    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_main_conf_t *gmcf);
+    ngx_http_gateway_metrics_ctx_t *ctx);
+static void ngx_http_gateway_metrics_write(ngx_http_request_t *r);
+static void ngx_http_gateway_metrics_cleanup(void *data);
 static ngx_int_t ngx_http_gateway_metrics_registry(
-    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_main_conf_t *gmcf);
-static ngx_int_t ngx_http_gateway_metrics_services(
     ngx_http_gateway_metrics_ctx_t *ctx);
+static ngx_int_t ngx_http_gateway_metrics_requests_by_class(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_metrics_histogram(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_snapshot_t *snap);
 static ngx_int_t ngx_http_gateway_metrics_instances(
-    ngx_http_gateway_metrics_ctx_t *ctx);
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_snapshot_t *snap);
 static ngx_int_t ngx_http_gateway_metrics_family(
     ngx_http_gateway_metrics_ctx_t *ctx, const char *name, const char *type,
     const char *help);
@@ -127,331 +156,6 @@ ngx_module_t  ngx_http_gateway_metrics_module = {
 static const char  *ngx_http_gateway_metrics_classes[] = {
     "none", "1xx", "2xx", "3xx", "4xx", "5xx"
 };
-
-
-static ngx_int_t
-ngx_http_gateway_metrics_handler(ngx_http_request_t *r)
-{
-    ngx_int_t                             rc;
-    ngx_chain_t                          *cl;
-    ngx_http_gateway_main_conf_t         *gmcf;
-    ngx_http_gateway_metrics_ctx_t        ctx;
-    ngx_http_gateway_metrics_loc_conf_t  *mlcf;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_metrics_module);
-
-    ngx_memzero(&ctx, sizeof(ngx_http_gateway_metrics_ctx_t));
-    ctx.request = r;
-    ctx.last = &ctx.out;
-    ctx.max_instances = mlcf->max_instances;
-
-    if (ngx_http_gateway_read_begin(gmcf) != NGX_OK) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    rc = ngx_http_gateway_metrics_render(&ctx, gmcf);
-
-    ngx_http_gateway_read_end();
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ctx.buf == NULL) {
-        if (ngx_http_gateway_metrics_reserve(&ctx) == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    ctx.buf->last_buf = (r == r->main) ? 1 : 0;
-    ctx.buf->last_in_chain = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = 0;
-
-    for (cl = ctx.out; cl; cl = cl->next) {
-        r->headers_out.content_length_n += cl->buf->last - cl->buf->pos;
-    }
-
-    ngx_str_set(&r->headers_out.content_type,
-                "text/plain; version=0.0.4; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, ctx.out);
-}
-
-
-static ngx_int_t
-ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx,
-    ngx_http_gateway_main_conf_t *gmcf)
-{
-    if (ngx_http_gateway_metrics_collect(ctx, gmcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_gateway_metrics_registry(ctx, gmcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_gateway_metrics_services(ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_gateway_metrics_instances(ctx);
-}
-
-
-/* the published services, by name; read epoch announced */
-
-static ngx_int_t
-ngx_http_gateway_metrics_collect(ngx_http_gateway_metrics_ctx_t *ctx,
-    ngx_http_gateway_main_conf_t *gmcf)
-{
-    ngx_uint_t                       b, n;
-    ngx_http_gateway_sh_t           *sh;
-    ngx_http_gateway_service_t      *svc;
-    ngx_http_gateway_snapshot_t     *snap;
-    ngx_http_gateway_metrics_svc_t  *ms;
-
-    sh = gmcf->sh;
-
-    /* services may come meanwhile: what does not fit waits for a scrape */
-
-    n = sh->nservices + 16;
-
-    ctx->svcs = ngx_palloc(ctx->request->pool,
-                           n * sizeof(ngx_http_gateway_metrics_svc_t));
-    if (ctx->svcs == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (b = 0; b < sh->nindex && ctx->nsvcs < n; b++) {
-        for (svc = sh->index[b]; svc && ctx->nsvcs < n; svc = svc->hnext) {
-            snap = svc->snapshot;
-
-            if (snap == NULL) {
-                continue;
-            }
-
-            ms = &ctx->svcs[ctx->nsvcs++];
-            ms->svc = svc;
-            ms->snap = snap;
-        }
-    }
-
-    ngx_qsort(ctx->svcs, ctx->nsvcs, sizeof(ngx_http_gateway_metrics_svc_t),
-              ngx_http_gateway_metrics_svc_cmp);
-
-    return NGX_OK;
-}
-
-
-static int
-ngx_http_gateway_metrics_svc_cmp(const void *one, const void *two)
-{
-    ngx_http_gateway_metrics_svc_t  *a, *b;
-
-    a = (ngx_http_gateway_metrics_svc_t *) one;
-    b = (ngx_http_gateway_metrics_svc_t *) two;
-
-    return ngx_memn2cmp(a->svc->sn.str.data, b->svc->sn.str.data,
-                        a->svc->sn.str.len, b->svc->sn.str.len);
-}
-
-
-static ngx_int_t
-ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx,
-    ngx_http_gateway_main_conf_t *gmcf)
-{
-    u_char                 *p;
-    ngx_uint_t              i, j, states[3];
-    ngx_http_gateway_sh_t  *sh;
-
-    sh = gmcf->sh;
-
-    ngx_memzero(states, sizeof(states));
-
-    for (i = 0; i < ctx->nsvcs; i++) {
-        for (j = 0; j < ctx->svcs[i].snap->npeers; j++) {
-            states[ctx->svcs[i].snap->peers[j].state % 3]++;
-        }
-    }
-
-    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_changes_total",
-            "counter", "Changes this gateway applied to its registry.",
-            sh->generation)
-        != NGX_OK
-        || ngx_http_gateway_metrics_one(ctx, "gateway_registry_services",
-               "gauge", "Services in the registry.", ctx->nsvcs)
-           != NGX_OK
-        || ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
-               "gauge", "Instances in the registry, by state.")
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < 3; i++) {
-        p = ngx_http_gateway_metrics_reserve(ctx);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->buf->last = ngx_sprintf(p,
-                                     "gateway_registry_instances{state=\"%s\"}"
-                                     " %ui\n", ngx_gateway_state_name(i),
-                                     states[i]);
-    }
-
-    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_stale", "gauge",
-            "1 while Redis has lost the registry and this gateway routes "
-            "with the last one it had.", sh->stale_since != 0)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* the sync's own fields: plain reads of what one process writes */
-
-    if (gmcf->redis
-        && (ngx_http_gateway_metrics_one(ctx, "gateway_redis_up", "gauge",
-                "1 while the sync's link to Redis is up.", sh->redis_up)
-            != NGX_OK
-            || ngx_http_gateway_metrics_one(ctx,
-                   "gateway_redis_reconnects_total", "counter",
-                   "Times the sync's link to Redis was lost.",
-                   sh->redis_reconnects)
-               != NGX_OK
-            || ngx_http_gateway_metrics_one(ctx,
-                   "gateway_registry_last_sync_timestamp_seconds", "gauge",
-                   "When this gateway last compared its registry with "
-                   "Redis (0: not yet).", (ngx_uint_t) sh->synced)
-               != NGX_OK))
-    {
-        return NGX_ERROR;
-    }
-
-    /* a racy read of the slab's free page count is good enough here */
-
-    if (ngx_http_gateway_metrics_one(ctx, "gateway_zone_size_bytes", "gauge",
-            "Size of the registry's shared memory zone.",
-            gmcf->shm_zone->shm.size)
-        != NGX_OK
-        || ngx_http_gateway_metrics_one(ctx, "gateway_zone_free_bytes",
-               "gauge", "Bytes of the zone in free pages.",
-               gmcf->shpool->pfree << ngx_pagesize_shift)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_gateway_metrics_services(ngx_http_gateway_metrics_ctx_t *ctx)
-{
-    u_char                            *p;
-    ngx_str_t                         *name;
-    ngx_uint_t                         i, k, sum;
-    ngx_http_gateway_service_stats_t  *st;
-
-    if (ngx_http_gateway_metrics_family(ctx, "gateway_service_requests_total",
-            "counter", "Requests to a service, by the status class of their "
-            "last upstream attempt (none: no response).")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < ctx->nsvcs; i++) {
-        st = &ctx->svcs[i].svc->stats;
-        name = &ctx->svcs[i].svc->sn.str;
-
-        for (k = 0; k < 6; k++) {
-            p = ngx_http_gateway_metrics_reserve(ctx);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ctx->buf->last = ngx_sprintf(p,
-                                "gateway_service_requests_total{service=\"%V\","
-                                "status_class=\"%s\"} %uA\n",
-                                name, ngx_http_gateway_metrics_classes[k],
-                                st->requests[k]);
-        }
-    }
-
-    if (ngx_http_gateway_metrics_family(ctx,
-            "gateway_service_upstream_response_seconds", "histogram",
-            "Time from choosing an instance to the end of the attempt.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < ctx->nsvcs; i++) {
-        st = &ctx->svcs[i].svc->stats;
-        name = &ctx->svcs[i].svc->sn.str;
-        sum = 0;
-
-        for (k = 0; k <= NGX_HTTP_GATEWAY_BUCKETS; k++) {
-            sum += st->le[k];
-
-            p = ngx_http_gateway_metrics_reserve(ctx);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            if (k < NGX_HTTP_GATEWAY_BUCKETS) {
-                ctx->buf->last = ngx_sprintf(p,
-                            "gateway_service_upstream_response_seconds_bucket"
-                            "{service=\"%V\",le=\"%M.%03M\"} %ui\n", name,
-                            ngx_http_gateway_buckets[k] / 1000,
-                            ngx_http_gateway_buckets[k] % 1000, sum);
-
-            } else {
-                ctx->buf->last = ngx_sprintf(p,
-                            "gateway_service_upstream_response_seconds_bucket"
-                            "{service=\"%V\",le=\"+Inf\"} %ui\n", name, sum);
-            }
-        }
-
-        p = ngx_http_gateway_metrics_reserve(ctx);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        /* the count is the buckets' sum, so that the two always agree */
-
-        ctx->buf->last = ngx_sprintf(p,
-                          "gateway_service_upstream_response_seconds_sum"
-                          "{service=\"%V\"} %uA.%03uA\n"
-                          "gateway_service_upstream_response_seconds_count"
-                          "{service=\"%V\"} %ui\n",
-                          name, st->time_sum / 1000, st->time_sum % 1000,
-                          name, sum);
-    }
-
-    return NGX_OK;
-}
 
 
 static ngx_uint_t
@@ -522,7 +226,7 @@ typedef struct {
     const char                         *type;
     const char                         *help;
     const char                         *label;     /* NULL: none */
-    const char                        **values;
+    const char                        **values;    /* NULL: the states */
     ngx_uint_t                          nvalues;
     ngx_http_gateway_metrics_value_pt   value;
 } ngx_http_gateway_metrics_family_t;
@@ -563,71 +267,647 @@ static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_inst[] = {
 };
 
 
+
+/*
+ * The families after the registry's, in order: the per-service ones, then
+ * the per-instance ones of ngx_http_gateway_metrics_inst[] (rendered by
+ * one function), then the count of instances left out.
+ */
+
+typedef struct {
+    const char                          *name;
+    const char                          *type;
+    const char                          *help;
+    ngx_http_gateway_metrics_service_pt  render;
+} ngx_http_gateway_metrics_service_family_t;
+
+
+static ngx_http_gateway_metrics_service_family_t
+    ngx_http_gateway_metrics_svc[] = {
+
+    { "gateway_service_requests_total", "counter",
+      "Requests to a service, by the status class of their last upstream "
+      "attempt (none: no response).",
+      ngx_http_gateway_metrics_requests_by_class },
+
+    { "gateway_service_upstream_response_seconds", "histogram",
+      "Time from choosing an instance to the end of the attempt.",
+      ngx_http_gateway_metrics_histogram },
+};
+
+
+#define NGX_HTTP_GATEWAY_METRICS_NSVC                                         \
+    (sizeof(ngx_http_gateway_metrics_svc)                                     \
+     / sizeof(ngx_http_gateway_metrics_service_family_t))
+
+#define NGX_HTTP_GATEWAY_METRICS_NINST                                        \
+    (sizeof(ngx_http_gateway_metrics_inst)                                    \
+     / sizeof(ngx_http_gateway_metrics_family_t))
+
+/* family: 0 the registry, then the per-service and per-instance ones */
+#define NGX_HTTP_GATEWAY_METRICS_OMITTED                                      \
+    (1 + NGX_HTTP_GATEWAY_METRICS_NSVC + NGX_HTTP_GATEWAY_METRICS_NINST)
+#define NGX_HTTP_GATEWAY_METRICS_DONE                                         \
+    (NGX_HTTP_GATEWAY_METRICS_OMITTED + 1)
+
+
 static ngx_int_t
-ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx)
+ngx_http_gateway_metrics_handler(ngx_http_request_t *r)
 {
-    u_char                             *p;
-    ngx_uint_t                          f, i, j, k, n, omitted;
-    ngx_http_gateway_peer_t            *peer;
-    ngx_http_gateway_snapshot_t        *snap;
-    ngx_http_gateway_metrics_family_t  *fam;
+    ngx_int_t                             rc;
+    ngx_pool_cleanup_t                   *cln;
+    ngx_http_gateway_metrics_ctx_t       *ctx;
+    ngx_http_gateway_metrics_loc_conf_t  *mlcf;
 
-    omitted = 0;
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
 
-    for (f = 0; f < sizeof(ngx_http_gateway_metrics_inst)
-                    / sizeof(ngx_http_gateway_metrics_family_t); f++)
-    {
-        fam = &ngx_http_gateway_metrics_inst[f];
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
-        if (ngx_http_gateway_metrics_family(ctx, fam->name, fam->type,
-                                            fam->help)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_metrics_module);
 
-        n = 0;
-        omitted = 0;
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gateway_metrics_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-        for (i = 0; i < ctx->nsvcs; i++) {
-            snap = ctx->svcs[i].snap;
+    ngx_http_set_ctx(r, ctx, ngx_http_gateway_metrics_module);
 
-            for (j = 0; j < snap->npeers; j++) {
-                peer = &snap->peers[j];
+    ctx->request = r;
+    ctx->gmcf = ngx_http_get_module_main_conf(r, ngx_http_gateway_module);
+    ctx->max_instances = mlcf->max_instances;
 
-                if (n++ >= ctx->max_instances) {
-                    omitted++;
-                    continue;
-                }
+    if (ngx_http_gateway_metrics_names(ctx) != NGX_OK) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
 
-                for (k = 0; k < fam->nvalues; k++) {
-                    p = ngx_http_gateway_metrics_reserve(ctx);
-                    if (p == NULL) {
-                        return NGX_ERROR;
-                    }
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-                    p = ngx_sprintf(p, "%s{service=\"%V\",instance=\"%V\"",
-                                    fam->name, &snap->service->sn.str,
-                                    &peer->inst->id);
+    rc = ngx_http_send_header(r);
 
-                    if (fam->label) {
-                        p = ngx_sprintf(p, ",%s=\"%s\"", fam->label,
-                                        fam->values
-                                        ? fam->values[k]
-                                        : ngx_gateway_state_name(k));
-                    }
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
 
-                    ctx->buf->last = ngx_sprintf(p, "} %ui\n",
-                                                 fam->value(peer, k));
-                }
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_gateway_metrics_cleanup;
+    cln->data = ctx;
+
+    ctx->next.handler = ngx_http_gateway_metrics_next;
+    ctx->next.data = ctx;
+    ctx->next.log = r->connection->log;
+
+    r->main->count++;
+
+    ngx_http_gateway_metrics_step(ctx);
+
+    return NGX_DONE;
+}
+
+
+/* the names of the published services, sorted: what the steps go through */
+
+static ngx_int_t
+ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
+{
+    u_char                           *p;
+    ngx_uint_t                        b, n;
+    ngx_http_gateway_sh_t            *sh;
+    ngx_http_gateway_service_t       *svc;
+    ngx_http_gateway_metrics_name_t  *nm;
+
+    sh = ctx->gmcf->sh;
+
+    if (ngx_http_gateway_read_begin(ctx->gmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* services may come meanwhile: what does not fit waits for a scrape */
+
+    n = sh->nservices + 16;
+
+    ctx->names = ngx_palloc(ctx->request->pool,
+                            n * sizeof(ngx_http_gateway_metrics_name_t));
+    p = ngx_palloc(ctx->request->pool, n * NGX_GATEWAY_NAME_MAX);
+
+    if (ctx->names == NULL || p == NULL) {
+        ngx_http_gateway_read_end();
+        return NGX_ERROR;
+    }
+
+    for (b = 0; b < sh->nindex && ctx->nnames < n; b++) {
+        for (svc = sh->index[b]; svc && ctx->nnames < n; svc = svc->hnext) {
+            if (svc->snapshot == NULL) {
+                continue;
             }
+
+            nm = &ctx->names[ctx->nnames++];
+            nm->name.data = p;
+            nm->name.len = svc->sn.str.len;
+            nm->hash = svc->sn.node.key;
+            p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
         }
     }
 
-    return ngx_http_gateway_metrics_one(ctx,
-               "gateway_metrics_omitted_instances", "gauge",
-               "Instances left out of the per-instance series by "
-               "gateway_metrics max_instances.", omitted);
+    ngx_http_gateway_read_end();
+
+    ngx_qsort(ctx->names, ctx->nnames, sizeof(ngx_http_gateway_metrics_name_t),
+              ngx_http_gateway_metrics_name_cmp);
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_gateway_metrics_name_cmp(const void *one, const void *two)
+{
+    ngx_http_gateway_metrics_name_t  *a, *b;
+
+    a = (ngx_http_gateway_metrics_name_t *) one;
+    b = (ngx_http_gateway_metrics_name_t *) two;
+
+    return ngx_memn2cmp(a->name.data, b->name.data, a->name.len, b->name.len);
+}
+
+
+static void
+ngx_http_gateway_metrics_next(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    ngx_http_gateway_metrics_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    ngx_http_gateway_metrics_step(ctx);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * One step: render about NGX_HTTP_GATEWAY_METRICS_STEP bytes and send
+ * them.  The next step comes through the event loop; while the client
+ * has not taken what was sent, not before it can write again, so that a
+ * slow client holds one step's buffers, not the page.
+ */
+
+static void
+ngx_http_gateway_metrics_step(ngx_http_gateway_metrics_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_event_t               *wev;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ctx->out = NULL;
+    ctx->last = &ctx->out;
+    ctx->buf = NULL;
+    ctx->size = 0;
+
+    if (c->error) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (ctx->busy == NULL) {
+
+        if (ngx_http_gateway_read_begin(ctx->gmcf) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        rc = ngx_http_gateway_metrics_render(ctx);
+
+        ngx_http_gateway_read_end();
+
+        if (rc != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        if (ctx->family == NGX_HTTP_GATEWAY_METRICS_DONE) {
+            if (ctx->buf == NULL
+                && ngx_http_gateway_metrics_reserve(ctx) == NULL)
+            {
+                ngx_http_finalize_request(r, NGX_ERROR);
+                return;
+            }
+
+            ctx->buf->last_buf = (r == r->main) ? 1 : 0;
+            ctx->buf->last_in_chain = 1;
+        }
+    }
+
+    rc = ngx_http_output_filter(r, ctx->out);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
+                            (ngx_buf_tag_t) &ngx_http_gateway_metrics_module);
+
+    if (rc == NGX_ERROR || ctx->family == NGX_HTTP_GATEWAY_METRICS_DONE) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    /* after the events the next poll finds: other requests go first */
+
+    if (ctx->busy == NULL) {
+        ngx_post_event(&ctx->next, &ngx_posted_next_events);
+        return;
+    }
+
+    wev = c->write;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    r->write_event_handler = ngx_http_gateway_metrics_write;
+
+    if (!wev->delayed) {
+        ngx_add_timer(wev, clcf->send_timeout);
+    }
+
+    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_gateway_metrics_write(ngx_http_request_t *r)
+{
+    ngx_event_t                     *wev;
+    ngx_http_gateway_metrics_ctx_t  *ctx;
+
+    wev = r->connection->write;
+
+    if (wev->timedout) {
+        r->connection->timedout = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gateway_metrics_module);
+
+    ngx_http_gateway_metrics_step(ctx);
+}
+
+
+static void
+ngx_http_gateway_metrics_cleanup(void *data)
+{
+    ngx_http_gateway_metrics_ctx_t  *ctx = data;
+
+    if (ctx->next.posted) {
+        ngx_delete_posted_event(&ctx->next);
+    }
+}
+
+
+/* read epoch announced */
+
+static ngx_int_t
+ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
+{
+    ngx_uint_t                                  f;
+    ngx_http_gateway_service_t                 *svc;
+    ngx_http_gateway_snapshot_t                *snap;
+    ngx_http_gateway_metrics_name_t            *nm;
+    ngx_http_gateway_metrics_family_t          *fam;
+    ngx_http_gateway_metrics_service_family_t  *sf;
+
+    while (ctx->size < NGX_HTTP_GATEWAY_METRICS_STEP) {
+
+        f = ctx->family;
+
+        if (f == 0) {
+            if (ngx_http_gateway_metrics_registry(ctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            ctx->family++;
+            continue;
+        }
+
+        if (f == NGX_HTTP_GATEWAY_METRICS_OMITTED) {
+            if (ngx_http_gateway_metrics_one(ctx,
+                    "gateway_metrics_omitted_instances", "gauge",
+                    "Instances left out of the per-instance series by "
+                    "gateway_metrics max_instances.", ctx->omitted)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            ctx->family++;
+            continue;
+        }
+
+        if (f == NGX_HTTP_GATEWAY_METRICS_DONE) {
+            return NGX_OK;
+        }
+
+        if (ctx->pos == 0) {
+
+            if (f <= NGX_HTTP_GATEWAY_METRICS_NSVC) {
+                sf = &ngx_http_gateway_metrics_svc[f - 1];
+
+                if (ngx_http_gateway_metrics_family(ctx, sf->name, sf->type,
+                                                    sf->help)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+            } else {
+                fam = ngx_http_gateway_metrics_inst
+                      + (f - 1 - NGX_HTTP_GATEWAY_METRICS_NSVC);
+
+                if (ngx_http_gateway_metrics_family(ctx, fam->name, fam->type,
+                                                    fam->help)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                ctx->ninstances = 0;
+            }
+        }
+
+        if (ctx->pos == ctx->nnames) {
+            ctx->family++;
+            ctx->pos = 0;
+            continue;
+        }
+
+        nm = &ctx->names[ctx->pos++];
+
+        svc = ngx_http_gateway_index_find(ctx->gmcf, &nm->name, nm->hash);
+        snap = svc ? svc->snapshot : NULL;
+
+        if (snap == NULL) {
+            continue;
+        }
+
+        if (f <= NGX_HTTP_GATEWAY_METRICS_NSVC) {
+            if (ngx_http_gateway_metrics_svc[f - 1].render(ctx, svc, snap)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_http_gateway_metrics_instances(ctx, svc, snap)
+                   != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
+{
+    u_char                        *p;
+    ngx_uint_t                     i, j, n, states[3];
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_snapshot_t   *snap;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = ctx->gmcf;
+    sh = gmcf->sh;
+    n = 0;
+
+    ngx_memzero(states, sizeof(states));
+
+    for (i = 0; i < ctx->nnames; i++) {
+        svc = ngx_http_gateway_index_find(gmcf, &ctx->names[i].name,
+                                          ctx->names[i].hash);
+        snap = svc ? svc->snapshot : NULL;
+
+        if (snap == NULL) {
+            continue;
+        }
+
+        n++;
+
+        for (j = 0; j < snap->npeers; j++) {
+            states[snap->peers[j].state % 3]++;
+        }
+    }
+
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_changes_total",
+            "counter", "Changes this gateway applied to its registry.",
+            sh->generation)
+        != NGX_OK
+        || ngx_http_gateway_metrics_one(ctx, "gateway_registry_services",
+               "gauge", "Services in the registry.", n)
+           != NGX_OK
+        || ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
+               "gauge", "Instances in the registry, by state.")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 3; i++) {
+        p = ngx_http_gateway_metrics_reserve(ctx);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->buf->last = ngx_sprintf(p,
+                                     "gateway_registry_instances{state=\"%s\"}"
+                                     " %ui\n", ngx_gateway_state_name(i),
+                                     states[i]);
+    }
+
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_stale", "gauge",
+            "1 while Redis has lost the registry and this gateway routes "
+            "with the last one it had.", sh->stale_since != 0)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the sync's own fields: plain reads of what one process writes */
+
+    if (gmcf->redis
+        && (ngx_http_gateway_metrics_one(ctx, "gateway_redis_up", "gauge",
+                "1 while the sync's link to Redis is up.", sh->redis_up)
+            != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_redis_reconnects_total", "counter",
+                   "Times the sync's link to Redis was lost.",
+                   sh->redis_reconnects)
+               != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_registry_last_sync_timestamp_seconds", "gauge",
+                   "When this gateway last compared its registry with "
+                   "Redis (0: not yet).", (ngx_uint_t) sh->synced)
+               != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    /* a racy read of the slab's free page count is good enough here */
+
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_zone_size_bytes", "gauge",
+            "Size of the registry's shared memory zone.",
+            gmcf->shm_zone->shm.size)
+        != NGX_OK
+        || ngx_http_gateway_metrics_one(ctx, "gateway_zone_free_bytes",
+               "gauge", "Bytes of the zone in free pages.",
+               gmcf->shpool->pfree << ngx_pagesize_shift)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_requests_by_class(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *snap)
+{
+    u_char      *p;
+    ngx_uint_t   k;
+
+    for (k = 0; k < 6; k++) {
+        p = ngx_http_gateway_metrics_reserve(ctx);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->buf->last = ngx_sprintf(p,
+                                "gateway_service_requests_total{service=\"%V\","
+                                "status_class=\"%s\"} %uA\n",
+                                &svc->sn.str,
+                                ngx_http_gateway_metrics_classes[k],
+                                svc->stats.requests[k]);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_histogram(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *snap)
+{
+    u_char                            *p;
+    ngx_str_t                         *name;
+    ngx_uint_t                         k, sum;
+    ngx_http_gateway_service_stats_t  *st;
+
+    st = &svc->stats;
+    name = &svc->sn.str;
+    sum = 0;
+
+    for (k = 0; k <= NGX_HTTP_GATEWAY_BUCKETS; k++) {
+        sum += st->le[k];
+
+        p = ngx_http_gateway_metrics_reserve(ctx);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (k < NGX_HTTP_GATEWAY_BUCKETS) {
+            ctx->buf->last = ngx_sprintf(p,
+                            "gateway_service_upstream_response_seconds_bucket"
+                            "{service=\"%V\",le=\"%M.%03M\"} %ui\n", name,
+                            ngx_http_gateway_buckets[k] / 1000,
+                            ngx_http_gateway_buckets[k] % 1000, sum);
+
+        } else {
+            ctx->buf->last = ngx_sprintf(p,
+                            "gateway_service_upstream_response_seconds_bucket"
+                            "{service=\"%V\",le=\"+Inf\"} %ui\n", name, sum);
+        }
+    }
+
+    p = ngx_http_gateway_metrics_reserve(ctx);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the count is the buckets' sum, so that the two always agree */
+
+    ctx->buf->last = ngx_sprintf(p,
+                          "gateway_service_upstream_response_seconds_sum"
+                          "{service=\"%V\"} %uA.%03uA\n"
+                          "gateway_service_upstream_response_seconds_count"
+                          "{service=\"%V\"} %ui\n",
+                          name, st->time_sum / 1000, st->time_sum % 1000,
+                          name, sum);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *snap)
+{
+    u_char                             *p;
+    ngx_uint_t                          j, k, first;
+    ngx_http_gateway_peer_t            *peer;
+    ngx_http_gateway_metrics_family_t  *fam;
+
+    first = (ctx->family == 1 + NGX_HTTP_GATEWAY_METRICS_NSVC);
+    fam = &ngx_http_gateway_metrics_inst[ctx->family - 1
+                                         - NGX_HTTP_GATEWAY_METRICS_NSVC];
+
+    for (j = 0; j < snap->npeers; j++) {
+        peer = &snap->peers[j];
+
+        if (ctx->ninstances++ >= ctx->max_instances) {
+            ctx->omitted += first;
+            continue;
+        }
+
+        for (k = 0; k < fam->nvalues; k++) {
+            p = ngx_http_gateway_metrics_reserve(ctx);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            p = ngx_sprintf(p, "%s{service=\"%V\",instance=\"%V\"",
+                            fam->name, &svc->sn.str, &peer->inst->id);
+
+            if (fam->label) {
+                p = ngx_sprintf(p, ",%s=\"%s\"", fam->label,
+                                fam->values ? fam->values[k]
+                                            : ngx_gateway_state_name(k));
+            }
+
+            ctx->buf->last = ngx_sprintf(p, "} %ui\n", fam->value(peer, k));
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -686,22 +966,36 @@ ngx_http_gateway_metrics_reserve(ngx_http_gateway_metrics_ctx_t *ctx)
         return b->last;
     }
 
-    b = ngx_create_temp_buf(ctx->request->pool, NGX_HTTP_GATEWAY_METRICS_BUF);
-    if (b == NULL) {
-        return NULL;
+    if (ctx->free) {
+
+        /* sent: ngx_chain_update_chains() rewound it */
+
+        cl = ctx->free;
+        ctx->free = cl->next;
+        b = cl->buf;
+
+    } else {
+        cl = ngx_alloc_chain_link(ctx->request->pool);
+        if (cl == NULL) {
+            return NULL;
+        }
+
+        b = ngx_create_temp_buf(ctx->request->pool,
+                                NGX_HTTP_GATEWAY_METRICS_BUF);
+        if (b == NULL) {
+            return NULL;
+        }
+
+        cl->buf = b;
     }
 
-    cl = ngx_alloc_chain_link(ctx->request->pool);
-    if (cl == NULL) {
-        return NULL;
-    }
-
-    cl->buf = b;
     cl->next = NULL;
+    b->tag = (ngx_buf_tag_t) &ngx_http_gateway_metrics_module;
 
     *ctx->last = cl;
     ctx->last = &cl->next;
     ctx->buf = b;
+    ctx->size += NGX_HTTP_GATEWAY_METRICS_BUF;
 
     return b->last;
 }

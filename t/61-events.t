@@ -37,7 +37,7 @@ sub log_lines {
 
 sub wait_log {
     my ($re, $what) = @_;
-    ok(wait_until(sub { scalar log_lines($re) }, tmo(5)), $what)
+    ok(wait_until(sub { scalar log_lines($re) }, timeout => 5), $what)
         or diag(join "\n", log_lines(qr/gateway:/));
 }
 
@@ -48,7 +48,7 @@ sub admin {
 }
 
 ok(wait_until(sub { redis_cmd('PUBSUB', 'NUMSUB', 't61:events')->[1] == 1 },
-              tmo(5)), 'the gateway subscribed');
+              timeout => 5), 'the gateway subscribed');
 
 like(admin('PUT', 'users/instances/u1',
          { address => '127.0.0.1:9001', weight => 2 }), qr/^20[012]$/,
@@ -106,7 +106,7 @@ redis_cli({ stdin => $cmds }, '-n', 4);
 ok(wait_until(sub {
        my $r = $ng->get('/gateway/services');
        $r->{status} == 200 && $r->{body} =~ /"name":"big","revision":\d+,"up":300/
-   }, tmo(10)), 'the 300 instances of "big" were applied');
+   }, timeout => 10), 'the 300 instances of "big" were applied');
 
 my $logged = scalar log_lines(qr/of service "big" registered/);
 ok($logged <= 200 && $logged > 0,
@@ -136,11 +136,11 @@ ok($synced && abs($synced - time) < 60, 'the last resync is recent');
 expect_log_errors(qr{gateway: redis "127\.0\.0\.1" lost the registry});
 $redis->stop;
 ok(wait_until(sub { ($ng->get('/metrics'))[2] =~ /^gateway_redis_up 0$/m },
-              tmo(5)), 'Redis stopped: the link is down');
+              timeout => 5), 'Redis stopped: the link is down');
 $redis->start;
 ok(wait_until(sub {
        my $p = ($ng->get('/metrics'))[2];
        $p =~ /^gateway_redis_up 1$/m && $p =~ /^gateway_redis_reconnects_total 1$/m
-   }, tmo(10)), 'Redis back: up again, one reconnect counted');
+   }, timeout => 10), 'Redis back: up again, one reconnect counted');
 
 done_testing;

@@ -73,14 +73,14 @@ REDIS
 redis_cmd('SELECT', 5);
 
 ok(wait_until(sub { redis_cmd('PUBSUB', 'NUMSUB', 't62:events')->[1] == 1 },
-              tmo(5)), 'the gateway subscribed');
+              timeout => 5), 'the gateway subscribed');
 
 register_in_redis('users', 'u1', $port[0], 'eu-1');
 register_in_redis('users', 'u2', $port[1], 'eu-2');
 register_in_redis('orders', 'o1', $port[2], 'eu-1');
 
 ok(wait_until(sub { ($ng->get('/gateway/services'))[2] =~ /"orders"/ },
-              tmo(5)), 'the registry has both services');
+              timeout => 5), 'the registry has both services');
 
 my ($st, $h, $page) = $ng->get('/dashboard');
 is($st, 200, 'GET /dashboard is 200');
@@ -102,7 +102,7 @@ sub page_until {
     my ($expr, $what) = @_;
     my $v;
     my $ok = wait_until(sub { $v = eval { $b->eval($tab, $expr) }; $v },
-                        tmo(15));
+                        timeout => 15);
     ok($ok, $what) or diag("last value: " . ($v // 'undef') . "; status: "
                            . (eval { $b->eval($tab,
                                   'document.getElementById("status")'
@@ -141,10 +141,10 @@ $b->eval($tab, row('users/u1') . q{.querySelector('button.act-drain').click()});
 
 ok(wait_until(sub {
        (redis_cmd('HGET', 't62:svc:users:inst:u1', 'state') // '') eq 'drain'
-   }, tmo(10)), 'the drain button drained u1 in the registry (Redis)');
+   }, timeout => 10), 'the drain button drained u1 in the registry (Redis)');
 ok(wait_until(sub {
        ($ng->get('/gateway/services/users'))[2] =~ /"id":"u1",[^}]*"state":"drain"/
-   }, tmo(10)), 'and the gateway shows u1 drained');
+   }, timeout => 10), 'and the gateway shows u1 drained');
 page_until(row('users/u1') . q{.dataset.state === "drain"},
            'the page shows u1 drained');
 
@@ -156,7 +156,7 @@ $b->eval($tab, row('users/u2')
                . q{.querySelector('button.set-weight').click()});
 ok(wait_until(sub {
        (redis_cmd('HGET', 't62:svc:users:inst:u2', 'weight') // '') eq '7'
-   }, tmo(10)), 'Set weight changed u2 to 7 in the registry');
+   }, timeout => 10), 'Set weight changed u2 to 7 in the registry');
 
 # a registration made in Redis appears by itself
 

@@ -11,12 +11,17 @@ VARIANT_DESC[gateway]="ngx_gateway (Redis registry), round robin, keepalive 32"
 
 variant_gateway_start() { gateway_variant_start "$1" "$2" ""; }
 
-# gateway_variant_start DIR PORT EXTRA_UPSTREAM_DIRECTIVES
+VARIANT_DESC[gateway_metrics]="ngx_gateway, round robin, with a gateway_metrics location (its observer counts every attempt)"
+variant_gateway_metrics_start() {
+    gateway_variant_start "$1" "$2" "" "location = /metrics { gateway_metrics; }"
+}
+
+# gateway_variant_start DIR PORT EXTRA_UPSTREAM_DIRECTIVES [EXTRA_SERVER]
 #   optional environment: GW_SERVICE (users), GW_ZONE (16m), GW_WORKERS (1),
 #   GW_REDIS_PORT ($REDIS_PORT), GW_REGISTRY_EXTRA (more gateway_registry
 #   parameters, e.g. "resync=1h")
 gateway_variant_start() {
-    local dir=$1 port=$2 extra=$3
+    local dir=$1 port=$2 extra=$3 sextra=${4:-}
     local svc=${GW_SERVICE:-users} zone=${GW_ZONE:-16m} workers=${GW_WORKERS:-1}
     local rport=${GW_REDIS_PORT:-$REDIS_PORT} rextra=${GW_REGISTRY_EXTRA:-}
     {
@@ -36,6 +41,7 @@ gateway_variant_start() {
         nginx_proxy_location gw
         echo "        }"
         echo "        location /gateway/ { gateway_admin; }"
+        [ -n "$sextra" ] && echo "        $sextra"
         echo "    }"
         echo "}"
     } > "$dir/nginx.conf"

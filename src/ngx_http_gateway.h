@@ -128,6 +128,7 @@ typedef struct {
     ngx_uint_t                  nsnaps;
 
     ngx_atomic_t                expires;    /* embedded registry only */
+    ngx_atomic_t                since;      /* eligible since: slow start */
 
     unsigned                    removed:1;
 
@@ -142,6 +143,19 @@ typedef struct {
                                             /* balancers' state, sized
                                                at allocation */
 } ngx_http_gateway_instance_t;
+
+
+/*
+ * An instance becomes eligible again (ejection ended, a health check
+ * passed): slow start ramps its weight from now.  Registration and a
+ * state change to "up" call it too.
+ */
+
+static ngx_inline void
+ngx_http_gateway_instance_recovered(ngx_http_gateway_instance_t *inst)
+{
+    inst->since = ngx_current_msec;
+}
 
 
 typedef struct ngx_http_gateway_service_s   ngx_http_gateway_service_t;
@@ -160,6 +174,7 @@ typedef struct {
     socklen_t                   socklen;
     ngx_str_t                   name;
     ngx_uint_t                  weight;
+    ngx_uint_t                  upto;       /* up weights up to its end */
     ngx_uint_t                  state;
     ngx_http_gateway_data_t    *data;
 } ngx_http_gateway_peer_t;
@@ -170,6 +185,8 @@ typedef struct {
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
+    ngx_uint_t                  stride;     /* round robin's: coprime
+                                               to total */
     ngx_http_gateway_peer_t     peers[1];
 } ngx_http_gateway_snapshot_t;
 

@@ -595,6 +595,8 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
             snap->total += inst->weight;
         }
 
+        peer->upto = snap->total;
+
         inst->nsnaps++;
         inst->data->nsnaps++;
     }

@@ -17,6 +17,7 @@ typedef struct {
 
     ngx_http_gateway_balancer_t  *balancer;
     void                         *balancer_conf;
+    ngx_msec_t                    slow_start;
 
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
@@ -87,6 +88,8 @@ static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_gateway_slow_start(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
@@ -103,6 +106,13 @@ static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
       ngx_http_gateway_balance,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("gateway_slow_start"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_gateway_slow_start,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_gateway_upstream_srv_conf_t, slow_start),
       NULL },
 
       ngx_null_command
@@ -210,6 +220,10 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
         if (gscf->balancer_conf == NULL) {
             return NGX_ERROR;
         }
+    }
+
+    if (gscf->slow_start == NGX_CONF_UNSET_MSEC) {
+        gscf->slow_start = 0;
     }
 
     gscf->gmcf = gmcf;
@@ -443,6 +457,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.slow_start = gp->conf->slow_start;
 
     i = gp->conf->balancer->select(&sel);
 
@@ -769,6 +784,8 @@ ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf)
      *     conf->balancer_conf = NULL;
      */
 
+    conf->slow_start = NGX_CONF_UNSET_MSEC;
+
     return conf;
 }
 
@@ -895,4 +912,17 @@ ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     gscf->balancer = b;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gateway_slow_start(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gateway_upstream_srv_conf_t *gscf = conf;
+
+    if (gscf->service == NULL && gscf->name.len == 0) {
+        return "must follow \"gateway_service\"";
+    }
+
+    return ngx_conf_set_msec_slot(cf, cmd, conf);
 }

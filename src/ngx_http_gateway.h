@@ -38,6 +38,9 @@
 #define NGX_HTTP_GATEWAY_LINE                                                 \
     __attribute__ ((aligned (NGX_HTTP_GATEWAY_LINE_SIZE)))
 
+/* a snapshot's total weight up to which round robin gets a table */
+#define NGX_HTTP_GATEWAY_ORDER_MAX     4096
+
 #define NGX_HTTP_GATEWAY_DUMP_SUMMARY  0
 #define NGX_HTTP_GATEWAY_DUMP_FULL     1
 #define NGX_HTTP_GATEWAY_DUMP_LINES    2
@@ -187,6 +190,8 @@ typedef struct {
     ngx_uint_t                  total;      /* weight of the up peers */
     ngx_uint_t                  stride;     /* round robin's: coprime
                                                to total */
+    uint16_t                   *order;      /* round robin's: a cycle's
+                                               picks, if total is small */
     ngx_http_gateway_peer_t     peers[1];
 } ngx_http_gateway_snapshot_t;
 
@@ -261,6 +266,7 @@ typedef struct {
     ngx_uint_t                  nindex;     /* a power of two */
 
     ngx_atomic_t                epoch;
+    ngx_atomic_t                deleted;    /* services unlinked, ever */
     ngx_http_gateway_retired_t *retired;
     ngx_http_gateway_service_t *dirty;      /* to commit */
     ngx_http_gateway_reader_t **readers;    /* one per worker, reused */
@@ -405,6 +411,18 @@ void ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
 void ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_read_end(void);
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
+    ngx_uint_t *slot);
+
+/* a worker's memory of where a fixed service name was found */
+
+typedef struct {
+    ngx_http_gateway_service_t *svc;
+    ngx_atomic_uint_t           deleted;    /* sh->deleted then */
+} ngx_http_gateway_lookup_t;
+
+ngx_int_t ngx_http_gateway_snapshot_get_cached(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_lookup_t *cache,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
 void ngx_http_gateway_snapshot_put(ngx_uint_t slot);

@@ -26,6 +26,8 @@ typedef struct {
 
 
 static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
+static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
+    ngx_uint_t pos);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
 
 
@@ -41,16 +43,30 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
 };
 
 
+/* a small cycle is mapped once here, so that a pick is one table read */
+
 static void
 ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
 {
+    ngx_uint_t  k;
+
     snap->stride = ngx_gateway_rr_stride(snap->total);
+
+    if (snap->order == NULL) {
+        return;
+    }
+
+    for (k = 0; k < snap->total; k++) {
+        snap->order[k] = (uint16_t) ngx_http_gateway_rr_find(snap,
+                            ngx_gateway_rr_position(k, snap->total,
+                                                    snap->stride));
+    }
 }
 
 
 /* the peer whose range of up weights holds pos: the first with upto > pos */
 
-static ngx_inline ngx_uint_t
+static ngx_uint_t
 ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap, ngx_uint_t pos)
 {
     ngx_uint_t  lo, hi, mid;
@@ -96,8 +112,15 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 
     for (n = 0; n < NGX_HTTP_GATEWAY_RR_TICKETS; n++) {
         t = ngx_atomic_fetch_add(&rs->ticket, 1);
-        pos = ngx_gateway_rr_position(t, snap->total, snap->stride);
-        i = ngx_http_gateway_rr_find(snap, pos);
+
+        if (snap->order) {
+            i = snap->order[t % snap->total];
+
+        } else {
+            i = ngx_http_gateway_rr_find(snap,
+                    ngx_gateway_rr_position(t, snap->total, snap->stride));
+        }
+
         peer = &snap->peers[i];
 
         if (!ngx_http_gateway_eligible(sel, peer)) {
@@ -111,6 +134,7 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
         /* slow start: the part of its picks that its ramp allows */
 
         w = ngx_http_gateway_peer_weight(sel, peer);
+        pos = ngx_gateway_rr_position(t, snap->total, snap->stride);
         k = pos - (peer->upto - peer->weight);
 
         if (w == peer->weight * NGX_HTTP_GATEWAY_WEIGHT_SCALE

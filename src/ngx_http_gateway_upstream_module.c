@@ -14,6 +14,8 @@ typedef struct {
     ngx_http_complex_value_t     *service;   /* NULL: a fixed name */
     ngx_str_t                     name;
     uint32_t                      hash;
+    ngx_http_gateway_lookup_t    *lookup;    /* a fixed name's, this
+                                                worker's */
 
     ngx_http_gateway_balancer_t  *balancer;
     void                         *balancer_conf;
@@ -443,8 +445,9 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         gp->nalloc *= 2;
     }
 
-    rc = ngx_http_gateway_snapshot_get(gp->conf->gmcf, &gp->service, gp->hash,
-                                       &snap, &slot);
+    rc = ngx_http_gateway_snapshot_get_cached(gp->conf->gmcf,
+                                              gp->conf->lookup, &gp->service,
+                                              gp->hash, &snap, &slot);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -716,8 +719,9 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
 
-    if (ngx_http_gateway_snapshot_get(gp->conf->gmcf, &gp->service, gp->hash,
-                                      &snap, &slot)
+    if (ngx_http_gateway_snapshot_get_cached(gp->conf->gmcf, gp->conf->lookup,
+                                             &gp->service, gp->hash, &snap,
+                                             &slot)
         != NGX_OK)
     {
         return 0;
@@ -780,6 +784,7 @@ ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf)
      *     conf->service = NULL;
      *     conf->name = { 0, NULL };
      *     conf->hash = 0;
+     *     conf->lookup = NULL;
      *     conf->balancer = NULL;
      *     conf->balancer_conf = NULL;
      */
@@ -833,6 +838,12 @@ ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         gscf->name = value[1];
         gscf->hash = ngx_crc32_short(value[1].data, value[1].len);
+
+        gscf->lookup = ngx_pcalloc(cf->pool,
+                                   sizeof(ngx_http_gateway_lookup_t));
+        if (gscf->lookup == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);

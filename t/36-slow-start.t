@@ -205,4 +205,27 @@ cmp_ok($new, '<=', most(100, $at),
        'up from draining: b ramps again '
        . sprintf('(%d of 100, ramp at %.0f%%)', $new, 100 * $at));
 
+# a fixed service name: each worker remembers where it found the service;
+# a service deleted (its last instance gone) and registered again is found
+# anew, in both workers
+for my $id ('a', 'b') {
+    is($ng->request('DELETE', "/gateway/services/users/instances/$id")
+       ->{status}, 200, "$id deregistered: the service is gone");
+}
+my %st;
+$st{ ($ng->get('/rr'))[0] }++ for 1 .. 10;
+is_deeply(\%st, { 503 => 10 }, 'no service: 503 from both workers');
+
+# the freed service's memory likely goes to the next service registered
+sleep(0.3);
+is($ng->request('PUT', '/gateway/services/other/instances/o',
+                json => { address => "127.0.0.1:$port[0]" })->{status},
+   201, 'another service registered');
+is(register('c', $port[1]), 201, 'the service registered again');
+sleep($T + 0.2);
+my %by;
+$by{ ($ng->get('/rr'))[2] }++ for 1 .. 10;
+is_deeply(\%by, { $port[1] => 10 },
+          'both workers route to its instance, not the other service\'s');
+
 done_testing();

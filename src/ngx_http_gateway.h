@@ -410,6 +410,51 @@ void ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 void ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_read_end(void);
+
+/* this worker's entry and its free slots (ngx_http_gateway_snapshot.c) */
+extern ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
+extern ngx_uint_t                 *ngx_http_gateway_free_held;
+extern ngx_uint_t                  ngx_http_gateway_nfree_held;
+
+/* inline: every request runs them */
+
+static ngx_inline void
+ngx_http_gateway_read_begin_inline(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_http_gateway_reader->epoch = gmcf->sh->epoch;
+    ngx_memory_barrier();
+}
+
+
+static ngx_inline void
+ngx_http_gateway_read_end_inline(void)
+{
+    ngx_memory_barrier();
+    ngx_http_gateway_reader->epoch = 0;
+}
+
+
+static ngx_inline void
+ngx_http_gateway_snapshot_put(ngx_uint_t slot)
+{
+    ngx_http_gateway_hold_t  *h;
+
+    h = &ngx_http_gateway_reader->held[slot];
+
+    h->peer = NULL;
+    ngx_memory_barrier();
+    h->snap = NULL;
+
+    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
+}
+
+
+static ngx_inline void
+ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
+{
+    ngx_http_gateway_reader->held[slot].peer = peer;
+}
+
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
@@ -425,13 +470,10 @@ ngx_int_t ngx_http_gateway_snapshot_get_cached(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_lookup_t *cache,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
-void ngx_http_gateway_snapshot_put(ngx_uint_t slot);
 ngx_int_t ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_readers_reclaim_locked(
     ngx_http_gateway_main_conf_t *gmcf);
-void ngx_http_gateway_hold_peer(ngx_uint_t slot,
-    ngx_http_gateway_peer_t *peer);
 void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_retired_t *rt, ngx_uint_t type);
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,

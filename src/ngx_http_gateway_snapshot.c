@@ -25,11 +25,11 @@
  */
 
 
-static ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
+ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
 
 /* this worker's free entries of its reader's "held" array */
-static ngx_uint_t                 *ngx_http_gateway_free_held;
-static ngx_uint_t                  ngx_http_gateway_nfree_held;
+ngx_uint_t                 *ngx_http_gateway_free_held;
+ngx_uint_t                  ngx_http_gateway_nfree_held;
 
 
 static ngx_int_t ngx_http_gateway_snapshot_build_locked(
@@ -144,16 +144,14 @@ ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
 void
 ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf)
 {
-    ngx_http_gateway_reader->epoch = gmcf->sh->epoch;
-    ngx_memory_barrier();
+    ngx_http_gateway_read_begin_inline(gmcf);
 }
 
 
 void
 ngx_http_gateway_read_end(void)
 {
-    ngx_memory_barrier();
-    ngx_http_gateway_reader->epoch = 0;
+    ngx_http_gateway_read_end_inline();
 }
 
 
@@ -209,7 +207,7 @@ ngx_http_gateway_snapshot_get_cached(ngx_http_gateway_main_conf_t *gmcf,
     s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
     h = &ngx_http_gateway_reader->held[s];
 
-    ngx_http_gateway_read_begin(gmcf);
+    ngx_http_gateway_read_begin_inline(gmcf);
 
     deleted = gmcf->sh->deleted;
 
@@ -230,7 +228,7 @@ ngx_http_gateway_snapshot_get_cached(ngx_http_gateway_main_conf_t *gmcf,
     h->peer = NULL;
     h->snap = snap;
 
-    ngx_http_gateway_read_end();
+    ngx_http_gateway_read_end_inline();
 
     if (snap == NULL) {
         ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = s;
@@ -241,28 +239,6 @@ ngx_http_gateway_snapshot_get_cached(ngx_http_gateway_main_conf_t *gmcf,
     *slot = s;
 
     return NGX_OK;
-}
-
-
-void
-ngx_http_gateway_snapshot_put(ngx_uint_t slot)
-{
-    ngx_http_gateway_hold_t  *h;
-
-    h = &ngx_http_gateway_reader->held[slot];
-
-    h->peer = NULL;
-    ngx_memory_barrier();
-    h->snap = NULL;
-
-    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
-}
-
-
-void
-ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
-{
-    ngx_http_gateway_reader->held[slot].peer = peer;
 }
 
 

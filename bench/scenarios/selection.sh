@@ -15,14 +15,19 @@
 # but the machine is shared: run it when it is quiet.
 #
 # Designs ("modes"): mutex (before), lockfree (today, the upstream's
-# round robin: its per-service spinlock), lockfree_random (today, weighted
-# random: no lock at all), and lockfree_split (today, round robin, each
-# worker on a service of its own: nothing shared but the name index).
+# round robin: one atomic ticket per selection, no lock), lockfree_nocounters
+# (the same without the per-instance counters "active" and "requests": what
+# the ticket alone costs), lockfree_random (today, weighted random: no
+# shared write but the counters), and lockfree_split (today, round robin,
+# each worker on a service of its own: nothing shared but the name index).
 #
 # A timed run with 1 worker measures the hold time: mutex: how long the
 # zone mutex is held per acquisition (2 per request); lockfree: how long
-# the balancer's select takes (round robin holds its spinlock for most of
-# it); the clock's own cost is subtracted.
+# the balancer's select takes (round robin: one uncontended atomic add and
+# a table read); the clock's own cost is subtracted.  Contended, what one
+# hot service's shared lines cost per selection is 1 / the two workers'
+# total rate (lockfree: ticket and counters; lockfree_nocounters: the
+# ticket alone).
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
 #   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split")
@@ -58,7 +63,15 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
 sel_path() {    # the request path(s) of a mode, one per worker
     case "$1" in
         lockfree_split) echo "/lockfree,/lockfree_other" ;;
+        lockfree_nocounters) echo "/lockfree" ;;
         *) echo "/$1" ;;
+    esac
+}
+
+sel_args() {    # the query arguments of a mode
+    case "$1" in
+        lockfree_nocounters) echo "counters=0" ;;
+        *) echo "" ;;
     esac
 }
 
@@ -66,7 +79,7 @@ sel_path() {    # the request path(s) of a mode, one per worker
 # worker; prints "per_process_rate total_rate cpu_s_max"
 sel_measure() {
     local port=$1 w=$2 mode=$3 n=$4 args=${5:-} out
-    out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "$args") \
+    out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "${args:-$(sel_args "$mode")}") \
         || die "selection: drive.pl failed for $mode with $w workers"
 
     awk '
@@ -87,7 +100,7 @@ sel_measure() {
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
-    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_random lockfree_split})
+    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split})
     local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
     local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
     local w r m port i pids res
@@ -169,12 +182,21 @@ scenario_selection() {
         echo "metric,value,unit,note"
         echo "clock_cost_ns,$clock_ns,ns,\"one CLOCK_MONOTONIC read, subtracted from every timed interval\""
         echo "mutex_hold_ns_per_acquisition,$hold_mutex,ns,\"zone mutex held per acquisition, 2 per request (1 worker, 1 selection in 16 timed)\""
-        echo "rr_select_ns,$hold_rr,ns,\"the round robin select call, its service spinlock held for most of it (1 worker)\""
-        awk -v h="$hold_mutex" -v rr="$hold_rr" -v rate="$rate" 'BEGIN {
+        echo "rr_select_ns,$hold_rr,ns,\"the round robin select call, no lock (1 worker)\""
+        local t2 t2n
+        t2=$(awk -F, '$1 == "lockfree" { print $5 }' "$sum")
+        t2n=$(awk -F, '$1 == "lockfree_nocounters" { print $5 }' "$sum")
+        awk -v h="$hold_mutex" -v rr="$hold_rr" -v rate="$rate" -v t2="${t2:-0}" -v t2n="${t2n:-0}" 'BEGIN {
             printf "mutex_ceiling_req_per_s,%.0f,req/s,\"1 / (2 x hold): all workers together, whatever their number\"\n", 1e9 / (2 * h)
             printf "mutex_busy_64_workers,%.3f,fraction,\"64 x %d req/s x 2 x hold: share of each second the zone mutex is held\"\n", 64 * rate * 2 * h / 1e9, rate
-            printf "rr_ceiling_req_per_s_per_service,%.0f,req/s,\"1 / select time: one service, all workers together; other services do not share it\"\n", 1e9 / rr
-            printf "rr_busy_64_workers_one_service,%.3f,fraction,\"64 x %d req/s x 1 x select time, every request to one service\"\n", 64 * rate * rr / 1e9, rate
+            if (t2 > 0) {
+                printf "rr_contended_ns_per_selection,%.1f,ns,\"1 / total rate of 2 workers on one service: its ticket and counter lines moving between the cores\"\n", 1e9 / t2
+                printf "rr_ceiling_req_per_s_per_service,%.0f,req/s,\"one hot service, all workers together (the lines serialize its selections); other services do not share them\"\n", t2
+                printf "rr_busy_64_workers_one_service,%.3f,fraction,\"64 x %d req/s / that ceiling, every request to one service\"\n", 64 * rate / t2, rate
+            }
+            if (t2n > 0) {
+                printf "rr_ticket_only_ceiling_req_per_s_per_service,%.0f,req/s,\"the same without the counters: the ticket line alone\"\n", t2n
+            }
             printf "lockfree_global_lock_acquisitions,0,per request,\"no lock shared by all services on the request path\"\n"
         }'
     } > "$RESULTS/selection_ceiling.csv"

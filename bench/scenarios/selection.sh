@@ -76,7 +76,10 @@ sel_args() {    # the query arguments of a mode
 }
 
 # sel_run PORT WORKERS MODE N [ARGS]: drive.pl's lines for one request per
-# worker; prints "per_process_rate total_rate cpu_s_max"
+# worker; prints "per_process_rate total_rate cpu_rate": the last is the sum
+# over the workers of selections per second of their own CPU time, what
+# the workers would do on cores of their own (a busy machine takes wall
+# time from them, not CPU time; waiting for a cache line is CPU time)
 sel_measure() {
     local port=$1 w=$2 mode=$3 n=$4 args=${5:-} out
     out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "${args:-$(sel_args "$mode")}") \
@@ -88,12 +91,13 @@ sel_measure() {
             n = v["n"]; s = v["start_ns"]; e = v["end_ns"]
             if (v["failed"] != 0) bad = 1
             np++; sum += n / ((e - s) / 1e9); tot += n
+            cpu += n / (v["cpu_ns"] / 1e9)
             if (np == 1 || s < first) first = s
             if (np == 1 || e > last) last = e
         }
         END {
             if (bad) { print "FAILED"; exit }
-            printf "%.0f %.0f\n", sum / np, tot / ((last - first) / 1e9)
+            printf "%.0f %.0f %.0f\n", sum / np, tot / ((last - first) / 1e9), cpu
         }' <<<"$out"
 }
 
@@ -109,7 +113,7 @@ scenario_selection() {
     so=$("$BENCH_DIR/selection/build.sh" "$REPO/build/selbench") \
         || die "selection: the bench module did not build"
 
-    echo "round,workers,mode,n_per_worker,per_process_sel_per_s,total_sel_per_s" > "$raw"
+    echo "round,workers,mode,n_per_worker,per_process_sel_per_s,total_sel_per_s,cpu_sel_per_s" > "$raw"
     declare -A port_of=() pid_of=()
 
     for w in 1 2; do
@@ -141,8 +145,8 @@ scenario_selection() {
             res=$(sel_measure "${port_of[$w]}" "$w" "$m" "$n")
             [ "$res" != FAILED ] || die "selection: $m failed selections"
             set -- $res
-            log "selection: round $r/$rounds  $w worker(s)  $m: $1 sel/s per process, $2 in total"
-            echo "$r,$w,$m,$n,$1,$2" >> "$raw"
+            log "selection: round $r/$rounds  $w worker(s)  $m: $1 sel/s per process, $2 in total, $3 per CPU time"
+            echo "$r,$w,$m,$n,$1,$2,$3" >> "$raw"
         done
     done
 
@@ -159,20 +163,21 @@ scenario_selection() {
 
     for w in 1 2; do stop_pid "${pid_of[$w]}" QUIT; done
 
-    echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,rounds" > "$sum"
+    echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,cpu_scaling_2w_over_1w,rounds" > "$sum"
     for m in "${modes[@]}"; do
         awk -F, -v m="$m" -v rounds="$rounds" '
             function med(a, n,   i, j, t) {
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
                 return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
             }
-            NR > 1 && $3 == m { k = $2; np[k]++; pp[k, np[k]] = $5; tt[k, np[k]] = $6 }
+            NR > 1 && $3 == m { k = $2; np[k]++; pp[k, np[k]] = $5; tt[k, np[k]] = $6; cc[k, np[k]] = $7 }
             END {
                 for (k = 1; k <= 2; k++) {
                     delete a; for (i = 1; i <= np[k]; i++) a[i] = pp[k, i]; P[k] = med(a, np[k])
                     delete a; for (i = 1; i <= np[k]; i++) a[i] = tt[k, i]; T[k] = med(a, np[k])
+                    delete a; for (i = 1; i <= np[k]; i++) a[i] = cc[k, i]; C[k] = med(a, np[k])
                 }
-                printf "%s,%.0f,%.0f,%.0f,%.0f,%.2f,%d\n", m, P[1], T[1], P[2], T[2], T[2] / T[1], rounds
+                printf "%s,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%d\n", m, P[1], T[1], P[2], T[2], T[2] / T[1], C[2] / C[1], rounds
             }' "$raw" >> "$sum"
     done
 
@@ -201,7 +206,7 @@ scenario_selection() {
         }'
     } > "$RESULTS/selection_ceiling.csv"
 
-    print_csv_table "$sum" "mode per_process_1w total_1w per_process_2w total_2w scaling_2w_over_1w rounds"
+    print_csv_table "$sum" "mode per_process_1w total_1w per_process_2w total_2w scaling_2w_over_1w cpu_scaling_2w_over_1w rounds"
     echo
     print_csv_table "$RESULTS/selection_ceiling.csv" "metric value unit note"
 }

@@ -48,9 +48,15 @@ ngx_http_gateway_random_select(ngx_http_gateway_select_t *sel)
         return NGX_DECLINED;
     }
 
-    /* totals may pass the 31 bits of one ngx_random() */
+    /* large services' totals pass the 31 bits of one ngx_random() */
 
-    r = (((uint64_t) ngx_random() << 31) | (uint64_t) ngx_random()) % total;
+    if (total <= 0x7fffffff) {
+        r = (ngx_uint_t) ngx_random() % total;
+
+    } else {
+        r = (((uint64_t) ngx_random() << 31) | (uint64_t) ngx_random())
+            % total;
+    }
 
     for (i = 0; i < snap->npeers; i++) {
         if (!ngx_http_gateway_eligible(sel, &snap->peers[i])) {

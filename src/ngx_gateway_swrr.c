@@ -41,3 +41,45 @@ ngx_gateway_swrr_reset(ngx_gateway_swrr_t *p, int weight)
     p->weight = weight;
     p->current_weight = 0;
 }
+
+
+static unsigned long
+ngx_gateway_rr_gcd(unsigned long a, unsigned long b)
+{
+    unsigned long  t;
+
+    while (b) {
+        t = a % b;
+        a = b;
+        b = t;
+    }
+
+    return a;
+}
+
+
+/* the integer nearest total / phi that is coprime to total (1 for 1 or 2) */
+
+unsigned long
+ngx_gateway_rr_stride(unsigned long total)
+{
+    unsigned long  s, d;
+
+    if (total <= 2) {
+        return 1;
+    }
+
+    s = (unsigned long) (((uint64_t) total * 2654435769u) >> 32);
+
+    for (d = 0; d < total; d++) {
+        if (s + d < total && ngx_gateway_rr_gcd(s + d, total) == 1) {
+            return s + d;
+        }
+
+        if (s > d && ngx_gateway_rr_gcd(s - d, total) == 1) {
+            return s - d;
+        }
+    }
+
+    return 1;
+}

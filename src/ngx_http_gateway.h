@@ -38,6 +38,9 @@
 #define NGX_HTTP_GATEWAY_LINE                                                 \
     __attribute__ ((aligned (NGX_HTTP_GATEWAY_LINE_SIZE)))
 
+/* a snapshot's total weight up to which round robin gets a table */
+#define NGX_HTTP_GATEWAY_ORDER_MAX     4096
+
 #define NGX_HTTP_GATEWAY_DUMP_SUMMARY  0
 #define NGX_HTTP_GATEWAY_DUMP_FULL     1
 #define NGX_HTTP_GATEWAY_DUMP_LINES    2
@@ -146,6 +149,7 @@ typedef struct {
     ngx_uint_t                  nsnaps;
 
     ngx_atomic_t                expires;    /* embedded registry only */
+    ngx_atomic_t                since;      /* eligible since: slow start */
 
     unsigned                    removed:1;
 
@@ -160,6 +164,19 @@ typedef struct {
                                             /* balancers' state, sized
                                                at allocation */
 } ngx_http_gateway_instance_t;
+
+
+/*
+ * An instance becomes eligible again (ejection ended, a health check
+ * passed): slow start ramps its weight from now.  Registration and a
+ * state change to "up" call it too.
+ */
+
+static ngx_inline void
+ngx_http_gateway_instance_recovered(ngx_http_gateway_instance_t *inst)
+{
+    inst->since = ngx_current_msec;
+}
 
 
 typedef struct ngx_http_gateway_service_s   ngx_http_gateway_service_t;
@@ -178,6 +195,7 @@ typedef struct {
     socklen_t                   socklen;
     ngx_str_t                   name;
     ngx_uint_t                  weight;
+    ngx_uint_t                  upto;       /* up weights up to its end */
     ngx_uint_t                  state;
     ngx_http_gateway_data_t    *data;
 } ngx_http_gateway_peer_t;
@@ -188,6 +206,10 @@ typedef struct {
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
+    ngx_uint_t                  stride;     /* round robin's: coprime
+                                               to total */
+    uint16_t                   *order;      /* round robin's: a cycle's
+                                               picks, if total is small */
     ngx_http_gateway_peer_t     peers[1];
 } ngx_http_gateway_snapshot_t;
 
@@ -264,6 +286,7 @@ typedef struct {
     ngx_uint_t                  nindex;     /* a power of two */
 
     ngx_atomic_t                epoch;
+    ngx_atomic_t                deleted;    /* services unlinked, ever */
     ngx_http_gateway_retired_t *retired;
     ngx_http_gateway_service_t *dirty;      /* to commit */
     ngx_http_gateway_reader_t **readers;    /* one per worker, reused */
@@ -420,16 +443,70 @@ void ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 ngx_int_t ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_read_end(void);
+
+/* this worker's entry and its free slots (ngx_http_gateway_snapshot.c) */
+extern ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
+extern ngx_uint_t                 *ngx_http_gateway_free_held;
+extern ngx_uint_t                  ngx_http_gateway_nfree_held;
+
+/* inline: every request runs them */
+
+static ngx_inline void
+ngx_http_gateway_read_begin_inline(ngx_http_gateway_main_conf_t *gmcf)
+{
+    ngx_http_gateway_reader->epoch = gmcf->sh->epoch;
+    ngx_memory_barrier();
+}
+
+
+static ngx_inline void
+ngx_http_gateway_read_end_inline(void)
+{
+    ngx_memory_barrier();
+    ngx_http_gateway_reader->epoch = 0;
+}
+
+
+static ngx_inline void
+ngx_http_gateway_snapshot_put(ngx_uint_t slot)
+{
+    ngx_http_gateway_hold_t  *h;
+
+    h = &ngx_http_gateway_reader->held[slot];
+
+    h->peer = NULL;
+    ngx_memory_barrier();
+    h->snap = NULL;
+
+    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
+}
+
+
+static ngx_inline void
+ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
+{
+    ngx_http_gateway_reader->held[slot].peer = peer;
+}
+
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
-void ngx_http_gateway_snapshot_put(ngx_uint_t slot);
+
+/* a worker's memory of where a fixed service name was found */
+
+typedef struct {
+    ngx_http_gateway_service_t *svc;
+    ngx_atomic_uint_t           deleted;    /* sh->deleted then */
+} ngx_http_gateway_lookup_t;
+
+ngx_int_t ngx_http_gateway_snapshot_get_cached(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_lookup_t *cache,
+    ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
+    ngx_uint_t *slot);
 ngx_int_t ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_readers_reclaim_locked(
     ngx_http_gateway_main_conf_t *gmcf);
-void ngx_http_gateway_hold_peer(ngx_uint_t slot,
-    ngx_http_gateway_peer_t *peer);
 void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_retired_t *rt, ngx_uint_t type);
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,

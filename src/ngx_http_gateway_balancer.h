@@ -27,6 +27,8 @@ typedef struct {
     uint64_t                       *tried;      /* uids */
     ngx_uint_t                      ntried;
     ngx_uint_t                      expiry;     /* heartbeats expire here */
+
+    ngx_msec_t                      slow_start; /* 0: off */
 } ngx_http_gateway_select_t;
 
 
@@ -66,15 +68,41 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
 
 
 /*
- * The weight an algorithm gives a peer now.  The one place that scales a
- * weight (slow start); every algorithm that uses weights asks it.
+ * The weight an algorithm gives a peer now, in 1/64ths of its weight (so
+ * that a weight of 1 can ramp too): compare these values with each other,
+ * never with peer->weight.  The one place that scales a weight: slow start
+ * ramps it linearly from 1/64th to all of it over gateway_slow_start since
+ * the instance became eligible (ngx_http_gateway_instance_recovered()).
+ * Every algorithm that uses weights asks it.
  */
+
+#define NGX_HTTP_GATEWAY_WEIGHT_SCALE  64
 
 static ngx_inline ngx_uint_t
 ngx_http_gateway_peer_weight(ngx_http_gateway_select_t *sel,
     ngx_http_gateway_peer_t *peer)
 {
-    return peer->weight;
+    ngx_uint_t  w;
+    ngx_msec_t  elapsed;
+
+    w = peer->weight * NGX_HTTP_GATEWAY_WEIGHT_SCALE;
+
+    if (sel->slow_start) {
+        elapsed = ngx_current_msec - (ngx_msec_t) peer->inst->since;
+
+        /* another worker's clock may be a little ahead */
+
+        if ((ngx_msec_int_t) elapsed < 0) {
+            elapsed = 0;
+        }
+
+        if (elapsed < sel->slow_start) {
+            w = (ngx_uint_t) ((uint64_t) w * elapsed / sel->slow_start);
+            return w ? w : 1;
+        }
+    }
+
+    return w;
 }
 
 

@@ -32,7 +32,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random = {
 static ngx_int_t
 ngx_http_gateway_random_select(ngx_http_gateway_select_t *sel)
 {
-    ngx_uint_t                    i, total, r;
+    ngx_uint_t                    i, total, r, w;
     ngx_http_gateway_snapshot_t  *snap;
 
     snap = sel->snap;
@@ -40,7 +40,7 @@ ngx_http_gateway_random_select(ngx_http_gateway_select_t *sel)
 
     for (i = 0; i < snap->npeers; i++) {
         if (ngx_http_gateway_eligible(sel, &snap->peers[i])) {
-            total += snap->peers[i].weight;
+            total += ngx_http_gateway_peer_weight(sel, &snap->peers[i]);
         }
     }
 
@@ -48,18 +48,28 @@ ngx_http_gateway_random_select(ngx_http_gateway_select_t *sel)
         return NGX_DECLINED;
     }
 
-    r = (ngx_uint_t) ngx_random() % total;
+    /* large services' totals pass the 31 bits of one ngx_random() */
+
+    if (total <= 0x7fffffff) {
+        r = (ngx_uint_t) ngx_random() % total;
+
+    } else {
+        r = (((uint64_t) ngx_random() << 31) | (uint64_t) ngx_random())
+            % total;
+    }
 
     for (i = 0; i < snap->npeers; i++) {
         if (!ngx_http_gateway_eligible(sel, &snap->peers[i])) {
             continue;
         }
 
-        if (r < snap->peers[i].weight) {
+        w = ngx_http_gateway_peer_weight(sel, &snap->peers[i]);
+
+        if (r < w) {
             return (ngx_int_t) i;
         }
 
-        r -= snap->peers[i].weight;
+        r -= w;
     }
 
     return NGX_DECLINED;

@@ -8,20 +8,33 @@
 
 
 /*
- * Smooth weighted round robin over the service's instances, shared by all
- * workers: its state is in the instances, under the service's own lock,
- * held for one pass over the instances.
+ * Weighted round robin shared by all workers without a lock: a request
+ * takes the service's next ticket (one atomic add) and the snapshot maps
+ * it to an instance (ngx_gateway_rr_position(): every cycle of "total"
+ * tickets gives each up instance exactly its weight, interleaved).  A
+ * ticket that lands on an instance the request may not use is given up
+ * for the next one a few times, then the peers are scanned from there.
  */
 
 
+#define NGX_HTTP_GATEWAY_RR_TICKETS  4
+
+
+typedef struct {
+    ngx_atomic_t                  ticket;
+} ngx_http_gateway_rr_service_t;
+
+
 static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
+static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
+    ngx_uint_t pos);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
 
 
 ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
     ngx_string("round_robin"),
-    sizeof(ngx_gateway_swrr_t),
     0,
+    sizeof(ngx_http_gateway_rr_service_t),
     NULL,
     ngx_http_gateway_rr_update,
     ngx_http_gateway_rr_select,
@@ -30,64 +43,117 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
 };
 
 
-/* a new instance or a new weight starts afresh, as in nginx */
+/* a small cycle is mapped once here, so that a pick is one table read */
 
 static void
 ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
 {
-    ngx_uint_t                i;
-    ngx_gateway_swrr_t       *rr;
-    ngx_http_gateway_peer_t  *peer;
+    ngx_uint_t  k;
 
-    ngx_spinlock(&snap->service->lock, ngx_pid, 1024);
+    snap->stride = ngx_gateway_rr_stride(snap->total);
 
-    for (i = 0; i < snap->npeers; i++) {
-        peer = &snap->peers[i];
-        rr = ngx_http_gateway_balancer_instance(
-                            &ngx_http_gateway_balancer_round_robin, peer->inst);
+    if (snap->order == NULL) {
+        return;
+    }
 
-        if (rr->weight != (int) peer->weight) {
-            ngx_gateway_swrr_reset(rr, (int) peer->weight);
+    for (k = 0; k < snap->total; k++) {
+        snap->order[k] = (uint16_t) ngx_http_gateway_rr_find(snap,
+                            ngx_gateway_rr_position(k, snap->total,
+                                                    snap->stride));
+    }
+}
+
+
+/* the peer whose range of up weights holds pos: the first with upto > pos */
+
+static ngx_uint_t
+ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap, ngx_uint_t pos)
+{
+    ngx_uint_t  lo, hi, mid;
+
+    lo = 0;
+    hi = snap->npeers - 1;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (snap->peers[mid].upto > pos) {
+            hi = mid;
+
+        } else {
+            lo = mid + 1;
         }
     }
 
-    ngx_memory_barrier();
-    ngx_unlock(&snap->service->lock);
+    return lo;
 }
 
 
 static ngx_int_t
 ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 {
-    ssize_t                       i;
-    ngx_uint_t                    k;
-    ngx_http_gateway_peer_t      *peer;
-    ngx_gateway_swrr_round_t      r;
-    ngx_http_gateway_service_t   *svc;
-    ngx_http_gateway_snapshot_t  *snap;
+    uint64_t                        t;
+    ngx_uint_t                      i, k, n, pos, w;
+    ngx_http_gateway_peer_t        *peer;
+    ngx_http_gateway_snapshot_t    *snap;
+    ngx_http_gateway_rr_service_t  *rs;
 
     snap = sel->snap;
-    svc = snap->service;
 
-    ngx_gateway_swrr_round_init(&r);
+    if (snap->total == 0) {
+        return NGX_DECLINED;
+    }
 
-    ngx_spinlock(&svc->lock, ngx_pid, 1024);
+    rs = ngx_http_gateway_balancer_service(
+                           &ngx_http_gateway_balancer_round_robin,
+                           snap->service);
 
-    for (k = 0; k < snap->npeers; k++) {
-        peer = &snap->peers[k];
+    i = 0;
 
-        if (ngx_http_gateway_eligible(sel, peer)) {
-            ngx_gateway_swrr_offer(&r, ngx_http_gateway_balancer_instance(
-                                       &ngx_http_gateway_balancer_round_robin,
-                                       peer->inst),
-                                   k);
+    for (n = 0; n < NGX_HTTP_GATEWAY_RR_TICKETS; n++) {
+        t = ngx_atomic_fetch_add(&rs->ticket, 1);
+
+        if (snap->order) {
+            i = snap->order[t % snap->total];
+
+        } else {
+            i = ngx_http_gateway_rr_find(snap,
+                    ngx_gateway_rr_position(t, snap->total, snap->stride));
+        }
+
+        peer = &snap->peers[i];
+
+        if (!ngx_http_gateway_eligible(sel, peer)) {
+            continue;
+        }
+
+        if (sel->slow_start == 0) {
+            return (ngx_int_t) i;
+        }
+
+        /* slow start: the part of its picks that its ramp allows */
+
+        w = ngx_http_gateway_peer_weight(sel, peer);
+        pos = ngx_gateway_rr_position(t, snap->total, snap->stride);
+        k = pos - (peer->upto - peer->weight);
+
+        if (w == peer->weight * NGX_HTTP_GATEWAY_WEIGHT_SCALE
+            || ngx_gateway_rr_accept(t / snap->total, k, w,
+                                     NGX_HTTP_GATEWAY_WEIGHT_SCALE))
+        {
+            return (ngx_int_t) i;
         }
     }
 
-    i = ngx_gateway_swrr_choose(&r);
+    /* the last ticket's instance or the next one the request may use */
 
-    ngx_memory_barrier();
-    ngx_unlock(&svc->lock);
+    for (k = 0; k < snap->npeers; k++) {
+        if (ngx_http_gateway_eligible(sel, &snap->peers[i])) {
+            return (ngx_int_t) i;
+        }
 
-    return i < 0 ? NGX_DECLINED : (ngx_int_t) i;
+        i = (i + 1 == snap->npeers) ? 0 : i + 1;
+    }
+
+    return NGX_DECLINED;
 }

@@ -25,11 +25,11 @@
  */
 
 
-static ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
+ngx_http_gateway_reader_t  *ngx_http_gateway_reader;
 
 /* this worker's free entries of its reader's "held" array */
-static ngx_uint_t                 *ngx_http_gateway_free_held;
-static ngx_uint_t                  ngx_http_gateway_nfree_held;
+ngx_uint_t                 *ngx_http_gateway_free_held;
+ngx_uint_t                  ngx_http_gateway_nfree_held;
 
 
 static ngx_int_t ngx_http_gateway_snapshot_build_locked(
@@ -132,6 +132,11 @@ ngx_http_gateway_index_delete_locked(ngx_http_gateway_main_conf_t *gmcf,
 
         *link = svc->hnext;
         ngx_memory_barrier();
+
+        /* before it is retired: see snapshot_get_cached() */
+
+        gmcf->sh->deleted++;
+        ngx_memory_barrier();
     }
 }
 
@@ -145,8 +150,7 @@ ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf)
         return NGX_DECLINED;
     }
 
-    ngx_http_gateway_reader->epoch = gmcf->sh->epoch;
-    ngx_memory_barrier();
+    ngx_http_gateway_read_begin_inline(gmcf);
 
     return NGX_OK;
 }
@@ -155,8 +159,7 @@ ngx_http_gateway_read_begin(ngx_http_gateway_main_conf_t *gmcf)
 void
 ngx_http_gateway_read_end(void)
 {
-    ngx_memory_barrier();
-    ngx_http_gateway_reader->epoch = 0;
+    ngx_http_gateway_read_end_inline();
 }
 
 
@@ -173,7 +176,28 @@ ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot)
 {
+    return ngx_http_gateway_snapshot_get_cached(gmcf, NULL, name, hash,
+                                                snapp, slot);
+}
+
+
+/*
+ * With a cache (a fixed service name), the service found last time is
+ * used as long as no service was unlinked since: a writer counts the
+ * unlinking before it retires the service, and a reader compares the
+ * count after it announced its epoch, so an equal count means the service
+ * cannot be freed before the reader is done, as if the index had led to
+ * it.  A new service with that name needs no check: it is not found
+ * until a lookup fails, and a failed lookup is not cached.
+ */
+
+ngx_int_t
+ngx_http_gateway_snapshot_get_cached(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_lookup_t *cache, ngx_str_t *name, uint32_t hash,
+    ngx_http_gateway_snapshot_t **snapp, ngx_uint_t *slot)
+{
     ngx_uint_t                    s;
+    ngx_atomic_uint_t             deleted;
     ngx_http_gateway_hold_t      *h;
     ngx_http_gateway_service_t   *svc;
     ngx_http_gateway_snapshot_t  *snap;
@@ -191,15 +215,28 @@ ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
     h = &ngx_http_gateway_reader->held[s];
 
-    (void) ngx_http_gateway_read_begin(gmcf);
+    ngx_http_gateway_read_begin_inline(gmcf);
 
-    svc = ngx_http_gateway_index_find(gmcf, name, hash);
+    deleted = gmcf->sh->deleted;
+
+    if (cache && cache->svc && cache->deleted == deleted) {
+        svc = cache->svc;
+
+    } else {
+        svc = ngx_http_gateway_index_find(gmcf, name, hash);
+
+        if (cache) {
+            cache->svc = svc;
+            cache->deleted = deleted;
+        }
+    }
+
     snap = svc ? svc->snapshot : NULL;
 
     h->peer = NULL;
     h->snap = snap;
 
-    ngx_http_gateway_read_end();
+    ngx_http_gateway_read_end_inline();
 
     if (snap == NULL) {
         ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = s;
@@ -210,28 +247,6 @@ ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     *slot = s;
 
     return NGX_OK;
-}
-
-
-void
-ngx_http_gateway_snapshot_put(ngx_uint_t slot)
-{
-    ngx_http_gateway_hold_t  *h;
-
-    h = &ngx_http_gateway_reader->held[slot];
-
-    h->peer = NULL;
-    ngx_memory_barrier();
-    h->snap = NULL;
-
-    ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = slot;
-}
-
-
-void
-ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
-{
-    ngx_http_gateway_reader->held[slot].peer = peer;
 }
 
 
@@ -568,20 +583,37 @@ static ngx_int_t
 ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc)
 {
-    ngx_uint_t                    i;
+    size_t                        size;
+    ngx_uint_t                    i, total;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_instance_t  *inst;
     ngx_http_gateway_snapshot_t  *snap, *old;
 
-    snap = ngx_slab_alloc_locked(gmcf->shpool,
-                                 offsetof(ngx_http_gateway_snapshot_t, peers)
-                                 + ngx_max(svc->ninstances, 1)
-                                   * sizeof(ngx_http_gateway_peer_t));
+    total = 0;
+
+    for (i = 0; i < svc->ninstances; i++) {
+        if (svc->instances[i]->state == NGX_GATEWAY_STATE_UP) {
+            total += svc->instances[i]->weight;
+        }
+    }
+
+    size = offsetof(ngx_http_gateway_snapshot_t, peers)
+           + ngx_max(svc->ninstances, 1) * sizeof(ngx_http_gateway_peer_t);
+
+    if (total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
+        size += total * sizeof(uint16_t);
+    }
+
+    snap = ngx_slab_alloc_locked(gmcf->shpool, size);
     if (snap == NULL) {
         return NGX_ERROR;
     }
 
     ngx_memzero(snap, offsetof(ngx_http_gateway_snapshot_t, peers));
+
+    if (total && total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
+        snap->order = (uint16_t *) &snap->peers[svc->ninstances];
+    }
 
     snap->service = svc;
     snap->npeers = svc->ninstances;
@@ -602,6 +634,8 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         if (inst->state == NGX_GATEWAY_STATE_UP) {
             snap->total += inst->weight;
         }
+
+        peer->upto = snap->total;
 
         inst->nsnaps++;
         inst->data->nsnaps++;

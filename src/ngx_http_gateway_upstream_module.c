@@ -14,9 +14,12 @@ typedef struct {
     ngx_http_complex_value_t     *service;   /* NULL: a fixed name */
     ngx_str_t                     name;
     uint32_t                      hash;
+    ngx_http_gateway_lookup_t    *lookup;    /* a fixed name's, this
+                                                worker's */
 
     ngx_http_gateway_balancer_t  *balancer;
     void                         *balancer_conf;
+    ngx_msec_t                    slow_start;
 
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
@@ -87,6 +90,8 @@ static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_gateway_slow_start(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
@@ -103,6 +108,13 @@ static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
       ngx_http_gateway_balance,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("gateway_slow_start"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_gateway_slow_start,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_gateway_upstream_srv_conf_t, slow_start),
       NULL },
 
       ngx_null_command
@@ -210,6 +222,10 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
         if (gscf->balancer_conf == NULL) {
             return NGX_ERROR;
         }
+    }
+
+    if (gscf->slow_start == NGX_CONF_UNSET_MSEC) {
+        gscf->slow_start = 0;
     }
 
     gscf->gmcf = gmcf;
@@ -429,8 +445,9 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         gp->nalloc *= 2;
     }
 
-    rc = ngx_http_gateway_snapshot_get(gp->conf->gmcf, &gp->service, gp->hash,
-                                       &snap, &slot);
+    rc = ngx_http_gateway_snapshot_get_cached(gp->conf->gmcf,
+                                              gp->conf->lookup, &gp->service,
+                                              gp->hash, &snap, &slot);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -443,6 +460,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.slow_start = gp->conf->slow_start;
 
     i = gp->conf->balancer->select(&sel);
 
@@ -702,8 +720,9 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
 
-    if (ngx_http_gateway_snapshot_get(gp->conf->gmcf, &gp->service, gp->hash,
-                                      &snap, &slot)
+    if (ngx_http_gateway_snapshot_get_cached(gp->conf->gmcf, gp->conf->lookup,
+                                             &gp->service, gp->hash, &snap,
+                                             &slot)
         != NGX_OK)
     {
         return 0;
@@ -766,9 +785,12 @@ ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf)
      *     conf->service = NULL;
      *     conf->name = { 0, NULL };
      *     conf->hash = 0;
+     *     conf->lookup = NULL;
      *     conf->balancer = NULL;
      *     conf->balancer_conf = NULL;
      */
+
+    conf->slow_start = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -817,6 +839,12 @@ ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         gscf->name = value[1];
         gscf->hash = ngx_crc32_short(value[1].data, value[1].len);
+
+        gscf->lookup = ngx_pcalloc(cf->pool,
+                                   sizeof(ngx_http_gateway_lookup_t));
+        if (gscf->lookup == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
@@ -896,4 +924,17 @@ ngx_http_gateway_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     gscf->balancer = b;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gateway_slow_start(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gateway_upstream_srv_conf_t *gscf = conf;
+
+    if (gscf->service == NULL && gscf->name.len == 0) {
+        return "must follow \"gateway_service\"";
+    }
+
+    return ngx_conf_set_msec_slot(cf, cmd, conf);
 }

@@ -423,13 +423,19 @@ request: *lockfree* calls the gateway's exported functions
 *mutex* does on the same zone what the design before snapshots (commit
 5df22fa) did per request: zone mutex, rbtree lookup, SWRR over the
 instances, counters, unlock, then lock, counters, unlock.
-*lockfree_random* is the lock-free path with weighted random (no lock at
-all); *lockfree_split* is round robin with each worker on a service of its
-own.  nginx runs with 1 and 2 workers pinned one per CPU
+*lockfree* uses the upstream's round robin (one atomic ticket per
+selection, no lock); *lockfree_nocounters* is the same without the
+per-instance counters (`active`, the stats observer): what the ticket
+alone costs; *lockfree_random* is the lock-free path with weighted random
+(no shared write but the counters); *lockfree_split* is round robin with
+each worker on a service of its own.  nginx runs with 1 and 2 workers pinned one per CPU
 (`worker_cpu_affinity`); `bench/selection/drive.pl` opens a keepalive
 connection to each worker and sends the long request to all at once.  Per
 process = N / its loop's time; total = workers x N / (last end - first
-start).  Modes and worker counts interleaved, medians of rounds; nothing
+start); *per CPU time*: the workers' selections per second of their own
+CPU time, summed, which a busy machine does not skew (it takes wall time
+from the workers, not CPU time) while waiting for a shared cache line
+still counts.  Modes and worker counts interleaved, medians of rounds; nothing
 else of the suite runs meanwhile, but the machine is shared (load average
 below).
 
@@ -437,9 +443,10 @@ EOF
 $doc .= ran('selection');
 $doc .= md_table($sel, undef, { per_process_1w => 'sel/s, 1 worker', total_1w => 'total, 1 worker',
                                 per_process_2w => 'sel/s per worker, 2 workers', total_2w => 'total, 2 workers',
-                                scaling_2w_over_1w => 'scaling 2 / 1 workers' });
+                                scaling_2w_over_1w => 'scaling 2 / 1 workers',
+                                cpu_scaling_2w_over_1w => 'same, per CPU time' });
 if ($selc) {
-    $doc .= "\nHold times (1 worker, one selection in 16 timed) and the on-paper ceiling for 64 workers (hold time x acquisitions per request x request rate):\n\n";
+    $doc .= "\nHold times (1 worker, one selection in 16 timed) and the on-paper ceiling for 64 workers (the mutex: hold time x acquisitions per request x request rate; round robin: the contended selection rate of one hot service, whose shared lines serialize it):\n\n";
     $doc .= md_table($selc);
 }
 $doc .= "\nPer-round numbers: [`selection_rounds.csv`](" . rel('selection_rounds.csv') . ").\n" if -f "$res/selection_rounds.csv";

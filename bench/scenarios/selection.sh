@@ -15,14 +15,19 @@
 # but the machine is shared: run it when it is quiet.
 #
 # Designs ("modes"): mutex (before), lockfree (today, the upstream's
-# round robin: its per-service spinlock), lockfree_random (today, weighted
-# random: no lock at all), and lockfree_split (today, round robin, each
-# worker on a service of its own: nothing shared but the name index).
+# round robin: one atomic ticket per selection, no lock), lockfree_nocounters
+# (the same without the per-instance counters "active" and "requests": what
+# the ticket alone costs), lockfree_random (today, weighted random: no
+# shared write but the counters), and lockfree_split (today, round robin,
+# each worker on a service of its own: nothing shared but the name index).
 #
 # A timed run with 1 worker measures the hold time: mutex: how long the
 # zone mutex is held per acquisition (2 per request); lockfree: how long
-# the balancer's select takes (round robin holds its spinlock for most of
-# it); the clock's own cost is subtracted.
+# the balancer's select takes (round robin: one uncontended atomic add and
+# a table read); the clock's own cost is subtracted.  Contended, what one
+# hot service's shared lines cost per selection is 1 / the two workers'
+# total rate (lockfree: ticket and counters; lockfree_nocounters: the
+# ticket alone).
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
 #   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split")
@@ -58,15 +63,26 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
 sel_path() {    # the request path(s) of a mode, one per worker
     case "$1" in
         lockfree_split) echo "/lockfree,/lockfree_other" ;;
+        lockfree_nocounters) echo "/lockfree" ;;
         *) echo "/$1" ;;
     esac
 }
 
+sel_args() {    # the query arguments of a mode
+    case "$1" in
+        lockfree_nocounters) echo "counters=0" ;;
+        *) echo "" ;;
+    esac
+}
+
 # sel_run PORT WORKERS MODE N [ARGS]: drive.pl's lines for one request per
-# worker; prints "per_process_rate total_rate cpu_s_max"
+# worker; prints "per_process_rate total_rate cpu_rate": the last is the sum
+# over the workers of selections per second of their own CPU time, what
+# the workers would do on cores of their own (a busy machine takes wall
+# time from them, not CPU time; waiting for a cache line is CPU time)
 sel_measure() {
     local port=$1 w=$2 mode=$3 n=$4 args=${5:-} out
-    out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "$args") \
+    out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "${args:-$(sel_args "$mode")}") \
         || die "selection: drive.pl failed for $mode with $w workers"
 
     awk '
@@ -75,19 +91,20 @@ sel_measure() {
             n = v["n"]; s = v["start_ns"]; e = v["end_ns"]
             if (v["failed"] != 0) bad = 1
             np++; sum += n / ((e - s) / 1e9); tot += n
+            cpu += n / (v["cpu_ns"] / 1e9)
             if (np == 1 || s < first) first = s
             if (np == 1 || e > last) last = e
         }
         END {
             if (bad) { print "FAILED"; exit }
-            printf "%.0f %.0f\n", sum / np, tot / ((last - first) / 1e9)
+            printf "%.0f %.0f %.0f\n", sum / np, tot / ((last - first) / 1e9), cpu
         }' <<<"$out"
 }
 
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
-    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_random lockfree_split})
+    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split})
     local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
     local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
     local w r m port i pids res
@@ -96,7 +113,7 @@ scenario_selection() {
     so=$("$BENCH_DIR/selection/build.sh" "$REPO/build/selbench") \
         || die "selection: the bench module did not build"
 
-    echo "round,workers,mode,n_per_worker,per_process_sel_per_s,total_sel_per_s" > "$raw"
+    echo "round,workers,mode,n_per_worker,per_process_sel_per_s,total_sel_per_s,cpu_sel_per_s" > "$raw"
     declare -A port_of=() pid_of=()
 
     for w in 1 2; do
@@ -128,8 +145,8 @@ scenario_selection() {
             res=$(sel_measure "${port_of[$w]}" "$w" "$m" "$n")
             [ "$res" != FAILED ] || die "selection: $m failed selections"
             set -- $res
-            log "selection: round $r/$rounds  $w worker(s)  $m: $1 sel/s per process, $2 in total"
-            echo "$r,$w,$m,$n,$1,$2" >> "$raw"
+            log "selection: round $r/$rounds  $w worker(s)  $m: $1 sel/s per process, $2 in total, $3 per CPU time"
+            echo "$r,$w,$m,$n,$1,$2,$3" >> "$raw"
         done
     done
 
@@ -146,20 +163,21 @@ scenario_selection() {
 
     for w in 1 2; do stop_pid "${pid_of[$w]}" QUIT; done
 
-    echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,rounds" > "$sum"
+    echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,cpu_scaling_2w_over_1w,rounds" > "$sum"
     for m in "${modes[@]}"; do
         awk -F, -v m="$m" -v rounds="$rounds" '
             function med(a, n,   i, j, t) {
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
                 return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
             }
-            NR > 1 && $3 == m { k = $2; np[k]++; pp[k, np[k]] = $5; tt[k, np[k]] = $6 }
+            NR > 1 && $3 == m { k = $2; np[k]++; pp[k, np[k]] = $5; tt[k, np[k]] = $6; cc[k, np[k]] = $7 }
             END {
                 for (k = 1; k <= 2; k++) {
                     delete a; for (i = 1; i <= np[k]; i++) a[i] = pp[k, i]; P[k] = med(a, np[k])
                     delete a; for (i = 1; i <= np[k]; i++) a[i] = tt[k, i]; T[k] = med(a, np[k])
+                    delete a; for (i = 1; i <= np[k]; i++) a[i] = cc[k, i]; C[k] = med(a, np[k])
                 }
-                printf "%s,%.0f,%.0f,%.0f,%.0f,%.2f,%d\n", m, P[1], T[1], P[2], T[2], T[2] / T[1], rounds
+                printf "%s,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%d\n", m, P[1], T[1], P[2], T[2], T[2] / T[1], C[2] / C[1], rounds
             }' "$raw" >> "$sum"
     done
 
@@ -169,17 +187,26 @@ scenario_selection() {
         echo "metric,value,unit,note"
         echo "clock_cost_ns,$clock_ns,ns,\"one CLOCK_MONOTONIC read, subtracted from every timed interval\""
         echo "mutex_hold_ns_per_acquisition,$hold_mutex,ns,\"zone mutex held per acquisition, 2 per request (1 worker, 1 selection in 16 timed)\""
-        echo "rr_select_ns,$hold_rr,ns,\"the round robin select call, its service spinlock held for most of it (1 worker)\""
-        awk -v h="$hold_mutex" -v rr="$hold_rr" -v rate="$rate" 'BEGIN {
+        echo "rr_select_ns,$hold_rr,ns,\"the round robin select call, no lock (1 worker)\""
+        local t2 t2n
+        t2=$(awk -F, '$1 == "lockfree" { print $5 }' "$sum")
+        t2n=$(awk -F, '$1 == "lockfree_nocounters" { print $5 }' "$sum")
+        awk -v h="$hold_mutex" -v rr="$hold_rr" -v rate="$rate" -v t2="${t2:-0}" -v t2n="${t2n:-0}" 'BEGIN {
             printf "mutex_ceiling_req_per_s,%.0f,req/s,\"1 / (2 x hold): all workers together, whatever their number\"\n", 1e9 / (2 * h)
             printf "mutex_busy_64_workers,%.3f,fraction,\"64 x %d req/s x 2 x hold: share of each second the zone mutex is held\"\n", 64 * rate * 2 * h / 1e9, rate
-            printf "rr_ceiling_req_per_s_per_service,%.0f,req/s,\"1 / select time: one service, all workers together; other services do not share it\"\n", 1e9 / rr
-            printf "rr_busy_64_workers_one_service,%.3f,fraction,\"64 x %d req/s x 1 x select time, every request to one service\"\n", 64 * rate * rr / 1e9, rate
+            if (t2 > 0) {
+                printf "rr_contended_ns_per_selection,%.1f,ns,\"1 / total rate of 2 workers on one service: its ticket and counter lines moving between the cores\"\n", 1e9 / t2
+                printf "rr_ceiling_req_per_s_per_service,%.0f,req/s,\"one hot service, all workers together (the lines serialize its selections); other services do not share them\"\n", t2
+                printf "rr_busy_64_workers_one_service,%.3f,fraction,\"64 x %d req/s / that ceiling, every request to one service\"\n", 64 * rate / t2, rate
+            }
+            if (t2n > 0) {
+                printf "rr_ticket_only_ceiling_req_per_s_per_service,%.0f,req/s,\"the same without the counters: the ticket line alone\"\n", t2n
+            }
             printf "lockfree_global_lock_acquisitions,0,per request,\"no lock shared by all services on the request path\"\n"
         }'
     } > "$RESULTS/selection_ceiling.csv"
 
-    print_csv_table "$sum" "mode per_process_1w total_1w per_process_2w total_2w scaling_2w_over_1w rounds"
+    print_csv_table "$sum" "mode per_process_1w total_1w per_process_2w total_2w scaling_2w_over_1w cpu_scaling_2w_over_1w rounds"
     echo
     print_csv_table "$RESULTS/selection_ceiling.csv" "metric value unit note"
 }

@@ -55,6 +55,15 @@ typedef struct {
 } ngx_http_selbench_loc_conf_t;
 
 
+/*
+ * The old design's SWRR state was in the instances, under the zone mutex;
+ * today's round robin has none, so the mutex mode keeps it here, per
+ * process (what the mutex serializes is the same).
+ */
+
+static ngx_gateway_swrr_t  ngx_http_selbench_swrr[NGX_HTTP_SELBENCH_COUNTS];
+
+
 typedef struct {
     ngx_msec_t                    now;
     ngx_http_gateway_service_t   *svc;      /* mutex mode */
@@ -297,6 +306,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         sel.tried = NULL;
         sel.ntried = 0;
         sel.expiry = (gmcf->redis == NULL);
+        sel.slow_start = 0;
 
         if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
@@ -384,7 +394,7 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
         }
 
-        ctx.svc = ngx_http_gateway_service_find(gmcf, &conf->service,
+        ctx.svc = ngx_http_gateway_index_find(gmcf, &conf->service,
                                                 conf->hash);
         if (ctx.svc == NULL) {
             ngx_shmtx_unlock(&shpool->mutex);
@@ -393,7 +403,8 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
 
         ctx.now = ngx_current_msec;
 
-        i = ngx_gateway_swrr_select(ctx.svc->ninstances,
+        i = ngx_gateway_swrr_select(ngx_min(ctx.svc->ninstances,
+                                            NGX_HTTP_SELBENCH_COUNTS),
                                     ngx_http_selbench_old_peer, &ctx);
         if (i < 0) {
             ngx_shmtx_unlock(&shpool->mutex);
@@ -469,8 +480,11 @@ ngx_http_selbench_old_peer(void *data, size_t i)
         return NULL;
     }
 
-    return ngx_http_gateway_balancer_instance(
-                              &ngx_http_gateway_balancer_round_robin, inst);
+    if (ngx_http_selbench_swrr[i].weight != (int) inst->weight) {
+        ngx_gateway_swrr_reset(&ngx_http_selbench_swrr[i], (int) inst->weight);
+    }
+
+    return &ngx_http_selbench_swrr[i];
 }
 
 

@@ -286,6 +286,192 @@ test_weight_change(void **state)
 }
 
 
+
+/* ticket round robin */
+
+static unsigned long
+gcd(unsigned long a, unsigned long b)
+{
+    return b ? gcd(b, a % b) : a;
+}
+
+
+static void
+test_stride_coprime(void **state)
+{
+    unsigned long  total, s;
+
+    (void) state;
+
+    for (total = 1; total <= 5000; total++) {
+        s = ngx_gateway_rr_stride(total);
+
+        assert_true(s >= 1);
+        assert_true(total == 1 || s < total);
+        assert_int_equal(gcd(s, total), 1);
+    }
+
+    /* near total / phi */
+    assert_true(ngx_gateway_rr_stride(1000) > 600);
+    assert_true(ngx_gateway_rr_stride(1000) < 640);
+}
+
+
+/* the instance whose range of weights laid end to end holds pos */
+
+static size_t
+owner(const unsigned long *w, size_t n, unsigned long pos)
+{
+    size_t         i;
+    unsigned long  upto;
+
+    upto = 0;
+
+    for (i = 0; i < n; i++) {
+        upto += w[i];
+
+        if (pos < upto) {
+            return i;
+        }
+    }
+
+    fail();
+    return 0;
+}
+
+
+static void
+check_cycles(const unsigned long *w, size_t n, uint64_t first)
+{
+    size_t         i, counts[NPEERS];
+    uint64_t       t;
+    unsigned long  total, stride, c;
+
+    total = 0;
+    for (i = 0; i < n; i++) {
+        total += w[i];
+    }
+
+    stride = ngx_gateway_rr_stride(total);
+
+    /* any total consecutive tickets, wherever they start */
+
+    for (c = 0; c < 3; c++) {
+        memset(counts, 0, sizeof(counts));
+
+        for (t = first + c * total; t < first + (c + 1) * total; t++) {
+            counts[owner(w, n, ngx_gateway_rr_position(t, total, stride))]++;
+        }
+
+        for (i = 0; i < n; i++) {
+            assert_int_equal(counts[i], w[i]);
+        }
+    }
+}
+
+
+static void
+test_ticket_cycles_exact(void **state)
+{
+    static const unsigned long  w1[] = { 1, 3 };
+    static const unsigned long  w2[] = { 5, 1, 1 };
+    static const unsigned long  w3[] = { 1, 2, 5 };
+    static const unsigned long  w4[] = { 1000, 999, 1, 7, 13, 1, 1, 500 };
+
+    (void) state;
+
+    check_cycles(w1, 2, 0);
+    check_cycles(w2, 3, 12345);
+    check_cycles(w3, 3, 7);
+    check_cycles(w4, 8, UINT64_MAX - 10000);
+}
+
+
+static void
+test_ticket_interleaved(void **state)
+{
+    static const unsigned long  w[] = { 1, 3 };
+    static const unsigned long  w5[] = { 5, 1, 1 };
+
+    size_t         prev, cur, run, longest;
+    uint64_t       t;
+    unsigned long  stride;
+
+    (void) state;
+
+    /* 1:3: the light one never twice in a row */
+
+    stride = ngx_gateway_rr_stride(4);
+    prev = 1;
+
+    for (t = 0; t < 400; t++) {
+        cur = owner(w, 2, ngx_gateway_rr_position(t, 4, stride));
+        assert_false(cur == 0 && prev == 0);
+        prev = cur;
+    }
+
+    /*
+     * 5:1:1: the heavy one at most four in a row, as in nginx's SWRR
+     * (a a b a c a a, then a a again: four across two cycles)
+     */
+
+    stride = ngx_gateway_rr_stride(7);
+    run = 0;
+    longest = 0;
+
+    for (t = 0; t < 700; t++) {
+        cur = owner(w5, 3, ngx_gateway_rr_position(t, 7, stride));
+        run = (cur == 0) ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+
+    assert_true(longest <= 4);
+}
+
+
+static void
+test_ticket_accept_share(void **state)
+{
+    uint64_t       c;
+    unsigned long  k, part, taken, weight;
+
+    (void) state;
+
+    /* weight 1: part/64 of the cycles */
+
+    for (part = 1; part <= 64; part++) {
+        taken = 0;
+
+        for (c = 0; c < 6400; c++) {
+            taken += ngx_gateway_rr_accept(c, 0, part, 64);
+        }
+
+        assert_true(taken >= part * 100 - 2 && taken <= part * 100 + 2);
+    }
+
+    /* weight 5 at a quarter: a quarter of its picks, every cycle close */
+
+    weight = 5;
+    part = weight * 64 / 4;
+    taken = 0;
+
+    for (c = 0; c < 1000; c++) {
+        for (k = 0; k < weight; k++) {
+            taken += ngx_gateway_rr_accept(c, k, part, 64);
+        }
+    }
+
+    assert_true(taken >= 1240 && taken <= 1260);
+
+    /* all of it: always */
+
+    for (c = 0; c < 100; c++) {
+        for (k = 0; k < weight; k++) {
+            assert_true(ngx_gateway_rr_accept(c, k, weight * 64, 64));
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -298,6 +484,10 @@ main(void)
         cmocka_unit_test(test_equal_weights),
         cmocka_unit_test(test_current_weights_sum_to_zero),
         cmocka_unit_test(test_weight_change),
+        cmocka_unit_test(test_stride_coprime),
+        cmocka_unit_test(test_ticket_cycles_exact),
+        cmocka_unit_test(test_ticket_interleaved),
+        cmocka_unit_test(test_ticket_accept_share),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -123,6 +123,7 @@ typedef struct {
 
     ngx_uint_t                  weight;
     ngx_uint_t                  state;
+    ngx_uint_t                  backup;
     ngx_uint_t                  ttl;
     ngx_uint_t                  mark;
     ngx_uint_t                  nsnaps;
@@ -162,6 +163,10 @@ typedef struct {
     ngx_uint_t                  weight;
     ngx_uint_t                  state;
     ngx_http_gateway_data_t    *data;
+
+    ngx_str_t                   id;         /* in data, like name */
+    ngx_str_t                   zone;       /* in data: locality */
+    ngx_uint_t                  backup;     /* only when no primary is */
 } ngx_http_gateway_peer_t;
 
 
@@ -170,6 +175,7 @@ typedef struct {
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
+    ngx_uint_t                  nbackup;    /* backup peers, any state */
     ngx_http_gateway_peer_t     peers[1];
 } ngx_http_gateway_snapshot_t;
 

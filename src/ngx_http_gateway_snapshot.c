@@ -590,6 +590,11 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         peer->weight = inst->weight;
         peer->state = inst->state;
         peer->data = inst->data;
+        peer->id = inst->id;
+        peer->zone = inst->zone;
+        peer->backup = inst->backup;
+
+        snap->nbackup += inst->backup;
 
         if (inst->state == NGX_GATEWAY_STATE_UP) {
             snap->total += inst->weight;

@@ -297,6 +297,8 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         sel.tried = NULL;
         sel.ntried = 0;
         sel.expiry = (gmcf->redis == NULL);
+        sel.backup = 0;
+        sel.zone = NULL;
 
         if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);

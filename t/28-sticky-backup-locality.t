@@ -140,15 +140,17 @@ sub patch {
 }
 
 # n requests: a hash of answers (the backend's port) to their counts
-sub spread {
-    my ($path, $n, %o) = @_;
+sub spread_on {
+    my ($nginx, $path, $n, %o) = @_;
     my %c;
     for (1 .. $n) {
-        my $r = $ng->get($path, %o);
+        my $r = $nginx->get($path, %o);
         $c{ $r->{status} == 200 ? $r->{body} : "status $r->{status}" }++;
     }
     return \%c;
 }
+
+sub spread { return spread_on($ng, @_) }
 
 sub set_cookie { my ($r) = @_; return $r->{headers}{'set-cookie'} }
 
@@ -262,6 +264,79 @@ my $res = $ng->request('PATCH', '/gateway/services/bk/instances/b1',
                        body => '{"backup":"yes"}', headers => { 'content-type' => 'application/json' });
 is($res->{status}, 400, 'backup: "yes" is refused');
 like($res->{body}, qr/invalid \\?"backup\\?": must be true or false/, 'backup: with the field\'s message');
+
+# --- backup in Redis records and the state file ---------------------------
+
+start_redis();
+my $ngr = start_nginx(workers => 2, conf => <<'EOF');
+    gateway_registry zone=gwr:1m redis=redis://127.0.0.1:%%REDIS_PORT%%
+                     state_file=%%NGINX_DIR%%/registry.state;
+
+    upstream backup {
+        gateway_service rb;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /backup {
+            proxy_pass http://backup;
+        }
+    }
+EOF
+
+sub redis_instance {
+    my ($id, @fields) = @_;
+    redis_cmd('HSET', "gateway:svc:rb:inst:$id", @fields);
+    redis_cmd('SADD', 'gateway:svc:rb:ids', $id);
+}
+redis_instance('r1', address => "127.0.0.1:$port[0]");
+redis_instance('r2', address => "127.0.0.1:$port[1]", backup => 'true');
+redis_instance('r3', address => "127.0.0.1:$port[2]", backup => 'yes');
+redis_cmd('SADD', 'gateway:services', 'rb');
+redis_cmd('INCR', 'gateway:svc:rb:rev');
+redis_cmd('PUBLISH', 'gateway:events', 'rb');
+
+sub rb_ids {
+    my ($st, $h, $body) = $ngr->get('/gateway/services/rb');
+    return '' unless $st == 200;
+    return join ',', map { "$_->{id}:" . ($_->{backup} ? 'backup' : 'primary') }
+                     @{ json_decode($body)->{instances} || [] };
+}
+ok(wait_until(sub { rb_ids() eq 'r1:primary,r2:backup' }, timeout => tmo(5)),
+   'redis: backup "true" read from the hash, the record with "yes" skipped')
+    or diag(rb_ids());
+like($ngr->error_log, qr/redis key "gateway:svc:rb:inst:r3" skipped: invalid "backup": must be true or false/,
+     'redis: the bad record is logged with the field\'s message');
+
+my $rc = spread_on($ngr, '/backup', 10);
+is_deeply($rc, { $port[0] => 10 }, 'redis: the primary takes every request');
+redis_cmd('HSET', 'gateway:svc:rb:inst:r1', state => 'down');
+redis_cmd('INCR', 'gateway:svc:rb:rev');
+redis_cmd('PUBLISH', 'gateway:events', 'rb');
+ok(wait_until(sub { (spread_on($ngr, '/backup', 1)->{ $port[1] } // 0) == 1 }, timeout => tmo(5)),
+   'redis: the primary down: the backup answers');
+
+my $state = $ngr->dir . '/registry.state';
+ok(wait_until(sub { (eval { GatewayTest::_slurp($state) } // '') =~ /"id":"r1".*"state":"down"/ },
+              timeout => tmo(5)), 'state file: written');
+my ($line) = grep { /"id":"r2"/ } split /\n/, GatewayTest::_slurp($state);
+like($line // '', qr/"backup":true/, 'state file: r2 is kept as a backup');
+
+# the state file gives the backup back at the next start, Redis away
+$ngr->stop;
+GatewayTest::_spit($state, GatewayTest::_slurp($state) =~ s/"id":"r1"(.*?)"state":"down"/"id":"r1"$1"state":"up"/r);
+$ngr->{conf} =~ s{redis=redis://127\.0\.0\.1:%%REDIS_PORT%%}{redis=redis://127.0.0.1:1};
+expect_log_errors(qr/redis/);
+$ngr->start;
+is(rb_ids(), 'r1:primary,r2:backup', 'state file: loaded with the backup field');
+is_deeply(spread_on($ngr, '/backup', 10), { $port[0] => 10 },
+          'state file: the primary from the file takes every request');
+$ngr->stop;
 
 # --- locality -------------------------------------------------------------
 

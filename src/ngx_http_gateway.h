@@ -170,13 +170,26 @@ typedef struct {
 } ngx_http_gateway_peer_t;
 
 
+/* a snapshot's peers of one tier and zone: order[first .. first + n) */
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_uint_t                  backup;
+    uint32_t                    first;
+    uint32_t                    n;
+} ngx_http_gateway_zone_t;
+
+
 typedef struct {
     ngx_http_gateway_retired_t  rt;
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
     ngx_uint_t                  nbackup;    /* backup peers, any state */
-    ngx_http_gateway_peer_t     peers[1];
+    ngx_http_gateway_zone_t    *zones;      /* by tier, then name */
+    ngx_uint_t                  nzones;
+    uint32_t                   *order;      /* peer indices, zone by zone */
+    ngx_http_gateway_peer_t     peers[1];   /* then zones and order */
 } ngx_http_gateway_snapshot_t;
 
 
@@ -409,6 +422,12 @@ void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 void ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
+
+/* the zone index of a snapshot: ngx_http_gateway_locality.c */
+
+size_t ngx_http_gateway_zones_size(ngx_uint_t npeers);
+void ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap,
+    u_char *p);
 
 /* balancers: ngx_http_gateway_balancer.c */
 

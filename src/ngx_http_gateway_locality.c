@@ -18,6 +18,12 @@
 #define NGX_HTTP_GATEWAY_LOCALITY_MIN_HEALTHY  70
 
 
+static int ngx_libc_cdecl ngx_http_gateway_zone_cmp(const void *one,
+    const void *two);
+static ngx_int_t ngx_http_gateway_zone_order(ngx_uint_t backup,
+    ngx_str_t *name, ngx_http_gateway_zone_t *z);
+
+
 char *
 ngx_http_gateway_locality(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -110,41 +116,164 @@ ngx_http_gateway_locality(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
+ * Each snapshot groups its peers by tier and zone when it is built (zone
+ * lock held), so that a choice counts only the local instances: zones[]
+ * by (backup, name), each naming a run of order[], peer indices.  The
+ * memory follows the peers, in the snapshot's own chunk.
+ */
+
+size_t
+ngx_http_gateway_zones_size(ngx_uint_t npeers)
+{
+    return npeers * (sizeof(ngx_http_gateway_zone_t) + sizeof(uint32_t));
+}
+
+
+void
+ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap, u_char *p)
+{
+    uint32_t                  *order;
+    ngx_uint_t                 i, k, same;
+    ngx_http_gateway_peer_t   *peer;
+    ngx_http_gateway_zone_t   *zones;
+
+    zones = (ngx_http_gateway_zone_t *) p;
+    order = (uint32_t *) (zones + snap->npeers);
+
+    snap->zones = zones;
+    snap->order = order;
+    snap->nzones = 0;
+
+    if (snap->npeers == 0) {
+        return;
+    }
+
+    same = 1;
+
+    for (i = 0; i < snap->npeers; i++) {
+        peer = &snap->peers[i];
+
+        zones[i].name = peer->zone;
+        zones[i].backup = peer->backup;
+        zones[i].first = (uint32_t) i;
+        zones[i].n = 1;
+
+        if (same && i && ngx_http_gateway_zone_cmp(&zones[0], &zones[i])) {
+            same = 0;
+        }
+    }
+
+    /* without zones or backups, as mostly, there is nothing to sort */
+
+    if (!same) {
+        ngx_qsort(zones, snap->npeers, sizeof(ngx_http_gateway_zone_t),
+                  ngx_http_gateway_zone_cmp);
+    }
+
+    /* runs of one tier and zone become one entry, in place */
+
+    k = 0;
+
+    for (i = 0; i < snap->npeers; i++) {
+        order[i] = zones[i].first;
+
+        if (k && ngx_http_gateway_zone_cmp(&zones[k - 1], &zones[i]) == 0) {
+            zones[k - 1].n++;
+            continue;
+        }
+
+        zones[k].name = zones[i].name;
+        zones[k].backup = zones[i].backup;
+        zones[k].first = (uint32_t) i;
+        zones[k].n = 1;
+        k++;
+    }
+
+    snap->nzones = k;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_gateway_zone_cmp(const void *one, const void *two)
+{
+    const ngx_http_gateway_zone_t  *a = one;
+    const ngx_http_gateway_zone_t  *b = two;
+
+    if (a->backup != b->backup) {
+        return a->backup < b->backup ? -1 : 1;
+    }
+
+    return ngx_memn2cmp(a->name.data, b->name.data, a->name.len,
+                        b->name.len);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_zone_order(ngx_uint_t backup, ngx_str_t *name,
+    ngx_http_gateway_zone_t *z)
+{
+    if (backup != z->backup) {
+        return backup < z->backup ? -1 : 1;
+    }
+
+    return ngx_memn2cmp(name->data, z->name.data, name->len, z->name.len);
+}
+
+
+/*
  * Sets sel->zone when the local instances of sel's tier are to be
  * preferred: at least one of them is eligible, and eligible ones make at
  * least min_healthy percent of them (any state counts in the whole).
  * Integers only: eligible * 100 >= min_healthy * local, no rounding.
+ * Only the local instances are looked at.
  */
 
 void
 ngx_http_gateway_locality_prefer(ngx_http_gateway_locality_t *lc,
     ngx_http_gateway_select_t *sel)
 {
-    ngx_uint_t                    i, local, eligible;
-    ngx_http_gateway_peer_t      *peer;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, lo, hi, mid, eligible;
+    ngx_http_gateway_zone_t      *z;
     ngx_http_gateway_snapshot_t  *snap;
 
     snap = sel->snap;
     sel->zone = NULL;
 
-    local = 0;
-    eligible = 0;
+    lo = 0;
+    hi = snap->nzones;
+    z = NULL;
 
-    for (i = 0; i < snap->npeers; i++) {
-        peer = &snap->peers[i];
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
 
-        if (peer->backup != sel->backup
-            || peer->zone.len != lc->zone.len
-            || ngx_memcmp(peer->zone.data, lc->zone.data, lc->zone.len) != 0)
-        {
-            continue;
+        rc = ngx_http_gateway_zone_order(sel->backup, &lc->zone,
+                                         &snap->zones[mid]);
+        if (rc == 0) {
+            z = &snap->zones[mid];
+            break;
         }
 
-        local++;
-        eligible += ngx_http_gateway_eligible(sel, peer);
+        if (rc < 0) {
+            hi = mid;
+
+        } else {
+            lo = mid + 1;
+        }
     }
 
-    if (eligible && eligible * 100 >= lc->min_healthy * local) {
+    if (z == NULL) {
+        return;
+    }
+
+    eligible = 0;
+
+    for (i = z->first; i < z->first + z->n; i++) {
+        eligible += ngx_http_gateway_eligible(sel,
+                                              &snap->peers[snap->order[i]]);
+    }
+
+    if (eligible && eligible * 100 >= lc->min_healthy * z->n) {
         sel->zone = &lc->zone;
     }
 }

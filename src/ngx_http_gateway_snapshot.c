@@ -568,7 +568,9 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     snap = ngx_slab_alloc_locked(gmcf->shpool,
                                  offsetof(ngx_http_gateway_snapshot_t, peers)
                                  + ngx_max(svc->ninstances, 1)
-                                   * sizeof(ngx_http_gateway_peer_t));
+                                   * sizeof(ngx_http_gateway_peer_t)
+                                 + ngx_http_gateway_zones_size(
+                                                          svc->ninstances));
     if (snap == NULL) {
         return NGX_ERROR;
     }
@@ -603,6 +605,9 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         inst->nsnaps++;
         inst->data->nsnaps++;
     }
+
+    ngx_http_gateway_zones_build(snap,
+                     (u_char *) &snap->peers[ngx_max(svc->ninstances, 1)]);
 
     svc->nsnaps++;
 

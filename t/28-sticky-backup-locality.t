@@ -74,6 +74,11 @@ my $ng = start_nginx(workers => 2, conf => <<'EOF');
         gateway_locality zone=a min_healthy=50;
     }
 
+    upstream local100 {
+        gateway_service lz;
+        gateway_locality zone=a min_healthy=100;
+    }
+
     upstream drain {
         gateway_service dr;
     }
@@ -107,6 +112,10 @@ my $ng = start_nginx(workers => 2, conf => <<'EOF');
 
         location /local50 {
             proxy_pass http://local50;
+        }
+
+        location /local100 {
+            proxy_pass http://local100;
         }
 
         location /drain {
@@ -362,6 +371,32 @@ is(patch('lc', 'a2', state => 'down'), 200, 'locality: a2 down (no local eligibl
 $c = spread('/local50', 40);
 ok(!$c->{ $port[0] } && !$c->{ $port[1] } && $c->{ $port[2] } && $c->{ $port[3] },
    'locality: none local eligible, min_healthy 50: all the others answer') or diag(explain($c));
+
+# locality within the tier: backups of zone a are not local primaries
+is(put('lc', 'x1', address => "127.0.0.1:$port[0]", zone => 'a', backup => JSON::PP::true), 201,
+   'locality: x1, a backup in zone a');
+is(put('lc', 'x2', address => "127.0.0.1:$port[1]", zone => 'b', backup => JSON::PP::true), 201,
+   'locality: x2, a backup in zone b');
+$c = spread('/local50', 40);
+ok(!$c->{ $port[0] } && !$c->{ $port[1] } && $c->{ $port[2] } && $c->{ $port[3] },
+   'locality: a local backup does not take requests from remote primaries') or diag(explain($c));
+is(patch('lc', $_, state => 'down'), 200, "locality: $_ down") for qw(b1 n1);
+is_deeply(spread('/local50', 20), { $port[0] => 20 },
+          'locality: no primary left: among the backups, the local one');
+is(patch('lc', 'x1', state => 'drain'), 200, 'locality: the local backup drains');
+is_deeply(spread('/local50', 20), { $port[1] => 20 },
+          'locality: then the remote backup');
+
+# zones whose ids interleave (i1 a, i2 b, i3 a): both a's count
+is(put('lz', 'i1', address => "127.0.0.1:$port[0]", zone => 'a'), 201, 'locality: i1 in zone a');
+is(put('lz', 'i2', address => "127.0.0.1:$port[1]", zone => 'b'), 201, 'locality: i2 in zone b');
+is(put('lz', 'i3', address => "127.0.0.1:$port[2]", zone => 'a'), 201, 'locality: i3 in zone a');
+is_deeply(spread('/local100', 20), { $port[0] => 10, $port[2] => 10 },
+          'locality: min_healthy 100, both local eligible: zone a only');
+is(patch('lz', 'i3', state => 'drain'), 200, 'locality: i3 drains');
+$c = spread('/local100', 20);
+ok($c->{ $port[0] } && $c->{ $port[1] } && !$c->{ $port[2] },
+   'locality: 1 of 2 local eligible < 100%: spills over to zone b') or diag(explain($c));
 
 # --- drain ----------------------------------------------------------------
 

@@ -27,6 +27,7 @@ typedef struct {
     uint64_t                       *tried;      /* uids */
     ngx_uint_t                      ntried;
     ngx_uint_t                      expiry;     /* heartbeats expire here */
+    ngx_uint_t                      narrow;     /* 0: no backups, no zone */
     ngx_uint_t                      backup;     /* the tier: 1, backups */
     ngx_str_t                      *zone;       /* locality: only this
                                                    zone; NULL: any */
@@ -48,16 +49,25 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
     ngx_uint_t  i;
     ngx_msec_t  expires;
 
-    if (peer->state != NGX_GATEWAY_STATE_UP || peer->backup != sel->backup) {
+    if (peer->state != NGX_GATEWAY_STATE_UP) {
         return 0;
     }
 
-    if (sel->zone
-        && (peer->zone.len != sel->zone->len
-            || ngx_memcmp(peer->zone.data, sel->zone->data, peer->zone.len)
-               != 0))
-    {
-        return 0;
+    /* most services have neither: one test per peer then */
+
+    if (sel->narrow) {
+        if (peer->backup != sel->backup) {
+            return 0;
+        }
+
+        if (sel->zone
+            && (peer->zone.len != sel->zone->len
+                || ngx_memcmp(peer->zone.data, sel->zone->data,
+                              peer->zone.len)
+                   != 0))
+        {
+            return 0;
+        }
     }
 
     if (sel->expiry) {

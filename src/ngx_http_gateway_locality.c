@@ -275,5 +275,6 @@ ngx_http_gateway_locality_prefer(ngx_http_gateway_locality_t *lc,
 
     if (eligible && eligible * 100 >= lc->min_healthy * z->n) {
         sel->zone = &lc->zone;
+        sel->narrow = 1;
     }
 }

@@ -28,11 +28,12 @@ typedef struct {
 static ngx_http_gateway_sticky_ctx_t *ngx_http_gateway_sticky_ctx(
     ngx_http_gateway_sticky_t *sc, ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_sticky_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gateway_sticky_preconf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_gateway_sticky_filter_init(ngx_conf_t *cf);
 
 
 static ngx_http_module_t  ngx_http_gateway_sticky_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_gateway_sticky_preconf,       /* preconfiguration */
     ngx_http_gateway_sticky_filter_init,   /* postconfiguration */
 
     NULL,                                  /* create main configuration */
@@ -65,6 +66,9 @@ ngx_module_t  ngx_http_gateway_sticky_module = {
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+/* the filter costs every response something: only when it is used */
+static ngx_uint_t  ngx_http_gateway_sticky_used;
 
 
 char *
@@ -217,6 +221,7 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     sc->attrs.len = p - sc->attrs.data;
 
     *field = sc;
+    ngx_http_gateway_sticky_used = 1;
 
     return NGX_CONF_OK;
 }
@@ -398,8 +403,21 @@ ngx_http_gateway_sticky_header_filter(ngx_http_request_t *r)
 
 
 static ngx_int_t
+ngx_http_gateway_sticky_preconf(ngx_conf_t *cf)
+{
+    ngx_http_gateway_sticky_used = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_gateway_sticky_filter_init(ngx_conf_t *cf)
 {
+    if (!ngx_http_gateway_sticky_used) {
+        return NGX_OK;
+    }
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_gateway_sticky_header_filter;
 

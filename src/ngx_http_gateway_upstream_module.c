@@ -463,10 +463,16 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.narrow = (snap->nbackup != 0);
     sel.backup = 0;
     sel.zone = NULL;
 
-    i = ngx_http_gateway_upstream_select(gp->conf, &sel);
+    if (gp->conf->sticky == NULL && gp->conf->locality == NULL) {
+        i = gp->conf->balancer->select(&sel);
+
+    } else {
+        i = ngx_http_gateway_upstream_select(gp->conf, &sel);
+    }
 
     if (i == NGX_DECLINED && snap->nbackup) {
         sel.backup = 1;
@@ -783,6 +789,7 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.narrow = (snap->nbackup != 0);
     sel.zone = NULL;
 
     left = 0;

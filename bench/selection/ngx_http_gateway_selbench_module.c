@@ -297,6 +297,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         sel.tried = NULL;
         sel.ntried = 0;
         sel.expiry = (gmcf->redis == NULL);
+        sel.narrow = (snap->nbackup != 0);
         sel.backup = 0;
         sel.zone = NULL;
 

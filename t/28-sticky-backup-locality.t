@@ -432,6 +432,36 @@ like($resp, qr{^HTTP/1\.[01] 200 .*\r\n\r\nslow$}s, 'drain: the request in fligh
 ok(wait_until(sub { (active_of('d1') // -1) == 0 }, timeout => tmo(5)),
    'drain: d1 has nothing in flight any more');
 
+# --- sticky added and removed by a reload ---------------------------------
+
+my $conf_of = sub {
+    my ($sticky) = @_;
+    return <<"EOF";
+    gateway_registry zone=gwt:1m;
+    upstream u {
+        gateway_service rl;
+        $sticky
+    }
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /gateway/ { gateway_admin; }
+        location / { proxy_pass http://u; }
+    }
+EOF
+};
+my $ngt = start_nginx(workers => 2, conf => $conf_of->(''));
+is($ngt->request('PUT', '/gateway/services/rl/instances/q1',
+                 json => { address => "127.0.0.1:$port[0]" })->{status}, 201, 'reload: q1');
+$r = $ngt->get('/');
+ok($r->{status} == 200 && !defined set_cookie($r), 'reload: no gateway_sticky, no cookie');
+ok($ngt->reload(conf => $conf_of->('gateway_sticky cookie=k;'), wait_old => 1),
+   'reload: gateway_sticky added');
+is(set_cookie(scalar $ngt->get('/')), 'k=q1; Path=/', 'reload: now the response sets the cookie');
+ok($ngt->reload(conf => $conf_of->(''), wait_old => 1), 'reload: gateway_sticky removed');
+$r = $ngt->get('/');
+ok($r->{status} == 200 && !defined set_cookie($r), 'reload: no cookie any more');
+$ngt->stop;
+
 # --- the directives' errors -----------------------------------------------
 
 sub conf_test {

@@ -44,6 +44,11 @@ static int ngx_gateway_set_state(const ngx_gateway_field_t *f,
     const char **err);
 static const char *ngx_gateway_get_state(const ngx_gateway_field_t *f,
     const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_bool(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_bool(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
 static int ngx_gateway_set_meta(const ngx_gateway_field_t *f,
     ngx_gateway_record_t *rec, const char *val, size_t len,
     const char **err);
@@ -81,6 +86,11 @@ const ngx_gateway_field_t  ngx_gateway_fields[] = {
       offsetof(ngx_gateway_record_t, state), 0, 0, "up",
       "invalid \"state\": must be \"up\", \"drain\" or \"down\"", NULL,
       ngx_gateway_set_state, ngx_gateway_get_state },
+
+    { "backup", 6, NGX_GATEWAY_FIELD_BOOL, 0,
+      offsetof(ngx_gateway_record_t, backup), 0, 0, "false",
+      "invalid \"backup\": must be true or false", NULL,
+      ngx_gateway_set_bool, ngx_gateway_get_bool },
 
     { "ttl", 3, NGX_GATEWAY_FIELD_NUMBER, 0,
       offsetof(ngx_gateway_record_t, ttl), 0, NGX_GATEWAY_TTL_MAX, "0",
@@ -656,7 +666,7 @@ ngx_gateway_record_same(const ngx_gateway_record_t *a,
 
         /* every upsert compares: numbers without formatting them */
 
-        if (f->get == ngx_gateway_get_uint) {
+        if (f->get == ngx_gateway_get_uint || f->get == ngx_gateway_get_bool) {
             if (*(const unsigned *) ((const char *) a + f->offset)
                 != *(const unsigned *) ((const char *) b + f->offset))
             {
@@ -773,6 +783,21 @@ ngx_gateway_record_from_json(const ngx_gateway_json_tok_t *toks, int obj,
             n = snprintf(text, sizeof(text), "%lld", (long long) iv);
 
             if (ngx_gateway_field_apply(rec, f, text, (size_t) n, err) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case NGX_GATEWAY_FIELD_BOOL:
+            if (val->type != NGX_GATEWAY_JSON_TRUE
+                && val->type != NGX_GATEWAY_JSON_FALSE)
+            {
+                goto invalid;
+            }
+
+            if (ngx_gateway_field_apply(rec, f, val->start, val->len, err)
+                != 0)
+            {
                 return -1;
             }
 
@@ -1017,6 +1042,48 @@ ngx_gateway_get_state(const ngx_gateway_field_t *f,
     *len = strlen(name);
 
     return name;
+}
+
+
+static int
+ngx_gateway_set_bool(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
+    const char *val, size_t len, const char **err)
+{
+    unsigned  v;
+
+    if (len == 4 && memcmp(val, "true", 4) == 0) {
+        v = 1;
+
+    } else if (len == 5 && memcmp(val, "false", 5) == 0) {
+        v = 0;
+
+    } else {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    *(unsigned *) ((char *) rec + f->offset) = v;
+
+    return 0;
+}
+
+
+static const char *
+ngx_gateway_get_bool(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
+{
+    unsigned  v;
+
+    (void) buf;
+
+    v = *(const unsigned *) ((const char *) rec + f->offset);
+
+    *len = v ? 4 : 5;
+
+    return v ? "true" : "false";
 }
 
 

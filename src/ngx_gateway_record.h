@@ -73,6 +73,7 @@ typedef struct {
     unsigned             weight;
     unsigned             ttl;       /* seconds, 0: no heartbeat needed */
     int                  state;
+    unsigned             backup;    /* 1: only when no primary is left */
     ngx_gateway_word_t   zone;
     const char          *meta;      /* a JSON object, canonical form */
     size_t               meta_len;
@@ -85,12 +86,14 @@ typedef struct {
  * (admin API bodies, dumps, the state file) and the Redis hash (its reader
  * and writers) all go through.  A field's value as Redis stores it is
  * also the text that JSON carries, as a string (address, zone, state), a
- * number (weight, ttl) or an object (metadata).
+ * number (weight, ttl), a boolean (backup; "true" or "false" in Redis) or
+ * an object (metadata).
  */
 
 #define NGX_GATEWAY_FIELD_STRING  0
 #define NGX_GATEWAY_FIELD_NUMBER  1
 #define NGX_GATEWAY_FIELD_OBJECT  2
+#define NGX_GATEWAY_FIELD_BOOL    3       /* JSON true/false, Redis text */
 
 #define NGX_GATEWAY_FIELD_BUF     24      /* a number as text */
 
@@ -158,12 +161,16 @@ int ngx_gateway_parse_cidr(const char *s, size_t len,
 int ngx_gateway_addr_allowed(const ngx_gateway_addr_t *addr,
     const ngx_gateway_cidr_t *rules, size_t n);
 
-/* defaults: weight 1, state up, ttl 0, zone "", metadata "{}" */
+/*
+ * defaults: weight 1, state up, backup false, ttl 0, zone "",
+ * metadata "{}"
+ */
 void ngx_gateway_record_init(ngx_gateway_record_t *rec);
 
 /*
  * Applies one field as stored in a Redis hash ("address", "weight", "zone",
- * "state", "metadata", "ttl"), all values as text.  Unknown fields are
+ * "state", "backup", "metadata", "ttl"), all values as text ("true" or
+ * "false" for a boolean).  Unknown fields are
  * ignored.  On error returns -1 and points *err at a static message
  * 'invalid "FIELD": REASON'.  rec keeps its own copies of zone and
  * metadata; metadata is kept in the canonical form of

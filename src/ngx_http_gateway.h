@@ -144,6 +144,7 @@ typedef struct {
 
     ngx_uint_t                  weight;
     ngx_uint_t                  state;
+    ngx_uint_t                  backup;
     ngx_uint_t                  ttl;
     ngx_uint_t                  mark;
     ngx_uint_t                  nsnaps;
@@ -198,7 +199,21 @@ typedef struct {
     ngx_uint_t                  upto;       /* up weights up to its end */
     ngx_uint_t                  state;
     ngx_http_gateway_data_t    *data;
+
+    ngx_str_t                   id;         /* in data, like name */
+    ngx_str_t                   zone;       /* in data: locality */
+    ngx_uint_t                  backup;     /* only when no primary is */
 } ngx_http_gateway_peer_t;
+
+
+/* a snapshot's peers of one tier and zone: order[first .. first + n) */
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_uint_t                  backup;
+    uint32_t                    first;
+    uint32_t                    n;
+} ngx_http_gateway_zone_t;
 
 
 typedef struct {
@@ -210,7 +225,12 @@ typedef struct {
                                                to total */
     uint16_t                   *order;      /* round robin's: a cycle's
                                                picks, if total is small */
-    ngx_http_gateway_peer_t     peers[1];
+    ngx_uint_t                  nbackup;    /* backup peers, any state */
+    ngx_http_gateway_zone_t    *zones;      /* by tier, then name */
+    ngx_uint_t                  nzones;
+    uint32_t                   *by_zone;    /* peer indices, zone by zone */
+    ngx_http_gateway_peer_t     peers[1];   /* then zones, by_zone and
+                                               order */
 } ngx_http_gateway_snapshot_t;
 
 
@@ -516,6 +536,12 @@ void ngx_http_gateway_events_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *old,
     ngx_http_gateway_snapshot_t *snap);
 void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
+
+/* the zone index of a snapshot: ngx_http_gateway_locality.c */
+
+size_t ngx_http_gateway_zones_size(ngx_uint_t npeers);
+void ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap,
+    u_char *p);
 
 /* balancers: ngx_http_gateway_balancer.c */
 

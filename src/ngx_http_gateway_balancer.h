@@ -27,6 +27,10 @@ typedef struct {
     uint64_t                       *tried;      /* uids */
     ngx_uint_t                      ntried;
     ngx_uint_t                      expiry;     /* heartbeats expire here */
+    ngx_uint_t                      narrow;     /* 0: no backups, no zone */
+    ngx_uint_t                      backup;     /* the tier: 1, backups */
+    ngx_str_t                      *zone;       /* locality: only this
+                                                   zone; NULL: any */
 
     ngx_msec_t                      slow_start; /* 0: off */
 } ngx_http_gateway_select_t;
@@ -34,8 +38,10 @@ typedef struct {
 
 /*
  * Whether a request may use a peer: it is up, its heartbeat has not
- * expired (embedded registry), and the request has not tried it yet.  The
- * core's filter, inline because every algorithm asks it for every peer.
+ * expired (embedded registry), the request has not tried it yet, it is of
+ * the tier being chosen from (primaries, or backups when no primary is
+ * eligible) and, while locality prefers a zone, in that zone.  The core's
+ * filter, inline because every algorithm asks it for every peer.
  */
 
 static ngx_inline ngx_uint_t
@@ -47,6 +53,23 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
 
     if (peer->state != NGX_GATEWAY_STATE_UP) {
         return 0;
+    }
+
+    /* most services have neither: one test per peer then */
+
+    if (sel->narrow) {
+        if (peer->backup != sel->backup) {
+            return 0;
+        }
+
+        if (sel->zone
+            && (peer->zone.len != sel->zone->len
+                || ngx_memcmp(peer->zone.data, sel->zone->data,
+                              peer->zone.len)
+                   != 0))
+        {
+            return 0;
+        }
     }
 
     if (sel->expiry) {
@@ -144,6 +167,38 @@ extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
 #define ngx_http_gateway_balancer_service(b, svc)                             \
     ((void *) ((u_char *) (svc)->lb + (b)->service_offset))
 
+
+/*
+ * What the core applies around every algorithm: gateway_sticky
+ * (ngx_http_gateway_sticky.c) and gateway_locality
+ * (ngx_http_gateway_locality.c).  Their directives store these into the
+ * upstream's configuration at cmd->offset.
+ */
+
+typedef struct {
+    ngx_str_t                       cookie;     /* the cookie's name */
+    ngx_str_t                       attrs;      /* "; Path=/; Max-Age=..." */
+} ngx_http_gateway_sticky_t;
+
+typedef struct {
+    ngx_str_t                       zone;
+    ngx_uint_t                      min_healthy;    /* percent */
+} ngx_http_gateway_locality_t;
+
+char *ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_gateway_sticky_find(ngx_http_gateway_sticky_t *sc,
+    ngx_http_gateway_select_t *sel);
+ngx_int_t ngx_http_gateway_sticky_chosen(ngx_http_gateway_sticky_t *sc,
+    ngx_http_request_t *r, ngx_http_gateway_peer_t *peer);
+
+char *ngx_http_gateway_locality(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_gateway_locality_prefer(ngx_http_gateway_locality_t *lc,
+    ngx_http_gateway_select_t *sel);
+
+/* gateway_service came first in the upstream{} whose conf this is */
+ngx_uint_t ngx_http_gateway_upstream_configured(void *conf);
 
 ngx_http_gateway_balancer_t *ngx_http_gateway_balancer_find(ngx_str_t *name);
 void *ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,

@@ -598,7 +598,8 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     }
 
     size = offsetof(ngx_http_gateway_snapshot_t, peers)
-           + ngx_max(svc->ninstances, 1) * sizeof(ngx_http_gateway_peer_t);
+           + ngx_max(svc->ninstances, 1) * sizeof(ngx_http_gateway_peer_t)
+           + ngx_http_gateway_zones_size(svc->ninstances);
 
     if (total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
         size += total * sizeof(uint16_t);
@@ -612,7 +613,9 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_memzero(snap, offsetof(ngx_http_gateway_snapshot_t, peers));
 
     if (total && total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
-        snap->order = (uint16_t *) &snap->peers[svc->ninstances];
+        snap->order = (uint16_t *)
+                      ((u_char *) &snap->peers[ngx_max(svc->ninstances, 1)]
+                       + ngx_http_gateway_zones_size(svc->ninstances));
     }
 
     snap->service = svc;
@@ -630,6 +633,11 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         peer->weight = inst->weight;
         peer->state = inst->state;
         peer->data = inst->data;
+        peer->id = inst->id;
+        peer->zone = inst->zone;
+        peer->backup = inst->backup;
+
+        snap->nbackup += inst->backup;
 
         if (inst->state == NGX_GATEWAY_STATE_UP) {
             snap->total += inst->weight;
@@ -640,6 +648,9 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         inst->nsnaps++;
         inst->data->nsnaps++;
     }
+
+    ngx_http_gateway_zones_build(snap,
+                     (u_char *) &snap->peers[ngx_max(svc->ninstances, 1)]);
 
     svc->nsnaps++;
 

@@ -21,6 +21,9 @@ typedef struct {
     void                         *balancer_conf;
     ngx_msec_t                    slow_start;
 
+    ngx_http_gateway_sticky_t    *sticky;
+    ngx_http_gateway_locality_t  *locality;
+
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
 
@@ -65,6 +68,9 @@ static ngx_int_t ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp);
+static ngx_int_t ngx_http_gateway_upstream_select(
+    ngx_http_gateway_upstream_srv_conf_t *conf,
+    ngx_http_gateway_select_t *sel);
 static void ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static ngx_uint_t ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
@@ -115,6 +121,20 @@ static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
       ngx_http_gateway_slow_start,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_gateway_upstream_srv_conf_t, slow_start),
+      NULL },
+
+    { ngx_string("gateway_sticky"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_gateway_sticky,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_gateway_upstream_srv_conf_t, sticky),
+      NULL },
+
+    { ngx_string("gateway_locality"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
+      ngx_http_gateway_locality,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_gateway_upstream_srv_conf_t, locality),
       NULL },
 
       ngx_null_command
@@ -461,8 +481,21 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
     sel.slow_start = gp->conf->slow_start;
+    sel.narrow = (snap->nbackup != 0);
+    sel.backup = 0;
+    sel.zone = NULL;
 
-    i = gp->conf->balancer->select(&sel);
+    if (gp->conf->sticky == NULL && gp->conf->locality == NULL) {
+        i = gp->conf->balancer->select(&sel);
+
+    } else {
+        i = ngx_http_gateway_upstream_select(gp->conf, &sel);
+    }
+
+    if (i == NGX_DECLINED && snap->nbackup) {
+        sel.backup = 1;
+        i = ngx_http_gateway_upstream_select(gp->conf, &sel);
+    }
 
     if (i == NGX_DECLINED) {
         ngx_http_gateway_snapshot_put(slot);
@@ -470,6 +503,15 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     }
 
     peer = &snap->peers[i];
+
+    if (gp->conf->sticky
+        && ngx_http_gateway_sticky_chosen(gp->conf->sticky,
+                                          gp->attempt.request, peer)
+           != NGX_OK)
+    {
+        ngx_http_gateway_snapshot_put(slot);
+        return NGX_ERROR;
+    }
 
     /*
      * The sockaddr is used while the attempt holds the snapshot; the name
@@ -520,6 +562,42 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->retried = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * One tier's choice: the instance the sticky cookie names, else the
+ * algorithm's among the preferred zone's instances, else among all.
+ */
+
+static ngx_int_t
+ngx_http_gateway_upstream_select(ngx_http_gateway_upstream_srv_conf_t *conf,
+    ngx_http_gateway_select_t *sel)
+{
+    ngx_int_t  i;
+
+    if (conf->sticky) {
+        i = ngx_http_gateway_sticky_find(conf->sticky, sel);
+
+        if (i != NGX_DECLINED) {
+            return i;
+        }
+    }
+
+    if (conf->locality) {
+        ngx_http_gateway_locality_prefer(conf->locality, sel);
+
+        if (sel->zone) {
+            i = conf->balancer->select(sel);
+            sel->zone = NULL;
+
+            if (i != NGX_DECLINED) {
+                return i;
+            }
+        }
+    }
+
+    return conf->balancer->select(sel);
 }
 
 
@@ -731,11 +809,17 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.narrow = (snap->nbackup != 0);
+    sel.zone = NULL;
 
     left = 0;
 
-    for (i = 0; i < snap->npeers; i++) {
-        left += ngx_http_gateway_eligible(&sel, &snap->peers[i]);
+    /* primaries, then backups: a retry may go to either */
+
+    for (sel.backup = 0; sel.backup <= (snap->nbackup != 0); sel.backup++) {
+        for (i = 0; i < snap->npeers; i++) {
+            left += ngx_http_gateway_eligible(&sel, &snap->peers[i]);
+        }
     }
 
     ngx_http_gateway_snapshot_put(slot);
@@ -788,6 +872,8 @@ ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf)
      *     conf->lookup = NULL;
      *     conf->balancer = NULL;
      *     conf->balancer_conf = NULL;
+     *     conf->sticky = NULL;
+     *     conf->locality = NULL;
      */
 
     conf->slow_start = NGX_CONF_UNSET_MSEC;
@@ -884,6 +970,15 @@ ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&us->name, "gateway");
 
     return NGX_CONF_OK;
+}
+
+
+ngx_uint_t
+ngx_http_gateway_upstream_configured(void *conf)
+{
+    ngx_http_gateway_upstream_srv_conf_t *gscf = conf;
+
+    return gscf->service != NULL || gscf->name.len != 0;
 }
 
 

@@ -128,7 +128,7 @@ my ($st, undef, $b) = $ng->request('PUT', '/gateway/services/users/instances/u2'
 is($st, 201, 'an admin PUT through the gateway') or diag($b);
 is_deeply({ @{ redis_cmd('HGETALL', 'gateway:svc:users:inst:u2') || [] } },
           { address => $backend, weight => 3, zone => 'b', state => 'up', ttl => 0,
-            metadata => '{}' },
+            backup => 'false', metadata => '{}' },
           '... is stored in Redis as an instance hash');
 is(redis_cmd('SISMEMBER', 'gateway:svc:users:ids', 'u2'), 1, '... in the ids set');
 is(redis_cmd('GET', 'gateway:svc:users:rev'), $rev + 1, '... with the revision incremented');

@@ -254,7 +254,7 @@ my %redis_after = (
     register => sub {
         is_deeply(hash_of("$K:inst:u1"),
                   { address => '127.0.0.1:9001', weight => 2, zone => 'eu-1', state => 'up',
-                    ttl => 30, metadata => '{"version":"1.4.2"}' },
+                    backup => 'false', ttl => 30, metadata => '{"version":"1.4.2"}' },
                   'redis: register wrote the instance hash');
         my $ttl = redis_cmd('TTL', "$K:inst:u1");
         ok($ttl > 25 && $ttl <= 30, "redis: the instance key expires ($ttl s)");
@@ -374,7 +374,7 @@ for my $mode (qw(embedded redis)) {
               . '"weight":2,"address":"127.0.0.1:9009"}');
     my $exp = $mode eq 'embedded' ? '"expires_in_ms":\d+,' : '';
     like($raw // '', qr/^\{"service":"order","created":true,"instance":\{"id":"o1",
-        "address":"127\.0\.0\.1:9009","weight":2,"zone":"z","state":"drain",
+        "address":"127\.0\.0\.1:9009","weight":2,"zone":"z","state":"drain","backup":false,
         "ttl":30,$exp"metadata":\{"k":"v"\},"active":0,"requests":0,"retries":0,
         "response_ms":0,"fails":0,
         "failures":\{"connect":0,"timeout":0,"status":0,"other":0\}\}\}\n?$/x,
@@ -601,22 +601,24 @@ for my $mode (qw(embedded redis)) {
 
     ($st, $j) = api($ng, 'PATCH', $P, headers => $AUTH,
                     body => '{"weight":3,"state":"up","zone":"z","metadata":{},"ttl":0,'
-                          . '"address":"127.0.0.1:9002"}');
-    is($st, 200, "$mode: PATCH naming all six fields: 200") or diag(explain($j));
+                          . '"backup":true,"address":"127.0.0.1:9002"}');
+    is($st, 200, "$mode: PATCH naming every field: 200") or diag(explain($j));
     my $want = { id => 'e1', address => '127.0.0.1:9002', weight => 3, zone => 'z',
                  state => 'up', ttl => 0, metadata => {} };
     is_deeply(inst_fields($j && $j->{instance}), $want,
-              "$mode: PATCH naming all six fields: each one is applied");
+              "$mode: PATCH naming every field: each one is applied");
+    ok($j && $j->{instance}{backup} && JSON::PP::is_bool($j->{instance}{backup}),
+       "$mode: PATCH: backup is now true (a JSON boolean)");
 
     ($st, $j) = api($ng, 'GET', '/gateway/services/every');
     is_deeply(inst_fields(($j && $j->{instances} || [])->[0]), $want,
-              "$mode: GET shows the six patched fields");
+              "$mode: GET shows the patched fields");
 
     if ($mode eq 'redis') {
         is_deeply(hash_of('gateway:svc:every:inst:e1'),
                   { address => '127.0.0.1:9002', weight => 3, zone => 'z', state => 'up',
-                    metadata => '{}', ttl => 0 },
-                  'redis: PATCH wrote the six fields');
+                    backup => 'true', metadata => '{}', ttl => 0 },
+                  'redis: PATCH wrote every field');
         is(redis_cmd('TTL', 'gateway:svc:every:inst:e1'), -1,
            'redis: ttl 0 made the key persistent');
     }

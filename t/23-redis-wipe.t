@@ -161,7 +161,7 @@ is(redis_cli('TTL', 't23:svc:s1:inst:fixed') + 0, -1,
 my $back = redis_cmd('HGETALL', 't23:svc:s1:inst:fixed');
 is_deeply(ref $back eq 'ARRAY' ? { @$back } : $back,
           { address => "127.0.0.1:$backend", weight => 3, zone => 'z',
-            state => 'drain', ttl => 0, metadata => '{"k":"v"}' },
+            state => 'drain', backup => 'false', ttl => 0, metadata => '{"k":"v"}' },
           'an instance is written back with every field as it was');
 my ($st, $h, $body) = $ng->get('/gateway/services/s1');
 is(scalar @{ json_decode($body)->{instances} }, 4, 's1 has its four instances');

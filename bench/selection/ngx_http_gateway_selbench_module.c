@@ -307,6 +307,9 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         sel.ntried = 0;
         sel.expiry = (gmcf->redis == NULL);
         sel.slow_start = 0;
+        sel.narrow = (snap->nbackup != 0);
+        sel.backup = 0;
+        sel.zone = NULL;
 
         if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);

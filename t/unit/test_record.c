@@ -436,6 +436,7 @@ test_record_defaults(void **state)
     assert_int_equal(r.weight, 1);
     assert_int_equal(r.ttl, 0);
     assert_int_equal(r.state, NGX_GATEWAY_STATE_UP);
+    assert_int_equal(r.backup, 0);
     assert_int_equal(r.zone.len, 0);
     assert_non_null(r.zone.data);
     assert_int_equal(r.meta_len, 2);
@@ -641,6 +642,11 @@ test_record_set_bad(void **state)
         { "ttl", "86401" },
         { "ttl", "1e3" },
         { "ttl", "ten" },
+        { "backup", "" },
+        { "backup", "1" },
+        { "backup", "yes" },
+        { "backup", "True" },
+        { "backup", "true " },
     };
 
     size_t                 i, n;
@@ -708,9 +714,13 @@ test_record_set_bad(void **state)
     assert_string_equal(err, "invalid \"metadata\": strings must be valid "
                              "UTF-8 without control characters");
 
-    for (i = 0; i < 6; i++) {
+    assert_int_equal(ngx_gateway_record_set(&r, S("backup"), S("no"), &err),
+                     -1);
+    assert_string_equal(err, "invalid \"backup\": must be true or false");
+
+    for (i = 0; i < 7; i++) {
         static const char  *f[] = {
-            "address", "weight", "zone", "state", "metadata", "ttl"
+            "address", "weight", "zone", "state", "backup", "metadata", "ttl"
         };
 
         err = ngx_gateway_record_field_error(f[i], strlen(f[i]));
@@ -877,6 +887,9 @@ test_field_table(void **state)
     assert_int_equal(ngx_gateway_record_set(&r, S("state"), S("drain"),
                                             &err), 0);
     assert_int_equal(ngx_gateway_record_set(&r, S("ttl"), S("30"), &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("backup"), S("true"),
+                                            &err), 0);
+    assert_int_equal(r.backup, 1);
     assert_int_equal(ngx_gateway_record_set(&r, S("metadata"),
                                             S("{ \"v\" : [1, 2] }"), &err),
                      0);
@@ -896,6 +909,9 @@ test_field_table(void **state)
     d.zone.len--;
     assert_false(ngx_gateway_record_same(&r, &d));
     d.zone.len++;
+    d.backup = 0;
+    assert_false(ngx_gateway_record_same(&r, &d));
+    d.backup = 1;
     assert_true(ngx_gateway_record_same(&r, &d));
 
     /* d keeps its own copies */
@@ -912,6 +928,10 @@ test_field_table(void **state)
         } else if (strcmp(f->name, "weight") == 0) {
             assert_int_equal(len, 1);
             assert_memory_equal(v, "7", 1);
+
+        } else if (strcmp(f->name, "backup") == 0) {
+            assert_int_equal(len, 4);
+            assert_memory_equal(v, "true", 4);
 
         } else if (strcmp(f->name, "metadata") == 0) {
             assert_int_equal(len, sizeof("{\"v\":[1,2]}") - 1);
@@ -962,6 +982,7 @@ test_record_json(void **state)
     assert_int_equal(from_json("{\"id\":\"x\",\"address\":\"127.0.0.1:80\","
                                "\"weight\":3,\"zone\":\"a\","
                                "\"state\":\"down\",\"ttl\":5,"
+                               "\"backup\":true,"
                                "\"metadata\":{\"k\": \"\\u00e9\\\"\"}}",
                                &r, 0, &err), 0);
 
@@ -970,7 +991,8 @@ test_record_json(void **state)
     assert_int_equal(n, ngx_gateway_record_json(&r, 0, NULL));
     out[n] = '\0';
     assert_string_equal(out, "\"address\":\"127.0.0.1:80\",\"weight\":3,"
-                             "\"zone\":\"a\",\"state\":\"down\",\"ttl\":5,");
+                             "\"zone\":\"a\",\"state\":\"down\","
+                             "\"backup\":true,\"ttl\":5,");
 
     n = ngx_gateway_record_json(&r, 1, out);
     assert_int_equal(n, ngx_gateway_record_json(&r, 1, NULL));
@@ -1009,11 +1031,20 @@ test_record_json(void **state)
                                NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
     assert_string_equal(err, "invalid \"metadata\": must be a JSON object");
 
+    assert_int_equal(from_json("{\"backup\":\"true\"}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_ptr_equal(err, ngx_gateway_record_field_error(S("backup")));
+    assert_int_equal(from_json("{\"backup\":1}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
+    assert_int_equal(from_json("{\"backup\":false}", &r,
+                               NGX_GATEWAY_RECORD_PARTIAL, &err), 0);
+    assert_int_equal(r.backup, 0);
+
     assert_int_equal(from_json("{\"color\":1}", &r,
                                NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
     assert_string_equal(err, "unknown field; known fields are \"address\", "
-                             "\"weight\", \"zone\", \"state\", \"ttl\" and "
-                             "\"metadata\"");
+                             "\"weight\", \"zone\", \"state\", \"backup\", "
+                             "\"ttl\" and \"metadata\"");
     assert_ptr_equal(err, ngx_gateway_record_unknown());
     assert_int_equal(from_json("{\"color\":1}", &r,
                                NGX_GATEWAY_RECORD_PARTIAL

@@ -101,6 +101,27 @@ typedef struct {
 
 
 /*
+ * An instance's active health, written by the prober of the worker that
+ * holds the lease (ngx_http_gateway_health.c), read by requests: state
+ * 0 until the first probe, then up or down.
+ */
+
+#define NGX_HTTP_GATEWAY_HEALTH_UNKNOWN  0
+#define NGX_HTTP_GATEWAY_HEALTH_UP       1
+#define NGX_HTTP_GATEWAY_HEALTH_DOWN     2
+
+typedef struct {
+    ngx_atomic_t                state;
+    ngx_atomic_t                fails;      /* in a row */
+    ngx_atomic_t                passes;     /* in a row */
+    ngx_atomic_t                probes;
+    ngx_atomic_t                last;       /* ms since the epoch */
+    ngx_atomic_t                status;     /* of the last probe, 0: none */
+    ngx_atomic_t                error;      /* NGX_HTTP_GATEWAY_PROBE_* */
+} ngx_http_gateway_health_t;
+
+
+/*
  * An instance lives in the shared zone.  Its record (address, weight,
  * state, strings) is written by writers under the zone lock; requests
  * never read it there but from the service's snapshot.  What requests do
@@ -130,6 +151,8 @@ typedef struct {
     ngx_atomic_t                expires;    /* embedded registry only */
 
     unsigned                    removed:1;
+
+    ngx_http_gateway_health_t   health;     /* rarely written */
 
     /*
      * what every worker writes, each on cache lines of its own: a write
@@ -332,6 +355,14 @@ typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
 ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler);
 void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
+ngx_int_t ngx_http_gateway_upstream_service(ngx_http_upstream_srv_conf_t *us,
+    ngx_str_t *name);
+
+/* active health checks: ngx_http_gateway_health.c */
+
+ngx_uint_t ngx_http_gateway_health_unhealthy(ngx_http_upstream_srv_conf_t *us);
+size_t ngx_http_gateway_health_json(u_char *p,
+    ngx_http_gateway_instance_t *inst);
 
 
 extern ngx_module_t  ngx_http_gateway_module;

@@ -27,12 +27,15 @@ typedef struct {
     uint64_t                       *tried;      /* uids */
     ngx_uint_t                      ntried;
     ngx_uint_t                      expiry;     /* heartbeats expire here */
+    ngx_uint_t                      unhealthy;  /* health states kept out,
+                                                   1 << state */
 } ngx_http_gateway_select_t;
 
 
 /*
  * Whether a request may use a peer: it is up, its heartbeat has not
- * expired (embedded registry), and the request has not tried it yet.  The
+ * expired (embedded registry), its health check (if any) lets it through,
+ * and the request has not tried it yet.  The
  * core's filter, inline because every algorithm asks it for every peer.
  */
 
@@ -53,6 +56,10 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
         if (expires && (ngx_msec_int_t) (expires - ngx_current_msec) <= 0) {
             return 0;
         }
+    }
+
+    if ((1 << peer->inst->health.state) & sel->unhealthy) {
+        return 0;
     }
 
     for (i = 0; i < sel->ntried; i++) {

@@ -18,6 +18,8 @@ typedef struct {
     ngx_http_gateway_balancer_t  *balancer;
     void                         *balancer_conf;
 
+    ngx_uint_t                    unhealthy; /* see gateway_health_check */
+
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
 
@@ -213,6 +215,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     }
 
     gscf->gmcf = gmcf;
+    gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
 
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
@@ -443,6 +446,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.unhealthy = gp->conf->unhealthy;
 
     i = gp->conf->balancer->select(&sel);
 
@@ -711,6 +715,7 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.unhealthy = gp->conf->unhealthy;
 
     left = 0;
 
@@ -746,6 +751,27 @@ ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc, void *data)
 }
 
 #endif
+
+
+/* the fixed service name of an upstream; "" when it has variables */
+
+ngx_int_t
+ngx_http_gateway_upstream_service(ngx_http_upstream_srv_conf_t *us,
+    ngx_str_t *name)
+{
+    ngx_http_gateway_upstream_srv_conf_t  *gscf;
+
+    gscf = ngx_http_conf_upstream_srv_conf(us,
+                                           ngx_http_gateway_upstream_module);
+
+    if (gscf->service == NULL && gscf->name.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    *name = gscf->name;
+
+    return NGX_OK;
+}
 
 
 static void *

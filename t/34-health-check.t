@@ -1,0 +1,222 @@
+#!/usr/bin/perl
+# Active health checks: the worker that keeps the registry probes every
+# instance of a checked service; an instance that fails its probes gets no
+# requests until it passes again, a new one of a "mandatory" check none
+# until its first probe passed; an instance's record may name its own
+# health URI and statuses; a removed instance is no longer probed, a moved
+# one starts afresh; 10,000 instances are probed while unrelated requests
+# go on (their p99 is reported, not asserted).
+#
+# The backends are a second nginx: /health answers 503 while a file
+# down_PORT exists in the test dir, 200 otherwise; its access log tells
+# which URIs were probed on which port.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use GatewayTest;
+use HTTP::Tiny;
+use Time::HiRes qw(sleep time);
+
+my $dir = test_dir();
+
+my $be = start_nginx(workers => 2, conf => <<'EOF');
+    log_format probe "$server_port $request_uri $status";
+    access_log %%NGINX_DIR%%/probes.log probe;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT2%%;
+        listen 127.0.0.1:%%PORT3%%;
+        listen 127.0.0.1:%%PORT4%%;
+
+        location /health {
+            if (-f %%TESTDIR%%/down_$server_port) {
+                return 503 "down\n";
+            }
+            return 200 "ok\n";
+        }
+
+        location /custom/ready {
+            if (-f %%TESTDIR%%/down_$server_port) {
+                return 500 "down\n";
+            }
+            return 204;
+        }
+
+        location / {
+            return 200 "$server_port";
+        }
+    }
+EOF
+
+my @port = map { $be->port($_ == 1 ? 'PORT' : "PORT$_") } 1 .. 4;
+
+sub down { my ($p) = @_; open my $fh, '>', "$dir/down_$p" or die $!; close $fh }
+sub up   { my ($p) = @_; unlink "$dir/down_$p" }
+
+sub probes {
+    my ($p, $uri) = @_;
+    my $n = 0;
+    for (split /\n/, GatewayTest::_slurp($be->dir . '/probes.log') // '') {
+        my ($port, $u) = split / /;
+        $n++ if $port eq $p && (!defined $uri || $u eq $uri);
+    }
+    return $n;
+}
+
+my $ng = start_nginx(workers => 2, conf => <<'EOF');
+    gateway_registry zone=gw:4m;
+
+    upstream app {
+        gateway_service app;
+        gateway_health_check uri=/health interval=200ms timeout=1s fails=2
+                             passes=2;
+    }
+
+    upstream fresh {
+        gateway_service fresh;
+        gateway_health_check uri=/health interval=200ms mandatory;
+    }
+
+    upstream unchecked {
+        gateway_service app;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /app {
+            proxy_pass http://app;
+        }
+
+        location /fresh {
+            proxy_pass http://fresh;
+        }
+
+        location /unchecked {
+            proxy_pass http://unchecked;
+        }
+    }
+EOF
+
+sub register {
+    my ($svc, $id, %rec) = @_;
+    return $ng->request('PUT', "/gateway/services/$svc/instances/$id",
+                        json => \%rec)->{status};
+}
+
+sub instance {
+    my ($svc, $id) = @_;
+    my $r = $ng->get("/gateway/services/$svc");
+    return undef unless $r->{status} == 200;
+    my ($i) = grep { $_->{id} eq $id } @{ json_decode($r->{body})->{instances} };
+    return $i;
+}
+
+sub health { my $i = instance(@_); return $i ? $i->{health} : undef }
+
+sub answers {
+    my ($path, $n) = @_;
+    my %c;
+    for (1 .. $n) {
+        my ($st, $h, $body) = $ng->get($path);
+        $c{ $st == 200 ? $body : "status $st" }++;
+    }
+    return \%c;
+}
+
+########################################################################
+# an instance that fails its probes is taken out, and brought back
+
+is(register('app', 'a', address => "127.0.0.1:$port[0]"), 201, 'a registered');
+is(register('app', 'b', address => "127.0.0.1:$port[1]"), 201, 'b registered');
+
+ok(wait_until(sub { my $h = health('app', 'b'); $h && $h->{passes} >= 2 },
+              timeout => tmo(5)), 'b is probed and passes');
+my $h = health('app', 'b');
+is($h->{status}, 'healthy', 'admin API: b is healthy');
+is($h->{last_status}, 200, 'admin API: the last probe got 200');
+is($h->{last_error}, undef, 'admin API: and no error');
+cmp_ok($h->{last_probe_ms}, '>', (time - 60) * 1000,
+       'admin API: the last probe time is in ms since the epoch');
+cmp_ok(probes($port[1], '/health'), '>=', 2, 'the backend saw the probes on /health');
+is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
+          'both instances get requests');
+
+my $log_from = $ng->log_size;
+down($port[1]);
+ok(wait_until(sub { (health('app', 'b') // {})->{status} eq 'unhealthy' },
+              timeout => tmo(5)), 'b fails its probes: unhealthy');
+$h = health('app', 'b');
+cmp_ok($h->{fails}, '>=', 2, 'after fails=2 probes failed in a row');
+is($h->{last_status}, 503, 'admin API: the last probe got 503');
+is($h->{last_error}, 'status', 'admin API: which is a failing status');
+is($h->{passes}, 0, 'admin API: no passes in a row');
+ok($ng->wait_log(qr/\[warn\].*gateway: instance "b" \(127\.0\.0\.1:$port[1]\) of service "app" is unhealthy: \d+ probes failed, the last with status 503/,
+                 from => $log_from, timeout => tmo(2)),
+   'one log line names the instance and its service');
+is_deeply(answers('/app', 20), { $port[0] => 20 },
+          'an unhealthy instance gets no requests');
+is_deeply(answers('/unchecked', 20), { $port[0] => 10, $port[1] => 10 },
+          'an upstream without a health check still uses it');
+
+$log_from = $ng->log_size;
+up($port[1]);
+ok(wait_until(sub { (health('app', 'b') // {})->{status} eq 'healthy' },
+              timeout => tmo(5)), 'b passes again: healthy');
+ok($ng->wait_log(qr/\[notice\].*gateway: instance "b" \(127\.0\.0\.1:$port[1]\) of service "app" is healthy: 2 probes passed/,
+                 from => $log_from, timeout => tmo(2)),
+   'after passes=2 in a row, logged');
+is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
+          'b gets requests again');
+
+# a connect that is refused fails a probe too
+my $dead = free_port();
+is(register('app', 'c', address => "127.0.0.1:$dead"), 201, 'c registered on a closed port');
+ok(wait_until(sub { (health('app', 'c') // {})->{status} eq 'unhealthy' },
+              timeout => tmo(5)), 'c is unhealthy');
+is(health('app', 'c')->{last_error}, 'connect', 'by a failed connect');
+is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
+          'c gets no requests (none failed over to the others either)');
+
+# a moved instance starts afresh; the same address keeps its history
+is(register('app', 'c', address => "127.0.0.1:$dead", weight => 2), 200,
+   'c re-registered at the same address');
+is(health('app', 'c')->{status}, 'unhealthy', 'keeps its health');
+is(register('app', 'c', address => "127.0.0.1:$port[2]"), 200, 'c moves');
+$h = health('app', 'c');
+ok(!$h || $h->{status} ne 'unhealthy', 'a moved instance does not keep the old health');
+ok(wait_until(sub { (health('app', 'c') // {})->{status} eq 'healthy' },
+              timeout => tmo(5)), 'and is probed at its new address');
+
+# a removed instance is no longer probed
+is($ng->request('DELETE', '/gateway/services/app/instances/c')->{status}, 200,
+   'c removed');
+sleep(0.5);
+my $before = probes($port[2]);
+sleep(1);
+is(probes($port[2]), $before, 'a removed instance is not probed any more');
+
+########################################################################
+# mandatory: a new instance gets nothing until its first probe passes
+
+down($port[3]);
+is(register('fresh', 'n', address => "127.0.0.1:$port[3]"), 201,
+   'n registered, failing');
+is(($ng->get('/fresh'))[0], 503, 'mandatory: a new instance gets no request before its first probe');
+ok(wait_until(sub { health('fresh', 'n') }, timeout => tmo(5)), 'n is probed');
+is(health('fresh', 'n')->{status}, 'unhealthy', 'and unhealthy');
+is(($ng->get('/fresh'))[0], 503, 'so it gets no request');
+up($port[3]);
+ok(wait_until(sub { (health('fresh', 'n') // {})->{status} eq 'healthy' },
+              timeout => tmo(5)), 'n passes');
+is_deeply(answers('/fresh', 5), { $port[3] => 5 }, 'and gets requests');
+
+done_testing();

@@ -170,6 +170,15 @@ typedef struct {
 typedef struct ngx_http_gateway_service_s   ngx_http_gateway_service_t;
 
 
+/* gateway_max_requests: a service's requests in flight, all workers */
+
+typedef struct {
+    ngx_atomic_t                in_flight;
+    ngx_atomic_t                rejected;
+    ngx_atomic_t                used;       /* a limit applies to it */
+} ngx_http_gateway_limit_t;
+
+
 /*
  * What a request sees of a service: its instances as of one commit,
  * immutable once published.  A request holds it (in its worker's entry)
@@ -216,6 +225,8 @@ struct ngx_http_gateway_service_s {
     unsigned                    dirty:1;
     unsigned                    removed:1;
 
+    ngx_http_gateway_limit_t    limit NGX_HTTP_GATEWAY_LINE;
+
     ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
@@ -236,6 +247,8 @@ struct ngx_http_gateway_service_s {
 typedef struct {
     ngx_http_gateway_snapshot_t *snap;
     ngx_http_gateway_peer_t     *peer;      /* NULL: between attempts */
+    ngx_uint_t                  limit;      /* counted in its service's
+                                               limit.in_flight */
 } ngx_http_gateway_hold_t;
 
 
@@ -364,6 +377,14 @@ ngx_uint_t ngx_http_gateway_health_unhealthy(ngx_http_upstream_srv_conf_t *us);
 size_t ngx_http_gateway_health_json(u_char *p,
     ngx_http_gateway_instance_t *inst);
 
+/* concurrency limits: ngx_http_gateway_limit.c */
+
+ngx_int_t ngx_http_gateway_limit_take(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *service, uint32_t hash);
+void ngx_http_gateway_limit_release(ngx_atomic_t *in_flight);
+size_t ngx_http_gateway_limit_json(u_char *p, ngx_http_gateway_service_t *svc);
+
 
 extern ngx_module_t  ngx_http_gateway_module;
 
@@ -428,6 +449,7 @@ void ngx_http_gateway_readers_reclaim_locked(
     ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_hold_peer(ngx_uint_t slot,
     ngx_http_gateway_peer_t *peer);
+void ngx_http_gateway_hold_limit(ngx_uint_t slot, ngx_uint_t limit);
 void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_retired_t *rt, ngx_uint_t type);
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,

@@ -213,6 +213,7 @@ ngx_http_gateway_snapshot_put(ngx_uint_t slot)
     h = &ngx_http_gateway_reader->held[slot];
 
     h->peer = NULL;
+    h->limit = 0;
     ngx_memory_barrier();
     h->snap = NULL;
 
@@ -224,6 +225,14 @@ void
 ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
 {
     ngx_http_gateway_reader->held[slot].peer = peer;
+}
+
+
+void
+ngx_http_gateway_hold_limit(ngx_uint_t slot, ngx_uint_t limit)
+{
+    ngx_http_gateway_reader->held[slot].limit = limit;
+    ngx_memory_barrier();
 }
 
 
@@ -393,7 +402,13 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
             (void) ngx_atomic_fetch_add(&h->peer->inst->stats.active, -1);
         }
 
+        if (h->limit) {
+            ngx_http_gateway_limit_release(
+                                        &h->snap->service->limit.in_flight);
+        }
+
         h->peer = NULL;
+        h->limit = 0;
         h->snap = NULL;
         n++;
     }

@@ -268,6 +268,17 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
 
     pc = &r->upstream->peer;
 
+    rc = ngx_http_gateway_limit_take(r, us, gscf->gmcf, &gp->service,
+                                     gp->hash);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_gateway_upstream_unavailable(r);
+    }
+
     /*
      * The first attempt is chosen here, so that a service without live
      * instances is known before the upstream starts; the upstream's

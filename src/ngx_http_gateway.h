@@ -140,6 +140,8 @@ typedef struct {
     ngx_str_t                   name;       /* the address as text */
     ngx_str_t                   zone;
     ngx_str_t                   meta;
+    ngx_str_t                   health_uri;
+    ngx_str_t                   health_status;
     ngx_http_gateway_data_t    *data;       /* sockaddr and the strings */
 
     ngx_uint_t                  weight;

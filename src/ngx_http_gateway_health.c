@@ -66,7 +66,9 @@ struct ngx_http_gateway_probe_s {
     ngx_uint_t                      slot;
     ngx_uint_t                      sent;
     ngx_uint_t                      connected;
-    ngx_http_gateway_probe_t       *next;       /* free list */
+    ngx_http_gateway_probe_t       *next;       /* free list, or a batch */
+    size_t                          status_len;
+    u_char                          status[NGX_GATEWAY_HEALTH_STATUS_MAX];
     ngx_http_request_t              req;        /* the parser's state */
     ngx_http_status_t               st;
     ngx_buf_t                       buf;
@@ -84,8 +86,9 @@ static void ngx_http_gateway_health_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_gateway_health_tick(ngx_event_t *ev);
 static void ngx_http_gateway_health_schedule(
     ngx_http_gateway_health_conf_t *hc);
-static void ngx_http_gateway_probe_start(ngx_http_gateway_health_conf_t *hc,
-    ngx_uint_t index);
+static ngx_http_gateway_probe_t *ngx_http_gateway_probe_get(
+    ngx_http_gateway_health_conf_t *hc, ngx_uint_t index);
+static void ngx_http_gateway_probe_start(ngx_http_gateway_probe_t *pr);
 static void ngx_http_gateway_probe_write(ngx_event_t *ev);
 static void ngx_http_gateway_probe_read(ngx_event_t *ev);
 static void ngx_http_gateway_probe_timeout(ngx_event_t *ev);
@@ -514,8 +517,9 @@ ngx_http_gateway_health_tick(ngx_event_t *ev)
 static void
 ngx_http_gateway_health_schedule(ngx_http_gateway_health_conf_t *hc)
 {
-    ngx_uint_t                    slot, npeers, due;
+    ngx_uint_t                    slot, npeers, due, next;
     ngx_msec_t                    elapsed;
+    ngx_http_gateway_probe_t     *pr, *batch, **last;
     ngx_http_gateway_snapshot_t  *snap;
 
     if (ngx_http_gateway_probes_free == NULL) {
@@ -559,19 +563,63 @@ ngx_http_gateway_health_schedule(ngx_http_gateway_health_conf_t *hc)
         due = ngx_min(due, npeers);
     }
 
-    while (hc->next < due && ngx_http_gateway_probes_free) {
-        ngx_http_gateway_probe_start(hc, hc->next++);
+    if (hc->next >= due) {
+        return;
+    }
+
+    /*
+     * What a probe asks comes from its instance's record, which writers
+     * change under the zone's mutex: it is read in one short hold of the
+     * mutex for the whole batch (never waited for, like the tick's).
+     */
+
+    batch = NULL;
+    last = &batch;
+    next = hc->next;
+
+    while (next < due && ngx_http_gateway_probes_free) {
+        pr = ngx_http_gateway_probe_get(hc, next++);
+
+        if (pr) {
+            *last = pr;
+            last = &pr->next;
+        }
+    }
+
+    *last = NULL;
+
+    if (!ngx_shmtx_trylock(&ngx_http_gateway_health_gmcf->shpool->mutex)) {
+        for (pr = batch; pr; pr = batch) {
+            batch = pr->next;
+            ngx_http_gateway_snapshot_put(pr->slot);
+            ngx_http_gateway_probe_close(pr);
+        }
+
+        return;
+    }
+
+    for (pr = batch; pr; pr = pr->next) {
+        ngx_http_gateway_probe_request(pr);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_gateway_health_gmcf->shpool->mutex);
+
+    hc->next = next;
+
+    for (pr = batch; pr; pr = batch) {
+        batch = pr->next;
+        ngx_http_gateway_probe_start(pr);
     }
 }
 
 
-static void
-ngx_http_gateway_probe_start(ngx_http_gateway_health_conf_t *hc,
+/* a probe of peer index of the service's current snapshot, not started */
+
+static ngx_http_gateway_probe_t *
+ngx_http_gateway_probe_get(ngx_http_gateway_health_conf_t *hc,
     ngx_uint_t index)
 {
-    ngx_int_t                     rc;
     ngx_uint_t                    slot;
-    ngx_connection_t             *c;
     ngx_http_gateway_probe_t     *pr;
     ngx_http_gateway_snapshot_t  *snap;
 
@@ -579,12 +627,12 @@ ngx_http_gateway_probe_start(ngx_http_gateway_health_conf_t *hc,
                                       &hc->service, hc->hash, &snap, &slot)
         != NGX_OK)
     {
-        return;
+        return NULL;
     }
 
     if (index >= snap->npeers) {
         ngx_http_gateway_snapshot_put(slot);
-        return;
+        return NULL;
     }
 
     pr = ngx_http_gateway_probes_free;
@@ -602,7 +650,15 @@ ngx_http_gateway_probe_start(ngx_http_gateway_health_conf_t *hc,
     pr->sent = 0;
     pr->connected = 0;
 
-    ngx_http_gateway_probe_request(pr);
+    return pr;
+}
+
+
+static void
+ngx_http_gateway_probe_start(ngx_http_gateway_probe_t *pr)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
 
     pr->pc.sockaddr = pr->peer->sockaddr;
     pr->pc.socklen = pr->peer->socklen;
@@ -628,7 +684,7 @@ ngx_http_gateway_probe_start(ngx_http_gateway_health_conf_t *hc,
     c->read->handler = ngx_http_gateway_probe_read;
     c->write->handler = ngx_http_gateway_probe_write;
 
-    ngx_add_timer(&pr->deadline, hc->timeout);
+    ngx_add_timer(&pr->deadline, pr->conf->timeout);
 
     if (rc == NGX_OK) {
         ngx_http_gateway_probe_write(c->write);
@@ -638,16 +694,25 @@ ngx_http_gateway_probe_start(ngx_http_gateway_health_conf_t *hc,
 
 /*
  * The probe's request, in its buffer; an instance's record may name its
- * own URI and statuses (health_uri, health_status).
+ * own URI and statuses (health_uri, health_status).  The zone's mutex is
+ * held.
  */
 
 static void
 ngx_http_gateway_probe_request(ngx_http_gateway_probe_t *pr)
 {
-    u_char     *p;
-    ngx_str_t  *uri, host;
+    u_char                       *p;
+    ngx_str_t                    *uri, *status, host;
+    ngx_http_gateway_instance_t  *inst;
 
-    uri = &pr->conf->uri;
+    inst = pr->peer->inst;
+
+    uri = inst->health_uri.len ? &inst->health_uri : &pr->conf->uri;
+    status = inst->health_status.len ? &inst->health_status
+                                     : &pr->conf->status;
+
+    pr->status_len = ngx_min(status->len, NGX_GATEWAY_HEALTH_STATUS_MAX);
+    ngx_memcpy(pr->status, status->data, pr->status_len);
 
     if (pr->peer->sockaddr->sa_family == AF_UNIX) {
         ngx_str_set(&host, "localhost");
@@ -879,8 +944,8 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
     }
 
     if (error == NGX_HTTP_GATEWAY_PROBE_OK
-        && !ngx_gateway_health_status_match((char *) hc->status.data,
-                                            hc->status.len, status))
+        && !ngx_gateway_health_status_match((char *) pr->status,
+                                            pr->status_len, status))
     {
         error = NGX_HTTP_GATEWAY_PROBE_STATUS;
     }

@@ -205,6 +205,47 @@ sleep(1);
 is(probes($port[2]), $before, 'a removed instance is not probed any more');
 
 ########################################################################
+# an instance's record names its own health URI and statuses
+
+is(register('app', 'd', address => "127.0.0.1:$port[2]",
+            health_uri => '/custom/ready', health_status => '204'), 201,
+   'd registered with health_uri and health_status');
+my $d = instance('app', 'd');
+is($d->{health_uri}, '/custom/ready', 'admin API: health_uri is shown');
+is($d->{health_status}, '204', 'admin API: health_status is shown');
+ok(!exists instance('app', 'a')->{health_uri}, 'and left out where not set');
+ok(wait_until(sub { my $h = health('app', 'd'); $h && $h->{status} eq 'healthy' },
+              timeout => tmo(5)), 'd passes with 204 on its own URI');
+cmp_ok(probes($port[2], '/custom/ready'), '>=', 1, 'the backend saw /custom/ready');
+is(probes($port[2], '/health'), $before, 'and not /health');
+down($port[2]);
+ok(wait_until(sub { (health('app', 'd') // {})->{status} eq 'unhealthy' },
+              timeout => tmo(5)), 'd unhealthy when its URI answers 500');
+is(health('app', 'd')->{last_status}, 500, 'admin API: with the status 500');
+up($port[2]);
+ok(wait_until(sub { (health('app', 'd') // {})->{status} eq 'healthy' },
+              timeout => tmo(5)), 'and healthy again');
+
+for my $bad ([ health_uri => "/a b" ], [ health_uri => "ready" ],
+             [ health_uri => "/\r\nX: y" ], [ health_uri => '/' . ('x' x 256) ],
+             [ health_status => '2000' ], [ health_status => '399-200' ],
+             [ health_status => '200,' ]) {
+    my $r = $ng->request('PUT', '/gateway/services/app/instances/e',
+                         json => { address => "127.0.0.1:$port[2]", @$bad });
+    (my $shown = substr($bad->[1], 0, 20)) =~ s/[^ -~]/?/g;
+    is($r->{status}, 400, "$bad->[0] \"$shown\" is refused")
+        or diag($r->{body});
+    like($r->{body}, qr/"error":"invalid \\"$bad->[0]\\": must be/,
+         '... with an error naming the field');
+}
+my $r = $ng->request('PATCH', '/gateway/services/app/instances/d',
+                     json => { health_uri => '' });
+is($r->{status}, 200, 'PATCH health_uri "" goes back to the upstream\'s URI');
+ok(!exists instance('app', 'd')->{health_uri}, '... and is no longer shown');
+ok(wait_until(sub { probes($port[2], '/health') > $before }, timeout => tmo(5)),
+   '... and /health is probed again');
+
+########################################################################
 # mandatory: a new instance gets nothing until its first probe passes
 
 down($port[3]);

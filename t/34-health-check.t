@@ -260,4 +260,81 @@ ok(wait_until(sub { (health('fresh', 'n') // {})->{status} eq 'healthy' },
               timeout => tmo(5)), 'n passes');
 is_deeply(answers('/fresh', 5), { $port[3] => 5 }, 'and gets requests');
 
+########################################################################
+# 10,000 instances are probed while requests go on
+
+my $N = 10_000;
+open my $fh, '>', "$dir/many.state" or die $!;
+print $fh qq({"version":2,"generation":1}\n);
+for my $i (1 .. $N) {
+    my $p = $port[$i % 4];
+    printf $fh qq({"name":"many","revision":1,"instance":{"id":"i%05d","address":"127.0.0.1:%d"}}\n),
+        $i, $p;
+}
+printf $fh qq({"name":"other","revision":1,"instance":{"id":"o","address":"127.0.0.1:%d"}}\n),
+    $port[0];
+close $fh;
+
+sub p99_of {
+    my ($gw, $path, $secs) = @_;
+    my $http = HTTP::Tiny->new(keep_alive => 1, timeout => tmo(10));
+    my (@lat, $bad);
+    my $end = time + $secs;
+    while (time < $end) {
+        my $t = time;
+        my $r = $http->get($gw->url($path));
+        push @lat, time - $t;
+        $bad++ unless $r->{status} == 200;
+    }
+    @lat = sort { $a <=> $b } @lat;
+    return (scalar(@lat), $bad // 0, 1000 * $lat[int(0.99 * $#lat)],
+            1000 * $lat[int(0.5 * $#lat)]);
+}
+
+my $many = start_nginx(workers => 2, conf => <<'EOF2');
+    gateway_registry zone=many:64m state_file=%%TESTDIR%%/many.state;
+
+    upstream many {
+        gateway_service many;
+        gateway_health_check uri=/health interval=5s timeout=1s;
+    }
+
+    upstream other {
+        gateway_service other;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /other {
+            proxy_pass http://other;
+        }
+    }
+EOF2
+
+my $svc_many = sub { json_decode($many->get('/gateway/services/many')->{body}) };
+is(scalar(@{ $svc_many->()->{instances} }), $N, "$N instances loaded");
+
+my ($n0, $bad0, $p99_0, $p50_0) = p99_of($ng, '/app', 3);
+my $probes_before = probes($port[1]);
+my ($n, $bad, $p99, $p50) = p99_of($many, '/other', 6);
+my $probed = probes($port[1]) + probes($port[2]) + probes($port[3])
+             - $probes_before;
+diag(sprintf("unrelated requests while %d instances are probed: %d requests, "
+             . "p50 %.2f ms, p99 %.2f ms (without that probing: %d requests, "
+             . "p50 %.2f ms, p99 %.2f ms); %d probes seen meanwhile",
+             $N, $n, $p50, $p99, $n0, $p50_0, $p99_0, $probed));
+is($bad, 0, 'every unrelated request was answered 200 meanwhile');
+cmp_ok($n, '>', 100, 'requests kept flowing');
+ok(wait_until(sub { !grep { !$_->{health} } @{ $svc_many->()->{instances} } },
+              timeout => tmo(15), interval => 1),
+   "every one of the $N instances was probed");
+my @unhealthy = grep { $_->{health}{status} ne 'healthy' }
+                @{ $svc_many->()->{instances} };
+is(scalar(@unhealthy), 0, 'and all are healthy');
+
 done_testing();

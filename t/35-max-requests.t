@@ -191,8 +191,9 @@ close $_ for @$socks;
 ok(wait_until(sub { (service('long')->{limit} // {})->{in_flight} == 0 },
               timeout => tmo(5)), 'the dead workers\' places are given back: 0 in flight');
 ($pending, $socks) = burst('/long', 3, 1);
+is(scalar(@$pending), 0, 'and 3 new requests get through (none rejected)');
 ok(wait_until(sub { (service('long')->{limit} // {})->{in_flight} == 3 },
-              timeout => tmo(5)), 'and 3 new requests get through');
+              timeout => tmo(5)), '... and are in flight');
 close $_ for @$socks;
 ok(wait_until(sub { (service('long')->{limit} // {})->{in_flight} == 0 },
               timeout => tmo(5)), 'clients that go away give their places back');

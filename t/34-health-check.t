@@ -67,6 +67,63 @@ sub probes {
     return $n;
 }
 
+########################################################################
+# bad directives fail nginx -t, naming the directive
+
+sub conf_test {
+    my ($ups) = @_;
+    return nginx_test_config(conf => <<"EOF");
+    gateway_registry zone=gw:1m;
+    upstream u {
+        $ups
+    }
+    upstream v {
+        gateway_service app;
+    }
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location / { proxy_pass http://u; }
+    }
+EOF
+}
+
+for my $case (
+    [ 'gateway_service app; gateway_health_check;', 0 ],
+    [ 'gateway_service app; gateway_health_check uri=/ready interval=2s '
+      . 'timeout=500ms fails=3 passes=2 status=200,204,300-399 mandatory;', 0 ],
+    [ 'gateway_health_check;', qr/"gateway_health_check" directive must follow "gateway_service"/ ],
+    [ 'gateway_service $host; gateway_health_check;',
+      qr/"gateway_health_check" directive needs a "gateway_service" name without variables/ ],
+    [ 'gateway_service app; gateway_health_check; gateway_health_check;',
+      qr/"gateway_health_check" directive is duplicate/ ],
+    map({ [ "gateway_service app; gateway_health_check $_;",
+            qr/invalid parameter "\Q$_\E" in "gateway_health_check"/ ] }
+        'uri=health', 'uri=/' . ('x' x 256), 'interval=0', 'interval=5x', 'timeout=1ms',
+        'fails=0', 'passes=x', 'status=200-', 'status=600', 'status=', 'mandatory=1',
+        'port=80'),
+) {
+    my ($ups, $want) = @$case;
+    my ($code, $out) = conf_test($ups);
+    if (!$want) {
+        is($code, 0, "nginx -t accepts: $ups") or diag($out);
+        next;
+    }
+    isnt($code, 0, "nginx -t refuses: $ups");
+    like($out, qr/\[emerg\].*$want/, '... naming the directive');
+}
+
+{
+    my ($code, $out) = nginx_test_config(conf => <<'EOF');
+    gateway_registry zone=gw:1m;
+    upstream u { gateway_service app; gateway_health_check; }
+    upstream v { gateway_service app; gateway_health_check uri=/x; }
+    server { listen 127.0.0.1:%%PORT%%; location / { proxy_pass http://u; } }
+EOF
+    isnt($code, 0, 'nginx -t refuses two health checks of one service');
+    like($out, qr/\[emerg\].*"gateway_health_check" for service "app" is given twice, in upstream "v"/,
+         '... naming the directive and the upstream');
+}
+
 my $ng = start_nginx(workers => 2, conf => <<'EOF');
     gateway_registry zone=gw:4m;
 

@@ -69,6 +69,33 @@ sub accepted {
     return scalar(() = $t =~ /x/g);
 }
 
+# bad directives fail nginx -t, naming the directive
+for my $case (
+    [ 'gateway_service s; gateway_max_requests 100;', 0 ],
+    [ 'gateway_service $host; gateway_max_requests 1;', 0 ],
+    [ 'gateway_max_requests 1;', qr/"gateway_max_requests" directive must follow "gateway_service"/ ],
+    [ 'gateway_service s; gateway_max_requests 1; gateway_max_requests 2;',
+      qr/"gateway_max_requests" directive is duplicate/ ],
+    [ 'gateway_service s; gateway_max_requests 1 2;',
+      qr/invalid number of arguments in "gateway_max_requests"/ ],
+    map({ [ "gateway_service s; gateway_max_requests $_;",
+            qr/invalid number "\Q$_\E" in "gateway_max_requests"/ ] }
+        '0', '-1', 'ten', '1k', '99999999999'),
+) {
+    my ($ups, $want) = @$case;
+    my ($code, $out) = nginx_test_config(conf => <<"EOF");
+    gateway_registry zone=gw:1m;
+    upstream u { $ups }
+    server { listen 127.0.0.1:%%PORT%%; location / { proxy_pass http://u; } }
+EOF
+    if (!$want) {
+        is($code, 0, "nginx -t accepts: $ups") or diag($out);
+        next;
+    }
+    isnt($code, 0, "nginx -t refuses: $ups");
+    like($out, qr/\[emerg\].*$want/, '... naming the directive');
+}
+
 my $ng = start_nginx(workers => 4, conf => <<"EOF");
     gateway_registry zone=gw:1m;
 

@@ -318,7 +318,59 @@ ok(wait_until(sub { (health('fresh', 'n') // {})->{status} eq 'healthy' },
 is_deeply(answers('/fresh', 5), { $port[3] => 5 }, 'and gets requests');
 
 ########################################################################
+# Redis mode: the fields are in the instance's hash only when set
+
+my $redis = start_redis();
+my $rg = start_nginx(conf => <<'EOF2');
+    gateway_registry zone=rg:1m redis=redis://127.0.0.1:%%REDIS_PORT%%;
+
+    upstream app {
+        gateway_service app;
+        gateway_health_check uri=/health interval=200ms;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /gateway/ {
+            gateway_admin;
+        }
+    }
+EOF2
+my $hash = sub { my $r = redis_cmd('HGETALL', $_[0]); return ref $r eq 'ARRAY' ? { @$r } : {} };
+is($rg->request('PUT', '/gateway/services/app/instances/r1',
+                json => { address => "127.0.0.1:$port[2]",
+                          health_uri => '/custom/ready',
+                          health_status => '204' })->{status}, 201,
+   'Redis mode: an instance with health_uri and health_status');
+is($hash->('gateway:svc:app:inst:r1')->{health_uri}, '/custom/ready',
+   'Redis mode: health_uri is in the hash');
+is($hash->('gateway:svc:app:inst:r1')->{health_status}, '204',
+   'Redis mode: health_status is in the hash');
+is($rg->request('PUT', '/gateway/services/app/instances/r2',
+                json => { address => "127.0.0.1:$port[2]" })->{status}, 201,
+   'Redis mode: an instance without them');
+ok(!grep({ /^health/ } keys %{ $hash->('gateway:svc:app:inst:r2') }),
+   'Redis mode: its hash has no health field');
+redis_cmd('HSET', 'gateway:svc:app:inst:r2', 'health_uri', '/custom/ready');
+redis_cmd('INCR', 'gateway:svc:app:rev');
+ok(wait_until(sub {
+        my $r = $rg->get('/gateway/services/app');
+        return 0 unless $r->{status} == 200;
+        my ($i) = grep { $_->{id} eq 'r2' } @{ json_decode($r->{body})->{instances} };
+        return $i && ($i->{health_uri} // '') eq '/custom/ready'
+               && ($i->{health} // {})->{status} eq 'healthy'
+               && $i->{health}{last_status} == 204;
+    }, timeout => tmo(10)), 'Redis mode: a health_uri written to Redis is used by the probes');
+$rg->stop;
+
+########################################################################
 # 10,000 instances are probed while requests go on
+
+if (valgrind_mode()) {
+    note('valgrind mode: the 10,000 instances are left out');
+    done_testing();
+    exit;
+}
 
 my $N = 10_000;
 open my $fh, '>', "$dir/many.state" or die $!;

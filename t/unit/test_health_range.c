@@ -47,14 +47,10 @@ test_status_valid(void **state)
 
     /* bounded: 64 bytes at most */
     memset(buf, 0, sizeof(buf));
-    memcpy(buf, "200,200,200,200,200,200,200,200,200,200,200,200,200,200,200,20",
-           63);
-    assert_false(ngx_gateway_health_status_valid(buf, 63));
-    memcpy(buf, "200,200,200,200,200,200,200,200,200,200,200,200,200,200,200,200",
-           63);
+    memcpy(buf, "200,200,200,200,200,200,200,200,"
+                "200,200,200,200,200,200,200,200,2", 65);
+    assert_false(ngx_gateway_health_status_valid(buf, 62));
     assert_true(ngx_gateway_health_status_valid(buf, 63));
-    memcpy(buf, "200,200,200,200,200,200,200,200,200,200,200,200,200,200,200,200,"
-           "2", 65);
     assert_false(ngx_gateway_health_status_valid(buf, 65));
 }
 

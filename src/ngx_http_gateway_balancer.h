@@ -58,7 +58,9 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
         }
     }
 
-    if ((1 << peer->inst->health.state) & sel->unhealthy) {
+    if (sel->unhealthy
+        && ((1 << peer->inst->health.state) & sel->unhealthy))
+    {
         return 0;
     }
 

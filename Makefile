@@ -60,8 +60,10 @@ FUZZ_CFLAGS  := -std=gnu99 -g -O1 -Wall -Wextra -Werror \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                 -I$(ROOT)/src
 FUZZ_JSON    := $(ROOT)/src/ngx_gateway_json.c $(ROOT)/src/ngx_gateway_text.c
-FUZZ_RECORD  := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_record.c
-FUZZ_HEADERS := $(ROOT)/t/fuzz/fuzz_check.h $(wildcard $(ROOT)/src/ngx_gateway_*.h)
+FUZZ_RECORD  := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_record.c \
+                $(ROOT)/src/ngx_http_gateway_health_range.c
+FUZZ_HEADERS := $(ROOT)/t/fuzz/fuzz_check.h $(wildcard $(ROOT)/src/ngx_gateway_*.h) \
+                $(ROOT)/src/ngx_http_gateway_health_range.h
 
 # make install: the layout of Debian's libnginx-mod-* packages.  nginx.conf
 # of Debian's nginx includes /etc/nginx/modules-enabled/*.conf, so the

@@ -34,6 +34,14 @@ static int ngx_gateway_set_uint(const ngx_gateway_field_t *f,
     const char **err);
 static const char *ngx_gateway_get_uint(const ngx_gateway_field_t *f,
     const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_health_uri(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
+static const char *ngx_gateway_get_health_uri(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len);
+static int ngx_gateway_set_health_status(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err);
 static int ngx_gateway_set_word(const ngx_gateway_field_t *f,
     ngx_gateway_record_t *rec, const char *val, size_t len,
     const char **err);
@@ -70,22 +78,22 @@ const ngx_gateway_field_t  ngx_gateway_fields[] = {
       "invalid \"address\": must be \"IPv4:port\", \"[IPv6]:port\" or "
       "\"unix:/path\"",
       "missing \"address\"",
-      ngx_gateway_set_addr, ngx_gateway_get_addr },
+      ngx_gateway_set_addr, ngx_gateway_get_addr, 0 },
 
     { "weight", 6, NGX_GATEWAY_FIELD_NUMBER, 0,
       offsetof(ngx_gateway_record_t, weight), 1, NGX_GATEWAY_WEIGHT_MAX, "1",
       "invalid \"weight\": must be an integer 1..1000", NULL,
-      ngx_gateway_set_uint, ngx_gateway_get_uint },
+      ngx_gateway_set_uint, ngx_gateway_get_uint, 0 },
 
     { "zone", 4, NGX_GATEWAY_FIELD_STRING, 0,
       offsetof(ngx_gateway_record_t, zone), 0, NGX_GATEWAY_ZONE_MAX, "",
       "invalid \"zone\": must be 0..64 characters of [A-Za-z0-9._-]", NULL,
-      ngx_gateway_set_word, ngx_gateway_get_word },
+      ngx_gateway_set_word, ngx_gateway_get_word, 0 },
 
     { "state", 5, NGX_GATEWAY_FIELD_STRING, 0,
       offsetof(ngx_gateway_record_t, state), 0, 0, "up",
       "invalid \"state\": must be \"up\", \"drain\" or \"down\"", NULL,
-      ngx_gateway_set_state, ngx_gateway_get_state },
+      ngx_gateway_set_state, ngx_gateway_get_state, 0 },
 
     { "backup", 6, NGX_GATEWAY_FIELD_BOOL, 0,
       offsetof(ngx_gateway_record_t, backup), 0, 0, "false",
@@ -95,14 +103,28 @@ const ngx_gateway_field_t  ngx_gateway_fields[] = {
     { "ttl", 3, NGX_GATEWAY_FIELD_NUMBER, 0,
       offsetof(ngx_gateway_record_t, ttl), 0, NGX_GATEWAY_TTL_MAX, "0",
       "invalid \"ttl\": must be an integer 0..86400", NULL,
-      ngx_gateway_set_uint, ngx_gateway_get_uint },
+      ngx_gateway_set_uint, ngx_gateway_get_uint, 0 },
 
     { "metadata", 8, NGX_GATEWAY_FIELD_OBJECT, 1,
       offsetof(ngx_gateway_record_t, meta), 0, NGX_GATEWAY_META_MAX, "{}",
       "invalid \"metadata\": must be a JSON object", NULL,
-      ngx_gateway_set_meta, ngx_gateway_get_meta },
+      ngx_gateway_set_meta, ngx_gateway_get_meta, 0 },
 
-    { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL }
+    { "health_uri", 10, NGX_GATEWAY_FIELD_STRING, 1,
+      offsetof(ngx_gateway_record_t, health_uri), 0,
+      NGX_GATEWAY_HEALTH_URI_MAX, "",
+      "invalid \"health_uri\": must be a path of at most 256 bytes, "
+      "\"/\" then printable ASCII without spaces", NULL,
+      ngx_gateway_set_health_uri, ngx_gateway_get_health_uri, 1 },
+
+    { "health_status", 13, NGX_GATEWAY_FIELD_STRING, 1,
+      offsetof(ngx_gateway_record_t, health_status), 0,
+      NGX_GATEWAY_HEALTH_STATUS_MAX, "",
+      "invalid \"health_status\": must be statuses 100..599 or ranges "
+      "of them, e.g. \"200-399\" or \"200,204\"", NULL,
+      ngx_gateway_set_health_status, ngx_gateway_get_word, 1 },
+
+    { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0 }
 };
 
 
@@ -853,6 +875,10 @@ ngx_gateway_record_json(const ngx_gateway_record_t *rec, int late,
 
         v = f->get(f, rec, buf, &len);
 
+        if (f->optional && len == 0) {
+            continue;
+        }
+
         if (out == NULL) {
             n += f->len + 4
                  + ((f->json == NGX_GATEWAY_FIELD_STRING)
@@ -1003,6 +1029,74 @@ ngx_gateway_get_word(const ngx_gateway_field_t *f,
     *len = w->len;
 
     return w->data;
+}
+
+
+/* "" or a path; "" or a list of statuses: see the health probes */
+
+static int
+ngx_gateway_set_health_uri(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err)
+{
+    ngx_gateway_path_t  *w;
+
+    if (len && !ngx_gateway_health_uri_valid(val, len)) {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    w = (ngx_gateway_path_t *) ((char *) rec + f->offset);
+
+    memmove(w->buf, val, len);
+    w->data = w->buf;
+    w->len = len;
+
+    return 0;
+}
+
+
+static const char *
+ngx_gateway_get_health_uri(const ngx_gateway_field_t *f,
+    const ngx_gateway_record_t *rec, char *buf, size_t *len)
+{
+    const ngx_gateway_path_t  *w;
+
+    (void) buf;
+
+    w = (const ngx_gateway_path_t *) ((const char *) rec + f->offset);
+
+    *len = w->len;
+
+    return w->data;
+}
+
+
+static int
+ngx_gateway_set_health_status(const ngx_gateway_field_t *f,
+    ngx_gateway_record_t *rec, const char *val, size_t len,
+    const char **err)
+{
+    ngx_gateway_word_t  *w;
+
+    if (len && !ngx_gateway_health_status_valid(val, len)) {
+        if (err != NULL) {
+            *err = f->error;
+        }
+
+        return -1;
+    }
+
+    w = (ngx_gateway_word_t *) ((char *) rec + f->offset);
+
+    memmove(w->buf, val, len);
+    w->data = w->buf;
+    w->len = len;
+
+    return 0;
 }
 
 

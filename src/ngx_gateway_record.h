@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 
 #include "ngx_gateway_json.h"
+#include "ngx_http_gateway_health_range.h"
 
 
 /*
@@ -66,6 +67,14 @@ typedef struct {
 } ngx_gateway_word_t;
 
 
+/* a health probe's URI (see ngx_http_gateway_health_range.h) */
+typedef struct {
+    const char          *data;
+    size_t               len;
+    char                 buf[NGX_GATEWAY_HEALTH_URI_MAX];
+} ngx_gateway_path_t;
+
+
 typedef struct {
     unsigned             given;     /* fields set, bit 1 << index */
     ngx_gateway_addr_t   addr;
@@ -78,6 +87,8 @@ typedef struct {
     const char          *meta;      /* a JSON object, canonical form */
     size_t               meta_len;
     char                 meta_buf[NGX_GATEWAY_META_MAX];
+    ngx_gateway_path_t   health_uri;    /* "": the upstream's */
+    ngx_gateway_word_t   health_status; /* "": the upstream's */
 } ngx_gateway_record_t;
 
 
@@ -126,6 +137,8 @@ struct ngx_gateway_field_s {
     const char *(*get)(const ngx_gateway_field_t *f,
                        const ngx_gateway_record_t *rec,
                        char *buf, size_t *len);
+    int           optional;     /* "" is its default: left out of JSON
+                                   and of a whole record's hash */
 };
 
 /* ends with a field of name NULL */

@@ -21,7 +21,7 @@
 #include "ngx_gateway_text.h"
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770005
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770006
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
@@ -122,6 +122,27 @@ typedef struct {
 
 
 /*
+ * An instance's active health, written by the prober of the worker that
+ * holds the lease (ngx_http_gateway_health.c), read by requests: state
+ * 0 until the first probe, then up or down.
+ */
+
+#define NGX_HTTP_GATEWAY_HEALTH_UNKNOWN  0
+#define NGX_HTTP_GATEWAY_HEALTH_UP       1
+#define NGX_HTTP_GATEWAY_HEALTH_DOWN     2
+
+typedef struct {
+    ngx_atomic_t                state;
+    ngx_atomic_t                fails;      /* in a row */
+    ngx_atomic_t                passes;     /* in a row */
+    ngx_atomic_t                probes;
+    ngx_atomic_t                last;       /* ms since the epoch */
+    ngx_atomic_t                status;     /* of the last probe, 0: none */
+    ngx_atomic_t                error;      /* NGX_HTTP_GATEWAY_PROBE_* */
+} ngx_http_gateway_health_t;
+
+
+/*
  * An instance lives in the shared zone.  Its record (address, weight,
  * state, strings) is written by writers under the zone lock; requests
  * never read it there but from the service's snapshot.  What requests do
@@ -140,6 +161,8 @@ typedef struct {
     ngx_str_t                   name;       /* the address as text */
     ngx_str_t                   zone;
     ngx_str_t                   meta;
+    ngx_str_t                   health_uri;
+    ngx_str_t                   health_status;
     ngx_http_gateway_data_t    *data;       /* sockaddr and the strings */
 
     ngx_uint_t                  weight;
@@ -153,6 +176,8 @@ typedef struct {
     ngx_atomic_t                since;      /* eligible since: slow start */
 
     unsigned                    removed:1;
+
+    ngx_http_gateway_health_t   health;     /* rarely written */
 
     /*
      * what every worker writes, each on cache lines of its own: a write
@@ -181,6 +206,15 @@ ngx_http_gateway_instance_recovered(ngx_http_gateway_instance_t *inst)
 
 
 typedef struct ngx_http_gateway_service_s   ngx_http_gateway_service_t;
+
+
+/* gateway_max_requests: a service's requests in flight, all workers */
+
+typedef struct {
+    ngx_atomic_t                in_flight;
+    ngx_atomic_t                rejected;
+    ngx_atomic_t                used;       /* a limit applies to it */
+} ngx_http_gateway_limit_t;
 
 
 /*
@@ -255,6 +289,8 @@ struct ngx_http_gateway_service_s {
 
     ngx_http_gateway_service_stats_t stats NGX_HTTP_GATEWAY_LINE;
 
+    ngx_http_gateway_limit_t    limit NGX_HTTP_GATEWAY_LINE;
+
     ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
@@ -275,6 +311,8 @@ struct ngx_http_gateway_service_s {
 typedef struct {
     ngx_http_gateway_snapshot_t *snap;
     ngx_http_gateway_peer_t     *peer;      /* NULL: between attempts */
+    ngx_uint_t                  limit;      /* counted in its service's
+                                               limit.in_flight */
 } ngx_http_gateway_hold_t;
 
 
@@ -409,6 +447,23 @@ void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
 void ngx_http_gateway_metrics_observe(ngx_http_gateway_attempt_t *a);
 extern ngx_msec_t  ngx_http_gateway_buckets[NGX_HTTP_GATEWAY_BUCKETS];
 
+ngx_int_t ngx_http_gateway_upstream_service(ngx_http_upstream_srv_conf_t *us,
+    ngx_str_t *name);
+
+/* active health checks: ngx_http_gateway_health.c */
+
+ngx_uint_t ngx_http_gateway_health_unhealthy(ngx_http_upstream_srv_conf_t *us);
+size_t ngx_http_gateway_health_json(u_char *p,
+    ngx_http_gateway_instance_t *inst);
+
+/* concurrency limits: ngx_http_gateway_limit.c */
+
+ngx_int_t ngx_http_gateway_limit_take(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *service, uint32_t hash);
+void ngx_http_gateway_limit_release(ngx_atomic_t *in_flight);
+size_t ngx_http_gateway_limit_json(u_char *p, ngx_http_gateway_service_t *svc);
+
 
 extern ngx_module_t  ngx_http_gateway_module;
 
@@ -495,6 +550,7 @@ ngx_http_gateway_snapshot_put(ngx_uint_t slot)
     h = &ngx_http_gateway_reader->held[slot];
 
     h->peer = NULL;
+    h->limit = 0;
     ngx_memory_barrier();
     h->snap = NULL;
 
@@ -506,6 +562,14 @@ static ngx_inline void
 ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
 {
     ngx_http_gateway_reader->held[slot].peer = peer;
+}
+
+
+static ngx_inline void
+ngx_http_gateway_hold_limit(ngx_uint_t slot, ngx_uint_t limit)
+{
+    ngx_http_gateway_reader->held[slot].limit = limit;
+    ngx_memory_barrier();
 }
 
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,

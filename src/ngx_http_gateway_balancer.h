@@ -33,15 +33,18 @@ typedef struct {
                                                    zone; NULL: any */
 
     ngx_msec_t                      slow_start; /* 0: off */
+    ngx_uint_t                      unhealthy;  /* health states kept out,
+                                                   1 << state */
 } ngx_http_gateway_select_t;
 
 
 /*
  * Whether a request may use a peer: it is up, its heartbeat has not
- * expired (embedded registry), the request has not tried it yet, it is of
- * the tier being chosen from (primaries, or backups when no primary is
- * eligible) and, while locality prefers a zone, in that zone.  The core's
- * filter, inline because every algorithm asks it for every peer.
+ * expired (embedded registry), its health check (if any) lets it through,
+ * the request has not tried it yet, it is of the tier being chosen from
+ * (primaries, or backups when no primary is eligible) and, while locality
+ * prefers a zone, in that zone.  The core's filter, inline because every
+ * algorithm asks it for every peer.
  */
 
 static ngx_inline ngx_uint_t
@@ -78,6 +81,12 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
         if (expires && (ngx_msec_int_t) (expires - ngx_current_msec) <= 0) {
             return 0;
         }
+    }
+
+    if (sel->unhealthy
+        && ((1 << peer->inst->health.state) & sel->unhealthy))
+    {
+        return 0;
     }
 
     for (i = 0; i < sel->ntried; i++) {

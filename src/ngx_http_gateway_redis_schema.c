@@ -327,6 +327,11 @@ ngx_http_gateway_record_hash_size(const ngx_gateway_record_t *rec,
     for (f = ngx_gateway_fields; f->name; f++) {
         if (mask & ngx_gateway_field_bit(f)) {
             (void) ngx_gateway_record_get(rec, f, buf, &len);
+
+            if (f->optional && len == 0 && mask == NGX_GATEWAY_RECORD_ALL) {
+                continue;
+            }
+
             size += len;
             *nargs += 2;
         }
@@ -354,6 +359,12 @@ ngx_http_gateway_record_to_hash(const ngx_gateway_record_t *rec,
         }
 
         v = ngx_gateway_record_get(rec, f, buf, &len);
+
+        /* a whole record replaces the hash: a default needs no field */
+
+        if (f->optional && len == 0 && mask == NGX_GATEWAY_RECORD_ALL) {
+            continue;
+        }
 
         argv[n] = f->name;
         argvlen[n++] = f->len;

@@ -416,7 +416,13 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
             (void) ngx_atomic_fetch_add(&h->peer->inst->stats.active, -1);
         }
 
+        if (h->limit) {
+            ngx_http_gateway_limit_release(
+                                        &h->snap->service->limit.in_flight);
+        }
+
         h->peer = NULL;
+        h->limit = 0;
         h->snap = NULL;
         n++;
     }

@@ -24,6 +24,8 @@ typedef struct {
     ngx_http_gateway_sticky_t    *sticky;
     ngx_http_gateway_locality_t  *locality;
 
+    ngx_uint_t                    unhealthy; /* see gateway_health_check */
+
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
 
@@ -249,6 +251,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     }
 
     gscf->gmcf = gmcf;
+    gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
 
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
@@ -300,6 +303,17 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     gp->cleanup = 0;
 
     pc = &r->upstream->peer;
+
+    rc = ngx_http_gateway_limit_take(r, us, gscf->gmcf, &gp->service,
+                                     gp->hash);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_gateway_upstream_unavailable(r);
+    }
 
     /*
      * The first attempt is chosen here, so that a service without live
@@ -484,6 +498,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.narrow = (snap->nbackup != 0);
     sel.backup = 0;
     sel.zone = NULL;
+    sel.unhealthy = gp->conf->unhealthy;
 
     if (gp->conf->sticky == NULL && gp->conf->locality == NULL) {
         i = gp->conf->balancer->select(&sel);
@@ -811,6 +826,7 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.expiry = (gp->conf->gmcf->redis == NULL);
     sel.narrow = (snap->nbackup != 0);
     sel.zone = NULL;
+    sel.unhealthy = gp->conf->unhealthy;
 
     left = 0;
 
@@ -850,6 +866,27 @@ ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc, void *data)
 }
 
 #endif
+
+
+/* the fixed service name of an upstream; "" when it has variables */
+
+ngx_int_t
+ngx_http_gateway_upstream_service(ngx_http_upstream_srv_conf_t *us,
+    ngx_str_t *name)
+{
+    ngx_http_gateway_upstream_srv_conf_t  *gscf;
+
+    gscf = ngx_http_conf_upstream_srv_conf(us,
+                                           ngx_http_gateway_upstream_module);
+
+    if (gscf->service == NULL && gscf->name.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    *name = gscf->name;
+
+    return NGX_OK;
+}
 
 
 static void *

@@ -893,6 +893,10 @@ test_field_table(void **state)
     assert_int_equal(ngx_gateway_record_set(&r, S("metadata"),
                                             S("{ \"v\" : [1, 2] }"), &err),
                      0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_uri"),
+                                            S("/ready?x=1"), &err), 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_status"),
+                                            S("200,204"), &err), 0);
     assert_int_equal(r.given, (1u << n) - 1);
 
     ngx_gateway_record_init(&d);
@@ -913,6 +917,29 @@ test_field_table(void **state)
     assert_false(ngx_gateway_record_same(&r, &d));
     d.backup = 1;
     assert_true(ngx_gateway_record_same(&r, &d));
+    d.health_uri.len--;
+    assert_false(ngx_gateway_record_same(&r, &d));
+    d.health_uri.len++;
+    assert_true(ngx_gateway_record_same(&r, &d));
+
+    /* the health fields: "" is the default, else a path and a list */
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_uri"), S(""),
+                                            &err), 0);
+    assert_int_equal(r.health_uri.len, 0);
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_uri"),
+                                            S("/a\r\nX: y"), &err), -1);
+    assert_string_equal(err, "invalid \"health_uri\": must be a path of "
+                             "at most 256 bytes, \"/\" then printable ASCII "
+                             "without spaces");
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_uri"),
+                                            S("ready"), &err), -1);
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_status"),
+                                            S("399-200"), &err), -1);
+    assert_string_equal(err, "invalid \"health_status\": must be statuses "
+                             "100..599 or ranges of them, e.g. \"200-399\" "
+                             "or \"200,204\"");
+    assert_int_equal(ngx_gateway_record_set(&r, S("health_status"), S(""),
+                                            &err), 0);
 
     /* d keeps its own copies */
     assert_ptr_equal(d.zone.data, d.zone.buf);
@@ -1044,7 +1071,8 @@ test_record_json(void **state)
                                NGX_GATEWAY_RECORD_PARTIAL, &err), -1);
     assert_string_equal(err, "unknown field; known fields are \"address\", "
                              "\"weight\", \"zone\", \"state\", \"backup\", "
-                             "\"ttl\" and \"metadata\"");
+                             "\"ttl\", \"metadata\", \"health_uri\" and "
+                             "\"health_status\"");
     assert_ptr_equal(err, ngx_gateway_record_unknown());
     assert_int_equal(from_json("{\"color\":1}", &r,
                                NGX_GATEWAY_RECORD_PARTIAL

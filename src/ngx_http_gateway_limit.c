@@ -1,0 +1,294 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include "ngx_http_gateway.h"
+
+
+/*
+ * gateway_max_requests: at most NUMBER requests of a service in flight,
+ * counted in the service (all workers).  A request takes its place at
+ * peer.init, before its first attempt, and gives it back when it ends.
+ * The place is recorded in a hold of the worker's entry, which also keeps
+ * the service in the zone: a worker that dies gives its places back the
+ * way it gives back "active" (ngx_http_gateway_snapshot.c).  The hold is
+ * marked before the count is taken, and every release stops at zero: a
+ * worker killed in between costs at most one place too many until the
+ * service is idle, never a place lost for good or a negative count.
+ */
+
+
+#define NGX_HTTP_GATEWAY_LIMIT_LOG  1000    /* ms between log lines */
+
+
+typedef struct {
+    ngx_uint_t                      max;    /* 0: no limit */
+} ngx_http_gateway_limit_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                      slot;
+    ngx_atomic_t                   *in_flight;
+} ngx_http_gateway_limit_ctx_t;
+
+
+static void *ngx_http_gateway_limit_create_conf(ngx_conf_t *cf);
+static char *ngx_http_gateway_max_requests(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_gateway_limit_cleanup(void *data);
+static void ngx_http_gateway_limit_log(ngx_http_request_t *r,
+    ngx_str_t *service, ngx_uint_t max, ngx_atomic_uint_t rejected);
+
+
+static ngx_command_t  ngx_http_gateway_limit_commands[] = {
+
+    { ngx_string("gateway_max_requests"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_gateway_max_requests,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gateway_limit_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ngx_http_gateway_limit_create_conf,    /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gateway_limit_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gateway_limit_module_ctx,    /* module context */
+    ngx_http_gateway_limit_commands,       /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_msec_t        ngx_http_gateway_limit_logged;
+static ngx_atomic_uint_t ngx_http_gateway_limit_unlogged;
+
+
+static void *
+ngx_http_gateway_limit_create_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_gateway_limit_conf_t));
+}
+
+
+static char *
+ngx_http_gateway_max_requests(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gateway_limit_conf_t *lc = conf;
+
+    ngx_int_t                      n;
+    ngx_str_t                     *value, name;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    if (lc->max) {
+        return "is duplicate";
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (ngx_http_gateway_upstream_service(uscf, &name) != NGX_OK) {
+        return "must follow \"gateway_service\"";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < 1 || n > NGX_MAX_INT32_VALUE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number \"%V\" in \"gateway_max_requests\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lc->max = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * NGX_OK: the request may go on (it holds a place, or no limit applies);
+ * NGX_DECLINED: the service is at its limit, Retry-After is set.
+ */
+
+ngx_int_t
+ngx_http_gateway_limit_take(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
+    ngx_str_t *service, uint32_t hash)
+{
+    ngx_uint_t                      slot;
+    ngx_table_elt_t                *h;
+    ngx_atomic_t                   *in_flight;
+    ngx_atomic_uint_t               n, rejected;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_gateway_limit_t       *limit;
+    ngx_http_gateway_limit_ctx_t   *ctx;
+    ngx_http_gateway_snapshot_t    *snap;
+    ngx_http_gateway_limit_conf_t  *lc;
+
+    lc = ngx_http_conf_upstream_srv_conf(us, ngx_http_gateway_limit_module);
+
+    if (lc->max == 0) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_gateway_limit_ctx_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* an unknown service: the core answers for it */
+
+    if (ngx_http_gateway_snapshot_get(gmcf, service, hash, &snap, &slot)
+        != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    limit = &snap->service->limit;
+    in_flight = &limit->in_flight;
+
+    if (!limit->used) {
+        limit->used = 1;
+    }
+
+    ngx_http_gateway_hold_limit(slot, 1);
+
+    for ( ;; ) {
+        n = *in_flight;
+
+        if (n >= lc->max) {
+            break;
+        }
+
+        if (ngx_atomic_cmp_set(in_flight, n, n + 1)) {
+            ctx = cln->data;
+            ctx->slot = slot;
+            ctx->in_flight = in_flight;
+            cln->handler = ngx_http_gateway_limit_cleanup;
+            return NGX_OK;
+        }
+    }
+
+    ngx_http_gateway_snapshot_put(slot);
+
+    rejected = ngx_atomic_fetch_add(&limit->rejected, 1) + 1;
+
+    ngx_http_gateway_limit_log(r, service, lc->max, rejected);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_gateway_limit_cleanup(void *data)
+{
+    ngx_http_gateway_limit_ctx_t *ctx = data;
+
+    ngx_http_gateway_limit_release(ctx->in_flight);
+    ngx_http_gateway_snapshot_put(ctx->slot);
+}
+
+
+/* a place given back: never below zero (see above) */
+
+void
+ngx_http_gateway_limit_release(ngx_atomic_t *in_flight)
+{
+    ngx_atomic_uint_t  n;
+
+    for ( ;; ) {
+        n = *in_flight;
+
+        if (n == 0 || ngx_atomic_cmp_set(in_flight, n, n - 1)) {
+            return;
+        }
+    }
+}
+
+
+/* at most one line a second per worker, with what it did not log */
+
+static void
+ngx_http_gateway_limit_log(ngx_http_request_t *r, ngx_str_t *service,
+    ngx_uint_t max, ngx_atomic_uint_t rejected)
+{
+    u_char     text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t  name;
+
+    if (ngx_http_gateway_limit_logged
+        && ngx_current_msec - ngx_http_gateway_limit_logged
+           < NGX_HTTP_GATEWAY_LIMIT_LOG)
+    {
+        ngx_http_gateway_limit_unlogged++;
+        return;
+    }
+
+    ngx_http_gateway_limit_logged = ngx_current_msec;
+
+    ngx_http_gateway_log_text(&name, text, service->data, service->len);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "gateway: service \"%V\" is at its limit of %ui "
+                  "requests in flight: rejected with 503 (%uA in all, %uA "
+                  "more by this worker not logged)",
+                  &name, max, rejected, ngx_http_gateway_limit_unlogged);
+
+    ngx_http_gateway_limit_unlogged = 0;
+}
+
+
+/* "limit":{...}, for the admin API, once a limit applied to the service */
+
+size_t
+ngx_http_gateway_limit_json(u_char *p, ngx_http_gateway_service_t *svc)
+{
+    if (p == NULL) {
+        return sizeof("\"limit\":{\"in_flight\":,\"rejected\":},")
+               + 2 * NGX_ATOMIC_T_LEN;
+    }
+
+    if (!svc->limit.used) {
+        return 0;
+    }
+
+    return ngx_sprintf(p, "\"limit\":{\"in_flight\":%uA,\"rejected\":%uA},",
+                       svc->limit.in_flight, svc->limit.rejected)
+           - p;
+}

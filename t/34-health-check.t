@@ -1,0 +1,451 @@
+#!/usr/bin/perl
+# Active health checks: the worker that keeps the registry probes every
+# instance of a checked service; an instance that fails its probes gets no
+# requests until it passes again, a new one of a "mandatory" check none
+# until its first probe passed; an instance's record may name its own
+# health URI and statuses; a removed instance is no longer probed, a moved
+# one starts afresh; 10,000 instances are probed while unrelated requests
+# go on (their p99 is reported, not asserted).
+#
+# The backends are a second nginx: /health answers 503 while a file
+# down_PORT exists in the test dir, 200 otherwise; its access log tells
+# which URIs were probed on which port.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use GatewayTest;
+use HTTP::Tiny;
+use Time::HiRes qw(sleep time);
+
+my $dir = test_dir();
+
+my $be = start_nginx(workers => 2, conf => <<'EOF');
+    log_format probe "$server_port $request_uri $status";
+    access_log %%NGINX_DIR%%/probes.log probe;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT2%%;
+        listen 127.0.0.1:%%PORT3%%;
+        listen 127.0.0.1:%%PORT4%%;
+
+        location /health {
+            if (-f %%TESTDIR%%/down_$server_port) {
+                return 503 "down\n";
+            }
+            return 200 "ok\n";
+        }
+
+        location /custom/ready {
+            if (-f %%TESTDIR%%/down_$server_port) {
+                return 500 "down\n";
+            }
+            return 204;
+        }
+
+        location / {
+            return 200 "$server_port";
+        }
+    }
+EOF
+
+my @port = map { $be->port($_ == 1 ? 'PORT' : "PORT$_") } 1 .. 4;
+
+sub down { my ($p) = @_; open my $fh, '>', "$dir/down_$p" or die $!; close $fh }
+sub up   { my ($p) = @_; unlink "$dir/down_$p" }
+
+sub probes {
+    my ($p, $uri) = @_;
+    my $n = 0;
+    for (split /\n/, GatewayTest::_slurp($be->dir . '/probes.log') // '') {
+        my ($port, $u) = split / /;
+        $n++ if $port eq $p && (!defined $uri || $u eq $uri);
+    }
+    return $n;
+}
+
+########################################################################
+# bad directives fail nginx -t, naming the directive
+
+sub conf_test {
+    my ($ups) = @_;
+    return nginx_test_config(conf => <<"EOF");
+    gateway_registry zone=gw:1m;
+    upstream u {
+        $ups
+    }
+    upstream v {
+        gateway_service app;
+    }
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location / { proxy_pass http://u; }
+    }
+EOF
+}
+
+for my $case (
+    [ 'gateway_service app; gateway_health_check;', 0 ],
+    [ 'gateway_service app; gateway_health_check uri=/ready interval=2s '
+      . 'timeout=500ms fails=3 passes=2 status=200,204,300-399 mandatory;', 0 ],
+    [ 'gateway_health_check;', qr/"gateway_health_check" directive must follow "gateway_service"/ ],
+    [ 'gateway_service $host; gateway_health_check;',
+      qr/"gateway_health_check" directive needs a "gateway_service" name without variables/ ],
+    [ 'gateway_service app; gateway_health_check; gateway_health_check;',
+      qr/"gateway_health_check" directive is duplicate/ ],
+    map({ [ "gateway_service app; gateway_health_check $_;",
+            qr/invalid parameter "\Q$_\E" in "gateway_health_check"/ ] }
+        'uri=health', 'uri=/' . ('x' x 256), 'interval=0', 'interval=5x', 'timeout=1ms',
+        'fails=0', 'passes=x', 'status=200-', 'status=600', 'status=', 'mandatory=1',
+        'port=80'),
+) {
+    my ($ups, $want) = @$case;
+    my ($code, $out) = conf_test($ups);
+    if (!$want) {
+        is($code, 0, "nginx -t accepts: $ups") or diag($out);
+        next;
+    }
+    isnt($code, 0, "nginx -t refuses: $ups");
+    like($out, qr/\[emerg\].*$want/, '... naming the directive');
+}
+
+{
+    my ($code, $out) = nginx_test_config(conf => <<'EOF');
+    gateway_registry zone=gw:1m;
+    upstream u { gateway_service app; gateway_health_check; }
+    upstream v { gateway_service app; gateway_health_check uri=/x; }
+    server { listen 127.0.0.1:%%PORT%%; location / { proxy_pass http://u; } }
+EOF
+    isnt($code, 0, 'nginx -t refuses two health checks of one service');
+    like($out, qr/\[emerg\].*"gateway_health_check" for service "app" is given twice, in upstream "v"/,
+         '... naming the directive and the upstream');
+}
+
+my $ng = start_nginx(workers => 2, conf => <<'EOF');
+    gateway_registry zone=gw:4m;
+
+    upstream app {
+        gateway_service app;
+        gateway_health_check uri=/health interval=200ms timeout=1s fails=2
+                             passes=2;
+    }
+
+    upstream fresh {
+        gateway_service fresh;
+        gateway_health_check uri=/health interval=200ms mandatory;
+    }
+
+    upstream unchecked {
+        gateway_service app;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /app {
+            proxy_pass http://app;
+        }
+
+        location /fresh {
+            proxy_pass http://fresh;
+        }
+
+        location /unchecked {
+            proxy_pass http://unchecked;
+        }
+    }
+EOF
+
+sub register {
+    my ($svc, $id, %rec) = @_;
+    return $ng->request('PUT', "/gateway/services/$svc/instances/$id",
+                        json => \%rec)->{status};
+}
+
+sub instance {
+    my ($svc, $id) = @_;
+    my $r = $ng->get("/gateway/services/$svc");
+    return undef unless $r->{status} == 200;
+    my ($i) = grep { $_->{id} eq $id } @{ json_decode($r->{body})->{instances} };
+    return $i;
+}
+
+sub health { my $i = instance(@_); return $i ? $i->{health} : undef }
+sub hstatus { my $h = health(@_); return $h ? $h->{status} : '' }
+
+sub answers {
+    my ($path, $n) = @_;
+    my %c;
+    for (1 .. $n) {
+        my ($st, $h, $body) = $ng->get($path);
+        $c{ $st == 200 ? $body : "status $st" }++;
+    }
+    return \%c;
+}
+
+########################################################################
+# an instance that fails its probes is taken out, and brought back
+
+is(register('app', 'a', address => "127.0.0.1:$port[0]"), 201, 'a registered');
+is(register('app', 'b', address => "127.0.0.1:$port[1]"), 201, 'b registered');
+
+ok(wait_until(sub { my $h = health('app', 'b'); $h && $h->{passes} >= 2 },
+              timeout => tmo(5)), 'b is probed and passes');
+my $h = health('app', 'b');
+is($h->{status}, 'healthy', 'admin API: b is healthy');
+is($h->{last_status}, 200, 'admin API: the last probe got 200');
+is($h->{last_error}, undef, 'admin API: and no error');
+cmp_ok($h->{last_probe_ms}, '>', (time - 60) * 1000,
+       'admin API: the last probe time is in ms since the epoch');
+cmp_ok(probes($port[1], '/health'), '>=', 2, 'the backend saw the probes on /health');
+is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
+          'both instances get requests');
+
+my $log_from = $ng->log_size;
+down($port[1]);
+ok(wait_until(sub { hstatus('app', 'b') eq 'unhealthy' },
+              timeout => tmo(5)), 'b fails its probes: unhealthy');
+$h = health('app', 'b');
+cmp_ok($h->{fails}, '>=', 2, 'after fails=2 probes failed in a row');
+is($h->{last_status}, 503, 'admin API: the last probe got 503');
+is($h->{last_error}, 'status', 'admin API: which is a failing status');
+is($h->{passes}, 0, 'admin API: no passes in a row');
+ok($ng->wait_log(qr/\[warn\].*gateway: instance "b" \(127\.0\.0\.1:$port[1]\) of service "app" is unhealthy: \d+ probes failed, the last with status 503/,
+                 from => $log_from, timeout => tmo(2)),
+   'one log line names the instance and its service');
+is_deeply(answers('/app', 20), { $port[0] => 20 },
+          'an unhealthy instance gets no requests');
+is_deeply(answers('/unchecked', 20), { $port[0] => 10, $port[1] => 10 },
+          'an upstream without a health check still uses it');
+
+$log_from = $ng->log_size;
+up($port[1]);
+ok(wait_until(sub { hstatus('app', 'b') eq 'healthy' },
+              timeout => tmo(5)), 'b passes again: healthy');
+ok($ng->wait_log(qr/\[notice\].*gateway: instance "b" \(127\.0\.0\.1:$port[1]\) of service "app" is healthy: 2 probes passed/,
+                 from => $log_from, timeout => tmo(2)),
+   'after passes=2 in a row, logged');
+is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
+          'b gets requests again');
+
+# a connect that is refused fails a probe too
+my $dead = free_port();
+is(register('app', 'c', address => "127.0.0.1:$dead"), 201, 'c registered on a closed port');
+ok(wait_until(sub { hstatus('app', 'c') eq 'unhealthy' },
+              timeout => tmo(5)), 'c is unhealthy');
+is(health('app', 'c')->{last_error}, 'connect', 'by a failed connect');
+is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
+          'the requests went to a and b');
+is(instance('app', 'c')->{requests}, 0, 'c got no attempt at all');
+
+# a moved instance starts afresh; the same address keeps its history
+is(register('app', 'c', address => "127.0.0.1:$dead", weight => 2), 200,
+   'c re-registered at the same address');
+is(health('app', 'c')->{status}, 'unhealthy', 'keeps its health');
+is(register('app', 'c', address => "127.0.0.1:$port[2]"), 200, 'c moves');
+$h = health('app', 'c');
+ok(!$h || $h->{status} ne 'unhealthy', 'a moved instance does not keep the old health');
+ok(wait_until(sub { hstatus('app', 'c') eq 'healthy' },
+              timeout => tmo(5)), 'and is probed at its new address');
+
+# a removed instance is no longer probed
+is($ng->request('DELETE', '/gateway/services/app/instances/c')->{status}, 200,
+   'c removed');
+sleep(0.5);
+my $before = probes($port[2]);
+sleep(1);
+is(probes($port[2]), $before, 'a removed instance is not probed any more');
+
+########################################################################
+# an instance's record names its own health URI and statuses
+
+is(register('app', 'd', address => "127.0.0.1:$port[2]",
+            health_uri => '/custom/ready', health_status => '204'), 201,
+   'd registered with health_uri and health_status');
+my $d = instance('app', 'd');
+is($d->{health_uri}, '/custom/ready', 'admin API: health_uri is shown');
+is($d->{health_status}, '204', 'admin API: health_status is shown');
+ok(!exists instance('app', 'a')->{health_uri}, 'and left out where not set');
+ok(wait_until(sub { hstatus('app', 'd') eq 'healthy' },
+              timeout => tmo(5)), 'd passes with 204 on its own URI');
+cmp_ok(probes($port[2], '/custom/ready'), '>=', 1, 'the backend saw /custom/ready');
+is(probes($port[2], '/health'), $before, 'and not /health');
+down($port[2]);
+ok(wait_until(sub { hstatus('app', 'd') eq 'unhealthy' },
+              timeout => tmo(5)), 'd unhealthy when its URI answers 500');
+is(health('app', 'd')->{last_status}, 500, 'admin API: with the status 500');
+up($port[2]);
+ok(wait_until(sub { hstatus('app', 'd') eq 'healthy' },
+              timeout => tmo(5)), 'and healthy again');
+
+for my $bad ([ health_uri => "/a b" ], [ health_uri => "ready" ],
+             [ health_uri => "/\r\nX: y" ], [ health_uri => '/' . ('x' x 256) ],
+             [ health_status => '2000' ], [ health_status => '399-200' ],
+             [ health_status => '200,' ]) {
+    my $r = $ng->request('PUT', '/gateway/services/app/instances/e',
+                         json => { address => "127.0.0.1:$port[2]", @$bad });
+    (my $shown = substr($bad->[1], 0, 20)) =~ s/[^ -~]/?/g;
+    is($r->{status}, 400, "$bad->[0] \"$shown\" is refused")
+        or diag($r->{body});
+    like($r->{body}, qr/"error":"invalid \\"$bad->[0]\\": must be/,
+         '... with an error naming the field');
+}
+my $r = $ng->request('PATCH', '/gateway/services/app/instances/d',
+                     json => { health_uri => '' });
+is($r->{status}, 200, 'PATCH health_uri "" goes back to the upstream\'s URI');
+ok(!exists instance('app', 'd')->{health_uri}, '... and is no longer shown');
+ok(wait_until(sub { probes($port[2], '/health') > $before }, timeout => tmo(5)),
+   '... and /health is probed again');
+
+########################################################################
+# mandatory: a new instance gets nothing until its first probe passes
+
+down($port[3]);
+is(register('fresh', 'n', address => "127.0.0.1:$port[3]"), 201,
+   'n registered, failing');
+is(($ng->get('/fresh'))[0], 503, 'mandatory: a new instance gets no request before its first probe');
+ok(wait_until(sub { health('fresh', 'n') }, timeout => tmo(5)), 'n is probed');
+is(health('fresh', 'n')->{status}, 'unhealthy', 'and unhealthy');
+is(($ng->get('/fresh'))[0], 503, 'so it gets no request');
+up($port[3]);
+ok(wait_until(sub { hstatus('fresh', 'n') eq 'healthy' },
+              timeout => tmo(5)), 'n passes');
+is_deeply(answers('/fresh', 5), { $port[3] => 5 }, 'and gets requests');
+
+########################################################################
+# Redis mode: the fields are in the instance's hash only when set
+
+my $redis = start_redis();
+my $rg = start_nginx(conf => <<'EOF2');
+    gateway_registry zone=rg:1m redis=redis://127.0.0.1:%%REDIS_PORT%%;
+
+    upstream app {
+        gateway_service app;
+        gateway_health_check uri=/health interval=200ms;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /gateway/ {
+            gateway_admin;
+        }
+    }
+EOF2
+my $hash = sub { my $r = redis_cmd('HGETALL', $_[0]); return ref $r eq 'ARRAY' ? { @$r } : {} };
+is($rg->request('PUT', '/gateway/services/app/instances/r1',
+                json => { address => "127.0.0.1:$port[2]",
+                          health_uri => '/custom/ready',
+                          health_status => '204' })->{status}, 201,
+   'Redis mode: an instance with health_uri and health_status');
+is($hash->('gateway:svc:app:inst:r1')->{health_uri}, '/custom/ready',
+   'Redis mode: health_uri is in the hash');
+is($hash->('gateway:svc:app:inst:r1')->{health_status}, '204',
+   'Redis mode: health_status is in the hash');
+is($rg->request('PUT', '/gateway/services/app/instances/r2',
+                json => { address => "127.0.0.1:$port[2]" })->{status}, 201,
+   'Redis mode: an instance without them');
+ok(!grep({ /^health/ } keys %{ $hash->('gateway:svc:app:inst:r2') }),
+   'Redis mode: its hash has no health field');
+redis_cmd('HSET', 'gateway:svc:app:inst:r2', 'health_uri', '/custom/ready');
+redis_cmd('INCR', 'gateway:svc:app:rev');
+ok(wait_until(sub {
+        my $r = $rg->get('/gateway/services/app');
+        return 0 unless $r->{status} == 200;
+        my ($i) = grep { $_->{id} eq 'r2' } @{ json_decode($r->{body})->{instances} };
+        return $i && ($i->{health_uri} // '') eq '/custom/ready'
+               && ($i->{health} // {})->{status} eq 'healthy'
+               && $i->{health}{last_status} == 204;
+    }, timeout => tmo(10)), 'Redis mode: a health_uri written to Redis is used by the probes');
+$rg->stop;
+
+########################################################################
+# 10,000 instances are probed while requests go on
+
+if (valgrind_mode()) {
+    note('valgrind mode: the 10,000 instances are left out');
+    done_testing();
+    exit;
+}
+
+my $N = 10_000;
+open my $fh, '>', "$dir/many.state" or die $!;
+print $fh qq({"version":2,"generation":1}\n);
+for my $i (1 .. $N) {
+    my $p = $port[$i % 4];
+    printf $fh qq({"name":"many","revision":1,"instance":{"id":"i%05d","address":"127.0.0.1:%d"}}\n),
+        $i, $p;
+}
+printf $fh qq({"name":"other","revision":1,"instance":{"id":"o","address":"127.0.0.1:%d"}}\n),
+    $port[0];
+close $fh;
+
+sub p99_of {
+    my ($gw, $path, $secs) = @_;
+    my $http = HTTP::Tiny->new(keep_alive => 1, timeout => tmo(10));
+    my (@lat, $bad);
+    my $end = time + $secs;
+    while (time < $end) {
+        my $t = time;
+        my $r = $http->get($gw->url($path));
+        push @lat, time - $t;
+        $bad++ unless $r->{status} == 200;
+    }
+    @lat = sort { $a <=> $b } @lat;
+    return (scalar(@lat), $bad // 0, 1000 * $lat[int(0.99 * $#lat)],
+            1000 * $lat[int(0.5 * $#lat)]);
+}
+
+my $many = start_nginx(workers => 2, conf => <<'EOF2');
+    gateway_registry zone=many:64m state_file=%%TESTDIR%%/many.state;
+
+    upstream many {
+        gateway_service many;
+        gateway_health_check uri=/health interval=5s timeout=1s;
+    }
+
+    upstream other {
+        gateway_service other;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /other {
+            proxy_pass http://other;
+        }
+    }
+EOF2
+
+my $svc_many = sub { json_decode($many->get('/gateway/services/many')->{body}) };
+is(scalar(@{ $svc_many->()->{instances} }), $N, "$N instances loaded");
+
+my ($n0, $bad0, $p99_0, $p50_0) = p99_of($ng, '/app', 3);
+my $probes_before = probes($port[1]);
+my ($n, $bad, $p99, $p50) = p99_of($many, '/other', 6);
+my $probed = probes($port[1]) + probes($port[2]) + probes($port[3])
+             - $probes_before;
+diag(sprintf("unrelated requests while %d instances are probed: %d requests, "
+             . "p50 %.2f ms, p99 %.2f ms (without that probing: %d requests, "
+             . "p50 %.2f ms, p99 %.2f ms); %d probes seen meanwhile",
+             $N, $n, $p50, $p99, $n0, $p50_0, $p99_0, $probed));
+is($bad, 0, 'every unrelated request was answered 200 meanwhile');
+cmp_ok($n, '>', 100, 'requests kept flowing');
+ok(wait_until(sub { !grep { !$_->{health} } @{ $svc_many->()->{instances} } },
+              timeout => tmo(15), interval => 1),
+   "every one of the $N instances was probed");
+my @unhealthy = grep { $_->{health}{status} ne 'healthy' }
+                @{ $svc_many->()->{instances} };
+is(scalar(@unhealthy), 0, 'and all are healthy');
+
+done_testing();

@@ -98,7 +98,7 @@ const ngx_gateway_field_t  ngx_gateway_fields[] = {
     { "backup", 6, NGX_GATEWAY_FIELD_BOOL, 0,
       offsetof(ngx_gateway_record_t, backup), 0, 0, "false",
       "invalid \"backup\": must be true or false", NULL,
-      ngx_gateway_set_bool, ngx_gateway_get_bool },
+      ngx_gateway_set_bool, ngx_gateway_get_bool, 0 },
 
     { "ttl", 3, NGX_GATEWAY_FIELD_NUMBER, 0,
       offsetof(ngx_gateway_record_t, ttl), 0, NGX_GATEWAY_TTL_MAX, "0",

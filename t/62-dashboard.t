@@ -96,15 +96,15 @@ for (1 .. 30) { $ng->get('/users') }
 
 my $dir = test_dir();
 my $b = GatewayBrowser->start(dir => $dir, timeout => tmo(30));
-my $tab = $b->open($ng->url('/dashboard'));
+my $tab = $b->open_page($ng->url('/dashboard'));
 
 sub page_until {
     my ($expr, $what) = @_;
     my $v;
-    my $ok = wait_until(sub { $v = eval { $b->eval($tab, $expr) }; $v },
+    my $ok = wait_until(sub { $v = eval { $b->evaluate($tab, $expr) }; $v },
                         timeout => 15);
     ok($ok, $what) or diag("last value: " . ($v // 'undef') . "; status: "
-                           . (eval { $b->eval($tab,
+                           . (eval { $b->evaluate($tab,
                                   'document.getElementById("status")'
                                   . '.textContent') } // '?'));
     return $v;
@@ -116,14 +116,14 @@ page_until(q{document.querySelectorAll('tr[data-instance]').length === 3},
            'the page shows the three registered instances');
 page_until(row('users/u1') . q{.textContent.indexOf('eu-1') >= 0},
            'with their zone');
-is($b->eval($tab, 'document.getElementById("mode").textContent'), 'redis',
+is($b->evaluate($tab, 'document.getElementById("mode").textContent'), 'redis',
    'the registry mode is shown');
 page_until(q{/^up/.test(document.getElementById("sync").textContent)},
            'and the Redis link');
 
 # without the token the write is refused, and the page says so
 
-$b->eval($tab, row('users/u2') . q{.querySelector('button.act-drain').click()});
+$b->evaluate($tab, row('users/u2') . q{.querySelector('button.act-drain').click()});
 page_until(q{document.getElementById("status").className === "error"
              && /token/.test(document.getElementById("status").textContent)},
            'a drain without the token is refused, and the page says why');
@@ -132,12 +132,12 @@ is(redis_cmd('HGET', 't62:svc:users:inst:u2', 'state'), undef,
 
 # with it, the drain goes through the admin API into Redis
 
-$b->eval($tab, q{(function () {
+$b->evaluate($tab, q{(function () {
     var t = document.getElementById("token");
     t.value = "secret";
     t.dispatchEvent(new Event("change"));
     return true; })()});
-$b->eval($tab, row('users/u1') . q{.querySelector('button.act-drain').click()});
+$b->evaluate($tab, row('users/u1') . q{.querySelector('button.act-drain').click()});
 
 ok(wait_until(sub {
        (redis_cmd('HGET', 't62:svc:users:inst:u1', 'state') // '') eq 'drain'
@@ -150,9 +150,9 @@ page_until(row('users/u1') . q{.dataset.state === "drain"},
 
 # set a weight
 
-$b->eval($tab, row('users/u2')
+$b->evaluate($tab, row('users/u2')
                . q{.querySelector('input.weight').value = "7"});
-$b->eval($tab, row('users/u2')
+$b->evaluate($tab, row('users/u2')
                . q{.querySelector('button.set-weight').click()});
 ok(wait_until(sub {
        (redis_cmd('HGET', 't62:svc:users:inst:u2', 'weight') // '') eq '7'
@@ -170,7 +170,7 @@ my $deadline = time + tmo(10);
 my $shown;
 while (time < $deadline) {
     $ng->get('/users') for 1 .. 10;
-    $shown = eval { $b->eval($tab, q{Array.prototype.some.call(
+    $shown = eval { $b->evaluate($tab, q{Array.prototype.some.call(
         document.querySelectorAll('tr[data-instance^="users/"] td.rate'),
         function (td) { return parseFloat(td.textContent) > 0; })}) };
     last if $shown;

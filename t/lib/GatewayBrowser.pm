@@ -5,8 +5,8 @@ package GatewayBrowser;
 # answers and events on fd 4), so a test needs no WebSocket client.
 #
 #   my $b = GatewayBrowser->start(dir => $dir);
-#   my $page = $b->open($url);                  # a session id
-#   my $v = $b->eval($page, 'document.title');  # the value, JSON-decoded
+#   my $page = $b->open_page($url);             # a session id
+#   my $v = $b->evaluate($page, 'document.title'); # the value, decoded
 #   $b->screenshot($page, "$dir/shot.png");
 #   $b->stop;
 
@@ -46,11 +46,11 @@ sub start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', "$dir/chromium.log";
         open STDERR, '>&', \*STDOUT;
-        exec $CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
+        { exec $CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
              '--no-first-run', '--disable-background-networking',
              '--disable-component-update', '--disable-sync',
              '--disable-dev-shm-usage', "--user-data-dir=$dir/profile",
-             '--remote-debugging-pipe', 'about:blank';
+             '--remote-debugging-pipe', 'about:blank' };
         POSIX::_exit(127);
     }
 
@@ -112,7 +112,7 @@ sub cmd {
     }
 }
 
-sub open {
+sub open_page {
     my ($self, $url, %o) = @_;
     my $t = $self->cmd('Target.createTarget', { url => 'about:blank' });
     my $s = $self->cmd('Target.attachToTarget',
@@ -126,7 +126,7 @@ sub open {
 }
 
 # the value of a JavaScript expression in the page (promises awaited)
-sub eval {
+sub evaluate {
     my ($self, $session, $expr) = @_;
     my $r = $self->cmd('Runtime.evaluate',
                        { expression => $expr, returnByValue => JSON::PP::true,

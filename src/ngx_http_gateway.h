@@ -101,6 +101,33 @@ typedef struct {
 
 
 /*
+ * Passive ejection of an instance (ngx_http_gateway_eject.c): atomics
+ * that every worker changes.  The state word is a sequence number shifted
+ * by two plus the state, so that a compare-and-set decides which worker
+ * ejects an instance or sends its one trial request.
+ */
+
+#define NGX_HTTP_GATEWAY_EJECT_IN      0
+#define NGX_HTTP_GATEWAY_EJECT_OUT     1
+#define NGX_HTTP_GATEWAY_EJECT_TRIAL   2   /* one request decides */
+#define NGX_HTTP_GATEWAY_EJECT_GONE    3   /* removed from the registry */
+
+#define ngx_http_gateway_eject_state(s)  ((s) & 3)
+
+typedef struct {
+    ngx_atomic_t                state;
+    ngx_atomic_t                until;      /* ngx_current_msec: out until,
+                                               or the trial's deadline */
+    ngx_atomic_t                fails;      /* failures in a row */
+    ngx_atomic_t                count;      /* ejections so far */
+    ngx_atomic_t                since;      /* unix ms of the last one */
+    ngx_atomic_t                till;       /* unix ms it may return */
+    ngx_atomic_t                reason;     /* attempt result, status */
+    ngx_atomic_t                status;
+} ngx_http_gateway_eject_t;
+
+
+/*
  * An instance lives in the shared zone.  Its record (address, weight,
  * state, strings) is written by writers under the zone lock; requests
  * never read it there but from the service's snapshot.  What requests do
@@ -137,6 +164,8 @@ typedef struct {
      */
 
     ngx_http_gateway_stats_t    stats NGX_HTTP_GATEWAY_LINE;
+
+    ngx_http_gateway_eject_t    eject NGX_HTTP_GATEWAY_LINE;
 
     ngx_uint_t                  lb[1] NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' state, sized
@@ -193,6 +222,16 @@ struct ngx_http_gateway_service_s {
     unsigned                    dirty:1;
     unsigned                    removed:1;
 
+    /* ejection and retry budgets, all workers: ngx_http_gateway_eject.c */
+    struct {
+        ngx_atomic_t            ejected;    /* instances out or on trial */
+        ngx_atomic_t            first;      /* first attempts in flight */
+        ngx_atomic_t            retries;    /* retries in flight */
+        ngx_atomic_t            spent;      /* retries the budget refused */
+        ngx_atomic_t            logged;     /* ngx_time() of the last log */
+        ngx_atomic_t            panic;      /* ngx_time() of the last log */
+    }                           failures NGX_HTTP_GATEWAY_LINE;
+
     ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
@@ -213,6 +252,8 @@ struct ngx_http_gateway_service_s {
 typedef struct {
     ngx_http_gateway_snapshot_t *snap;
     ngx_http_gateway_peer_t     *peer;      /* NULL: between attempts */
+    ngx_atomic_t                *counted;   /* a counter the attempt holds
+                                               up, see hold_count() */
 } ngx_http_gateway_hold_t;
 
 
@@ -316,6 +357,7 @@ typedef struct {
     ngx_http_request_t         *request;
     ngx_str_t                  *service;
     ngx_http_gateway_peer_t    *peer;
+    ngx_http_gateway_snapshot_t *snap;      /* the peer's */
     ngx_msec_t                  start;
     ngx_msec_t                  end;
     uint16_t                    number;     /* 1: the first attempt */
@@ -325,6 +367,7 @@ typedef struct {
     off_t                       bytes_received;
     unsigned                    cached:1;   /* a keepalive connection */
     unsigned                    retried:1;  /* nginx had tries left */
+    unsigned                    trial:1;    /* an ejected instance's trial */
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
@@ -397,6 +440,8 @@ void ngx_http_gateway_readers_reclaim_locked(
     ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_hold_peer(ngx_uint_t slot,
     ngx_http_gateway_peer_t *peer);
+void ngx_http_gateway_hold_count(ngx_uint_t slot, ngx_atomic_t *counter);
+void ngx_http_gateway_hold_uncount(ngx_uint_t slot);
 void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_retired_t *rt, ngx_uint_t type);
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,

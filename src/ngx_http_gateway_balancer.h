@@ -27,12 +27,31 @@ typedef struct {
     uint64_t                       *tried;      /* uids */
     ngx_uint_t                      ntried;
     ngx_uint_t                      expiry;     /* heartbeats expire here */
+    ngx_uint_t                      eject;      /* ejected ones are out */
 } ngx_http_gateway_select_t;
 
 
 /*
+ * Not ejected, or its time is up and it may get a trial request (which
+ * the core claims for the peer the algorithm chose).
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_eject_passes(ngx_http_gateway_instance_t *inst)
+{
+    ngx_atomic_uint_t  s;
+
+    s = ngx_http_gateway_eject_state(inst->eject.state);
+
+    return s == NGX_HTTP_GATEWAY_EJECT_IN || s == NGX_HTTP_GATEWAY_EJECT_GONE
+           || (ngx_msec_int_t) (inst->eject.until - ngx_current_msec) <= 0;
+}
+
+
+/*
  * Whether a request may use a peer: it is up, its heartbeat has not
- * expired (embedded registry), and the request has not tried it yet.  The
+ * expired (embedded registry), it is not ejected (unless the service is in
+ * panic), and the request has not tried it yet.  The
  * core's filter, inline because every algorithm asks it for every peer.
  */
 
@@ -53,6 +72,10 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
         if (expires && (ngx_msec_int_t) (expires - ngx_current_msec) <= 0) {
             return 0;
         }
+    }
+
+    if (sel->eject && !ngx_http_gateway_eject_passes(peer->inst)) {
+        return 0;
     }
 
     for (i = 0; i < sel->ntried; i++) {

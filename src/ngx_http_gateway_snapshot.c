@@ -189,6 +189,7 @@ ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     snap = svc ? svc->snapshot : NULL;
 
     h->peer = NULL;
+    h->counted = NULL;
     h->snap = snap;
 
     ngx_http_gateway_read_end();
@@ -224,6 +225,35 @@ void
 ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
 {
     ngx_http_gateway_reader->held[slot].peer = peer;
+}
+
+
+/*
+ * A counter in the zone (of the held snapshot's service or instances)
+ * that an attempt keeps up while it runs, like "active": incremented here,
+ * decremented by hold_uncount(), or by whoever reclaims a dead worker's
+ * holds.  One per hold.
+ */
+
+void
+ngx_http_gateway_hold_count(ngx_uint_t slot, ngx_atomic_t *counter)
+{
+    (void) ngx_atomic_fetch_add(counter, 1);
+    ngx_http_gateway_reader->held[slot].counted = counter;
+}
+
+
+void
+ngx_http_gateway_hold_uncount(ngx_uint_t slot)
+{
+    ngx_http_gateway_hold_t  *h;
+
+    h = &ngx_http_gateway_reader->held[slot];
+
+    if (h->counted) {
+        (void) ngx_atomic_fetch_add(h->counted, -1);
+        h->counted = NULL;
+    }
 }
 
 
@@ -393,7 +423,12 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
             (void) ngx_atomic_fetch_add(&h->peer->inst->stats.active, -1);
         }
 
+        if (h->counted) {
+            (void) ngx_atomic_fetch_add(h->counted, -1);
+        }
+
         h->peer = NULL;
+        h->counted = NULL;
         h->snap = NULL;
         n++;
     }

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_gateway_balancer.h"
+#include "ngx_http_gateway_failure.h"
 
 
 #define NGX_HTTP_GATEWAY_TRIED  1
@@ -17,6 +18,9 @@ typedef struct {
 
     ngx_http_gateway_balancer_t  *balancer;
     void                         *balancer_conf;
+
+    ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
+    ngx_http_gateway_retry_conf_t *retry;
 
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
@@ -213,6 +217,8 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     }
 
     gscf->gmcf = gmcf;
+    gscf->eject = ngx_http_gateway_eject_conf(us);
+    gscf->retry = ngx_http_gateway_retry_conf(us);
 
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
@@ -264,6 +270,12 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     gp->cleanup = 0;
 
     pc = &r->upstream->peer;
+
+    if (gscf->retry
+        && ngx_http_gateway_retry_init_peer(r, gscf->retry) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     /*
      * The first attempt is chosen here, so that a service without live
@@ -412,7 +424,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     u_char                       *p;
     ngx_int_t                     i, rc;
     ngx_str_t                    *name;
-    ngx_uint_t                    slot;
+    ngx_uint_t                    slot, n, trial;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_attempt_t   *a;
     ngx_http_gateway_select_t     sel;
@@ -443,15 +455,33 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.eject = ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                              gp->attempt.request);
 
-    i = gp->conf->balancer->select(&sel);
+    /* an ejected instance whose time is up: one worker claims its trial */
 
-    if (i == NGX_DECLINED) {
-        ngx_http_gateway_snapshot_put(slot);
-        return NGX_DECLINED;
+    for (n = 0; /* void */; n++) {
+        i = gp->conf->balancer->select(&sel);
+
+        if (i == NGX_DECLINED || n == snap->npeers) {
+            ngx_http_gateway_snapshot_put(slot);
+            return NGX_DECLINED;
+        }
+
+        peer = &snap->peers[i];
+
+        if (!sel.eject) {
+            trial = 0;
+            break;
+        }
+
+        rc = ngx_http_gateway_eject_claim(gp->conf->eject, peer);
+
+        if (rc != NGX_BUSY) {
+            trial = (rc == NGX_DONE);
+            break;
+        }
     }
-
-    peer = &snap->peers[i];
 
     /*
      * The sockaddr is used while the attempt holds the snapshot; the name
@@ -490,6 +520,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a = &gp->attempt;
 
     a->peer = peer;
+    a->snap = snap;
     a->number = gp->ntried;
     a->start = ngx_current_msec;
     a->end = 0;
@@ -499,6 +530,11 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->bytes_received = 0;
     a->cached = 0;
     a->retried = 0;
+    a->trial = trial;
+
+    if (gp->conf->retry && gp->conf->retry->percent != NGX_CONF_UNSET_UINT) {
+        ngx_http_gateway_retry_begin(a, slot);
+    }
 
     return NGX_OK;
 }
@@ -534,6 +570,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
+    ngx_http_gateway_hold_uncount(gp->slot);
     ngx_http_gateway_hold_peer(gp->slot, NULL);
     gp->active = 0;
 
@@ -552,6 +589,13 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     pc->tries = ngx_min(left, gp->budget);
+
+    if (pc->tries && gp->conf->retry
+        && !ngx_http_gateway_retry_allowed(gp->conf->retry, a))
+    {
+        pc->tries = 0;
+    }
+
     gp->tries = pc->tries;
 
     /*
@@ -711,6 +755,8 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.eject = ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                              gp->attempt.request);
 
     left = 0;
 

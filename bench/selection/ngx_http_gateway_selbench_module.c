@@ -297,6 +297,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         sel.tried = NULL;
         sel.ntried = 0;
         sel.expiry = (gmcf->redis == NULL);
+        sel.eject = 0;
 
         if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);

@@ -225,11 +225,14 @@ struct ngx_http_gateway_service_s {
     /* ejection and retry budgets, all workers: ngx_http_gateway_eject.c */
     struct {
         ngx_atomic_t            ejected;    /* instances out or on trial */
-        ngx_atomic_t            first;      /* first attempts in flight */
+        ngx_atomic_t            panic;      /* ngx_time() of the last log */
+
+        /* written by every request of a budgeted upstream: a line apart */
+        ngx_atomic_t            first NGX_HTTP_GATEWAY_LINE;
+                                            /* first attempts in flight */
         ngx_atomic_t            retries;    /* retries in flight */
         ngx_atomic_t            spent;      /* retries the budget refused */
         ngx_atomic_t            logged;     /* ngx_time() of the last log */
-        ngx_atomic_t            panic;      /* ngx_time() of the last log */
     }                           failures NGX_HTTP_GATEWAY_LINE;
 
     ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;

@@ -209,9 +209,15 @@ ngx_http_gateway_eject_claim(ngx_http_gateway_eject_conf_t *ecf,
 }
 
 
+/*
+ * The one compare-and-set that takes the instance out of its ejection
+ * gives its place in the service's cap back.  A removed instance is gone
+ * for good: old snapshots may still use it, but it is never ejected again.
+ */
+
 void
-ngx_http_gateway_eject_drop_locked(ngx_http_gateway_service_t *svc,
-    ngx_http_gateway_instance_t *inst)
+ngx_http_gateway_eject_reset_locked(ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_instance_t *inst, ngx_uint_t gone)
 {
     ngx_atomic_uint_t          s, state;
     ngx_http_gateway_eject_t  *ej;
@@ -228,7 +234,8 @@ ngx_http_gateway_eject_drop_locked(ngx_http_gateway_service_t *svc,
 
         if (ngx_atomic_cmp_set(&ej->state, s,
                                (((s >> 2) + 1) << 2)
-                               | NGX_HTTP_GATEWAY_EJECT_GONE))
+                               | (gone ? NGX_HTTP_GATEWAY_EJECT_GONE
+                                       : NGX_HTTP_GATEWAY_EJECT_IN)))
         {
             break;
         }
@@ -236,6 +243,11 @@ ngx_http_gateway_eject_drop_locked(ngx_http_gateway_service_t *svc,
 
     if (state != NGX_HTTP_GATEWAY_EJECT_IN) {
         (void) ngx_atomic_fetch_add(&svc->failures.ejected, -1);
+    }
+
+    if (!gone) {
+        ej->fails = 0;
+        ej->count = 0;
     }
 }
 

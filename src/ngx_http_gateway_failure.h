@@ -63,9 +63,12 @@ ngx_uint_t ngx_http_gateway_eject_filter(ngx_http_gateway_eject_conf_t *ecf,
 ngx_int_t ngx_http_gateway_eject_claim(ngx_http_gateway_eject_conf_t *ecf,
     ngx_http_gateway_peer_t *peer);
 
-/* an instance leaves the registry (zone lock held) */
-void ngx_http_gateway_eject_drop_locked(ngx_http_gateway_service_t *svc,
-    ngx_http_gateway_instance_t *inst);
+/*
+ * an instance leaves the registry (gone), or gets another address (its
+ * ejection is forgotten); zone lock held
+ */
+void ngx_http_gateway_eject_reset_locked(ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_instance_t *inst, ngx_uint_t gone);
 
 /* the admin API's "ejection" of an instance; p == NULL: its length */
 size_t ngx_http_gateway_eject_json(u_char *p,

@@ -38,8 +38,10 @@ my $DIR = test_dir();
 # --- backends ---------------------------------------------------------------
 
 # answers every request after $o{delay} s with $o{status} and its name, or
-# with close => 1 reads it and closes the connection; each request is one
-# line in $o{log}
+# with close => 1 reads it and closes the connection, or with once => 1
+# answers the first request of a connection, keeps it open and closes it
+# when a second one comes (a server that closed an idle connection, as a
+# proxy that reuses it sees it); each request is one line in $o{log}
 sub backend {
     my (%o) = @_;
     return start_backend(sub { serve($_[0], %o) }, port => $o{port});
@@ -48,7 +50,7 @@ sub backend {
 sub serve {
     my ($ls, %o) = @_;
     my $sel = IO::Select->new($ls);
-    my (%buf, %due);
+    my (%buf, %due, %served);
     my $status = $o{status} // 200;
     my $body = "$o{name}\n";
     open(my $log, '>>', $o{log}) or die "$o{log}: $!";
@@ -71,7 +73,7 @@ sub serve {
             if ($head) {
                 my ($line) = $head =~ /^([^\r\n]*)/;
                 syswrite($log, "$line\n");
-                if (!$o{close}) {
+                if (!$o{close} && !($o{once} && $served{$s}++)) {
                     $due{$s} = [$s, time + ($o{delay} // 0)];
                     $buf{$s} = '';
                     next;
@@ -81,17 +83,23 @@ sub serve {
             $sel->remove($s);
             delete $buf{$s};
             delete $due{$s};
+            delete $served{$s};
             close $s;
         }
         for my $k (keys %due) {
             my ($s, $t) = @{ $due{$k} };
             next if time < $t;
+            delete $due{$k};
+            if ($o{once}) {
+                syswrite($s, "HTTP/1.1 $status X\r\nContent-Length: "
+                             . length($body) . "\r\n\r\n" . $body);
+                next;
+            }
             syswrite($s, "HTTP/1.1 $status X\r\nContent-Length: "
                          . length($body) . "\r\nConnection: close\r\n\r\n"
                          . $body);
             $sel->remove($s);
             delete $buf{$k};
-            delete $due{$k};
             close $s;
         }
     }
@@ -242,7 +250,18 @@ my $conf = <<"EOF";
 
     upstream gw_budget {
         gateway_service down;
+        gateway_retry_budget percent=20 min=0;
+    }
+
+    upstream gw_budget_min {
+        gateway_service down;
         gateway_retry_budget percent=20 min=3;
+    }
+
+    upstream gw_stale {
+        gateway_service stale;
+        gateway_eject failures=1 time=30s max_percent=100 panic=0;
+        keepalive 4;
     }
 
     upstream gw_nobudget {
@@ -300,6 +319,17 @@ my $conf = <<"EOF";
         location /budget/ {
             proxy_pass http://gw_budget;
             proxy_next_upstream error timeout http_503;
+        }
+
+        location /budgetmin/ {
+            proxy_pass http://gw_budget_min;
+            proxy_next_upstream error timeout http_503;
+        }
+
+        location /stale/ {
+            proxy_pass http://gw_stale;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
         }
 
         location /nobudget/ {
@@ -453,17 +483,24 @@ my $ng = start_nginx(conf => $conf, workers => $WORKERS);
     my $r = load(port => $ng->port, path => '/budget/x', clients => 40,
                  seconds => 3);
     my $a = $attempts->() - $a0;
-    my $bound = int(1.2 * $r->{n} + 3);
+    my $bound = int(1.2 * $r->{n});
     is($r->{status}{503} // 0, $r->{n},
        "budget: every one of $r->{n} requests gets the instances' 503");
     ok($a <= $bound, "budget: $a attempts in the backends' logs, at most "
-       . "(1 + 20%) x $r->{n} + 3 = $bound");
+       . "(1 + 20%) x $r->{n} + 0 = $bound");
     my $svc = service($ng, 'down');
     ok($svc->{retries}{budget_spent} > 0,
        "budget: refused retries are counted: $svc->{retries}{budget_spent}");
     is($svc->{retries}{in_flight}, 0, 'budget: no retry left in flight');
     like($ng->error_log, qr/retry budget of service "down" is spent/,
          'budget: the log says so');
+
+    # min: a lone client's requests are always retried, on all three
+    $a0 = $attempts->();
+    $r = load(port => $ng->port, path => '/budgetmin/x', clients => 1,
+              requests => 10);
+    is($attempts->() - $a0, 30, 'budget min=3: each of 10 requests of a '
+       . 'lone client tries all three instances');
 
     # the same without a budget: a retry storm, all three tried
     $a0 = $attempts->();
@@ -529,6 +566,31 @@ my $ng = start_nginx(conf => $conf, workers => $WORKERS);
     like($ng->error_log,
          qr/of service "cap" is not ejected: 1 of its 4 instances are \(max_percent=25\)/,
          'cap: the log says why the other one is not');
+
+    # another address is another host: the ejection does not follow it
+    my $id = $out[0]{id};
+    register($ng, 'cap', $id, $port[0]);
+    my $i = instance($ng, 'cap', $id);
+    ok(!exists $i->{ejection}, "cap: $id at a new address is not ejected")
+        or diag(show($i));
+    is(service($ng, 'cap')->{ejected}, 0, '... and its place in the cap is free');
+}
+
+# --- a stale keepalive connection is not a failure ---------------------------
+
+{
+    my @port = map { backend(name => "k$_", log => "$DIR/k$_.log", once => 1) }
+               1 .. 2;
+    register($ng, 'stale', "k$_", $port[$_ - 1]) for 1 .. 2;
+    my $r = load(port => $ng->port, path => '/stale/x', clients => 1,
+                 requests => 20);
+    is(errors($r), 0, "stale: $r->{n} requests on reused connections succeed");
+    my $tries = lines("$DIR/k1.log") + lines("$DIR/k2.log");
+    ok($tries > $r->{n}, "stale: $tries attempts, some on connections the "
+       . 'instances had closed');
+    my @ej = grep { $_->{ejection} } @{ service($ng, 'stale')->{instances} };
+    is(scalar @ej, 0, 'stale: no instance is ejected (failures=1)')
+        or diag(show(\@ej));
 }
 
 # --- panic mode: one of two ejected, below panic=60% -------------------------

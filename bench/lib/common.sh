@@ -190,12 +190,13 @@ EOF
 }
 
 # BENCH_ACCESS_LOG=1 (failover scenario): a per-request log with the end
-# time, status and every upstream attempt, instead of no access log
+# time, status, every upstream attempt and the request time, instead of no
+# access log
 nginx_http_common() {   # nginx_http_common DIR
     local dir=$1
     if [ "${BENCH_ACCESS_LOG:-0}" = 1 ]; then
         cat <<EOF
-    log_format bench '\$msec \$status "\$upstream_addr" "\$upstream_status"';
+    log_format bench '\$msec \$status "\$upstream_addr" "\$upstream_status" \$request_time';
     access_log $dir/access.log bench buffer=256k flush=1s;
 EOF
     else

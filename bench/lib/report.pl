@@ -340,12 +340,18 @@ $doc .= <<"EOF";
 ## Failover
 
 `bench/run failover`: wrk `-c50` for 12 s against three instances; at 4 s
-one backend process is killed with SIGKILL.  Client errors come from wrk and
-from the proxy's access log (`\$msec \$status \$upstream_addr
-\$upstream_status`), which also shows every attempt on the dead instance.
-Both proxies: `proxy_next_upstream error timeout`, `proxy_connect_timeout 1s`;
-stock nginx's servers have `max_fails=1 fail_timeout=10s` (passive health);
-the gateway has no outlier ejection yet.  Times are relative to the kill.
+one backend process is killed with SIGKILL (case `kill`: its connects are
+refused), or killed and its port taken by a listener that never accepts
+(case `blackhole`: SYNs go unanswered, each connect waits for
+`proxy_connect_timeout`).  Client errors come from wrk and from the proxy's
+access log (`\$msec \$status \$upstream_addr \$upstream_status
+\$request_time`), which also shows every attempt on the failed instance;
+for an ejecting proxy the last such attempt is the time to ejection.  Every
+proxy: `proxy_next_upstream error timeout`, `proxy_connect_timeout 1s`;
+stock nginx's servers have `max_fails=1 fail_timeout=10s` (passive health,
+per worker); `gateway` has no ejection, `gateway_eject` has `gateway_eject`
+with its defaults (`failures=5`, shared by all workers; `time=30s`, so no
+trial falls within the run).  Times are relative to the kill.
 
 EOF
 $doc .= md_table($fo, undef, {
@@ -354,8 +360,9 @@ $doc .= md_table($fo, undef, {
     dead_attempts_last_second => 'attempts on dead instance in the last second',
     last_attempt_to_dead_after_kill_ms => 'last attempt on dead instance (ms after kill)',
     retried_requests => 'requests retried', rps_before => 'req/s before', rps_after => 'req/s after',
+    p99_after_kill_ms => 'p99 request time after kill (ms)',
     aborted_by_client_499 => '499 (wrk stopping, not errors)' });
-for my $v (qw(gateway stock)) {
+for my $v (qw(gateway gateway_eject stock gateway_eject_blackhole stock_blackhole)) {
     $doc .= "\n![failover $v](" . rel("failover_$v.png") . ")\n" if -f "$res/failover_$v.png";
 }
 

@@ -45,8 +45,6 @@ static ngx_uint_t ngx_http_gateway_now_ms(void);
 static void *ngx_http_gateway_eject_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_gateway_eject_statuses(ngx_conf_t *cf,
-    ngx_http_gateway_eject_conf_t *ecf, ngx_str_t *list);
 
 
 static ngx_command_t  ngx_http_gateway_eject_commands[] = {
@@ -144,7 +142,7 @@ ngx_http_gateway_eject_filter(ngx_http_gateway_eject_conf_t *ecf,
         }
     }
 
-    if (in * 100 >= ecf->panic * up) {
+    if (!ngx_gateway_eject_panic(in, up, ecf->panic)) {
         return 1;
     }
 
@@ -315,8 +313,6 @@ static ngx_uint_t
 ngx_http_gateway_eject_verdict(ngx_http_gateway_eject_conf_t *ecf,
     ngx_http_gateway_attempt_t *a)
 {
-    ngx_uint_t  n;
-
     switch (a->result) {
 
     case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
@@ -328,19 +324,12 @@ ngx_http_gateway_eject_verdict(ngx_http_gateway_eject_conf_t *ecf,
         return NGX_HTTP_GATEWAY_EJECT_NEUTRAL;
     }
 
-    if (a->status < NGX_HTTP_GATEWAY_STATUS_MIN
-        || a->status > NGX_HTTP_GATEWAY_STATUS_MAX)
-    {
+    if (a->status == 0) {
         return NGX_HTTP_GATEWAY_EJECT_NEUTRAL;
     }
 
-    n = a->status - NGX_HTTP_GATEWAY_STATUS_MIN;
-
-    if (ecf->statuses[n / 64] & ((uint64_t) 1 << (n % 64))) {
-        return NGX_HTTP_GATEWAY_EJECT_FAILED;
-    }
-
-    return NGX_HTTP_GATEWAY_EJECT_PASSED;
+    return ngx_gateway_status_in(ecf->statuses, a->status)
+           ? NGX_HTTP_GATEWAY_EJECT_FAILED : NGX_HTTP_GATEWAY_EJECT_PASSED;
 }
 
 
@@ -362,7 +351,7 @@ ngx_http_gateway_eject_out(ngx_http_gateway_eject_conf_t *ecf,
     svc = a->snap->service;
     ej = &a->peer->inst->eject;
 
-    cap = ngx_max(1, ecf->max_percent * a->snap->npeers / 100);
+    cap = ngx_gateway_eject_cap(a->snap->npeers, ecf->max_percent);
 
     for ( ;; ) {
         n = svc->failures.ejected;
@@ -482,9 +471,7 @@ ngx_http_gateway_eject_set(ngx_http_gateway_eject_conf_t *ecf,
 
     ej = &a->peer->inst->eject;
 
-    t = (count > ecf->max_time / ecf->time) ? ecf->max_time
-                                           : ecf->time * count;
-    t = ngx_min(t, ecf->max_time);
+    t = ngx_gateway_eject_duration(ecf->time, ecf->max_time, count);
 
     now = ngx_http_gateway_now_ms();
 
@@ -621,6 +608,7 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_gateway_eject_conf_t *ecf = conf;
 
     u_char                        *eq;
+    size_t                         off, len;
     ngx_int_t                      n;
     ngx_str_t                     *value, name, v, list;
     ngx_uint_t                     i;
@@ -720,7 +708,13 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_gateway_eject_statuses(cf, ecf, &list) != NGX_CONF_OK) {
+    if (ngx_gateway_status_list((char *) list.data, list.len, ecf->statuses,
+                                &off, &len)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid status \"%*s\" in \"statuses\" of "
+                           "\"gateway_eject\"", len, list.data + off);
         return NGX_CONF_ERROR;
     }
 
@@ -749,42 +743,4 @@ invalid:
                        "invalid parameter \"%V\" in \"gateway_eject\"",
                        &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-static char *
-ngx_http_gateway_eject_statuses(ngx_conf_t *cf,
-    ngx_http_gateway_eject_conf_t *ecf, ngx_str_t *list)
-{
-    u_char     *p, *last, *comma;
-    ngx_int_t   n;
-
-    p = list->data;
-    last = list->data + list->len;
-
-    while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        n = ngx_atoi(p, comma - p);
-
-        if (comma - p != 3
-            || n < NGX_HTTP_GATEWAY_STATUS_MIN
-            || n > NGX_HTTP_GATEWAY_STATUS_MAX)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid status \"%*s\" in \"statuses\" of "
-                               "\"gateway_eject\"", comma - p, p);
-            return NGX_CONF_ERROR;
-        }
-
-        n -= NGX_HTTP_GATEWAY_STATUS_MIN;
-        ecf->statuses[n / 64] |= (uint64_t) 1 << (n % 64);
-
-        p = comma + 1;
-    }
-
-    return NGX_CONF_OK;
 }

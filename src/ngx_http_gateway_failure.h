@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_gateway.h"
+#include "ngx_gateway_failure.h"
 
 
 /*
@@ -19,9 +20,6 @@
  * attempt observer.
  */
 
-#define NGX_HTTP_GATEWAY_STATUS_MIN  100
-#define NGX_HTTP_GATEWAY_STATUS_MAX  599
-
 typedef struct {
     ngx_flag_t                  enabled;
     ngx_uint_t                  failures;
@@ -29,9 +27,7 @@ typedef struct {
     ngx_msec_t                  max_time;
     ngx_uint_t                  max_percent;
     ngx_uint_t                  panic;
-    uint64_t                    statuses[(NGX_HTTP_GATEWAY_STATUS_MAX
-                                          - NGX_HTTP_GATEWAY_STATUS_MIN)
-                                         / 64 + 1];
+    uint64_t                    statuses[NGX_GATEWAY_STATUS_WORDS];
 } ngx_http_gateway_eject_conf_t;
 
 

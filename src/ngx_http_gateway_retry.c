@@ -201,8 +201,8 @@ ngx_http_gateway_retry_allowed(ngx_http_gateway_retry_conf_t *rcf,
 
     svc = a->snap->service;
 
-    budget = svc->failures.first * rcf->percent / 100;
-    budget = ngx_max(budget, rcf->min);
+    budget = ngx_gateway_retry_budget(svc->failures.first, rcf->percent,
+                                      rcf->min);
 
     if (svc->failures.retries < budget
         || !ngx_http_gateway_retry_wanted(a))

@@ -269,8 +269,9 @@ start_backends() {
             echo "http {"
             nginx_http_common "$dir"
             echo "    server {"
+            # reuseport: the failover scenario's black hole joins a port
             for port in "${ports[@]}"; do
-                echo "        listen 127.0.0.1:$port backlog=4096;"
+                echo "        listen 127.0.0.1:$port backlog=4096 reuseport;"
             done
             echo "        location / { return 200 \"backend $i\\n\"; }"
             echo "    }"

@@ -8,8 +8,10 @@
 # Counts what clients see (non-2xx, socket errors), when the last client
 # error happened, and - from the proxy's access log ($msec $status
 # $upstream_addr $upstream_status) - how many attempts went to the failed
-# instance and when the last one went (for an ejecting proxy: the time to
-# ejection).  Every proxy uses proxy_next_upstream error timeout; stock
+# instance, when the last one ended, and when the last request that went
+# there began (for an ejecting proxy: the time to ejection; a request that
+# hangs on a connection the black hole's queue took ends only when wrk
+# stops, 499).  Every proxy uses proxy_next_upstream error timeout; stock
 # nginx has its per-worker passive max_fails=1 fail_timeout=10s; "gateway"
 # has no ejection, "gateway_eject" has gateway_eject with its defaults
 # (failures=5, time=30s: no trial within the run).  Reported as measured.
@@ -21,22 +23,23 @@
 #   BENCH_FO_CASES ("kill blackhole")  BENCH_FO_DURATION (12 s)
 #   BENCH_FO_KILL_AT (4 s)  BENCH_CONNS (50)
 
-# blackhole_start PORT: a listener with backlog 0 that never accepts, its
-# one queue slot taken; sets BLACKHOLE_PID
+# blackhole_start PORT READY: a listener with backlog 0 that never accepts,
+# on PORT beside the backend that still listens there (SO_REUSEPORT: the
+# backends listen with "reuseport"), so that the port is black-holed the
+# moment the backend is killed; a few connections fill its queue (those
+# that the kernel gives to the backend die with it: the first connect
+# after the kill may take the free slot and hang).  Touches READY once it
+# listens; sets BLACKHOLE_PID.
 blackhole_start() {
     perl -MIO::Socket::INET -e '
-        my $p = shift;
-        my $l;
-        for (1 .. 100) {
-            $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-                LocalPort => $p, Listen => 0, ReuseAddr => 1, Proto => "tcp")
-                and last;
-            select(undef, undef, undef, 0.01);
-        }
-        $l or die "blackhole: listen on $p: $!\n";
-        my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1",
-            PeerPort => $p, Proto => "tcp", Timeout => 1);
-        sleep 3600;' "$1" &
+        my ($p, $ready) = @ARGV;
+        my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
+            LocalPort => $p, Listen => 0, ReuseAddr => 1, ReusePort => 1,
+            Proto => "tcp") or die "blackhole: listen on $p: $!\n";
+        my @c = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1",
+            PeerPort => $p, Proto => "tcp", Timeout => 0.2) } 1 .. 4;
+        open(my $fh, ">", $ready) and close $fh;
+        sleep 3600;' "$1" "$2" &
     BLACKHOLE_PID=$!
     track "$BLACKHOLE_PID" blackhole
 }
@@ -53,7 +56,7 @@ scenario_failover() {
     start_redis "$dir/redis" "$LOAD_CPU"
 
     local sum=$RESULTS/failover.csv
-    echo "variant,case,requests,non2xx,socket_errors,last_client_error_after_kill_ms,attempts_to_dead_after_kill,last_attempt_to_dead_after_kill_ms,retried_requests,rps_before,rps_after,p99_after_kill_ms,aborted_by_client_499,dead_attempts_last_second" > "$sum"
+    echo "variant,case,requests,non2xx,socket_errors,last_client_error_after_kill_ms,attempts_to_dead_after_kill,last_attempt_to_dead_after_kill_ms,retried_requests,rps_before,rps_after,p99_after_kill_ms,aborted_by_client_499,dead_attempts_last_second,last_request_to_dead_started_after_kill_ms" > "$sum"
     local series=$RESULTS/failover_series.csv
     echo "variant,t_ms,rps,non2xx_per_s,dead_attempts_per_s" > "$series"
 
@@ -98,11 +101,18 @@ scenario_failover() {
             > "$vdir/wrk.txt" 2>&1 &
         wrk_pid=$!
         track "$wrk_pid" wrk
+        BLACKHOLE_PID=""
         sleep "$kill_at"
+        if [ "$c" = blackhole ]; then
+            rm -f "$vdir/blackhole.ready"
+            blackhole_start "$dead_port" "$vdir/blackhole.ready"
+            for i in $(seq 1 100); do
+                [ -e "$vdir/blackhole.ready" ] && break
+                sleep 0.01
+            done
+        fi
         t_kill=$(now_ms)
         { kill -KILL "$dead_pid"; wait "$dead_pid"; } 2>/dev/null || true
-        BLACKHOLE_PID=""
-        [ "$c" = blackhole ] && blackhole_start "$dead_port"
         wait "$wrk_pid" || true
         untrack "$wrk_pid"
         stop_pid "$proxy_pid" QUIT       # flushes the access log
@@ -118,6 +128,7 @@ scenario_failover() {
             -v serr="$serr" -v sum="$sum" -v series="$series" '
             {
                 t = int($1 * 1000); st = $2
+                if (t < t0) next        # the readiness probes before wrk
                 addrs = $0; sub(/^[^"]*"/, "", addrs); sub(/".*$/, "", addrs)
                 n++
                 b = int((t - t0) / 250)
@@ -130,6 +141,9 @@ scenario_failover() {
                     for (i = 1; i <= m; i++) if (a[i] ~ dead "$") { deadN++; dead_b[b]++ }
                     lastDead = t
                     dt[deadN] = t
+                    # when the request began: a hung one ends much later
+                    ts = t - int($NF * 1000)
+                    if (ts > lastDeadStart) lastDeadStart = ts
                 }
                 if (t < tk) before++; else { after++; rt[after] = $NF * 1000 }
                 if (n == 1 || t < tmin) tmin = t
@@ -141,10 +155,11 @@ scenario_failover() {
                 for (i = 1; i <= after; i++) { ms = int(rt[i]); h[ms]++; if (ms > hmax) hmax = ms }
                 need = after * 0.99; acc = 0; p99 = 0
                 for (ms = 0; ms <= hmax; ms++) { acc += h[ms]; if (acc >= need) { p99 = ms; break } }
-                printf "%s,%s,%d,%d,%d,%s,%d,%s,%d,%.0f,%.0f,%d,%d,%d\n", v, c, n, nerr, serr,
+                printf "%s,%s,%d,%d,%d,%s,%d,%s,%d,%.0f,%.0f,%d,%d,%d,%s\n", v, c, n, nerr, serr,
                     (lastErr ? lastErr - tk : "none"), deadN,
                     (lastDead ? lastDead - tk : "none"), retried,
-                    before / ((tk - t0) / 1000), after / ((tmax - tk) / 1000), p99, aborted, lastSec >> sum
+                    before / ((tk - t0) / 1000), after / ((tmax - tk) / 1000), p99, aborted, lastSec,
+                    (lastDeadStart ? lastDeadStart - tk : "none") >> sum
                 for (i = 0; (i + 1) * 250 <= tmax - t0; i++)    # whole buckets only
                     printf "%s,%d,%d,%d,%d\n", v, i * 250 - (tk - t0),
                         cnt[i] * 4, err[i] * 4, dead_b[i] * 4 >> series
@@ -174,5 +189,5 @@ scenario_failover() {
             "2:requests answered" "3:non-2xx answers" "4:attempts on the dead instance"
     done
 
-    print_csv_table "$sum" "variant case requests non2xx socket_errors last_client_error_after_kill_ms attempts_to_dead_after_kill last_attempt_to_dead_after_kill_ms dead_attempts_last_second rps_before rps_after p99_after_kill_ms"
+    print_csv_table "$sum" "variant case requests non2xx socket_errors last_client_error_after_kill_ms attempts_to_dead_after_kill last_attempt_to_dead_after_kill_ms last_request_to_dead_started_after_kill_ms dead_attempts_last_second rps_before rps_after p99_after_kill_ms"
 }

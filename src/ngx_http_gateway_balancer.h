@@ -51,8 +51,8 @@ ngx_http_gateway_eject_passes(ngx_http_gateway_instance_t *inst)
 /*
  * Whether a request may use a peer: it is up, its heartbeat has not
  * expired (embedded registry), it is not ejected (unless the service is in
- * panic), and the request has not tried it yet.  The
- * core's filter, inline because every algorithm asks it for every peer.
+ * panic), and the request has not tried it yet.  The core's filter, inline
+ * because every algorithm asks it for every peer.
  */
 
 static ngx_inline ngx_uint_t

@@ -455,8 +455,10 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
-    sel.eject = ngx_http_gateway_eject_filter(gp->conf->eject, snap,
-                                              gp->attempt.request);
+    sel.eject = gp->conf->eject
+                ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                                gp->attempt.request)
+                : 0;
 
     /* an ejected instance whose time is up: one worker claims its trial */
 
@@ -570,7 +572,11 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
-    ngx_http_gateway_hold_uncount(gp->slot);
+
+    if (gp->conf->retry) {
+        ngx_http_gateway_hold_uncount(gp->slot);
+    }
+
     ngx_http_gateway_hold_peer(gp->slot, NULL);
     gp->active = 0;
 
@@ -755,8 +761,10 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
     sel.expiry = (gp->conf->gmcf->redis == NULL);
-    sel.eject = ngx_http_gateway_eject_filter(gp->conf->eject, snap,
-                                              gp->attempt.request);
+    sel.eject = gp->conf->eject
+                ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                                gp->attempt.request)
+                : 0;
 
     left = 0;
 

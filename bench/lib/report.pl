@@ -350,7 +350,11 @@ refused), or killed and its port taken by a listener that never accepts
 `proxy_connect_timeout`).  Client errors come from wrk and from the proxy's
 access log (`\$msec \$status \$upstream_addr \$upstream_status
 \$request_time`), which also shows every attempt on the failed instance;
-for an ejecting proxy the last such attempt is the time to ejection.  Every
+for an ejecting proxy, when the last request that went to it began is the
+time to ejection (in the black-holed case a few requests hang on
+connections the listener's queue took and end, as 499, only when wrk
+stops; a cached keepalive connection that the kill reset is not a failure
+for the gateway, nginx retries it, while stock nginx counts it).  Every
 proxy: `proxy_next_upstream error timeout`, `proxy_connect_timeout 1s`;
 stock nginx's servers have `max_fails=1 fail_timeout=10s` (passive health,
 per worker); `gateway` has no ejection, `gateway_eject` has `gateway_eject`

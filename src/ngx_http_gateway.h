@@ -143,6 +143,33 @@ typedef struct {
 
 
 /*
+ * Passive ejection of an instance (ngx_http_gateway_eject.c): atomics
+ * that every worker changes.  The state word is a sequence number shifted
+ * by two plus the state, so that a compare-and-set decides which worker
+ * ejects an instance or sends its one trial request.
+ */
+
+#define NGX_HTTP_GATEWAY_EJECT_IN      0
+#define NGX_HTTP_GATEWAY_EJECT_OUT     1
+#define NGX_HTTP_GATEWAY_EJECT_TRIAL   2   /* one request decides */
+#define NGX_HTTP_GATEWAY_EJECT_GONE    3   /* removed from the registry */
+
+#define ngx_http_gateway_eject_state(s)  ((s) & 3)
+
+typedef struct {
+    ngx_atomic_t                state;
+    ngx_atomic_t                until;      /* ngx_current_msec: out until,
+                                               or the trial's deadline */
+    ngx_atomic_t                fails;      /* failures in a row */
+    ngx_atomic_t                count;      /* ejections so far */
+    ngx_atomic_t                since;      /* unix ms of the last one */
+    ngx_atomic_t                till;       /* unix ms it may return */
+    ngx_atomic_t                reason;     /* attempt result, status */
+    ngx_atomic_t                status;
+} ngx_http_gateway_eject_t;
+
+
+/*
  * An instance lives in the shared zone.  Its record (address, weight,
  * state, strings) is written by writers under the zone lock; requests
  * never read it there but from the service's snapshot.  What requests do
@@ -185,6 +212,8 @@ typedef struct {
      */
 
     ngx_http_gateway_stats_t    stats NGX_HTTP_GATEWAY_LINE;
+
+    ngx_http_gateway_eject_t    eject NGX_HTTP_GATEWAY_LINE;
 
     ngx_uint_t                  lb[1] NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' state, sized
@@ -291,6 +320,19 @@ struct ngx_http_gateway_service_s {
 
     ngx_http_gateway_limit_t    limit NGX_HTTP_GATEWAY_LINE;
 
+    /* ejection and retry budgets, all workers: ngx_http_gateway_eject.c */
+    struct {
+        ngx_atomic_t            ejected;    /* instances out or on trial */
+        ngx_atomic_t            panic;      /* ngx_time() of the last log */
+
+        /* written by every request of a budgeted upstream: a line apart */
+        ngx_atomic_t            first NGX_HTTP_GATEWAY_LINE;
+                                            /* first attempts in flight */
+        ngx_atomic_t            retries;    /* retries in flight */
+        ngx_atomic_t            spent;      /* retries the budget refused */
+        ngx_atomic_t            logged;     /* ngx_time() of the last log */
+    }                           failures NGX_HTTP_GATEWAY_LINE;
+
     ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
                                             /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
@@ -311,8 +353,8 @@ struct ngx_http_gateway_service_s {
 typedef struct {
     ngx_http_gateway_snapshot_t *snap;
     ngx_http_gateway_peer_t     *peer;      /* NULL: between attempts */
-    ngx_uint_t                  limit;      /* counted in its service's
-                                               limit.in_flight */
+    ngx_atomic_t                *counted;   /* a counter the attempt holds
+                                               up, see hold_count() */
 } ngx_http_gateway_hold_t;
 
 
@@ -437,6 +479,7 @@ typedef struct {
     off_t                       bytes_received;
     unsigned                    cached:1;   /* a keepalive connection */
     unsigned                    retried:1;  /* nginx had tries left */
+    unsigned                    trial:1;    /* an ejected instance's trial */
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
@@ -461,7 +504,6 @@ size_t ngx_http_gateway_health_json(u_char *p,
 ngx_int_t ngx_http_gateway_limit_take(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *service, uint32_t hash);
-void ngx_http_gateway_limit_release(ngx_atomic_t *in_flight);
 size_t ngx_http_gateway_limit_json(u_char *p, ngx_http_gateway_service_t *svc);
 
 
@@ -550,7 +592,7 @@ ngx_http_gateway_snapshot_put(ngx_uint_t slot)
     h = &ngx_http_gateway_reader->held[slot];
 
     h->peer = NULL;
-    h->limit = 0;
+    h->counted = NULL;
     ngx_memory_barrier();
     h->snap = NULL;
 
@@ -565,11 +607,40 @@ ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
 }
 
 
+/*
+ * A counter in the zone (of the held snapshot's service or instances)
+ * that a request keeps up while it runs, like "active": counted with
+ * hold_count() (or, once a caller's own compare-and-set took the place,
+ * hold_counted()), given back by hold_uncount(), or by whoever reclaims a
+ * dead worker's holds.  One per hold.
+ */
+
 static ngx_inline void
-ngx_http_gateway_hold_limit(ngx_uint_t slot, ngx_uint_t limit)
+ngx_http_gateway_hold_counted(ngx_uint_t slot, ngx_atomic_t *counter)
 {
-    ngx_http_gateway_reader->held[slot].limit = limit;
-    ngx_memory_barrier();
+    ngx_http_gateway_reader->held[slot].counted = counter;
+}
+
+
+static ngx_inline void
+ngx_http_gateway_hold_count(ngx_uint_t slot, ngx_atomic_t *counter)
+{
+    (void) ngx_atomic_fetch_add(counter, 1);
+    ngx_http_gateway_hold_counted(slot, counter);
+}
+
+
+static ngx_inline void
+ngx_http_gateway_hold_uncount(ngx_uint_t slot)
+{
+    ngx_http_gateway_hold_t  *h;
+
+    h = &ngx_http_gateway_reader->held[slot];
+
+    if (h->counted) {
+        (void) ngx_atomic_fetch_add(h->counted, -1);
+        h->counted = NULL;
+    }
 }
 
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,

@@ -35,16 +35,35 @@ typedef struct {
     ngx_msec_t                      slow_start; /* 0: off */
     ngx_uint_t                      unhealthy;  /* health states kept out,
                                                    1 << state */
+    ngx_uint_t                      eject;      /* ejected ones are out */
 } ngx_http_gateway_select_t;
+
+
+/*
+ * Not ejected, or its time is up and it may get a trial request (which
+ * the core claims for the peer the algorithm chose).
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_eject_passes(ngx_http_gateway_instance_t *inst)
+{
+    ngx_atomic_uint_t  s;
+
+    s = ngx_http_gateway_eject_state(inst->eject.state);
+
+    return s == NGX_HTTP_GATEWAY_EJECT_IN || s == NGX_HTTP_GATEWAY_EJECT_GONE
+           || (ngx_msec_int_t) (inst->eject.until - ngx_current_msec) <= 0;
+}
 
 
 /*
  * Whether a request may use a peer: it is up, its heartbeat has not
  * expired (embedded registry), its health check (if any) lets it through,
- * the request has not tried it yet, it is of the tier being chosen from
- * (primaries, or backups when no primary is eligible) and, while locality
- * prefers a zone, in that zone.  The core's filter, inline because every
- * algorithm asks it for every peer.
+ * it is not ejected (unless the service is in panic), the request has not
+ * tried it yet, it is of the tier being chosen from (primaries, or backups
+ * when no primary is eligible) and, while locality prefers a zone, in that
+ * zone.  The core's filter, inline because every algorithm asks it for
+ * every peer.
  */
 
 static ngx_inline ngx_uint_t
@@ -86,6 +105,10 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
     if (sel->unhealthy
         && ((1 << peer->inst->health.state) & sel->unhealthy))
     {
+        return 0;
+    }
+
+    if (sel->eject && !ngx_http_gateway_eject_passes(peer->inst)) {
         return 0;
     }
 

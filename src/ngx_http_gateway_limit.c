@@ -30,7 +30,6 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                      slot;
-    ngx_atomic_t                   *in_flight;
 } ngx_http_gateway_limit_ctx_t;
 
 
@@ -179,8 +178,6 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         limit->used = 1;
     }
 
-    ngx_http_gateway_hold_limit(slot, 1);
-
     for ( ;; ) {
         n = *in_flight;
 
@@ -189,9 +186,9 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         }
 
         if (ngx_atomic_cmp_set(in_flight, n, n + 1)) {
+            ngx_http_gateway_hold_counted(slot, in_flight);
             ctx = cln->data;
             ctx->slot = slot;
-            ctx->in_flight = in_flight;
             cln->handler = ngx_http_gateway_limit_cleanup;
             return NGX_OK;
         }
@@ -221,25 +218,8 @@ ngx_http_gateway_limit_cleanup(void *data)
 {
     ngx_http_gateway_limit_ctx_t *ctx = data;
 
-    ngx_http_gateway_limit_release(ctx->in_flight);
+    ngx_http_gateway_hold_uncount(ctx->slot);
     ngx_http_gateway_snapshot_put(ctx->slot);
-}
-
-
-/* a place given back: never below zero (see above) */
-
-void
-ngx_http_gateway_limit_release(ngx_atomic_t *in_flight)
-{
-    ngx_atomic_uint_t  n;
-
-    for ( ;; ) {
-        n = *in_flight;
-
-        if (n == 0 || ngx_atomic_cmp_set(in_flight, n, n - 1)) {
-            return;
-        }
-    }
 }
 
 

@@ -234,6 +234,7 @@ ngx_http_gateway_snapshot_get_cached(ngx_http_gateway_main_conf_t *gmcf,
     snap = svc ? svc->snapshot : NULL;
 
     h->peer = NULL;
+    h->counted = NULL;
     h->snap = snap;
 
     ngx_http_gateway_read_end_inline();
@@ -416,13 +417,12 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
             (void) ngx_atomic_fetch_add(&h->peer->inst->stats.active, -1);
         }
 
-        if (h->limit) {
-            ngx_http_gateway_limit_release(
-                                        &h->snap->service->limit.in_flight);
+        if (h->counted) {
+            (void) ngx_atomic_fetch_add(h->counted, -1);
         }
 
         h->peer = NULL;
-        h->limit = 0;
+        h->counted = NULL;
         h->snap = NULL;
         n++;
     }

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_gateway_balancer.h"
+#include "ngx_http_gateway_failure.h"
 
 
 #define NGX_HTTP_GATEWAY_TRIED  1
@@ -25,6 +26,9 @@ typedef struct {
     ngx_http_gateway_locality_t  *locality;
 
     ngx_uint_t                    unhealthy; /* see gateway_health_check */
+
+    ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
+    ngx_http_gateway_retry_conf_t *retry;
 
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
@@ -70,6 +74,9 @@ static ngx_int_t ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp);
+static ngx_int_t ngx_http_gateway_upstream_pick(
+    ngx_http_gateway_upstream_srv_conf_t *conf,
+    ngx_http_gateway_select_t *sel);
 static ngx_int_t ngx_http_gateway_upstream_select(
     ngx_http_gateway_upstream_srv_conf_t *conf,
     ngx_http_gateway_select_t *sel);
@@ -252,6 +259,8 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
 
     gscf->gmcf = gmcf;
     gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
+    gscf->eject = ngx_http_gateway_eject_conf(us);
+    gscf->retry = ngx_http_gateway_retry_conf(us);
 
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
@@ -313,6 +322,12 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
 
     if (rc == NGX_DECLINED) {
         return ngx_http_gateway_upstream_unavailable(r);
+    }
+
+    if (gscf->retry
+        && ngx_http_gateway_retry_init_peer(r, gscf->retry) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     /*
@@ -462,7 +477,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     u_char                       *p;
     ngx_int_t                     i, rc;
     ngx_str_t                    *name;
-    ngx_uint_t                    slot;
+    ngx_uint_t                    slot, n, trial;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_attempt_t   *a;
     ngx_http_gateway_select_t     sel;
@@ -496,28 +511,37 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel.expiry = (gp->conf->gmcf->redis == NULL);
     sel.slow_start = gp->conf->slow_start;
     sel.narrow = (snap->nbackup != 0);
-    sel.backup = 0;
     sel.zone = NULL;
     sel.unhealthy = gp->conf->unhealthy;
+    sel.eject = gp->conf->eject
+                ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                                gp->attempt.request)
+                : 0;
 
-    if (gp->conf->sticky == NULL && gp->conf->locality == NULL) {
-        i = gp->conf->balancer->select(&sel);
+    /* an ejected instance whose time is up: one worker claims its trial */
 
-    } else {
-        i = ngx_http_gateway_upstream_select(gp->conf, &sel);
+    for (n = 0; /* void */; n++) {
+        i = ngx_http_gateway_upstream_pick(gp->conf, &sel);
+
+        if (i == NGX_DECLINED || n == snap->npeers) {
+            ngx_http_gateway_snapshot_put(slot);
+            return NGX_DECLINED;
+        }
+
+        peer = &snap->peers[i];
+
+        if (!sel.eject) {
+            trial = 0;
+            break;
+        }
+
+        rc = ngx_http_gateway_eject_claim(gp->conf->eject, peer);
+
+        if (rc != NGX_BUSY) {
+            trial = (rc == NGX_DONE);
+            break;
+        }
     }
-
-    if (i == NGX_DECLINED && snap->nbackup) {
-        sel.backup = 1;
-        i = ngx_http_gateway_upstream_select(gp->conf, &sel);
-    }
-
-    if (i == NGX_DECLINED) {
-        ngx_http_gateway_snapshot_put(slot);
-        return NGX_DECLINED;
-    }
-
-    peer = &snap->peers[i];
 
     if (gp->conf->sticky
         && ngx_http_gateway_sticky_chosen(gp->conf->sticky,
@@ -575,8 +599,39 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->bytes_received = 0;
     a->cached = 0;
     a->retried = 0;
+    a->trial = trial;
+
+    if (gp->conf->retry && gp->conf->retry->percent != NGX_CONF_UNSET_UINT) {
+        ngx_http_gateway_retry_begin(a, slot);
+    }
 
     return NGX_OK;
+}
+
+
+/* the primaries' choice, else, if there are backups, the backups' */
+
+static ngx_int_t
+ngx_http_gateway_upstream_pick(ngx_http_gateway_upstream_srv_conf_t *conf,
+    ngx_http_gateway_select_t *sel)
+{
+    ngx_int_t  i;
+
+    sel->backup = 0;
+
+    if (conf->sticky == NULL && conf->locality == NULL) {
+        i = conf->balancer->select(sel);
+
+    } else {
+        i = ngx_http_gateway_upstream_select(conf, sel);
+    }
+
+    if (i == NGX_DECLINED && sel->snap->nbackup) {
+        sel->backup = 1;
+        i = ngx_http_gateway_upstream_select(conf, sel);
+    }
+
+    return i;
 }
 
 
@@ -646,6 +701,11 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
+
+    if (gp->conf->retry) {
+        ngx_http_gateway_hold_uncount(gp->slot);
+    }
+
     ngx_http_gateway_hold_peer(gp->slot, NULL);
     gp->active = 0;
 
@@ -664,6 +724,13 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     pc->tries = ngx_min(left, gp->budget);
+
+    if (pc->tries && gp->conf->retry
+        && !ngx_http_gateway_retry_allowed(gp->conf->retry, a))
+    {
+        pc->tries = 0;
+    }
+
     gp->tries = pc->tries;
 
     /*
@@ -827,6 +894,10 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
     sel.narrow = (snap->nbackup != 0);
     sel.zone = NULL;
     sel.unhealthy = gp->conf->unhealthy;
+    sel.eject = gp->conf->eject
+                ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                                gp->attempt.request)
+                : 0;
 
     left = 0;
 

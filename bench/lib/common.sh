@@ -190,12 +190,13 @@ EOF
 }
 
 # BENCH_ACCESS_LOG=1 (failover scenario): a per-request log with the end
-# time, status and every upstream attempt, instead of no access log
+# time, status, every upstream attempt and the request time, instead of no
+# access log
 nginx_http_common() {   # nginx_http_common DIR
     local dir=$1
     if [ "${BENCH_ACCESS_LOG:-0}" = 1 ]; then
         cat <<EOF
-    log_format bench '\$msec \$status "\$upstream_addr" "\$upstream_status"';
+    log_format bench '\$msec \$status "\$upstream_addr" "\$upstream_status" \$request_time';
     access_log $dir/access.log bench buffer=256k flush=1s;
 EOF
     else
@@ -268,8 +269,9 @@ start_backends() {
             echo "http {"
             nginx_http_common "$dir"
             echo "    server {"
+            # reuseport: the failover scenario's black hole joins a port
             for port in "${ports[@]}"; do
-                echo "        listen 127.0.0.1:$port backlog=4096;"
+                echo "        listen 127.0.0.1:$port backlog=4096 reuseport;"
             done
             echo "        location / { return 200 \"backend $i\\n\"; }"
             echo "    }"

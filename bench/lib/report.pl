@@ -148,6 +148,10 @@ my @targets;
     push @targets, ['round robin instructions/request within +1% of stock (peer-selection core)',
                     defined $ir ? sprintf('%+.1f%%', ($ir - 1) * 100) : 'n/a',
                     verdict(defined $ir ? $ir <= 1.01 : undef)];
+    my ($irf, $irr) = (get($cg, 'gateway_failures', 'ir_per_request'), get($cg, 'gateway', 'ir_per_request'));
+    push @targets, ['gateway_eject + gateway_retry_budget instructions/request within +3% of round robin alone',
+                    ($irf && $irr) ? sprintf('%+.1f%%', ($irf / $irr - 1) * 100) : 'n/a',
+                    verdict(($irf && $irr) ? $irf / $irr <= 1.03 : undef)];
     my $irb = get($cg, 'gateway_before', 'ratio_to_stock');
     push @targets, ['same, the design before (gateway_before), for reference',
                     sprintf('%+.1f%%', ($irb - 1) * 100), 'reference'] if defined $irb;
@@ -290,7 +294,7 @@ $doc .= md_table($cg, [qw(variant requests runs ir_per_request min_ir_per_reques
                  { ir_per_request => 'Ir/request (median of runs)', ratio_to_stock => 'ratio to stock',
                    min_ir_per_request => 'min', max_ir_per_request => 'max',
                    module_ir_per_request => 'Ir/request in ngx_http_gateway_* functions (self)' });
-for my $v (qw(gateway gateway_before lua)) {
+for my $v (qw(gateway gateway_failures gateway_before lua)) {
     next unless defined get($cg, $v, 'ir_per_request');
     my $cgf = csv("callgrind_functions_$v.csv") or next;
     my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
@@ -340,22 +344,34 @@ $doc .= <<"EOF";
 ## Failover
 
 `bench/run failover`: wrk `-c50` for 12 s against three instances; at 4 s
-one backend process is killed with SIGKILL.  Client errors come from wrk and
-from the proxy's access log (`\$msec \$status \$upstream_addr
-\$upstream_status`), which also shows every attempt on the dead instance.
-Both proxies: `proxy_next_upstream error timeout`, `proxy_connect_timeout 1s`;
-stock nginx's servers have `max_fails=1 fail_timeout=10s` (passive health);
-the gateway has no outlier ejection yet.  Times are relative to the kill.
+one backend process is killed with SIGKILL (case `kill`: its connects are
+refused), or killed and its port taken by a listener that never accepts
+(case `blackhole`: SYNs go unanswered, each connect waits for
+`proxy_connect_timeout`).  Client errors come from wrk and from the proxy's
+access log (`\$msec \$status \$upstream_addr \$upstream_status
+\$request_time`), which also shows every attempt on the failed instance;
+for an ejecting proxy, when the last request that went to it began is the
+time to ejection (in the black-holed case a few requests hang on
+connections the listener's queue took and end, as 499, only when wrk
+stops; a cached keepalive connection that the kill reset is not a failure
+for the gateway, nginx retries it, while stock nginx counts it).  Every
+proxy: `proxy_next_upstream error timeout`, `proxy_connect_timeout 1s`;
+stock nginx's servers have `max_fails=1 fail_timeout=10s` (passive health,
+per worker); `gateway` has no ejection, `gateway_eject` has `gateway_eject`
+with its defaults (`failures=5`, shared by all workers; `time=30s`, so no
+trial falls within the run).  Times are relative to the kill.
 
 EOF
 $doc .= md_table($fo, undef, {
     last_client_error_after_kill_ms => 'last client error after kill (ms)',
     attempts_to_dead_after_kill => 'attempts on dead instance after kill',
     dead_attempts_last_second => 'attempts on dead instance in the last second',
-    last_attempt_to_dead_after_kill_ms => 'last attempt on dead instance (ms after kill)',
+    last_attempt_to_dead_after_kill_ms => 'last attempt on dead instance ended (ms after kill)',
+    last_request_to_dead_started_after_kill_ms => 'last request to dead instance began (ms after kill)',
     retried_requests => 'requests retried', rps_before => 'req/s before', rps_after => 'req/s after',
+    p99_after_kill_ms => 'p99 request time after kill (ms)',
     aborted_by_client_499 => '499 (wrk stopping, not errors)' });
-for my $v (qw(gateway stock)) {
+for my $v (qw(gateway gateway_eject stock gateway_eject_blackhole stock_blackhole)) {
     $doc .= "\n![failover $v](" . rel("failover_$v.png") . ")\n" if -f "$res/failover_$v.png";
 }
 

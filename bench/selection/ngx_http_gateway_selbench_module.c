@@ -310,6 +310,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         sel.narrow = (snap->nbackup != 0);
         sel.backup = 0;
         sel.zone = NULL;
+        sel.eject = 0;
 
         if (timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0) {
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);

@@ -60,7 +60,7 @@ our @EXPORT = qw(
     free_port test_dir repo_root module_path valgrind_mode tmo wait_until
     run_cmd
     start_redis redis_cmd redis_cli redis_port redis_connect redis_error
-    start_nginx nginx_test_config start_backend
+    start_nginx nginx_test_config start_backend backend_pid stop_backend
     http_get http_request http_raw
     json_decode json_encode
     expect_log_errors
@@ -492,13 +492,27 @@ sub _check_valgrind_logs {
 ########################################################################
 # start_backend(SUB): a test backend in a child process on a free loopback
 # port; SUB gets the listening socket and serves until it returns (or the
-# child is killed when the test ends).  Returns the port.
+# child is killed when the test ends).  Returns the port.  With
+# port => P it listens on that port again (a backend that comes back after
+# stop_backend(P)); backend_pid(P) is its process.
 
 my @BACKENDS;
+my %BACKEND_PID;
+
+sub backend_pid { $BACKEND_PID{$_[0]} }
+
+# stop_backend(PORT): SIGKILLs that backend (by its pid) and reaps it
+sub stop_backend {
+    my ($port) = @_;
+    my $pid = delete $BACKEND_PID{$port} or return;
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    @BACKENDS = grep { $_ != $pid } @BACKENDS;
+}
 
 sub start_backend {
-    my ($serve) = @_;
-    my $port = free_port();
+    my ($serve, %o) = @_;
+    my $port = $o{port} // free_port();
     my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
         LocalPort => $port, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
         or die "backend listen: $!\n";
@@ -511,6 +525,7 @@ sub start_backend {
     }
     close $ls;
     push @BACKENDS, $pid;
+    $BACKEND_PID{$port} = $pid;
     return $port;
 }
 

@@ -459,8 +459,8 @@ ngx_http_gateway_metrics_next(ngx_event_t *ev)
 /*
  * One step: render about NGX_HTTP_GATEWAY_METRICS_STEP bytes and send
  * them.  The next step comes through the event loop; while the client
- * has not taken what was sent, not before it can write again, so that a
- * slow client holds one step's buffers, not the page.
+ * does not take what was sent, not before the socket can take more, so
+ * that a slow client holds about one step's buffers, not the page.
  */
 
 static void
@@ -485,7 +485,9 @@ ngx_http_gateway_metrics_step(ngx_http_gateway_metrics_ctx_t *ctx)
         return;
     }
 
-    if (ctx->busy == NULL) {
+    /* what the socket did not take goes first; then the next step */
+
+    if (!(c->buffered & NGX_HTTP_WRITE_BUFFERED)) {
 
         if (ngx_http_gateway_read_begin(ctx->gmcf) != NGX_OK) {
             ngx_http_finalize_request(r, NGX_ERROR);
@@ -519,14 +521,17 @@ ngx_http_gateway_metrics_step(ngx_http_gateway_metrics_ctx_t *ctx)
     ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
                             (ngx_buf_tag_t) &ngx_http_gateway_metrics_module);
 
+    /* the end: nginx's writer sends what is left */
+
     if (rc == NGX_ERROR || ctx->family == NGX_HTTP_GATEWAY_METRICS_DONE) {
         ngx_http_finalize_request(r, rc);
         return;
     }
 
-    /* after the events the next poll finds: other requests go first */
+    if (rc != NGX_AGAIN && !(c->buffered & NGX_HTTP_WRITE_BUFFERED)) {
 
-    if (ctx->busy == NULL) {
+        /* after the events the next poll finds: other requests go first */
+
         ngx_post_event(&ctx->next, &ngx_posted_next_events);
         return;
     }

@@ -126,8 +126,8 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
  * The weight an algorithm gives a peer now, in 1/64ths of its weight (so
  * that a weight of 1 can ramp too): compare these values with each other,
  * never with peer->weight.  The one place that scales a weight: slow start
- * ramps it linearly from 1/64th to all of it over gateway_slow_start since
- * the instance became eligible (ngx_http_gateway_instance_recovered()).
+ * ramps it linearly from 1 to all of it over gateway_slow_start since the
+ * instance became eligible (ngx_http_gateway_instance_recovered()).
  * Every algorithm that uses weights asks it.
  */
 

@@ -804,6 +804,12 @@ ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
 {
     ngx_uint_t  ft;
 
+    /* the common case, a success, at one comparison */
+
+    if (u->headers_in.status_n < NGX_HTTP_TOO_MANY_REQUESTS) {
+        return 0;
+    }
+
     switch (u->headers_in.status_n) {
     case NGX_HTTP_INTERNAL_SERVER_ERROR:
         ft = NGX_HTTP_UPSTREAM_FT_HTTP_500;
@@ -834,15 +840,16 @@ static void
 ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     ngx_uint_t retried)
 {
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, n;
     ngx_http_gateway_observer_pt  *h;
 
     gp->open = 0;
     gp->attempt.retried = retried;
 
     h = gp->conf->gmcf->observers.elts;
+    n = gp->conf->gmcf->observers.nelts;
 
-    for (i = 0; i < gp->conf->gmcf->observers.nelts; i++) {
+    for (i = 0; i < n; i++) {
         h[i](&gp->attempt);
     }
 

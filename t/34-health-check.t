@@ -204,7 +204,8 @@ is($h->{last_status}, 200, 'admin API: the last probe got 200');
 is($h->{last_error}, undef, 'admin API: and no error');
 cmp_ok($h->{last_probe_ms}, '>', (time - 60) * 1000,
        'admin API: the last probe time is in ms since the epoch');
-cmp_ok(probes($port[1], '/health'), '>=', 2, 'the backend saw the probes on /health');
+ok(wait_until(sub { probes($port[1], '/health') >= 2 }, timeout => tmo(5)),
+   'the backend saw the probes on /health');
 is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
           'both instances get requests');
 
@@ -258,9 +259,9 @@ ok(wait_until(sub { hstatus('app', 'c') eq 'healthy' },
 # a removed instance is no longer probed
 is($ng->request('DELETE', '/gateway/services/app/instances/c')->{status}, 200,
    'c removed');
-sleep(0.5);
+sleep(tmo(0.5));
 my $before = probes($port[2]);
-sleep(1);
+sleep(tmo(1));
 is(probes($port[2]), $before, 'a removed instance is not probed any more');
 
 ########################################################################
@@ -275,7 +276,8 @@ is($d->{health_status}, '204', 'admin API: health_status is shown');
 ok(!exists instance('app', 'a')->{health_uri}, 'and left out where not set');
 ok(wait_until(sub { hstatus('app', 'd') eq 'healthy' },
               timeout => tmo(5)), 'd passes with 204 on its own URI');
-cmp_ok(probes($port[2], '/custom/ready'), '>=', 1, 'the backend saw /custom/ready');
+ok(wait_until(sub { probes($port[2], '/custom/ready') >= 1 }, timeout => tmo(5)),
+   'the backend saw /custom/ready');
 is(probes($port[2], '/health'), $before, 'and not /health');
 down($port[2]);
 ok(wait_until(sub { hstatus('app', 'd') eq 'unhealthy' },

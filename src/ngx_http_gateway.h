@@ -452,6 +452,7 @@ void ngx_http_gateway_readers_reclaim_locked(
 void ngx_http_gateway_hold_peer(ngx_uint_t slot,
     ngx_http_gateway_peer_t *peer);
 void ngx_http_gateway_hold_limit(ngx_uint_t slot, ngx_uint_t limit);
+ngx_http_gateway_snapshot_t *ngx_http_gateway_hold_snapshot(ngx_uint_t slot);
 void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_retired_t *rt, ngx_uint_t type);
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,

@@ -28,12 +28,6 @@ typedef struct {
 } ngx_http_gateway_limit_conf_t;
 
 
-typedef struct {
-    ngx_uint_t                      slot;
-    ngx_atomic_t                   *in_flight;
-} ngx_http_gateway_limit_ctx_t;
-
-
 static void *ngx_http_gateway_limit_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_max_requests(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -149,7 +143,6 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
     ngx_atomic_uint_t               n, rejected;
     ngx_pool_cleanup_t             *cln;
     ngx_http_gateway_limit_t       *limit;
-    ngx_http_gateway_limit_ctx_t   *ctx;
     ngx_http_gateway_snapshot_t    *snap;
     ngx_http_gateway_limit_conf_t  *lc;
 
@@ -159,7 +152,9 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_gateway_limit_ctx_t));
+    /* the slot is all the cleanup needs: its hold knows the service */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
@@ -189,9 +184,7 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         }
 
         if (ngx_atomic_cmp_set(in_flight, n, n + 1)) {
-            ctx = cln->data;
-            ctx->slot = slot;
-            ctx->in_flight = in_flight;
+            cln->data = (void *) (uintptr_t) slot;
             cln->handler = ngx_http_gateway_limit_cleanup;
             return NGX_OK;
         }
@@ -219,10 +212,13 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
 static void
 ngx_http_gateway_limit_cleanup(void *data)
 {
-    ngx_http_gateway_limit_ctx_t *ctx = data;
+    ngx_uint_t  slot;
 
-    ngx_http_gateway_limit_release(ctx->in_flight);
-    ngx_http_gateway_snapshot_put(ctx->slot);
+    slot = (uintptr_t) data;
+
+    ngx_http_gateway_limit_release(
+                 &ngx_http_gateway_hold_snapshot(slot)->service->limit.in_flight);
+    ngx_http_gateway_snapshot_put(slot);
 }
 
 

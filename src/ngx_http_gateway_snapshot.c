@@ -228,6 +228,13 @@ ngx_http_gateway_hold_peer(ngx_uint_t slot, ngx_http_gateway_peer_t *peer)
 }
 
 
+ngx_http_gateway_snapshot_t *
+ngx_http_gateway_hold_snapshot(ngx_uint_t slot)
+{
+    return ngx_http_gateway_reader->held[slot].snap;
+}
+
+
 void
 ngx_http_gateway_hold_limit(ngx_uint_t slot, ngx_uint_t limit)
 {

@@ -94,6 +94,8 @@ for my $case (
     [ 'gateway_health_check;', qr/"gateway_health_check" directive must follow "gateway_service"/ ],
     [ 'gateway_service $host; gateway_health_check;',
       qr/"gateway_health_check" directive needs a "gateway_service" name without variables/ ],
+    [ 'gateway_service app; gateway_health_check interval=1s timeout=2s;',
+      qr/"gateway_health_check" timeout=2000 is longer than its interval=1000/ ],
     [ 'gateway_service app; gateway_health_check; gateway_health_check;',
       qr/"gateway_health_check" directive is duplicate/ ],
     map({ [ "gateway_service app; gateway_health_check $_;",
@@ -124,18 +126,22 @@ EOF
          '... naming the directive and the upstream');
 }
 
-my $ng = start_nginx(workers => 2, conf => <<'EOF');
+# probes every 300 ms (every 2 s under valgrind), each with as long to answer
+my %HC = (HC => valgrind_mode() ? '2s' : '300ms');
+
+my $ng = start_nginx(workers => 2, vars => \%HC, conf => <<'EOF');
     gateway_registry zone=gw:4m;
 
     upstream app {
         gateway_service app;
-        gateway_health_check uri=/health interval=200ms timeout=1s fails=2
-                             passes=2;
+        gateway_health_check uri=/health interval=%%HC%% timeout=%%HC%%
+                             fails=2 passes=2;
     }
 
     upstream fresh {
         gateway_service fresh;
-        gateway_health_check uri=/health interval=200ms mandatory;
+        gateway_health_check uri=/health interval=%%HC%% timeout=%%HC%%
+                             mandatory;
     }
 
     upstream unchecked {
@@ -325,12 +331,12 @@ is_deeply(answers('/fresh', 5), { $port[3] => 5 }, 'and gets requests');
 # Redis mode: the fields are in the instance's hash only when set
 
 my $redis = start_redis();
-my $rg = start_nginx(conf => <<'EOF2');
+my $rg = start_nginx(vars => \%HC, conf => <<'EOF2');
     gateway_registry zone=rg:1m redis=redis://127.0.0.1:%%REDIS_PORT%%;
 
     upstream app {
         gateway_service app;
-        gateway_health_check uri=/health interval=200ms;
+        gateway_health_check uri=/health interval=%%HC%% timeout=%%HC%%;
     }
 
     server {

@@ -321,6 +321,15 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
+    /* a probe ends before the next one of its instance begins */
+
+    if (hc->timeout > hc->interval) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gateway_health_check\" timeout=%M is longer "
+                           "than its interval=%M", hc->timeout, hc->interval);
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 
 invalid:

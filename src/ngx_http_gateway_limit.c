@@ -148,7 +148,6 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
     ngx_atomic_uint_t               n, rejected;
     ngx_pool_cleanup_t             *cln;
     ngx_http_gateway_limit_t       *limit;
-    ngx_http_gateway_limit_ctx_t   *ctx;
     ngx_http_gateway_snapshot_t    *snap;
     ngx_http_gateway_limit_conf_t  *lc;
 
@@ -158,7 +157,9 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_gateway_limit_ctx_t));
+    /* the slot is all the cleanup needs: its hold knows the counter */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
@@ -187,8 +188,7 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
 
         if (ngx_atomic_cmp_set(in_flight, n, n + 1)) {
             ngx_http_gateway_hold_counted(slot, in_flight);
-            ctx = cln->data;
-            ctx->slot = slot;
+            cln->data = (void *) (uintptr_t) slot;
             cln->handler = ngx_http_gateway_limit_cleanup;
             return NGX_OK;
         }
@@ -216,10 +216,12 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
 static void
 ngx_http_gateway_limit_cleanup(void *data)
 {
-    ngx_http_gateway_limit_ctx_t *ctx = data;
+    ngx_uint_t  slot;
 
-    ngx_http_gateway_hold_uncount(ctx->slot);
-    ngx_http_gateway_snapshot_put(ctx->slot);
+    slot = (uintptr_t) data;
+
+    ngx_http_gateway_hold_uncount(slot);
+    ngx_http_gateway_snapshot_put(slot);
 }
 
 

@@ -94,6 +94,8 @@ for my $case (
     [ 'gateway_health_check;', qr/"gateway_health_check" directive must follow "gateway_service"/ ],
     [ 'gateway_service $host; gateway_health_check;',
       qr/"gateway_health_check" directive needs a "gateway_service" name without variables/ ],
+    [ 'gateway_service app; gateway_health_check interval=1s timeout=2s;',
+      qr/"gateway_health_check" timeout=2000 is longer than its interval=1000/ ],
     [ 'gateway_service app; gateway_health_check; gateway_health_check;',
       qr/"gateway_health_check" directive is duplicate/ ],
     map({ [ "gateway_service app; gateway_health_check $_;",
@@ -124,18 +126,22 @@ EOF
          '... naming the directive and the upstream');
 }
 
-my $ng = start_nginx(workers => 2, conf => <<'EOF');
+# probes every 300 ms (every 2 s under valgrind), each with as long to answer
+my %HC = (HC => valgrind_mode() ? '2s' : '300ms');
+
+my $ng = start_nginx(workers => 2, vars => \%HC, conf => <<'EOF');
     gateway_registry zone=gw:4m;
 
     upstream app {
         gateway_service app;
-        gateway_health_check uri=/health interval=200ms timeout=1s fails=2
-                             passes=2;
+        gateway_health_check uri=/health interval=%%HC%% timeout=%%HC%%
+                             fails=2 passes=2;
     }
 
     upstream fresh {
         gateway_service fresh;
-        gateway_health_check uri=/health interval=200ms mandatory;
+        gateway_health_check uri=/health interval=%%HC%% timeout=%%HC%%
+                             mandatory;
     }
 
     upstream unchecked {
@@ -204,7 +210,8 @@ is($h->{last_status}, 200, 'admin API: the last probe got 200');
 is($h->{last_error}, undef, 'admin API: and no error');
 cmp_ok($h->{last_probe_ms}, '>', (time - 60) * 1000,
        'admin API: the last probe time is in ms since the epoch');
-cmp_ok(probes($port[1], '/health'), '>=', 2, 'the backend saw the probes on /health');
+ok(wait_until(sub { probes($port[1], '/health') >= 2 }, timeout => tmo(5)),
+   'the backend saw the probes on /health');
 is_deeply(answers('/app', 20), { $port[0] => 10, $port[1] => 10 },
           'both instances get requests');
 
@@ -258,9 +265,9 @@ ok(wait_until(sub { hstatus('app', 'c') eq 'healthy' },
 # a removed instance is no longer probed
 is($ng->request('DELETE', '/gateway/services/app/instances/c')->{status}, 200,
    'c removed');
-sleep(0.5);
+sleep(tmo(0.5));
 my $before = probes($port[2]);
-sleep(1);
+sleep(tmo(1));
 is(probes($port[2]), $before, 'a removed instance is not probed any more');
 
 ########################################################################
@@ -275,7 +282,8 @@ is($d->{health_status}, '204', 'admin API: health_status is shown');
 ok(!exists instance('app', 'a')->{health_uri}, 'and left out where not set');
 ok(wait_until(sub { hstatus('app', 'd') eq 'healthy' },
               timeout => tmo(5)), 'd passes with 204 on its own URI');
-cmp_ok(probes($port[2], '/custom/ready'), '>=', 1, 'the backend saw /custom/ready');
+ok(wait_until(sub { probes($port[2], '/custom/ready') >= 1 }, timeout => tmo(5)),
+   'the backend saw /custom/ready');
 is(probes($port[2], '/health'), $before, 'and not /health');
 down($port[2]);
 ok(wait_until(sub { hstatus('app', 'd') eq 'unhealthy' },
@@ -323,12 +331,12 @@ is_deeply(answers('/fresh', 5), { $port[3] => 5 }, 'and gets requests');
 # Redis mode: the fields are in the instance's hash only when set
 
 my $redis = start_redis();
-my $rg = start_nginx(conf => <<'EOF2');
+my $rg = start_nginx(vars => \%HC, conf => <<'EOF2');
     gateway_registry zone=rg:1m redis=redis://127.0.0.1:%%REDIS_PORT%%;
 
     upstream app {
         gateway_service app;
-        gateway_health_check uri=/health interval=200ms;
+        gateway_health_check uri=/health interval=%%HC%% timeout=%%HC%%;
     }
 
     server {

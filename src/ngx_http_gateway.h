@@ -318,6 +318,8 @@ typedef struct {
     ngx_http_gateway_peer_t    *peer;
     ngx_msec_t                  start;
     ngx_msec_t                  end;
+    uint64_t                    start_us;   /* ngx_http_gateway_usec() */
+    uint64_t                    end_us;
     uint16_t                    number;     /* 1: the first attempt */
     uint16_t                    result;
     uint32_t                    status;     /* 0: no response */
@@ -329,9 +331,25 @@ typedef struct {
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
 
+
+/* a finer clock than ngx_current_msec (which is updated once per event
+   loop iteration, from a coarse clock), for response times */
+
+static ngx_inline uint64_t
+ngx_http_gateway_usec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
 ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler);
 void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
+void *ngx_http_gateway_upstream_balancer_conf(ngx_http_request_t *r,
+    void *balancer);
 
 
 extern ngx_module_t  ngx_http_gateway_module;

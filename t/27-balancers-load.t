@@ -183,9 +183,12 @@ register('wt', 'w5', address => "127.0.0.1:$fast[2]", weight => 5);
 register('alike', "a$_", address => "127.0.0.1:$alike[$_]") for 0 .. 2;
 register('alikew', "a$_", address => "127.0.0.1:$alike[$_]",
          weight => (1, 2, 5)[$_]) for 0 .. 2;
+# the slow one first: of equal defaults, decaying since registration, its
+# is the lowest: only the samples can keep it out
+register('slow', 's', address => "127.0.0.1:$slow");
+sleep 0.05;
 register('slow', 'f1', address => "127.0.0.1:$fast[0]");
 register('slow', 'f2', address => "127.0.0.1:$fast[1]");
-register('slow', 's', address => "127.0.0.1:$slow");
 
 # --- the load client ---------------------------------------------------------
 
@@ -340,6 +343,18 @@ for my $m (qw(least_request p2c)) {
                $share));
 }
 
+# one request at a time: only the response time tells the instances apart
+{
+    my $n = $N / 5;
+    my $c = load('/ewma?s=slow', $n, 2, turns => 1);
+    is($c->{errors}, 0, 'peak_ewma, one at a time: no request failed');
+    my $share = ($c->{slow} // 0) / $n;
+    cmp_ok($share, '<', 0.10,
+           sprintf('peak_ewma, one request at a time: the instance slowed '
+                   . 'by 50 ms got %.4f (< 0.10) of %d', $share, $n));
+}
+
+# 4 clients: the outstanding requests count too
 for my $m (qw(peak_ewma least_request p2c)) {
     my $path = { least_request => '/lr', p2c => '/p2c',
                  peak_ewma => '/ewma' }->{$m};

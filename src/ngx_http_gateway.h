@@ -292,6 +292,8 @@ typedef struct {
     ngx_uint_t                  allow_all;
 
     ngx_array_t                 observers;  /* ngx_http_gateway_observer_pt */
+    ngx_uint_t                  attempt_us; /* an observer reads the
+                                               attempts' start_us, end_us */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -318,8 +320,8 @@ typedef struct {
     ngx_http_gateway_peer_t    *peer;
     ngx_msec_t                  start;
     ngx_msec_t                  end;
-    uint64_t                    start_us;   /* ngx_http_gateway_usec() */
-    uint64_t                    end_us;
+    uint64_t                    start_us;   /* ngx_http_gateway_usec(), */
+    uint64_t                    end_us;     /* if gmcf->attempt_us */
     uint16_t                    number;     /* 1: the first attempt */
     uint16_t                    result;
     uint32_t                    status;     /* 0: no response */

@@ -91,6 +91,23 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_peak_ewma = {
 
 
 /*
+ * exp(-x): samples and choices come every few milliseconds against a
+ * decay of seconds, where three terms are within 1e-6 and cost a tenth
+ * of exp()
+ */
+
+static ngx_inline double
+ngx_http_gateway_ewma_weight(double x)
+{
+    if (x < 1.0 / 64) {
+        return 1 - x + x * x / 2;
+    }
+
+    return exp(-x);
+}
+
+
+/*
  * The estimate "v" (us, stamped "stamp" ms) at "now" (ms) after a sample
  * "rtt" (us), or without one (rtt < 0).  Stamps are ngx_current_msec of
  * the worker that wrote them: one from a worker whose clock was updated
@@ -110,7 +127,7 @@ ngx_http_gateway_ewma_next(double v, uint64_t stamp, uint64_t now,
         elapsed = 0;
     }
 
-    w = exp(-(double) elapsed / decay);
+    w = ngx_http_gateway_ewma_weight((double) elapsed / decay);
 
     if (rtt < 0) {
         return v * w;
@@ -172,6 +189,7 @@ ngx_http_gateway_peak_ewma_create_conf(ngx_conf_t *cf, ngx_str_t *params,
     /* one observer feeds every upstream with this method */
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
+    gmcf->attempt_us = 1;
 
     h = gmcf->observers.elts;
 

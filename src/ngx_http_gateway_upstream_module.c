@@ -511,7 +511,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->peer = peer;
     a->number = gp->ntried;
     a->start = ngx_current_msec;
-    a->start_us = ngx_http_gateway_usec();
+    a->start_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
     a->end = 0;
     a->end_us = 0;
     a->status = 0;
@@ -545,7 +545,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     u = gp->attempt.request->upstream;
 
     a->end = ngx_current_msec;
-    a->end_us = ngx_http_gateway_usec();
+    a->end_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
     a->cached = pc->cached;
     a->status = u->headers_in.status_n;
     a->result = ngx_http_gateway_upstream_result(pc, gp, state);

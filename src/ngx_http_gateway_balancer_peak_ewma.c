@@ -27,7 +27,9 @@
  * last sample in milliseconds.  Selection only reads it.  The race
  * accepted: a sample computed from a word that changed meanwhile is
  * retried, so none is lost; a reader sees the word before or after a
- * sample, and outstanding counts that may be a request behind.
+ * sample (a plain load: on a 32-bit platform it may tear, and one choice
+ * then uses a wrong estimate), and outstanding counts that may be a
+ * request behind.
  */
 
 

@@ -77,6 +77,7 @@ scenario_slowpeer() {
             for i in u1 u2 slow; do t0=$((t0 + $(slow_requests "$port" "$i"))); done
             out=$dir/$v-r$r.txt
             run_wrk "http://127.0.0.1:$port/" "$dur" "$conns" "$out"
+            [ -n "$(wrk_field "$out" rps)" ] || die "slowpeer: wrk gave no result for $v (see $out)"
             s1=$(slow_requests "$port" slow); t1=0
             for i in u1 u2 slow; do t1=$((t1 + $(slow_requests "$port" "$i"))); done
             awk -v r="$r" -v v="$v" -v s=$((s1 - s0)) -v t=$((t1 - t0)) \

@@ -5,8 +5,7 @@
 
 
 #include "ngx_http_gateway_balancer.h"
-
-#include <math.h>
+#include "ngx_gateway_ewma.h"
 
 
 /*
@@ -22,9 +21,9 @@
  * the same rate, so a slow instance is tried again after a while.  A new
  * instance starts at NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT.
  *
- * The estimate of an instance is one 64-bit word in the zone, updated
- * with compare-and-swap: estimate in microseconds and the time of the
- * last sample in milliseconds.  Selection only reads it.  The race
+ * The estimate of an instance is one 64-bit word in the zone (see
+ * ngx_gateway_ewma.h), updated with compare-and-swap.  Selection only
+ * reads it.  The race
  * accepted: a sample computed from a word that changed meanwhile is
  * retried, so none is lost; a reader sees the word before or after a
  * sample (a plain load: on a 32-bit platform it may tear, and one choice
@@ -35,24 +34,6 @@
 
 #define NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT  30000     /* us */
 #define NGX_HTTP_GATEWAY_EWMA_DECAY        10000     /* ms */
-
-#define NGX_HTTP_GATEWAY_EWMA_RTT_BITS     28        /* us: up to 268 s */
-#define NGX_HTTP_GATEWAY_EWMA_RTT_MAX                                         \
-    ((1ULL << NGX_HTTP_GATEWAY_EWMA_RTT_BITS) - 1)
-#define NGX_HTTP_GATEWAY_EWMA_STAMP_MASK                                      \
-    ((1ULL << (64 - NGX_HTTP_GATEWAY_EWMA_RTT_BITS)) - 1)
-
-#define ngx_http_gateway_ewma_pack(rtt, ms)                                   \
-    (((uint64_t) ((ms) & NGX_HTTP_GATEWAY_EWMA_STAMP_MASK)                    \
-      << NGX_HTTP_GATEWAY_EWMA_RTT_BITS)                                      \
-     | (uint64_t) (rtt))
-
-#define ngx_http_gateway_ewma_rtt(v)                                          \
-    ((v) & NGX_HTTP_GATEWAY_EWMA_RTT_MAX)
-
-#define ngx_http_gateway_ewma_stamp(v)                                        \
-    ((v) >> NGX_HTTP_GATEWAY_EWMA_RTT_BITS)
-
 
 typedef struct {
     ngx_msec_t                    decay;
@@ -90,57 +71,6 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_peak_ewma = {
 #define ngx_http_gateway_peak_ewma_state(inst)                                \
     ((ngx_http_gateway_peak_ewma_t *) ngx_http_gateway_balancer_instance(    \
                                  &ngx_http_gateway_balancer_peak_ewma, inst))
-
-
-/*
- * exp(-x): samples and choices come every few milliseconds against a
- * decay of seconds, where three terms are within 1e-6 and cost a tenth
- * of exp()
- */
-
-static ngx_inline double
-ngx_http_gateway_ewma_weight(double x)
-{
-    if (x < 1.0 / 64) {
-        return 1 - x + x * x / 2;
-    }
-
-    return exp(-x);
-}
-
-
-/*
- * The estimate "v" (us, stamped "stamp" ms) at "now" (ms) after a sample
- * "rtt" (us), or without one (rtt < 0).  Stamps are ngx_current_msec of
- * the worker that wrote them: one from a worker whose clock was updated
- * a little later counts as now.
- */
-
-static ngx_inline double
-ngx_http_gateway_ewma_next(double v, uint64_t stamp, uint64_t now,
-    double rtt, double decay)
-{
-    double    w;
-    uint64_t  elapsed;
-
-    elapsed = (now - stamp) & NGX_HTTP_GATEWAY_EWMA_STAMP_MASK;
-
-    if (elapsed > NGX_HTTP_GATEWAY_EWMA_STAMP_MASK / 2) {
-        elapsed = 0;
-    }
-
-    w = ngx_http_gateway_ewma_weight((double) elapsed / decay);
-
-    if (rtt < 0) {
-        return v * w;
-    }
-
-    if (rtt > v * w) {
-        return rtt;
-    }
-
-    return v * w + rtt * (1 - w);
-}
 
 
 static void *
@@ -227,8 +157,8 @@ ngx_http_gateway_peak_ewma_update(ngx_http_gateway_snapshot_t *snap)
 
         if (st->value == 0) {
             (void) __sync_bool_compare_and_swap(&st->value, 0,
-                    ngx_http_gateway_ewma_pack(
-                        NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT, now));
+                    ngx_gateway_ewma_pack(NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT,
+                                          now));
         }
     }
 }
@@ -297,10 +227,7 @@ ngx_http_gateway_peak_ewma_cost(ngx_http_gateway_peer_t *peer,
         v = NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT;
 
     } else {
-        v = ngx_http_gateway_ewma_next(
-                (double) ngx_http_gateway_ewma_rtt(value),
-                ngx_http_gateway_ewma_stamp(value), now, -1,
-                (double) conf->decay);
+        v = ngx_gateway_ewma_at(value, now, (double) conf->decay);
     }
 
     /*
@@ -321,7 +248,7 @@ ngx_http_gateway_peak_ewma_cost(ngx_http_gateway_peer_t *peer,
 static void
 ngx_http_gateway_peak_ewma_observe(ngx_http_gateway_attempt_t *a)
 {
-    double                              rtt, v;
+    double                              rtt;
     uint64_t                            old, now, next;
     ngx_http_gateway_peak_ewma_t       *st;
     ngx_http_gateway_peak_ewma_conf_t  *conf;
@@ -347,29 +274,11 @@ ngx_http_gateway_peak_ewma_observe(ngx_http_gateway_attempt_t *a)
         rtt = ngx_max(rtt, NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT);
     }
 
-    rtt = ngx_min(rtt, (double) NGX_HTTP_GATEWAY_EWMA_RTT_MAX);
-
     st = ngx_http_gateway_peak_ewma_state(a->peer->inst);
     now = ngx_current_msec;
 
     do {
         old = st->value;
-
-        if (old == 0) {
-            v = rtt;
-
-        } else {
-            v = ngx_http_gateway_ewma_next(
-                    (double) ngx_http_gateway_ewma_rtt(old),
-                    ngx_http_gateway_ewma_stamp(old), now, rtt,
-                    (double) conf->decay);
-        }
-
-        next = ngx_http_gateway_ewma_pack((uint64_t) (v + 0.5), now);
-
-        if (next == 0) {
-            next = 1;
-        }
-
+        next = ngx_gateway_ewma_sample(old, now, rtt, (double) conf->decay);
     } while (!__sync_bool_compare_and_swap(&st->value, old, next));
 }

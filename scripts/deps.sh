@@ -28,7 +28,7 @@ PKGS=(
     clang libclang-rt-14-dev
 )
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
-            gnuplot-nox)
+            gnuplot-nox libnginx-mod-http-echo)
 SERVICES=(nginx redis-server haproxy)
 
 check_only=0

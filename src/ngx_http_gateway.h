@@ -334,8 +334,10 @@ typedef struct {
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
 
 
-/* a finer clock than ngx_current_msec (which is updated once per event
-   loop iteration, from a coarse clock), for response times */
+/*
+ * A finer clock than ngx_current_msec (updated once per event loop
+ * iteration, from a coarse clock), for response times.
+ */
 
 static ngx_inline uint64_t
 ngx_http_gateway_usec(void)

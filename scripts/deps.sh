@@ -31,7 +31,7 @@ PKGS=(
     prometheus chromium
 )
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
-            gnuplot-nox)
+            gnuplot-nox libnginx-mod-http-echo)
 SERVICES=(nginx redis-server haproxy prometheus)
 
 check_only=0

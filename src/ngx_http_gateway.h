@@ -445,6 +445,8 @@ typedef struct {
 
     ngx_array_t                 observers;  /* ngx_http_gateway_observer_pt */
     ngx_uint_t                  metrics;    /* gateway_metrics is used */
+    ngx_uint_t                  attempt_us; /* an observer reads the
+                                               attempts' start_us, end_us */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -472,6 +474,8 @@ typedef struct {
     ngx_http_gateway_peer_t    *peer;
     ngx_msec_t                  start;
     ngx_msec_t                  end;
+    uint64_t                    start_us;   /* ngx_http_gateway_usec(), */
+    uint64_t                    end_us;     /* if gmcf->attempt_us */
     uint16_t                    number;     /* 1: the first attempt */
     uint16_t                    result;
     uint32_t                    status;     /* 0: no response */
@@ -483,6 +487,22 @@ typedef struct {
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
+
+
+/*
+ * A finer clock than ngx_current_msec (updated once per event loop
+ * iteration, from a coarse clock), for response times.
+ */
+
+static ngx_inline uint64_t
+ngx_http_gateway_usec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
 
 ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler);
@@ -505,6 +525,9 @@ ngx_int_t ngx_http_gateway_limit_take(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *service, uint32_t hash);
 size_t ngx_http_gateway_limit_json(u_char *p, ngx_http_gateway_service_t *svc);
+
+void *ngx_http_gateway_upstream_balancer_conf(ngx_http_request_t *r,
+    void *balancer);
 
 
 extern ngx_module_t  ngx_http_gateway_module;

@@ -10,6 +10,9 @@
 ngx_http_gateway_balancer_t  *ngx_http_gateway_balancers[] = {
     &ngx_http_gateway_balancer_round_robin,
     &ngx_http_gateway_balancer_random,
+    &ngx_http_gateway_balancer_least_request,
+    &ngx_http_gateway_balancer_p2c,
+    &ngx_http_gateway_balancer_peak_ewma,
     NULL
 };
 

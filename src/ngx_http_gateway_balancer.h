@@ -161,6 +161,69 @@ ngx_http_gateway_peer_weight(ngx_http_gateway_select_t *sel,
 }
 
 
+/*
+ * Weighted draws over the eligible peers, for the methods that pick at
+ * random (p2c, peak_ewma): the total weight of the eligible peers (and how
+ * many there are), then an index drawn in proportion to the weights from
+ * the eligible peers but "skip" (-1: none), whose weights sum to "total".
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_weighted_total(ngx_http_gateway_select_t *sel,
+    ngx_uint_t *n)
+{
+    ngx_uint_t                    i, total;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    snap = sel->snap;
+    total = 0;
+    *n = 0;
+
+    for (i = 0; i < snap->npeers; i++) {
+        if (ngx_http_gateway_eligible(sel, &snap->peers[i])) {
+            total += ngx_http_gateway_peer_weight(sel, &snap->peers[i]);
+            (*n)++;
+        }
+    }
+
+    return total;
+}
+
+
+static ngx_inline ngx_int_t
+ngx_http_gateway_weighted_draw(ngx_http_gateway_select_t *sel,
+    ngx_uint_t total, ngx_int_t skip)
+{
+    ngx_uint_t                    i, r, w;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    if (total == 0) {
+        return NGX_DECLINED;
+    }
+
+    snap = sel->snap;
+    r = (ngx_uint_t) ngx_random() % total;
+
+    for (i = 0; i < snap->npeers; i++) {
+        if ((ngx_int_t) i == skip
+            || !ngx_http_gateway_eligible(sel, &snap->peers[i]))
+        {
+            continue;
+        }
+
+        w = ngx_http_gateway_peer_weight(sel, &snap->peers[i]);
+
+        if (r < w) {
+            return (ngx_int_t) i;
+        }
+
+        r -= w;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 typedef struct {
     ngx_str_t                       name;
 
@@ -189,6 +252,9 @@ typedef struct {
 
 extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin;
 extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random;
+extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_least_request;
+extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_p2c;
+extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_peak_ewma;
 
 extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
 

@@ -216,6 +216,25 @@ ngx_http_gateway_observer_add(ngx_conf_t *cf,
 }
 
 
+/* for an observer: the balancer's conf if the request's upstream uses it */
+
+void *
+ngx_http_gateway_upstream_balancer_conf(ngx_http_request_t *r,
+    void *balancer)
+{
+    ngx_http_gateway_upstream_srv_conf_t  *gscf;
+
+    if (r->upstream == NULL || r->upstream->upstream == NULL) {
+        return NULL;
+    }
+
+    gscf = ngx_http_conf_upstream_srv_conf(r->upstream->upstream,
+                                           ngx_http_gateway_upstream_module);
+
+    return gscf->balancer == balancer ? gscf->balancer_conf : NULL;
+}
+
+
 static ngx_int_t
 ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us)
@@ -592,7 +611,9 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->peer = peer;
     a->number = gp->ntried;
     a->start = ngx_current_msec;
+    a->start_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
     a->end = 0;
+    a->end_us = 0;
     a->status = 0;
     a->result = NGX_HTTP_GATEWAY_ATTEMPT_OK;
     a->bytes_sent = 0;
@@ -691,6 +712,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     u = gp->attempt.request->upstream;
 
     a->end = ngx_current_msec;
+    a->end_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
     a->cached = pc->cached;
     a->status = u->headers_in.status_n;
     a->result = ngx_http_gateway_upstream_result(pc, gp, state);

@@ -18,8 +18,13 @@
 # round robin: one atomic ticket per selection, no lock), lockfree_nocounters
 # (the same without the per-instance counters "active" and "requests": what
 # the ticket alone costs), lockfree_random (today, weighted random: no
-# shared write but the counters), and lockfree_split (today, round robin,
-# each worker on a service of its own: nothing shared but the name index).
+# shared write but the counters), lockfree_split (today, round robin, each
+# worker on a service of its own: nothing shared but the name index), and
+# lockfree_least_request, lockfree_p2c, lockfree_peak_ewma: those methods
+# on the lock-free path (no lock; they read the instances' shared
+# "active").  The bench runs the stats observer only: peak_ewma's samples
+# need a proxied attempt, so its CAS per sample is measured by the
+# callgrind and throughput variants, not here.
 #
 # A timed run with 1 worker measures the hold time: mutex: how long the
 # zone mutex is held per acquisition (2 per request); lockfree: how long
@@ -30,7 +35,8 @@
 # ticket alone).
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
-#   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split")
+#   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split
+#                    lockfree_least_request lockfree_p2c lockfree_peak_ewma")
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
 
@@ -55,6 +61,12 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
         echo "            gateway_selbench lockfree users;"
         echo "        }"
         echo "        location = /lockfree_other { gateway_selbench lockfree orders; }"
+        for b in least_request p2c peak_ewma; do
+            echo "        location = /lockfree_$b {"
+            echo "            gateway_selbench_balance $b;"
+            echo "            gateway_selbench lockfree users;"
+            echo "        }"
+        done
         echo "    }"
         echo "}"
     } > "$dir/nginx.conf"
@@ -104,7 +116,7 @@ sel_measure() {
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
-    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split})
+    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split lockfree_least_request lockfree_p2c lockfree_peak_ewma})
     local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
     local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
     local w r m port i pids res

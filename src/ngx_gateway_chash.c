@@ -10,17 +10,15 @@
 
 
 static int ngx_gateway_ketama_cmp(const void *one, const void *two);
-static size_t ngx_gateway_ketama_count(const ngx_gateway_chash_peer_t *peer,
-    uint64_t total);
 
 
-static size_t
-ngx_gateway_ketama_count(const ngx_gateway_chash_peer_t *peer,
-    uint64_t total)
+size_t
+ngx_gateway_ketama_count(uint32_t weight, uint64_t total)
 {
     uint64_t  k;
 
-    k = (uint64_t) NGX_GATEWAY_KETAMA_POINTS * peer->weight;
+    k = (uint64_t) NGX_GATEWAY_KETAMA_POINTS * weight;
+    total *= NGX_GATEWAY_KETAMA_POINTS;
 
     if (total > NGX_GATEWAY_KETAMA_MAX) {
         k = k * NGX_GATEWAY_KETAMA_MAX / total;
@@ -45,13 +43,13 @@ ngx_gateway_ketama_npoints(const ngx_gateway_chash_peer_t *peers, size_t n)
     total = 0;
 
     for (i = 0; i < n; i++) {
-        total += (uint64_t) NGX_GATEWAY_KETAMA_POINTS * peers[i].weight;
+        total += peers[i].weight;
     }
 
     npoints = 0;
 
     for (i = 0; i < n; i++) {
-        npoints += ngx_gateway_ketama_count(&peers[i], total);
+        npoints += ngx_gateway_ketama_count(peers[i].weight, total);
     }
 
     return npoints;
@@ -70,13 +68,13 @@ ngx_gateway_ketama_build(const ngx_gateway_chash_peer_t *peers, size_t n,
     total = 0;
 
     for (i = 0; i < n; i++) {
-        total += (uint64_t) NGX_GATEWAY_KETAMA_POINTS * peers[i].weight;
+        total += peers[i].weight;
     }
 
     npoints = 0;
 
     for (i = 0; i < n; i++) {
-        k = ngx_gateway_ketama_count(&peers[i], total);
+        k = ngx_gateway_ketama_count(peers[i].weight, total);
 
         for (j = 0; j < k; j++) {
             points[npoints].hash = ngx_gateway_chash_mix(peers[i].id,

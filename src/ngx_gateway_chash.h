@@ -50,7 +50,8 @@ ngx_gateway_chash_mix(uint32_t a, uint32_t b)
  * ring per unit of weight (a ring of more than NGX_GATEWAY_KETAMA_MAX
  * points is scaled down, at least one point each); a key belongs to the
  * first point at or after its hash.  Point j of an instance is
- * mix(id, j): it does not depend on the other instances.
+ * mix(id, j): it does not depend on the other instances.  An instance has
+ * ngx_gateway_ketama_count(its weight, the sum of all weights) points.
  */
 
 #define NGX_GATEWAY_KETAMA_POINTS  2048
@@ -61,6 +62,7 @@ typedef struct {
     uint32_t   peer;        /* index into the caller's peers */
 } ngx_gateway_ketama_point_t;
 
+size_t ngx_gateway_ketama_count(uint32_t weight, uint64_t total);
 size_t ngx_gateway_ketama_npoints(const ngx_gateway_chash_peer_t *peers,
     size_t n);
 size_t ngx_gateway_ketama_build(const ngx_gateway_chash_peer_t *peers,

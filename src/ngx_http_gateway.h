@@ -159,6 +159,7 @@ typedef struct {
     struct sockaddr            *sockaddr;
     socklen_t                   socklen;
     ngx_str_t                   name;
+    ngx_str_t                   id;         /* in data, as name */
     ngx_uint_t                  weight;
     ngx_uint_t                  state;
     ngx_http_gateway_data_t    *data;
@@ -170,6 +171,8 @@ typedef struct {
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
+    void                      **tables;     /* per balancer, see
+                                               ngx_http_gateway_balancer_table() */
     ngx_http_gateway_peer_t     peers[1];
 } ngx_http_gateway_snapshot_t;
 
@@ -265,6 +268,10 @@ typedef struct {
     ngx_pid_t                   lease_pid;
     ngx_msec_t                  lease_expires;
 
+    uint64_t                    tables;     /* balancers' tables built for
+                                               every snapshot: OR'ed by
+                                               each configuration */
+
 } ngx_http_gateway_sh_t;
 
 
@@ -292,6 +299,7 @@ typedef struct {
     ngx_uint_t                  allow_all;
 
     ngx_array_t                 observers;  /* ngx_http_gateway_observer_pt */
+    uint64_t                    tables;     /* what its upstreams use */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -409,8 +417,14 @@ void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_balancers_init(void);
 size_t ngx_http_gateway_instance_size(void);
 size_t ngx_http_gateway_service_size(void);
-void ngx_http_gateway_balancers_update_locked(
+size_t ngx_http_gateway_balancers_tables_size(
+    ngx_http_gateway_main_conf_t *gmcf);
+ngx_int_t ngx_http_gateway_balancers_update_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
+void ngx_http_gateway_balancers_free_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap);
+ngx_int_t ngx_http_gateway_balancers_init_zone(
+    ngx_http_gateway_main_conf_t *gmcf);
 
 /* state file: ngx_http_gateway_state_file.c */
 

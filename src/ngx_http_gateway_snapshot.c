@@ -517,11 +517,13 @@ ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
 void
 ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
 {
+    ngx_int_t                    rc;
     ngx_http_gateway_sh_t       *sh;
-    ngx_http_gateway_service_t  *svc, *next, *failed;
+    ngx_http_gateway_service_t  *svc, *next, *failed, *retry;
 
     sh = gmcf->sh;
     failed = NULL;
+    retry = NULL;
 
     for (svc = sh->dirty; svc; svc = next) {
         next = svc->dirty_next;
@@ -531,17 +533,28 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
             continue;
         }
 
-        if (ngx_http_gateway_snapshot_build_locked(gmcf, svc) != NGX_OK) {
+        rc = ngx_http_gateway_snapshot_build_locked(gmcf, svc);
 
-            /* requests keep the previous snapshot; tried again later */
+        if (rc == NGX_OK) {
+            continue;
+        }
 
-            svc->dirty = 1;
-            svc->dirty_next = failed;
+        /*
+         * NGX_ERROR: requests keep the previous snapshot; NGX_AGAIN: the
+         * new one lacks a balancer's table.  Both are tried again at the
+         * next commit.
+         */
+
+        svc->dirty = 1;
+        svc->dirty_next = retry;
+        retry = svc;
+
+        if (rc == NGX_ERROR) {
             failed = svc;
         }
     }
 
-    sh->dirty = failed;
+    sh->dirty = retry;
 
     ngx_http_gateway_reclaim_locked(gmcf);
 
@@ -560,15 +573,20 @@ static ngx_int_t
 ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc)
 {
+    size_t                        tsize;
+    ngx_int_t                     rc;
     ngx_uint_t                    i;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_instance_t  *inst;
     ngx_http_gateway_snapshot_t  *snap, *old;
 
+    tsize = ngx_http_gateway_balancers_tables_size(gmcf);
+
     snap = ngx_slab_alloc_locked(gmcf->shpool,
                                  offsetof(ngx_http_gateway_snapshot_t, peers)
                                  + ngx_max(svc->ninstances, 1)
-                                   * sizeof(ngx_http_gateway_peer_t));
+                                   * sizeof(ngx_http_gateway_peer_t)
+                                 + tsize);
     if (snap == NULL) {
         return NGX_ERROR;
     }
@@ -577,6 +595,10 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     snap->service = svc;
     snap->npeers = svc->ninstances;
+
+    if (tsize) {
+        snap->tables = (void **) &snap->peers[ngx_max(svc->ninstances, 1)];
+    }
 
     for (i = 0; i < svc->ninstances; i++) {
         inst = svc->instances[i];
@@ -587,6 +609,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         peer->sockaddr = inst->sockaddr;
         peer->socklen = inst->socklen;
         peer->name = inst->name;
+        peer->id = inst->id;
         peer->weight = inst->weight;
         peer->state = inst->state;
         peer->data = inst->data;
@@ -607,7 +630,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         svc->revision++;
     }
 
-    ngx_http_gateway_balancers_update_locked(gmcf, snap);
+    rc = ngx_http_gateway_balancers_update_locked(gmcf, snap);
 
     old = svc->snapshot;
 
@@ -621,7 +644,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     gmcf->sh->generation++;
 
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -640,6 +663,7 @@ ngx_http_gateway_snapshot_free_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     snap->service->nsnaps--;
 
+    ngx_http_gateway_balancers_free_locked(gmcf, snap);
     ngx_slab_free_locked(gmcf->shpool, snap);
 }
 

@@ -149,7 +149,9 @@ ngx_http_gateway_hash_table_size(ngx_http_gateway_snapshot_t *snap,
 
     n = snap->npeers;
 
-    if (n == 0) {
+    /* one instance takes every key: rendezvous finds it at no cost */
+
+    if (n <= 1) {
         return 0;
     }
 

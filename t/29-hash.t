@@ -53,6 +53,7 @@ my $front = <<"EOF";
         location ~ ^/(hr|kt|mg)\$ {
             proxy_pass http://\$1;
             proxy_next_upstream error;
+            proxy_next_upstream_tries 3;
             proxy_connect_timeout 2s;
             add_header X-Pid \$pid always;
         }

@@ -25,7 +25,8 @@
 # it); the clock's own cost is subtracted.
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
-#   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split")
+#   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split"; also
+#   lockfree_hash, lockfree_ketama, lockfree_maglev: gateway_balance hash)
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
 
@@ -50,6 +51,15 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
         echo "            gateway_selbench lockfree users;"
         echo "        }"
         echo "        location = /lockfree_other { gateway_selbench lockfree orders; }"
+        # hash: the key is the request's (the same for all N selections of
+        # one request): the cost of the key, its CRC32 and the lookup
+        local h
+        for h in "hash:" "ketama: consistent=ketama" "maglev: consistent=maglev"; do
+            echo "        location = /lockfree_${h%%:*} {"
+            echo "            gateway_selbench_balance hash \$request_uri${h#*:};"
+            echo "            gateway_selbench lockfree users;"
+            echo "        }"
+        done
         echo "    }"
         echo "}"
     } > "$dir/nginx.conf"

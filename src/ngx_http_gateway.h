@@ -171,8 +171,8 @@ typedef struct {
     ngx_http_gateway_service_t *service;
     ngx_uint_t                  npeers;
     ngx_uint_t                  total;      /* weight of the up peers */
-    void                      **tables;     /* per balancer, see
-                                               ngx_http_gateway_balancer_table() */
+    void                      **tables;     /* per balancer, NULL:
+                                               none is used */
     ngx_http_gateway_peer_t     peers[1];
 } ngx_http_gateway_snapshot_t;
 

@@ -386,20 +386,29 @@ check_stable(int method)
 }
 
 
-static void test_ketama_even(void **state __attribute__((unused))) { check_even(KETAMA); }
-static void test_ketama_add(void **state __attribute__((unused))) { check_add(KETAMA); }
-static void test_ketama_remove(void **state __attribute__((unused))) { check_remove(KETAMA); }
-static void test_ketama_weights(void **state __attribute__((unused))) { check_weights(KETAMA); }
-static void test_ketama_stable(void **state __attribute__((unused))) { check_stable(KETAMA); }
-static void test_maglev_even(void **state __attribute__((unused))) { check_even(MAGLEV); }
-static void test_maglev_add(void **state __attribute__((unused))) { check_add(MAGLEV); }
-static void test_maglev_remove(void **state __attribute__((unused))) { check_remove(MAGLEV); }
-static void test_maglev_weights(void **state __attribute__((unused))) { check_weights(MAGLEV); }
-static void test_maglev_stable(void **state __attribute__((unused))) { check_stable(MAGLEV); }
-static void test_hrw_even(void **state __attribute__((unused))) { check_even(HRW); }
-static void test_hrw_add(void **state __attribute__((unused))) { check_add(HRW); }
-static void test_hrw_remove(void **state __attribute__((unused))) { check_remove(HRW); }
-static void test_hrw_weights(void **state __attribute__((unused))) { check_weights(HRW); }
+/* one cmocka test per check and method */
+
+#define CHECK(name, check, method)                                            \
+    static void                                                               \
+    name(void **state __attribute__((unused)))                                \
+    {                                                                         \
+        check(method);                                                        \
+    }
+
+CHECK(test_ketama_even, check_even, KETAMA)
+CHECK(test_ketama_add, check_add, KETAMA)
+CHECK(test_ketama_remove, check_remove, KETAMA)
+CHECK(test_ketama_weights, check_weights, KETAMA)
+CHECK(test_ketama_stable, check_stable, KETAMA)
+CHECK(test_maglev_even, check_even, MAGLEV)
+CHECK(test_maglev_add, check_add, MAGLEV)
+CHECK(test_maglev_remove, check_remove, MAGLEV)
+CHECK(test_maglev_weights, check_weights, MAGLEV)
+CHECK(test_maglev_stable, check_stable, MAGLEV)
+CHECK(test_hrw_even, check_even, HRW)
+CHECK(test_hrw_add, check_add, HRW)
+CHECK(test_hrw_remove, check_remove, HRW)
+CHECK(test_hrw_weights, check_weights, HRW)
 
 
 /* a ring too large for NGX_GATEWAY_KETAMA_MAX is scaled, one point each */

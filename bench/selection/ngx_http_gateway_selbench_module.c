@@ -385,8 +385,8 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
             t0 = ngx_http_selbench_ns(CLOCK_MONOTONIC);
         }
 
-        ctx.svc = ngx_http_gateway_service_find(gmcf, &conf->service,
-                                                conf->hash);
+        ctx.svc = ngx_http_gateway_index_find(gmcf, &conf->service,
+                                              conf->hash);
         if (ctx.svc == NULL) {
             ngx_shmtx_unlock(&shpool->mutex);
             return NGX_ERROR;

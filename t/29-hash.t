@@ -50,7 +50,7 @@ my $front = <<"EOF";
             gateway_admin;
         }
 
-        location ~ ^/(hr|kt|mg)\$ {
+        location ~ ^/(hr|kt|mg|hrw|ktw|mgw)\$ {
             proxy_pass http://\$1;
             proxy_next_upstream error;
             proxy_next_upstream_tries 3;
@@ -75,6 +75,21 @@ EOF
 my $maglev = <<'EOF';
     upstream mg {
         gateway_service users;
+        gateway_balance hash $arg_k consistent=maglev;
+    }
+
+    upstream hrw {
+        gateway_service weighted;
+        gateway_balance hash $arg_k;
+    }
+
+    upstream ktw {
+        gateway_service weighted;
+        gateway_balance hash $arg_k consistent=ketama;
+    }
+
+    upstream mgw {
+        gateway_service weighted;
         gateway_balance hash $arg_k consistent=maglev;
     }
 EOF
@@ -189,6 +204,23 @@ $orig{mg} = mapping('mg', $N);
 }
 is(scalar(grep { $_ } keys %pids), 2, 'after the reload too');
 unlike($ng->error_log, qr/has no "hash" table/, 'no table was missing');
+
+# weights 1:2:5 over 2,000 keys: 250 / 500 / 1,250, each within +-20%
+for my $i (0 .. 2) {
+    is($ng->request('PUT', sprintf('/gateway/services/weighted/instances/i%02d', $i),
+                    json => { address => "127.0.0.1:$port[$i]",
+                              weight => (1, 2, 5)[$i] })->{status},
+       201, 'weighted: instance ' . $i . ', weight ' . (1, 2, 5)[$i]);
+}
+for my $m (qw(hrw ktw mgw)) {
+    my $c = shares(mapping($m, $N));
+    my %want = (i00 => 250, i01 => 500, i02 => 1250);
+    my @bad = grep { !$c->{$_} || abs($c->{$_} - $want{$_}) > $want{$_} / 5 }
+              sort keys %want;
+    is("@bad", '', "$m: weights 1:2:5 give their shares of $N keys (+-20%)")
+        or diag(explain($c));
+    is(scalar(keys %$c), 3, "$m: nothing else answered");
+}
 
 # an 11th instance takes at most 1/11 + 2% of the keys, from the others
 is(register('i10', $port[10]), 201, 'an 11th instance');

@@ -226,7 +226,11 @@ ngx_http_gateway_balancers_init_zone(ngx_http_gateway_main_conf_t *gmcf)
 
     sh = gmcf->sh;
 
-    if ((gmcf->tables & ~sh->tables) == 0) {
+    /* a zone of another version: the workers refuse it (init_process) */
+
+    if (sh->magic != NGX_HTTP_GATEWAY_SH_MAGIC
+        || (gmcf->tables & ~sh->tables) == 0)
+    {
         return NGX_OK;
     }
 

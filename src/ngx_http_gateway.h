@@ -269,7 +269,7 @@ typedef struct {
 } ngx_http_gateway_peer_t;
 
 
-/* a snapshot's peers of one tier and zone: order[first .. first + n) */
+/* a snapshot's peers of one tier and zone: by_zone[first .. first + n) */
 
 typedef struct {
     ngx_str_t                   name;
@@ -292,8 +292,10 @@ typedef struct {
     ngx_http_gateway_zone_t    *zones;      /* by tier, then name */
     ngx_uint_t                  nzones;
     uint32_t                   *by_zone;    /* peer indices, zone by zone */
-    ngx_http_gateway_peer_t     peers[1];   /* then zones, by_zone and
-                                               order */
+    void                      **tables;     /* per balancer, NULL:
+                                               none is used */
+    ngx_http_gateway_peer_t     peers[1];   /* then tables, zones,
+                                               by_zone and order */
 } ngx_http_gateway_snapshot_t;
 
 
@@ -416,6 +418,9 @@ typedef struct {
     time_t                      events_time;  /* the events' log limit */
     ngx_uint_t                  events_logged;
     ngx_uint_t                  events_dropped;
+    uint64_t                    tables;     /* balancers' tables built for
+                                               every snapshot: OR'ed by
+                                               each configuration */
 
 } ngx_http_gateway_sh_t;
 
@@ -447,6 +452,7 @@ typedef struct {
     ngx_uint_t                  metrics;    /* gateway_metrics is used */
     ngx_uint_t                  attempt_us; /* an observer reads the
                                                attempts' start_us, end_us */
+    uint64_t                    tables;     /* what its upstreams use */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -706,8 +712,14 @@ void ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap,
 void ngx_http_gateway_balancers_init(void);
 size_t ngx_http_gateway_instance_size(void);
 size_t ngx_http_gateway_service_size(void);
-void ngx_http_gateway_balancers_update_locked(
+size_t ngx_http_gateway_balancers_tables_size(
+    ngx_http_gateway_main_conf_t *gmcf);
+ngx_int_t ngx_http_gateway_balancers_update_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
+void ngx_http_gateway_balancers_free_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap);
+ngx_int_t ngx_http_gateway_balancers_init_zone(
+    ngx_http_gateway_main_conf_t *gmcf);
 
 /* state file: ngx_http_gateway_state_file.c */
 

@@ -244,10 +244,32 @@ typedef struct {
     /* an index into sel->snap->peers of an eligible peer, or NGX_DECLINED */
     ngx_int_t                     (*select)(ngx_http_gateway_select_t *sel);
 
+    /*
+     * A table derived from every snapshot (a hash ring), in the zone with
+     * it, built at the commit point (zone lock held) and freed with it.
+     * "used" is what upstreams asked for with ngx_http_gateway_balancer_use()
+     * (the method's own bits): no upstream, no table.  table_size() gives
+     * the bytes for the snapshot (0: none); table_build() fills them.  A
+     * full zone leaves the snapshot without it: select() must then do
+     * without (ngx_http_gateway_balancer_table() is NULL).
+     */
+    size_t                        (*table_size)(
+                                        ngx_http_gateway_snapshot_t *snap,
+                                        ngx_uint_t used);
+    void                          (*table_build)(
+                                        ngx_http_gateway_snapshot_t *snap,
+                                        void *table, ngx_uint_t used);
+
     /* set by the core */
     size_t                          instance_offset;
     size_t                          service_offset;
+    ngx_uint_t                      index;
 } ngx_http_gateway_balancer_t;
+
+
+/* bits of ngx_http_gateway_balancer_use() per method, in a uint64_t */
+#define NGX_HTTP_GATEWAY_TABLE_BITS  4
+#define NGX_HTTP_GATEWAY_TABLE_MASK  ((1 << NGX_HTTP_GATEWAY_TABLE_BITS) - 1)
 
 
 extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin;
@@ -255,6 +277,7 @@ extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random;
 extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_least_request;
 extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_p2c;
 extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_peak_ewma;
+extern ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_hash;
 
 extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
 
@@ -264,6 +287,10 @@ extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
 
 #define ngx_http_gateway_balancer_service(b, svc)                             \
     ((void *) ((u_char *) (svc)->lb + (b)->service_offset))
+
+/* the method's table of a snapshot, NULL: none (not used, zone full) */
+#define ngx_http_gateway_balancer_table(b, snap)                              \
+    ((snap)->tables ? (snap)->tables[(b)->index] : NULL)
 
 
 /*
@@ -301,6 +328,8 @@ ngx_uint_t ngx_http_gateway_upstream_configured(void *conf);
 ngx_http_gateway_balancer_t *ngx_http_gateway_balancer_find(ngx_str_t *name);
 void *ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,
     ngx_http_gateway_balancer_t *b, ngx_str_t *params, ngx_uint_t n);
+void ngx_http_gateway_balancer_use(ngx_conf_t *cf,
+    ngx_http_gateway_balancer_t *b, ngx_uint_t used);
 
 
 #endif /* _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_ */

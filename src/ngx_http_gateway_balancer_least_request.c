@@ -29,6 +29,9 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_least_request = {
     NULL,
     NULL,
     ngx_http_gateway_least_request_select,
+    NULL,
+    NULL,
+    0,
     0,
     0
 };

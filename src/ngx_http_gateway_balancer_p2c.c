@@ -26,6 +26,9 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_p2c = {
     NULL,
     NULL,
     ngx_http_gateway_p2c_select,
+    NULL,
+    NULL,
+    0,
     0,
     0
 };

@@ -63,6 +63,9 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_peak_ewma = {
     ngx_http_gateway_peak_ewma_create_conf,
     ngx_http_gateway_peak_ewma_update,
     ngx_http_gateway_peak_ewma_select,
+    NULL,
+    NULL,
+    0,
     0,
     0
 };

@@ -24,6 +24,9 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random = {
     NULL,
     NULL,
     ngx_http_gateway_random_select,
+    NULL,
+    NULL,
+    0,
     0,
     0
 };

@@ -38,6 +38,9 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
     NULL,
     ngx_http_gateway_rr_update,
     ngx_http_gateway_rr_select,
+    NULL,
+    NULL,
+    0,
     0,
     0
 };

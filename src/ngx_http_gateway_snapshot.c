@@ -546,11 +546,13 @@ ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
 void
 ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
 {
+    ngx_int_t                    rc;
     ngx_http_gateway_sh_t       *sh;
-    ngx_http_gateway_service_t  *svc, *next, *failed;
+    ngx_http_gateway_service_t  *svc, *next, *failed, *retry;
 
     sh = gmcf->sh;
     failed = NULL;
+    retry = NULL;
 
     for (svc = sh->dirty; svc; svc = next) {
         next = svc->dirty_next;
@@ -560,17 +562,28 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
             continue;
         }
 
-        if (ngx_http_gateway_snapshot_build_locked(gmcf, svc) != NGX_OK) {
+        rc = ngx_http_gateway_snapshot_build_locked(gmcf, svc);
 
-            /* requests keep the previous snapshot; tried again later */
+        if (rc == NGX_OK) {
+            continue;
+        }
 
-            svc->dirty = 1;
-            svc->dirty_next = failed;
+        /*
+         * NGX_ERROR: requests keep the previous snapshot; NGX_AGAIN: the
+         * new one lacks a balancer's table.  Both are tried again at the
+         * next commit.
+         */
+
+        svc->dirty = 1;
+        svc->dirty_next = retry;
+        retry = svc;
+
+        if (rc == NGX_ERROR) {
             failed = svc;
         }
     }
 
-    sh->dirty = failed;
+    sh->dirty = retry;
 
     ngx_http_gateway_reclaim_locked(gmcf);
 
@@ -589,7 +602,8 @@ static ngx_int_t
 ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc)
 {
-    size_t                        size;
+    size_t                        size, tsize;
+    ngx_int_t                     rc;
     ngx_uint_t                    i, total;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_instance_t  *inst;
@@ -603,9 +617,13 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         }
     }
 
+    /* after the peers: the tables, the zones, round robin's order */
+
+    tsize = ngx_http_gateway_balancers_tables_size(gmcf);
+
     size = offsetof(ngx_http_gateway_snapshot_t, peers)
            + ngx_max(svc->ninstances, 1) * sizeof(ngx_http_gateway_peer_t)
-           + ngx_http_gateway_zones_size(svc->ninstances);
+           + tsize + ngx_http_gateway_zones_size(svc->ninstances);
 
     if (total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
         size += total * sizeof(uint16_t);
@@ -621,11 +639,15 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     if (total && total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
         snap->order = (uint16_t *)
                       ((u_char *) &snap->peers[ngx_max(svc->ninstances, 1)]
-                       + ngx_http_gateway_zones_size(svc->ninstances));
+                       + tsize + ngx_http_gateway_zones_size(svc->ninstances));
     }
 
     snap->service = svc;
     snap->npeers = svc->ninstances;
+
+    if (tsize) {
+        snap->tables = (void **) &snap->peers[ngx_max(svc->ninstances, 1)];
+    }
 
     for (i = 0; i < svc->ninstances; i++) {
         inst = svc->instances[i];
@@ -636,6 +658,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         peer->sockaddr = inst->sockaddr;
         peer->socklen = inst->socklen;
         peer->name = inst->name;
+        peer->id = inst->id;
         peer->weight = inst->weight;
         peer->state = inst->state;
         peer->data = inst->data;
@@ -656,7 +679,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     }
 
     ngx_http_gateway_zones_build(snap,
-                     (u_char *) &snap->peers[ngx_max(svc->ninstances, 1)]);
+                 (u_char *) &snap->peers[ngx_max(svc->ninstances, 1)] + tsize);
 
     svc->nsnaps++;
 
@@ -666,7 +689,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         svc->revision++;
     }
 
-    ngx_http_gateway_balancers_update_locked(gmcf, snap);
+    rc = ngx_http_gateway_balancers_update_locked(gmcf, snap);
 
     old = svc->snapshot;
 
@@ -682,7 +705,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     gmcf->sh->generation++;
 
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -701,6 +724,7 @@ ngx_http_gateway_snapshot_free_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     snap->service->nsnaps--;
 
+    ngx_http_gateway_balancers_free_locked(gmcf, snap);
     ngx_slab_free_locked(gmcf->shpool, snap);
 }
 

@@ -36,7 +36,8 @@
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
 #   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split
-#                    lockfree_least_request lockfree_p2c lockfree_peak_ewma")
+#                    lockfree_least_request lockfree_p2c lockfree_peak_ewma";
+#                    also lockfree_hash, lockfree_ketama, lockfree_maglev)
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
 
@@ -64,6 +65,15 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
         for b in least_request p2c peak_ewma; do
             echo "        location = /lockfree_$b {"
             echo "            gateway_selbench_balance $b;"
+            echo "            gateway_selbench lockfree users;"
+            echo "        }"
+        done
+        # hash: the key is the request's (the same for all N selections of
+        # one request): the cost of the key, its CRC32 and the lookup
+        local h
+        for h in "hash:" "ketama: consistent=ketama" "maglev: consistent=maglev"; do
+            echo "        location = /lockfree_${h%%:*} {"
+            echo "            gateway_selbench_balance hash \$request_uri${h#*:};"
             echo "            gateway_selbench lockfree users;"
             echo "        }"
         done

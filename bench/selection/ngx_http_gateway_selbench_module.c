@@ -17,8 +17,9 @@
  *   gateway_selbench mutex SERVICE;      the design before snapshots, on
  *       the same zone: zone mutex, rbtree lookup, SWRR over the service's
  *       instances, counters, unlock; then lock, counters, unlock
- *   gateway_selbench_balance NAME;       the balancer of "lockfree"
- *                                        (round_robin by default)
+ *   gateway_selbench_balance NAME [PARAMS];  the balancer of "lockfree"
+ *                                        (round_robin by default), with
+ *                                        gateway_balance's parameters
  *
  * GET ...?n=N[&timed=1][&counters=0] answers one line of "key=value"
  * pairs: the loop's start and end (CLOCK_MONOTONIC, comparable between
@@ -106,7 +107,7 @@ static ngx_command_t  ngx_http_selbench_commands[] = {
       NULL },
 
     { ngx_string("gateway_selbench_balance"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_selbench_balance,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -399,7 +400,7 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
         }
 
         ctx.svc = ngx_http_gateway_index_find(gmcf, &conf->service,
-                                                conf->hash);
+                                              conf->hash);
         if (ctx.svc == NULL) {
             ngx_shmtx_unlock(&shpool->mutex);
             return NGX_ERROR;
@@ -612,7 +613,9 @@ ngx_http_selbench_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     slcf->balancer_conf = ngx_http_gateway_balancer_create_conf(cf,
-                                                      slcf->balancer, NULL, 0);
+                                                      slcf->balancer,
+                                                      &value[2],
+                                                      cf->args->nelts - 2);
     if (slcf->balancer_conf == NULL) {
         return NGX_CONF_ERROR;
     }

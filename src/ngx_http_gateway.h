@@ -292,6 +292,7 @@ typedef struct {
     ngx_uint_t                  allow_all;
 
     ngx_array_t                 observers;  /* ngx_http_gateway_observer_pt */
+    ngx_array_t                 starts;     /* the same, at attempt start */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -330,6 +331,14 @@ typedef struct {
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
 
 ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
+    ngx_http_gateway_observer_pt handler);
+
+/*
+ * A start observer gets the record once the attempt's instance is chosen,
+ * before its request is sent (number, peer and start are set): it may
+ * still change the request's bytes, r->upstream->request_bufs.
+ */
+ngx_int_t ngx_http_gateway_attempt_start_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler);
 void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
 

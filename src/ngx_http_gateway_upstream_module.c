@@ -54,6 +54,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_gateway_upstream_postconf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gateway_observer_push(ngx_conf_t *cf,
+    ngx_array_t *list, ngx_http_gateway_observer_pt handler);
 static ngx_int_t ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
@@ -151,20 +153,41 @@ ngx_int_t
 ngx_http_gateway_observer_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler)
 {
-    ngx_http_gateway_observer_pt  *h;
     ngx_http_gateway_main_conf_t  *gmcf;
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
 
-    if (gmcf->observers.elts == NULL
-        && ngx_array_init(&gmcf->observers, cf->pool, 4,
+    return ngx_http_gateway_observer_push(cf, &gmcf->observers, handler);
+}
+
+
+ngx_int_t
+ngx_http_gateway_attempt_start_add(ngx_conf_t *cf,
+    ngx_http_gateway_observer_pt handler)
+{
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
+
+    return ngx_http_gateway_observer_push(cf, &gmcf->starts, handler);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_observer_push(ngx_conf_t *cf, ngx_array_t *list,
+    ngx_http_gateway_observer_pt handler)
+{
+    ngx_http_gateway_observer_pt  *h;
+
+    if (list->elts == NULL
+        && ngx_array_init(list, cf->pool, 4,
                           sizeof(ngx_http_gateway_observer_pt))
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    h = ngx_array_push(&gmcf->observers);
+    h = ngx_array_push(list);
     if (h == NULL) {
         return NGX_ERROR;
     }
@@ -412,11 +435,12 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     u_char                       *p;
     ngx_int_t                     i, rc;
     ngx_str_t                    *name;
-    ngx_uint_t                    slot;
+    ngx_uint_t                    slot, k;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_attempt_t   *a;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
+    ngx_http_gateway_observer_pt *h;
 
     if (gp->ntried == gp->nalloc) {
         p = ngx_palloc(gp->attempt.request->pool, 2 * gp->nalloc * sizeof(uint64_t));
@@ -499,6 +523,12 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->bytes_received = 0;
     a->cached = 0;
     a->retried = 0;
+
+    h = gp->conf->gmcf->starts.elts;
+
+    for (k = 0; k < gp->conf->gmcf->starts.nelts; k++) {
+        h[k](a);
+    }
 
     return NGX_OK;
 }

@@ -56,6 +56,8 @@ typedef struct {
 
     ngx_peer_connection_t                pc;
     ngx_event_t                          timer;
+    ngx_connection_t                    *notice;    /* of a shutdown */
+    ngx_uint_t                           down;      /* failing since */
 
     ngx_msec_t                           deadline;  /* shutting down */
     unsigned                             exiting:1;
@@ -78,6 +80,7 @@ static void ngx_http_gateway_trace_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_gateway_trace_parse(
     ngx_http_gateway_trace_exporter_t *e);
 static void ngx_http_gateway_trace_idle_handler(ngx_event_t *ev);
+static void ngx_http_gateway_trace_notice_handler(ngx_event_t *ev);
 static void ngx_http_gateway_trace_done(ngx_http_gateway_trace_exporter_t *e,
     ngx_uint_t ok);
 static void ngx_http_gateway_trace_close(ngx_http_gateway_trace_exporter_t *e);
@@ -317,6 +320,7 @@ ngx_int_t
 ngx_http_gateway_trace_export_init(ngx_cycle_t *cycle,
     ngx_http_gateway_trace_main_conf_t *tmcf)
 {
+    ngx_fd_t                            fd;
     ngx_gateway_otlp_attr_t            *a;
     ngx_http_gateway_trace_exporter_t  *e;
 
@@ -388,7 +392,7 @@ ngx_http_gateway_trace_export_init(ngx_cycle_t *cycle,
     e->pc.name = &tmcf->addr->name;
     e->pc.get = ngx_event_get_peer;
     e->pc.log = cycle->log;
-    e->pc.log_error = NGX_ERROR_ERR;
+    e->pc.log_error = NGX_ERROR_INFO;
 
     e->timer.handler = ngx_http_gateway_trace_timer_handler;
     e->timer.data = e;
@@ -396,6 +400,28 @@ ngx_http_gateway_trace_export_init(ngx_cycle_t *cycle,
     e->timer.cancelable = 1;
 
     ngx_add_timer(&e->timer, tmcf->interval);
+
+    /*
+     * A graceful shutdown closes the idle connections, calling their read
+     * handlers: an idle connection that is never polled (on /dev/null) is
+     * how the exporter learns of it at once, to send what is left.
+     */
+
+    fd = ngx_open_file("/dev/null", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd != NGX_INVALID_FILE) {
+        e->notice = ngx_get_connection(fd, cycle->log);
+
+        if (e->notice == NULL) {
+            (void) ngx_close_file(fd);
+
+        } else {
+            e->notice->data = e;
+            e->notice->idle = 1;
+            e->notice->read->handler = ngx_http_gateway_trace_notice_handler;
+            e->notice->write->handler = ngx_http_gateway_trace_notice_handler;
+        }
+    }
 
     ngx_http_gateway_trace_exp = e;
 
@@ -418,6 +444,11 @@ ngx_http_gateway_trace_export_exit(ngx_cycle_t *cycle)
         e->dropped += e->n;
         (void) ngx_atomic_fetch_add(&e->conf->stats->dropped, e->n);
         ngx_http_gateway_trace_drop(e, e->n);
+    }
+
+    if (e->notice) {
+        ngx_close_connection(e->notice);
+        e->notice = NULL;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
@@ -477,10 +508,6 @@ ngx_http_gateway_trace_export(ngx_gateway_otlp_span_t *span)
     e->used += len;
     e->ends[e->n++] = e->used;
 
-    /* the flush timer now holds a graceful shutdown up */
-
-    e->timer.cancelable = 0;
-
     if (e->state == NGX_HTTP_GATEWAY_TRACE_IDLE && e->n >= e->conf->batch) {
         ngx_http_gateway_trace_send(e);
     }
@@ -517,10 +544,6 @@ ngx_http_gateway_trace_drop(ngx_http_gateway_trace_exporter_t *e,
     }
 
     e->n -= n;
-
-    if (e->n == 0) {
-        e->timer.cancelable = 1;
-    }
 }
 
 
@@ -660,6 +683,9 @@ ngx_http_gateway_trace_connect(ngx_http_gateway_trace_exporter_t *e)
 
     c = e->pc.connection;
 
+    /* one line per failure of its own, not nginx's for every write */
+
+    c->log_error = NGX_ERROR_IGNORE_ECONNRESET;
     c->data = e;
     c->log = e->log;
     c->read->log = e->log;
@@ -693,9 +719,6 @@ ngx_http_gateway_trace_write_handler(ngx_event_t *wev)
     }
 
     if (wev->timedout) {
-        ngx_log_error(NGX_LOG_WARN, e->log, NGX_ETIMEDOUT,
-                      "gateway: trace export to %V timed out",
-                      e->pc.name);
         ngx_http_gateway_trace_done(e, 0);
         return;
     }
@@ -766,8 +789,6 @@ ngx_http_gateway_trace_read_handler(ngx_event_t *rev)
     }
 
     if (rev->timedout) {
-        ngx_log_error(NGX_LOG_WARN, e->log, NGX_ETIMEDOUT,
-                      "gateway: trace export to %V timed out", e->pc.name);
         ngx_http_gateway_trace_done(e, 0);
         return;
     }
@@ -957,6 +978,26 @@ ngx_http_gateway_trace_idle_handler(ngx_event_t *ev)
 
 
 static void
+ngx_http_gateway_trace_notice_handler(ngx_event_t *ev)
+{
+    ngx_connection_t                   *c;
+    ngx_http_gateway_trace_exporter_t  *e;
+
+    c = ev->data;
+    e = c->data;
+
+    if (!c->close) {
+        return;
+    }
+
+    ngx_close_connection(c);
+    e->notice = NULL;
+
+    ngx_http_gateway_trace_shutdown(e);
+}
+
+
+static void
 ngx_http_gateway_trace_done(ngx_http_gateway_trace_exporter_t *e,
     ngx_uint_t ok)
 {
@@ -992,11 +1033,21 @@ ngx_http_gateway_trace_done(ngx_http_gateway_trace_exporter_t *e,
         e->exported += k;
         (void) ngx_atomic_fetch_add(&e->conf->stats->exported, k);
 
+        if (e->down) {
+            ngx_log_error(NGX_LOG_NOTICE, e->log, 0,
+                          "gateway: trace export to %V works again, "
+                          "%ui export requests failed before",
+                          e->pc.name, e->down);
+            e->down = 0;
+        }
+
     } else if (k) {
-        if (ok) {
+        if (e->down++ == 0) {
             ngx_log_error(NGX_LOG_WARN, e->log, 0,
-                          "gateway: trace export to %V: status %ui",
-                          e->pc.name, e->status);
+                          "gateway: trace export to %V failed (%s), "
+                          "%ui spans dropped; dropping until it works",
+                          e->pc.name,
+                          ok ? "status not 2xx" : "no answer", k);
         }
 
         e->dropped += k;

@@ -115,6 +115,8 @@ static char *ngx_http_gateway_trace_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_gateway_trace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_gateway_trace_context(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_gateway_trace_sample(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_gateway_trace_init_process(ngx_cycle_t *cycle);
@@ -142,10 +144,10 @@ static ngx_command_t  ngx_http_gateway_trace_commands[] = {
 
     { ngx_string("gateway_trace_context"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_gateway_trace_context,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_gateway_trace_loc_conf_t, context),
-      &ngx_http_gateway_trace_contexts },
+      0,
+      NULL },
 
     { ngx_string("gateway_trace_sample"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -468,7 +470,7 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *ctx, ngx_http_gateway_trace_headers_t *th)
 {
     ngx_uint_t        i, keep_state;
-    ngx_list_t        list;
+    ngx_list_t        old;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
 
@@ -476,13 +478,16 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
 
     if (th->ntraceparent > 1 || (th->ntracestate && !keep_state)) {
 
-        if (ngx_list_init(&list, r->pool, 20, sizeof(ngx_table_elt_t))
+        old = r->headers_in.headers;
+
+        if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
+                          sizeof(ngx_table_elt_t))
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        part = &r->headers_in.headers.part;
+        part = &old.part;
         h = part->elts;
 
         for (i = 0; /* void */; i++) {
@@ -512,7 +517,7 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
                 continue;
             }
 
-            nh = ngx_list_push(&list);
+            nh = ngx_list_push(&r->headers_in.headers);
             if (nh == NULL) {
                 return NGX_ERROR;
             }
@@ -520,7 +525,6 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
             *nh = h[i];
         }
 
-        r->headers_in.headers = list;
         th->traceparent = NULL;
     }
 
@@ -756,9 +760,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
     span.name = (const char *) r->method_name.data;
     span.name_len = r->method_name.len;
     span.start = actx->attempt_start;
-    span.end = span.start
-               + (uint64_t) (a->end >= a->start ? a->end - a->start : 0)
-                 * 1000000;
+    span.end = ngx_http_gateway_trace_now();
 
     n = 0;
 
@@ -1258,8 +1260,10 @@ ngx_http_gateway_trace_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     /* sampled: the trace id's last 53 bits below sample / 1e6 of 2^53 */
 
-    conf->threshold = (uint64_t) conf->sample * ((uint64_t) 1 << 53)
-                      / NGX_HTTP_GATEWAY_TRACE_PPM;
+    conf->threshold = ((uint64_t) 1 << 53) / NGX_HTTP_GATEWAY_TRACE_PPM
+                      * conf->sample
+                      + ((uint64_t) 1 << 53) % NGX_HTTP_GATEWAY_TRACE_PPM
+                        * conf->sample / NGX_HTTP_GATEWAY_TRACE_PPM;
 
     return NGX_CONF_OK;
 }
@@ -1316,6 +1320,38 @@ ngx_http_gateway_trace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tlcf->trace = 0;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gateway_trace_context(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_gateway_trace_loc_conf_t *tlcf = conf;
+
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+
+    if (tlcf->context != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (e = ngx_http_gateway_trace_contexts; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcmp(e->name.data, value[1].data) == 0)
+        {
+            tlcf->context = e->value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"gateway_trace_context\": "
+                       "extract, inject, propagate or ignore", &value[1]);
+
+    return NGX_CONF_ERROR;
 }
 
 

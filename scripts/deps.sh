@@ -26,6 +26,8 @@ PKGS=(
     perl curl openssl
     # fuzz targets (t/fuzz): clang 14 and its libFuzzer runtime
     clang libclang-rt-14-dev
+    # the OTLP test collector (t/collector): node, and npm for its packages
+    nodejs npm
 )
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
             gnuplot-nox)

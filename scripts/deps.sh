@@ -27,8 +27,10 @@ PKGS=(
     # fuzz targets (t/fuzz): clang 14 and its libFuzzer runtime
     clang libclang-rt-14-dev
     # the OTLP test collector (t/collector): node, and npm for its packages
-    nodejs npm
+    nodejs
 )
+# npm: Debian's package, unless the nodejs installed brings its own
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
             gnuplot-nox)
 SERVICES=(nginx redis-server haproxy)

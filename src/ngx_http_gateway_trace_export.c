@@ -193,7 +193,7 @@ ngx_http_gateway_trace_exporter(ngx_conf_t *cf, ngx_command_t *cmd,
 
         if (ngx_strncmp(value[i].data, "buffer=", 7) == 0) {
             n = ngx_atoi(value[i].data + 7, value[i].len - 7);
-            if (n <= 0 || n > 1048576) {
+            if (n <= 0 || n > 65536) {
                 goto invalid;
             }
 

@@ -495,4 +495,12 @@ for my $case (
     like($out, $case->[1], 'and names the directive');
 }
 
+# the ready configurations of conf.d/ pass nginx -t as they are
+for my $file (glob(repo_root() . '/conf.d/tracing-*.conf')) {
+    open my $f, '<', $file or die "$file: $!";
+    my $text = do { local $/; <$f> };
+    my ($code, $out) = nginx_test_config(conf => $text);
+    is($code, 0, "nginx -t: $file") or diag($out);
+}
+
 done_testing();

@@ -55,12 +55,16 @@ static void ngx_gateway_json_attrs(ngx_gateway_otlp_out_t *o,
     const ngx_gateway_otlp_attr_t *attrs, size_t n);
 
 
-static size_t
+static inline size_t
 ngx_gateway_pb_varint_len(uint64_t v)
 {
     size_t  n;
 
-    for (n = 1; v >= 0x80; n++) {
+    if (v < 0x80) {
+        return 1;
+    }
+
+    for (n = 2; v >= 0x4000; n++) {
         v >>= 7;
     }
 
@@ -68,7 +72,7 @@ ngx_gateway_pb_varint_len(uint64_t v)
 }
 
 
-static unsigned char *
+static inline unsigned char *
 ngx_gateway_pb_varint(unsigned char *p, uint64_t v)
 {
     while (v >= 0x80) {
@@ -84,7 +88,7 @@ ngx_gateway_pb_varint(unsigned char *p, uint64_t v)
 
 /* a length-delimited field: tag, length, len bytes */
 
-static size_t
+static inline size_t
 ngx_gateway_pb_field_len(uint32_t field, size_t len)
 {
     return ngx_gateway_pb_varint_len(ngx_gateway_pb_tag(field,
@@ -93,7 +97,7 @@ ngx_gateway_pb_field_len(uint32_t field, size_t len)
 }
 
 
-static unsigned char *
+static inline unsigned char *
 ngx_gateway_pb_bytes(unsigned char *p, uint32_t field, const void *data,
     size_t len)
 {
@@ -110,7 +114,7 @@ ngx_gateway_pb_bytes(unsigned char *p, uint32_t field, const void *data,
 
 /* little-endian fixed32 / fixed64 */
 
-static unsigned char *
+static inline unsigned char *
 ngx_gateway_pb_fixed(unsigned char *p, uint64_t v, size_t n)
 {
     size_t  i;
@@ -125,7 +129,7 @@ ngx_gateway_pb_fixed(unsigned char *p, uint64_t v, size_t n)
 
 /* AnyValue: string_value = 1, bool_value = 2, int_value = 3 */
 
-static size_t
+static inline size_t
 ngx_gateway_pb_value_len(const ngx_gateway_otlp_attr_t *a)
 {
     switch (a->type) {
@@ -144,7 +148,7 @@ ngx_gateway_pb_value_len(const ngx_gateway_otlp_attr_t *a)
 
 /* KeyValue: key = 1, value = 2 */
 
-static size_t
+static inline size_t
 ngx_gateway_pb_kv_len(const ngx_gateway_otlp_attr_t *a)
 {
     return ngx_gateway_pb_field_len(1, a->key_len)
@@ -152,16 +156,21 @@ ngx_gateway_pb_kv_len(const ngx_gateway_otlp_attr_t *a)
 }
 
 
-static unsigned char *
+static inline unsigned char *
 ngx_gateway_pb_kv(unsigned char *p, uint32_t field,
     const ngx_gateway_otlp_attr_t *a)
 {
+    size_t  vlen;
+
+    vlen = ngx_gateway_pb_value_len(a);
+
     p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(field, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_kv_len(a));
+    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_field_len(1, a->key_len)
+                                 + ngx_gateway_pb_field_len(2, vlen));
     p = ngx_gateway_pb_bytes(p, 1, a->key, a->key_len);
 
     p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_value_len(a));
+    p = ngx_gateway_pb_varint(p, vlen);
 
     switch (a->type) {
 
@@ -191,7 +200,8 @@ ngx_gateway_pb_attrs_len(uint32_t field, const ngx_gateway_otlp_attr_t *attrs,
     len = 0;
 
     for (i = 0; i < n; i++) {
-        len += ngx_gateway_pb_field_len(field, ngx_gateway_pb_kv_len(&attrs[i]));
+        len += ngx_gateway_pb_field_len(field,
+                                        ngx_gateway_pb_kv_len(&attrs[i]));
     }
 
     return len;
@@ -228,8 +238,8 @@ ngx_gateway_pb_span_len(const ngx_gateway_otlp_span_t *span)
     }
 
     if (span->status) {
-        len += ngx_gateway_pb_field_len(15,
-                        1 + ngx_gateway_pb_varint_len((uint64_t) span->status));
+        len += ngx_gateway_pb_field_len(15, 1
+                          + ngx_gateway_pb_varint_len((uint64_t) span->status));
     }
 
     if (span->flags) {
@@ -289,8 +299,8 @@ ngx_gateway_otlp_pb_span(unsigned char *out, size_t size,
     if (span->status) {
         p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(15,
                                                         NGX_GATEWAY_PB_LEN));
-        p = ngx_gateway_pb_varint(p,
-                          1 + ngx_gateway_pb_varint_len((uint64_t) span->status));
+        p = ngx_gateway_pb_varint(p, 1 + ngx_gateway_pb_varint_len(
+                                             (uint64_t) span->status));
         *p++ = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_VARINT);
         p = ngx_gateway_pb_varint(p, (uint64_t) span->status);
     }
@@ -371,9 +381,20 @@ ngx_gateway_json_raw(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
 static void
 ngx_gateway_json_str(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
 {
-    size_t  n;
+    size_t         n, i;
+    unsigned char  c;
 
-    n = ngx_gateway_json_escape(NULL, s, len);
+    /* most text needs no escaping: then it is copied as it is */
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (c < 0x20 || c == '"' || c == '\\') {
+            break;
+        }
+    }
+
+    n = (i == len) ? len : ngx_gateway_json_escape(NULL, s, len);
 
     if (o->full || (size_t) (o->end - o->p) < n + 2) {
         o->full = 1;
@@ -381,7 +402,15 @@ ngx_gateway_json_str(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
     }
 
     *o->p++ = '"';
-    o->p += ngx_gateway_json_escape((char *) o->p, s, len);
+
+    if (n == len) {
+        memcpy(o->p, s, len);
+        o->p += len;
+
+    } else {
+        o->p += ngx_gateway_json_escape((char *) o->p, s, len);
+    }
+
     *o->p++ = '"';
 }
 

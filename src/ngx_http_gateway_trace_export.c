@@ -451,6 +451,8 @@ ngx_http_gateway_trace_export_exit(ngx_cycle_t *cycle)
         e->notice = NULL;
     }
 
+    ngx_http_gateway_trace_close(e);
+
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                   "gateway: trace export of this worker: %ui spans "
                   "exported, %ui dropped, %ui export requests failed",

@@ -4,9 +4,9 @@
  */
 
 
-#include <sys/random.h>
-
 #include "ngx_http_gateway_trace.h"
+
+#include <sys/random.h>
 
 
 #define NGX_HTTP_GATEWAY_TRACE_EXTRACT   0x01
@@ -20,6 +20,11 @@
 
 /* the most attributes a span has */
 #define NGX_HTTP_GATEWAY_TRACE_ATTRS     12
+
+#define ngx_http_gateway_trace_str(a, key, v)                                 \
+    ngx_http_gateway_trace_attr_str(a, key, sizeof(key) - 1, v)
+#define ngx_http_gateway_trace_int(a, key, v)                                 \
+    ngx_http_gateway_trace_attr_int(a, key, sizeof(key) - 1, v)
 
 
 typedef struct {
@@ -85,9 +90,9 @@ static void ngx_http_gateway_trace_random(unsigned char *p, size_t n);
 static uint64_t ngx_http_gateway_trace_now(void);
 static ngx_uint_t ngx_http_gateway_trace_text(ngx_str_t *in, ngx_str_t *out);
 static void ngx_http_gateway_trace_attr_str(ngx_gateway_otlp_attr_t *a,
-    const char *key, ngx_str_t *value);
+    const char *key, size_t key_len, ngx_str_t *value);
 static void ngx_http_gateway_trace_attr_int(ngx_gateway_otlp_attr_t *a,
-    const char *key, int64_t value);
+    const char *key, size_t key_len, int64_t value);
 static void ngx_http_gateway_trace_span_init(ngx_gateway_otlp_span_t *span,
     ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_start(
@@ -243,7 +248,15 @@ static ngx_http_variable_t  ngx_http_gateway_trace_vars[] = {
 
 
 static ngx_str_t  ngx_http_gateway_trace_header = ngx_string("traceparent");
-static ngx_uint_t  ngx_http_gateway_trace_header_hash;
+
+/* request headers come with their lowercase name and its hash */
+static ngx_uint_t  ngx_http_gateway_trace_traceparent_hash;
+static ngx_uint_t  ngx_http_gateway_trace_tracestate_hash;
+
+#define ngx_http_gateway_trace_is(h, name)                                    \
+    ((h)->hash == ngx_http_gateway_trace_##name##_hash                        \
+     && (h)->key.len == sizeof(#name) - 1                                     \
+     && ngx_memcmp((h)->lowcase_key, #name, sizeof(#name) - 1) == 0)
 
 /* a request may set gateway_trace: the hooks are installed */
 static ngx_uint_t  ngx_http_gateway_trace_used;
@@ -438,18 +451,12 @@ ngx_http_gateway_trace_scan(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (h[i].key.len == sizeof("traceparent") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
-                               sizeof("traceparent") - 1) == 0)
-        {
+        if (ngx_http_gateway_trace_is(&h[i], traceparent)) {
             if (th->ntraceparent++ == 0) {
                 th->traceparent = &h[i];
             }
 
-        } else if (h[i].key.len == sizeof("tracestate") - 1
-                   && ngx_strncasecmp(h[i].key.data, (u_char *) "tracestate",
-                                      sizeof("tracestate") - 1) == 0)
-        {
+        } else if (ngx_http_gateway_trace_is(&h[i], tracestate)) {
             if (th->ntracestate++ == 0) {
                 th->tracestate = &h[i];
             }
@@ -502,17 +509,9 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
                 i = 0;
             }
 
-            if (h[i].key.len == sizeof("traceparent") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
-                                   sizeof("traceparent") - 1) == 0)
-            {
-                continue;
-            }
-
-            if (!keep_state
-                && h[i].key.len == sizeof("tracestate") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "tracestate",
-                                   sizeof("tracestate") - 1) == 0)
+            if (ngx_http_gateway_trace_is(&h[i], traceparent)
+                || (!keep_state
+                    && ngx_http_gateway_trace_is(&h[i], tracestate)))
             {
                 continue;
             }
@@ -536,7 +535,7 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        h->hash = ngx_http_gateway_trace_header_hash;
+        h->hash = ngx_http_gateway_trace_traceparent_hash;
         h->key = ngx_http_gateway_trace_header;
         h->lowcase_key = ngx_http_gateway_trace_header.data;
     }
@@ -616,10 +615,10 @@ ngx_http_gateway_trace_text(ngx_str_t *in, ngx_str_t *out)
 
 static void
 ngx_http_gateway_trace_attr_str(ngx_gateway_otlp_attr_t *a, const char *key,
-    ngx_str_t *value)
+    size_t key_len, ngx_str_t *value)
 {
     a->key = key;
-    a->key_len = ngx_strlen(key);
+    a->key_len = key_len;
     a->type = NGX_GATEWAY_OTLP_STRING;
     a->str = (const char *) value->data;
     a->len = value->len;
@@ -628,10 +627,10 @@ ngx_http_gateway_trace_attr_str(ngx_gateway_otlp_attr_t *a, const char *key,
 
 static void
 ngx_http_gateway_trace_attr_int(ngx_gateway_otlp_attr_t *a, const char *key,
-    int64_t value)
+    size_t key_len, int64_t value)
 {
     a->key = key;
-    a->key_len = ngx_strlen(key);
+    a->key_len = key_len;
     a->type = NGX_GATEWAY_OTLP_INT;
     a->num = value;
 }
@@ -700,23 +699,25 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
     p = actx->sent;
 
     if (p == NULL || actx->sent_buf != b) {
-        p = b->start;
+
+        /*
+         * The value begins with "00-TRACE-", unique to the request.  A
+         * header the gateway added is the last one: looked for there first.
+         */
+
         last = b->last;
+        p = last - (NGX_GATEWAY_TRACEPARENT_LEN + sizeof(CRLF CRLF) - 1);
 
-        for ( ;; ) {
-            p = ngx_strlcasestrn(p, last, (u_char *) "\ntraceparent: ",
-                                 sizeof("\ntraceparent: ") - 2);
-            if (p == NULL) {
+        if (p < b->start
+            || ngx_memcmp(p + NGX_GATEWAY_TRACEPARENT_LEN, CRLF CRLF, 4) != 0
+            || ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN)
+               != 0)
+        {
+            p = memmem(b->start, last - b->start, t->traceparent,
+                       NGX_GATEWAY_TRACEPARENT_SPAN);
+
+            if (p == NULL || last - p < NGX_GATEWAY_TRACEPARENT_LEN) {
                 return;
-            }
-
-            p += sizeof("\ntraceparent: ") - 1;
-
-            if (last - p >= NGX_GATEWAY_TRACEPARENT_LEN
-                && ngx_memcmp(p, t->traceparent,
-                              NGX_GATEWAY_TRACEPARENT_SPAN) == 0)
-            {
-                break;
             }
         }
 
@@ -764,8 +765,8 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     n = 0;
 
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "http.request.method",
-                                    &r->method_name);
+    ngx_http_gateway_trace_str(&attrs[n++], "http.request.method",
+                               &r->method_name);
 
     /* the instance's address: host:port, [v6]:port or unix:path */
 
@@ -792,27 +793,23 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
         }
     }
 
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "server.address", &host);
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "network.peer.address",
-                                    &host);
+    ngx_http_gateway_trace_str(&attrs[n++], "server.address", &host);
+    ngx_http_gateway_trace_str(&attrs[n++], "network.peer.address", &host);
 
     if (port.len) {
-        ngx_http_gateway_trace_attr_int(&attrs[n++], "server.port",
-                                        ngx_atoi(port.data, port.len));
+        ngx_http_gateway_trace_int(&attrs[n++], "server.port",
+                                   ngx_inet_get_port(a->peer->sockaddr));
     }
 
     if (a->status) {
-        ngx_http_gateway_trace_attr_int(&attrs[n++],
-                                        "http.response.status_code",
-                                        a->status);
+        ngx_http_gateway_trace_int(&attrs[n++], "http.response.status_code",
+                                   a->status);
     }
 
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "gateway.service",
-                                    a->service);
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "gateway.instance.id",
-                                    &a->peer->inst->id);
-    ngx_http_gateway_trace_attr_int(&attrs[n++], "gateway.attempt",
-                                    a->number);
+    ngx_http_gateway_trace_str(&attrs[n++], "gateway.service", a->service);
+    ngx_http_gateway_trace_str(&attrs[n++], "gateway.instance.id",
+                               &a->peer->inst->id);
+    ngx_http_gateway_trace_int(&attrs[n++], "gateway.attempt", a->number);
 
     attrs[n].key = "gateway.connection.reused";
     attrs[n].key_len = sizeof("gateway.connection.reused") - 1;
@@ -826,11 +823,11 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
         v.data = (u_char *) reason;
         v.len = ngx_strlen(reason);
 
-        ngx_http_gateway_trace_attr_str(&attrs[n++], "error.type", &v);
+        ngx_http_gateway_trace_str(&attrs[n++], "error.type", &v);
 
         if (a->retried) {
-            ngx_http_gateway_trace_attr_str(&attrs[n++],
-                                            "gateway.retry_reason", &v);
+            ngx_http_gateway_trace_str(&attrs[n++], "gateway.retry_reason",
+                                       &v);
         }
     }
 
@@ -924,8 +921,8 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     n = 0;
 
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "http.request.method",
-                                    &r->method_name);
+    ngx_http_gateway_trace_str(&attrs[n++], "http.request.method",
+                               &r->method_name);
 
     v = r->unparsed_uri;
 
@@ -934,7 +931,7 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     }
 
     if (ngx_http_gateway_trace_text(&v, &v)) {
-        ngx_http_gateway_trace_attr_str(&attrs[n++], "url.path", &v);
+        ngx_http_gateway_trace_str(&attrs[n++], "url.path", &v);
     }
 
     ngx_str_set(&v, "http");
@@ -945,32 +942,31 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     }
 #endif
 
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "url.scheme", &v);
+    ngx_http_gateway_trace_str(&attrs[n++], "url.scheme", &v);
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     if (status) {
-        ngx_http_gateway_trace_attr_int(&attrs[n++],
-                                        "http.response.status_code", status);
+        ngx_http_gateway_trace_int(&attrs[n++], "http.response.status_code",
+                                   status);
     }
 
     if (ngx_http_gateway_trace_text(&r->headers_in.server, &v)) {
-        ngx_http_gateway_trace_attr_str(&attrs[n++], "server.address", &v);
+        ngx_http_gateway_trace_str(&attrs[n++], "server.address", &v);
     }
 
     if (c->local_sockaddr) {
-        ngx_http_gateway_trace_attr_int(&attrs[n++], "server.port",
-                                      ngx_inet_get_port(c->local_sockaddr));
+        ngx_http_gateway_trace_int(&attrs[n++], "server.port",
+                                   ngx_inet_get_port(c->local_sockaddr));
     }
 
-    ngx_http_gateway_trace_attr_str(&attrs[n++], "network.peer.address",
-                                    &c->addr_text);
+    ngx_http_gateway_trace_str(&attrs[n++], "network.peer.address",
+                               &c->addr_text);
 
     if (r->headers_in.user_agent
         && ngx_http_gateway_trace_text(&r->headers_in.user_agent->value, &v))
     {
-        ngx_http_gateway_trace_attr_str(&attrs[n++], "user_agent.original",
-                                        &v);
+        ngx_http_gateway_trace_str(&attrs[n++], "user_agent.original", &v);
     }
 
     /* a prefix or exact location is the route; a regular expression not */
@@ -979,13 +975,15 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     name = r->method_name;
 
-    if (clcf->name.len && !clcf->named && !clcf->noname
+    if (clcf->name.len && clcf->name.len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
+        && !clcf->named && !clcf->noname
 #if (NGX_PCRE)
         && clcf->regex == NULL
 #endif
-        && ngx_http_gateway_trace_text(&clcf->name, &v))
+       )
     {
-        ngx_http_gateway_trace_attr_str(&attrs[n++], "http.route", &v);
+        v = clcf->name;
+        ngx_http_gateway_trace_str(&attrs[n++], "http.route", &v);
 
         p = ngx_pnalloc(r->pool, r->method_name.len + 1 + v.len);
 
@@ -1133,9 +1131,10 @@ ngx_http_gateway_trace_postconf(ngx_conf_t *cf)
         return NGX_OK;
     }
 
-    ngx_http_gateway_trace_header_hash =
-        ngx_hash_key(ngx_http_gateway_trace_header.data,
-                     ngx_http_gateway_trace_header.len);
+    ngx_http_gateway_trace_traceparent_hash =
+        ngx_hash_key((u_char *) "traceparent", sizeof("traceparent") - 1);
+    ngx_http_gateway_trace_tracestate_hash =
+        ngx_hash_key((u_char *) "tracestate", sizeof("tracestate") - 1);
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 

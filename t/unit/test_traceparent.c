@@ -132,6 +132,37 @@ test_format(void **state)
 }
 
 
+/* every byte value, at every offset and length, against snprintf */
+
+static void
+test_hex(void **state)
+{
+    char           out[64], want[64];
+    size_t         off, n, i, k;
+    unsigned char  in[24];
+
+    (void) state;
+
+    for (i = 0; i < 256; i++) {
+        memset(in, (int) i, sizeof(in));
+        in[i % 7] = (unsigned char) (255 - i);
+        in[(i + 3) % 11] = (unsigned char) (i * 37);
+
+        for (off = 0; off < 4; off++) {
+            for (n = 0; off + n <= 20; n++) {
+                ngx_gateway_hex(out, in + off, n);
+
+                for (k = 0; k < n; k++) {
+                    snprintf(want + 2 * k, 3, "%02x", in[off + k]);
+                }
+
+                assert_memory_equal(out, want, 2 * n);
+            }
+        }
+    }
+}
+
+
 static int
 state_valid(const char *s)
 {
@@ -247,6 +278,7 @@ main(void)
         cmocka_unit_test(test_parse_good),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_hex),
         cmocka_unit_test(test_tracestate_good),
         cmocka_unit_test(test_tracestate_bad),
     };

@@ -458,6 +458,10 @@ ngx_http_gateway_trace_export_exit(ngx_cycle_t *cycle)
                   "exported, %ui dropped, %ui export requests failed",
                   e->exported, e->dropped, e->failed);
 
+    ngx_free(e->buf);
+    ngx_free(e->ends);
+    ngx_free(e->head);
+
     ngx_http_gateway_trace_exp = NULL;
 }
 

@@ -381,7 +381,10 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
     ngx_gateway_traceparent_format((char *) ctx->traceparent, ctx->trace_id,
                                    ctx->span_id, flags);
 
+    /* a request refused before its headers were read has no list */
+
     if ((tlcf->context & NGX_HTTP_GATEWAY_TRACE_INJECT)
+        && r->headers_in.headers.last != NULL
         && ngx_http_gateway_trace_inject(r, ctx, &th) == NGX_OK)
     {
         ctx->injected = 1;

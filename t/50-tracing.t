@@ -127,6 +127,14 @@ sub conf {
             return 502;
         }
     }
+
+    server {
+        listen 127.0.0.1:%%PORT3%%;
+        gateway_trace on;
+        location / {
+            return 200 "ok";
+        }
+    }
 EOF
 }
 
@@ -374,6 +382,16 @@ for my $protocol (qw(protobuf json)) {
     ok(!defined $h->{'x-trace-id'}, '"0" is off');
     ($st, $h) = $ng->get('/forced/x', headers => { 'x-trace' => 'yes' });
     like($h->{'x-trace-id'} // '', qr/^[0-9a-f]{32}$/, 'anything else is on');
+
+    # requests refused before their headers are read are traced too
+    my $p3 = $ng->port('PORT3');
+    like(http_raw($p3, "BAD\r\n\r\n") // '', qr{^HTTP/1\.1 400 },
+         'a bad request line: 400');
+    like(http_raw($p3, "GET / HTTP/1.1\r\nHost: a\r\n\x01bad: x\r\n\r\n")
+         // '', qr{^HTTP/1\.1 400 }, 'a bad header line: 400');
+    my $ok = http_get("http://127.0.0.1:$p3/");
+    is($ok->{status}, 200, 'and the worker still serves');
+    unlike($ng->error_log, qr/exited on signal/, 'no worker crashed');
 
     # a 500 of the gateway's own is an ERROR SERVER span
     ($st, $h) = $ng->get('/local');

@@ -404,8 +404,10 @@ ngx_gateway_json_str(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
     *o->p++ = '"';
 
     if (n == len) {
-        memcpy(o->p, s, len);
-        o->p += len;
+        if (len) {
+            memcpy(o->p, s, len);
+            o->p += len;
+        }
 
     } else {
         o->p += ngx_gateway_json_escape((char *) o->p, s, len);

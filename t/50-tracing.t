@@ -62,6 +62,11 @@ sub conf {
         gateway_service flaky;
     }
 
+    upstream kept {
+        gateway_service kept;
+        keepalive 4;
+    }
+
     server {
         listen 127.0.0.1:%%PORT%%;
 
@@ -115,6 +120,14 @@ sub conf {
             add_header X-Trace-Id \$gateway_trace_id;
         }
 
+        location /kept/ {
+            gateway_trace on;
+            proxy_pass http://kept;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Trace-Id \$gateway_trace_id;
+        }
+
         location /local {
             gateway_trace on;
             return 500 "local";
@@ -125,6 +138,13 @@ sub conf {
         listen 127.0.0.1:%%PORT2%%;
         location / {
             return 502;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT4%%;
+        location / {
+            return 200 "\$http_traceparent";
         }
     }
 
@@ -382,6 +402,23 @@ for my $protocol (qw(protobuf json)) {
     ok(!defined $h->{'x-trace-id'}, '"0" is off');
     ($st, $h) = $ng->get('/forced/x', headers => { 'x-trace' => 'yes' });
     like($h->{'x-trace-id'} // '', qr/^[0-9a-f]{32}$/, 'anything else is on');
+
+    # a cached keepalive connection: said so, and the id still rewritten
+    is(register('kept', 'k1', '127.0.0.1:' . $ng->port('PORT4')), 201,
+       'register an instance kept alive');
+    my @kept;
+    for (1 .. 2) {
+        ($st, $h, $body) = $ng->get('/kept/x');
+        my ($c) = grep { $_->{kind} == 3 }
+                  @{ spans_of($h->{'x-trace-id'}, count => 2) };
+        push @kept, [$body, $c // {}];
+    }
+    is($kept[0][1]{attributes}{'gateway.connection.reused'}, JSON::PP::false,
+       'the first attempt opened its connection');
+    is($kept[1][1]{attributes}{'gateway.connection.reused'}, JSON::PP::true,
+       'the second reused it: gateway.connection.reused');
+    like($kept[1][0], qr/^00-[0-9a-f]{32}-\Q$kept[1][1]{spanId}\E-01$/,
+         'and its request had its own CLIENT span as parent');
 
     # requests refused before their headers are read are traced too
     my $p3 = $ng->port('PORT3');

@@ -97,6 +97,8 @@ static void ngx_http_gateway_trace_span_init(ngx_gateway_otlp_span_t *span,
     ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_start(
     ngx_http_gateway_attempt_t *a);
+static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
+    ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *actx, ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a);
@@ -673,6 +675,23 @@ ngx_http_gateway_trace_attempt_start(ngx_http_gateway_attempt_t *a)
 }
 
 
+/* p is the value of a traceparent header line of this request's trace */
+
+static ngx_uint_t
+ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
+    ngx_http_gateway_trace_ctx_t *t)
+{
+    size_t  n;
+
+    n = sizeof("\ntraceparent: ") - 1;
+
+    return p - b->start >= (ssize_t) n
+           && ngx_strncasecmp(p - n, (u_char *) "\ntraceparent: ", n) == 0
+           && ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN)
+              == 0;
+}
+
+
 /*
  * nginx builds the upstream request once and sends the same bytes on every
  * attempt: the parent id of the traceparent header is rewritten in place.
@@ -713,14 +732,21 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
 
         if (p < b->start
             || ngx_memcmp(p + NGX_GATEWAY_TRACEPARENT_LEN, CRLF CRLF, 4) != 0
-            || ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN)
-               != 0)
+            || !ngx_http_gateway_trace_at(b, p, t))
         {
-            p = memmem(b->start, last - b->start, t->traceparent,
-                       NGX_GATEWAY_TRACEPARENT_SPAN);
+            /* the same bytes in the request line are not the header */
 
-            if (p == NULL || last - p < NGX_GATEWAY_TRACEPARENT_LEN) {
-                return;
+            for (p = b->start; /* void */; p++) {
+                p = memmem(p, last - p, t->traceparent,
+                           NGX_GATEWAY_TRACEPARENT_SPAN);
+
+                if (p == NULL || last - p < NGX_GATEWAY_TRACEPARENT_LEN) {
+                    return;
+                }
+
+                if (ngx_http_gateway_trace_at(b, p, t)) {
+                    break;
+                }
             }
         }
 

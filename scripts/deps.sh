@@ -29,7 +29,11 @@ PKGS=(
     # promtool checks the metrics page (t/60-metrics.t); a headless browser
     # drives the dashboard (t/62-dashboard.t)
     prometheus chromium
+    # the OTLP test collector (t/collector): node, and npm for its packages
+    nodejs
 )
+# npm: Debian's package, unless the nodejs installed brings its own
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 BENCH_PKGS=(wrk haproxy libnginx-mod-http-lua lua-resty-core lua-nginx-redis
             gnuplot-nox libnginx-mod-http-echo)
 SERVICES=(nginx redis-server haproxy prometheus)

@@ -453,6 +453,7 @@ typedef struct {
     ngx_uint_t                  attempt_us; /* an observer reads the
                                                attempts' start_us, end_us */
     uint64_t                    tables;     /* what its upstreams use */
+    ngx_array_t                 starts;     /* the same, at attempt start */
 
     ngx_log_t                  *log;
 } ngx_http_gateway_main_conf_t;
@@ -511,6 +512,14 @@ ngx_http_gateway_usec(void)
 }
 
 ngx_int_t ngx_http_gateway_observer_add(ngx_conf_t *cf,
+    ngx_http_gateway_observer_pt handler);
+
+/*
+ * A start observer gets the record once the attempt's instance is chosen,
+ * before its request is sent (number, peer and start are set): it may
+ * still change the request's bytes, r->upstream->request_bufs.
+ */
+ngx_int_t ngx_http_gateway_attempt_start_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler);
 void ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a);
 void ngx_http_gateway_metrics_observe(ngx_http_gateway_attempt_t *a);

@@ -66,6 +66,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_gateway_upstream_postconf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gateway_observer_push(ngx_conf_t *cf,
+    ngx_array_t *list, ngx_http_gateway_observer_pt handler);
 static ngx_int_t ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
@@ -192,20 +194,41 @@ ngx_int_t
 ngx_http_gateway_observer_add(ngx_conf_t *cf,
     ngx_http_gateway_observer_pt handler)
 {
-    ngx_http_gateway_observer_pt  *h;
     ngx_http_gateway_main_conf_t  *gmcf;
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
 
-    if (gmcf->observers.elts == NULL
-        && ngx_array_init(&gmcf->observers, cf->pool, 4,
+    return ngx_http_gateway_observer_push(cf, &gmcf->observers, handler);
+}
+
+
+ngx_int_t
+ngx_http_gateway_attempt_start_add(ngx_conf_t *cf,
+    ngx_http_gateway_observer_pt handler)
+{
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
+
+    return ngx_http_gateway_observer_push(cf, &gmcf->starts, handler);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_observer_push(ngx_conf_t *cf, ngx_array_t *list,
+    ngx_http_gateway_observer_pt handler)
+{
+    ngx_http_gateway_observer_pt  *h;
+
+    if (list->elts == NULL
+        && ngx_array_init(list, cf->pool, 4,
                           sizeof(ngx_http_gateway_observer_pt))
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    h = ngx_array_push(&gmcf->observers);
+    h = ngx_array_push(list);
     if (h == NULL) {
         return NGX_ERROR;
     }
@@ -496,11 +519,12 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     u_char                       *p;
     ngx_int_t                     i, rc;
     ngx_str_t                    *name;
-    ngx_uint_t                    slot, n, trial;
+    ngx_uint_t                    slot, n, k, trial;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_attempt_t   *a;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_snapshot_t  *snap;
+    ngx_http_gateway_observer_pt *h;
 
     if (gp->ntried == gp->nalloc) {
         p = ngx_palloc(gp->attempt.request->pool, 2 * gp->nalloc * sizeof(uint64_t));
@@ -624,6 +648,12 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     if (gp->conf->retry && gp->conf->retry->percent != NGX_CONF_UNSET_UINT) {
         ngx_http_gateway_retry_begin(a, slot);
+    }
+
+    h = gp->conf->gmcf->starts.elts;
+
+    for (k = 0; k < gp->conf->gmcf->starts.nelts; k++) {
+        h[k](a);
     }
 
     return NGX_OK;

@@ -19,7 +19,7 @@ variant_gateway_metrics_start() {
 # gateway_variant_start DIR PORT EXTRA_UPSTREAM_DIRECTIVES [EXTRA_SERVER]
 #   optional environment: GW_SERVICE (users), GW_ZONE (16m), GW_WORKERS (1),
 #   GW_REDIS_PORT ($REDIS_PORT), GW_REGISTRY_EXTRA (more gateway_registry
-#   parameters, e.g. "resync=1h")
+#   parameters, e.g. "resync=1h"), GW_HTTP_EXTRA (http-level directives)
 gateway_variant_start() {
     local dir=$1 port=$2 extra=$3 sextra=${4:-}
     local svc=${GW_SERVICE:-users} zone=${GW_ZONE:-16m} workers=${GW_WORKERS:-1}
@@ -30,6 +30,7 @@ gateway_variant_start() {
         echo "http {"
         nginx_http_common "$dir"
         echo "    gateway_registry zone=gw:$zone redis=redis://127.0.0.1:$rport${rextra:+ $rextra};"
+        [ -n "${GW_HTTP_EXTRA:-}" ] && echo "    $GW_HTTP_EXTRA"
         echo "    upstream gw {"
         echo "        gateway_service $svc;"
         [ -n "$extra" ] && echo "        $extra"

@@ -61,6 +61,7 @@ our @EXPORT = qw(
     run_cmd
     start_redis redis_cmd redis_cli redis_port redis_connect redis_error
     start_nginx nginx_test_config start_backend backend_pid stop_backend
+    start_collector
     http_get http_request http_raw
     json_decode json_encode
     expect_log_errors
@@ -530,6 +531,43 @@ sub start_backend {
 }
 
 ########################################################################
+# start_collector(port => P): the OTLP/HTTP test collector of
+# t/collector (node), which decodes every batch with OpenTelemetry's own
+# protobufjs root; its npm packages are installed by `npm ci` from the
+# committed lock file into build/collector once.  Returns an object:
+# ->port, ->batches (every batch received: {protocol, resource, spans,
+# conn}), ->errors (batches it could not decode), ->stats ({requests,
+# connections}), ->stop, ->start (the same port), ->pause / ->resume
+# (SIGSTOP / SIGCONT: a collector that hangs).
+
+my @COLLECTORS;
+
+sub collector_deps {
+    my $src = "$ROOT/t/collector";
+    my $dir = "$ROOT/build/collector";
+    my $pkg = "$dir/node_modules/\@opentelemetry/otlp-transformer/package.json";
+    my $lock = _slurp("$src/package-lock.json");
+    return $dir if -f $pkg && _slurp("$dir/package-lock.json") eq $lock;
+    make_path($dir);
+    _spit("$dir/package.json", _slurp("$src/package.json"));
+    _spit("$dir/package-lock.json", $lock);
+    my ($code, $out) = run_cmd(cmd => ['npm', 'ci', '--no-audit', '--no-fund',
+                                       '--ignore-scripts', '--prefix', $dir],
+                               timeout => 300);
+    die "npm ci for the test collector failed ($code):\n$out\n"
+        if $code || !-f $pkg;
+    return $dir;
+}
+
+sub start_collector {
+    my (%o) = @_;
+    my $c = GatewayTest::Collector->new(%o, modules => collector_deps());
+    push @COLLECTORS, $c;
+    $c->start;
+    return $c;
+}
+
+########################################################################
 # the end: stop everything we started, check logs, keep the dir on failure
 
 END {
@@ -542,6 +580,7 @@ END {
             kill 'KILL', $pid;
             waitpid($pid, 0);
         }
+        $_->stop for @COLLECTORS;
         for my $ng (reverse @NGINX) {
             eval { $ng->stop; 1 } or Test::More::diag("stopping nginx: $@");
         }
@@ -1040,3 +1079,70 @@ sub stop {
 }
 
 1;
+
+########################################################################
+
+package GatewayTest::Collector;
+
+use File::Path qw(make_path);
+use Time::HiRes qw(sleep time);
+
+sub new {
+    my ($class, %o) = @_;
+    my $dir = GatewayTest::test_dir() . '/collector-' . (++$CONF_N);
+    make_path($dir);
+    return bless { dir => $dir, modules => $o{modules},
+                   port => $o{port} // GatewayTest::free_port() }, $class;
+}
+
+sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
+
+sub start {
+    my ($self) = @_;
+    die "collector already running\n" if $self->{pid};
+    my $pf = "$self->{dir}/port";
+    unlink $pf;
+    $self->{pid} = GatewayTest::_spawn(
+        cmd => ['node', "$ROOT/t/collector/collector.js", $pf,
+                $self->{port}],
+        out => "$self->{dir}/collector.log",
+        env => { NODE_PATH => "$self->{modules}/node_modules" });
+    GatewayTest::wait_until(sub { -s $pf }, timeout => 20)
+        or die "the collector did not start:\n"
+               . GatewayTest::_slurp("$self->{dir}/collector.log") . "\n";
+    $self->{port} = GatewayTest::_slurp($pf) + 0;
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    kill 'CONT', $pid;
+    kill 'TERM', $pid;
+    if (!defined GatewayTest::_wait_pid($pid, 5)) {
+        kill 'KILL', $pid;
+        GatewayTest::_wait_pid($pid, 5);
+    }
+}
+
+sub pause  { kill 'STOP', $_[0]{pid} if $_[0]{pid} }
+sub resume { kill 'CONT', $_[0]{pid} if $_[0]{pid} }
+
+sub _get {
+    my ($self, $path) = @_;
+    my ($st, undef, $body) = GatewayTest::http_get(
+        "http://127.0.0.1:$self->{port}$path");
+    die "collector $path: $st $body\n" unless $st == 200;
+    return GatewayTest::json_decode($body);
+}
+
+sub batches { $_[0]->_get('/batches')->{batches} }
+sub errors  { $_[0]->_get('/batches')->{errors} }
+sub stats   { $_[0]->_get('/stats') }
+
+# every span received, in order
+sub spans {
+    my ($self) = @_;
+    return [ map { @{ $_->{spans} } } @{ $self->batches } ];
+}

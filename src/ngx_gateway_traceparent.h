@@ -1,0 +1,71 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#ifndef _NGX_GATEWAY_TRACEPARENT_H_INCLUDED_
+#define _NGX_GATEWAY_TRACEPARENT_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/*
+ * W3C Trace Context: the traceparent and tracestate headers.  Plain C,
+ * independent of nginx, so that it can be unit-tested and fuzzed alone.
+ */
+
+
+/* "00-" 32 hex "-" 16 hex "-" 2 hex */
+#define NGX_GATEWAY_TRACEPARENT_LEN     55
+
+#define NGX_GATEWAY_TRACE_ID_LEN        16
+#define NGX_GATEWAY_SPAN_ID_LEN         8
+
+/* where the parent id starts in a traceparent value */
+#define NGX_GATEWAY_TRACEPARENT_SPAN    36
+
+#define NGX_GATEWAY_TRACE_SAMPLED       0x01
+
+/* the longest tracestate carried on, and its members */
+#define NGX_GATEWAY_TRACESTATE_MAX      512
+#define NGX_GATEWAY_TRACESTATE_MEMBERS  32
+
+
+typedef struct {
+    unsigned char   trace_id[NGX_GATEWAY_TRACE_ID_LEN];
+    unsigned char   span_id[NGX_GATEWAY_SPAN_ID_LEN];   /* the parent */
+    unsigned char   flags;
+} ngx_gateway_traceparent_t;
+
+
+/*
+ * Parses a traceparent value strictly: version two lowercase hex digits,
+ * not "ff"; version 00 is exactly 55 characters, a later version at least
+ * that, and then '-' after them; both ids lowercase hex and not all zero;
+ * flags two lowercase hex digits.  Returns 0, or -1 for an invalid value
+ * (tp is then undefined).
+ */
+int ngx_gateway_traceparent_parse(ngx_gateway_traceparent_t *tp,
+    const char *s, size_t len);
+
+/* writes the version 00 value, NGX_GATEWAY_TRACEPARENT_LEN bytes, no NUL */
+void ngx_gateway_traceparent_format(char *out, const unsigned char *trace_id,
+    const unsigned char *span_id, unsigned flags);
+
+/* lowercase hex of in[0..n), 2 * n bytes, no NUL */
+void ngx_gateway_hex(char *out, const unsigned char *in, size_t n);
+
+/*
+ * 1 when s is a tracestate value that may be carried on: at most
+ * NGX_GATEWAY_TRACESTATE_MAX bytes and NGX_GATEWAY_TRACESTATE_MEMBERS
+ * members, each key=value with the key and value grammar of the W3C
+ * recommendation, no key twice; empty members and optional whitespace
+ * around commas are allowed.
+ */
+int ngx_gateway_tracestate_valid(const char *s, size_t len);
+
+
+#endif /* _NGX_GATEWAY_TRACEPARENT_H_INCLUDED_ */

@@ -1,0 +1,360 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ngx_gateway_json.h"
+#include "ngx_gateway_otlp.h"
+#include "otlp_check.h"
+
+
+#define S(s)  s, (sizeof(s) - 1)
+
+
+static void
+span_min(ngx_gateway_otlp_span_t *sp)
+{
+    int  i;
+
+    memset(sp, 0, sizeof(*sp));
+
+    for (i = 0; i < 16; i++) {
+        sp->trace_id[i] = (unsigned char) (i + 1);
+    }
+
+    for (i = 0; i < 8; i++) {
+        sp->span_id[i] = (unsigned char) (0x21 + i);
+        sp->parent_id[i] = (unsigned char) (0x31 + i);
+    }
+
+    sp->name = "GET";
+    sp->name_len = 3;
+    sp->kind = NGX_GATEWAY_OTLP_KIND_SERVER;
+    sp->start = 1;
+    sp->end = 2;
+}
+
+
+static ngx_gateway_otlp_attr_t  attrs[] = {
+    { S("http.request.method"), NGX_GATEWAY_OTLP_STRING, S("GET"), 0 },
+    { S("http.response.status_code"), NGX_GATEWAY_OTLP_INT, NULL, 0, 503 },
+    { S("gateway.connection.reused"), NGX_GATEWAY_OTLP_BOOL, NULL, 0, 1 },
+    { S("negative"), NGX_GATEWAY_OTLP_INT, NULL, 0, -5 },
+    { S("quote"), NGX_GATEWAY_OTLP_STRING, S("a\"b\\c"), 0 },
+};
+
+
+static void
+span_full(ngx_gateway_otlp_span_t *sp)
+{
+    span_min(sp);
+
+    sp->has_parent = 1;
+    sp->trace_state = "congo=t61rcWkgMzE";
+    sp->trace_state_len = strlen(sp->trace_state);
+    sp->kind = NGX_GATEWAY_OTLP_KIND_CLIENT;
+    sp->start = 1796124745825000000ULL;
+    sp->end = 1796124745826000000ULL;
+    sp->attrs = attrs;
+    sp->nattrs = sizeof(attrs) / sizeof(attrs[0]);
+    sp->status = NGX_GATEWAY_OTLP_STATUS_ERROR;
+    sp->flags = 0x301;
+}
+
+
+static void
+test_pb_span_bytes(void **state)
+{
+    static const unsigned char  want[] = {
+        0x12, 0x35,                             /* ScopeSpans.spans, 53 */
+        0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8,     /* trace_id */
+              9, 10, 11, 12, 13, 14, 15, 16,
+        0x12, 0x08, 0x21, 0x22, 0x23, 0x24,     /* span_id */
+              0x25, 0x26, 0x27, 0x28,
+        0x2a, 0x03, 'G', 'E', 'T',              /* name */
+        0x30, 0x02,                             /* kind SERVER */
+        0x39, 1, 0, 0, 0, 0, 0, 0, 0,           /* start, fixed64 */
+        0x41, 2, 0, 0, 0, 0, 0, 0, 0,           /* end */
+    };
+
+    unsigned char            out[256];
+    ngx_gateway_otlp_span_t  sp;
+
+    (void) state;
+
+    span_min(&sp);
+
+    assert_int_equal(ngx_gateway_otlp_pb_span(out, sizeof(out), &sp),
+                     sizeof(want));
+    assert_memory_equal(out, want, sizeof(want));
+}
+
+
+static void
+test_pb_attr_bytes(void **state)
+{
+    static const unsigned char  tail[] = {
+        0x4a, 0x0b,                             /* attributes, 11 */
+        0x0a, 0x04, 'c', 'o', 'd', 'e',         /* key */
+        0x12, 0x03, 0x18, 0xf7, 0x03,           /* int_value 503 */
+        0x7a, 0x02, 0x18, 0x02,                 /* status: code ERROR */
+        0x85, 0x01, 0x01, 0x03, 0, 0,           /* flags, fixed32 */
+    };
+
+    size_t                   n;
+    unsigned char            out[256];
+    ngx_gateway_otlp_attr_t  a = { S("code"), NGX_GATEWAY_OTLP_INT, NULL, 0,
+                                   503 };
+    ngx_gateway_otlp_span_t  sp;
+
+    (void) state;
+
+    span_min(&sp);
+    sp.attrs = &a;
+    sp.nattrs = 1;
+    sp.status = NGX_GATEWAY_OTLP_STATUS_ERROR;
+    sp.flags = 0x301;
+
+    n = ngx_gateway_otlp_pb_span(out, sizeof(out), &sp);
+    assert_true(n > sizeof(tail));
+    assert_memory_equal(out + n - sizeof(tail), tail, sizeof(tail));
+}
+
+
+static void
+test_pb_walk(void **state)
+{
+    int                      fields;
+    size_t                   n, head, k;
+    uint64_t                 len;
+    uint32_t                 path[8];
+    unsigned char            out[4096], *p;
+    ngx_gateway_otlp_span_t  sp;
+    ngx_gateway_otlp_resource_t  res = {
+        attrs, 2, S("ngx_gateway"), S("0.1.0")
+    };
+
+    (void) state;
+
+    span_full(&sp);
+
+    n = ngx_gateway_otlp_pb_span(out, sizeof(out), &sp);
+    assert_true(n > 0);
+
+    /* one field (the span); in it 11 fields and the 5 attributes */
+
+    assert_int_equal(otlp_check_message(out, out + n, 0, path,
+                                        otlp_check_span_nested), 1);
+    p = out + 1;
+    assert_int_equal(otlp_check_varint((const unsigned char **) &p, out + n,
+                                       &len), 0);
+    assert_int_equal(len, out + n - p);
+    fields = otlp_check_message(p, out + n, 1, path, otlp_check_span_nested);
+    assert_int_equal(fields, 11 + 5 - 1);
+
+    /* every size short of it is refused, and nothing is written past it */
+
+    for (k = 0; k < n; k++) {
+        p = malloc(k ? k : 1);
+        assert_non_null(p);
+        assert_int_equal(ngx_gateway_otlp_pb_span(p, k, &sp), 0);
+        free(p);
+    }
+
+    /* a whole request: head, then two spans */
+
+    head = ngx_gateway_otlp_pb_head(out, sizeof(out), &res, 2 * n);
+    assert_true(head > 0);
+
+    ngx_gateway_otlp_pb_span(out + head, sizeof(out) - head, &sp);
+    ngx_gateway_otlp_pb_span(out + head + n, sizeof(out) - head - n, &sp);
+
+    assert_int_equal(otlp_check_message(out, out + head + 2 * n, 0, path,
+                                        otlp_check_nested), 1);
+
+    /* a request one byte short does not parse */
+
+    assert_int_equal(otlp_check_message(out, out + head + 2 * n - 1, 0, path,
+                                        otlp_check_nested), -1);
+
+    for (k = 0; k < head; k++) {
+        assert_int_equal(ngx_gateway_otlp_pb_head(out, k, &res, 2 * n), 0);
+    }
+}
+
+
+static int
+json_get(const ngx_gateway_json_tok_t *toks, int obj, const char *key,
+    char *out, size_t size)
+{
+    int  i, n;
+
+    i = ngx_gateway_json_object_get(toks, obj, key, strlen(key));
+    if (i < 0) {
+        return -1;
+    }
+
+    if (toks[i].type == NGX_GATEWAY_JSON_STRING) {
+        n = ngx_gateway_json_string(&toks[i], out, size - 1);
+
+    } else {
+        n = (int) toks[i].len;
+        memcpy(out, toks[i].start, n);
+    }
+
+    out[n] = '\0';
+
+    return i;
+}
+
+
+static void
+test_json_span(void **state)
+{
+    int                      n, a, v;
+    char                     val[128];
+    size_t                   len, k;
+    unsigned char            out[4096], *p;
+    ngx_gateway_json_tok_t   toks[256];
+    ngx_gateway_otlp_span_t  sp;
+
+    (void) state;
+
+    span_full(&sp);
+
+    len = ngx_gateway_otlp_json_span(out, sizeof(out), &sp);
+    assert_true(len > 0);
+
+    n = ngx_gateway_json_parse((char *) out, len, toks, 256, 8);
+    assert_true(n > 0);
+    assert_int_equal(toks[0].type, NGX_GATEWAY_JSON_OBJECT);
+
+    json_get(toks, 0, "traceId", val, sizeof(val));
+    assert_string_equal(val, "0102030405060708090a0b0c0d0e0f10");
+    json_get(toks, 0, "spanId", val, sizeof(val));
+    assert_string_equal(val, "2122232425262728");
+    json_get(toks, 0, "parentSpanId", val, sizeof(val));
+    assert_string_equal(val, "3132333435363738");
+    json_get(toks, 0, "traceState", val, sizeof(val));
+    assert_string_equal(val, "congo=t61rcWkgMzE");
+    json_get(toks, 0, "kind", val, sizeof(val));
+    assert_string_equal(val, "3");
+    json_get(toks, 0, "flags", val, sizeof(val));
+    assert_string_equal(val, "769");
+
+    /* 64-bit integers are strings */
+    v = json_get(toks, 0, "startTimeUnixNano", val, sizeof(val));
+    assert_int_equal(toks[v].type, NGX_GATEWAY_JSON_STRING);
+    assert_string_equal(val, "1796124745825000000");
+
+    a = ngx_gateway_json_object_get(toks, 0, S("attributes"));
+    assert_true(a > 0);
+    assert_int_equal(toks[a].type, NGX_GATEWAY_JSON_ARRAY);
+    assert_int_equal(toks[a].size, 5);
+
+    /* the second: {"key":..., "value":{"intValue":"503"}} */
+    v = toks[a + 1].next;
+    json_get(toks, v, "key", val, sizeof(val));
+    assert_string_equal(val, "http.response.status_code");
+    v = ngx_gateway_json_object_get(toks, v, S("value"));
+    json_get(toks, v, "intValue", val, sizeof(val));
+    assert_string_equal(val, "503");
+
+    v = toks[toks[a + 1].next].next;
+    v = ngx_gateway_json_object_get(toks, v, S("value"));
+    json_get(toks, v, "boolValue", val, sizeof(val));
+    assert_string_equal(val, "true");
+
+    v = toks[toks[toks[a + 1].next].next].next;
+    v = ngx_gateway_json_object_get(toks, v, S("value"));
+    json_get(toks, v, "intValue", val, sizeof(val));
+    assert_string_equal(val, "-5");
+
+    /* escaped, and back */
+    v = toks[toks[toks[toks[a + 1].next].next].next].next;
+    v = ngx_gateway_json_object_get(toks, v, S("value"));
+    json_get(toks, v, "stringValue", val, sizeof(val));
+    assert_string_equal(val, "a\"b\\c");
+
+    v = ngx_gateway_json_object_get(toks, 0, S("status"));
+    json_get(toks, v, "code", val, sizeof(val));
+    assert_string_equal(val, "2");
+
+    for (k = 0; k < len; k++) {
+        p = malloc(k ? k : 1);
+        assert_non_null(p);
+        assert_int_equal(ngx_gateway_otlp_json_span(p, k, &sp), 0);
+        free(p);
+    }
+}
+
+
+static void
+test_json_request(void **state)
+{
+    int                      n, i;
+    char                     val[64];
+    size_t                   len;
+    unsigned char            out[8192], *p;
+    ngx_gateway_json_tok_t   toks[512];
+    ngx_gateway_otlp_span_t  sp;
+    ngx_gateway_otlp_resource_t  res = {
+        attrs, 1, S("ngx_gateway"), S("0.1.0")
+    };
+
+    (void) state;
+
+    span_full(&sp);
+
+    p = out;
+    p += ngx_gateway_otlp_json_head(p, sizeof(out), &res);
+    p += ngx_gateway_otlp_json_span(p, out + sizeof(out) - p, &sp);
+    *p++ = ',';
+    span_min(&sp);
+    p += ngx_gateway_otlp_json_span(p, out + sizeof(out) - p, &sp);
+    memcpy(p, S(NGX_GATEWAY_OTLP_JSON_TAIL));
+    p += sizeof(NGX_GATEWAY_OTLP_JSON_TAIL) - 1;
+    len = p - out;
+
+    n = ngx_gateway_json_parse((char *) out, len, toks, 512, 10);
+    assert_true(n > 0);
+
+    i = ngx_gateway_json_object_get(toks, 0, S("resourceSpans"));
+    assert_int_equal(toks[i].size, 1);
+    i = ngx_gateway_json_object_get(toks, i + 1, S("scopeSpans"));
+    assert_int_equal(toks[i].size, 1);
+    i = i + 1;
+    n = ngx_gateway_json_object_get(toks, i, S("scope"));
+    json_get(toks, n, "name", val, sizeof(val));
+    assert_string_equal(val, "ngx_gateway");
+    i = ngx_gateway_json_object_get(toks, i, S("spans"));
+    assert_int_equal(toks[i].type, NGX_GATEWAY_JSON_ARRAY);
+    assert_int_equal(toks[i].size, 2);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_pb_span_bytes),
+        cmocka_unit_test(test_pb_attr_bytes),
+        cmocka_unit_test(test_pb_walk),
+        cmocka_unit_test(test_json_span),
+        cmocka_unit_test(test_json_request),
+    };
+
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+
+    return cmocka_run_group_tests_name("otlp", tests, NULL, NULL);
+}

@@ -22,6 +22,10 @@
 #define NGX_HTTP_GATEWAY_BACKOFF_MAX  5000
 #define NGX_HTTP_GATEWAY_BATCH        256
 #define NGX_HTTP_GATEWAY_APPLY_CHUNK  256
+#define NGX_HTTP_GATEWAY_SWEEP_MAX    1000
+
+/* the sweep lease outlives two missed renewals */
+#define NGX_HTTP_GATEWAY_SWEEP_LEASE(gmcf)  (3 * (gmcf)->resync)
 
 
 typedef struct {
@@ -42,9 +46,22 @@ typedef struct {
     ngx_uint_t                     restoring;  /* replies awaited */
     ngx_uint_t                     restored;   /* instances written back */
 
+    ngx_str_t                      me;         /* the sweep lease's value */
+    ngx_msec_t                     full_next;  /* next full comparison */
+
+    u_char                         seen[NGX_INT64_LEN];
+    size_t                         seen_len;   /* registry revision synced */
+    u_char                         scan_rev[NGX_INT64_LEN];
+    size_t                         scan_rev_len;
+    ngx_uint_t                     scan_mark;
+
     unsigned                       running:1;
     unsigned                       connected:1;
-    unsigned                       resyncing:1;
+    unsigned                       ticking:1;
+    unsigned                       full_pending:1;
+    unsigned                       scanning:1;
+    unsigned                       scan_first:1;
+    unsigned                       sweeping:1; /* holds P sweeper */
 } ngx_http_gateway_sync_t;
 
 
@@ -61,6 +78,10 @@ static void ngx_http_gateway_sync_on_message(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_resync(ngx_event_t *ev);
 static void ngx_http_gateway_sync_all(void);
+static void ngx_http_gateway_sync_tick(void);
+static void ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_gateway_sync_scan(redisReply *cursor);
 static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_services(redisReply **names,
@@ -119,6 +140,18 @@ ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
         sync->expired.data = p;
         sync->expired.len = ngx_sprintf(p, "__keyevent@%ui__:expired%Z",
                                         gmcf->redis->db) - p - 1;
+
+        /* one gateway's workers share it: the lease survives a reload */
+
+        p = ngx_pnalloc(cycle->pool, cycle->hostname.len + NGX_INT64_LEN + 1);
+        if (p == NULL) {
+            return;
+        }
+
+        sync->me.data = p;
+        sync->me.len = ngx_sprintf(p, "%V:%P", &cycle->hostname,
+                                   (ngx_pid_t) getppid())
+                       - p;
     }
 
     sync->reconnect.handler = ngx_http_gateway_sync_connect;
@@ -288,7 +321,9 @@ ngx_http_gateway_sync_close(void)
     sync = &ngx_http_gateway_sync;
 
     sync->connected = 0;
-    sync->resyncing = 0;
+    sync->ticking = 0;
+    sync->scanning = 0;
+    sync->sweeping = 0;
 
     if (sync->resync.timer_set) {
         ngx_del_timer(&sync->resync);
@@ -449,10 +484,28 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 }
 
 
+/*
+ * Every resync interval one script ("tick"): the sweep lease and, with it,
+ * the heartbeats whose deadline passed, then the registry's revision.  It
+ * costs O(1) while nothing changed, and names the services changed since
+ * the revision this gateway saw.  When it cannot name them (a writer that
+ * bumped the revision by hand without P changes, too many changes, a
+ * registry that went back), and at each full_resync= interval and link up,
+ * the full comparison pages through every service's revision.
+ */
+
 static void
 ngx_http_gateway_sync_resync(ngx_event_t *ev)
 {
-    ngx_http_gateway_sync_all();
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if ((ngx_msec_int_t) (ngx_current_msec - sync->full_next) >= 0) {
+        sync->full_pending = 1;
+    }
+
+    ngx_http_gateway_sync_tick();
 }
 
 
@@ -463,11 +516,30 @@ ngx_http_gateway_sync_all(void)
 
     sync = &ngx_http_gateway_sync;
 
+    sync->full_pending = 1;
+
+    ngx_http_gateway_sync_tick();
+}
+
+
+static void
+ngx_http_gateway_sync_tick(void)
+{
+    u_char                   lease[NGX_INT_T_LEN];
+    size_t                   len;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
     if (!sync->connected || sync->cmd == NULL) {
         return;
     }
 
-    if (sync->resyncing) {
+    if (!sync->resync.timer_set) {
+        ngx_add_timer(&sync->resync, sync->gmcf->resync);
+    }
+
+    if (sync->ticking) {
 
         /* a link that stopped answering without closing */
 
@@ -475,16 +547,180 @@ ngx_http_gateway_sync_all(void)
         return;
     }
 
-    sync->resyncing = 1;
+    len = ngx_sprintf(lease, "%M", NGX_HTTP_GATEWAY_SWEEP_LEASE(sync->gmcf))
+          - lease;
+
+    sync->ticking = 1;
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_tick,
+                             (void *) sync->epoch_gen,
+                             "EVAL %s 0 %b %b %b %b %d",
+                             ngx_http_gateway_lua_tick.data,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                             sync->seen, sync->seen_len,
+                             sync->me.data, sync->me.len,
+                             lease, len, NGX_HTTP_GATEWAY_SWEEP_MAX);
+}
+
+
+static void
+ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                    i;
+    ngx_str_t                 text, service, id;
+    ngx_uint_t                sweeping;
+    redisReply               *rev, *swept, *m;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    sync->ticking = 0;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 6
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len > NGX_INT64_LEN
+        || reply->element[2]->type != REDIS_REPLY_INTEGER
+        || reply->element[3]->type != REDIS_REPLY_ARRAY
+        || reply->element[4]->type != REDIS_REPLY_INTEGER
+        || reply->element[5]->type != REDIS_REPLY_INTEGER)
+    {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis resync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &text, buf));
+        return;
+    }
+
+    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        sync->full_pending = 1;
+        return;
+    }
+
+    sweeping = (reply->element[2]->integer > 0);
+
+    if (sweeping != sync->sweeping) {
+        sync->sweeping = sweeping;
+
+        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0, sweeping
+                      ? "gateway: this gateway now sweeps expired heartbeats "
+                        "(lease \"" NGX_HTTP_GATEWAY_KEY_SWEEPER "\")"
+                      : "gateway: another gateway sweeps expired heartbeats "
+                        "(lease \"" NGX_HTTP_GATEWAY_KEY_SWEEPER "\")",
+                      &sync->gmcf->prefix);
+    }
+
+    swept = reply->element[3];
+
+    for (i = 0; i < swept->elements; i++) {
+        m = swept->element[i];
+
+        if (m->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        service.data = (u_char *) m->str;
+        id.data = (u_char *) ngx_strlchr((u_char *) m->str,
+                                         (u_char *) m->str + m->len, ':');
+        if (id.data == NULL) {
+            continue;
+        }
+
+        service.len = id.data - service.data;
+        id.data++;
+        id.len = (u_char *) m->str + m->len - id.data;
+
+        if (!ngx_gateway_valid_name((char *) service.data, service.len)
+            || !ngx_gateway_valid_name((char *) id.data, id.len))
+        {
+            ngx_http_gateway_log_text(&text, buf, m->str, m->len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis \"%Vdeadlines\" member \"%V\" is "
+                          "not a service name and an instance id, dropped",
+                          &sync->gmcf->prefix, &text);
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                      "gateway: instance \"%V\" of service \"%V\" missed its "
+                      "heartbeat", &id, &service);
+    }
+
+    if (sync->scanning) {
+        return;
+    }
+
+    if (sync->full_pending) {
+        ngx_http_gateway_sync_scan(NULL);
+        goto more;
+    }
+
+    rev = reply->element[1];
+
+    if (rev->len == sync->seen_len
+        && ngx_strncmp(rev->str, sync->seen, rev->len) == 0)
+    {
+        goto more;
+    }
+
+    if (reply->element[5]->integer == 0) {
+        ngx_http_gateway_sync_scan(NULL);
+        goto more;
+    }
+
+    ngx_http_gateway_sync_services(reply->element + 6, reply->elements - 6);
+
+    sync->seen_len = rev->len;
+    ngx_memcpy(sync->seen, rev->str, rev->len);
+
+more:
+
+    /* more heartbeats were due than one script sweeps: go on at once */
+
+    if (reply->element[4]->integer >= NGX_HTTP_GATEWAY_SWEEP_MAX) {
+        ngx_http_gateway_sync_tick();
+    }
+}
+
+
+/* a page of the full comparison: the first one when cursor is NULL */
+
+static void
+ngx_http_gateway_sync_scan(redisReply *cursor)
+{
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    if (cursor == NULL) {
+        sync->full_pending = 0;
+        sync->scanning = 1;
+        sync->scan_first = 1;
+        sync->full_next = ngx_current_msec + gmcf->full_resync;
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+        sync->scan_mark = ++sh->mark;
+        ngx_http_gateway_write_end(gmcf);
+    }
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
-                             (void *) sync->epoch_gen, "EVAL %s 0 %b",
+                             (void *) sync->epoch_gen,
+                             "EVAL %s 0 %b %b %s",
                              ngx_http_gateway_lua_revisions.data,
-                             sync->gmcf->prefix.data, sync->gmcf->prefix.len);
-
-    if (!sync->resync.timer_set) {
-        ngx_add_timer(&sync->resync, sync->gmcf->resync);
-    }
+                             gmcf->prefix.data, gmcf->prefix.len,
+                             cursor ? cursor->str : "0",
+                             (size_t) (cursor ? cursor->len : 1),
+                             sync->sweeping ? "1" : "0");
 }
 
 
@@ -499,7 +735,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     uint64_t                       rev;
     ngx_str_t                      name, text;
     ngx_uint_t                     mark;
-    redisReply                   **stale;
+    redisReply                   **stale, *cursor;
     ngx_rbtree_node_t             *node, *next, *sentinel;
     ngx_http_gateway_sh_t         *sh;
     ngx_http_gateway_sync_t       *sync;
@@ -508,13 +744,17 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     sync = &ngx_http_gateway_sync;
 
-    if (reply == NULL || ac != sync->cmd) {
+    if (reply == NULL || ac != sync->cmd || !sync->scanning) {
         return;
     }
 
-    sync->resyncing = 0;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len > NGX_INT64_LEN
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        sync->scanning = 0;
+        sync->full_pending = 1;
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: redis resync failed: %V",
                       ngx_http_gateway_redis_errstr(reply, &text, buf));
@@ -522,24 +762,38 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     }
 
     if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        sync->scanning = 0;
+        sync->full_pending = 1;
         return;
+    }
+
+    if (sync->scan_first) {
+
+        /* what changed from here on, the ticks find */
+
+        sync->scan_first = 0;
+        sync->scan_rev_len = reply->element[1]->len;
+        ngx_memcpy(sync->scan_rev, reply->element[1]->str,
+                   sync->scan_rev_len);
     }
 
     stale = ngx_alloc((reply->elements / 2 + 1) * sizeof(redisReply *),
                       sync->log);
     if (stale == NULL) {
+        sync->scanning = 0;
+        sync->full_pending = 1;
         return;
     }
 
     gmcf = sync->gmcf;
     sh = gmcf->sh;
+    mark = sync->scan_mark;
+    cursor = reply->element[2];
     n = 0;
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-    mark = ++sh->mark;
-
-    for (i = 1; i + 1 < reply->elements; i += 2) {
+    for (i = 3; i + 1 < reply->elements; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING
             || reply->element[i + 1]->type != REDIS_REPLY_STRING)
         {
@@ -576,23 +830,31 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
         }
     }
 
-    sentinel = sh->rbtree.sentinel;
-    node = (sh->rbtree.root == sentinel) ? NULL
-                                         : ngx_rbtree_min(sh->rbtree.root,
-                                                          sentinel);
+    if (cursor->len == 1 && cursor->str[0] == '0') {
 
-    while (node) {
-        next = ngx_rbtree_next(&sh->rbtree, node);
-        svc = (ngx_http_gateway_service_t *) node;
+        /* the last page: what was not listed is gone */
 
-        if (svc->mark != mark && svc->written <= svc->revision) {
-            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                          "gateway: service \"%V\" is gone from redis",
-                          &svc->sn.str);
-            ngx_http_gateway_service_delete_locked(gmcf, svc);
+        sentinel = sh->rbtree.sentinel;
+        node = (sh->rbtree.root == sentinel)
+               ? NULL : ngx_rbtree_min(sh->rbtree.root, sentinel);
+
+        while (node) {
+            next = ngx_rbtree_next(&sh->rbtree, node);
+            svc = (ngx_http_gateway_service_t *) node;
+
+            if (svc->mark != mark && svc->written <= svc->revision) {
+                ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                              "gateway: service \"%V\" is gone from redis",
+                              &svc->sn.str);
+                ngx_http_gateway_service_delete_locked(gmcf, svc);
+            }
+
+            node = next;
         }
 
-        node = next;
+        sync->scanning = 0;
+        sync->seen_len = sync->scan_rev_len;
+        ngx_memcpy(sync->seen, sync->scan_rev, sync->scan_rev_len);
     }
 
     ngx_http_gateway_write_end(gmcf);
@@ -600,6 +862,10 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     ngx_http_gateway_sync_services(stale, n);
 
     ngx_free(stale);
+
+    if (sync->scanning) {
+        ngx_http_gateway_sync_scan(cursor);
+    }
 }
 
 
@@ -948,7 +1214,6 @@ ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
 
         /* the marker is set: read the registry back as usual */
 
-        sync->resyncing = 0;
         ngx_http_gateway_sync_all();
     }
 }
@@ -1280,17 +1545,20 @@ ngx_http_gateway_sync_expired(redisReply *key)
         return;
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                  "gateway: instance \"%V\" of service \"%V\" missed its "
-                  "heartbeat", &id, &service);
+    /* the sweeper updates Redis; every gateway drops the instance now */
 
-    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_redis_on_error,
-                             "expiry script", "EVAL %s 0 %b %b %b",
-                             ngx_http_gateway_lua_expire.data,
-                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
-                             service.data, service.len, id.data, id.len);
+    if (sync->sweeping) {
+        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                      "gateway: instance \"%V\" of service \"%V\" missed "
+                      "its heartbeat", &id, &service);
 
-    /* the script's notice may be lost; fetch the service now as well */
+        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_redis_on_error,
+                                 "expiry script", "EVAL %s 0 %b %b %b",
+                                 ngx_http_gateway_lua_expire.data,
+                                 sync->gmcf->prefix.data,
+                                 sync->gmcf->prefix.len,
+                                 service.data, service.len, id.data, id.len);
+    }
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_snapshot,
                              (void *) sync->epoch_gen, "EVAL %s 0 %b %b",

@@ -117,7 +117,7 @@
  * new deadline).  Then the services changed since the revision seen.
  * {epoch, revision, lease (0 no, 1 held, 2 taken now), swept ("NAME:ID"
  * that expired), due (how many were due), complete (1: the names are all
- * that changed), name, ...}
+ * that changed), name, revision, ...}
  */
 
 const ngx_str_t  ngx_http_gateway_lua_tick = ngx_string(
@@ -161,7 +161,12 @@ const ngx_str_t  ngx_http_gateway_lua_tick = ngx_string(
     "local names = redis.call('ZRANGEBYSCORE', k_changes(p), '(' .. seen,\n"
     "                         '+inf', 'LIMIT', 0, 1024)\n"
     "if #names == 1024 then out[6] = 0 return out end\n"
-    "for _, s in ipairs(names) do out[#out + 1] = s end\n"
+    "for _, s in ipairs(names) do\n"
+    "  local rev = redis.pcall('GET', k_rev(p, s))\n"
+    "  if type(rev) ~= 'string' then rev = '0' end\n"
+    "  out[#out + 1] = s\n"
+    "  out[#out + 1] = rev\n"
+    "end\n"
     "return out\n");
 
 
@@ -274,14 +279,14 @@ const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
 
 /*
  * ARGV = prefix, service, id of an instance key that expired (the
- * sweeper's, on a keyspace notification)
+ * sweeper's, on a keyspace notification): "NAME:ID" if this removed it
  */
 
 const ngx_str_t  ngx_http_gateway_lua_expire = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
     "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
     "if redis.call('EXISTS', k_inst(p, s, id)) == 0 and gone(p, s, id) then\n"
-    "  return 1\n"
+    "  return s .. ':' .. id\n"
     "end\n"
     "return 0\n");
 

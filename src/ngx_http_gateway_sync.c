@@ -96,6 +96,11 @@ static void ngx_http_gateway_sync_on_restore(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler,
     void *privdata);
+static size_t ngx_http_gateway_sync_stale_locked(redisReply **pairs,
+    size_t npairs, ngx_uint_t mark, redisReply **stale);
+static void ngx_http_gateway_sync_swept(redisReply *m);
+static void ngx_http_gateway_sync_on_expire(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_gateway_sync_apply(redisReply *entry);
 static void ngx_http_gateway_sync_expired(redisReply *key);
 
@@ -569,14 +574,16 @@ ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
 {
     redisReply               *reply = r;
 
-    u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    size_t                    i;
-    ngx_str_t                 text, service, id;
-    ngx_uint_t                sweeping;
-    redisReply               *rev, *swept, *m;
-    ngx_http_gateway_sync_t  *sync;
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                         i, n;
+    ngx_str_t                      text;
+    ngx_uint_t                     sweeping;
+    redisReply                    *rev, *swept, **stale;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
 
     sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
 
     if (reply == NULL || ac != sync->cmd) {
         return;
@@ -619,37 +626,7 @@ ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
     swept = reply->element[3];
 
     for (i = 0; i < swept->elements; i++) {
-        m = swept->element[i];
-
-        if (m->type != REDIS_REPLY_STRING) {
-            continue;
-        }
-
-        service.data = (u_char *) m->str;
-        id.data = (u_char *) ngx_strlchr((u_char *) m->str,
-                                         (u_char *) m->str + m->len, ':');
-        if (id.data == NULL) {
-            continue;
-        }
-
-        service.len = id.data - service.data;
-        id.data++;
-        id.len = (u_char *) m->str + m->len - id.data;
-
-        if (!ngx_gateway_valid_name((char *) service.data, service.len)
-            || !ngx_gateway_valid_name((char *) id.data, id.len))
-        {
-            ngx_http_gateway_log_text(&text, buf, m->str, m->len);
-            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
-                          "gateway: redis \"%Vdeadlines\" member \"%V\" is "
-                          "not a service name and an instance id, dropped",
-                          &sync->gmcf->prefix, &text);
-            continue;
-        }
-
-        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                      "gateway: instance \"%V\" of service \"%V\" missed its "
-                      "heartbeat", &id, &service);
+        ngx_http_gateway_sync_swept(swept->element[i]);
     }
 
     if (sync->scanning) {
@@ -674,7 +651,20 @@ ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
         goto more;
     }
 
-    ngx_http_gateway_sync_services(reply->element + 6, reply->elements - 6);
+    stale = ngx_alloc((reply->elements / 2 + 1) * sizeof(redisReply *),
+                      sync->log);
+    if (stale == NULL) {
+        goto more;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    n = ngx_http_gateway_sync_stale_locked(reply->element + 6,
+                                           reply->elements - 6, 0, stale);
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_http_gateway_sync_services(stale, n);
+
+    ngx_free(stale);
 
     sync->seen_len = rev->len;
     ngx_memcpy(sync->seen, rev->str, rev->len);
@@ -731,9 +721,8 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     redisReply                    *reply = r;
 
     u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    size_t                         i, n;
-    uint64_t                       rev;
-    ngx_str_t                      name, text;
+    size_t                         n;
+    ngx_str_t                      text;
     ngx_uint_t                     mark;
     redisReply                   **stale, *cursor;
     ngx_rbtree_node_t             *node, *next, *sentinel;
@@ -789,46 +778,11 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     sh = gmcf->sh;
     mark = sync->scan_mark;
     cursor = reply->element[2];
-    n = 0;
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-    for (i = 3; i + 1 < reply->elements; i += 2) {
-        if (reply->element[i]->type != REDIS_REPLY_STRING
-            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
-        {
-            continue;
-        }
-
-        name.data = (u_char *) reply->element[i]->str;
-        name.len = reply->element[i]->len;
-
-        if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
-            ngx_http_gateway_log_text(&text, buf, name.data, name.len);
-            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
-                          "gateway: redis service name \"%V\" is invalid, "
-                          "skipped", &text);
-            continue;
-        }
-
-        svc = ngx_http_gateway_service_lookup(gmcf, &name);
-
-        if (ngx_gateway_parse_uint(reply->element[i + 1]->str,
-                                   reply->element[i + 1]->len,
-                                   UINT64_MAX, &rev)
-            != 0)
-        {
-            rev = 0;
-        }
-
-        if (svc) {
-            svc->mark = mark;
-        }
-
-        if (svc == NULL || svc->revision != rev || rev == 0) {
-            stale[n++] = reply->element[i];
-        }
-    }
+    n = ngx_http_gateway_sync_stale_locked(reply->element + 3,
+                                           reply->elements - 3, mark, stale);
 
     if (cursor->len == 1 && cursor->str[0] == '0') {
 
@@ -866,6 +820,128 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     if (sync->scanning) {
         ngx_http_gateway_sync_scan(cursor);
     }
+}
+
+
+/*
+ * Name and revision pairs from Redis: the services whose revision is not
+ * the zone's (or is 0) go to stale; with a mark, the listed ones are marked
+ */
+
+static size_t
+ngx_http_gateway_sync_stale_locked(redisReply **pairs, size_t npairs,
+    ngx_uint_t mark, redisReply **stale)
+{
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                         i, n;
+    uint64_t                       rev;
+    ngx_str_t                      name, text;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    n = 0;
+
+    for (i = 0; i + 1 < npairs; i += 2) {
+        if (pairs[i]->type != REDIS_REPLY_STRING
+            || pairs[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        name.data = (u_char *) pairs[i]->str;
+        name.len = pairs[i]->len;
+
+        if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
+            ngx_http_gateway_log_text(&text, buf, name.data, name.len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis service name \"%V\" is invalid, "
+                          "skipped", &text);
+            continue;
+        }
+
+        svc = ngx_http_gateway_service_lookup(gmcf, &name);
+
+        if (ngx_gateway_parse_uint(pairs[i + 1]->str, pairs[i + 1]->len,
+                                   UINT64_MAX, &rev)
+            != 0)
+        {
+            rev = 0;
+        }
+
+        if (svc && mark) {
+            svc->mark = mark;
+        }
+
+        if (svc == NULL || svc->revision != rev || rev == 0) {
+            stale[n++] = pairs[i];
+        }
+    }
+
+    return n;
+}
+
+
+/* "NAME:ID" of an instance whose heartbeat this gateway found expired */
+
+static void
+ngx_http_gateway_sync_swept(redisReply *m)
+{
+    u_char                   buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                text, service, id;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (m->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    service.data = (u_char *) m->str;
+    id.data = ngx_strlchr(service.data, service.data + m->len, ':');
+
+    if (id.data) {
+        service.len = id.data - service.data;
+        id.data++;
+        id.len = service.data + m->len - id.data;
+    }
+
+    if (id.data == NULL
+        || !ngx_gateway_valid_name((char *) service.data, service.len)
+        || !ngx_gateway_valid_name((char *) id.data, id.len))
+    {
+        ngx_http_gateway_log_text(&text, buf, m->str, m->len);
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis \"%Vdeadlines\" member \"%V\" is "
+                      "not a service name and an instance id, dropped",
+                      &sync->gmcf->prefix, &text);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "gateway: instance \"%V\" of service \"%V\" missed its "
+                  "heartbeat", &id, &service);
+}
+
+
+static void
+ngx_http_gateway_sync_on_expire(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STRING) {
+        ngx_http_gateway_sync_swept(reply);
+        return;
+    }
+
+    ngx_http_gateway_redis_on_error(ac, r, privdata);
 }
 
 
@@ -1548,11 +1624,7 @@ ngx_http_gateway_sync_expired(redisReply *key)
     /* the sweeper updates Redis; every gateway drops the instance now */
 
     if (sync->sweeping) {
-        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                      "gateway: instance \"%V\" of service \"%V\" missed "
-                      "its heartbeat", &id, &service);
-
-        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_redis_on_error,
+        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_expire,
                                  "expiry script", "EVAL %s 0 %b %b %b",
                                  ngx_http_gateway_lua_expire.data,
                                  sync->gmcf->prefix.data,

@@ -114,6 +114,7 @@ is(swept_by($A, 'b') . '/' . swept_by($B, 'b'), '1/0',
    'only the lease holder sweeps it');
 
 # --- a hand-written change without the registry-wide bump -----------------
+sleep 1;    # the ticks have seen the sweep's revision
 my $rev = redis_cmd('GET', 't26:rev');
 redis_cli({ stdin => <<"EOF" });
 MULTI

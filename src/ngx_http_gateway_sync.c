@@ -1539,6 +1539,10 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         return;
     }
 
+    /* listed: a full comparison under way must not take it for gone */
+
+    svc->mark = sync->scan_mark;
+
     mark = ++sh->mark;
 
     for (i = 0; /* void */; i += chunk) {

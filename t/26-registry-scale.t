@@ -20,7 +20,7 @@ use GatewayTest;
 my $redis = start_redis(args => [ '--rename-command', 'CONFIG', 't26config' ]);
 
 my $conf = <<'EOF';
-    gateway_registry zone=gw:1m redis=redis://127.0.0.1:%%REDIS_PORT%%
+    gateway_registry zone=gw:8m redis=redis://127.0.0.1:%%REDIS_PORT%%
                      prefix=t26: resync=200ms full_resync=%%FULL%%;
 
     upstream gw {
@@ -61,6 +61,12 @@ SADD t26:services old
 SET t26:svc:old:rev 4
 EOF
 
+# more services than one page of the full comparison (SSCAN ... COUNT 512)
+redis_cli({ stdin => join '', map {
+    "HSET t26:svc:p$_:inst:a address 127.0.0.1:$backend\n"
+    . "SADD t26:svc:p$_:ids a\nSADD t26:services p$_\nSET t26:svc:p$_:rev 1\n"
+} 1 .. 1500 });
+
 my $A = start_nginx(conf => $conf, workers => 1, vars => { FULL => '2s' });
 my $B = start_nginx(conf => $conf, workers => 1, vars => { FULL => '1h' });
 
@@ -91,6 +97,13 @@ my $host = lc Sys::Hostname::hostname();
 ok(wait_until(sub { (ids($A, 'old') // '') eq 'a,b' && (ids($B, 'old') // '') eq 'a,b' },
               timeout => 5),
    'both gateways adopt a registry without the new keys');
+sub nservices {
+    my ($ng) = @_;
+    my ($st, undef, $body) = $ng->get('/gateway/services');
+    return $st == 200 ? scalar @{ json_decode($body)->{services} } : 0;
+}
+ok(wait_until(sub { nservices($A) == 1501 && nservices($B) == 1501 }, timeout => 10),
+   'all 1501 services, synced page by page');
 is(redis_cmd('GET', 't26:sweeper'), "$host:" . $A->pid,
    'the first gateway holds the sweep lease (hostname:master pid)');
 ok(wait_until(sub { defined redis_cmd('ZSCORE', 't26:deadlines', 'old:b') }, timeout => 5),

@@ -223,4 +223,20 @@ ok(wait_until(sub { ids($B, 'hb') eq '' && !redis_cmd('SISMEMBER', 't26:svc:hb:i
    'is swept by the new holder (notifications off)');
 is(swept_by($B, 'e'), 1, 'which logs it');
 
+# --- the sync calls its scripts by SHA1; a SCRIPT FLUSH reloads them --------
+redis_cmd('SCRIPT', 'FLUSH');
+redis_cli({ stdin => <<"EOF" });
+MULTI
+HSET t26:svc:flushed:inst:a address 127.0.0.1:$backend
+SADD t26:svc:flushed:ids a
+SADD t26:services flushed
+INCR t26:svc:flushed:rev
+PUBLISH t26:events flushed
+EXEC
+EOF
+ok(wait_until(sub { (ids($B, 'flushed') // '') eq 'a' }, timeout => 10),
+   'after SCRIPT FLUSH the gateway reloads its scripts and syncs again');
+ok($B->wait_log(qr/redis link lost: the sync's scripts are gone from redis/, timeout => 5),
+   'which it logs');
+
 done_testing();

@@ -94,7 +94,9 @@ scenario_gateways() {
         log "gateways: all $n synced after ${sync_all}s (from the first start)"
         sleep 3
 
+        rcli CONFIG RESETSTAT > /dev/null
         c0=$(redis_cpu_ms); sleep "$idle"; c1=$(redis_cpu_ms)
+        rcli INFO commandstats > "$d/commandstats-idle.txt"
         local idle_ms per_idle
         idle_ms=$(awk -v a="$c0" -v b="$c1" -v s="$idle" 'BEGIN { printf "%.3f", (b - a) / s }')
         per_idle=$(awk -v t="$idle_ms" -v b="$base" -v n="$n" 'BEGIN { printf "%.4f", (t - b) / n }')
@@ -102,6 +104,7 @@ scenario_gateways() {
 
         local gargs=() wpid cpid out sent ok el
         for port in "${ports[@]}"; do gargs+=(-g "$port:1"); done
+        rcli CONFIG RESETSTAT > /dev/null
         c0=$(redis_cpu_ms)
         perl "$BENCH_DIR/lib/changes.pl" "${ports[0]}" "$rate" "$csecs" "$ns" \
             > "$d/changes.out" 2>&1 &
@@ -112,6 +115,7 @@ scenario_gateways() {
         cpid=$!
         wait "$wpid" || problem "gateways: N=$n, admin writes failed: $(cat "$d/changes.out")"
         c1=$(redis_cpu_ms)
+        rcli INFO commandstats > "$d/commandstats-changes.txt"
         wait "$cpid" || problem "gateways: N=$n, convergence client failed: $(cat "$d/conv.err")"
         read -r sent ok el < "$d/changes.out" || true
         local ch_ms per_ch core cps all to p50 p99 mx probe

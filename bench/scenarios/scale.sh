@@ -5,7 +5,11 @@
 #   - shared memory: Rss of the zone's mapping (pages really touched), in a
 #     256m zone; and whether a 64m zone is enough (sync completes, no
 #     allocation failure in the log)
-#   - idle cost of the periodic resync (CPU of the gateway worker and Redis)
+#   - idle cost of the periodic resync (CPU of the gateway worker and Redis,
+#     Redis's own idle CPU measured before the gateway started subtracted):
+#     the O(1) tick every resync= interval, and the full comparison (with the
+#     sweeper's audit of every instance) every full_resync= interval,
+#     measured apart with full_resync=2s after a reload
 #   - req/s + Ir/request for one service of the big registry vs a gateway
 #     whose registry is 1 service x 3 instances
 #
@@ -112,6 +116,12 @@ scenario_scale() {
     log "scale: Redis holds $nsvc services, $ninst instances, $(rcli DBSIZE) keys (written in ${pop_s}s), used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
     srow redis_populate "$pop_s" s "" "$ns services x $ni instances via redis-cli --pipe (then users x 3 added: $nsvc services / $ninst instances in all)"
 
+    # Redis's own idle CPU with the registry loaded, no gateway
+    local rbase0 rbase1 rbase
+    sleep 1
+    rbase0=$(redis_cpu_ms); sleep 10; rbase1=$(redis_cpu_ms)
+    rbase=$(awk -v a="$rbase0" -v b="$rbase1" 'BEGIN { printf "%.3f", (b - a) / 10 }')
+
     # --- full sync into a 256m zone: time and shared memory ---------------
     local zone_kb=$((256 * 1024))
     mkdir -p "$dir/sync256"
@@ -133,14 +143,26 @@ scenario_scale() {
     srow shm_touched_256m_zone "$(awk -v k="$shm_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 64" "Rss of the zone mapping (max over master and worker) after the full sync"
     log "scale: zone pages touched: $((shm_kb / 1024)) MiB of 256 MiB"
 
-    # idle cost of the periodic resync (default resync=5s)
-    local w cpu0 cpu1 rcpu0 rcpu1
+    # idle cost of the periodic resync (defaults: resync=5s, full_resync=5m)
+    local w cpu0 cpu1 rcpu0 rcpu1 idle_s=${BENCH_SCALE_IDLE:-20} tick full
+    sleep 3
     w=$(nginx_workers "$pid")
-    cpu0=$(cpu_ms $w); rcpu0=$(cpu_ms "$redis_big_pid")
-    sleep 10
-    cpu1=$(cpu_ms $w); rcpu1=$(cpu_ms "$redis_big_pid")
-    srow idle_cpu_gateway_worker "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.0f", (b - a) / 10 }')" "ms per s" "" "idle worker CPU over 10 s (resync every 5 s compares $nsvc revisions)"
-    srow idle_cpu_redis "$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { printf "%.0f", (b - a) / 10 }')" "ms per s" "" "Redis CPU over the same 10 s (the resync script runs there)"
+    cpu0=$(cpu_ms $w); rcpu0=$(redis_cpu_ms)
+    sleep "$idle_s"
+    cpu1=$(cpu_ms $w); rcpu1=$(redis_cpu_ms)
+    tick=$(awk -v a="$rcpu0" -v b="$rcpu1" -v s="$idle_s" -v o="$rbase" 'BEGIN { printf "%.3f", (b - a) / s - o }')
+    srow idle_cpu_gateway_worker "$(awk -v a="$cpu0" -v b="$cpu1" -v s="$idle_s" 'BEGIN { printf "%.2f", (b - a) / s }')" "ms per s" "" "idle worker CPU over $idle_s s (the tick every 5 s)"
+    srow redis_own_idle_cpu "$rbase" "ms per s" "" "Redis alone with the registry loaded, no gateway (INFO cpu, 10 s): subtracted below"
+    srow idle_cpu_redis "$tick" "ms per s" "<= 1" "Redis CPU for one idle gateway over $idle_s s (INFO cpu), defaults: an O(1) tick every 5 s, no full comparison in the window"
+
+    # the full comparison alone: full_resync=2s, after a reload
+    sed -i 's|\(gateway_registry zone=[^;]*\);|\1 full_resync=2s;|' "$dir/sync256/nginx.conf"
+    kill -HUP "$pid"
+    sleep 6
+    rcpu0=$(redis_cpu_ms); sleep 10; rcpu1=$(redis_cpu_ms)
+    full=$(awk -v a="$rcpu0" -v b="$rcpu1" -v o="$rbase" 'BEGIN { printf "%.1f", ((b - a) / 10 - o) * 2 }')
+    srow redis_cpu_per_full_comparison "$full" ms "" "Redis CPU of one full comparison of $nsvc services with the sweeper's audit of $ninst instances (full_resync=2s over 10 s, less the idle tick); amortized over the default full_resync=5m"
+    srow idle_cpu_redis_amortized "$(awk -v t="$tick" -v f="$full" 'BEGIN { printf "%.3f", (t > 0 ? t : 0) + f / 300 }')" "ms per s" "<= 1" "idle tick + one full comparison every 5 min"
     check_nginx_log "$dir/sync256" "scale gateway (256m)"
     stop_pid "$pid" QUIT
 

@@ -75,13 +75,13 @@
     "  end\n"                                                                 \
     "end\n"                                                                   \
     /* drops an id whose key is gone; true if it was listed */               \
-    "local function gone(p, s, id)\n"                                         \
+    "local function gone(p, s, id, later)\n"                                  \
     "  redis.pcall('ZREM', k_deadlines(p), s .. ':' .. id)\n"                 \
     "  if redis.call('SREM', k_ids(p, s), id) == 0 then return false end\n"   \
     "  if redis.call('SCARD', k_ids(p, s)) == 0 then\n"                       \
     "    redis.call('SREM', k_services(p), s)\n"                              \
     "  end\n"                                                                 \
-    "  changed(p, s)\n"                                                       \
+    "  if not later then changed(p, s) end\n"                                 \
     "  return true\n"                                                         \
     "end\n"                                                                   \
     /* the sweep lease: at most one gateway holds it, for ms; 0: not us */   \
@@ -188,16 +188,19 @@ const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
     "for _, s in ipairs(page[2]) do\n"
     "  if audit and string.find(s, ':', 1, true) == nil then pcall(function()\n"
     "    local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    /* one change per service, however many of its ids are gone */
     "    if type(ids) == 'table' and not ids.err then\n"
+    "      local n = 0\n"
     "      for _, id in ipairs(ids) do\n"
     "        local t = redis.call('PTTL', k_inst(p, s, id))\n"
     "        if t == -2 then\n"
-    "          gone(p, s, id)\n"
+    "          if gone(p, s, id, true) then n = n + 1 end\n"
     "        elseif t > 0 and not redis.call('ZSCORE', k_deadlines(p),\n"
     "                                        s .. ':' .. id) then\n"
     "          deadline(p, s, id)\n"
     "        end\n"
     "      end\n"
+    "      if n > 0 then changed(p, s) end\n"
     "    end\n"
     "  end) end\n"
     "  local rev = redis.pcall('GET', k_rev(p, s))\n"

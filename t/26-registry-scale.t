@@ -59,6 +59,9 @@ EXPIRE t26:svc:old:inst:b 3
 SADD t26:svc:old:ids a b
 SADD t26:services old
 SET t26:svc:old:rev 4
+SADD t26:svc:ghost:ids x y z
+SADD t26:services ghost
+SET t26:svc:ghost:rev 1
 EOF
 
 # more services than one page of the full comparison (SSCAN ... COUNT 512)
@@ -103,13 +106,18 @@ sub nservices {
     return $st == 200 ? scalar @{ json_decode($body)->{services} } : 0;
 }
 ok(wait_until(sub { nservices($A) == 1501 && nservices($B) == 1501 }, timeout => 10),
-   'all 1501 services, synced page by page');
+   'all 1501 services, synced page by page (less the one without instance keys)');
 is(redis_cmd('GET', 't26:sweeper'), "$host:" . $A->pid,
    'the first gateway holds the sweep lease (hostname:master pid)');
 ok(wait_until(sub { defined redis_cmd('ZSCORE', 't26:deadlines', 'old:b') }, timeout => 5),
    'the sweeper gives a heartbeat deadline to a key with a TTL written without one');
 ok(!defined redis_cmd('ZSCORE', 't26:deadlines', 'old:a'),
    'and none to a key without a TTL');
+ok(wait_until(sub { redis_cmd('SCARD', 't26:svc:ghost:ids') == 0 }, timeout => 5),
+   'the sweeper drops ids whose key does not exist');
+is(redis_cmd('GET', 't26:svc:ghost:rev'), 2, 'as one change of their service');
+is(redis_cmd('SISMEMBER', 't26:services', 'ghost'), 0,
+   'which leaves P services with its last id');
 like($A->error_log, qr/this gateway now sweeps expired heartbeats \(lease "t26:sweeper"\)/,
      'the lease is logged by its holder');
 unlike($B->error_log, qr/this gateway now sweeps/, 'and not by the other gateway');

@@ -248,3 +248,58 @@ cg_ready_scale_big() {
     [ "${res%% *}" != timeout ] || die "scale: big registry not synced under valgrind ($res)"
     log "  synced under valgrind after ${res%% *}s more"
 }
+
+# scenario "scale1m" (a separate command, not in the default run: about
+# 2 minutes and 1.5 GB of RAM): 100,000 services x 10 instances = 1,000,000
+# instances in Redis, a gateway started on it with a 1g zone: full sync time,
+# zone pages touched (so the memory per instance), Redis CPU of the idle tick,
+# and a request served from the registry.
+#
+#   BENCH_SCALE1M_SERVICES (100000) BENCH_SCALE1M_INSTANCES (10)
+#   BENCH_SCALE1M_ZONE_MB (1024) BENCH_SCALE1M_TIMEOUT (600 s)
+scenario_scale1m() {
+    local ns=${BENCH_SCALE1M_SERVICES:-100000} ni=${BENCH_SCALE1M_INSTANCES:-10}
+    local zmb=${BENCH_SCALE1M_ZONE_MB:-1024} tmo=${BENCH_SCALE1M_TIMEOUT:-600}
+    local dir=$BENCH_TMP/scale sum=$RESULTS/scale1m.csv t0 res port pid
+    mkdir -p "$dir/sync1m"
+    echo "metric,value,unit,target,note" > "$sum"
+    row() { printf '%s,%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" "${5//\"/\'}" >> "$sum"; }
+
+    start_redis "$dir/redis-1m" "$LOAD_CPU"
+    start_backends 3 "$LOAD_CPU" 4
+    log "scale1m: writing $ns services x $ni instances to Redis"
+    t0=$(date +%s.%N)
+    scale_populate "$ns" "$ni" "${BACKEND_PORTS[@]}"
+    row redis_populate "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" s "" \
+        "$ns x $ni via redis-cli --pipe; Redis used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
+    local rb0 rb1 rbase
+    rb0=$(redis_cpu_ms); sleep 10; rb1=$(redis_cpu_ms)
+    rbase=$(awk -v a="$rb0" -v b="$rb1" 'BEGIN { printf "%.3f", (b - a) / 10 }')
+
+    port=$(free_port)
+    t0=$(date +%s.%N)
+    GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
+    pid=$VARIANT_PID
+    res=$(wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo")
+    log "scale1m: full sync: $res"
+    if [ "${res%% *}" = timeout ]; then
+        problem "scale1m: full sync of $ns x $ni did not finish within ${tmo}s (${res#timeout })"
+        row full_sync timeout s "< 6" "polls, services seen, instances seen: ${res#timeout }"
+    else
+        row full_sync "${res%% *}" s "< 6" "start of nginx until GET /gateway/services lists all $ns services with $((ns * ni)) instances"
+    fi
+    local kb
+    kb=$(shm_rss_kb "$pid" $((zmb * 1024)))
+    row shm_touched "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 400" "Rss of the ${zmb}m zone mapping after the full sync"
+    row shm_per_instance "$(awk -v k="$kb" -v n=$((ns * ni)) 'BEGIN { printf "%.0f", k * 1024 / n }')" bytes "" "zone pages touched / instances (services, snapshots and the name index included)"
+    row worker_rss "$(awk '/^VmRss|^VmRSS/ { print $2; exit }' "/proc/$(nginx_workers "$pid" | awk '{ print $1 }')/status" | awk '{ printf "%.0f", $1 / 1024 }')" MiB "" "the worker's resident memory, zone pages included (nothing of the registry's size is kept outside the zone)"
+    sleep 3
+    local c0 c1
+    c0=$(redis_cpu_ms); sleep 20; c1=$(redis_cpu_ms)
+    row idle_cpu_redis "$(awk -v a="$c0" -v b="$c1" -v o="$rbase" 'BEGIN { printf "%.3f", (b - a) / 20 - o }')" "ms per s" "<= 1" "Redis CPU for the idle gateway over 20 s, less Redis's own $rbase ms/s"
+    wait_200 "http://127.0.0.1:$port/" 15 && row served yes "" yes "GET / routed to service s05000 (10 instances)" \
+        || { row served no "" yes "GET / not answered 200"; problem "scale1m: a request to s05000 was not answered 200"; }
+    check_nginx_log "$dir/sync1m" "scale1m gateway"
+    stop_pid "$pid" QUIT
+    print_csv_table "$sum" "metric value unit target note"
+}

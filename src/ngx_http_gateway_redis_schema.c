@@ -34,21 +34,35 @@
  * the default from Redis 5 on, asked for explicitly for Redis 4.
  */
 
-#define NGX_HTTP_GATEWAY_LUA_KEYS                                             \
-    "if redis.replicate_commands then redis.replicate_commands() end\n"       \
+/*
+ * The key helpers; NGX_HTTP_GATEWAY_LUA_KEYS adds what writers need.  A
+ * script that only reads (the snapshot, run by every gateway for every
+ * change) takes the short form: each helper is a closure made at each call.
+ */
+
+#define NGX_HTTP_GATEWAY_LUA_READ                                             \
     "local function k_services(p) return p .. 'services' end\n"               \
-    "local function k_events(p) return p .. 'events' end\n"                   \
     "local function k_epoch(p) return p .. 'epoch' end\n"                     \
-    "local function k_regrev(p) return p .. 'rev' end\n"                      \
-    "local function k_regtime(p) return p .. 'rev:time' end\n"                \
-    "local function k_changes(p) return p .. 'changes' end\n"                 \
-    "local function k_deadlines(p) return p .. 'deadlines' end\n"             \
-    "local function k_sweeper(p) return p .. 'sweeper' end\n"                 \
     "local function k_rev(p, s) return p .. 'svc:' .. s .. ':rev' end\n"      \
     "local function k_ids(p, s) return p .. 'svc:' .. s .. ':ids' end\n"      \
     "local function k_inst(p, s, id)\n"                                       \
     "  return p .. 'svc:' .. s .. ':inst:' .. id\n"                           \
     "end\n"                                                                   \
+    "local function epoch(p)\n"                                               \
+    "  local e = redis.pcall('GET', k_epoch(p))\n"                            \
+    "  if type(e) ~= 'string' then return false end\n"                        \
+    "  return e\n"                                                            \
+    "end\n"
+
+#define NGX_HTTP_GATEWAY_LUA_KEYS                                             \
+    NGX_HTTP_GATEWAY_LUA_READ                                                 \
+    "if redis.replicate_commands then redis.replicate_commands() end\n"       \
+    "local function k_events(p) return p .. 'events' end\n"                   \
+    "local function k_regrev(p) return p .. 'rev' end\n"                      \
+    "local function k_regtime(p) return p .. 'rev:time' end\n"                \
+    "local function k_changes(p) return p .. 'changes' end\n"                 \
+    "local function k_deadlines(p) return p .. 'deadlines' end\n"             \
+    "local function k_sweeper(p) return p .. 'sweeper' end\n"                 \
     "local function now_ms()\n"                                               \
     "  local t = redis.call('TIME')\n"                                        \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"    \
@@ -102,11 +116,6 @@
     "  if type(g) ~= 'string' or not tonumber(g) then return '0' end\n"       \
     "  return g\n"                                                            \
     "end\n"                                                                   \
-    "local function epoch(p)\n"                                               \
-    "  local e = redis.pcall('GET', k_epoch(p))\n"                            \
-    "  if type(e) ~= 'string' then return false end\n"                        \
-    "  return e\n"                                                            \
-    "end\n"
 
 
 /*
@@ -218,7 +227,7 @@ const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
  */
 
 const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
-    NGX_HTTP_GATEWAY_LUA_KEYS
+    NGX_HTTP_GATEWAY_LUA_READ
     "local p = ARGV[1]\n"
     "local out = {epoch(p)}\n"
     "for i = 2, #ARGV do\n"

@@ -362,8 +362,9 @@ holding 1,000 services x 10 instances (written as data without the
 registry-wide keys: every gateway adopts it).  For each N: Redis CPU
 (`INFO cpu`, user + sys) while the gateways are idle, less Redis's own idle
 CPU measured before they started, divided by N; then Redis CPU while 100
-changes per second (admin API `PATCH` of one instance's weight, through
-gateway 1, each of another service) are written, and meanwhile the
+changes per second (`bench/lib/changes.pl`: the recipe changing one
+instance's weight, each of another service, pipelined on one connection)
+are written, and meanwhile the
 convergence client (`bench/lib/convergence.c`) registers 40 fresh services
 with the recipe and probes every gateway until all N route each one.  The
 convergence figures are upper bounds: the probes go round the N gateways one

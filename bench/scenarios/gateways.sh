@@ -3,8 +3,9 @@
 # data: the gateways adopt it).  For each N in BENCH_GW_COUNTS:
 #   - Redis CPU (INFO cpu: user + sys) with the gateways idle, less Redis's
 #     own idle CPU measured before they started, per gateway
-#   - Redis CPU while RATE changes per second (admin API PATCH of one
-#     instance's weight through gateway 1, one service each) are written
+#   - Redis CPU while RATE changes per second (lib/changes.pl: the recipe
+#     changing one instance's weight, one service each, pipelined) are
+#     written
 #   - convergence meanwhile: lib/convergence.c registers a fresh service
 #     (the recipe) and probes every gateway until all N route it; all_us is
 #     an upper bound, the probe round over N gateways included
@@ -106,14 +107,14 @@ scenario_gateways() {
         for port in "${ports[@]}"; do gargs+=(-g "$port:1"); done
         rcli CONFIG RESETSTAT > /dev/null
         c0=$(redis_cpu_ms)
-        perl "$BENCH_DIR/lib/changes.pl" "${ports[0]}" "$rate" "$csecs" "$ns" \
+        perl "$BENCH_DIR/lib/changes.pl" "$REDIS_PORT" "$rate" "$csecs" "$ns" \
             > "$d/changes.out" 2>&1 &
         wpid=$!
         "$client" -r "$REDIS_PORT" "${gargs[@]}" -n "$nconv" -a "$addr" \
             -p conv -t 6000 -s $((csecs * 1000 / nconv / 2)) \
             > "$d/conv.csv" 2> "$d/conv.err" &
         cpid=$!
-        wait "$wpid" || problem "gateways: N=$n, admin writes failed: $(cat "$d/changes.out")"
+        wait "$wpid" || problem "gateways: N=$n, changes failed: $(cat "$d/changes.out")"
         c1=$(redis_cpu_ms)
         rcli INFO commandstats > "$d/commandstats-changes.txt"
         wait "$cpid" || problem "gateways: N=$n, convergence client failed: $(cat "$d/conv.err")"

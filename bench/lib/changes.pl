@@ -60,8 +60,9 @@ sub drain {
 my $sent = 0;
 my $t0 = time;
 while (time - $t0 < $secs) {
-    my $wait = $t0 + $sent / $rate - time;
-    drain($wait > 0 ? $wait : 0);
+    my $due = $t0 + $sent / $rate;
+    drain($due - time) while time < $due;
+    drain(0);
     my $svc = sprintf '%s%05d', $prefix, 1 + $sent % $nsvc;
     print $sock change($svc, 1 + $sent % 9);
     $sent++;

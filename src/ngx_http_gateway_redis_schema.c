@@ -45,6 +45,9 @@
     "local function k_epoch(p) return p .. 'epoch' end\n"                     \
     "local function k_rev(p, s) return p .. 'svc:' .. s .. ':rev' end\n"      \
     "local function k_ids(p, s) return p .. 'svc:' .. s .. ':ids' end\n"      \
+    "local function k_log(p, s) return p .. 'svc:' .. s .. ':log' end\n"      \
+    "local function k_logrev(p, s) return k_log(p, s) .. ':rev' end\n"        \
+    "local function k_logbase(p, s) return k_log(p, s) .. ':base' end\n"      \
     "local function k_inst(p, s, id)\n"                                       \
     "  return p .. 'svc:' .. s .. ':inst:' .. id\n"                           \
     "end\n"                                                                   \
@@ -67,10 +70,35 @@
     "  local t = redis.call('TIME')\n"                                        \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"    \
     "end\n"                                                                   \
-    /* the end of every change: both revisions, the time, the notice */      \
-    "local function changed(p, s, strict)\n"                                  \
+    /*                                                                       \
+     * the end of every change: both revisions, the time, the notice, and    \
+     * the ids changed into the service's log (nil: not known, the log then  \
+     * starts afresh); the log covers the revisions above its base           \
+     */                                                                      \
+    "local function logged(p, s, r, ids)\n"                                   \
+    "  local lk = k_log(p, s)\n"                                              \
+    "  local lr = tonumber(redis.pcall('GET', k_logrev(p, s)))\n"             \
+    "  if lr ~= r - 1 or not ids then\n"                                      \
+    "    redis.call('SET', k_logbase(p, s), ids and r - 1 or r)\n"            \
+    "  end\n"                                                                 \
+    "  for _, id in ipairs(ids or {}) do redis.pcall('ZADD', lk, r, id) end\n"\
+    "  redis.call('SET', k_logrev(p, s), r)\n"                                \
+    "  local n = redis.pcall('ZCARD', lk)\n"                                  \
+    "  local keep = 2 * redis.call('SCARD', k_ids(p, s)) + 64\n"              \
+    "  if type(n) == 'number' and n > keep then\n"                            \
+    "    local cut = redis.call('ZRANGE', lk, n - keep - 1, n - keep - 1,\n"  \
+    "                           'WITHSCORES')\n"                              \
+    "    redis.call('ZREMRANGEBYRANK', lk, 0, n - keep - 1)\n"                \
+    "    local b = tonumber(redis.pcall('GET', k_logbase(p, s))) or 0\n"      \
+    "    if tonumber(cut[2]) > b then\n"                                      \
+    "      redis.call('SET', k_logbase(p, s), cut[2])\n"                      \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    "local function changed(p, s, strict, ids)\n"                             \
     "  local incr = strict and redis.call or redis.pcall\n"                   \
     "  local r = incr('INCR', k_rev(p, s))\n"                                 \
+    "  if type(r) == 'number' then pcall(logged, p, s, r, ids) end\n"         \
     "  local g = redis.pcall('INCR', k_regrev(p))\n"                          \
     "  if type(g) == 'number' then\n"                                         \
     "    redis.call('SET', k_regtime(p), string.format('%.0f', now_ms()))\n"  \
@@ -95,7 +123,7 @@
     "  if redis.call('SCARD', k_ids(p, s)) == 0 then\n"                       \
     "    redis.call('SREM', k_services(p), s)\n"                              \
     "  end\n"                                                                 \
-    "  if not later then changed(p, s) end\n"                                 \
+    "  if not later then changed(p, s, false, {id}) end\n"                    \
     "  return true\n"                                                         \
     "end\n"                                                                   \
     /* the sweep lease: at most one gateway holds it, for ms; 0: not us */   \
@@ -199,17 +227,17 @@ const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
     "    local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
     /* one change per service, however many of its ids are gone */
     "    if type(ids) == 'table' and not ids.err then\n"
-    "      local n = 0\n"
+    "      local n = {}\n"
     "      for _, id in ipairs(ids) do\n"
     "        local t = redis.call('PTTL', k_inst(p, s, id))\n"
     "        if t == -2 then\n"
-    "          if gone(p, s, id, true) then n = n + 1 end\n"
+    "          if gone(p, s, id, true) then n[#n + 1] = id end\n"
     "        elseif t > 0 and not redis.call('ZSCORE', k_deadlines(p),\n"
     "                                        s .. ':' .. id) then\n"
     "          deadline(p, s, id)\n"
     "        end\n"
     "      end\n"
-    "      if n > 0 then changed(p, s) end\n"
+    "      if #n > 0 then changed(p, s, false, n) end\n"
     "    end\n"
     "  end) end\n"
     "  local rev = redis.pcall('GET', k_rev(p, s))\n"
@@ -222,28 +250,42 @@ const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
 
 
 /*
- * {epoch, {name, listed, revision, {id, {field, value, ...} or "WRONGTYPE",
- * ...}}, ...}
+ * ARGV = prefix, then per service its name and the revision the gateway
+ * has (0: none).  {epoch, {name, listed, revision, {id, {field, value, ...}
+ * or "WRONGTYPE", ...}, known}, ...}: with known > 0 the instances are only
+ * those changed since that revision, an empty hash for one that is gone
+ * (the service's log covers it); with 0, all of them.  A notice without a
+ * new revision (a change by hand) gets them all.
  */
 
 const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
     NGX_HTTP_GATEWAY_LUA_READ
     "local p = ARGV[1]\n"
     "local out = {epoch(p)}\n"
-    "for i = 2, #ARGV do\n"
-    "  local s = ARGV[i]\n"
+    "for i = 2, #ARGV - 1, 2 do\n"
+    "  local s, known = ARGV[i], tonumber(ARGV[i + 1]) or 0\n"
     "  local rev = redis.pcall('GET', k_rev(p, s))\n"
     "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
     "  elseif type(rev) ~= 'string' then rev = '0' end\n"
     "  local listed = redis.pcall('SISMEMBER', k_services(p), s)\n"
     "  if type(listed) ~= 'number' then listed = 0 end\n"
+    "  local lr = tonumber(redis.pcall('GET', k_logrev(p, s)))\n"
+    "  local lb = tonumber(redis.pcall('GET', k_logbase(p, s)))\n"
+    "  if not (known > 0 and lr and lb and tostring(lr) == rev\n"
+    "          and lb <= known and known < lr) then known = 0 end\n"
     "  local insts = {}\n"
-    "  local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    "  local ids\n"
+    "  if known > 0 then\n"
+    "    ids = redis.pcall('ZRANGEBYSCORE', k_log(p, s), '(' .. known,\n"
+    "                      '+inf')\n"
+    "  else\n"
+    "    ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    "  end\n"
     "  if type(ids) == 'table' and not ids.err then\n"
     "    for _, id in ipairs(ids) do\n"
     "      local h = redis.pcall('HGETALL', k_inst(p, s, id))\n"
     "      if type(h) == 'table' and not h.err then\n"
-    "        if #h > 0 then\n"
+    "        if #h > 0 or known > 0 then\n"
     "          insts[#insts + 1] = id\n"
     "          insts[#insts + 1] = h\n"
     "        end\n"
@@ -255,7 +297,7 @@ const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
     "  else\n"
     "    insts = 'WRONGTYPE'\n"
     "  end\n"
-    "  out[#out + 1] = {s, listed, rev, insts}\n"
+    "  out[#out + 1] = {s, listed, rev, insts, known}\n"
     "end\n"
     "return out\n");
 
@@ -270,7 +312,7 @@ const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
 const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
     "local p, s = ARGV[1], ARGV[2]\n"
-    "local n, i = 0, 3\n"
+    "local n, i, done = 0, 3, {}\n"
     "while i <= #ARGV do\n"
     "  local id, m = ARGV[i], tonumber(ARGV[i + 1])\n"
     "  local k = k_inst(p, s, id)\n"
@@ -280,12 +322,13 @@ const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
     "    if ttl and ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"
     "    deadline(p, s, id)\n"
     "    n = n + 1\n"
+    "    done[n] = id\n"
     "  end\n"
     "  redis.call('SADD', k_ids(p, s), id)\n"
     "  i = i + 2 + 2 * m\n"
     "end\n"
     "redis.call('SADD', k_services(p), s)\n"
-    "if n > 0 then changed(p, s) end\n"
+    "if n > 0 then changed(p, s, false, done) end\n"
     "return n\n");
 
 
@@ -334,7 +377,7 @@ const ngx_str_t  ngx_http_gateway_lua_register = ngx_string(
     "deadline(p, s, id)\n"
     "redis.call('SADD', k_ids(p, s), id)\n"
     "redis.call('SADD', k_services(p), s)\n"
-    "local rev = changed(p, s, true)\n"
+    "local rev = changed(p, s, true, {id})\n"
     "return {existed, rev}\n");
 
 const ngx_str_t  ngx_http_gateway_lua_patch = ngx_string(
@@ -347,7 +390,7 @@ const ngx_str_t  ngx_http_gateway_lua_patch = ngx_string(
     "if t > 0 then redis.call('EXPIRE', k, t) else\n"
     "  redis.call('PERSIST', k) end\n"
     "deadline(p, s, id)\n"
-    "local rev = changed(p, s, true)\n"
+    "local rev = changed(p, s, true, {id})\n"
     "return {1, rev, redis.call('HGETALL', k)}\n");
 
 const ngx_str_t  ngx_http_gateway_lua_heartbeat = ngx_string(
@@ -372,7 +415,7 @@ const ngx_str_t  ngx_http_gateway_lua_deregister = ngx_string(
     "if redis.call('SCARD', k_ids(p, s)) == 0 then\n"
     "  redis.call('SREM', k_services(p), s)\n"
     "end\n"
-    "local rev = changed(p, s, true)\n"
+    "local rev = changed(p, s, true, {id})\n"
     "return {1, rev}\n");
 
 

@@ -88,7 +88,7 @@ static void ngx_http_gateway_sync_scan(redisReply *cursor);
 static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_services(redisReply **names,
-    ngx_uint_t n);
+    ngx_uint_t n, ngx_uint_t full);
 static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
@@ -104,7 +104,8 @@ static size_t ngx_http_gateway_sync_stale_locked(redisReply **pairs,
 static void ngx_http_gateway_sync_swept(redisReply *m);
 static void ngx_http_gateway_sync_on_expire(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_gateway_sync_apply(redisReply *entry);
+static void ngx_http_gateway_sync_apply(redisReply *entry,
+    ngx_uint_t history);
 static void ngx_http_gateway_sync_expired(redisReply *key);
 
 
@@ -536,7 +537,7 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
             return;
         }
 
-        ngx_http_gateway_sync_services(&payload, 1);
+        ngx_http_gateway_sync_services(&payload, 1, 0);
         return;
     }
 
@@ -738,7 +739,7 @@ ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
                                            reply->elements - 6, 0, stale);
     ngx_http_gateway_write_end(gmcf);
 
-    ngx_http_gateway_sync_services(stale, n);
+    ngx_http_gateway_sync_services(stale, n, 0);
 
     ngx_free(stale);
 
@@ -894,7 +895,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     ngx_http_gateway_write_end(gmcf);
 
-    ngx_http_gateway_sync_services(stale, n);
+    ngx_http_gateway_sync_services(stale, n, 0);
 
     ngx_free(stale);
 
@@ -1382,15 +1383,27 @@ ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
 }
 
 
+/*
+ * Fetches services, 256 per script; with each name goes the revision the
+ * zone has (0 with full set), so that Redis returns only the instances
+ * changed since, when the service's log covers them
+ */
+
 static void
-ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
+ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n,
+    ngx_uint_t full)
 {
-    size_t                   *argvlen;
-    ngx_uint_t                i, k, batch;
-    const char              **argv;
-    ngx_http_gateway_sync_t  *sync;
+    u_char                        *revs, *p;
+    size_t                        *argvlen;
+    ngx_str_t                      name;
+    ngx_uint_t                     i, k, batch;
+    const char                   **argv;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
 
     sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
 
     if (n == 0 || sync->cmd == NULL) {
         return;
@@ -1398,13 +1411,14 @@ ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
 
     batch = ngx_min(n, NGX_HTTP_GATEWAY_BATCH);
 
-    argv = ngx_alloc((batch + 4) * (sizeof(char *) + sizeof(size_t)),
-                     sync->log);
+    argv = ngx_alloc((2 * batch + 4) * (sizeof(char *) + sizeof(size_t))
+                     + batch * NGX_INT64_LEN, sync->log);
     if (argv == NULL) {
         return;
     }
 
-    argvlen = (size_t *) (argv + batch + 4);
+    argvlen = (size_t *) (argv + 2 * batch + 4);
+    revs = (u_char *) (argvlen + 2 * batch + 4);
 
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
@@ -1412,20 +1426,34 @@ ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
     argvlen[1] = 40;
     argv[2] = "0";
     argvlen[2] = 1;
-    argv[3] = (char *) sync->gmcf->prefix.data;
-    argvlen[3] = sync->gmcf->prefix.len;
+    argv[3] = (char *) gmcf->prefix.data;
+    argvlen[3] = gmcf->prefix.len;
 
     for (i = 0; i < n; i += batch) {
 
+        p = revs;
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
         for (k = 0; k < batch && i + k < n; k++) {
-            argv[4 + k] = names[i + k]->str;
-            argvlen[4 + k] = names[i + k]->len;
+            name.data = (u_char *) names[i + k]->str;
+            name.len = names[i + k]->len;
+
+            svc = full ? NULL : ngx_http_gateway_service_lookup(gmcf, &name);
+
+            argv[4 + 2 * k] = names[i + k]->str;
+            argvlen[4 + 2 * k] = names[i + k]->len;
+            argv[5 + 2 * k] = (char *) p;
+            p = ngx_sprintf(p, "%uL", svc ? svc->revision : 0);
+            argvlen[5 + 2 * k] = p - (u_char *) argv[5 + 2 * k];
         }
+
+        ngx_http_gateway_write_end(gmcf);
 
         (void) redisAsyncCommandArgv(sync->cmd,
                                      ngx_http_gateway_sync_on_snapshot,
                                      (void *) sync->epoch_gen,
-                                     (int) (4 + k), argv, argvlen);
+                                     (int) (4 + 2 * k), argv, argvlen);
     }
 
     ngx_free(argv);
@@ -1441,9 +1469,13 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
     u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                    i;
     ngx_str_t                 v;
+    ngx_uint_t                history;
+    redisReply               *epoch;
+    ngx_http_gateway_sh_t    *sh;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
+    sh = sync->gmcf->sh;
 
     if (reply == NULL || ac != sync->cmd) {
         return;
@@ -1460,32 +1492,48 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+    /*
+     * revisions go on from the zone's only in the registry the zone saw:
+     * after a wipe they start again, and a delta is not to be trusted
+     */
+
+    epoch = reply->element[0];
+
+    ngx_shmtx_lock(&sync->gmcf->shpool->mutex);
+    history = (epoch->type == REDIS_REPLY_STRING
+               && sh->marker_len == epoch->len
+               && ngx_memcmp(sh->marker, epoch->str, epoch->len) == 0);
+    ngx_http_gateway_write_end(sync->gmcf);
+
+    if (ngx_http_gateway_sync_epoch(epoch, privdata) != NGX_OK) {
         return;
     }
 
     for (i = 1; i < reply->elements; i++) {
-        ngx_http_gateway_sync_apply(reply->element[i]);
+        ngx_http_gateway_sync_apply(reply->element[i], history);
     }
 }
 
 
 /*
- * Replaces a service's instances with a snapshot.  The records are read,
- * checked and sorted without the zone lock; they are then merged into the
- * service a chunk at a time, so that requests, which take the same lock,
- * never wait for more than one chunk.
+ * Replaces a service's instances with a snapshot, or, for a delta (known >
+ * 0), updates the instances it names and removes those it gives empty.
+ * The records are read, checked and sorted without the zone lock; they are
+ * then merged into the service a chunk at a time, so that requests, which
+ * take the same lock, never wait for more than one chunk.
  */
 
 static void
-ngx_http_gateway_sync_apply(redisReply *entry)
+ngx_http_gateway_sync_apply(redisReply *entry, ngx_uint_t history)
 {
     u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                         i;
     uint64_t                       rev;
     ngx_int_t                      rc;
     ngx_str_t                      name, text;
-    ngx_uint_t                     mark, n, k, chunk;
+    uint64_t                       known;
+    ngx_str_t                     *gone;
+    ngx_uint_t                     mark, n, k, chunk, ngone;
     redisReply                    *insts, *fields, *rid;
     const char                    *err;
     ngx_http_gateway_sh_t         *sh;
@@ -1499,13 +1547,17 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     gmcf = sync->gmcf;
     sh = gmcf->sh;
 
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 4
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 5
         || entry->element[0]->type != REDIS_REPLY_STRING
         || entry->element[1]->type != REDIS_REPLY_INTEGER
-        || entry->element[2]->type != REDIS_REPLY_STRING)
+        || entry->element[2]->type != REDIS_REPLY_STRING
+        || entry->element[4]->type != REDIS_REPLY_INTEGER
+        || entry->element[4]->integer < 0)
     {
         return;
     }
+
+    known = (uint64_t) entry->element[4]->integer;
 
     name.data = (u_char *) entry->element[0]->str;
     name.len = entry->element[0]->len;
@@ -1541,7 +1593,8 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     n = insts->elements / 2;
 
     entries = ngx_alloc((n + 1) * (sizeof(ngx_http_gateway_entry_t)
-                                   + sizeof(ngx_http_gateway_entry_t *))
+                                   + sizeof(ngx_http_gateway_entry_t *)
+                                   + sizeof(ngx_str_t))
                         + ngx_min(n, NGX_HTTP_GATEWAY_APPLY_CHUNK)
                           * sizeof(ngx_http_gateway_instance_t *),
                         sync->log);
@@ -1550,7 +1603,9 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     }
 
     sorted = (ngx_http_gateway_entry_t **) (entries + n + 1);
-    fresh = (ngx_http_gateway_instance_t **) (sorted + n + 1);
+    gone = (ngx_str_t *) (sorted + n + 1);
+    fresh = (ngx_http_gateway_instance_t **) (gone + n + 1);
+    ngone = 0;
 
     for (i = 0, k = 0; i < n; i++) {
         rid = insts->element[2 * i];
@@ -1569,6 +1624,12 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         if (!ngx_gateway_valid_name(rid->str, rid->len)) {
             err = "invalid instance id";
 
+        } else if (known && fields->type == REDIS_REPLY_ARRAY
+                   && fields->elements == 0)
+        {
+            gone[ngone++] = e->id;
+            continue;
+
         } else if (fields->type != REDIS_REPLY_ARRAY) {
             err = "not a hash";
 
@@ -1582,6 +1643,13 @@ ngx_http_gateway_sync_apply(redisReply *entry)
             ngx_log_error(NGX_LOG_WARN, sync->log, 0,
                           "gateway: redis key \"" NGX_HTTP_GATEWAY_KEY_INST
                           "\" skipped: %s", &gmcf->prefix, &name, &text, err);
+
+            /* as a whole snapshot would: a skipped record is not routed */
+
+            if (known && ngx_gateway_valid_name(rid->str, rid->len)) {
+                gone[ngone++] = e->id;
+            }
+
             continue;
         }
 
@@ -1618,6 +1686,15 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     if (svc && rev < svc->written) {
         svc->written = 0;
         goto done;
+    }
+
+    /* a delta from a revision the zone does not have: fetch it all */
+
+    if (known && (!history || svc == NULL || svc->revision != known)) {
+        ngx_http_gateway_write_end(gmcf);
+        ngx_free(entries);
+        ngx_http_gateway_sync_services(entry->element, 1, 1);
+        return;
     }
 
     svc = ngx_http_gateway_service_get_locked(gmcf, &name);
@@ -1668,7 +1745,14 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         }
     }
 
-    ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
+    if (known) {
+        for (i = 0; i < ngone; i++) {
+            (void) ngx_http_gateway_remove_locked(gmcf, svc, &gone[i]);
+        }
+
+    } else {
+        ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
+    }
 
     /* an unchanged snapshot changes nothing: no state file to write */
 
@@ -1728,7 +1812,7 @@ ngx_http_gateway_sync_expired(redisReply *key)
     }
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_snapshot,
-                             (void *) sync->epoch_gen, "EVALSHA %s 0 %b %b",
+                             (void *) sync->epoch_gen, "EVALSHA %s 0 %b %b 0",
                              NGX_HTTP_GATEWAY_SHA_SNAPSHOT,
                              sync->gmcf->prefix.data, sync->gmcf->prefix.len,
                              service.data, service.len);

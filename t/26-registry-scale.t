@@ -202,6 +202,39 @@ ok(wait_until(sub { ids($A, 'hb') eq '' && ids($B, 'hb') eq '' },
 is(swept_by($A, 'c') . '/' . swept_by($B, 'c'), '1/0',
    'two gateways: only the lease holder swept it');
 
+# --- a change fetches only what changed (the service's log) ----------------
+for my $i (1 .. 10) {
+    $B->request('PUT', "/gateway/services/big/instances/i$i",
+                json => { address => "127.0.0.1:$backend" });
+}
+ok(wait_until(sub { ids($A, 'big') =~ /^(?:i\d+,){9}i\d+$/ && ids($B, 'big') =~ /^(?:i\d+,){9}i\d+$/ },
+              timeout => 5),
+   'a service of 10 instances registered through the admin API');
+sub hgetalls {
+    my ($line) = grep { /^cmdstat_hgetall:/ } split /\r?\n/, redis_cmd('INFO', 'commandstats');
+    return $line && $line =~ /calls=(\d+)/ ? $1 : 0;
+}
+redis_cmd('t26config', 'RESETSTAT');
+($st) = $B->request('PATCH', '/gateway/services/big/instances/i4', json => { weight => 9 });
+like($st, qr/^20[012]$/, 'one of them patched');
+ok(wait_until(sub { weight($A, 'big', 'i4') == 9 && weight($B, 'big', 'i4') == 9 }, timeout => 5),
+   'both gateways have the change');
+ok(hgetalls() <= 4, 'each fetched that instance alone (' . hgetalls()
+   . ' HGETALL: the patch script\'s and one per gateway, not 10 each)');
+($st) = $B->request('DELETE', '/gateway/services/big/instances/i7');
+ok(wait_until(sub { ids($A, 'big') !~ /\bi7\b/ && ids($B, 'big') !~ /\bi7\b/ }, timeout => 5),
+   'a deregistration fetched the same way removes the instance everywhere');
+is(scalar(() = ids($A, 'big') =~ /i\d+/g), 9, 'and only that one');
+redis_cli({ stdin => <<"EOF" });
+MULTI
+HSET t26:svc:big:inst:i2 weight 5
+INCR t26:svc:big:rev
+PUBLISH t26:events big
+EXEC
+EOF
+ok(wait_until(sub { weight($A, 'big', 'i2') == 5 && weight($B, 'big', 'i2') == 5 }, timeout => 5),
+   'a change by hand, not in the log, makes the gateways fetch the whole service');
+
 # --- with keyspace notifications (the fast path) ----------------------------
 redis_cmd('t26config', 'SET', 'notify-keyspace-events', 'Ex');
 ($st) = $A->request('PUT', '/gateway/services/hb/instances/d',

@@ -91,7 +91,7 @@ if (open my $fh, '<', $out) {
 }
 
 my %meta;
-my @SCEN = qw(throughput callgrind convergence scale gateways failover apply selection);
+my @SCEN = qw(throughput callgrind convergence scale scale1m gateways failover apply selection);
 $meta{$_} = meta($_) for @SCEN;
 my ($any) = grep { $meta{$_}{date} } @SCEN;
 my $m = $any ? $meta{$any} : {};
@@ -102,6 +102,7 @@ my $cg    = csv('callgrind.csv');
 my $conv  = csv('convergence.csv');
 my $scale = csv('scale.csv');
 my $gws   = csv('gateways.csv');
+my $s1m   = csv('scale1m.csv');
 my $fo    = csv('failover.csv');
 my $apply = csv('apply.csv');
 my $sel   = csv('selection.csv');
@@ -179,6 +180,13 @@ my @targets;
     my $idle = get($scale, 'idle_cpu_redis_amortized', 'value');
     push @targets, ['100,000 instances: Redis CPU per idle gateway <= 1 ms/s (tick + full comparison every 5 min)',
                     defined $idle ? "$idle ms/s" : 'n/a', verdict(defined $idle ? $idle <= 1 : undef)];
+    my $s1 = get($s1m, 'full_sync', 'value');
+    push @targets, ['1,000,000 instances: full sync < 6 s (`bench/run scale1m`)',
+                    defined $s1 ? ($s1 eq 'timeout' ? 'timeout' : "$s1 s") : 'n/a',
+                    verdict(defined $s1 ? ($s1 ne 'timeout' && $s1 < 6) : undef)];
+    my $z1 = get($s1m, 'shm_touched', 'value');
+    push @targets, ['1,000,000 instances: zone < 400 MiB',
+                    defined $z1 ? "$z1 MiB" : 'n/a', verdict(defined $z1 ? $z1 < 400 : undef)];
     my $core = get($gws, '100', 'changes_core_pct');
     push @targets, ['100 gateways, 100 changes/s: Redis below 50% of one core',
                     defined $core ? "$core%" : 'n/a', verdict(defined $core ? $core < 50 : undef)];
@@ -352,6 +360,22 @@ every instance key), amortized over the default 5 minutes.
 EOF
 $doc .= ran('scale');
 $doc .= md_table($scale);
+
+if ($s1m) {
+    $doc .= <<"EOF";
+
+## A million instances
+
+`bench/run scale1m` (a separate command, not part of `bench/run`): 100,000
+services x 10 instances written to Redis as data without the registry-wide
+keys, a gateway (one worker, a 1024m zone) started on it: full sync time,
+zone pages touched, the worker's resident memory, the idle tick's Redis CPU,
+and a request routed from the registry.
+
+EOF
+    $doc .= ran('scale1m');
+    $doc .= md_table($s1m);
+}
 
 $doc .= <<"EOF";
 

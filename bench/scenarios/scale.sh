@@ -273,9 +273,6 @@ scenario_scale1m() {
     row redis_populate "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" s "" \
         "$ns x $ni via redis-cli --pipe; Redis used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
     local rb0 rb1 rbase
-    rb0=$(redis_cpu_ms); sleep 10; rb1=$(redis_cpu_ms)
-    rbase=$(awk -v a="$rb0" -v b="$rb1" 'BEGIN { printf "%.3f", (b - a) / 10 }')
-
     port=$(free_port)
     t0=$(date +%s.%N)
     GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
@@ -296,10 +293,15 @@ scenario_scale1m() {
     sleep 3
     local c0 c1
     c0=$(redis_cpu_ms); sleep 20; c1=$(redis_cpu_ms)
-    row idle_cpu_redis "$(awk -v a="$c0" -v b="$c1" -v o="$rbase" 'BEGIN { printf "%.3f", (b - a) / 20 - o }')" "ms per s" "<= 1" "Redis CPU for the idle gateway over 20 s, less Redis's own $rbase ms/s"
     wait_200 "http://127.0.0.1:$port/" 15 && row served yes "" yes "GET / routed to service s05000 (10 instances)" \
         || { row served no "" yes "GET / not answered 200"; problem "scale1m: a request to s05000 was not answered 200"; }
     check_nginx_log "$dir/sync1m" "scale1m gateway"
     stop_pid "$pid" QUIT
+    # Redis's own idle CPU, measured now: right after the load it is busy
+    # rehashing the new keys for a while
+    sleep 2
+    rb0=$(redis_cpu_ms); sleep 10; rb1=$(redis_cpu_ms)
+    rbase=$(awk -v a="$rb0" -v b="$rb1" 'BEGIN { printf "%.3f", (b - a) / 10 }')
+    row idle_cpu_redis "$(awk -v a="$c0" -v b="$c1" -v o="$rbase" 'BEGIN { printf "%.3f", (b - a) / 20 - o }')" "ms per s" "<= 1" "Redis CPU for the idle gateway over 20 s, less Redis's own $rbase ms/s (measured after the gateway stopped)"
     print_csv_table "$sum" "metric value unit target note"
 }

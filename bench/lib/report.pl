@@ -102,6 +102,7 @@ my $cg    = csv('callgrind.csv');
 my $conv  = csv('convergence.csv');
 my $scale = csv('scale.csv');
 my $gws   = csv('gateways.csv');
+my $gwr   = csv('gateways_recipe.csv');
 my $s1m   = csv('scale1m.csv');
 my $fo    = csv('failover.csv');
 my $apply = csv('apply.csv');
@@ -386,20 +387,25 @@ holding 1,000 services x 10 instances (written as data without the
 registry-wide keys: every gateway adopts it).  For each N: Redis CPU
 (`INFO cpu`, user + sys) while the gateways are idle, less Redis's own idle
 CPU measured before they started, divided by N; then Redis CPU while 100
-changes per second (`bench/lib/changes.pl`: the recipe changing one
-instance's weight, each of another service, pipelined on one connection)
-are written, and meanwhile the
+changes per second are written (one instance's weight, each of another
+service: `PATCH` through the admin API of up to 8 of the gateways,
+`bench/lib/changes_admin.pl`), and meanwhile the
 convergence client (`bench/lib/convergence.c`) registers 40 fresh services
 with the recipe and probes every gateway until all N route each one.  The
 convergence figures are upper bounds: the probes go round the N gateways one
 after the other (`probe_us`: median time of one probe), so for N = 100 a
 round takes about 100 probes.  Every change makes every gateway fetch the
-changed service (one `EVALSHA` of the snapshot script): the Redis CPU under
-changes grows with N x changes/s x the size of a service.
+changed instance (one `EVALSHA` of the snapshot script, one `HGETALL`, as
+the admin API's script logged it): the Redis CPU under changes grows with
+N x changes/s.
 
 EOF
 $doc .= ran('gateways');
 $doc .= md_table($gws);
+if ($gwr) {
+    $doc .= "\nThe same with the changes written by the recipe (`BENCH_GW_WRITER=recipe`, `bench/lib/changes.pl`, pipelined to Redis): a change by hand, not in the service's log, so every gateway fetches the whole service (10 instances):\n\n";
+    $doc .= md_table($gwr);
+}
 
 $doc .= <<"EOF";
 

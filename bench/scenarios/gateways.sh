@@ -3,16 +3,19 @@
 # data: the gateways adopt it).  For each N in BENCH_GW_COUNTS:
 #   - Redis CPU (INFO cpu: user + sys) with the gateways idle, less Redis's
 #     own idle CPU measured before they started, per gateway
-#   - Redis CPU while RATE changes per second (lib/changes.pl: the recipe
-#     changing one instance's weight, one service each, pipelined) are
-#     written
+#   - Redis CPU while RATE changes per second are written, one instance's
+#     weight of one service each: BENCH_GW_WRITER=admin (default,
+#     lib/changes_admin.pl: PATCH through the admin API of up to 8 of the
+#     gateways, whose script logs the change, so each gateway fetches that
+#     instance alone) or recipe (lib/changes.pl: the recipe, pipelined to
+#     Redis; a change by hand, so each gateway fetches the whole service)
 #   - convergence meanwhile: lib/convergence.c registers a fresh service
 #     (the recipe) and probes every gateway until all N route it; all_us is
 #     an upper bound, the probe round over N gateways included
 #
 #   BENCH_GW_COUNTS ("1 10 50 100") BENCH_GW_SERVICES (1000)
 #   BENCH_GW_INSTANCES (10) BENCH_GW_IDLE (15 s) BENCH_GW_RATE (100)
-#   BENCH_GW_CHANGE_S (10 s) BENCH_GW_CONV_N (40)
+#   BENCH_GW_CHANGE_S (10 s) BENCH_GW_CONV_N (40) BENCH_GW_WRITER (admin)
 
 # redis_cpu_ms: Redis's own CPU (user + sys) in ms, from INFO cpu
 redis_cpu_ms() {
@@ -59,6 +62,7 @@ scenario_gateways() {
     local addr=127.0.0.1:${BACKEND_PORTS[0]}
 
     local sum=$RESULTS/gateways.csv
+    [ "${BENCH_GW_WRITER:-admin}" = recipe ] && sum=$RESULTS/gateways_recipe.csv
     echo "gateways,instances,sync_all_s,redis_base_ms_per_s,idle_ms_per_s,idle_per_gateway_ms_per_s,changes_per_s,changes_ms_per_s,changes_per_gateway_ms_per_s,changes_core_pct,conv_p50_ms,conv_p99_ms,conv_max_ms,conv_timeouts,probe_us" > "$sum"
 
     for n in $counts; do
@@ -107,8 +111,13 @@ scenario_gateways() {
         for port in "${ports[@]}"; do gargs+=(-g "$port:1"); done
         rcli CONFIG RESETSTAT > /dev/null
         c0=$(redis_cpu_ms)
-        perl "$BENCH_DIR/lib/changes.pl" "$REDIS_PORT" "$rate" "$csecs" "$ns" \
-            > "$d/changes.out" 2>&1 &
+        if [ "${BENCH_GW_WRITER:-admin}" = recipe ]; then
+            perl "$BENCH_DIR/lib/changes.pl" "$REDIS_PORT" "$rate" "$csecs" "$ns" \
+                > "$d/changes.out" 2>&1 &
+        else
+            perl "$BENCH_DIR/lib/changes_admin.pl" "$rate" "$csecs" "$ns" \
+                "${ports[@]:0:8}" > "$d/changes.out" 2>&1 &
+        fi
         wpid=$!
         "$client" -r "$REDIS_PORT" "${gargs[@]}" -n "$nconv" -a "$addr" \
             -p conv -t 6000 -s $((csecs * 1000 / nconv / 2)) \

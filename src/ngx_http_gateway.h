@@ -444,6 +444,7 @@ typedef struct {
     ngx_str_t                   prefix;
     ngx_str_t                   state_file;
     ngx_msec_t                  resync;
+    ngx_msec_t                  full_resync;
 
     ngx_array_t                *allow;      /* ngx_gateway_cidr_t */
     ngx_uint_t                  allow_all;

@@ -104,6 +104,7 @@ ngx_http_gateway_create_main_conf(ngx_conf_t *cf)
      */
 
     gmcf->resync = NGX_CONF_UNSET_MSEC;
+    gmcf->full_resync = NGX_CONF_UNSET_MSEC;
     gmcf->log = &cf->cycle->new_log;
 
     return gmcf;
@@ -147,6 +148,7 @@ ngx_http_gateway_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_conf_init_msec_value(gmcf->resync, 5000);
+    ngx_conf_init_msec_value(gmcf->full_resync, 300000);
 
     return NGX_CONF_OK;
 }
@@ -276,6 +278,25 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (gmcf->resync == (ngx_msec_t) NGX_ERROR || gmcf->resync < 100) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid resync interval \"%V\" in "
+                                   "\"gateway_registry\", at least 100ms",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "full_resync=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            gmcf->full_resync = ngx_parse_time(&s, 0);
+
+            if (gmcf->full_resync == (ngx_msec_t) NGX_ERROR
+                || gmcf->full_resync < 100)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid full_resync interval \"%V\" in "
                                    "\"gateway_registry\", at least 100ms",
                                    &value[i]);
                 return NGX_CONF_ERROR;

@@ -20,46 +20,226 @@
  *     P svc:NAME:inst:ID    HASH, one instance; its key TTL is the heartbeat
  *     P events              channel of change notices
  *     P epoch               STRING, the registry's marker
+ *     P rev                 STRING, the registry's revision: every change
+ *     P rev:time            STRING, Redis time (ms) of the last change
+ *     P changes             ZSET of service names, score: the registry's
+ *                           revision of the service's last change
+ *     P deadlines           ZSET of "NAME:ID", score: the heartbeat's
+ *                           deadline (Redis time, ms)
+ *     P sweeper             STRING with a TTL, the lease of the gateway
+ *                           that sweeps expired heartbeats
+ *
+ * Names and ids never hold ':', so "NAME:ID" splits at its only colon.
+ * Scripts read the clock (TIME) before they write: effects replication,
+ * the default from Redis 5 on, asked for explicitly for Redis 4.
  */
 
-#define NGX_HTTP_GATEWAY_LUA_KEYS                                             \
+/*
+ * The key helpers; NGX_HTTP_GATEWAY_LUA_KEYS adds what writers need.  A
+ * script that only reads (the snapshot, run by every gateway for every
+ * change) takes the short form: each helper is a closure made at each call.
+ */
+
+#define NGX_HTTP_GATEWAY_LUA_READ                                             \
     "local function k_services(p) return p .. 'services' end\n"               \
-    "local function k_events(p) return p .. 'events' end\n"                   \
     "local function k_epoch(p) return p .. 'epoch' end\n"                     \
     "local function k_rev(p, s) return p .. 'svc:' .. s .. ':rev' end\n"      \
     "local function k_ids(p, s) return p .. 'svc:' .. s .. ':ids' end\n"      \
+    "local function k_log(p, s) return p .. 'svc:' .. s .. ':log' end\n"      \
+    "local function k_logrev(p, s) return k_log(p, s) .. ':rev' end\n"        \
+    "local function k_logbase(p, s) return k_log(p, s) .. ':base' end\n"      \
     "local function k_inst(p, s, id)\n"                                       \
     "  return p .. 'svc:' .. s .. ':inst:' .. id\n"                           \
+    "end\n"                                                                   \
+    "local function epoch(p)\n"                                               \
+    "  local e = redis.pcall('GET', k_epoch(p))\n"                            \
+    "  if type(e) ~= 'string' then return false end\n"                        \
+    "  return e\n"                                                            \
     "end\n"
+
+#define NGX_HTTP_GATEWAY_LUA_KEYS                                             \
+    NGX_HTTP_GATEWAY_LUA_READ                                                 \
+    "if redis.replicate_commands then redis.replicate_commands() end\n"       \
+    "local function k_events(p) return p .. 'events' end\n"                   \
+    "local function k_regrev(p) return p .. 'rev' end\n"                      \
+    "local function k_regtime(p) return p .. 'rev:time' end\n"                \
+    "local function k_changes(p) return p .. 'changes' end\n"                 \
+    "local function k_deadlines(p) return p .. 'deadlines' end\n"             \
+    "local function k_sweeper(p) return p .. 'sweeper' end\n"                 \
+    "local function now_ms()\n"                                               \
+    "  local t = redis.call('TIME')\n"                                        \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"    \
+    "end\n"                                                                   \
+    /*                                                                       \
+     * the end of every change: both revisions, the time, the notice, and    \
+     * the ids changed into the service's log (nil: not known, the log then  \
+     * starts afresh); the log covers the revisions above its base           \
+     */                                                                      \
+    "local function logged(p, s, r, ids)\n"                                   \
+    "  local lk = k_log(p, s)\n"                                              \
+    "  local lr = tonumber(redis.pcall('GET', k_logrev(p, s)))\n"             \
+    "  if lr ~= r - 1 or not ids then\n"                                      \
+    "    redis.call('SET', k_logbase(p, s), ids and r - 1 or r)\n"            \
+    "  end\n"                                                                 \
+    "  for _, id in ipairs(ids or {}) do redis.pcall('ZADD', lk, r, id) end\n"\
+    "  redis.call('SET', k_logrev(p, s), r)\n"                                \
+    "  local n = redis.pcall('ZCARD', lk)\n"                                  \
+    "  local keep = 2 * redis.call('SCARD', k_ids(p, s)) + 64\n"              \
+    "  if type(n) == 'number' and n > keep then\n"                            \
+    "    local cut = redis.call('ZRANGE', lk, n - keep - 1, n - keep - 1,\n"  \
+    "                           'WITHSCORES')\n"                              \
+    "    redis.call('ZREMRANGEBYRANK', lk, 0, n - keep - 1)\n"                \
+    "    local b = tonumber(redis.pcall('GET', k_logbase(p, s))) or 0\n"      \
+    "    if tonumber(cut[2]) > b then\n"                                      \
+    "      redis.call('SET', k_logbase(p, s), cut[2])\n"                      \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    "local function changed(p, s, strict, ids)\n"                             \
+    "  local incr = strict and redis.call or redis.pcall\n"                   \
+    "  local r = incr('INCR', k_rev(p, s))\n"                                 \
+    "  if type(r) == 'number' then pcall(logged, p, s, r, ids) end\n"         \
+    "  local g = redis.pcall('INCR', k_regrev(p))\n"                          \
+    "  if type(g) == 'number' then\n"                                         \
+    "    redis.call('SET', k_regtime(p), string.format('%.0f', now_ms()))\n"  \
+    "    redis.pcall('ZADD', k_changes(p), g, s)\n"                           \
+    "  end\n"                                                                 \
+    "  redis.call('PUBLISH', k_events(p), s)\n"                               \
+    "  return r\n"                                                            \
+    "end\n"                                                                   \
+    /* the heartbeat's deadline follows the key's TTL */                     \
+    "local function deadline(p, s, id)\n"                                     \
+    "  local t = redis.call('PTTL', k_inst(p, s, id))\n"                      \
+    "  if t > 0 then\n"                                                       \
+    "    redis.pcall('ZADD', k_deadlines(p), now_ms() + t, s .. ':' .. id)\n" \
+    "  else\n"                                                                \
+    "    redis.pcall('ZREM', k_deadlines(p), s .. ':' .. id)\n"               \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    /* drops an id whose key is gone; true if it was listed */               \
+    "local function gone(p, s, id, later)\n"                                  \
+    "  redis.pcall('ZREM', k_deadlines(p), s .. ':' .. id)\n"                 \
+    "  if redis.call('SREM', k_ids(p, s), id) == 0 then return false end\n"   \
+    "  if redis.call('SCARD', k_ids(p, s)) == 0 then\n"                       \
+    "    redis.call('SREM', k_services(p), s)\n"                              \
+    "  end\n"                                                                 \
+    "  if not later then changed(p, s, false, {id}) end\n"                    \
+    "  return true\n"                                                         \
+    "end\n"                                                                   \
+    /* the sweep lease: at most one gateway holds it, for ms; 0: not us */   \
+    "local function lease(p, me, ms)\n"                                       \
+    "  local cur = redis.pcall('GET', k_sweeper(p))\n"                        \
+    "  local r\n"                                                             \
+    "  if cur == me then\n"                                                   \
+    "    r = redis.pcall('PEXPIRE', k_sweeper(p), ms)\n"                      \
+    "    if r == 1 then return 1 end\n"                                       \
+    "  elseif cur == false then\n"                                            \
+    "    r = redis.pcall('SET', k_sweeper(p), me, 'PX', ms)\n"                \
+    "    if type(r) == 'table' and r.ok then return 2 end\n"                  \
+    "  end\n"                                                                 \
+    "  return 0\n"                                                            \
+    "end\n"                                                                   \
+    "local function regrev(p)\n"                                              \
+    "  local g = redis.pcall('GET', k_regrev(p))\n"                           \
+    "  if type(g) ~= 'string' or not tonumber(g) then return '0' end\n"       \
+    "  return g\n"                                                            \
+    "end\n"                                                                   \
 
 
 /*
- * {epoch, name, revision, ...}: the registry's marker (nil when Redis lost
- * it) and the revisions of all services; drops ids whose key expired
+ * The periodic resync, O(1) when nothing changed.  ARGV = prefix, the
+ * registry revision seen, the gateway's lease id, the lease in ms, the
+ * most expired heartbeats to sweep.  With the lease: the heartbeats whose
+ * deadline passed (a key that still has a TTL, extended by hand, gets its
+ * new deadline).  Then the services changed since the revision seen.
+ * {epoch, revision, lease (0 no, 1 held, 2 taken now), swept ("NAME:ID"
+ * that expired), due (how many were due), complete (1: the names are all
+ * that changed), name, revision, ...}
+ */
+
+const ngx_str_t  ngx_http_gateway_lua_tick = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "local p, seen = ARGV[1], ARGV[2]\n"
+    "local held = lease(p, ARGV[3], tonumber(ARGV[4]))\n"
+    "local swept, ndue = {}, 0\n"
+    /* a Redis that refuses writes fails the sweep, not the resync */
+    "if held > 0 then pcall(function()\n"
+    "  local now = now_ms()\n"
+    "  local due = redis.pcall('ZRANGEBYSCORE', k_deadlines(p), '-inf', now,\n"
+    "                          'LIMIT', 0, tonumber(ARGV[5]))\n"
+    "  if type(due) ~= 'table' or due.err then due = {} end\n"
+    "  ndue = #due\n"
+    "  for _, m in ipairs(due) do\n"
+    "    local s, id = string.match(m, '^([^:]+):([^:]+)$')\n"
+    "    if not s then\n"
+    "      redis.call('ZREM', k_deadlines(p), m)\n"
+    "    else\n"
+    "      local t = redis.call('PTTL', k_inst(p, s, id))\n"
+    "      if t > 0 then\n"
+    "        redis.call('ZADD', k_deadlines(p), now + t, m)\n"
+    "      elseif t == -1 then\n"
+    "        redis.call('ZREM', k_deadlines(p), m)\n"
+    "      elseif gone(p, s, id) then\n"
+    "        swept[#swept + 1] = m\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end) end\n"
+    "local g = regrev(p)\n"
+    "local out = {epoch(p), g, held, swept, ndue, 1}\n"
+    "if g == seen then return out end\n"
+    "local top = redis.pcall('ZREVRANGE', k_changes(p), 0, 0, 'WITHSCORES')\n"
+    "local gn, sn = tonumber(g), tonumber(seen)\n"
+    "if not sn or type(top) ~= 'table' or top.err or #top < 2\n"
+    "   or tonumber(top[2]) < gn or gn < sn then\n"
+    "  out[6] = 0\n"
+    "  return out\n"
+    "end\n"
+    "local names = redis.call('ZRANGEBYSCORE', k_changes(p), '(' .. seen,\n"
+    "                         '+inf', 'LIMIT', 0, 1024)\n"
+    "if #names == 1024 then out[6] = 0 return out end\n"
+    "for _, s in ipairs(names) do\n"
+    "  local rev = redis.pcall('GET', k_rev(p, s))\n"
+    "  if type(rev) ~= 'string' then rev = '0' end\n"
+    "  out[#out + 1] = s\n"
+    "  out[#out + 1] = rev\n"
+    "end\n"
+    "return out\n");
+
+
+/*
+ * The full comparison, a page of P services at a time (SSCAN).  ARGV =
+ * prefix, cursor, audit (1: the sweeper's, which also drops ids whose key
+ * is gone and gives a deadline to keys with a TTL that have none, e.g.
+ * written by hand or before the deadlines existed).  {epoch, registry
+ * revision, next cursor, name, revision, ...}
  */
 
 const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
-    "local p = ARGV[1]\n"
-    "local out = {redis.pcall('GET', k_epoch(p))}\n"
-    "if type(out[1]) ~= 'string' then out[1] = false end\n"
-    "local names = redis.pcall('SMEMBERS', k_services(p))\n"
-    "if type(names) ~= 'table' or names.err then return out end\n"
-    "for _, s in ipairs(names) do\n"
-    "  local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
-    "  if type(ids) == 'table' and not ids.err then\n"
-    "    local gone = 0\n"
-    "    for _, id in ipairs(ids) do\n"
-    "      if redis.call('EXISTS', k_inst(p, s, id)) == 0 then\n"
-    "        redis.call('SREM', k_ids(p, s), id)\n"
-    "        gone = gone + 1\n"
+    "local p, audit = ARGV[1], ARGV[3] == '1'\n"
+    "local out = {epoch(p), regrev(p), '0'}\n"
+    "local page = redis.pcall('SSCAN', k_services(p), ARGV[2], 'COUNT', 512)\n"
+    "if type(page) ~= 'table' or page.err then return out end\n"
+    "out[3] = page[1]\n"
+    "for _, s in ipairs(page[2]) do\n"
+    "  if audit and string.find(s, ':', 1, true) == nil then pcall(function()\n"
+    "    local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    /* one change per service, however many of its ids are gone */
+    "    if type(ids) == 'table' and not ids.err then\n"
+    "      local n = {}\n"
+    "      for _, id in ipairs(ids) do\n"
+    "        local t = redis.call('PTTL', k_inst(p, s, id))\n"
+    "        if t == -2 then\n"
+    "          if gone(p, s, id, true) then n[#n + 1] = id end\n"
+    "        elseif t > 0 and not redis.call('ZSCORE', k_deadlines(p),\n"
+    "                                        s .. ':' .. id) then\n"
+    "          deadline(p, s, id)\n"
+    "        end\n"
     "      end\n"
+    "      if #n > 0 then changed(p, s, false, n) end\n"
     "    end\n"
-    "    if gone > 0 then\n"
-    "      redis.pcall('INCR', k_rev(p, s))\n"
-    "      redis.call('PUBLISH', k_events(p), s)\n"
-    "    end\n"
-    "  end\n"
+    "  end) end\n"
     "  local rev = redis.pcall('GET', k_rev(p, s))\n"
     "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
     "  elseif type(rev) ~= 'string' then rev = '0' end\n"
@@ -70,29 +250,42 @@ const ngx_str_t  ngx_http_gateway_lua_revisions = ngx_string(
 
 
 /*
- * {epoch, {name, listed, revision, {id, {field, value, ...} or "WRONGTYPE",
- * ...}}, ...}
+ * ARGV = prefix, then per service its name and the revision the gateway
+ * has (0: none).  {epoch, {name, listed, revision, {id, {field, value, ...}
+ * or "WRONGTYPE", ...}, known}, ...}: with known > 0 the instances are only
+ * those changed since that revision, an empty hash for one that is gone
+ * (the service's log covers it); with 0, all of them.  A notice without a
+ * new revision (a change by hand) gets them all.
  */
 
 const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
-    NGX_HTTP_GATEWAY_LUA_KEYS
+    NGX_HTTP_GATEWAY_LUA_READ
     "local p = ARGV[1]\n"
-    "local out = {redis.pcall('GET', k_epoch(p))}\n"
-    "if type(out[1]) ~= 'string' then out[1] = false end\n"
-    "for i = 2, #ARGV do\n"
-    "  local s = ARGV[i]\n"
+    "local out = {epoch(p)}\n"
+    "for i = 2, #ARGV - 1, 2 do\n"
+    "  local s, known = ARGV[i], tonumber(ARGV[i + 1]) or 0\n"
     "  local rev = redis.pcall('GET', k_rev(p, s))\n"
     "  if type(rev) == 'table' then rev = 'WRONGTYPE'\n"
     "  elseif type(rev) ~= 'string' then rev = '0' end\n"
     "  local listed = redis.pcall('SISMEMBER', k_services(p), s)\n"
     "  if type(listed) ~= 'number' then listed = 0 end\n"
+    "  local lr = tonumber(redis.pcall('GET', k_logrev(p, s)))\n"
+    "  local lb = tonumber(redis.pcall('GET', k_logbase(p, s)))\n"
+    "  if not (known > 0 and lr and lb and tostring(lr) == rev\n"
+    "          and lb <= known and known < lr) then known = 0 end\n"
     "  local insts = {}\n"
-    "  local ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    "  local ids\n"
+    "  if known > 0 then\n"
+    "    ids = redis.pcall('ZRANGEBYSCORE', k_log(p, s), '(' .. known,\n"
+    "                      '+inf')\n"
+    "  else\n"
+    "    ids = redis.pcall('SMEMBERS', k_ids(p, s))\n"
+    "  end\n"
     "  if type(ids) == 'table' and not ids.err then\n"
     "    for _, id in ipairs(ids) do\n"
     "      local h = redis.pcall('HGETALL', k_inst(p, s, id))\n"
     "      if type(h) == 'table' and not h.err then\n"
-    "        if #h > 0 then\n"
+    "        if #h > 0 or known > 0 then\n"
     "          insts[#insts + 1] = id\n"
     "          insts[#insts + 1] = h\n"
     "        end\n"
@@ -104,7 +297,7 @@ const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
     "  else\n"
     "    insts = 'WRONGTYPE'\n"
     "  end\n"
-    "  out[#out + 1] = {s, listed, rev, insts}\n"
+    "  out[#out + 1] = {s, listed, rev, insts, known}\n"
     "end\n"
     "return out\n");
 
@@ -119,7 +312,7 @@ const ngx_str_t  ngx_http_gateway_lua_snapshot = ngx_string(
 const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
     "local p, s = ARGV[1], ARGV[2]\n"
-    "local n, i = 0, 3\n"
+    "local n, i, done = 0, 3, {}\n"
     "while i <= #ARGV do\n"
     "  local id, m = ARGV[i], tonumber(ARGV[i + 1])\n"
     "  local k = k_inst(p, s, id)\n"
@@ -127,32 +320,28 @@ const ngx_str_t  ngx_http_gateway_lua_restore = ngx_string(
     "    redis.call('HSET', k, unpack(ARGV, i + 2, i + 1 + 2 * m))\n"
     "    local ttl = tonumber(redis.call('HGET', k, 'ttl') or '0')\n"
     "    if ttl and ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"
+    "    deadline(p, s, id)\n"
     "    n = n + 1\n"
+    "    done[n] = id\n"
     "  end\n"
     "  redis.call('SADD', k_ids(p, s), id)\n"
     "  i = i + 2 + 2 * m\n"
     "end\n"
     "redis.call('SADD', k_services(p), s)\n"
-    "if n > 0 then\n"
-    "  redis.pcall('INCR', k_rev(p, s))\n"
-    "  redis.call('PUBLISH', k_events(p), s)\n"
-    "end\n"
+    "if n > 0 then changed(p, s, false, done) end\n"
     "return n\n");
 
 
-/* ARGV = prefix, service, id of an instance key that expired */
+/*
+ * ARGV = prefix, service, id of an instance key that expired (the
+ * sweeper's, on a keyspace notification): "NAME:ID" if this removed it
+ */
 
 const ngx_str_t  ngx_http_gateway_lua_expire = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
     "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
-    "if redis.call('EXISTS', k_inst(p, s, id)) == 0\n"
-    "   and redis.call('SREM', k_ids(p, s), id) == 1 then\n"
-    "  if redis.call('SCARD', k_ids(p, s)) == 0 then\n"
-    "    redis.call('SREM', k_services(p), s)\n"
-    "  end\n"
-    "  redis.pcall('INCR', k_rev(p, s))\n"
-    "  redis.call('PUBLISH', k_events(p), s)\n"
-    "  return 1\n"
+    "if redis.call('EXISTS', k_inst(p, s, id)) == 0 and gone(p, s, id) then\n"
+    "  return s .. ':' .. id\n"
     "end\n"
     "return 0\n");
 
@@ -161,7 +350,8 @@ const ngx_str_t  ngx_http_gateway_lua_expire = ngx_string(
  * The admin API's writes.  ARGV: prefix, service, id, then (register,
  * patch) a field name and its value each; HSET in Redis 4+ takes many
  * pairs.  Replies: {0} when there is no such instance, else {1, revision}
- * and, for patch and heartbeat, the instance's hash as it is now.
+ * and, for patch and heartbeat, the instance's hash as it is now.  A
+ * heartbeat moves the deadline only: no revision, no notice, no refetch.
  */
 
 const ngx_str_t  ngx_http_gateway_lua_register = ngx_string(
@@ -184,10 +374,10 @@ const ngx_str_t  ngx_http_gateway_lua_register = ngx_string(
     "redis.call('HSET', k, unpack(ARGV, 4))\n"
     "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
     "if t > 0 then redis.call('EXPIRE', k, t) end\n"
+    "deadline(p, s, id)\n"
     "redis.call('SADD', k_ids(p, s), id)\n"
     "redis.call('SADD', k_services(p), s)\n"
-    "local rev = redis.call('INCR', k_rev(p, s))\n"
-    "redis.call('PUBLISH', k_events(p), s)\n"
+    "local rev = changed(p, s, true, {id})\n"
     "return {existed, rev}\n");
 
 const ngx_str_t  ngx_http_gateway_lua_patch = ngx_string(
@@ -199,29 +389,33 @@ const ngx_str_t  ngx_http_gateway_lua_patch = ngx_string(
     "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
     "if t > 0 then redis.call('EXPIRE', k, t) else\n"
     "  redis.call('PERSIST', k) end\n"
-    "local rev = redis.call('INCR', k_rev(p, s))\n"
-    "redis.call('PUBLISH', k_events(p), s)\n"
+    "deadline(p, s, id)\n"
+    "local rev = changed(p, s, true, {id})\n"
     "return {1, rev, redis.call('HGETALL', k)}\n");
 
 const ngx_str_t  ngx_http_gateway_lua_heartbeat = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
-    "local k = k_inst(ARGV[1], ARGV[2], ARGV[3])\n"
+    "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local k = k_inst(p, s, id)\n"
     "if redis.call('TYPE', k).ok ~= 'hash' then return {0} end\n"
     "local t = tonumber(redis.call('HGET', k, 'ttl') or '0') or 0\n"
-    "if t > 0 then redis.call('EXPIRE', k, t) end\n"
+    "if t > 0 then\n"
+    "  redis.call('EXPIRE', k, t)\n"
+    "  deadline(p, s, id)\n"
+    "end\n"
     "return {1, 0, redis.call('HGETALL', k)}\n");
 
 const ngx_str_t  ngx_http_gateway_lua_deregister = ngx_string(
     NGX_HTTP_GATEWAY_LUA_KEYS
     "local p, s, id = ARGV[1], ARGV[2], ARGV[3]\n"
     "local d = redis.call('DEL', k_inst(p, s, id))\n"
+    "redis.pcall('ZREM', k_deadlines(p), s .. ':' .. id)\n"
     "local r = redis.call('SREM', k_ids(p, s), id)\n"
     "if d + r == 0 then return {0} end\n"
     "if redis.call('SCARD', k_ids(p, s)) == 0 then\n"
     "  redis.call('SREM', k_services(p), s)\n"
     "end\n"
-    "local rev = redis.call('INCR', k_rev(p, s))\n"
-    "redis.call('PUBLISH', k_events(p), s)\n"
+    "local rev = changed(p, s, true, {id})\n"
     "return {1, rev}\n");
 
 

@@ -21,10 +21,12 @@
 #define NGX_HTTP_GATEWAY_KEY_REV     "%Vsvc:%V:rev"
 #define NGX_HTTP_GATEWAY_KEY_IDS     "%Vsvc:%V:ids"
 #define NGX_HTTP_GATEWAY_KEY_INST    "%Vsvc:%V:inst:%V"
+#define NGX_HTTP_GATEWAY_KEY_SWEEPER "%Vsweeper"
 
 
 /* the sync's: ngx_http_gateway_sync.c */
 
+extern const ngx_str_t  ngx_http_gateway_lua_tick;
 extern const ngx_str_t  ngx_http_gateway_lua_revisions;
 extern const ngx_str_t  ngx_http_gateway_lua_snapshot;
 extern const ngx_str_t  ngx_http_gateway_lua_restore;

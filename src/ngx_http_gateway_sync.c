@@ -7,6 +7,8 @@
 #include "ngx_http_gateway.h"
 #include "ngx_http_gateway_redis_schema.h"
 
+#include <ngx_sha1.h>
+
 
 /*
  * The registry's sync.  The worker that holds the lease keeps two links:
@@ -22,6 +24,10 @@
 #define NGX_HTTP_GATEWAY_BACKOFF_MAX  5000
 #define NGX_HTTP_GATEWAY_BATCH        256
 #define NGX_HTTP_GATEWAY_APPLY_CHUNK  256
+#define NGX_HTTP_GATEWAY_SWEEP_MAX    1000
+
+/* the sweep lease outlives two missed renewals */
+#define NGX_HTTP_GATEWAY_SWEEP_LEASE(gmcf)  (3 * (gmcf)->resync)
 
 
 typedef struct {
@@ -42,9 +48,22 @@ typedef struct {
     ngx_uint_t                     restoring;  /* replies awaited */
     ngx_uint_t                     restored;   /* instances written back */
 
+    ngx_str_t                      me;         /* the sweep lease's value */
+    ngx_msec_t                     full_next;  /* next full comparison */
+
+    u_char                         seen[NGX_INT64_LEN];
+    size_t                         seen_len;   /* registry revision synced */
+    u_char                         scan_rev[NGX_INT64_LEN];
+    size_t                         scan_rev_len;
+    ngx_uint_t                     scan_mark;
+
     unsigned                       running:1;
     unsigned                       connected:1;
-    unsigned                       resyncing:1;
+    unsigned                       ticking:1;
+    unsigned                       full_pending:1;
+    unsigned                       scanning:1;
+    unsigned                       scan_first:1;
+    unsigned                       sweeping:1; /* holds P sweeper */
 } ngx_http_gateway_sync_t;
 
 
@@ -59,12 +78,17 @@ static void ngx_http_gateway_sync_on_notify_config(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_on_message(redisAsyncContext *ac,
     void *r, void *privdata);
+static ngx_int_t ngx_http_gateway_sync_noscript(redisReply *reply);
 static void ngx_http_gateway_sync_resync(ngx_event_t *ev);
 static void ngx_http_gateway_sync_all(void);
+static void ngx_http_gateway_sync_tick(void);
+static void ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_gateway_sync_scan(redisReply *cursor);
 static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_services(redisReply **names,
-    ngx_uint_t n);
+    ngx_uint_t n, ngx_uint_t full);
 static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
@@ -75,18 +99,56 @@ static void ngx_http_gateway_sync_on_restore(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_set_epoch(redisCallbackFn *handler,
     void *privdata);
-static void ngx_http_gateway_sync_apply(redisReply *entry);
+static size_t ngx_http_gateway_sync_stale_locked(redisReply **pairs,
+    size_t npairs, ngx_uint_t mark, redisReply **stale);
+static void ngx_http_gateway_sync_swept(redisReply *m);
+static void ngx_http_gateway_sync_on_expire(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_gateway_sync_apply(redisReply *entry,
+    ngx_uint_t history);
 static void ngx_http_gateway_sync_expired(redisReply *key);
 
 
 static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
 
 
+/*
+ * The sync's scripts are loaded at each connect and called by their SHA1
+ * (EVALSHA): Redis then neither reads nor hashes their text at each call,
+ * which halves the cost of a fetch
+ */
+
+enum {
+    NGX_HTTP_GATEWAY_LUA_TICK = 0,
+    NGX_HTTP_GATEWAY_LUA_REVISIONS,
+    NGX_HTTP_GATEWAY_LUA_SNAPSHOT,
+    NGX_HTTP_GATEWAY_LUA_EXPIRE,
+    NGX_HTTP_GATEWAY_LUA_N
+};
+
+static const ngx_str_t  *ngx_http_gateway_sync_lua[NGX_HTTP_GATEWAY_LUA_N] = {
+    &ngx_http_gateway_lua_tick,
+    &ngx_http_gateway_lua_revisions,
+    &ngx_http_gateway_lua_snapshot,
+    &ngx_http_gateway_lua_expire
+};
+
+static u_char  ngx_http_gateway_sync_sha[NGX_HTTP_GATEWAY_LUA_N][41];
+
+#define ngx_http_gateway_sha(n)  ((char *) ngx_http_gateway_sync_sha[n])
+#define NGX_HTTP_GATEWAY_SHA_TICK       ngx_http_gateway_sha(0)
+#define NGX_HTTP_GATEWAY_SHA_REVISIONS  ngx_http_gateway_sha(1)
+#define NGX_HTTP_GATEWAY_SHA_SNAPSHOT   ngx_http_gateway_sha(2)
+#define NGX_HTTP_GATEWAY_SHA_EXPIRE     ngx_http_gateway_sha(3)
+
+
 void
 ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
     ngx_cycle_t *cycle)
 {
-    u_char                   *p;
+    u_char                    digest[20], *p;
+    ngx_uint_t                i;
+    ngx_sha1_t                sha1;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
@@ -119,6 +181,29 @@ ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
         sync->expired.data = p;
         sync->expired.len = ngx_sprintf(p, "__keyevent@%ui__:expired%Z",
                                         gmcf->redis->db) - p - 1;
+
+        /* one gateway's workers share it: the lease survives a reload */
+
+        p = ngx_pnalloc(cycle->pool, cycle->hostname.len + NGX_INT64_LEN + 1);
+        if (p == NULL) {
+            return;
+        }
+
+        sync->me.data = p;
+        sync->me.len = ngx_sprintf(p, "%V:%P", &cycle->hostname,
+                                   (ngx_pid_t) getppid())
+                       - p;
+    }
+
+    if (ngx_http_gateway_sync_sha[0][0] == '\0') {
+        for (i = 0; i < NGX_HTTP_GATEWAY_LUA_N; i++) {
+            ngx_sha1_init(&sha1);
+            ngx_sha1_update(&sha1, ngx_http_gateway_sync_lua[i]->data,
+                            ngx_http_gateway_sync_lua[i]->len);
+            ngx_sha1_final(digest, &sha1);
+
+            *ngx_hex_dump(ngx_http_gateway_sync_sha[i], digest, 20) = '\0';
+        }
     }
 
     sync->reconnect.handler = ngx_http_gateway_sync_connect;
@@ -164,6 +249,8 @@ ngx_http_gateway_sync_connect(ngx_event_t *ev)
 {
     ngx_http_gateway_sync_t *sync = ev->data;
 
+    ngx_uint_t  i;
+
     if (!sync->running || ngx_exiting || ngx_quit) {
         return;
     }
@@ -187,6 +274,13 @@ ngx_http_gateway_sync_connect(ngx_event_t *ev)
     }
 
     (void) redisAsyncCommand(sync->cmd, NULL, NULL, "PING");
+
+    for (i = 0; i < NGX_HTTP_GATEWAY_LUA_N; i++) {
+        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_redis_on_error,
+                                 "SCRIPT LOAD", "SCRIPT LOAD %b",
+                                 ngx_http_gateway_sync_lua[i]->data,
+                                 ngx_http_gateway_sync_lua[i]->len);
+    }
 
     (void) redisAsyncCommand(sync->cmd,
                              ngx_http_gateway_sync_on_notify_config, NULL,
@@ -293,7 +387,9 @@ ngx_http_gateway_sync_close(void)
     sync = &ngx_http_gateway_sync;
 
     sync->connected = 0;
-    sync->resyncing = 0;
+    sync->ticking = 0;
+    sync->scanning = 0;
+    sync->sweeping = 0;
 
     if (sync->resync.timer_set) {
         ngx_del_timer(&sync->resync);
@@ -447,7 +543,7 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
             return;
         }
 
-        ngx_http_gateway_sync_services(&payload, 1);
+        ngx_http_gateway_sync_services(&payload, 1, 0);
         return;
     }
 
@@ -455,10 +551,45 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
 }
 
 
+/*
+ * Every resync interval one script ("tick"): the sweep lease and, with it,
+ * the heartbeats whose deadline passed, then the registry's revision.  It
+ * costs O(1) while nothing changed, and names the services changed since
+ * the revision this gateway saw.  When it cannot name them (a writer that
+ * bumped the revision by hand without P changes, too many changes, a
+ * registry that went back), and at each full_resync= interval and link up,
+ * the full comparison pages through every service's revision.
+ */
+
+/* a Redis that dropped the scripts (SCRIPT FLUSH): reconnect, reload them */
+
+static ngx_int_t
+ngx_http_gateway_sync_noscript(redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ERROR || reply->len < 8
+        || ngx_strncmp(reply->str, "NOSCRIPT", 8) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_gateway_sync_failed("the sync's scripts are gone from redis");
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_gateway_sync_resync(ngx_event_t *ev)
 {
-    ngx_http_gateway_sync_all();
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if ((ngx_msec_int_t) (ngx_current_msec - sync->full_next) >= 0) {
+        sync->full_pending = 1;
+    }
+
+    ngx_http_gateway_sync_tick();
 }
 
 
@@ -469,11 +600,30 @@ ngx_http_gateway_sync_all(void)
 
     sync = &ngx_http_gateway_sync;
 
+    sync->full_pending = 1;
+
+    ngx_http_gateway_sync_tick();
+}
+
+
+static void
+ngx_http_gateway_sync_tick(void)
+{
+    u_char                   lease[NGX_INT_T_LEN];
+    size_t                   len;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
     if (!sync->connected || sync->cmd == NULL) {
         return;
     }
 
-    if (sync->resyncing) {
+    if (!sync->resync.timer_set) {
+        ngx_add_timer(&sync->resync, sync->gmcf->resync);
+    }
+
+    if (sync->ticking) {
 
         /* a link that stopped answering without closing */
 
@@ -481,16 +631,173 @@ ngx_http_gateway_sync_all(void)
         return;
     }
 
-    sync->resyncing = 1;
+    len = ngx_sprintf(lease, "%M", NGX_HTTP_GATEWAY_SWEEP_LEASE(sync->gmcf))
+          - lease;
+
+    sync->ticking = 1;
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_tick,
+                             (void *) sync->epoch_gen,
+                             "EVALSHA %s 0 %b %b %b %b %d",
+                             NGX_HTTP_GATEWAY_SHA_TICK,
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                             sync->seen, sync->seen_len,
+                             sync->me.data, sync->me.len,
+                             lease, len, NGX_HTTP_GATEWAY_SWEEP_MAX);
+}
+
+
+static void
+ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                         i, n;
+    ngx_str_t                      text;
+    ngx_uint_t                     sweeping;
+    redisReply                    *rev, *swept, **stale;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+
+    if (reply == NULL || ac != sync->cmd) {
+        return;
+    }
+
+    sync->ticking = 0;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 6
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len > NGX_INT64_LEN
+        || reply->element[2]->type != REDIS_REPLY_INTEGER
+        || reply->element[3]->type != REDIS_REPLY_ARRAY
+        || reply->element[4]->type != REDIS_REPLY_INTEGER
+        || reply->element[5]->type != REDIS_REPLY_INTEGER)
+    {
+        if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis resync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &text, buf));
+        return;
+    }
+
+    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        sync->full_pending = 1;
+        return;
+    }
+
+    /* this gateway knows where Redis' registry stands: the admin API's */
+
+    sync->gmcf->sh->synced = ngx_time();
+
+    sweeping = (reply->element[2]->integer > 0);
+
+    if (sweeping != sync->sweeping) {
+        sync->sweeping = sweeping;
+
+        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0, sweeping
+                      ? "gateway: this gateway now sweeps expired heartbeats "
+                        "(lease \"" NGX_HTTP_GATEWAY_KEY_SWEEPER "\")"
+                      : "gateway: another gateway sweeps expired heartbeats "
+                        "(lease \"" NGX_HTTP_GATEWAY_KEY_SWEEPER "\")",
+                      &sync->gmcf->prefix);
+    }
+
+    swept = reply->element[3];
+
+    for (i = 0; i < swept->elements; i++) {
+        ngx_http_gateway_sync_swept(swept->element[i]);
+    }
+
+    if (sync->scanning) {
+        return;
+    }
+
+    if (sync->full_pending) {
+        ngx_http_gateway_sync_scan(NULL);
+        goto more;
+    }
+
+    rev = reply->element[1];
+
+    if (rev->len == sync->seen_len
+        && ngx_strncmp(rev->str, sync->seen, rev->len) == 0)
+    {
+        goto more;
+    }
+
+    if (reply->element[5]->integer == 0) {
+        ngx_http_gateway_sync_scan(NULL);
+        goto more;
+    }
+
+    stale = ngx_alloc((reply->elements / 2 + 1) * sizeof(redisReply *),
+                      sync->log);
+    if (stale == NULL) {
+        goto more;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    n = ngx_http_gateway_sync_stale_locked(reply->element + 6,
+                                           reply->elements - 6, 0, stale);
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_http_gateway_sync_services(stale, n, 0);
+
+    ngx_free(stale);
+
+    sync->seen_len = rev->len;
+    ngx_memcpy(sync->seen, rev->str, rev->len);
+
+more:
+
+    /* more heartbeats were due than one script sweeps: go on at once */
+
+    if (reply->element[4]->integer >= NGX_HTTP_GATEWAY_SWEEP_MAX) {
+        ngx_http_gateway_sync_tick();
+    }
+}
+
+
+/* a page of the full comparison: the first one when cursor is NULL */
+
+static void
+ngx_http_gateway_sync_scan(redisReply *cursor)
+{
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    if (cursor == NULL) {
+        sync->full_pending = 0;
+        sync->scanning = 1;
+        sync->scan_first = 1;
+        sync->full_next = ngx_current_msec + gmcf->full_resync;
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+        sync->scan_mark = ++sh->mark;
+        ngx_http_gateway_write_end(gmcf);
+    }
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
-                             (void *) sync->epoch_gen, "EVAL %s 0 %b",
-                             ngx_http_gateway_lua_revisions.data,
-                             sync->gmcf->prefix.data, sync->gmcf->prefix.len);
-
-    if (!sync->resync.timer_set) {
-        ngx_add_timer(&sync->resync, sync->gmcf->resync);
-    }
+                             (void *) sync->epoch_gen,
+                             "EVALSHA %s 0 %b %b %s",
+                             NGX_HTTP_GATEWAY_SHA_REVISIONS,
+                             gmcf->prefix.data, gmcf->prefix.len,
+                             cursor ? cursor->str : "0",
+                             (size_t) (cursor ? cursor->len : 1),
+                             sync->sweeping ? "1" : "0");
 }
 
 
@@ -501,11 +808,10 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     redisReply                    *reply = r;
 
     u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    size_t                         i, n;
-    uint64_t                       rev;
-    ngx_str_t                      name, text;
+    size_t                         n;
+    ngx_str_t                      text;
     ngx_uint_t                     mark;
-    redisReply                   **stale;
+    redisReply                   **stale, *cursor;
     ngx_rbtree_node_t             *node, *next, *sentinel;
     ngx_http_gateway_sh_t         *sh;
     ngx_http_gateway_sync_t       *sync;
@@ -514,13 +820,22 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     sync = &ngx_http_gateway_sync;
 
-    if (reply == NULL || ac != sync->cmd) {
+    if (reply == NULL || ac != sync->cmd || !sync->scanning) {
         return;
     }
 
-    sync->resyncing = 0;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[1]->len > NGX_INT64_LEN
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        sync->scanning = 0;
+        sync->full_pending = 1;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {
+            return;
+        }
+
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: redis resync failed: %V",
                       ngx_http_gateway_redis_errstr(reply, &text, buf));
@@ -528,32 +843,108 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     }
 
     if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+        sync->scanning = 0;
+        sync->full_pending = 1;
         return;
+    }
+
+    if (sync->scan_first) {
+
+        /* what changed from here on, the ticks find */
+
+        sync->scan_first = 0;
+        sync->scan_rev_len = reply->element[1]->len;
+        ngx_memcpy(sync->scan_rev, reply->element[1]->str,
+                   sync->scan_rev_len);
     }
 
     stale = ngx_alloc((reply->elements / 2 + 1) * sizeof(redisReply *),
                       sync->log);
     if (stale == NULL) {
+        sync->scanning = 0;
+        sync->full_pending = 1;
         return;
     }
 
     gmcf = sync->gmcf;
     sh = gmcf->sh;
-    n = 0;
+    mark = sync->scan_mark;
+    cursor = reply->element[2];
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
-    mark = ++sh->mark;
+    n = ngx_http_gateway_sync_stale_locked(reply->element + 3,
+                                           reply->elements - 3, mark, stale);
 
-    for (i = 1; i + 1 < reply->elements; i += 2) {
-        if (reply->element[i]->type != REDIS_REPLY_STRING
-            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+    if (cursor->len == 1 && cursor->str[0] == '0') {
+
+        /* the last page: what was not listed is gone */
+
+        sentinel = sh->rbtree.sentinel;
+        node = (sh->rbtree.root == sentinel)
+               ? NULL : ngx_rbtree_min(sh->rbtree.root, sentinel);
+
+        while (node) {
+            next = ngx_rbtree_next(&sh->rbtree, node);
+            svc = (ngx_http_gateway_service_t *) node;
+
+            if (svc->mark != mark && svc->written <= svc->revision) {
+                ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                              "gateway: service \"%V\" is gone from redis",
+                              &svc->sn.str);
+                ngx_http_gateway_service_delete_locked(gmcf, svc);
+            }
+
+            node = next;
+        }
+
+        sync->scanning = 0;
+        sync->seen_len = sync->scan_rev_len;
+        ngx_memcpy(sync->seen, sync->scan_rev, sync->scan_rev_len);
+    }
+
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_http_gateway_sync_services(stale, n, 0);
+
+    ngx_free(stale);
+
+    if (sync->scanning) {
+        ngx_http_gateway_sync_scan(cursor);
+    }
+}
+
+
+/*
+ * Name and revision pairs from Redis: the services whose revision is not
+ * the zone's (or is 0) go to stale; with a mark, the listed ones are marked
+ */
+
+static size_t
+ngx_http_gateway_sync_stale_locked(redisReply **pairs, size_t npairs,
+    ngx_uint_t mark, redisReply **stale)
+{
+    u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                         i, n;
+    uint64_t                       rev;
+    ngx_str_t                      name, text;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    n = 0;
+
+    for (i = 0; i + 1 < npairs; i += 2) {
+        if (pairs[i]->type != REDIS_REPLY_STRING
+            || pairs[i + 1]->type != REDIS_REPLY_STRING)
         {
             continue;
         }
 
-        name.data = (u_char *) reply->element[i]->str;
-        name.len = reply->element[i]->len;
+        name.data = (u_char *) pairs[i]->str;
+        name.len = pairs[i]->len;
 
         if (!ngx_gateway_valid_name((char *) name.data, name.len)) {
             ngx_http_gateway_log_text(&text, buf, name.data, name.len);
@@ -565,49 +956,90 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
         svc = ngx_http_gateway_service_lookup(gmcf, &name);
 
-        if (ngx_gateway_parse_uint(reply->element[i + 1]->str,
-                                   reply->element[i + 1]->len,
+        if (ngx_gateway_parse_uint(pairs[i + 1]->str, pairs[i + 1]->len,
                                    UINT64_MAX, &rev)
             != 0)
         {
             rev = 0;
         }
 
-        if (svc) {
+        if (svc && mark) {
             svc->mark = mark;
         }
 
         if (svc == NULL || svc->revision != rev || rev == 0) {
-            stale[n++] = reply->element[i];
+            stale[n++] = pairs[i];
         }
     }
 
-    sentinel = sh->rbtree.sentinel;
-    node = (sh->rbtree.root == sentinel) ? NULL
-                                         : ngx_rbtree_min(sh->rbtree.root,
-                                                          sentinel);
+    return n;
+}
 
-    while (node) {
-        next = ngx_rbtree_next(&sh->rbtree, node);
-        svc = (ngx_http_gateway_service_t *) node;
 
-        if (svc->mark != mark && svc->written <= svc->revision) {
-            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                          "gateway: service \"%V\" is gone from redis",
-                          &svc->sn.str);
-            ngx_http_gateway_service_delete_locked(gmcf, svc);
-        }
+/* "NAME:ID" of an instance whose heartbeat this gateway found expired */
 
-        node = next;
+static void
+ngx_http_gateway_sync_swept(redisReply *m)
+{
+    u_char                   buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                text, service, id;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (m->type != REDIS_REPLY_STRING) {
+        return;
     }
 
-    ngx_http_gateway_write_end(gmcf);
+    service.data = (u_char *) m->str;
+    id.data = ngx_strlchr(service.data, service.data + m->len, ':');
 
-    sh->synced = ngx_time();
+    if (id.data) {
+        service.len = id.data - service.data;
+        id.data++;
+        id.len = service.data + m->len - id.data;
+    }
 
-    ngx_http_gateway_sync_services(stale, n);
+    if (id.data == NULL
+        || !ngx_gateway_valid_name((char *) service.data, service.len)
+        || !ngx_gateway_valid_name((char *) id.data, id.len))
+    {
+        ngx_http_gateway_log_text(&text, buf, m->str, m->len);
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis \"%Vdeadlines\" member \"%V\" is "
+                      "not a service name and an instance id, dropped",
+                      &sync->gmcf->prefix, &text);
+        return;
+    }
 
-    ngx_free(stale);
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "gateway: instance \"%V\" of service \"%V\" missed its "
+                  "heartbeat", &id, &service);
+}
+
+
+static void
+ngx_http_gateway_sync_on_expire(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STRING) {
+        ngx_http_gateway_sync_swept(reply);
+        return;
+    }
+
+    if (ac == ngx_http_gateway_sync.cmd
+        && ngx_http_gateway_sync_noscript(reply) == NGX_OK)
+    {
+        return;
+    }
+
+    ngx_http_gateway_redis_on_error(ac, r, privdata);
 }
 
 
@@ -956,21 +1388,32 @@ ngx_http_gateway_sync_on_restore(redisAsyncContext *ac, void *r,
 
         /* the marker is set: read the registry back as usual */
 
-        sync->resyncing = 0;
         ngx_http_gateway_sync_all();
     }
 }
 
 
+/*
+ * Fetches services, 256 per script; with each name goes the revision the
+ * zone has (0 with full set), so that Redis returns only the instances
+ * changed since, when the service's log covers them
+ */
+
 static void
-ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
+ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n,
+    ngx_uint_t full)
 {
-    size_t                   *argvlen;
-    ngx_uint_t                i, k, batch;
-    const char              **argv;
-    ngx_http_gateway_sync_t  *sync;
+    u_char                        *revs, *p;
+    size_t                        *argvlen;
+    ngx_str_t                      name;
+    ngx_uint_t                     i, k, batch;
+    const char                   **argv;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
 
     sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
 
     if (n == 0 || sync->cmd == NULL) {
         return;
@@ -978,34 +1421,49 @@ ngx_http_gateway_sync_services(redisReply **names, ngx_uint_t n)
 
     batch = ngx_min(n, NGX_HTTP_GATEWAY_BATCH);
 
-    argv = ngx_alloc((batch + 4) * (sizeof(char *) + sizeof(size_t)),
-                     sync->log);
+    argv = ngx_alloc((2 * batch + 4) * (sizeof(char *) + sizeof(size_t))
+                     + batch * NGX_INT64_LEN, sync->log);
     if (argv == NULL) {
         return;
     }
 
-    argvlen = (size_t *) (argv + batch + 4);
+    argvlen = (size_t *) (argv + 2 * batch + 4);
+    revs = (u_char *) (argvlen + 2 * batch + 4);
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = (const char *) ngx_http_gateway_lua_snapshot.data;
-    argvlen[1] = ngx_http_gateway_lua_snapshot.len;
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = NGX_HTTP_GATEWAY_SHA_SNAPSHOT;
+    argvlen[1] = 40;
     argv[2] = "0";
     argvlen[2] = 1;
-    argv[3] = (char *) sync->gmcf->prefix.data;
-    argvlen[3] = sync->gmcf->prefix.len;
+    argv[3] = (char *) gmcf->prefix.data;
+    argvlen[3] = gmcf->prefix.len;
 
     for (i = 0; i < n; i += batch) {
 
+        p = revs;
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
         for (k = 0; k < batch && i + k < n; k++) {
-            argv[4 + k] = names[i + k]->str;
-            argvlen[4 + k] = names[i + k]->len;
+            name.data = (u_char *) names[i + k]->str;
+            name.len = names[i + k]->len;
+
+            svc = full ? NULL : ngx_http_gateway_service_lookup(gmcf, &name);
+
+            argv[4 + 2 * k] = names[i + k]->str;
+            argvlen[4 + 2 * k] = names[i + k]->len;
+            argv[5 + 2 * k] = (char *) p;
+            p = ngx_sprintf(p, "%uL", svc ? svc->revision : 0);
+            argvlen[5 + 2 * k] = p - (u_char *) argv[5 + 2 * k];
         }
+
+        ngx_http_gateway_write_end(gmcf);
 
         (void) redisAsyncCommandArgv(sync->cmd,
                                      ngx_http_gateway_sync_on_snapshot,
                                      (void *) sync->epoch_gen,
-                                     (int) (4 + k), argv, argvlen);
+                                     (int) (4 + 2 * k), argv, argvlen);
     }
 
     ngx_free(argv);
@@ -1021,47 +1479,71 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
     u_char                    buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                    i;
     ngx_str_t                 v;
+    ngx_uint_t                history;
+    redisReply               *epoch;
+    ngx_http_gateway_sh_t    *sh;
     ngx_http_gateway_sync_t  *sync;
 
     sync = &ngx_http_gateway_sync;
+    sh = sync->gmcf->sh;
 
     if (reply == NULL || ac != sync->cmd) {
         return;
     }
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {
+            return;
+        }
+
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                       "gateway: redis sync failed: %V",
                       ngx_http_gateway_redis_errstr(reply, &v, buf));
         return;
     }
 
-    if (ngx_http_gateway_sync_epoch(reply->element[0], privdata) != NGX_OK) {
+    /*
+     * revisions go on from the zone's only in the registry the zone saw:
+     * after a wipe they start again, and a delta is not to be trusted
+     */
+
+    epoch = reply->element[0];
+
+    ngx_shmtx_lock(&sync->gmcf->shpool->mutex);
+    history = (epoch->type == REDIS_REPLY_STRING
+               && sh->marker_len == epoch->len
+               && ngx_memcmp(sh->marker, epoch->str, epoch->len) == 0);
+    ngx_http_gateway_write_end(sync->gmcf);
+
+    if (ngx_http_gateway_sync_epoch(epoch, privdata) != NGX_OK) {
         return;
     }
 
     for (i = 1; i < reply->elements; i++) {
-        ngx_http_gateway_sync_apply(reply->element[i]);
+        ngx_http_gateway_sync_apply(reply->element[i], history);
     }
 }
 
 
 /*
- * Replaces a service's instances with a snapshot.  The records are read,
- * checked and sorted without the zone lock; they are then merged into the
- * service a chunk at a time, so that requests, which take the same lock,
- * never wait for more than one chunk.
+ * Replaces a service's instances with a snapshot, or, for a delta (known >
+ * 0), updates the instances it names and removes those it gives empty.
+ * The records are read, checked and sorted without the zone lock; they are
+ * then merged into the service a chunk at a time, so that requests, which
+ * take the same lock, never wait for more than one chunk.
  */
 
 static void
-ngx_http_gateway_sync_apply(redisReply *entry)
+ngx_http_gateway_sync_apply(redisReply *entry, ngx_uint_t history)
 {
     u_char                         buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                         i;
     uint64_t                       rev;
     ngx_int_t                      rc;
     ngx_str_t                      name, text;
-    ngx_uint_t                     mark, n, k, chunk;
+    uint64_t                       known;
+    ngx_str_t                     *gone;
+    ngx_uint_t                     mark, n, k, chunk, ngone;
     redisReply                    *insts, *fields, *rid;
     const char                    *err;
     ngx_http_gateway_sh_t         *sh;
@@ -1075,13 +1557,17 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     gmcf = sync->gmcf;
     sh = gmcf->sh;
 
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 4
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 5
         || entry->element[0]->type != REDIS_REPLY_STRING
         || entry->element[1]->type != REDIS_REPLY_INTEGER
-        || entry->element[2]->type != REDIS_REPLY_STRING)
+        || entry->element[2]->type != REDIS_REPLY_STRING
+        || entry->element[4]->type != REDIS_REPLY_INTEGER
+        || entry->element[4]->integer < 0)
     {
         return;
     }
+
+    known = (uint64_t) entry->element[4]->integer;
 
     name.data = (u_char *) entry->element[0]->str;
     name.len = entry->element[0]->len;
@@ -1117,7 +1603,8 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     n = insts->elements / 2;
 
     entries = ngx_alloc((n + 1) * (sizeof(ngx_http_gateway_entry_t)
-                                   + sizeof(ngx_http_gateway_entry_t *))
+                                   + sizeof(ngx_http_gateway_entry_t *)
+                                   + sizeof(ngx_str_t))
                         + ngx_min(n, NGX_HTTP_GATEWAY_APPLY_CHUNK)
                           * sizeof(ngx_http_gateway_instance_t *),
                         sync->log);
@@ -1126,7 +1613,9 @@ ngx_http_gateway_sync_apply(redisReply *entry)
     }
 
     sorted = (ngx_http_gateway_entry_t **) (entries + n + 1);
-    fresh = (ngx_http_gateway_instance_t **) (sorted + n + 1);
+    gone = (ngx_str_t *) (sorted + n + 1);
+    fresh = (ngx_http_gateway_instance_t **) (gone + n + 1);
+    ngone = 0;
 
     for (i = 0, k = 0; i < n; i++) {
         rid = insts->element[2 * i];
@@ -1145,6 +1634,12 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         if (!ngx_gateway_valid_name(rid->str, rid->len)) {
             err = "invalid instance id";
 
+        } else if (known && fields->type == REDIS_REPLY_ARRAY
+                   && fields->elements == 0)
+        {
+            gone[ngone++] = e->id;
+            continue;
+
         } else if (fields->type != REDIS_REPLY_ARRAY) {
             err = "not a hash";
 
@@ -1158,6 +1653,13 @@ ngx_http_gateway_sync_apply(redisReply *entry)
             ngx_log_error(NGX_LOG_WARN, sync->log, 0,
                           "gateway: redis key \"" NGX_HTTP_GATEWAY_KEY_INST
                           "\" skipped: %s", &gmcf->prefix, &name, &text, err);
+
+            /* as a whole snapshot would: a skipped record is not routed */
+
+            if (known && ngx_gateway_valid_name(rid->str, rid->len)) {
+                gone[ngone++] = e->id;
+            }
+
             continue;
         }
 
@@ -1196,6 +1698,15 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         goto done;
     }
 
+    /* a delta from a revision the zone does not have: fetch it all */
+
+    if (known && (!history || svc == NULL || svc->revision != known)) {
+        ngx_http_gateway_write_end(gmcf);
+        ngx_free(entries);
+        ngx_http_gateway_sync_services(entry->element, 1, 1);
+        return;
+    }
+
     svc = ngx_http_gateway_service_get_locked(gmcf, &name);
     if (svc == NULL) {
         ngx_http_gateway_write_end(gmcf);
@@ -1205,6 +1716,10 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         ngx_free(entries);
         return;
     }
+
+    /* listed: a full comparison under way must not take it for gone */
+
+    svc->mark = sync->scan_mark;
 
     mark = ++sh->mark;
 
@@ -1240,7 +1755,14 @@ ngx_http_gateway_sync_apply(redisReply *entry)
         }
     }
 
-    ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
+    if (known) {
+        for (i = 0; i < ngone; i++) {
+            (void) ngx_http_gateway_remove_locked(gmcf, svc, &gone[i]);
+        }
+
+    } else {
+        ngx_http_gateway_service_sweep_locked(gmcf, svc, mark);
+    }
 
     /* an unchanged snapshot changes nothing: no state file to write */
 
@@ -1288,21 +1810,20 @@ ngx_http_gateway_sync_expired(redisReply *key)
         return;
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                  "gateway: instance \"%V\" of service \"%V\" missed its "
-                  "heartbeat", &id, &service);
+    /* the sweeper updates Redis; every gateway drops the instance now */
 
-    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_redis_on_error,
-                             "expiry script", "EVAL %s 0 %b %b %b",
-                             ngx_http_gateway_lua_expire.data,
-                             sync->gmcf->prefix.data, sync->gmcf->prefix.len,
-                             service.data, service.len, id.data, id.len);
-
-    /* the script's notice may be lost; fetch the service now as well */
+    if (sync->sweeping) {
+        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_expire,
+                                 "expiry script", "EVALSHA %s 0 %b %b %b",
+                                 NGX_HTTP_GATEWAY_SHA_EXPIRE,
+                                 sync->gmcf->prefix.data,
+                                 sync->gmcf->prefix.len,
+                                 service.data, service.len, id.data, id.len);
+    }
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_snapshot,
-                             (void *) sync->epoch_gen, "EVAL %s 0 %b %b",
-                             ngx_http_gateway_lua_snapshot.data,
+                             (void *) sync->epoch_gen, "EVALSHA %s 0 %b %b 0",
+                             NGX_HTTP_GATEWAY_SHA_SNAPSHOT,
                              sync->gmcf->prefix.data, sync->gmcf->prefix.len,
                              service.data, service.len);
 }

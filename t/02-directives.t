@@ -91,12 +91,14 @@ bad('redis= with a host name', 'gateway_registry',
     REGISTRY => 'gateway_registry zone=gw:1m redis=redis://localhost:6379;');
 bad('resync= not a time', 'gateway_registry',
     REGISTRY => 'gateway_registry zone=gw:1m resync=often;');
+bad('full_resync= below 100ms', 'gateway_registry',
+    REGISTRY => 'gateway_registry zone=gw:1m full_resync=0;');
 bad('gateway_registry inside server{}', 'gateway_registry',
     SERVER => 'gateway_registry zone=gw2:1m;');
 
 good('all parameters',
     REGISTRY => 'gateway_registry zone=gw:2m redis=redis://127.0.0.1:6379/1'
-              . ' prefix=gw: resync=10s;');
+              . ' prefix=gw: resync=10s full_resync=10m;');
 good('unix socket URL',
     REGISTRY => 'gateway_registry zone=gw:1m redis=unix:/run/redis/redis.sock?db=2;');
 good('state_file',

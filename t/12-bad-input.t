@@ -180,6 +180,7 @@ redis_register('wrongrev', 'i1', address => $backend);
 redis_cmd('DEL', 't12:svc:wrongrev:rev');
 redis_cmd('RPUSH', 't12:svc:wrongrev:rev', 'x');
 redis_cmd('SADD', 't12:services', "bad name\r\n[alert] forged-svc");
+redis_cmd('INCR', 't12:rev');
 ok($ng->wait_log(qr/redis key "t12:svc:wrongrev:rev" is not an integer/,
                  from => $from, timeout => 5),
    'a revision key of the wrong type is warned about');

@@ -53,6 +53,7 @@ HSET t21:svc:$svc:inst:$id address $addr
 SADD t21:svc:$svc:ids $id
 SADD t21:services $svc
 INCR t21:svc:$svc:rev
+INCR t21:rev
 PUBLISH t21:events $svc
 EXEC
 EOF
@@ -129,6 +130,7 @@ HSET t21:svc:quiet:inst:a address 127.0.0.1:$backend
 SADD t21:svc:quiet:ids a
 SADD t21:services quiet
 INCR t21:svc:quiet:rev
+INCR t21:rev
 EXEC
 EOF
 ok(routed('quiet', 3), 'a write without PUBLISH is picked up by the resync');

@@ -169,6 +169,7 @@ register_instance() {
         echo "SADD gateway:svc:$svc:ids $id"
         echo "SADD gateway:services $svc"
         echo "INCR gateway:svc:$svc:rev"
+        echo "EVAL \"redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[1]), ARGV[1])\" 2 gateway:rev gateway:changes $svc"
         echo "PUBLISH gateway:events $svc"
         echo EXEC
     } | rcli >/dev/null

@@ -2,7 +2,8 @@
  * ngx_gateway bench: registration -> routing convergence probe.
  *
  * For each of N fresh services: take a CLOCK_MONOTONIC timestamp, write the
- * spec's registration recipe (MULTI HSET SADD SADD INCR PUBLISH EXEC) to
+ * registration recipe of docs/registry.md (MULTI HSET SADD SADD INCR, the
+ * registry revision and P changes, PUBLISH EXEC) to
  * Redis, then probe every gateway in a tight loop, each probe a new TCP
  * connection (so that reuseport spreads them over the workers):
  *
@@ -39,7 +40,7 @@
 #include <unistd.h>
 
 
-#define MAX_GW       8
+#define MAX_GW       128
 #define MAX_WORKERS  64
 
 
@@ -300,6 +301,10 @@ main(int argc, char **argv)
         off = resp(cmd, sizeof(cmd), off, 3, "SADD", ids, "i1");
         off = resp(cmd, sizeof(cmd), off, 3, "SADD", "gateway:services", svc);
         off = resp(cmd, sizeof(cmd), off, 2, "INCR", rev);
+        off = resp(cmd, sizeof(cmd), off, 6, "EVAL",
+                   "redis.call('ZADD', KEYS[2], "
+                   "redis.call('INCR', KEYS[1]), ARGV[1])",
+                   "2", "gateway:rev", "gateway:changes", svc);
         off = resp(cmd, sizeof(cmd), off, 3, "PUBLISH", "gateway:events",
                    svc);
         off = resp(cmd, sizeof(cmd), off, 1, "EXEC");

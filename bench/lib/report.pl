@@ -91,7 +91,7 @@ if (open my $fh, '<', $out) {
 }
 
 my %meta;
-my @SCEN = qw(throughput callgrind convergence scale failover apply selection);
+my @SCEN = qw(throughput callgrind convergence scale scale1m gateways failover apply selection);
 $meta{$_} = meta($_) for @SCEN;
 my ($any) = grep { $meta{$_}{date} } @SCEN;
 my $m = $any ? $meta{$any} : {};
@@ -101,6 +101,9 @@ my $tpr   = csv('throughput_rounds.csv');
 my $cg    = csv('callgrind.csv');
 my $conv  = csv('convergence.csv');
 my $scale = csv('scale.csv');
+my $gws   = csv('gateways.csv');
+my $gwr   = csv('gateways_recipe.csv');
+my $s1m   = csv('scale1m.csv');
 my $fo    = csv('failover.csv');
 my $apply = csv('apply.csv');
 my $sel   = csv('selection.csv');
@@ -178,6 +181,25 @@ my @targets;
     push @targets, ['100,000 instances: < 64 MiB shared memory',
                     defined $shm ? "$shm MiB touched; 64m zone enough: " . ($fits // 'n/a') : 'n/a',
                     verdict(defined $shm ? ($shm < 64 && ($fits // 'yes') eq 'yes') : undef)];
+
+    my $idle = get($scale, 'idle_cpu_redis_amortized', 'value');
+    push @targets, ['100,000 instances: Redis CPU per idle gateway <= 1 ms/s (tick + full comparison every 5 min)',
+                    defined $idle ? "$idle ms/s" : 'n/a', verdict(defined $idle ? $idle <= 1 : undef)];
+    my $s1 = get($s1m, 'full_sync', 'value');
+    push @targets, ['1,000,000 instances: full sync < 6 s (`bench/run scale1m`)',
+                    defined $s1 ? ($s1 eq 'timeout' ? 'timeout' : "$s1 s") : 'n/a',
+                    verdict(defined $s1 ? ($s1 ne 'timeout' && $s1 < 6) : undef)];
+    my $z1 = get($s1m, 'shm_touched', 'value');
+    push @targets, ['1,000,000 instances: zone < 400 MiB',
+                    defined $z1 ? "$z1 MiB" : 'n/a', verdict(defined $z1 ? $z1 < 400 : undef)];
+    my $core = get($gws, '100', 'changes_core_pct');
+    push @targets, ['100 gateways, 100 changes/s: Redis below 50% of one core',
+                    defined $core ? "$core%" : 'n/a', verdict(defined $core ? $core < 50 : undef)];
+    my $gp99 = get($gws, '100', 'conv_p99_ms');
+    my $gto = get($gws, '100', 'conv_timeouts');
+    push @targets, ['100 gateways: convergence p99 to all of them < 10 ms (upper bound: includes one probe round)',
+                    defined $gp99 ? "$gp99 ms" . ($gto ? " ($gto timeouts)" : '') : 'n/a',
+                    verdict(defined $gp99 ? ($gp99 ne 'nan' && $gp99 < 10 && !$gto) : undef)];
 
     my ($s3, $b3) = (get($scale, 'ir_per_request_scale_small', 'value'), get($scale, 'ir_per_request_scale_big3', 'value'));
     push @targets, ['Ir/request independent of registry size (10,000 x 10 vs 1 x 3, same 3-instance service)',
@@ -333,11 +355,61 @@ gateway (one worker) is started on it.  Full sync = from starting nginx until
 (`/proc/PID/smaps` Rss, in a 256m zone), plus a second start with a 64m zone.
 Throughput and Ir/request compare a request to one service of that registry
 with a gateway whose registry is 1 service x 3 instances (callgrind with
-`resync=1h`; the periodic resync's cost is the idle CPU line).
+`resync=1h`; the periodic resync's cost is the idle CPU line).  Idle Redis
+CPU: `INFO cpu` over 20 s with the defaults (`resync=5s`: the O(1) tick;
+`full_resync=5m`, not in the window), less Redis's own idle CPU with the
+registry loaded; then, after a reload with `full_resync=2s`, the cost of one
+full comparison (every service's revision, and the sweeper's check of
+every instance key), amortized over the default 5 minutes.
 
 EOF
 $doc .= ran('scale');
 $doc .= md_table($scale);
+
+if ($s1m) {
+    $doc .= <<"EOF";
+
+## A million instances
+
+`bench/run scale1m` (a separate command, not part of `bench/run`): 100,000
+services x 10 instances written to Redis as data without the registry-wide
+keys, a gateway (one worker, a 1024m zone) started on it: full sync time,
+zone pages touched, the worker's resident memory, the idle tick's Redis CPU,
+and a request routed from the registry.
+
+EOF
+    $doc .= ran('scale1m');
+    $doc .= md_table($s1m);
+}
+
+$doc .= <<"EOF";
+
+## Many gateways on one Redis
+
+`bench/run gateways`: N gateways (nginx, one worker each) share one Redis
+holding 1,000 services x 10 instances (written as data without the
+registry-wide keys: every gateway adopts it).  For each N: Redis CPU
+(`INFO cpu`, user + sys) while the gateways are idle, less Redis's own idle
+CPU measured before they started, divided by N; then Redis CPU while 100
+changes per second are written (one instance's weight, each of another
+service: `PATCH` through the admin API of up to 8 of the gateways,
+`bench/lib/changes_admin.pl`), and meanwhile the
+convergence client (`bench/lib/convergence.c`) registers 40 fresh services
+with the recipe and probes every gateway until all N route each one.  The
+convergence figures are upper bounds: the probes go round the N gateways one
+after the other (`probe_us`: median time of one probe), so for N = 100 a
+round takes about 100 probes.  Every change makes every gateway fetch the
+changed instance (one `EVALSHA` of the snapshot script, one `HGETALL`, as
+the admin API's script logged it): the Redis CPU under changes grows with
+N x changes/s.
+
+EOF
+$doc .= ran('gateways');
+$doc .= md_table($gws);
+if ($gwr) {
+    $doc .= "\nThe same with the changes written by the recipe (`BENCH_GW_WRITER=recipe`, `bench/lib/changes.pl`, pipelined to Redis): a change by hand, not in the service's log, so every gateway fetches the whole service (10 instances):\n\n";
+    $doc .= md_table($gwr);
+}
 
 $doc .= <<"EOF";
 

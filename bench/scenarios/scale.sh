@@ -5,7 +5,11 @@
 #   - shared memory: Rss of the zone's mapping (pages really touched), in a
 #     256m zone; and whether a 64m zone is enough (sync completes, no
 #     allocation failure in the log)
-#   - idle cost of the periodic resync (CPU of the gateway worker and Redis)
+#   - idle cost of the periodic resync (CPU of the gateway worker and Redis,
+#     Redis's own idle CPU measured before the gateway started subtracted):
+#     the O(1) tick every resync= interval, and the full comparison (with the
+#     sweeper's audit of every instance) every full_resync= interval,
+#     measured apart with full_resync=2s after a reload
 #   - req/s + Ir/request for one service of the big registry vs a gateway
 #     whose registry is 1 service x 3 instances
 #
@@ -112,6 +116,12 @@ scenario_scale() {
     log "scale: Redis holds $nsvc services, $ninst instances, $(rcli DBSIZE) keys (written in ${pop_s}s), used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
     srow redis_populate "$pop_s" s "" "$ns services x $ni instances via redis-cli --pipe (then users x 3 added: $nsvc services / $ninst instances in all)"
 
+    # Redis's own idle CPU with the registry loaded, no gateway
+    local rbase0 rbase1 rbase
+    sleep 1
+    rbase0=$(redis_cpu_ms); sleep 10; rbase1=$(redis_cpu_ms)
+    rbase=$(awk -v a="$rbase0" -v b="$rbase1" 'BEGIN { printf "%.3f", (b - a) / 10 }')
+
     # --- full sync into a 256m zone: time and shared memory ---------------
     local zone_kb=$((256 * 1024))
     mkdir -p "$dir/sync256"
@@ -133,14 +143,26 @@ scenario_scale() {
     srow shm_touched_256m_zone "$(awk -v k="$shm_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 64" "Rss of the zone mapping (max over master and worker) after the full sync"
     log "scale: zone pages touched: $((shm_kb / 1024)) MiB of 256 MiB"
 
-    # idle cost of the periodic resync (default resync=5s)
-    local w cpu0 cpu1 rcpu0 rcpu1
+    # idle cost of the periodic resync (defaults: resync=5s, full_resync=5m)
+    local w cpu0 cpu1 rcpu0 rcpu1 idle_s=${BENCH_SCALE_IDLE:-20} tick full
+    sleep 3
     w=$(nginx_workers "$pid")
-    cpu0=$(cpu_ms $w); rcpu0=$(cpu_ms "$redis_big_pid")
-    sleep 10
-    cpu1=$(cpu_ms $w); rcpu1=$(cpu_ms "$redis_big_pid")
-    srow idle_cpu_gateway_worker "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.0f", (b - a) / 10 }')" "ms per s" "" "idle worker CPU over 10 s (resync every 5 s compares $nsvc revisions)"
-    srow idle_cpu_redis "$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { printf "%.0f", (b - a) / 10 }')" "ms per s" "" "Redis CPU over the same 10 s (the resync script runs there)"
+    cpu0=$(cpu_ms $w); rcpu0=$(redis_cpu_ms)
+    sleep "$idle_s"
+    cpu1=$(cpu_ms $w); rcpu1=$(redis_cpu_ms)
+    tick=$(awk -v a="$rcpu0" -v b="$rcpu1" -v s="$idle_s" -v o="$rbase" 'BEGIN { printf "%.3f", (b - a) / s - o }')
+    srow idle_cpu_gateway_worker "$(awk -v a="$cpu0" -v b="$cpu1" -v s="$idle_s" 'BEGIN { printf "%.2f", (b - a) / s }')" "ms per s" "" "idle worker CPU over $idle_s s (the tick every 5 s)"
+    srow redis_own_idle_cpu "$rbase" "ms per s" "" "Redis alone with the registry loaded, no gateway (INFO cpu, 10 s): subtracted below"
+    srow idle_cpu_redis "$tick" "ms per s" "<= 1" "Redis CPU for one idle gateway over $idle_s s (INFO cpu), defaults: an O(1) tick every 5 s, no full comparison in the window"
+
+    # the full comparison alone: full_resync=2s, after a reload
+    sed -i 's|\(gateway_registry zone=[^;]*\);|\1 full_resync=2s;|' "$dir/sync256/nginx.conf"
+    kill -HUP "$pid"
+    sleep 6
+    rcpu0=$(redis_cpu_ms); sleep 10; rcpu1=$(redis_cpu_ms)
+    full=$(awk -v a="$rcpu0" -v b="$rcpu1" -v o="$rbase" 'BEGIN { printf "%.1f", ((b - a) / 10 - o) * 2 }')
+    srow redis_cpu_per_full_comparison "$full" ms "" "Redis CPU of one full comparison of $nsvc services with the sweeper's audit of $ninst instances (full_resync=2s over 10 s, less the idle tick); amortized over the default full_resync=5m"
+    srow idle_cpu_redis_amortized "$(awk -v t="$tick" -v f="$full" 'BEGIN { printf "%.3f", (t > 0 ? t : 0) + f / 300 }')" "ms per s" "<= 1" "idle tick + one full comparison every 5 min"
     check_nginx_log "$dir/sync256" "scale gateway (256m)"
     stop_pid "$pid" QUIT
 
@@ -225,4 +247,61 @@ cg_ready_scale_big() {
     res=$(wait_registry "$CG_READY_PORT" "$SCALE_NSVC" "$SCALE_NINST" "$(date +%s.%N)" 600)
     [ "${res%% *}" != timeout ] || die "scale: big registry not synced under valgrind ($res)"
     log "  synced under valgrind after ${res%% *}s more"
+}
+
+# scenario "scale1m" (a separate command, not in the default run: about
+# 2 minutes and 1.5 GB of RAM): 100,000 services x 10 instances = 1,000,000
+# instances in Redis, a gateway started on it with a 1g zone: full sync time,
+# zone pages touched (so the memory per instance), Redis CPU of the idle tick,
+# and a request served from the registry.
+#
+#   BENCH_SCALE1M_SERVICES (100000) BENCH_SCALE1M_INSTANCES (10)
+#   BENCH_SCALE1M_ZONE_MB (1024) BENCH_SCALE1M_TIMEOUT (600 s)
+scenario_scale1m() {
+    local ns=${BENCH_SCALE1M_SERVICES:-100000} ni=${BENCH_SCALE1M_INSTANCES:-10}
+    local zmb=${BENCH_SCALE1M_ZONE_MB:-1024} tmo=${BENCH_SCALE1M_TIMEOUT:-600}
+    local dir=$BENCH_TMP/scale sum=$RESULTS/scale1m.csv t0 res port pid
+    mkdir -p "$dir/sync1m"
+    echo "metric,value,unit,target,note" > "$sum"
+    row() { printf '%s,%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" "${5//\"/\'}" >> "$sum"; }
+
+    start_redis "$dir/redis-1m" "$LOAD_CPU"
+    start_backends 3 "$LOAD_CPU" 4
+    log "scale1m: writing $ns services x $ni instances to Redis"
+    t0=$(date +%s.%N)
+    scale_populate "$ns" "$ni" "${BACKEND_PORTS[@]}"
+    row redis_populate "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" s "" \
+        "$ns x $ni via redis-cli --pipe; Redis used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
+    local rb0 rb1 rbase
+    port=$(free_port)
+    t0=$(date +%s.%N)
+    GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
+    pid=$VARIANT_PID
+    res=$(wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo")
+    log "scale1m: full sync: $res"
+    if [ "${res%% *}" = timeout ]; then
+        problem "scale1m: full sync of $ns x $ni did not finish within ${tmo}s (${res#timeout })"
+        row full_sync timeout s "< 6" "polls, services seen, instances seen: ${res#timeout }"
+    else
+        row full_sync "${res%% *}" s "< 6" "start of nginx until GET /gateway/services lists all $ns services with $((ns * ni)) instances"
+    fi
+    local kb
+    kb=$(shm_rss_kb "$pid" $((zmb * 1024)))
+    row shm_touched "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 400" "Rss of the ${zmb}m zone mapping after the full sync"
+    row shm_per_instance "$(awk -v k="$kb" -v n=$((ns * ni)) 'BEGIN { printf "%.0f", k * 1024 / n }')" bytes "" "zone pages touched / instances (services, snapshots and the name index included)"
+    row worker_rss "$(awk '/^VmRss|^VmRSS/ { print $2; exit }' "/proc/$(nginx_workers "$pid" | awk '{ print $1 }')/status" | awk '{ printf "%.0f", $1 / 1024 }')" MiB "" "the worker's resident memory, zone pages included (nothing of the registry's size is kept outside the zone)"
+    sleep 3
+    local c0 c1
+    c0=$(redis_cpu_ms); sleep 20; c1=$(redis_cpu_ms)
+    wait_200 "http://127.0.0.1:$port/" 15 && row served yes "" yes "GET / routed to service s05000 (10 instances)" \
+        || { row served no "" yes "GET / not answered 200"; problem "scale1m: a request to s05000 was not answered 200"; }
+    check_nginx_log "$dir/sync1m" "scale1m gateway"
+    stop_pid "$pid" QUIT
+    # Redis's own idle CPU, measured now: right after the load it is busy
+    # rehashing the new keys for a while
+    sleep 2
+    rb0=$(redis_cpu_ms); sleep 10; rb1=$(redis_cpu_ms)
+    rbase=$(awk -v a="$rb0" -v b="$rb1" 'BEGIN { printf "%.3f", (b - a) / 10 }')
+    row idle_cpu_redis "$(awk -v a="$c0" -v b="$c1" -v o="$rbase" 'BEGIN { printf "%.3f", (b - a) / 20 - o }')" "ms per s" "<= 1" "Redis CPU for the idle gateway over 20 s, less Redis's own $rbase ms/s (measured after the gateway stopped)"
+    print_csv_table "$sum" "metric value unit target note"
 }

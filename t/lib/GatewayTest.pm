@@ -1041,6 +1041,25 @@ sub wait_log {
 
 sub log_size { -s $_[0]->error_log_path || 0 }
 
+# the gateway dies: SIGKILL to the master and its workers, reaped; nothing
+# runs at exit (no lease given back)
+sub kill_hard {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    kill 'KILL', $self->worker_pids_of($pid);
+    kill 'KILL', -$pid;
+    kill 'KILL', $pid;
+    GatewayTest::_wait_pid($pid, 5);
+    $self->{log_checked} = $self->log_size;
+    $CUR_NGINX = undef if $CUR_NGINX && $CUR_NGINX == $self;
+}
+
+sub worker_pids_of {
+    my ($self, $pid) = @_;
+    local $self->{pid} = $pid;
+    return $self->worker_pids;
+}
+
 # graceful stop: SIGQUIT (workers finish, exit_process runs, valgrind does
 # its leak check), then SIGTERM and SIGKILL to the process group after bounds
 sub stop {

@@ -1,0 +1,156 @@
+# scenario "gateways": N gateways (one worker each) share one Redis holding
+# SERVICES x INSTANCES (1,000 x 10 = 10,000 instances, written as today's
+# data: the gateways adopt it).  For each N in BENCH_GW_COUNTS:
+#   - Redis CPU (INFO cpu: user + sys) with the gateways idle, less Redis's
+#     own idle CPU measured before they started, per gateway
+#   - Redis CPU while RATE changes per second are written, one instance's
+#     weight of one service each: BENCH_GW_WRITER=admin (default,
+#     lib/changes_admin.pl: PATCH through the admin API of up to 8 of the
+#     gateways, whose script logs the change, so each gateway fetches that
+#     instance alone) or recipe (lib/changes.pl: the recipe, pipelined to
+#     Redis; a change by hand, so each gateway fetches the whole service)
+#   - convergence meanwhile: lib/convergence.c registers a fresh service
+#     (the recipe) and probes every gateway until all N route it; all_us is
+#     an upper bound, the probe round over N gateways included
+#
+#   BENCH_GW_COUNTS ("1 10 50 100") BENCH_GW_SERVICES (1000)
+#   BENCH_GW_INSTANCES (10) BENCH_GW_IDLE (15 s) BENCH_GW_RATE (100)
+#   BENCH_GW_CHANGE_S (10 s) BENCH_GW_CONV_N (40) BENCH_GW_WRITER (admin)
+
+# redis_cpu_ms: Redis's own CPU (user + sys) in ms, from INFO cpu
+redis_cpu_ms() {
+    rcli INFO cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 }
+                             END { printf "%.3f", s * 1000 }'
+}
+
+gw_many_conf() {    # DIR PORT
+    local dir=$1 port=$2
+    echo "load_module $GATEWAY_MODULE;"
+    nginx_main_conf "$dir" 1
+    cat <<EOF
+http {
+$(nginx_http_common "$dir")
+    gateway_registry zone=gw:16m redis=redis://127.0.0.1:$REDIS_PORT;
+    upstream gw {
+        gateway_service \$arg_s;
+    }
+    server {
+        listen 127.0.0.1:$port backlog=1024;
+        location /probe/ {
+$(nginx_proxy_location gw)
+            add_header X-Worker \$pid always;
+        }
+        location /gateway/ { gateway_admin; }
+    }
+}
+EOF
+}
+
+scenario_gateways() {
+    local counts=${BENCH_GW_COUNTS:-1 10 50 100}
+    local ns=${BENCH_GW_SERVICES:-1000} ni=${BENCH_GW_INSTANCES:-10}
+    local idle=${BENCH_GW_IDLE:-15} rate=${BENCH_GW_RATE:-100}
+    local csecs=${BENCH_GW_CHANGE_S:-10} nconv=${BENCH_GW_CONV_N:-40}
+    local dir=$BENCH_TMP/gateways client n i
+    mkdir -p "$dir" "$BENCH_TMP/scale"    # scale_populate's log
+
+    client=$dir/convergence
+    cc -O2 -Wall -o "$client" "$BENCH_DIR/lib/convergence.c" \
+        || die "cannot compile lib/convergence.c"
+
+    start_backends 1 "" 4
+    local addr=127.0.0.1:${BACKEND_PORTS[0]}
+
+    local sum=$RESULTS/gateways.csv
+    [ "${BENCH_GW_WRITER:-admin}" = recipe ] && sum=$RESULTS/gateways_recipe.csv
+    echo "gateways,instances,sync_all_s,redis_base_ms_per_s,idle_ms_per_s,idle_per_gateway_ms_per_s,changes_per_s,changes_ms_per_s,changes_per_gateway_ms_per_s,changes_core_pct,conv_p50_ms,conv_p99_ms,conv_max_ms,conv_timeouts,probe_us" > "$sum"
+
+    for n in $counts; do
+        local d=$dir/n$n
+        mkdir -p "$d"
+        start_redis "$d/redis"
+        local redis_pid=$REDIS_PID
+        scale_populate "$ns" "$ni" "${BACKEND_PORTS[@]}"
+
+        local c0 c1 base
+        sleep 1
+        c0=$(redis_cpu_ms); sleep 5; c1=$(redis_cpu_ms)
+        base=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", (b - a) / 5 }')
+
+        log "gateways: starting $n gateways on one Redis ($ns x $ni instances)"
+        local ports=() pids=() t0 res sync_all=0 port
+        t0=$(date +%s.%N)
+        for ((i = 1; i <= n; i++)); do
+            mkdir -p "$d/gw$i"
+            port=$(free_port)
+            gw_many_conf "$d/gw$i" "$port" > "$d/gw$i/nginx.conf"
+            start_nginx "gw$i" "$d/gw$i" "" "$port"
+            ports+=("$port"); pids+=("$NGINX_PID")
+        done
+        for port in "${ports[@]}"; do
+            res=$(wait_registry "$port" "$ns" $((ns * ni)) "$t0" 300)
+            if [ "${res%% *}" = timeout ]; then
+                problem "gateways: N=$n, gateway on port $port not synced within 300 s ($res)"
+                sync_all=timeout
+                break
+            fi
+            sync_all=${res%% *}
+        done
+        log "gateways: all $n synced after ${sync_all}s (from the first start)"
+        sleep 3
+
+        rcli CONFIG RESETSTAT > /dev/null
+        c0=$(redis_cpu_ms); sleep "$idle"; c1=$(redis_cpu_ms)
+        rcli INFO commandstats > "$d/commandstats-idle.txt"
+        local idle_ms per_idle
+        idle_ms=$(awk -v a="$c0" -v b="$c1" -v s="$idle" 'BEGIN { printf "%.3f", (b - a) / s }')
+        per_idle=$(awk -v t="$idle_ms" -v b="$base" -v n="$n" 'BEGIN { printf "%.4f", (t - b) / n }')
+        log "gateways: N=$n idle: Redis $idle_ms ms/s (own $base), $per_idle ms/s per gateway"
+
+        local gargs=() wpid cpid out sent ok el
+        for port in "${ports[@]}"; do gargs+=(-g "$port:1"); done
+        rcli CONFIG RESETSTAT > /dev/null
+        c0=$(redis_cpu_ms)
+        if [ "${BENCH_GW_WRITER:-admin}" = recipe ]; then
+            perl "$BENCH_DIR/lib/changes.pl" "$REDIS_PORT" "$rate" "$csecs" "$ns" \
+                > "$d/changes.out" 2>&1 &
+        else
+            perl "$BENCH_DIR/lib/changes_admin.pl" "$rate" "$csecs" "$ns" \
+                "${ports[@]:0:8}" > "$d/changes.out" 2>&1 &
+        fi
+        wpid=$!
+        "$client" -r "$REDIS_PORT" "${gargs[@]}" -n "$nconv" -a "$addr" \
+            -p conv -t 6000 -s $((csecs * 1000 / nconv / 2)) \
+            > "$d/conv.csv" 2> "$d/conv.err" &
+        cpid=$!
+        wait "$wpid" || problem "gateways: N=$n, changes failed: $(cat "$d/changes.out")"
+        c1=$(redis_cpu_ms)
+        rcli INFO commandstats > "$d/commandstats-changes.txt"
+        wait "$cpid" || problem "gateways: N=$n, convergence client failed: $(cat "$d/conv.err")"
+        read -r sent ok el < "$d/changes.out" || true
+        local ch_ms per_ch core cps all to p50 p99 mx probe
+        ch_ms=$(awk -v a="$c0" -v b="$c1" -v s="${el:-$csecs}" 'BEGIN { printf "%.3f", (b - a) / s }')
+        per_ch=$(awk -v t="$ch_ms" -v b="$base" -v n="$n" 'BEGIN { printf "%.4f", (t - b) / n }')
+        core=$(awk -v t="$ch_ms" 'BEGIN { printf "%.1f", t / 10 }')
+        cps=$(awk -v s="${sent:-0}" -v e="${el:-1}" 'BEGIN { printf "%.0f", s / e }')
+        all=$(awk -F, 'NR > 1 && $4 >= 0 { print $4 / 1000 }' "$d/conv.csv")
+        to=$(awk -F, 'NR > 1 && $4 < 0' "$d/conv.csv" | wc -l)
+        p50=$(percentile 50 <<<"$all"); p99=$(percentile 99 <<<"$all"); mx=$(percentile 100 <<<"$all")
+        probe=$(awk -F, 'NR > 1 && $4 >= 0 && $5 > 0 { print $4 / $5 }' "$d/conv.csv" | percentile 50)
+        [ "$to" -gt 0 ] && problem "gateways: N=$n, $to of $nconv registrations not routed by all gateways within 6 s"
+        log "gateways: N=$n, $cps changes/s: Redis $ch_ms ms/s ($core% of a core), $per_ch ms/s per gateway; convergence to all p50 $p50 ms p99 $p99 ms"
+
+        printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" $((ns * ni)) "$sync_all" \
+            "$base" "$idle_ms" "$per_idle" "$cps" "$ch_ms" "$per_ch" "$core" \
+            "$p50" "$p99" "$mx" "$to" "$probe" >> "$sum"
+
+        for i in "${pids[@]}"; do kill -QUIT "$i" 2>/dev/null || true; done
+        for ((i = 1; i <= n; i++)); do
+            stop_pid "${pids[$((i - 1))]}" QUIT
+            check_nginx_log "$d/gw$i" "gateway $i of $n"
+        done
+        stop_pid "$redis_pid"
+    done
+
+    print_csv_table "$sum" "gateways instances sync_all_s redis_base_ms_per_s idle_ms_per_s idle_per_gateway_ms_per_s changes_per_s changes_ms_per_s changes_per_gateway_ms_per_s changes_core_pct conv_p50_ms conv_p99_ms conv_max_ms conv_timeouts probe_us"
+}

@@ -88,6 +88,15 @@ static ngx_int_t ngx_http_gateway_metrics_requests_by_class(
 static ngx_int_t ngx_http_gateway_metrics_histogram(
     ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
     ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_metrics_budget_spent(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_metrics_limit_rejected(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_metrics_service_value(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
+    const char *name, ngx_atomic_uint_t value);
 static ngx_int_t ngx_http_gateway_metrics_instances(
     ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
     ngx_http_gateway_snapshot_t *snap);
@@ -219,6 +228,35 @@ ngx_http_gateway_metrics_state(ngx_http_gateway_peer_t *peer,
 }
 
 
+static ngx_uint_t
+ngx_http_gateway_metrics_ejected(ngx_http_gateway_peer_t *peer,
+    ngx_uint_t arg)
+{
+    ngx_uint_t  state;
+
+    state = ngx_http_gateway_eject_state(peer->inst->eject.state);
+
+    return state == NGX_HTTP_GATEWAY_EJECT_OUT
+           || state == NGX_HTTP_GATEWAY_EJECT_TRIAL;
+}
+
+
+static ngx_uint_t
+ngx_http_gateway_metrics_ejections(ngx_http_gateway_peer_t *peer,
+    ngx_uint_t arg)
+{
+    return peer->inst->eject.count;
+}
+
+
+static ngx_uint_t
+ngx_http_gateway_metrics_health(ngx_http_gateway_peer_t *peer,
+    ngx_uint_t arg)
+{
+    return peer->inst->health.state == arg;
+}
+
+
 /* one line per instance and label value, for every family */
 
 typedef struct {
@@ -234,6 +272,11 @@ typedef struct {
 
 static const char  *ngx_http_gateway_metrics_causes[] = {
     "connect", "timeout", "status", "other"
+};
+
+/* by NGX_HTTP_GATEWAY_HEALTH_* */
+static const char  *ngx_http_gateway_metrics_health_states[] = {
+    "unknown", "healthy", "unhealthy"
 };
 
 
@@ -259,6 +302,20 @@ static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_inst[] = {
     { "gateway_instance_weight", "gauge",
       "An instance's registered weight.",
       NULL, NULL, 1, ngx_http_gateway_metrics_weight },
+
+    { "gateway_instance_ejected", "gauge",
+      "1 while gateway_eject keeps an instance out (or it is on trial).",
+      NULL, NULL, 1, ngx_http_gateway_metrics_ejected },
+
+    { "gateway_instance_ejections_total", "counter",
+      "Times gateway_eject ejected an instance.",
+      NULL, NULL, 1, ngx_http_gateway_metrics_ejections },
+
+    { "gateway_instance_health", "gauge",
+      "1 for an instance's active health check state (unknown: not probed "
+      "yet, or no gateway_health_check).",
+      "health", ngx_http_gateway_metrics_health_states, 3,
+      ngx_http_gateway_metrics_health },
 
     { "gateway_instance_state", "gauge",
       "1 for an instance's registered state.",
@@ -293,6 +350,14 @@ static ngx_http_gateway_metrics_service_family_t
     { "gateway_service_upstream_response_seconds", "histogram",
       "Time from choosing an instance to the end of the attempt.",
       ngx_http_gateway_metrics_histogram },
+
+    { "gateway_service_retry_budget_exhausted_total", "counter",
+      "Retries gateway_retry_budget refused.",
+      ngx_http_gateway_metrics_budget_spent },
+
+    { "gateway_service_limit_rejections_total", "counter",
+      "Requests gateway_max_requests answered 503.",
+      ngx_http_gateway_metrics_limit_rejected },
 };
 
 
@@ -867,6 +932,44 @@ ngx_http_gateway_metrics_histogram(ngx_http_gateway_metrics_ctx_t *ctx,
                           "{service=\"%V\"} %ui\n",
                           name, st->time_sum / 1000, st->time_sum % 1000,
                           name, sum);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_budget_spent(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *snap)
+{
+    return ngx_http_gateway_metrics_service_value(ctx, svc,
+               "gateway_service_retry_budget_exhausted_total",
+               svc->failures.spent);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_limit_rejected(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *snap)
+{
+    return ngx_http_gateway_metrics_service_value(ctx, svc,
+               "gateway_service_limit_rejections_total", svc->limit.rejected);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_service_value(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_service_t *svc, const char *name,
+    ngx_atomic_uint_t value)
+{
+    u_char  *p;
+
+    p = ngx_http_gateway_metrics_reserve(ctx);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->buf->last = ngx_sprintf(p, "%s{service=\"%V\"} %uA\n", name,
+                                 &svc->sn.str, value);
 
     return NGX_OK;
 }

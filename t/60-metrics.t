@@ -189,6 +189,16 @@ is($m->{'gateway_instance_state{service="users",instance="a",state="up"}'},
    1, 'the state gauge shows up');
 is($m->{'gateway_instance_state{service="users",instance="a",state="drain"}'},
    0, 'and not drain');
+is($m->{'gateway_instance_ejected{service="users",instance="a"}'}, 0,
+   'not ejected');
+is($m->{'gateway_instance_ejections_total{service="users",instance="a"}'}, 0,
+   'never ejected');
+is($m->{'gateway_instance_health{service="users",instance="a",health="unknown"}'},
+   1, 'no health check: health unknown');
+is($m->{'gateway_service_retry_budget_exhausted_total{service="flaky"}'}, 0,
+   'no retry budget: nothing refused');
+is($m->{'gateway_service_limit_rejections_total{service="users"}'}, 0,
+   'no limit: nothing rejected');
 ok($m->{'gateway_zone_free_bytes'} > 0
    && $m->{'gateway_zone_free_bytes'} < $m->{'gateway_zone_size_bytes'},
    'zone bytes: free below size');

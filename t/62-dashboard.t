@@ -26,6 +26,7 @@ my $ng = start_nginx(workers => 2, conf => <<'CONF');
 
     upstream users {
         gateway_service users;
+        gateway_health_check uri=/ interval=1s timeout=500ms;
     }
 
     server {
@@ -116,6 +117,9 @@ page_until(q{document.querySelectorAll('tr[data-instance]').length === 3},
            'the page shows the three registered instances');
 page_until(row('users/u1') . q{.textContent.indexOf('eu-1') >= 0},
            'with their zone');
+page_until(row('users/u1') . q{.querySelector('td.health').textContent
+                              === 'healthy'},
+           'the health check\'s state is shown');
 is($b->evaluate($tab, 'document.getElementById("mode").textContent'), 'redis',
    'the registry mode is shown');
 page_until(q{/^up/.test(document.getElementById("sync").textContent)},

@@ -58,6 +58,7 @@ typedef struct {
     ngx_uint_t                      ninstances;
     ngx_uint_t                      omitted;
     ngx_uint_t                      max_instances;
+    ngx_uint_t                      states[3];  /* instances by state */
 } ngx_http_gateway_metrics_ctx_t;
 
 
@@ -72,8 +73,6 @@ typedef ngx_int_t (*ngx_http_gateway_metrics_service_pt)(
 static ngx_int_t ngx_http_gateway_metrics_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_metrics_names(
     ngx_http_gateway_metrics_ctx_t *ctx);
-static int ngx_http_gateway_metrics_name_cmp(const void *one,
-    const void *two);
 static void ngx_http_gateway_metrics_next(ngx_event_t *ev);
 static void ngx_http_gateway_metrics_step(ngx_http_gateway_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_gateway_metrics_render(
@@ -441,68 +440,64 @@ ngx_http_gateway_metrics_handler(ngx_http_request_t *r)
 }
 
 
-/* the names of the published services, sorted: what the steps go through */
+/*
+ * The names of the services, in the registry's tree order (by name hash:
+ * the same at every scrape; walked under the zone's lock, which requests
+ * never take: writers wait for one walk, not a sort), and the instances by
+ * state: what the steps go through.
+ */
 
 static ngx_int_t
 ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
 {
     u_char                           *p;
-    ngx_uint_t                        b, n;
+    ngx_uint_t                        i, n;
+    ngx_slab_pool_t                  *shpool;
+    ngx_rbtree_node_t                *node, *root, *sentinel;
     ngx_http_gateway_sh_t            *sh;
     ngx_http_gateway_service_t       *svc;
     ngx_http_gateway_metrics_name_t  *nm;
 
     sh = ctx->gmcf->sh;
+    shpool = ctx->gmcf->shpool;
 
-    if (ngx_http_gateway_read_begin(ctx->gmcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_shmtx_lock(&shpool->mutex);
 
-    /* services may come meanwhile: what does not fit waits for a scrape */
-
-    n = sh->nservices + 16;
+    n = sh->nservices;
 
     ctx->names = ngx_palloc(ctx->request->pool,
-                            n * sizeof(ngx_http_gateway_metrics_name_t));
-    p = ngx_palloc(ctx->request->pool, n * NGX_GATEWAY_NAME_MAX);
+                            (n + 1) * sizeof(ngx_http_gateway_metrics_name_t));
+    p = ngx_palloc(ctx->request->pool, (n + 1) * NGX_GATEWAY_NAME_MAX);
 
     if (ctx->names == NULL || p == NULL) {
-        ngx_http_gateway_read_end();
+        ngx_shmtx_unlock(&shpool->mutex);
         return NGX_ERROR;
     }
 
-    for (b = 0; b < sh->nindex && ctx->nnames < n; b++) {
-        for (svc = sh->index[b]; svc && ctx->nnames < n; svc = svc->hnext) {
-            if (svc->snapshot == NULL) {
-                continue;
-            }
+    root = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
 
-            nm = &ctx->names[ctx->nnames++];
-            nm->name.data = p;
-            nm->name.len = svc->sn.str.len;
-            nm->hash = svc->sn.node.key;
-            p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
+    node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+
+    for ( /* void */ ; node && ctx->nnames < n;
+         node = ngx_rbtree_next(&sh->rbtree, node))
+    {
+        svc = (ngx_http_gateway_service_t *) node;
+
+        nm = &ctx->names[ctx->nnames++];
+        nm->name.data = p;
+        nm->name.len = svc->sn.str.len;
+        nm->hash = svc->sn.node.key;
+        p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
+
+        for (i = 0; i < svc->ninstances; i++) {
+            ctx->states[svc->instances[i]->state % 3]++;
         }
     }
 
-    ngx_http_gateway_read_end();
-
-    ngx_qsort(ctx->names, ctx->nnames, sizeof(ngx_http_gateway_metrics_name_t),
-              ngx_http_gateway_metrics_name_cmp);
+    ngx_shmtx_unlock(&shpool->mutex);
 
     return NGX_OK;
-}
-
-
-static int
-ngx_http_gateway_metrics_name_cmp(const void *one, const void *two)
-{
-    ngx_http_gateway_metrics_name_t  *a, *b;
-
-    a = (ngx_http_gateway_metrics_name_t *) one;
-    b = (ngx_http_gateway_metrics_name_t *) two;
-
-    return ngx_memn2cmp(a->name.data, b->name.data, a->name.len, b->name.len);
 }
 
 
@@ -758,40 +753,19 @@ static ngx_int_t
 ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
 {
     u_char                        *p;
-    ngx_uint_t                     i, j, n, states[3];
+    ngx_uint_t                     i;
     ngx_http_gateway_sh_t         *sh;
-    ngx_http_gateway_service_t    *svc;
-    ngx_http_gateway_snapshot_t   *snap;
     ngx_http_gateway_main_conf_t  *gmcf;
 
     gmcf = ctx->gmcf;
     sh = gmcf->sh;
-    n = 0;
-
-    ngx_memzero(states, sizeof(states));
-
-    for (i = 0; i < ctx->nnames; i++) {
-        svc = ngx_http_gateway_index_find(gmcf, &ctx->names[i].name,
-                                          ctx->names[i].hash);
-        snap = svc ? svc->snapshot : NULL;
-
-        if (snap == NULL) {
-            continue;
-        }
-
-        n++;
-
-        for (j = 0; j < snap->npeers; j++) {
-            states[snap->peers[j].state % 3]++;
-        }
-    }
 
     if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_changes_total",
             "counter", "Changes this gateway applied to its registry.",
             sh->generation)
         != NGX_OK
         || ngx_http_gateway_metrics_one(ctx, "gateway_registry_services",
-               "gauge", "Services in the registry.", n)
+               "gauge", "Services in the registry.", ctx->nnames)
            != NGX_OK
         || ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
                "gauge", "Instances in the registry, by state.")
@@ -809,7 +783,7 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
         ctx->buf->last = ngx_sprintf(p,
                                      "gateway_registry_instances{state=\"%s\"}"
                                      " %ui\n", ngx_gateway_state_name(i),
-                                     states[i]);
+                                     ctx->states[i]);
     }
 
     if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_stale", "gauge",

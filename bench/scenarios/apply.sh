@@ -207,11 +207,12 @@ scenario_apply() {
     print_csv_table "$RESULTS/apply.csv" "phase bulk_instances rounds requests errors p50_ms p99_ms p99_9_ms max_ms added_p99_ms added_max_ms sync_worker_p99_ms other_worker_p99_ms sync_worker_cpu_pct zone_changes redis_evals"
 }
 
-# apply_summary DIR SYNC_PID OTHER_PID: results/apply_rounds.csv (a row per
-# round and phase), results/apply.csv (a row per phase, over the rounds) and
-# results/apply_series.csv (p99 and max per 250 ms, for the plot)
+# apply_summary DIR SYNC_PID OTHER_PID [NAME]: results/NAME_rounds.csv (a
+# row per round and phase), results/NAME.csv (a row per phase, over the
+# rounds) and results/NAME_series.csv (p99 and max per 250 ms, for the
+# plot); NAME is apply unless given (the scrape scenario shares this)
 apply_summary() {
-    local dir=$1 spid=$2 opid=$3
+    local dir=$1 spid=$2 opid=$3 name=${4:-apply}
     perl -e '
         my ($dir, $spid, $opid, $rate, $conns, $resync, $out_sum, $out_rounds,
             $out_series) = @ARGV;
@@ -296,12 +297,14 @@ apply_summary() {
                 $sumof->("gen"), $sumof->("evals");
         }
     ' "$dir" "$spid" "$opid" "$APPLY_RATE" "$APPLY_CONNS" "${BENCH_APPLY_RESYNC:-1s}" \
-        "$RESULTS/apply.csv" \
-        "$RESULTS/apply_rounds.csv" "$RESULTS/apply_series.csv"
+        "$RESULTS/$name.csv" \
+        "$RESULTS/${name}_rounds.csv" "$RESULTS/${name}_series.csv"
 
     local e
-    e=$(awk -F, 'NR > 1 { s += $7 } END { print s + 0 }' "$RESULTS/apply_rounds.csv")
+    e=$(awk -F, 'NR > 1 { s += $7 } END { print s + 0 }' "$RESULTS/${name}_rounds.csv")
     [ "$e" = 0 ] || problem "$e requests to the unrelated service failed or timed out"
+
+    [ "$name" = apply ] || return 0
 
     # a busy machine shows in the baseline: say so, the target is 2 ms
     local spread

@@ -24,6 +24,7 @@
 #define NGX_HTTP_GATEWAY_METRICS_LINE  512
 #define NGX_HTTP_GATEWAY_METRICS_BUF   8192
 #define NGX_HTTP_GATEWAY_METRICS_STEP  16384
+#define NGX_HTTP_GATEWAY_METRICS_VISITS 256
 
 
 typedef struct {
@@ -59,6 +60,7 @@ typedef struct {
     ngx_uint_t                      omitted;
     ngx_uint_t                      max_instances;
     ngx_uint_t                      states[3];  /* instances by state */
+    ngx_uint_t                      visited;    /* services, this step */
 } ngx_http_gateway_metrics_ctx_t;
 
 
@@ -658,7 +660,13 @@ ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
     ngx_http_gateway_metrics_family_t          *fam;
     ngx_http_gateway_metrics_service_family_t  *sf;
 
-    while (ctx->size < NGX_HTTP_GATEWAY_METRICS_STEP) {
+    /* bytes, and services looked at: left out, they write nothing */
+
+    ctx->visited = 0;
+
+    while (ctx->size < NGX_HTTP_GATEWAY_METRICS_STEP
+           && ctx->visited < NGX_HTTP_GATEWAY_METRICS_VISITS)
+    {
 
         f = ctx->family;
 
@@ -723,6 +731,7 @@ ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
         }
 
         nm = &ctx->names[ctx->pos++];
+        ctx->visited++;
 
         svc = ngx_http_gateway_index_find(ctx->gmcf, &nm->name, nm->hash);
         snap = svc ? svc->snapshot : NULL;

@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_gateway.h"
+#include "ngx_http_gateway_trace.h"
 
 
 /*
@@ -761,10 +762,11 @@ ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
 static ngx_int_t
 ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
 {
-    u_char                        *p;
-    ngx_uint_t                     i;
-    ngx_http_gateway_sh_t         *sh;
-    ngx_http_gateway_main_conf_t  *gmcf;
+    u_char                              *p;
+    ngx_uint_t                           i;
+    ngx_http_gateway_sh_t               *sh;
+    ngx_http_gateway_main_conf_t        *gmcf;
+    ngx_http_gateway_trace_main_conf_t  *tmcf;
 
     gmcf = ctx->gmcf;
     sh = gmcf->sh;
@@ -818,6 +820,29 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
                    "gateway_registry_last_sync_timestamp_seconds", "gauge",
                    "When this gateway last compared its registry with "
                    "Redis (0: not yet).", (ngx_uint_t) sh->synced)
+               != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    /* the exporter's counters, once gateway_trace_exporter is set */
+
+    tmcf = ngx_http_get_module_main_conf(ctx->request,
+                                         ngx_http_gateway_trace_module);
+
+    if (tmcf && tmcf->stats
+        && (ngx_http_gateway_metrics_one(ctx,
+                "gateway_trace_spans_exported_total", "counter",
+                "Spans the OTLP collector accepted.", tmcf->stats->exported)
+            != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_trace_spans_dropped_total", "counter",
+                   "Spans never delivered (buffer full, export failed).",
+                   tmcf->stats->dropped)
+               != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_trace_export_failures_total", "counter",
+                   "OTLP export requests that failed.", tmcf->stats->failed)
                != NGX_OK))
     {
         return NGX_ERROR;

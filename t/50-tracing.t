@@ -78,6 +78,10 @@ sub conf {
             return 200 "\$gateway_trace_exported \$gateway_trace_dropped \$gateway_trace_failed";
         }
 
+        location = /metrics {
+            gateway_metrics;
+        }
+
         location /svc/ {
             gateway_trace on;
             proxy_pass http://users;
@@ -498,6 +502,14 @@ for my $protocol (qw(protobuf json)) {
     wait_until(sub { (undef, $d1, $f1) = stats(); $d1 > $d0 && $f1 > $f0 });
     cmp_ok($d1, '>', $d0, "the dropped count rises ($d0 -> $d1)");
     cmp_ok($f1, '>', $f0, "failed exports are counted ($f0 -> $f1)");
+    my (undef, undef, $page) = $ng->get('/metrics');
+    my %m = $page =~ /^(gateway_trace_\w+) (\d+)$/mg;
+    my ($e2, $d2, $f2) = stats();
+    is($m{gateway_trace_spans_dropped_total}, $d2,
+       'the metrics page shows the dropped count');
+    is($m{gateway_trace_export_failures_total}, $f2,
+       'and the failed exports');
+    is($m{gateway_trace_spans_exported_total}, $e2, 'and the exported spans');
 
     $col->start;
     my ($st, $h) = $ng->get('/svc/back');

@@ -458,13 +458,16 @@ sub _check_error_log {
 
 my %VG_CHECKED;
 
+our @KILLED_HARD;     # processes a test SIGKILLed with kill_hard
+
 sub _check_valgrind_logs {
     my ($dir) = @_;
     return unless $VALGRIND;
     # a worker that the test SIGKILLed on purpose (its "exited on signal 9"
     # [alert] must be allowed with expect_log_errors) leaves no summary
     my %killed = map { $_ => 1 }
-        _slurp("$dir/error.log") =~ /process (\d+) exited on signal 9\b/g;
+        _slurp("$dir/error.log") =~ /process (\d+) exited on signal 9\b/g,
+        @KILLED_HARD;
     for my $log (sort glob("$dir/valgrind.*.log")) {
         next if $VG_CHECKED{$log}++;
         my $text = _slurp($log);
@@ -1046,7 +1049,10 @@ sub log_size { -s $_[0]->error_log_path || 0 }
 sub kill_hard {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;
-    kill 'KILL', $self->worker_pids_of($pid);
+    my @workers = $self->worker_pids_of($pid);
+    # SIGKILLed on purpose: their valgrind logs end without a summary
+    push @GatewayTest::KILLED_HARD, $pid, @workers;
+    kill 'KILL', @workers;
     kill 'KILL', -$pid;
     kill 'KILL', $pid;
     GatewayTest::_wait_pid($pid, 5);

@@ -51,11 +51,12 @@ expect_log_errors(qr/cannot read redis "notify-keyspace-events"/);
 
 # --- today's data: no P rev, no P changes, no P deadlines ------------------
 my $backend = free_port();
+my $ttl = int(tmo(3));      # longer under valgrind: both must adopt it first
 redis_cli({ stdin => <<"EOF" });
 SET t26:epoch 0a1b2c3d4e5f6a7b
 HSET t26:svc:old:inst:a address 127.0.0.1:$backend
-HSET t26:svc:old:inst:b address 127.0.0.1:$backend ttl 3
-EXPIRE t26:svc:old:inst:b 3
+HSET t26:svc:old:inst:b address 127.0.0.1:$backend ttl $ttl
+EXPIRE t26:svc:old:inst:b $ttl
 SADD t26:svc:old:ids a b
 SADD t26:services old
 SET t26:svc:old:rev 4

@@ -106,3 +106,26 @@ ngx_gateway_text_log(char *out, const char *s, size_t len)
 
     return (size_t) (p - out);
 }
+
+
+char *
+ngx_gateway_text_uint(char *p, uint64_t v)
+{
+    char    buf[NGX_GATEWAY_UINT_LEN], *d;
+    size_t  n;
+
+    d = buf + NGX_GATEWAY_UINT_LEN;
+
+    do {
+        *--d = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    n = (size_t) (buf + NGX_GATEWAY_UINT_LEN - d);
+
+    while (n--) {
+        *p++ = *d++;
+    }
+
+    return p;
+}

@@ -9,6 +9,7 @@
 
 
 #include <stddef.h>
+#include <stdint.h>
 
 
 /*
@@ -34,6 +35,15 @@ int ngx_gateway_text_valid(const char *s, size_t len);
  * NGX_GATEWAY_LOG_TEXT_SIZE bytes; returns the length written (no NUL).
  */
 size_t ngx_gateway_text_log(char *out, const char *s, size_t len);
+
+/* at most this many bytes: the digits of UINT64_MAX */
+#define NGX_GATEWAY_UINT_LEN  20
+
+/*
+ * Writes v in decimal at p, returns the end: for pages of many numbers,
+ * where a format parser costs more than the text.
+ */
+char *ngx_gateway_text_uint(char *p, uint64_t v);
 
 
 #endif /* _NGX_GATEWAY_TEXT_H_INCLUDED_ */

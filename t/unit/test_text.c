@@ -171,6 +171,27 @@ test_log(void **state)
 }
 
 
+static void
+test_uint(void **state)
+{
+    char  buf[NGX_GATEWAY_UINT_LEN + 1], *p;
+
+    (void) state;
+
+    p = ngx_gateway_text_uint(buf, 0);
+    assert_int_equal(p - buf, 1);
+    assert_memory_equal(buf, "0", 1);
+
+    p = ngx_gateway_text_uint(buf, 1234567);
+    assert_int_equal(p - buf, 7);
+    assert_memory_equal(buf, "1234567", 7);
+
+    p = ngx_gateway_text_uint(buf, UINT64_MAX);
+    assert_int_equal(p - buf, NGX_GATEWAY_UINT_LEN);
+    assert_memory_equal(buf, "18446744073709551615", NGX_GATEWAY_UINT_LEN);
+}
+
+
 int
 main(void)
 {
@@ -178,6 +199,7 @@ main(void)
         cmocka_unit_test(test_valid_good),
         cmocka_unit_test(test_valid_bad),
         cmocka_unit_test(test_log),
+        cmocka_unit_test(test_uint),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -481,6 +481,8 @@ EOF
 my @bad = (
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky max_age=1h;', qr/needs cookie=NAME/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky "cookie=a b";', qr/invalid cookie name/ ],
+    [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=_a;',
+      qr/invalid cookie name "_a" in "gateway_sticky": .*starting with a letter or digit/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a max_age=0;', qr/invalid max_age/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a max_age=soon;', qr/invalid max_age/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a path=x;', qr/invalid path/ ],

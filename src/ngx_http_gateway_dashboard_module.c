@@ -241,7 +241,8 @@ ngx_http_gateway_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strncmp(value[1].data, "admin=", 6) != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[1]);
+                               "invalid parameter \"%V\" in "
+                               "\"gateway_dashboard\"", &value[1]);
             return NGX_CONF_ERROR;
         }
 
@@ -273,7 +274,8 @@ ngx_http_gateway_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid admin \"%V\": an absolute path of letters, "
-                       "digits and \"/._~-\" is expected", &admin);
+                       "invalid admin \"%V\" in \"gateway_dashboard\": an "
+                       "absolute path of letters, digits and \"/._~-\" is "
+                       "expected", &admin);
     return NGX_CONF_ERROR;
 }

@@ -621,8 +621,8 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ecf->enabled = 1;
     ecf->failures = 5;
-    ecf->time = 30000;
-    ecf->max_time = 300000;
+    ecf->time = NGX_CONF_UNSET_MSEC;
+    ecf->max_time = NGX_CONF_UNSET_MSEC;
     ecf->max_percent = 10;
     ecf->panic = 50;
     ngx_str_set(&list, "502,503,504");
@@ -699,6 +699,17 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    /* a default gives way to the other one given: time=400s alone works */
+
+    if (ecf->time == NGX_CONF_UNSET_MSEC) {
+        ecf->time = (ecf->max_time == NGX_CONF_UNSET_MSEC)
+                    ? 30000 : ngx_min(30000, ecf->max_time);
+    }
+
+    if (ecf->max_time == NGX_CONF_UNSET_MSEC) {
+        ecf->max_time = ngx_max(300000, ecf->time);
     }
 
     if (ecf->max_time < ecf->time) {

@@ -233,7 +233,7 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&hc->uri, "/");
     ngx_str_set(&hc->status, "200-399");
     hc->interval = 5000;
-    hc->timeout = 1000;
+    hc->timeout = NGX_CONF_UNSET_MSEC;
     hc->fails = 1;
     hc->passes = 1;
 
@@ -322,6 +322,10 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /* a probe ends before the next one of its instance begins */
+
+    if (hc->timeout == NGX_CONF_UNSET_MSEC) {
+        hc->timeout = ngx_min(1000, hc->interval);
+    }
 
     if (hc->timeout > hc->interval) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -1246,14 +1246,16 @@ ngx_http_gateway_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strncmp(value[1].data, "max_instances=", 14) != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[1]);
+                               "invalid parameter \"%V\" in "
+                               "\"gateway_metrics\"", &value[1]);
             return NGX_CONF_ERROR;
         }
 
         n = ngx_atoi(value[1].data + 14, value[1].len - 14);
         if (n == NGX_ERROR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid max_instances \"%V\"", &value[1]);
+                               "invalid parameter \"%V\" in "
+                               "\"gateway_metrics\"", &value[1]);
             return NGX_CONF_ERROR;
         }
 

@@ -114,7 +114,8 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid cookie name \"%V\" in "
                                    "\"gateway_sticky\": must be 1..64 "
-                                   "characters of [A-Za-z0-9._-]", &v);
+                                   "characters of [A-Za-z0-9._-], starting "
+                                   "with a letter or digit", &v);
                 return NGX_CONF_ERROR;
             }
 
@@ -132,7 +133,7 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid max_age \"%V\" in "
                                    "\"gateway_sticky\": must be a time "
-                                   "of at least 1s", &v);
+                                   "of at least 1s, in whole seconds", &v);
                 return NGX_CONF_ERROR;
             }
 

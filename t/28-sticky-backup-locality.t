@@ -481,8 +481,12 @@ EOF
 my @bad = (
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky max_age=1h;', qr/needs cookie=NAME/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky "cookie=a b";', qr/invalid cookie name/ ],
+    [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=_a;',
+      qr/invalid cookie name "_a" in "gateway_sticky": .*starting with a letter or digit/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a max_age=0;', qr/invalid max_age/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a max_age=soon;', qr/invalid max_age/ ],
+    [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a max_age=1500ms;',
+      qr/invalid max_age "1500ms" in "gateway_sticky": .*in whole seconds/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a path=x;', qr/invalid path/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a "path=/a;b";', qr/invalid path/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a always;', qr/invalid parameter "always"/ ],

@@ -380,6 +380,16 @@ EOF
         or diag($out);
 }
 
+# a default gives way to the other limit given: time=400s alone (the
+# default max_time is 300s), max_time=10s alone (the default time is 30s)
+for my $good ('gateway_eject time=400s;', 'gateway_eject max_time=10s;') {
+    my ($rc, $out) = nginx_test_config(conf => <<"EOF");
+    gateway_registry zone=gw:1m;
+    upstream u { gateway_service s; $good }
+EOF
+    is($rc, 0, "nginx -t accepts '$good'") or diag($out);
+}
+
 my $ng = start_nginx(conf => $conf, workers => $WORKERS);
 
 # --- one dead instance of three ---------------------------------------------

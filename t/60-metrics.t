@@ -225,14 +225,20 @@ promtool_ok($few, 'the bounded page');
 my ($st) = $ng->request('POST', '/metrics');
 is($st, 405, 'POST /metrics is 405');
 
-for my $bad ('gateway_metrics max_instances=x;', 'gateway_metrics foo;',
-             'gateway_metrics; gateway_metrics;')
+for my $t (['gateway_metrics max_instances=x;',
+            qr/invalid parameter "max_instances=x" in "gateway_metrics"/],
+           ['gateway_metrics max_instances=-1;',
+            qr/invalid parameter "max_instances=-1" in "gateway_metrics"/],
+           ['gateway_metrics foo;',
+            qr/invalid parameter "foo" in "gateway_metrics"/],
+           ['gateway_metrics; gateway_metrics;',
+            qr/"gateway_metrics" directive is duplicate/])
 {
+    my ($bad, $want) = @$t;
     (my $conf = $CONF) =~ s/gateway_metrics max_instances=2;/$bad/;
     my ($code, $out) = nginx_test_config(conf => $conf);
     isnt($code, 0, "nginx -t fails: $bad");
-    like($out, qr/gateway_metrics|invalid parameter|max_instances/,
-         'and names the directive or its parameter');
+    like($out, $want, 'and names the parameter and the directive');
 }
 
 done_testing;

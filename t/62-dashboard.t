@@ -199,9 +199,14 @@ $b->stop;
 
 # the directive
 
-for my $bad ('gateway_dashboard admin=gateway;',
-             'gateway_dashboard admin=/a"b/;', 'gateway_dashboard foo=1;')
+for my $t (['gateway_dashboard admin=gateway;',
+            qr/invalid admin "gateway" in "gateway_dashboard": an absolute path/],
+           ['gateway_dashboard admin=/a"b/;',
+            qr/invalid admin "\/a"b\/" in "gateway_dashboard"/],
+           ['gateway_dashboard foo=1;',
+            qr/invalid parameter "foo=1" in "gateway_dashboard"/])
 {
+    my ($bad, $want) = @$t;
     my ($code, $out) = nginx_test_config(conf => <<"CONF");
     gateway_registry zone=gw:1m;
     server {
@@ -210,7 +215,7 @@ for my $bad ('gateway_dashboard admin=gateway;',
     }
 CONF
     isnt($code, 0, "nginx -t fails: $bad");
-    like($out, qr/invalid (admin|parameter)/, 'and says what is wrong');
+    like($out, $want, 'and says what is wrong, naming the directive');
 }
 
 done_testing;

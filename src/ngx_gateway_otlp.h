@@ -28,12 +28,15 @@
  *
  * so that spans can be encoded one by one as they end, and a batch is put
  * together without encoding them again.
+ *
+ * A span is written in one pass, straight where it is kept: its fixed
+ * fields (ngx_gateway_otlp_span_begin()), its attributes one by one, then
+ * its status (ngx_gateway_otlp_span_end()).  In protobuf the span's length
+ * is a varint of a fixed two bytes, written at the end (a varint need not
+ * be minimal); a span is at most NGX_GATEWAY_OTLP_SPAN_MAX bytes.
+ * Attribute keys are encoded once (ngx_gateway_otlp_key()).
  */
 
-
-#define NGX_GATEWAY_OTLP_STRING        0
-#define NGX_GATEWAY_OTLP_INT           1
-#define NGX_GATEWAY_OTLP_BOOL          2
 
 #define NGX_GATEWAY_OTLP_KIND_SERVER   2
 #define NGX_GATEWAY_OTLP_KIND_CLIENT   3
@@ -47,22 +50,28 @@
 
 #define NGX_GATEWAY_OTLP_JSON_TAIL     "]}]}]}"
 
+/* the longest attribute key, and a span's encoded size in protobuf */
+#define NGX_GATEWAY_OTLP_KEY_MAX       64
+#define NGX_GATEWAY_OTLP_SPAN_MAX      16383
+
+
+/* an attribute key, encoded: KeyValue.key in protobuf, and in JSON */
 
 typedef struct {
-    const char     *key;
-    size_t          key_len;
-    int             type;       /* NGX_GATEWAY_OTLP_STRING, ... */
-    const char     *str;
-    size_t          len;
-    int64_t         num;        /* INT; BOOL: 0 or 1 */
-} ngx_gateway_otlp_attr_t;
+    unsigned char   pb[2 + NGX_GATEWAY_OTLP_KEY_MAX];
+    unsigned char   json[sizeof("{\"key\":\"\",\"value\":{\"") - 1
+                         + 6 * NGX_GATEWAY_OTLP_KEY_MAX];
+    size_t          pb_len;
+    size_t          json_len;
+} ngx_gateway_otlp_key_t;
 
+
+/* a span's fields other than its attributes and status */
 
 typedef struct {
-    unsigned char   trace_id[NGX_GATEWAY_TRACE_ID_LEN];
-    unsigned char   span_id[NGX_GATEWAY_SPAN_ID_LEN];
-    unsigned char   parent_id[NGX_GATEWAY_SPAN_ID_LEN];
-    int             has_parent;
+    const unsigned char *trace_id;      /* NGX_GATEWAY_TRACE_ID_LEN bytes */
+    const unsigned char *span_id;       /* NGX_GATEWAY_SPAN_ID_LEN bytes */
+    const unsigned char *parent_id;     /* or NULL */
     const char     *trace_state;
     size_t          trace_state_len;
     const char     *name;
@@ -70,17 +79,29 @@ typedef struct {
     int             kind;
     uint64_t        start;      /* Unix time, ns */
     uint64_t        end;
-    const ngx_gateway_otlp_attr_t *attrs;
-    size_t          nattrs;
-    int             status;     /* NGX_GATEWAY_OTLP_STATUS_* */
     uint32_t        flags;
 } ngx_gateway_otlp_span_t;
 
 
+/* where a span or a list of attributes is being written */
+
 typedef struct {
-    const ngx_gateway_otlp_attr_t *attrs;     /* the resource's */
-    size_t          nattrs;
-    const char     *scope;                    /* instrumentation scope */
+    unsigned char  *start;
+    unsigned char  *p;
+    unsigned char  *end;
+    unsigned char  *len;        /* protobuf: the span's length */
+    uint32_t        flags;      /* protobuf: written last */
+    unsigned char   tag;        /* protobuf: the attributes' field */
+    unsigned        json:1;
+    unsigned        full:1;
+    unsigned        nattrs:1;   /* JSON: an attribute written */
+} ngx_gateway_otlp_writer_t;
+
+
+typedef struct {
+    const unsigned char *attrs; /* the resource's, ngx_gateway_otlp_attrs() */
+    size_t          attrs_len;
+    const char     *scope;      /* instrumentation scope */
     size_t          scope_len;
     const char     *version;
     size_t          version_len;
@@ -88,22 +109,42 @@ typedef struct {
 
 
 /*
- * Each returns the length written, or 0 when it needs more than size
- * bytes (nothing useful is then in out).  Strings are written as they are
- * in protobuf and escaped in JSON; the caller gives valid UTF-8.
+ * Strings are written as they are in protobuf and escaped in JSON; the
+ * caller gives valid UTF-8.
  */
 
-/* one ScopeSpans.spans field: tag, length, Span */
-size_t ngx_gateway_otlp_pb_span(unsigned char *out, size_t size,
+/* 0, or -1 for an empty key or one longer than NGX_GATEWAY_OTLP_KEY_MAX */
+int ngx_gateway_otlp_key(ngx_gateway_otlp_key_t *key, const char *name,
+    size_t len);
+
+/* a span into out[0..size): ScopeSpans.spans field, or a JSON object */
+void ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json,
     const ngx_gateway_otlp_span_t *span);
+
+/* the span's length written, or 0 when it needed more than size bytes */
+size_t ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status);
+
+/* a resource's attributes (for the head): begin, attributes, end */
+void ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json);
+size_t ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w);
+
+void ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
+void ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v);
+void ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v);
+
+/*
+ * Each returns the length written, or 0 when it needs more than size
+ * bytes (nothing useful is then in out).
+ */
 
 /* everything before the spans, whose encoded lengths add up to spans_len */
 size_t ngx_gateway_otlp_pb_head(unsigned char *out, size_t size,
     const ngx_gateway_otlp_resource_t *res, size_t spans_len);
-
-/* one span object */
-size_t ngx_gateway_otlp_json_span(unsigned char *out, size_t size,
-    const ngx_gateway_otlp_span_t *span);
 
 /* everything before the first span, up to "spans":[ */
 size_t ngx_gateway_otlp_json_head(unsigned char *out, size_t size,

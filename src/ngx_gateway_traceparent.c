@@ -122,7 +122,7 @@ ngx_gateway_traceparent_parse(ngx_gateway_traceparent_t *tp, const char *s,
     h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7"                           \
     h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
 
-static const char  ngx_gateway_hex_pairs[] =
+const char  ngx_gateway_hex_pairs[] =
     ngx_gateway_hex_row("0") ngx_gateway_hex_row("1")
     ngx_gateway_hex_row("2") ngx_gateway_hex_row("3")
     ngx_gateway_hex_row("4") ngx_gateway_hex_row("5")
@@ -131,17 +131,6 @@ static const char  ngx_gateway_hex_pairs[] =
     ngx_gateway_hex_row("a") ngx_gateway_hex_row("b")
     ngx_gateway_hex_row("c") ngx_gateway_hex_row("d")
     ngx_gateway_hex_row("e") ngx_gateway_hex_row("f");
-
-
-void
-ngx_gateway_hex(char *out, const unsigned char *in, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i < n; i++) {
-        memcpy(out + 2 * i, ngx_gateway_hex_pairs + 2 * in[i], 2);
-    }
-}
 
 
 void

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 
 /*
@@ -55,8 +56,19 @@ int ngx_gateway_traceparent_parse(ngx_gateway_traceparent_t *tp,
 void ngx_gateway_traceparent_format(char *out, const unsigned char *trace_id,
     const unsigned char *span_id, unsigned flags);
 
-/* lowercase hex of in[0..n), 2 * n bytes, no NUL */
-void ngx_gateway_hex(char *out, const unsigned char *in, size_t n);
+/* lowercase hex of in[0..n), 2 * n bytes, no NUL: two digits a byte */
+
+extern const char  ngx_gateway_hex_pairs[];
+
+static inline void
+ngx_gateway_hex(char *out, const unsigned char *in, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        memcpy(out + 2 * i, ngx_gateway_hex_pairs + 2 * in[i], 2);
+    }
+}
 
 /*
  * 1 when s is a tracestate value that may be carried on: at most

@@ -144,12 +144,12 @@ ngx_gateway_traceparent_format(char *out, const unsigned char *trace_id,
     out[0] = '0';
     out[1] = '0';
     out[2] = '-';
-    ngx_gateway_hex(out + 3, trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+    ngx_gateway_hex8(out + 3, trace_id);
+    ngx_gateway_hex8(out + 19, trace_id + 8);
     out[35] = '-';
-    ngx_gateway_hex(out + NGX_GATEWAY_TRACEPARENT_SPAN, span_id,
-                    NGX_GATEWAY_SPAN_ID_LEN);
+    ngx_gateway_hex8(out + NGX_GATEWAY_TRACEPARENT_SPAN, span_id);
     out[52] = '-';
-    ngx_gateway_hex(out + 53, &f, 1);
+    ngx_gateway_hex_byte(out + 53, &f, 0);
 }
 
 

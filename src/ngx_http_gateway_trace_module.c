@@ -94,7 +94,9 @@ typedef struct {
 } ngx_http_gateway_trace_headers_t;
 
 
-static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_get(
+static ngx_inline ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_get(
+    ngx_http_request_t *r);
+static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_find(
     ngx_http_request_t *r);
 static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_attempt_ctx(
     ngx_http_request_t *r);
@@ -334,20 +336,31 @@ ngx_http_gateway_trace_put64(u_char *p, uint64_t v)
 }
 
 
-static ngx_http_gateway_trace_ctx_t *
+/* the request's trace, or NULL: a context is looked up several times */
+
+static ngx_inline ngx_http_gateway_trace_ctx_t *
 ngx_http_gateway_trace_get(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t                 *cln;
-    ngx_http_gateway_trace_ctx_t       *ctx;
-    ngx_http_gateway_trace_loc_conf_t  *tlcf;
+    ngx_http_gateway_trace_ctx_t  *ctx;
 
-    r = r->main;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_gateway_trace_module);
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gateway_trace_module);
 
     if (ctx) {
         return ctx->on ? ctx : NULL;
     }
+
+    return ngx_http_gateway_trace_find(r->main);
+}
+
+
+/* no context yet: one from before an internal redirect, or a new one */
+
+static ngx_http_gateway_trace_ctx_t *
+ngx_http_gateway_trace_find(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_gateway_trace_ctx_t       *ctx;
+    ngx_http_gateway_trace_loc_conf_t  *tlcf;
 
     if (r->internal || r->filter_finalize) {
 

@@ -168,28 +168,36 @@ ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
     unsigned char  *p;
 
     kvlen = key->pb_len + 1 + ngx_gateway_pb_varint_len(vlen) + vlen;
+    p = w->p;
+
+    /*
+     * Most attributes are short: lengths of one byte, and with room to
+     * spare the whole key buffer is copied (a copy of a fixed size).
+     */
+
+    if (kvlen < 0x80 && !w->full
+        && (size_t) (w->end - p) >= 2 + sizeof(key->pb) + 2 + vlen)
+    {
+        p[0] = w->tag;
+        p[1] = (unsigned char) kvlen;
+        memcpy(p + 2, key->pb, sizeof(key->pb));
+        p += 2 + key->pb_len;
+        p[0] = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
+        p[1] = (unsigned char) vlen;
+
+        return p + 2;
+    }
 
     if (w->full
-        || (size_t) (w->end - w->p)
-           < 1 + ngx_gateway_pb_varint_len(kvlen) + kvlen)
+        || (size_t) (w->end - p) < 1 + ngx_gateway_pb_varint_len(kvlen) + kvlen)
     {
         w->full = 1;
         return NULL;
     }
 
-    p = w->p;
     *p++ = w->tag;
     p = ngx_gateway_pb_varint(p, kvlen);
-
-    /* with room to spare, the whole key buffer: a copy of a fixed size */
-
-    if ((size_t) (w->end - p) >= sizeof(key->pb)) {
-        memcpy(p, key->pb, sizeof(key->pb));
-
-    } else {
-        memcpy(p, key->pb, key->pb_len);
-    }
-
+    memcpy(p, key->pb, key->pb_len);
     p += key->pb_len;
     *p++ = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
 

@@ -32,6 +32,16 @@ ngx_gateway_text_valid(const char *s, size_t len)
                 == 0)
             {
                 i += 8;
+
+                /*
+                 * The last bytes as the word that ends the text: it
+                 * overlaps the ASCII just checked.
+                 */
+
+                if (len - i < 8 && i != len) {
+                    i = len - 8;
+                }
+
                 continue;
             }
         }

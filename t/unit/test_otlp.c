@@ -214,6 +214,43 @@ test_pb_attr_bytes(void **state)
 
 
 static void
+test_pb_attr_long(void **state)
+{
+    static const unsigned char  head[] = {
+        0x4a, 0xd4, 0x01,                       /* attributes, 212 */
+        0x0a, 0x04, 'c', 'o', 'd', 'e',         /* key */
+        0x12, 0xcb, 0x01,                       /* value, 203 */
+        0x0a, 0xc8, 0x01,                       /* string_value, 200 */
+    };
+
+    char                       v[200];
+    size_t                     n;
+    uint32_t                   path[8];
+    unsigned char              out[512];
+    ngx_gateway_otlp_key_t     k;
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("code")), 0);
+    memset(v, 'v', sizeof(v));
+
+    span_min(&sp);
+
+    ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
+    ngx_gateway_otlp_str(&w, &k, v, sizeof(v));
+    n = ngx_gateway_otlp_span_end(&w, 0);
+
+    assert_int_equal(n, 3 + 53 + sizeof(head) + sizeof(v));
+    assert_memory_equal(out + 3 + 53, head, sizeof(head));
+    assert_memory_equal(out + 3 + 53 + sizeof(head), v, sizeof(v));
+    assert_int_equal(otlp_check_message(out, out + n, 0, path,
+                                        otlp_check_span_nested), 1);
+}
+
+
+static void
 test_pb_walk(void **state)
 {
     int                          fields;
@@ -517,6 +554,7 @@ main(void)
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_pb_span_bytes),
         cmocka_unit_test(test_pb_attr_bytes),
+        cmocka_unit_test(test_pb_attr_long),
         cmocka_unit_test(test_pb_walk),
         cmocka_unit_test(test_pb_span_max),
         cmocka_unit_test(test_json_span),

@@ -34,6 +34,8 @@ static unsigned char *ngx_gateway_pb_fixed(unsigned char *p, uint64_t v,
     size_t n);
 static unsigned char *ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, size_t vlen);
+static unsigned char *ngx_gateway_pb_kv_long(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, size_t vlen);
 
 static void ngx_gateway_json_raw(ngx_gateway_otlp_writer_t *w,
     const char *s, size_t len);
@@ -167,13 +169,13 @@ ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
     size_t          kvlen;
     unsigned char  *p;
 
-    kvlen = key->pb_len + 1 + ngx_gateway_pb_varint_len(vlen) + vlen;
-    p = w->p;
-
     /*
      * Most attributes are short: lengths of one byte, and with room to
      * spare the whole key buffer is copied (a copy of a fixed size).
      */
+
+    kvlen = key->pb_len + 2 + vlen;
+    p = w->p;
 
     if (kvlen < 0x80 && !w->full
         && (size_t) (w->end - p) >= 2 + sizeof(key->pb) + 2 + vlen)
@@ -187,6 +189,20 @@ ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
 
         return p + 2;
     }
+
+    return ngx_gateway_pb_kv_long(w, key, vlen);
+}
+
+
+static unsigned char *
+ngx_gateway_pb_kv_long(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, size_t vlen)
+{
+    size_t          kvlen;
+    unsigned char  *p;
+
+    kvlen = key->pb_len + 1 + ngx_gateway_pb_varint_len(vlen) + vlen;
+    p = w->p;
 
     if (w->full
         || (size_t) (w->end - p) < 1 + ngx_gateway_pb_varint_len(kvlen) + kvlen)
@@ -212,10 +228,7 @@ ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
     unsigned char  *p;
 
     if (w->json) {
-        ngx_gateway_json_key(w, key);
-        ngx_gateway_json_lit(w, "stringValue\":");
-        ngx_gateway_json_str(w, s, len);
-        ngx_gateway_json_lit(w, "}}");
+        ngx_gateway_otlp_json_str(w, key, s, len);
         return;
     }
 
@@ -234,21 +247,7 @@ ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
     unsigned char  *p;
 
     if (w->json) {
-        ngx_gateway_json_key(w, key);
-
-        /* OTLP/JSON writes 64-bit integers as decimal strings */
-
-        if (v < 0) {
-            ngx_gateway_json_lit(w, "intValue\":\"-");
-            ngx_gateway_json_uint(w, 0 - (uint64_t) v, 0);
-            ngx_gateway_json_lit(w, "\"}}");
-
-        } else {
-            ngx_gateway_json_lit(w, "intValue\":");
-            ngx_gateway_json_uint(w, (uint64_t) v, 1);
-            ngx_gateway_json_lit(w, "}}");
-        }
-
+        ngx_gateway_otlp_json_int(w, key, v);
         return;
     }
 
@@ -268,15 +267,7 @@ ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     unsigned char  *p;
 
     if (w->json) {
-        ngx_gateway_json_key(w, key);
-
-        if (v) {
-            ngx_gateway_json_lit(w, "boolValue\":true}}");
-
-        } else {
-            ngx_gateway_json_lit(w, "boolValue\":false}}");
-        }
-
+        ngx_gateway_otlp_json_bool(w, key, v);
         return;
     }
 
@@ -286,6 +277,58 @@ ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
         *p++ = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_VARINT);
         *p++ = v ? 1 : 0;
         w->p = p;
+    }
+}
+
+
+/*
+ * The JSON forms, out of line: the protobuf ones, called for every
+ * attribute, stay small.
+ */
+
+void
+ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
+{
+    ngx_gateway_json_key(w, key);
+    ngx_gateway_json_lit(w, "stringValue\":");
+    ngx_gateway_json_str(w, s, len);
+    ngx_gateway_json_lit(w, "}}");
+}
+
+
+void
+ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v)
+{
+    ngx_gateway_json_key(w, key);
+
+    /* OTLP/JSON writes 64-bit integers as decimal strings */
+
+    if (v < 0) {
+        ngx_gateway_json_lit(w, "intValue\":\"-");
+        ngx_gateway_json_uint(w, 0 - (uint64_t) v, 0);
+        ngx_gateway_json_lit(w, "\"}}");
+
+    } else {
+        ngx_gateway_json_lit(w, "intValue\":");
+        ngx_gateway_json_uint(w, (uint64_t) v, 1);
+        ngx_gateway_json_lit(w, "}}");
+    }
+}
+
+
+void
+ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v)
+{
+    ngx_gateway_json_key(w, key);
+
+    if (v) {
+        ngx_gateway_json_lit(w, "boolValue\":true}}");
+
+    } else {
+        ngx_gateway_json_lit(w, "boolValue\":false}}");
     }
 }
 

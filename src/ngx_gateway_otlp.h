@@ -137,6 +137,14 @@ void ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
 void ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v);
 
+/* their JSON forms, which they call for a JSON writer */
+void ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
+void ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v);
+void ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v);
+
 /*
  * Each returns the length written, or 0 when it needs more than size
  * bytes (nothing useful is then in out).

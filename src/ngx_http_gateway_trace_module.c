@@ -831,9 +831,9 @@ static void
 ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 {
     u_char                         buf[NGX_INT_T_LEN + 8];
-    u_char                        *p, *colon;
-    ngx_str_t                      host, port, reason;
-    ngx_uint_t                     failed;
+    u_char                        *p;
+    ngx_str_t                      host, reason;
+    ngx_uint_t                     port, failed;
     ngx_http_request_t            *r;
     ngx_gateway_otlp_span_t        span;
     ngx_gateway_otlp_writer_t     *w;
@@ -876,23 +876,27 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
     /* the instance's address: host:port, [v6]:port or unix:path */
 
     host = a->peer->name;
-    port.len = 0;
+    port = 0;
 
     if (host.len > 5 && ngx_strncmp(host.data, "unix:", 5) != 0) {
-        colon = ngx_strlchr(host.data, host.data + host.len, ']');
-        colon = colon ? colon + 1 : host.data;
 
-        for (p = host.data + host.len; p > colon && p[-1] != ':'; p--) {
+        /* the port is after the last ':' that is not inside [v6] */
+
+        for (p = host.data + host.len;
+             p > host.data && p[-1] != ':' && p[-1] != ']';
+             p--)
+        {
             /* void */
         }
 
-        if (p > colon) {
-            port.data = p;
-            port.len = host.data + host.len - p;
+        if (p > host.data && p[-1] == ':') {
+            port = 1;
             host.len = p - 1 - host.data;
         }
 
-        if (host.len > 2 && host.data[0] == '[') {
+        if (host.len > 2 && host.data[0] == '['
+            && host.data[host.len - 1] == ']')
+        {
             host.data++;
             host.len -= 2;
         }
@@ -903,7 +907,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
                          (char *) host.data, host.len);
 
-    if (port.len) {
+    if (port) {
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
                              ngx_inet_get_port(a->peer->sockaddr));
     }

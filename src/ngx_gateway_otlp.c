@@ -357,36 +357,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     w->nattrs = 0;
 
     if (json) {
-        ngx_gateway_json_lit(w, "{\"traceId\":");
-        ngx_gateway_json_hex(w, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
-        ngx_gateway_json_lit(w, ",\"spanId\":");
-        ngx_gateway_json_hex(w, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
-
-        if (span->trace_state_len) {
-            ngx_gateway_json_lit(w, ",\"traceState\":");
-            ngx_gateway_json_str(w, span->trace_state, span->trace_state_len);
-        }
-
-        if (span->parent_id) {
-            ngx_gateway_json_lit(w, ",\"parentSpanId\":");
-            ngx_gateway_json_hex(w, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
-        }
-
-        if (span->flags) {
-            ngx_gateway_json_lit(w, ",\"flags\":");
-            ngx_gateway_json_uint(w, span->flags, 0);
-        }
-
-        ngx_gateway_json_lit(w, ",\"name\":");
-        ngx_gateway_json_str(w, span->name, span->name_len);
-        ngx_gateway_json_lit(w, ",\"kind\":");
-        ngx_gateway_json_uint(w, (uint64_t) span->kind, 0);
-        ngx_gateway_json_lit(w, ",\"startTimeUnixNano\":");
-        ngx_gateway_json_uint(w, span->start, 1);
-        ngx_gateway_json_lit(w, ",\"endTimeUnixNano\":");
-        ngx_gateway_json_uint(w, span->end, 1);
-        ngx_gateway_json_lit(w, ",\"attributes\":[");
-
+        ngx_gateway_otlp_json_span_begin(w, span);
         return;
     }
 
@@ -453,17 +424,7 @@ ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status)
     unsigned char  *p;
 
     if (w->json) {
-        ngx_gateway_json_lit(w, "]");
-
-        if (status) {
-            ngx_gateway_json_lit(w, ",\"status\":{\"code\":");
-            ngx_gateway_json_uint(w, (uint64_t) status, 0);
-            ngx_gateway_json_lit(w, "}");
-        }
-
-        ngx_gateway_json_lit(w, "}");
-
-        return w->full ? 0 : (size_t) (w->p - w->start);
+        return ngx_gateway_otlp_json_span_end(w, status);
     }
 
     if (w->full || w->end - w->p < 4 + 6) {
@@ -497,6 +458,59 @@ ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status)
     w->len[1] = (unsigned char) (len >> 7);
 
     return (size_t) (p - w->start);
+}
+
+
+void
+ngx_gateway_otlp_json_span_begin(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_span_t *span)
+{
+    ngx_gateway_json_lit(w, "{\"traceId\":");
+    ngx_gateway_json_hex(w, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+    ngx_gateway_json_lit(w, ",\"spanId\":");
+    ngx_gateway_json_hex(w, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
+
+    if (span->trace_state_len) {
+        ngx_gateway_json_lit(w, ",\"traceState\":");
+        ngx_gateway_json_str(w, span->trace_state, span->trace_state_len);
+    }
+
+    if (span->parent_id) {
+        ngx_gateway_json_lit(w, ",\"parentSpanId\":");
+        ngx_gateway_json_hex(w, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
+    }
+
+    if (span->flags) {
+        ngx_gateway_json_lit(w, ",\"flags\":");
+        ngx_gateway_json_uint(w, span->flags, 0);
+    }
+
+    ngx_gateway_json_lit(w, ",\"name\":");
+    ngx_gateway_json_str(w, span->name, span->name_len);
+    ngx_gateway_json_lit(w, ",\"kind\":");
+    ngx_gateway_json_uint(w, (uint64_t) span->kind, 0);
+    ngx_gateway_json_lit(w, ",\"startTimeUnixNano\":");
+    ngx_gateway_json_uint(w, span->start, 1);
+    ngx_gateway_json_lit(w, ",\"endTimeUnixNano\":");
+    ngx_gateway_json_uint(w, span->end, 1);
+    ngx_gateway_json_lit(w, ",\"attributes\":[");
+}
+
+
+size_t
+ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w, int status)
+{
+    ngx_gateway_json_lit(w, "]");
+
+    if (status) {
+        ngx_gateway_json_lit(w, ",\"status\":{\"code\":");
+        ngx_gateway_json_uint(w, (uint64_t) status, 0);
+        ngx_gateway_json_lit(w, "}");
+    }
+
+    ngx_gateway_json_lit(w, "}");
+
+    return w->full ? 0 : (size_t) (w->p - w->start);
 }
 
 

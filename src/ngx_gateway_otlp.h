@@ -137,7 +137,11 @@ void ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
 void ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v);
 
-/* their JSON forms, which they call for a JSON writer */
+/* the JSON forms, which the functions above call for a JSON writer */
+void ngx_gateway_otlp_json_span_begin(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_span_t *span);
+size_t ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w,
+    int status);
 void ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
 void ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,

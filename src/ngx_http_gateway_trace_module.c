@@ -110,7 +110,8 @@ static ngx_int_t ngx_http_gateway_trace_inject(ngx_http_request_t *r,
 static u_char *ngx_http_gateway_trace_traceparent(
     ngx_http_gateway_trace_ctx_t *t);
 static uint64_t ngx_http_gateway_trace_now(void);
-static ngx_uint_t ngx_http_gateway_trace_text(ngx_str_t *in, ngx_str_t *out);
+static ngx_inline ngx_uint_t ngx_http_gateway_trace_text(ngx_str_t *in,
+    ngx_str_t *out);
 static void ngx_http_gateway_trace_attempt_start(
     ngx_http_gateway_attempt_t *a);
 static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
@@ -679,7 +680,7 @@ ngx_http_gateway_trace_now(void)
  * left out (0).  One pass over it.
  */
 
-static ngx_uint_t
+static ngx_inline ngx_uint_t
 ngx_http_gateway_trace_text(ngx_str_t *in, ngx_str_t *out)
 {
     size_t  len;
@@ -1012,7 +1013,7 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    route.len = 0;
+    ngx_str_null(&route);
 
     if (clcf->name.len && clcf->name.len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
         && !clcf->named && !clcf->noname

@@ -34,8 +34,6 @@ static unsigned char *ngx_gateway_pb_fixed(unsigned char *p, uint64_t v,
     size_t n);
 static unsigned char *ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, size_t vlen);
-static unsigned char *ngx_gateway_pb_kv_long(ngx_gateway_otlp_writer_t *w,
-    const ngx_gateway_otlp_key_t *key, size_t vlen);
 
 static void ngx_gateway_json_raw(ngx_gateway_otlp_writer_t *w,
     const char *s, size_t len);
@@ -47,6 +45,12 @@ static void ngx_gateway_json_uint(ngx_gateway_otlp_writer_t *w, uint64_t v,
     int quoted);
 static void ngx_gateway_json_key(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key);
+static void ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
+static void ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v);
+static void ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v);
 
 
 static inline size_t
@@ -162,40 +166,8 @@ ngx_gateway_otlp_key(ngx_gateway_otlp_key_t *key, const char *name,
  * to the value's own bytes (vlen of them), or returns NULL when full.
  */
 
-static inline unsigned char *
-ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
-    const ngx_gateway_otlp_key_t *key, size_t vlen)
-{
-    size_t          kvlen;
-    unsigned char  *p;
-
-    /*
-     * Most attributes are short: lengths of one byte, and with room to
-     * spare the whole key buffer is copied (a copy of a fixed size).
-     */
-
-    kvlen = key->pb_len + 2 + vlen;
-    p = w->p;
-
-    if (kvlen < 0x80 && !w->full
-        && (size_t) (w->end - p) >= 2 + sizeof(key->pb) + 2 + vlen)
-    {
-        p[0] = w->tag;
-        p[1] = (unsigned char) kvlen;
-        memcpy(p + 2, key->pb, sizeof(key->pb));
-        p += 2 + key->pb_len;
-        p[0] = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
-        p[1] = (unsigned char) vlen;
-
-        return p + 2;
-    }
-
-    return ngx_gateway_pb_kv_long(w, key, vlen);
-}
-
-
 static unsigned char *
-ngx_gateway_pb_kv_long(ngx_gateway_otlp_writer_t *w,
+ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, size_t vlen)
 {
     size_t          kvlen;
@@ -222,7 +194,7 @@ ngx_gateway_pb_kv_long(ngx_gateway_otlp_writer_t *w,
 
 
 void
-ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
+ngx_gateway_otlp_attr_str(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
 {
     unsigned char  *p;
@@ -241,7 +213,7 @@ ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
 
 
 void
-ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
+ngx_gateway_otlp_attr_int(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int64_t v)
 {
     unsigned char  *p;
@@ -261,7 +233,7 @@ ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
 
 
 void
-ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
+ngx_gateway_otlp_attr_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v)
 {
     unsigned char  *p;
@@ -281,12 +253,9 @@ ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
 }
 
 
-/*
- * The JSON forms, out of line: the protobuf ones, called for every
- * attribute, stay small.
- */
+/* JSON attributes: the writers' slow path too */
 
-void
+static void
 ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
 {
@@ -297,7 +266,7 @@ ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
 }
 
 
-void
+static void
 ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int64_t v)
 {
@@ -318,7 +287,7 @@ ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
 }
 
 
-void
+static void
 ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v)
 {

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ngx_gateway_traceparent.h"
 
@@ -130,24 +131,127 @@ void ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w,
     unsigned char *out, size_t size, int json);
 size_t ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w);
 
-void ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
+/*
+ * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
+ * case inline (protobuf, lengths of one byte, room to spare: the key
+ * buffer is copied whole, a copy of a fixed size) and call
+ * ngx_gateway_otlp_attr_*() for the rest (JSON, long values, no room).
+ */
+
+void ngx_gateway_otlp_attr_str(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
-void ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
+void ngx_gateway_otlp_attr_int(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int64_t v);
-void ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
+void ngx_gateway_otlp_attr_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v);
 
-/* the JSON forms, which the functions above call for a JSON writer */
+/* the JSON span, which ngx_gateway_otlp_span_begin() and _end() call */
 void ngx_gateway_otlp_json_span_begin(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_span_t *span);
 size_t ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w,
     int status);
-void ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
-    const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
-void ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
-    const ngx_gateway_otlp_key_t *key, int64_t v);
-void ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
-    const ngx_gateway_otlp_key_t *key, int v);
+
+
+/* KeyValue(key, value = AnyValue) up to the value, vlen bytes; or NULL */
+
+static inline unsigned char *
+ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, size_t vlen)
+{
+    size_t          kvlen;
+    unsigned char  *p;
+
+    kvlen = key->pb_len + 2 + vlen;
+    p = w->p;
+
+    if (w->json || w->full || kvlen >= 0x80
+        || (size_t) (w->end - p) < 2 + sizeof(key->pb) + 2 + vlen)
+    {
+        return NULL;
+    }
+
+    p[0] = w->tag;
+    p[1] = (unsigned char) kvlen;
+    memcpy(p + 2, key->pb, sizeof(key->pb));
+    p += 2 + key->pb_len;
+    p[0] = 0x12;                        /* KeyValue.value */
+    p[1] = (unsigned char) vlen;
+
+    return p + 2;
+}
+
+
+static inline void
+ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
+{
+    unsigned char  *p;
+
+    p = (len < 0x80) ? ngx_gateway_otlp_kv_short(w, key, 2 + len) : NULL;
+
+    if (p == NULL) {
+        ngx_gateway_otlp_attr_str(w, key, s, len);
+        return;
+    }
+
+    p[0] = 0x0a;                        /* AnyValue.string_value */
+    p[1] = (unsigned char) len;
+
+    if (len) {
+        memcpy(p + 2, s, len);
+    }
+
+    w->p = p + 2 + len;
+}
+
+
+static inline void
+ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v)
+{
+    size_t          n;
+    uint64_t        u;
+    unsigned char  *p;
+
+    u = (uint64_t) v;
+    n = (u < 0x80) ? 1 : (u < 0x4000) ? 2 : (u < 0x200000) ? 3 : 0;
+    p = n ? ngx_gateway_otlp_kv_short(w, key, 1 + n) : NULL;
+
+    if (p == NULL) {
+        ngx_gateway_otlp_attr_int(w, key, v);
+        return;
+    }
+
+    *p++ = 0x18;                        /* AnyValue.int_value */
+
+    while (u >= 0x80) {
+        *p++ = (unsigned char) (u | 0x80);
+        u >>= 7;
+    }
+
+    *p++ = (unsigned char) u;
+    w->p = p;
+}
+
+
+static inline void
+ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v)
+{
+    unsigned char  *p;
+
+    p = ngx_gateway_otlp_kv_short(w, key, 2);
+
+    if (p == NULL) {
+        ngx_gateway_otlp_attr_bool(w, key, v);
+        return;
+    }
+
+    p[0] = 0x10;                        /* AnyValue.bool_value */
+    p[1] = v ? 1 : 0;
+    w->p = p + 2;
+}
+
 
 /*
  * Each returns the length written, or 0 when it needs more than size

@@ -48,13 +48,13 @@ ngx_gateway_text_valid(const char *s, size_t len)
 
         c = (unsigned char) s[i];
 
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f) {
-                return 0;
-            }
-
+        if ((unsigned char) (c - 0x20) < 0x7f - 0x20) {
             i++;
             continue;
+        }
+
+        if (c < 0x80) {
+            return 0;
         }
 
         if (c >= 0xc2 && c <= 0xdf) {

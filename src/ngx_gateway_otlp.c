@@ -143,7 +143,9 @@ ngx_gateway_otlp_key(ngx_gateway_otlp_key_t *key, const char *name,
         return -1;
     }
 
-    /* KeyValue.key = 1 */
+    /* KeyValue.key = 1; the buffer is copied whole: all of it defined */
+
+    memset(key->pb, 0, sizeof(key->pb));
 
     p = ngx_gateway_pb_bytes(key->pb, 1, name, len);
     key->pb_len = (size_t) (p - key->pb);

@@ -52,7 +52,7 @@
 #define NGX_GATEWAY_OTLP_JSON_TAIL     "]}]}]}"
 
 /* the longest attribute key, and a span's encoded size in protobuf */
-#define NGX_GATEWAY_OTLP_KEY_MAX       64
+#define NGX_GATEWAY_OTLP_KEY_MAX       30
 #define NGX_GATEWAY_OTLP_SPAN_MAX      16383
 
 
@@ -152,6 +152,33 @@ size_t ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w,
     int status);
 
 
+/*
+ * A short copy without a call: two overlapping moves of a fixed size,
+ * which read and write only the len bytes.
+ */
+
+static inline void
+ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        memcpy(p, s, 8);
+        memcpy(p + len - 8, s + len - 8, 8);
+
+    } else if (len >= 4 && len < 8) {
+        memcpy(p, s, 4);
+        memcpy(p + len - 4, s + len - 4, 4);
+
+    } else if (len > 16) {
+        memcpy(p, s, len);
+
+    } else {
+        while (len--) {
+            *p++ = (unsigned char) *s++;
+        }
+    }
+}
+
+
 /* KeyValue(key, value = AnyValue) up to the value, vlen bytes; or NULL */
 
 static inline unsigned char *
@@ -196,11 +223,7 @@ ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
 
     p[0] = 0x0a;                        /* AnyValue.string_value */
     p[1] = (unsigned char) len;
-
-    if (len) {
-        memcpy(p + 2, s, len);
-    }
-
+    ngx_gateway_otlp_copy(p + 2, s, len);
     w->p = p + 2 + len;
 }
 

@@ -213,6 +213,46 @@ test_pb_attr_bytes(void **state)
 }
 
 
+/* string values of every short length: the inline copy's cases */
+
+static void
+test_pb_str_lengths(void **state)
+{
+    char                       v[40];
+    size_t                     i, len, n;
+    uint32_t                   path[8];
+    unsigned char              out[256];
+    ngx_gateway_otlp_key_t     k;
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("code")), 0);
+
+    for (i = 0; i < sizeof(v); i++) {
+        v[i] = (char) ('A' + i);
+    }
+
+    for (len = 0; len <= sizeof(v); len++) {
+        span_min(&sp);
+
+        ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
+        ngx_gateway_otlp_str(&w, &k, v, len);
+        n = ngx_gateway_otlp_span_end(&w, 0);
+
+        /* tag, kvlen, key (6), 0x12, vlen, 0x0a, len, value */
+
+        assert_int_equal(n, 3 + 53 + 12 + len);
+        assert_int_equal(out[3 + 53 + 1], 10 + len);
+        assert_int_equal(out[3 + 53 + 11], len);
+        assert_memory_equal(out + 3 + 53 + 12, v, len);
+        assert_int_equal(otlp_check_message(out, out + n, 0, path,
+                                            otlp_check_span_nested), 1);
+    }
+}
+
+
 static void
 test_pb_attr_long(void **state)
 {
@@ -554,6 +594,7 @@ main(void)
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_pb_span_bytes),
         cmocka_unit_test(test_pb_attr_bytes),
+        cmocka_unit_test(test_pb_str_lengths),
         cmocka_unit_test(test_pb_attr_long),
         cmocka_unit_test(test_pb_walk),
         cmocka_unit_test(test_pb_span_max),

@@ -18,6 +18,9 @@
 /* text from a request in a span: longer values are cut */
 #define NGX_HTTP_GATEWAY_TRACE_TEXT_MAX  256
 
+/* a SERVER span's name: "METHOD route", or the method alone if longer */
+#define NGX_HTTP_GATEWAY_TRACE_NAME_MAX  (2 * NGX_HTTP_GATEWAY_TRACE_TEXT_MAX)
+
 
 /* the attributes' keys, encoded once at configuration time */
 
@@ -48,6 +51,7 @@ typedef struct {
     ngx_uint_t                   context;
     ngx_uint_t                   sample;     /* ppm */
     uint64_t                     threshold;  /* of 53 random bits */
+    ngx_str_t                    route;      /* the location, if one */
 } ngx_http_gateway_trace_loc_conf_t;
 
 
@@ -992,15 +996,15 @@ ngx_http_gateway_trace_preaccess(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_gateway_trace_log(ngx_http_request_t *r)
 {
-    u_char                         *p;
-    u_char                          name[2 * NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
-    ngx_str_t                       v, route;
-    ngx_uint_t                      status;
-    ngx_connection_t               *c;
-    ngx_gateway_otlp_span_t         span;
-    ngx_gateway_otlp_writer_t      *w;
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_gateway_trace_ctx_t   *t;
+    u_char                             *p;
+    u_char                              name[NGX_HTTP_GATEWAY_TRACE_NAME_MAX];
+    ngx_str_t                           v, route;
+    ngx_uint_t                          status;
+    ngx_connection_t                   *c;
+    ngx_gateway_otlp_span_t             span;
+    ngx_gateway_otlp_writer_t          *w;
+    ngx_http_gateway_trace_ctx_t       *t;
+    ngx_http_gateway_trace_loc_conf_t  *tlcf;
 
     t = ngx_http_gateway_trace_get(r);
     if (t == NULL || !t->sampled) {
@@ -1009,21 +1013,8 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     c = r->connection;
 
-    /* a prefix or exact location is the route; a regular expression not */
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    ngx_str_null(&route);
-
-    if (clcf->name.len && clcf->name.len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
-        && !clcf->named && !clcf->noname
-#if (NGX_PCRE)
-        && clcf->regex == NULL
-#endif
-       )
-    {
-        (void) ngx_http_gateway_trace_text(&clcf->name, &route);
-    }
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_trace_module);
+    route = tlcf->route;
 
     span.name = (const char *) r->method_name.data;
     span.name_len = r->method_name.len;
@@ -1373,6 +1364,8 @@ ngx_http_gateway_trace_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_gateway_trace_loc_conf_t *prev = parent;
     ngx_http_gateway_trace_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     if (conf->trace == NGX_CONF_UNSET) {
         conf->trace = prev->trace;
         conf->trace_cv = prev->trace_cv;
@@ -1384,6 +1377,25 @@ ngx_http_gateway_trace_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               |NGX_HTTP_GATEWAY_TRACE_INJECT);
     ngx_conf_merge_uint_value(conf->sample, prev->sample,
                               NGX_HTTP_GATEWAY_TRACE_PPM);
+
+    /*
+     * http.route: a prefix or exact location (not a regular expression,
+     * a named one or an "if"), checked once here
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    ngx_str_null(&conf->route);
+
+    if (clcf->name.len && clcf->name.len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
+        && !clcf->named && !clcf->noname
+#if (NGX_PCRE)
+        && clcf->regex == NULL
+#endif
+        && ngx_gateway_text_valid((char *) clcf->name.data, clcf->name.len))
+    {
+        conf->route = clcf->name;
+    }
 
     /* sampled: the trace id's last 53 bits below sample / 1e6 of 2^53 */
 

@@ -18,14 +18,11 @@
 
 #define ngx_gateway_pb_tag(field, type)  (((field) << 3) | (type))
 
-#define ngx_gateway_json_lit(o, s)  ngx_gateway_json_raw(o, s, sizeof(s) - 1)
+/* Span.attributes = 9, Resource.attributes = 1 */
+#define NGX_GATEWAY_PB_SPAN_ATTR  ngx_gateway_pb_tag(9, NGX_GATEWAY_PB_LEN)
+#define NGX_GATEWAY_PB_RES_ATTR   ngx_gateway_pb_tag(1, NGX_GATEWAY_PB_LEN)
 
-
-typedef struct {
-    unsigned char  *p;
-    unsigned char  *end;
-    int             full;
-} ngx_gateway_otlp_out_t;
+#define ngx_gateway_json_lit(w, s)  ngx_gateway_json_raw(w, s, sizeof(s) - 1)
 
 
 static size_t ngx_gateway_pb_varint_len(uint64_t v);
@@ -35,24 +32,25 @@ static unsigned char *ngx_gateway_pb_bytes(unsigned char *p, uint32_t field,
     const void *data, size_t len);
 static unsigned char *ngx_gateway_pb_fixed(unsigned char *p, uint64_t v,
     size_t n);
-static size_t ngx_gateway_pb_value_len(const ngx_gateway_otlp_attr_t *a);
-static size_t ngx_gateway_pb_kv_len(const ngx_gateway_otlp_attr_t *a);
-static unsigned char *ngx_gateway_pb_kv(unsigned char *p, uint32_t field,
-    const ngx_gateway_otlp_attr_t *a);
-static size_t ngx_gateway_pb_attrs_len(uint32_t field,
-    const ngx_gateway_otlp_attr_t *attrs, size_t n);
-static size_t ngx_gateway_pb_span_len(const ngx_gateway_otlp_span_t *span);
+static unsigned char *ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, size_t vlen);
 
-static void ngx_gateway_json_raw(ngx_gateway_otlp_out_t *o, const char *s,
-    size_t len);
-static void ngx_gateway_json_str(ngx_gateway_otlp_out_t *o, const char *s,
-    size_t len);
-static void ngx_gateway_json_hex(ngx_gateway_otlp_out_t *o,
+static void ngx_gateway_json_raw(ngx_gateway_otlp_writer_t *w,
+    const char *s, size_t len);
+static void ngx_gateway_json_str(ngx_gateway_otlp_writer_t *w,
+    const char *s, size_t len);
+static void ngx_gateway_json_hex(ngx_gateway_otlp_writer_t *w,
     const unsigned char *id, size_t n);
-static void ngx_gateway_json_uint(ngx_gateway_otlp_out_t *o, uint64_t v,
+static void ngx_gateway_json_uint(ngx_gateway_otlp_writer_t *w, uint64_t v,
     int quoted);
-static void ngx_gateway_json_attrs(ngx_gateway_otlp_out_t *o,
-    const ngx_gateway_otlp_attr_t *attrs, size_t n);
+static void ngx_gateway_json_key(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key);
+static void ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
+static void ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v);
+static void ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v);
 
 
 static inline size_t
@@ -112,99 +110,197 @@ ngx_gateway_pb_bytes(unsigned char *p, uint32_t field, const void *data,
 }
 
 
-/* little-endian fixed32 / fixed64 */
+/* little-endian fixed32 / fixed64 (unrolled: one store on most machines) */
 
 static inline unsigned char *
 ngx_gateway_pb_fixed(unsigned char *p, uint64_t v, size_t n)
 {
-    size_t  i;
+    p[0] = (unsigned char) v;
+    p[1] = (unsigned char) (v >> 8);
+    p[2] = (unsigned char) (v >> 16);
+    p[3] = (unsigned char) (v >> 24);
 
-    for (i = 0; i < n; i++) {
-        *p++ = (unsigned char) (v >> (8 * i));
+    if (n == 4) {
+        return p + 4;
     }
 
-    return p;
+    p[4] = (unsigned char) (v >> 32);
+    p[5] = (unsigned char) (v >> 40);
+    p[6] = (unsigned char) (v >> 48);
+    p[7] = (unsigned char) (v >> 56);
+
+    return p + 8;
 }
 
 
-/* AnyValue: string_value = 1, bool_value = 2, int_value = 3 */
-
-static inline size_t
-ngx_gateway_pb_value_len(const ngx_gateway_otlp_attr_t *a)
+int
+ngx_gateway_otlp_key(ngx_gateway_otlp_key_t *key, const char *name,
+    size_t len)
 {
-    switch (a->type) {
+    unsigned char  *p;
 
-    case NGX_GATEWAY_OTLP_INT:
-        return 1 + ngx_gateway_pb_varint_len((uint64_t) a->num);
+    if (len == 0 || len > NGX_GATEWAY_OTLP_KEY_MAX) {
+        return -1;
+    }
 
-    case NGX_GATEWAY_OTLP_BOOL:
-        return 2;
+    /* KeyValue.key = 1; the buffer is copied whole: all of it defined */
 
-    default:
-        return ngx_gateway_pb_field_len(1, a->len);
+    memset(key->pb, 0, sizeof(key->pb));
+
+    p = ngx_gateway_pb_bytes(key->pb, 1, name, len);
+    key->pb_len = (size_t) (p - key->pb);
+
+    p = key->json;
+    memcpy(p, "{\"key\":\"", sizeof("{\"key\":\"") - 1);
+    p += sizeof("{\"key\":\"") - 1;
+    p += ngx_gateway_json_escape((char *) p, name, len);
+    memcpy(p, "\",\"value\":{\"", sizeof("\",\"value\":{\"") - 1);
+    p += sizeof("\",\"value\":{\"") - 1;
+    key->json_len = (size_t) (p - key->json);
+
+    return 0;
+}
+
+
+/*
+ * KeyValue: key = 1, value = 2 (AnyValue: string_value = 1,
+ * bool_value = 2, int_value = 3), behind the attributes' tag.  Writes up
+ * to the value's own bytes (vlen of them), or returns NULL when full.
+ */
+
+static unsigned char *
+ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, size_t vlen)
+{
+    size_t          kvlen;
+    unsigned char  *p;
+
+    kvlen = key->pb_len + 1 + ngx_gateway_pb_varint_len(vlen) + vlen;
+    p = w->p;
+
+    if (w->full
+        || (size_t) (w->end - p) < 1 + ngx_gateway_pb_varint_len(kvlen) + kvlen)
+    {
+        w->full = 1;
+        return NULL;
+    }
+
+    *p++ = w->tag;
+    p = ngx_gateway_pb_varint(p, kvlen);
+    memcpy(p, key->pb, key->pb_len);
+    p += key->pb_len;
+    *p++ = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
+
+    return ngx_gateway_pb_varint(p, vlen);
+}
+
+
+void
+ngx_gateway_otlp_attr_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
+{
+    unsigned char  *p;
+
+    if (w->json) {
+        ngx_gateway_otlp_json_str(w, key, s, len);
+        return;
+    }
+
+    p = ngx_gateway_pb_kv(w, key, 1 + ngx_gateway_pb_varint_len(len) + len);
+
+    if (p) {
+        w->p = ngx_gateway_pb_bytes(p, 1, s, len);
     }
 }
 
 
-/* KeyValue: key = 1, value = 2 */
-
-static inline size_t
-ngx_gateway_pb_kv_len(const ngx_gateway_otlp_attr_t *a)
+void
+ngx_gateway_otlp_attr_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v)
 {
-    return ngx_gateway_pb_field_len(1, a->key_len)
-           + ngx_gateway_pb_field_len(2, ngx_gateway_pb_value_len(a));
-}
+    unsigned char  *p;
 
+    if (w->json) {
+        ngx_gateway_otlp_json_int(w, key, v);
+        return;
+    }
 
-static inline unsigned char *
-ngx_gateway_pb_kv(unsigned char *p, uint32_t field,
-    const ngx_gateway_otlp_attr_t *a)
-{
-    size_t  vlen;
+    p = ngx_gateway_pb_kv(w, key, 1 + ngx_gateway_pb_varint_len((uint64_t) v));
 
-    vlen = ngx_gateway_pb_value_len(a);
-
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(field, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_field_len(1, a->key_len)
-                                 + ngx_gateway_pb_field_len(2, vlen));
-    p = ngx_gateway_pb_bytes(p, 1, a->key, a->key_len);
-
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, vlen);
-
-    switch (a->type) {
-
-    case NGX_GATEWAY_OTLP_INT:
-        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(3,
-                                                        NGX_GATEWAY_PB_VARINT));
-        return ngx_gateway_pb_varint(p, (uint64_t) a->num);
-
-    case NGX_GATEWAY_OTLP_BOOL:
-        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(2,
-                                                        NGX_GATEWAY_PB_VARINT));
-        *p++ = a->num ? 1 : 0;
-        return p;
-
-    default:
-        return ngx_gateway_pb_bytes(p, 1, a->str, a->len);
+    if (p) {
+        *p++ = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_VARINT);
+        w->p = ngx_gateway_pb_varint(p, (uint64_t) v);
     }
 }
 
 
-static size_t
-ngx_gateway_pb_attrs_len(uint32_t field, const ngx_gateway_otlp_attr_t *attrs,
-    size_t n)
+void
+ngx_gateway_otlp_attr_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v)
 {
-    size_t  i, len;
+    unsigned char  *p;
 
-    len = 0;
-
-    for (i = 0; i < n; i++) {
-        len += ngx_gateway_pb_field_len(field,
-                                        ngx_gateway_pb_kv_len(&attrs[i]));
+    if (w->json) {
+        ngx_gateway_otlp_json_bool(w, key, v);
+        return;
     }
 
-    return len;
+    p = ngx_gateway_pb_kv(w, key, 2);
+
+    if (p) {
+        *p++ = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_VARINT);
+        *p++ = v ? 1 : 0;
+        w->p = p;
+    }
+}
+
+
+/* JSON attributes: the writers' slow path too */
+
+static void
+ngx_gateway_otlp_json_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
+{
+    ngx_gateway_json_key(w, key);
+    ngx_gateway_json_lit(w, "stringValue\":");
+    ngx_gateway_json_str(w, s, len);
+    ngx_gateway_json_lit(w, "}}");
+}
+
+
+static void
+ngx_gateway_otlp_json_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v)
+{
+    ngx_gateway_json_key(w, key);
+
+    /* OTLP/JSON writes 64-bit integers as decimal strings */
+
+    if (v < 0) {
+        ngx_gateway_json_lit(w, "intValue\":\"-");
+        ngx_gateway_json_uint(w, 0 - (uint64_t) v, 0);
+        ngx_gateway_json_lit(w, "\"}}");
+
+    } else {
+        ngx_gateway_json_lit(w, "intValue\":");
+        ngx_gateway_json_uint(w, (uint64_t) v, 1);
+        ngx_gateway_json_lit(w, "}}");
+    }
+}
+
+
+static void
+ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v)
+{
+    ngx_gateway_json_key(w, key);
+
+    if (v) {
+        ngx_gateway_json_lit(w, "boolValue\":true}}");
+
+    } else {
+        ngx_gateway_json_lit(w, "boolValue\":false}}");
+    }
 }
 
 
@@ -214,58 +310,54 @@ ngx_gateway_pb_attrs_len(uint32_t field, const ngx_gateway_otlp_attr_t *attrs,
  * attributes = 9, status = 15 (Status: code = 3), flags = 16
  */
 
-static size_t
-ngx_gateway_pb_span_len(const ngx_gateway_otlp_span_t *span)
+void
+ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
+    size_t size, int json, const ngx_gateway_otlp_span_t *span)
 {
-    size_t  len;
+    size_t          len;
+    unsigned char  *p;
 
-    len = ngx_gateway_pb_field_len(1, NGX_GATEWAY_TRACE_ID_LEN)
-          + ngx_gateway_pb_field_len(2, NGX_GATEWAY_SPAN_ID_LEN)
-          + ngx_gateway_pb_field_len(5, span->name_len)
-          + 2 * (1 + 8)
-          + ngx_gateway_pb_attrs_len(9, span->attrs, span->nattrs);
+    w->start = out;
+    w->p = out;
+    w->end = out + size;
+    w->len = NULL;
+    w->flags = span->flags;
+    w->tag = NGX_GATEWAY_PB_SPAN_ATTR;
+    w->json = json ? 1 : 0;
+    w->full = 0;
+    w->nattrs = 0;
+
+    if (json) {
+        ngx_gateway_otlp_json_span_begin(w, span);
+        return;
+    }
+
+    /* tag, the fixed two bytes of the length, then what is always there */
+
+    len = 3 + 2 + NGX_GATEWAY_TRACE_ID_LEN + 2 + NGX_GATEWAY_SPAN_ID_LEN
+          + ngx_gateway_pb_field_len(5, span->name_len) + 2 * (1 + 8);
 
     if (span->trace_state_len) {
         len += ngx_gateway_pb_field_len(3, span->trace_state_len);
     }
 
-    if (span->has_parent) {
-        len += ngx_gateway_pb_field_len(4, NGX_GATEWAY_SPAN_ID_LEN);
+    if (span->parent_id) {
+        len += 2 + NGX_GATEWAY_SPAN_ID_LEN;
     }
 
     if (span->kind) {
         len += 1 + ngx_gateway_pb_varint_len((uint64_t) span->kind);
     }
 
-    if (span->status) {
-        len += ngx_gateway_pb_field_len(15, 1
-                          + ngx_gateway_pb_varint_len((uint64_t) span->status));
+    if (size < len) {
+        w->full = 1;
+        return;
     }
 
-    if (span->flags) {
-        len += 2 + 4;
-    }
-
-    return len;
-}
-
-
-size_t
-ngx_gateway_otlp_pb_span(unsigned char *out, size_t size,
-    const ngx_gateway_otlp_span_t *span)
-{
-    size_t          i, len, total;
-    unsigned char  *p;
-
-    len = ngx_gateway_pb_span_len(span);
-    total = ngx_gateway_pb_field_len(2, len);
-
-    if (total > size) {
-        return 0;
-    }
-
-    p = ngx_gateway_pb_varint(out, ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, len);
+    p = out;
+    *p++ = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
+    w->len = p;
+    p += 2;
 
     p = ngx_gateway_pb_bytes(p, 1, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
     p = ngx_gateway_pb_bytes(p, 2, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
@@ -275,7 +367,7 @@ ngx_gateway_otlp_pb_span(unsigned char *out, size_t size,
                                  span->trace_state_len);
     }
 
-    if (span->has_parent) {
+    if (span->parent_id) {
         p = ngx_gateway_pb_bytes(p, 4, span->parent_id,
                                  NGX_GATEWAY_SPAN_ID_LEN);
     }
@@ -292,26 +384,127 @@ ngx_gateway_otlp_pb_span(unsigned char *out, size_t size,
     *p++ = ngx_gateway_pb_tag(8, NGX_GATEWAY_PB_FIXED64);
     p = ngx_gateway_pb_fixed(p, span->end, 8);
 
-    for (i = 0; i < span->nattrs; i++) {
-        p = ngx_gateway_pb_kv(p, 9, &span->attrs[i]);
+    w->p = p;
+}
+
+
+size_t
+ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status)
+{
+    size_t          len;
+    unsigned char  *p;
+
+    if (w->json) {
+        return ngx_gateway_otlp_json_span_end(w, status);
     }
 
-    if (span->status) {
-        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(15,
-                                                        NGX_GATEWAY_PB_LEN));
-        p = ngx_gateway_pb_varint(p, 1 + ngx_gateway_pb_varint_len(
-                                             (uint64_t) span->status));
+    if (w->full || w->end - w->p < 4 + 6) {
+        return 0;
+    }
+
+    p = w->p;
+
+    /* status (a code below 128) and flags: tags of one and two bytes */
+
+    if (status) {
+        *p++ = ngx_gateway_pb_tag(15, NGX_GATEWAY_PB_LEN);
+        *p++ = 2;
         *p++ = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_VARINT);
-        p = ngx_gateway_pb_varint(p, (uint64_t) span->status);
+        *p++ = (unsigned char) status;
+    }
+
+    if (w->flags) {
+        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(16,
+                                                      NGX_GATEWAY_PB_FIXED32));
+        p = ngx_gateway_pb_fixed(p, w->flags, 4);
+    }
+
+    len = (size_t) (p - w->len) - 2;
+
+    if (len > NGX_GATEWAY_OTLP_SPAN_MAX) {
+        return 0;
+    }
+
+    w->len[0] = (unsigned char) (len | 0x80);
+    w->len[1] = (unsigned char) (len >> 7);
+
+    return (size_t) (p - w->start);
+}
+
+
+void
+ngx_gateway_otlp_json_span_begin(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_span_t *span)
+{
+    ngx_gateway_json_lit(w, "{\"traceId\":");
+    ngx_gateway_json_hex(w, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+    ngx_gateway_json_lit(w, ",\"spanId\":");
+    ngx_gateway_json_hex(w, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
+
+    if (span->trace_state_len) {
+        ngx_gateway_json_lit(w, ",\"traceState\":");
+        ngx_gateway_json_str(w, span->trace_state, span->trace_state_len);
+    }
+
+    if (span->parent_id) {
+        ngx_gateway_json_lit(w, ",\"parentSpanId\":");
+        ngx_gateway_json_hex(w, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
     }
 
     if (span->flags) {
-        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(16,
-                                                      NGX_GATEWAY_PB_FIXED32));
-        p = ngx_gateway_pb_fixed(p, span->flags, 4);
+        ngx_gateway_json_lit(w, ",\"flags\":");
+        ngx_gateway_json_uint(w, span->flags, 0);
     }
 
-    return (size_t) (p - out);
+    ngx_gateway_json_lit(w, ",\"name\":");
+    ngx_gateway_json_str(w, span->name, span->name_len);
+    ngx_gateway_json_lit(w, ",\"kind\":");
+    ngx_gateway_json_uint(w, (uint64_t) span->kind, 0);
+    ngx_gateway_json_lit(w, ",\"startTimeUnixNano\":");
+    ngx_gateway_json_uint(w, span->start, 1);
+    ngx_gateway_json_lit(w, ",\"endTimeUnixNano\":");
+    ngx_gateway_json_uint(w, span->end, 1);
+    ngx_gateway_json_lit(w, ",\"attributes\":[");
+}
+
+
+size_t
+ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w, int status)
+{
+    ngx_gateway_json_lit(w, "]");
+
+    if (status) {
+        ngx_gateway_json_lit(w, ",\"status\":{\"code\":");
+        ngx_gateway_json_uint(w, (uint64_t) status, 0);
+        ngx_gateway_json_lit(w, "}");
+    }
+
+    ngx_gateway_json_lit(w, "}");
+
+    return w->full ? 0 : (size_t) (w->p - w->start);
+}
+
+
+void
+ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
+    size_t size, int json)
+{
+    w->start = out;
+    w->p = out;
+    w->end = out + size;
+    w->len = NULL;
+    w->flags = 0;
+    w->tag = NGX_GATEWAY_PB_RES_ATTR;
+    w->json = json ? 1 : 0;
+    w->full = 0;
+    w->nattrs = 0;
+}
+
+
+size_t
+ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w)
+{
+    return w->full ? 0 : (size_t) (w->p - w->start);
 }
 
 
@@ -327,14 +520,13 @@ size_t
 ngx_gateway_otlp_pb_head(unsigned char *out, size_t size,
     const ngx_gateway_otlp_resource_t *res, size_t spans_len)
 {
-    size_t          i, res_len, scope_len, ss_len, rs_len, total;
+    size_t          scope_len, ss_len, rs_len, total;
     unsigned char  *p;
 
-    res_len = ngx_gateway_pb_attrs_len(1, res->attrs, res->nattrs);
     scope_len = ngx_gateway_pb_field_len(1, res->scope_len)
                 + ngx_gateway_pb_field_len(2, res->version_len);
     ss_len = ngx_gateway_pb_field_len(1, scope_len) + spans_len;
-    rs_len = ngx_gateway_pb_field_len(1, res_len)
+    rs_len = ngx_gateway_pb_field_len(1, res->attrs_len)
              + ngx_gateway_pb_field_len(2, ss_len);
 
     total = ngx_gateway_pb_field_len(1, rs_len) - spans_len;
@@ -346,12 +538,7 @@ ngx_gateway_otlp_pb_head(unsigned char *out, size_t size,
     p = ngx_gateway_pb_varint(out, ngx_gateway_pb_tag(1, NGX_GATEWAY_PB_LEN));
     p = ngx_gateway_pb_varint(p, rs_len);
 
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(1, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, res_len);
-
-    for (i = 0; i < res->nattrs; i++) {
-        p = ngx_gateway_pb_kv(p, 1, &res->attrs[i]);
-    }
+    p = ngx_gateway_pb_bytes(p, 1, res->attrs, res->attrs_len);
 
     p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN));
     p = ngx_gateway_pb_varint(p, ss_len);
@@ -366,20 +553,20 @@ ngx_gateway_otlp_pb_head(unsigned char *out, size_t size,
 
 
 static void
-ngx_gateway_json_raw(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
+ngx_gateway_json_raw(ngx_gateway_otlp_writer_t *w, const char *s, size_t len)
 {
-    if (o->full || (size_t) (o->end - o->p) < len) {
-        o->full = 1;
+    if (w->full || (size_t) (w->end - w->p) < len) {
+        w->full = 1;
         return;
     }
 
-    memcpy(o->p, s, len);
-    o->p += len;
+    memcpy(w->p, s, len);
+    w->p += len;
 }
 
 
 static void
-ngx_gateway_json_str(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
+ngx_gateway_json_str(ngx_gateway_otlp_writer_t *w, const char *s, size_t len)
 {
     size_t         n, i;
     unsigned char  c;
@@ -396,47 +583,45 @@ ngx_gateway_json_str(ngx_gateway_otlp_out_t *o, const char *s, size_t len)
 
     n = (i == len) ? len : ngx_gateway_json_escape(NULL, s, len);
 
-    if (o->full || (size_t) (o->end - o->p) < n + 2) {
-        o->full = 1;
+    if (w->full || (size_t) (w->end - w->p) < n + 2) {
+        w->full = 1;
         return;
     }
 
-    *o->p++ = '"';
+    *w->p++ = '"';
 
     if (n == len) {
         if (len) {
-            memcpy(o->p, s, len);
-            o->p += len;
+            memcpy(w->p, s, len);
+            w->p += len;
         }
 
     } else {
-        o->p += ngx_gateway_json_escape((char *) o->p, s, len);
+        w->p += ngx_gateway_json_escape((char *) w->p, s, len);
     }
 
-    *o->p++ = '"';
+    *w->p++ = '"';
 }
 
 
 static void
-ngx_gateway_json_hex(ngx_gateway_otlp_out_t *o, const unsigned char *id,
+ngx_gateway_json_hex(ngx_gateway_otlp_writer_t *w, const unsigned char *id,
     size_t n)
 {
-    if (o->full || (size_t) (o->end - o->p) < 2 * n + 2) {
-        o->full = 1;
+    if (w->full || (size_t) (w->end - w->p) < 2 * n + 2) {
+        w->full = 1;
         return;
     }
 
-    *o->p++ = '"';
-    ngx_gateway_hex((char *) o->p, id, n);
-    o->p += 2 * n;
-    *o->p++ = '"';
+    *w->p++ = '"';
+    ngx_gateway_hex((char *) w->p, id, n);
+    w->p += 2 * n;
+    *w->p++ = '"';
 }
 
 
-/* OTLP/JSON writes 64-bit integers as decimal strings */
-
 static void
-ngx_gateway_json_uint(ngx_gateway_otlp_out_t *o, uint64_t v, int quoted)
+ngx_gateway_json_uint(ngx_gateway_otlp_writer_t *w, uint64_t v, int quoted)
 {
     char   buf[24], *p;
 
@@ -455,119 +640,23 @@ ngx_gateway_json_uint(ngx_gateway_otlp_out_t *o, uint64_t v, int quoted)
         *--p = '"';
     }
 
-    ngx_gateway_json_raw(o, p, (size_t) (buf + sizeof(buf) - p));
+    ngx_gateway_json_raw(w, p, (size_t) (buf + sizeof(buf) - p));
 }
 
+
+/* a comma unless it is the first attribute, then {"key":"...","value":{" */
 
 static void
-ngx_gateway_json_attrs(ngx_gateway_otlp_out_t *o,
-    const ngx_gateway_otlp_attr_t *attrs, size_t n)
+ngx_gateway_json_key(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key)
 {
-    size_t                          i;
-    const ngx_gateway_otlp_attr_t  *a;
-
-    ngx_gateway_json_lit(o, "[");
-
-    for (i = 0; i < n; i++) {
-        a = &attrs[i];
-
-        if (i) {
-            ngx_gateway_json_lit(o, ",");
-        }
-
-        ngx_gateway_json_lit(o, "{\"key\":");
-        ngx_gateway_json_str(o, a->key, a->key_len);
-
-        switch (a->type) {
-
-        case NGX_GATEWAY_OTLP_INT:
-            ngx_gateway_json_lit(o, ",\"value\":{\"intValue\":");
-
-            if (a->num < 0) {
-                ngx_gateway_json_lit(o, "\"-");
-                ngx_gateway_json_uint(o, 0 - (uint64_t) a->num, 0);
-                ngx_gateway_json_lit(o, "\"");
-
-            } else {
-                ngx_gateway_json_uint(o, (uint64_t) a->num, 1);
-            }
-
-            break;
-
-        case NGX_GATEWAY_OTLP_BOOL:
-            ngx_gateway_json_lit(o, ",\"value\":{\"boolValue\":");
-
-            if (a->num) {
-                ngx_gateway_json_lit(o, "true");
-
-            } else {
-                ngx_gateway_json_lit(o, "false");
-            }
-
-            break;
-
-        default:
-            ngx_gateway_json_lit(o, ",\"value\":{\"stringValue\":");
-            ngx_gateway_json_str(o, a->str, a->len);
-        }
-
-        ngx_gateway_json_lit(o, "}}");
+    if (w->nattrs) {
+        ngx_gateway_json_lit(w, ",");
     }
 
-    ngx_gateway_json_lit(o, "]");
-}
+    w->nattrs = 1;
 
-
-size_t
-ngx_gateway_otlp_json_span(unsigned char *out, size_t size,
-    const ngx_gateway_otlp_span_t *span)
-{
-    ngx_gateway_otlp_out_t  o;
-
-    o.p = out;
-    o.end = out + size;
-    o.full = 0;
-
-    ngx_gateway_json_lit(&o, "{\"traceId\":");
-    ngx_gateway_json_hex(&o, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
-    ngx_gateway_json_lit(&o, ",\"spanId\":");
-    ngx_gateway_json_hex(&o, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
-
-    if (span->trace_state_len) {
-        ngx_gateway_json_lit(&o, ",\"traceState\":");
-        ngx_gateway_json_str(&o, span->trace_state, span->trace_state_len);
-    }
-
-    if (span->has_parent) {
-        ngx_gateway_json_lit(&o, ",\"parentSpanId\":");
-        ngx_gateway_json_hex(&o, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
-    }
-
-    if (span->flags) {
-        ngx_gateway_json_lit(&o, ",\"flags\":");
-        ngx_gateway_json_uint(&o, span->flags, 0);
-    }
-
-    ngx_gateway_json_lit(&o, ",\"name\":");
-    ngx_gateway_json_str(&o, span->name, span->name_len);
-    ngx_gateway_json_lit(&o, ",\"kind\":");
-    ngx_gateway_json_uint(&o, (uint64_t) span->kind, 0);
-    ngx_gateway_json_lit(&o, ",\"startTimeUnixNano\":");
-    ngx_gateway_json_uint(&o, span->start, 1);
-    ngx_gateway_json_lit(&o, ",\"endTimeUnixNano\":");
-    ngx_gateway_json_uint(&o, span->end, 1);
-    ngx_gateway_json_lit(&o, ",\"attributes\":");
-    ngx_gateway_json_attrs(&o, span->attrs, span->nattrs);
-
-    if (span->status) {
-        ngx_gateway_json_lit(&o, ",\"status\":{\"code\":");
-        ngx_gateway_json_uint(&o, (uint64_t) span->status, 0);
-        ngx_gateway_json_lit(&o, "}");
-    }
-
-    ngx_gateway_json_lit(&o, "}");
-
-    return o.full ? 0 : (size_t) (o.p - out);
+    ngx_gateway_json_raw(w, (const char *) key->json, key->json_len);
 }
 
 
@@ -575,20 +664,18 @@ size_t
 ngx_gateway_otlp_json_head(unsigned char *out, size_t size,
     const ngx_gateway_otlp_resource_t *res)
 {
-    ngx_gateway_otlp_out_t  o;
+    ngx_gateway_otlp_writer_t  w;
 
-    o.p = out;
-    o.end = out + size;
-    o.full = 0;
+    ngx_gateway_otlp_attrs_begin(&w, out, size, 1);
 
-    ngx_gateway_json_lit(&o, "{\"resourceSpans\":[{\"resource\":"
-                             "{\"attributes\":");
-    ngx_gateway_json_attrs(&o, res->attrs, res->nattrs);
-    ngx_gateway_json_lit(&o, "},\"scopeSpans\":[{\"scope\":{\"name\":");
-    ngx_gateway_json_str(&o, res->scope, res->scope_len);
-    ngx_gateway_json_lit(&o, ",\"version\":");
-    ngx_gateway_json_str(&o, res->version, res->version_len);
-    ngx_gateway_json_lit(&o, "},\"spans\":[");
+    ngx_gateway_json_lit(&w, "{\"resourceSpans\":[{\"resource\":"
+                             "{\"attributes\":[");
+    ngx_gateway_json_raw(&w, (const char *) res->attrs, res->attrs_len);
+    ngx_gateway_json_lit(&w, "]},\"scopeSpans\":[{\"scope\":{\"name\":");
+    ngx_gateway_json_str(&w, res->scope, res->scope_len);
+    ngx_gateway_json_lit(&w, ",\"version\":");
+    ngx_gateway_json_str(&w, res->version, res->version_len);
+    ngx_gateway_json_lit(&w, "},\"spans\":[");
 
-    return o.full ? 0 : (size_t) (o.p - out);
+    return ngx_gateway_otlp_attrs_end(&w);
 }

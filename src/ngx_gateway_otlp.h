@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ngx_gateway_traceparent.h"
 
@@ -28,12 +29,15 @@
  *
  * so that spans can be encoded one by one as they end, and a batch is put
  * together without encoding them again.
+ *
+ * A span is written in one pass, straight where it is kept: its fixed
+ * fields (ngx_gateway_otlp_span_begin()), its attributes one by one, then
+ * its status (ngx_gateway_otlp_span_end()).  In protobuf the span's length
+ * is a varint of a fixed two bytes, written at the end (a varint need not
+ * be minimal); a span is at most NGX_GATEWAY_OTLP_SPAN_MAX bytes.
+ * Attribute keys are encoded once (ngx_gateway_otlp_key()).
  */
 
-
-#define NGX_GATEWAY_OTLP_STRING        0
-#define NGX_GATEWAY_OTLP_INT           1
-#define NGX_GATEWAY_OTLP_BOOL          2
 
 #define NGX_GATEWAY_OTLP_KIND_SERVER   2
 #define NGX_GATEWAY_OTLP_KIND_CLIENT   3
@@ -47,22 +51,28 @@
 
 #define NGX_GATEWAY_OTLP_JSON_TAIL     "]}]}]}"
 
+/* the longest attribute key, and a span's encoded size in protobuf */
+#define NGX_GATEWAY_OTLP_KEY_MAX       30
+#define NGX_GATEWAY_OTLP_SPAN_MAX      16383
+
+
+/* an attribute key, encoded: KeyValue.key in protobuf, and in JSON */
 
 typedef struct {
-    const char     *key;
-    size_t          key_len;
-    int             type;       /* NGX_GATEWAY_OTLP_STRING, ... */
-    const char     *str;
-    size_t          len;
-    int64_t         num;        /* INT; BOOL: 0 or 1 */
-} ngx_gateway_otlp_attr_t;
+    unsigned char   pb[2 + NGX_GATEWAY_OTLP_KEY_MAX];
+    unsigned char   json[sizeof("{\"key\":\"\",\"value\":{\"") - 1
+                         + 6 * NGX_GATEWAY_OTLP_KEY_MAX];
+    size_t          pb_len;
+    size_t          json_len;
+} ngx_gateway_otlp_key_t;
 
+
+/* a span's fields other than its attributes and status */
 
 typedef struct {
-    unsigned char   trace_id[NGX_GATEWAY_TRACE_ID_LEN];
-    unsigned char   span_id[NGX_GATEWAY_SPAN_ID_LEN];
-    unsigned char   parent_id[NGX_GATEWAY_SPAN_ID_LEN];
-    int             has_parent;
+    const unsigned char *trace_id;      /* NGX_GATEWAY_TRACE_ID_LEN bytes */
+    const unsigned char *span_id;       /* NGX_GATEWAY_SPAN_ID_LEN bytes */
+    const unsigned char *parent_id;     /* or NULL */
     const char     *trace_state;
     size_t          trace_state_len;
     const char     *name;
@@ -70,17 +80,29 @@ typedef struct {
     int             kind;
     uint64_t        start;      /* Unix time, ns */
     uint64_t        end;
-    const ngx_gateway_otlp_attr_t *attrs;
-    size_t          nattrs;
-    int             status;     /* NGX_GATEWAY_OTLP_STATUS_* */
     uint32_t        flags;
 } ngx_gateway_otlp_span_t;
 
 
+/* where a span or a list of attributes is being written */
+
 typedef struct {
-    const ngx_gateway_otlp_attr_t *attrs;     /* the resource's */
-    size_t          nattrs;
-    const char     *scope;                    /* instrumentation scope */
+    unsigned char  *start;
+    unsigned char  *p;
+    unsigned char  *end;
+    unsigned char  *len;        /* protobuf: the span's length */
+    uint32_t        flags;      /* protobuf: written last */
+    unsigned char   tag;        /* protobuf: the attributes' field */
+    unsigned        json:1;
+    unsigned        full:1;
+    unsigned        nattrs:1;   /* JSON: an attribute written */
+} ngx_gateway_otlp_writer_t;
+
+
+typedef struct {
+    const unsigned char *attrs; /* the resource's, ngx_gateway_otlp_attrs() */
+    size_t          attrs_len;
+    const char     *scope;      /* instrumentation scope */
     size_t          scope_len;
     const char     *version;
     size_t          version_len;
@@ -88,22 +110,180 @@ typedef struct {
 
 
 /*
- * Each returns the length written, or 0 when it needs more than size
- * bytes (nothing useful is then in out).  Strings are written as they are
- * in protobuf and escaped in JSON; the caller gives valid UTF-8.
+ * Strings are written as they are in protobuf and escaped in JSON; the
+ * caller gives valid UTF-8.
  */
 
-/* one ScopeSpans.spans field: tag, length, Span */
-size_t ngx_gateway_otlp_pb_span(unsigned char *out, size_t size,
+/* 0, or -1 for an empty key or one longer than NGX_GATEWAY_OTLP_KEY_MAX */
+int ngx_gateway_otlp_key(ngx_gateway_otlp_key_t *key, const char *name,
+    size_t len);
+
+/* a span into out[0..size): ScopeSpans.spans field, or a JSON object */
+void ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json,
     const ngx_gateway_otlp_span_t *span);
+
+/* the span's length written, or 0 when it needed more than size bytes */
+size_t ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status);
+
+/* a resource's attributes (for the head): begin, attributes, end */
+void ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json);
+size_t ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w);
+
+/*
+ * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
+ * case inline (protobuf, lengths of one byte, room to spare: the key
+ * buffer is copied whole, a copy of a fixed size) and call
+ * ngx_gateway_otlp_attr_*() for the rest (JSON, long values, no room).
+ */
+
+void ngx_gateway_otlp_attr_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len);
+void ngx_gateway_otlp_attr_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v);
+void ngx_gateway_otlp_attr_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v);
+
+/* the JSON span, which ngx_gateway_otlp_span_begin() and _end() call */
+void ngx_gateway_otlp_json_span_begin(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_span_t *span);
+size_t ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w,
+    int status);
+
+
+/*
+ * A short copy without a call: two overlapping moves of a fixed size,
+ * which read and write only the len bytes.
+ */
+
+static inline void
+ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        memcpy(p, s, 8);
+        memcpy(p + len - 8, s + len - 8, 8);
+
+    } else if (len >= 4 && len < 8) {
+        memcpy(p, s, 4);
+        memcpy(p + len - 4, s + len - 4, 4);
+
+    } else if (len > 16) {
+        memcpy(p, s, len);
+
+    } else {
+        while (len--) {
+            *p++ = (unsigned char) *s++;
+        }
+    }
+}
+
+
+/* KeyValue(key, value = AnyValue) up to the value, vlen bytes; or NULL */
+
+static inline unsigned char *
+ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, size_t vlen)
+{
+    size_t          kvlen;
+    unsigned char  *p;
+
+    kvlen = key->pb_len + 2 + vlen;
+    p = w->p;
+
+    if (w->json || w->full || kvlen >= 0x80
+        || (size_t) (w->end - p) < 2 + sizeof(key->pb) + 2 + vlen)
+    {
+        return NULL;
+    }
+
+    p[0] = w->tag;
+    p[1] = (unsigned char) kvlen;
+    memcpy(p + 2, key->pb, sizeof(key->pb));
+    p += 2 + key->pb_len;
+    p[0] = 0x12;                        /* KeyValue.value */
+    p[1] = (unsigned char) vlen;
+
+    return p + 2;
+}
+
+
+static inline void
+ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
+{
+    unsigned char  *p;
+
+    p = (len < 0x80) ? ngx_gateway_otlp_kv_short(w, key, 2 + len) : NULL;
+
+    if (p == NULL) {
+        ngx_gateway_otlp_attr_str(w, key, s, len);
+        return;
+    }
+
+    p[0] = 0x0a;                        /* AnyValue.string_value */
+    p[1] = (unsigned char) len;
+    ngx_gateway_otlp_copy(p + 2, s, len);
+    w->p = p + 2 + len;
+}
+
+
+static inline void
+ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int64_t v)
+{
+    size_t          n;
+    uint64_t        u;
+    unsigned char  *p;
+
+    u = (uint64_t) v;
+    n = (u < 0x80) ? 1 : (u < 0x4000) ? 2 : (u < 0x200000) ? 3 : 0;
+    p = n ? ngx_gateway_otlp_kv_short(w, key, 1 + n) : NULL;
+
+    if (p == NULL) {
+        ngx_gateway_otlp_attr_int(w, key, v);
+        return;
+    }
+
+    *p++ = 0x18;                        /* AnyValue.int_value */
+
+    while (u >= 0x80) {
+        *p++ = (unsigned char) (u | 0x80);
+        u >>= 7;
+    }
+
+    *p++ = (unsigned char) u;
+    w->p = p;
+}
+
+
+static inline void
+ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
+    const ngx_gateway_otlp_key_t *key, int v)
+{
+    unsigned char  *p;
+
+    p = ngx_gateway_otlp_kv_short(w, key, 2);
+
+    if (p == NULL) {
+        ngx_gateway_otlp_attr_bool(w, key, v);
+        return;
+    }
+
+    p[0] = 0x10;                        /* AnyValue.bool_value */
+    p[1] = v ? 1 : 0;
+    w->p = p + 2;
+}
+
+
+/*
+ * Each returns the length written, or 0 when it needs more than size
+ * bytes (nothing useful is then in out).
+ */
 
 /* everything before the spans, whose encoded lengths add up to spans_len */
 size_t ngx_gateway_otlp_pb_head(unsigned char *out, size_t size,
     const ngx_gateway_otlp_resource_t *res, size_t spans_len);
-
-/* one span object */
-size_t ngx_gateway_otlp_json_span(unsigned char *out, size_t size,
-    const ngx_gateway_otlp_span_t *span);
 
 /* everything before the first span, up to "spans":[ */
 size_t ngx_gateway_otlp_json_head(unsigned char *out, size_t size,

@@ -4,6 +4,9 @@
  */
 
 
+#include <stdint.h>
+#include <string.h>
+
 #include "ngx_gateway_text.h"
 
 
@@ -11,19 +14,47 @@ int
 ngx_gateway_text_valid(const char *s, size_t len)
 {
     size_t          i, n, k;
+    uint64_t        w, x;
     unsigned int    cp, min;
     unsigned char   c;
 
     for (i = 0; i < len; /* void */) {
+
+        /* most text is printable ASCII: eight bytes at a time */
+
+        if (len - i >= 8) {
+            memcpy(&w, s + i, 8);
+            x = w ^ 0x7f7f7f7f7f7f7f7fULL;
+
+            if (((w | ((w - 0x2020202020202020ULL) & ~w)
+                  | ((x - 0x0101010101010101ULL) & ~x))
+                 & 0x8080808080808080ULL)
+                == 0)
+            {
+                i += 8;
+
+                /*
+                 * The last bytes as the word that ends the text: it
+                 * overlaps the ASCII just checked.
+                 */
+
+                if (len - i < 8 && i != len) {
+                    i = len - 8;
+                }
+
+                continue;
+            }
+        }
+
         c = (unsigned char) s[i];
 
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f) {
-                return 0;
-            }
-
+        if ((unsigned char) (c - 0x20) < 0x7f - 0x20) {
             i++;
             continue;
+        }
+
+        if (c < 0x80) {
+            return 0;
         }
 
         if (c >= 0xc2 && c <= 0xdf) {

@@ -122,7 +122,7 @@ ngx_gateway_traceparent_parse(ngx_gateway_traceparent_t *tp, const char *s,
     h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7"                           \
     h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
 
-static const char  ngx_gateway_hex_pairs[] =
+const char  ngx_gateway_hex_pairs[] =
     ngx_gateway_hex_row("0") ngx_gateway_hex_row("1")
     ngx_gateway_hex_row("2") ngx_gateway_hex_row("3")
     ngx_gateway_hex_row("4") ngx_gateway_hex_row("5")
@@ -131,17 +131,6 @@ static const char  ngx_gateway_hex_pairs[] =
     ngx_gateway_hex_row("a") ngx_gateway_hex_row("b")
     ngx_gateway_hex_row("c") ngx_gateway_hex_row("d")
     ngx_gateway_hex_row("e") ngx_gateway_hex_row("f");
-
-
-void
-ngx_gateway_hex(char *out, const unsigned char *in, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i < n; i++) {
-        memcpy(out + 2 * i, ngx_gateway_hex_pairs + 2 * in[i], 2);
-    }
-}
 
 
 void
@@ -155,12 +144,12 @@ ngx_gateway_traceparent_format(char *out, const unsigned char *trace_id,
     out[0] = '0';
     out[1] = '0';
     out[2] = '-';
-    ngx_gateway_hex(out + 3, trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+    ngx_gateway_hex8(out + 3, trace_id);
+    ngx_gateway_hex8(out + 19, trace_id + 8);
     out[35] = '-';
-    ngx_gateway_hex(out + NGX_GATEWAY_TRACEPARENT_SPAN, span_id,
-                    NGX_GATEWAY_SPAN_ID_LEN);
+    ngx_gateway_hex8(out + NGX_GATEWAY_TRACEPARENT_SPAN, span_id);
     out[52] = '-';
-    ngx_gateway_hex(out + 53, &f, 1);
+    ngx_gateway_hex_byte(out + 53, &f, 0);
 }
 
 

@@ -62,7 +62,16 @@ ngx_int_t ngx_http_gateway_trace_export_conf(ngx_conf_t *cf,
 ngx_int_t ngx_http_gateway_trace_export_init(ngx_cycle_t *cycle,
     ngx_http_gateway_trace_main_conf_t *tmcf);
 void ngx_http_gateway_trace_export_exit(ngx_cycle_t *cycle);
-void ngx_http_gateway_trace_export(ngx_gateway_otlp_span_t *span);
+/*
+ * A span that ended is written straight into the worker's export buffer:
+ * ngx_http_gateway_trace_span() begins it (NULL: no exporter, or it is
+ * dropped), its attributes follow, ngx_http_gateway_trace_span_done()
+ * ends it with its status and keeps it (or drops it: no room).
+ */
+ngx_gateway_otlp_writer_t *ngx_http_gateway_trace_span(
+    ngx_gateway_otlp_span_t *span);
+void ngx_http_gateway_trace_span_done(ngx_gateway_otlp_writer_t *w,
+    int status);
 
 
 #endif /* _NGX_HTTP_GATEWAY_TRACE_H_INCLUDED_ */

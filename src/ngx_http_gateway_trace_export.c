@@ -39,7 +39,8 @@ typedef struct {
     ngx_uint_t                           reused;    /* a kept connection */
 
     ngx_gateway_otlp_resource_t          res;
-    ngx_gateway_otlp_attr_t              res_attrs[6];
+    ngx_gateway_otlp_writer_t            w;         /* the span being
+                                                       written */
 
     u_char                              *head;      /* HTTP + OTLP head */
     size_t                               head_size;
@@ -70,6 +71,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_gateway_trace_stats_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_http_gateway_trace_resource(ngx_cycle_t *cycle,
+    ngx_http_gateway_trace_exporter_t *e);
 static void ngx_http_gateway_trace_drop(ngx_http_gateway_trace_exporter_t *e,
     ngx_uint_t n);
 static void ngx_http_gateway_trace_send(ngx_http_gateway_trace_exporter_t *e);
@@ -316,12 +319,99 @@ ngx_http_gateway_trace_stats_init(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/*
+ * The resource's attributes, encoded once in the exporter's protocol:
+ * service.name, service.version, host.name (left out unless it is valid
+ * text), telemetry.sdk.*
+ */
+
+static ngx_int_t
+ngx_http_gateway_trace_resource(ngx_cycle_t *cycle,
+    ngx_http_gateway_trace_exporter_t *e)
+{
+    u_char                              *buf;
+    size_t                               size, len;
+    ngx_str_t                            host;
+    ngx_uint_t                           i;
+    ngx_gateway_otlp_key_t               keys[6];
+    ngx_gateway_otlp_writer_t            w;
+    ngx_http_gateway_trace_main_conf_t  *tmcf;
+
+    static ngx_str_t  names[] = {
+        ngx_string("service.name"),
+        ngx_string("service.version"),
+        ngx_string("host.name"),
+        ngx_string("telemetry.sdk.name"),
+        ngx_string("telemetry.sdk.language"),
+        ngx_string("telemetry.sdk.version")
+    };
+
+    tmcf = e->conf;
+
+    for (i = 0; i < 6; i++) {
+        if (ngx_gateway_otlp_key(&keys[i], (char *) names[i].data,
+                                 names[i].len)
+            != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    host = tmcf->host_name;
+
+    if (!ngx_gateway_text_valid((char *) host.data, host.len)) {
+        host.len = 0;
+    }
+
+    /* JSON escapes a character into at most 6 */
+
+    size = 6 * (sizeof(keys[0].json) + 64)
+           + 6 * (tmcf->service_name.len + host.len);
+
+    buf = ngx_palloc(cycle->pool, size);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_gateway_otlp_attrs_begin(&w, buf, size,
+                                 tmcf->protocol == NGX_HTTP_GATEWAY_TRACE_JSON);
+
+    ngx_gateway_otlp_str(&w, &keys[0], (char *) tmcf->service_name.data,
+                         tmcf->service_name.len);
+    ngx_gateway_otlp_str(&w, &keys[1], NGX_HTTP_GATEWAY_VERSION,
+                         sizeof(NGX_HTTP_GATEWAY_VERSION) - 1);
+
+    if (host.len) {
+        ngx_gateway_otlp_str(&w, &keys[2], (char *) host.data, host.len);
+    }
+
+    ngx_gateway_otlp_str(&w, &keys[3], "ngx_gateway",
+                         sizeof("ngx_gateway") - 1);
+    ngx_gateway_otlp_str(&w, &keys[4], "c", 1);
+    ngx_gateway_otlp_str(&w, &keys[5], NGX_HTTP_GATEWAY_VERSION,
+                         sizeof(NGX_HTTP_GATEWAY_VERSION) - 1);
+
+    len = ngx_gateway_otlp_attrs_end(&w);
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    e->res.attrs = buf;
+    e->res.attrs_len = len;
+    e->res.scope = "ngx_gateway";
+    e->res.scope_len = sizeof("ngx_gateway") - 1;
+    e->res.version = NGX_HTTP_GATEWAY_VERSION;
+    e->res.version_len = sizeof(NGX_HTTP_GATEWAY_VERSION) - 1;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_gateway_trace_export_init(ngx_cycle_t *cycle,
     ngx_http_gateway_trace_main_conf_t *tmcf)
 {
     ngx_fd_t                            fd;
-    ngx_gateway_otlp_attr_t            *a;
     ngx_http_gateway_trace_exporter_t  *e;
 
     e = ngx_pcalloc(cycle->pool, sizeof(ngx_http_gateway_trace_exporter_t));
@@ -340,47 +430,14 @@ ngx_http_gateway_trace_export_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    a = e->res_attrs;
-
-    a[0].key = "service.name";
-    a[0].str = (const char *) tmcf->service_name.data;
-    a[0].len = tmcf->service_name.len;
-    a[1].key = "service.version";
-    a[1].str = NGX_HTTP_GATEWAY_VERSION;
-    a[1].len = sizeof(NGX_HTTP_GATEWAY_VERSION) - 1;
-    a[2].key = "host.name";
-    a[2].str = (const char *) tmcf->host_name.data;
-    a[2].len = tmcf->host_name.len;
-    a[3].key = "telemetry.sdk.name";
-    a[3].str = "ngx_gateway";
-    a[3].len = sizeof("ngx_gateway") - 1;
-    a[4].key = "telemetry.sdk.language";
-    a[4].str = "c";
-    a[4].len = 1;
-    a[5].key = "telemetry.sdk.version";
-    a[5].str = NGX_HTTP_GATEWAY_VERSION;
-    a[5].len = sizeof(NGX_HTTP_GATEWAY_VERSION) - 1;
-
-    for (e->res.nattrs = 0; e->res.nattrs < 6; e->res.nattrs++) {
-        a[e->res.nattrs].key_len = ngx_strlen(a[e->res.nattrs].key);
-        a[e->res.nattrs].type = NGX_GATEWAY_OTLP_STRING;
+    if (ngx_http_gateway_trace_resource(cycle, e) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    if (!ngx_gateway_text_valid(a[2].str, a[2].len)) {
-        a[2].len = 0;
-    }
-
-    e->res.attrs = a;
-    e->res.scope = "ngx_gateway";
-    e->res.scope_len = sizeof("ngx_gateway") - 1;
-    e->res.version = NGX_HTTP_GATEWAY_VERSION;
-    e->res.version_len = sizeof(NGX_HTTP_GATEWAY_VERSION) - 1;
-
-    /* the JSON head is the longer: every key named, text escaped */
+    /* the HTTP header, and the OTLP head around the resource */
 
     e->head_size = NGX_HTTP_GATEWAY_TRACE_HEADER_SIZE + tmcf->uri.len
-                   + tmcf->host.len + 1024
-                   + 6 * (tmcf->service_name.len + tmcf->host_name.len);
+                   + tmcf->host.len + 1024 + e->res.attrs_len;
 
     e->head = ngx_alloc(e->head_size, cycle->log);
     if (e->head == NULL) {
@@ -466,49 +523,66 @@ ngx_http_gateway_trace_export_exit(ngx_cycle_t *cycle)
 }
 
 
-/* a span that ended: encoded at the end of the buffer, or dropped */
+/*
+ * A span that ended: written at the end of the buffer, after the batch
+ * being sent (if any), and kept, or dropped.
+ */
 
-void
-ngx_http_gateway_trace_export(ngx_gateway_otlp_span_t *span)
+ngx_gateway_otlp_writer_t *
+ngx_http_gateway_trace_span(ngx_gateway_otlp_span_t *span)
 {
     u_char                             *p;
-    size_t                              len, room;
+    size_t                              room;
     ngx_http_gateway_trace_exporter_t  *e;
 
     e = ngx_http_gateway_trace_exp;
 
     if (e == NULL) {
-        return;
-    }
-
-    if (e->n == e->conf->buffer) {
-        goto drop;
+        return NULL;
     }
 
     p = e->buf + e->used;
     room = e->size - e->used;
 
+    if (e->n == e->conf->buffer || room < 2) {
+        e->dropped++;
+        (void) ngx_atomic_fetch_add(&e->conf->stats->dropped, 1);
+        return NULL;
+    }
+
     if (e->conf->protocol == NGX_HTTP_GATEWAY_TRACE_JSON) {
 
         /* each span after a comma: the batch skips the first one's */
 
-        if (room < 2) {
-            goto drop;
-        }
-
-        len = ngx_gateway_otlp_json_span(p + 1, room - 1, span);
-
-        if (len) {
-            *p = ',';
-            len++;
-        }
+        *p = ',';
+        ngx_gateway_otlp_span_begin(&e->w, p + 1, room - 1, 1, span);
 
     } else {
-        len = ngx_gateway_otlp_pb_span(p, room, span);
+        ngx_gateway_otlp_span_begin(&e->w, p, room, 0, span);
     }
 
+    return &e->w;
+}
+
+
+void
+ngx_http_gateway_trace_span_done(ngx_gateway_otlp_writer_t *w, int status)
+{
+    size_t                              len;
+    ngx_http_gateway_trace_exporter_t  *e;
+
+    e = ngx_http_gateway_trace_exp;
+
+    len = ngx_gateway_otlp_span_end(w, status);
+
     if (len == 0) {
-        goto drop;
+        e->dropped++;
+        (void) ngx_atomic_fetch_add(&e->conf->stats->dropped, 1);
+        return;
+    }
+
+    if (e->conf->protocol == NGX_HTTP_GATEWAY_TRACE_JSON) {
+        len++;
     }
 
     e->used += len;
@@ -517,13 +591,6 @@ ngx_http_gateway_trace_export(ngx_gateway_otlp_span_t *span)
     if (e->state == NGX_HTTP_GATEWAY_TRACE_IDLE && e->n >= e->conf->batch) {
         ngx_http_gateway_trace_send(e);
     }
-
-    return;
-
-drop:
-
-    e->dropped++;
-    (void) ngx_atomic_fetch_add(&e->conf->stats->dropped, 1);
 }
 
 

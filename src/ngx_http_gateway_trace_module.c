@@ -18,13 +18,31 @@
 /* text from a request in a span: longer values are cut */
 #define NGX_HTTP_GATEWAY_TRACE_TEXT_MAX  256
 
-/* the most attributes a span has */
-#define NGX_HTTP_GATEWAY_TRACE_ATTRS     12
+/* a SERVER span's name: "METHOD route", or the method alone if longer */
+#define NGX_HTTP_GATEWAY_TRACE_NAME_MAX  (2 * NGX_HTTP_GATEWAY_TRACE_TEXT_MAX)
 
-#define ngx_http_gateway_trace_str(a, key, v)                                 \
-    ngx_http_gateway_trace_attr_str(a, key, sizeof(key) - 1, v)
-#define ngx_http_gateway_trace_int(a, key, v)                                 \
-    ngx_http_gateway_trace_attr_int(a, key, sizeof(key) - 1, v)
+
+/* the attributes' keys, encoded once at configuration time */
+
+#define NGX_HTTP_GATEWAY_TRACE_K_METHOD      0
+#define NGX_HTTP_GATEWAY_TRACE_K_PATH        1
+#define NGX_HTTP_GATEWAY_TRACE_K_SCHEME      2
+#define NGX_HTTP_GATEWAY_TRACE_K_STATUS      3
+#define NGX_HTTP_GATEWAY_TRACE_K_ADDRESS     4
+#define NGX_HTTP_GATEWAY_TRACE_K_PORT        5
+#define NGX_HTTP_GATEWAY_TRACE_K_PEER        6
+#define NGX_HTTP_GATEWAY_TRACE_K_USER_AGENT  7
+#define NGX_HTTP_GATEWAY_TRACE_K_ROUTE       8
+#define NGX_HTTP_GATEWAY_TRACE_K_SERVICE     9
+#define NGX_HTTP_GATEWAY_TRACE_K_INSTANCE    10
+#define NGX_HTTP_GATEWAY_TRACE_K_ATTEMPT     11
+#define NGX_HTTP_GATEWAY_TRACE_K_REUSED      12
+#define NGX_HTTP_GATEWAY_TRACE_K_ERROR       13
+#define NGX_HTTP_GATEWAY_TRACE_K_RETRY       14
+#define NGX_HTTP_GATEWAY_TRACE_NKEYS         15
+
+#define ngx_http_gateway_trace_key(name)                                      \
+    (&ngx_http_gateway_trace_keys[NGX_HTTP_GATEWAY_TRACE_K_##name])
 
 
 typedef struct {
@@ -33,6 +51,7 @@ typedef struct {
     ngx_uint_t                   context;
     ngx_uint_t                   sample;     /* ppm */
     uint64_t                     threshold;  /* of 53 random bits */
+    ngx_str_t                    route;      /* the location, if one */
 } ngx_http_gateway_trace_loc_conf_t;
 
 
@@ -40,10 +59,13 @@ typedef struct ngx_http_gateway_trace_ctx_s  ngx_http_gateway_trace_ctx_t;
 
 /*
  * A request's trace, kept by the main request; a subrequest has a context
- * of its own for its attempts only (main points to the trace).
+ * of its own for its attempts only (main points to the trace).  The
+ * context is its own pool cleanup (one allocation), by which it is found
+ * again after an internal redirect.
  */
 
 struct ngx_http_gateway_trace_ctx_s {
+    ngx_pool_cleanup_t           cln;
     ngx_http_gateway_trace_ctx_t *main;
 
     unsigned char                trace_id[NGX_GATEWAY_TRACE_ID_LEN];
@@ -62,6 +84,7 @@ struct ngx_http_gateway_trace_ctx_s {
     unsigned                     sampled:1;
     unsigned                     has_parent:1;
     unsigned                     injected:1;
+    unsigned                     formatted:1;    /* traceparent[] */
 };
 
 
@@ -75,7 +98,9 @@ typedef struct {
 } ngx_http_gateway_trace_headers_t;
 
 
-static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_get(
+static ngx_inline ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_get(
+    ngx_http_request_t *r);
+static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_find(
     ngx_http_request_t *r);
 static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_attempt_ctx(
     ngx_http_request_t *r);
@@ -86,15 +111,11 @@ static void ngx_http_gateway_trace_scan(ngx_http_request_t *r,
     ngx_http_gateway_trace_headers_t *th);
 static ngx_int_t ngx_http_gateway_trace_inject(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *ctx, ngx_http_gateway_trace_headers_t *th);
-static void ngx_http_gateway_trace_random(unsigned char *p, size_t n);
-static uint64_t ngx_http_gateway_trace_now(void);
-static ngx_uint_t ngx_http_gateway_trace_text(ngx_str_t *in, ngx_str_t *out);
-static void ngx_http_gateway_trace_attr_str(ngx_gateway_otlp_attr_t *a,
-    const char *key, size_t key_len, ngx_str_t *value);
-static void ngx_http_gateway_trace_attr_int(ngx_gateway_otlp_attr_t *a,
-    const char *key, size_t key_len, int64_t value);
-static void ngx_http_gateway_trace_span_init(ngx_gateway_otlp_span_t *span,
+static u_char *ngx_http_gateway_trace_traceparent(
     ngx_http_gateway_trace_ctx_t *t);
+static uint64_t ngx_http_gateway_trace_now(void);
+static ngx_inline ngx_uint_t ngx_http_gateway_trace_text(ngx_str_t *in,
+    ngx_str_t *out);
 static void ngx_http_gateway_trace_attempt_start(
     ngx_http_gateway_attempt_t *a);
 static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
@@ -102,8 +123,8 @@ static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
 static void ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *actx, ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a);
-static const char *ngx_http_gateway_trace_reason(
-    ngx_http_gateway_attempt_t *a, u_char *buf);
+static void ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a,
+    u_char *buf, ngx_str_t *reason);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_trace_log(ngx_http_request_t *r);
 
@@ -260,6 +281,27 @@ static ngx_uint_t  ngx_http_gateway_trace_tracestate_hash;
      && (h)->key.len == sizeof(#name) - 1                                     \
      && ngx_memcmp((h)->lowcase_key, #name, sizeof(#name) - 1) == 0)
 
+static ngx_str_t  ngx_http_gateway_trace_key_names[] = {
+    ngx_string("http.request.method"),
+    ngx_string("url.path"),
+    ngx_string("url.scheme"),
+    ngx_string("http.response.status_code"),
+    ngx_string("server.address"),
+    ngx_string("server.port"),
+    ngx_string("network.peer.address"),
+    ngx_string("user_agent.original"),
+    ngx_string("http.route"),
+    ngx_string("gateway.service"),
+    ngx_string("gateway.instance.id"),
+    ngx_string("gateway.attempt"),
+    ngx_string("gateway.connection.reused"),
+    ngx_string("error.type"),
+    ngx_string("gateway.retry_reason")
+};
+
+static ngx_gateway_otlp_key_t
+    ngx_http_gateway_trace_keys[NGX_HTTP_GATEWAY_TRACE_NKEYS];
+
 /* a request may set gateway_trace: the hooks are installed */
 static ngx_uint_t  ngx_http_gateway_trace_used;
 
@@ -267,18 +309,65 @@ static ngx_uint_t  ngx_http_gateway_trace_used;
 static uint64_t  ngx_http_gateway_trace_rng;
 
 
-static ngx_http_gateway_trace_ctx_t *
+/* splitmix64, seeded per worker; ids are never all zero */
+
+static ngx_inline uint64_t
+ngx_http_gateway_trace_random(void)
+{
+    uint64_t  z;
+
+    ngx_http_gateway_trace_rng += 0x9e3779b97f4a7c15ULL;
+    z = ngx_http_gateway_trace_rng;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+
+    return z ^ (z >> 31);
+}
+
+
+/* big-endian, as an id's bytes are read */
+
+static ngx_inline void
+ngx_http_gateway_trace_put64(u_char *p, uint64_t v)
+{
+    p[0] = (u_char) (v >> 56);
+    p[1] = (u_char) (v >> 48);
+    p[2] = (u_char) (v >> 40);
+    p[3] = (u_char) (v >> 32);
+    p[4] = (u_char) (v >> 24);
+    p[5] = (u_char) (v >> 16);
+    p[6] = (u_char) (v >> 8);
+    p[7] = (u_char) v;
+}
+
+
+/* the request's trace, or NULL: a context is looked up several times */
+
+static ngx_inline ngx_http_gateway_trace_ctx_t *
 ngx_http_gateway_trace_get(ngx_http_request_t *r)
+{
+    ngx_http_gateway_trace_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gateway_trace_module);
+
+    if (ctx) {
+        return ctx->on ? ctx : NULL;
+    }
+
+    return ngx_http_gateway_trace_find(r->main);
+}
+
+
+/* no context yet: one from before an internal redirect, or a new one */
+
+static ngx_http_gateway_trace_ctx_t *
+ngx_http_gateway_trace_find(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t                 *cln;
     ngx_http_gateway_trace_ctx_t       *ctx;
     ngx_http_gateway_trace_loc_conf_t  *tlcf;
 
-    r = r->main;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_gateway_trace_module);
-
-    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+    if (r->internal || r->filter_finalize) {
 
         /* an internal redirect cleared the module contexts */
 
@@ -286,13 +375,9 @@ ngx_http_gateway_trace_get(ngx_http_request_t *r)
             if (cln->handler == ngx_http_gateway_trace_cleanup) {
                 ctx = cln->data;
                 ngx_http_set_ctx(r, ctx, ngx_http_gateway_trace_module);
-                break;
+                return ctx->on ? ctx : NULL;
             }
         }
-    }
-
-    if (ctx) {
-        return ctx->on ? ctx : NULL;
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_trace_module);
@@ -309,24 +394,33 @@ static ngx_http_gateway_trace_ctx_t *
 ngx_http_gateway_trace_create(ngx_http_request_t *r,
     ngx_http_gateway_trace_loc_conf_t *tlcf)
 {
-    uint64_t                           lo;
+    uint64_t                           hi, lo;
     ngx_str_t                          value;
-    ngx_uint_t                         i, flags;
-    ngx_pool_cleanup_t                *cln;
     ngx_gateway_traceparent_t          tp;
     ngx_http_gateway_trace_ctx_t      *ctx;
     ngx_http_gateway_trace_headers_t   th;
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_gateway_trace_ctx_t));
-    if (cln == NULL) {
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_gateway_trace_ctx_t));
+    if (ctx == NULL) {
         return NULL;
     }
 
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_gateway_trace_ctx_t));
-    ctx->main = ctx;
+    ctx->cln.handler = ngx_http_gateway_trace_cleanup;
+    ctx->cln.data = ctx;
+    ctx->cln.next = r->pool->cleanup;
+    r->pool->cleanup = &ctx->cln;
 
-    cln->handler = ngx_http_gateway_trace_cleanup;
+    ctx->main = ctx;
+    ctx->tracestate.len = 0;
+    ctx->attempt_start = 0;
+    ctx->sent_buf = NULL;
+    ctx->sent = NULL;
+    ctx->on = 0;
+    ctx->sampled = 0;
+    ctx->has_parent = 0;
+    ctx->injected = 0;
+    ctx->formatted = 0;
+
     ngx_http_set_ctx(r, ctx, ngx_http_gateway_trace_module);
 
     if (tlcf->trace_cv) {
@@ -363,25 +457,23 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
         }
 
     } else {
-        ngx_http_gateway_trace_random(ctx->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+        hi = ngx_http_gateway_trace_random();
+        lo = ngx_http_gateway_trace_random();
+
+        if ((hi | lo) == 0) {
+            hi = 1;
+        }
+
+        ngx_http_gateway_trace_put64(ctx->trace_id, hi);
+        ngx_http_gateway_trace_put64(ctx->trace_id + 8, lo);
 
         /* the ratio decides on the trace id: the same one, the same way */
-
-        lo = 0;
-
-        for (i = 8; i < NGX_GATEWAY_TRACE_ID_LEN; i++) {
-            lo = (lo << 8) | ctx->trace_id[i];
-        }
 
         ctx->sampled = ((lo >> 11) < tlcf->threshold);
     }
 
-    ngx_http_gateway_trace_random(ctx->span_id, NGX_GATEWAY_SPAN_ID_LEN);
-
-    flags = ctx->sampled ? NGX_GATEWAY_TRACE_SAMPLED : 0;
-
-    ngx_gateway_traceparent_format((char *) ctx->traceparent, ctx->trace_id,
-                                   ctx->span_id, flags);
+    lo = ngx_http_gateway_trace_random();
+    ngx_http_gateway_trace_put64(ctx->span_id, lo ? lo : 1);
 
     /* a request refused before its headers were read has no list */
 
@@ -439,7 +531,10 @@ ngx_http_gateway_trace_scan(ngx_http_request_t *r,
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    ngx_memzero(th, sizeof(ngx_http_gateway_trace_headers_t));
+    th->traceparent = NULL;
+    th->tracestate = NULL;
+    th->ntraceparent = 0;
+    th->ntracestate = 0;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -473,8 +568,9 @@ ngx_http_gateway_trace_scan(ngx_http_request_t *r,
 /*
  * The request's own traceparent header becomes the gateway's, so that the
  * upstream request carries exactly one; a tracestate not carried on goes.
- * Only when something must go is the header list copied without it: the
- * elements themselves stay where they are, for headers_in's pointers.
+ * Only when something must go (headers that were invalid) is the header
+ * list copied without it: the elements themselves stay where they are,
+ * for headers_in's pointers.
  */
 
 static ngx_int_t
@@ -541,39 +637,33 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
         }
 
         h->hash = ngx_http_gateway_trace_traceparent_hash;
-        h->key = ngx_http_gateway_trace_header;
-        h->lowcase_key = ngx_http_gateway_trace_header.data;
     }
 
-    h->value.data = ctx->traceparent;
+    /* the gateway's spelling: the rewrite finds the line by its bytes */
+
+    h->key = ngx_http_gateway_trace_header;
+    h->lowcase_key = ngx_http_gateway_trace_header.data;
+    h->value.data = ngx_http_gateway_trace_traceparent(ctx);
     h->value.len = NGX_GATEWAY_TRACEPARENT_LEN;
 
     return NGX_OK;
 }
 
 
-/* splitmix64, seeded per worker */
+/* the request's traceparent text, written when something first needs it */
 
-static void
-ngx_http_gateway_trace_random(unsigned char *p, size_t n)
+static u_char *
+ngx_http_gateway_trace_traceparent(ngx_http_gateway_trace_ctx_t *t)
 {
-    size_t    i;
-    uint64_t  z;
+    if (!t->formatted) {
+        ngx_gateway_traceparent_format((char *) t->traceparent, t->trace_id,
+                                       t->span_id,
+                                       t->sampled ? NGX_GATEWAY_TRACE_SAMPLED
+                                                  : 0);
+        t->formatted = 1;
+    }
 
-    do {
-        for (i = 0; i < n; i += 8) {
-            ngx_http_gateway_trace_rng += 0x9e3779b97f4a7c15ULL;
-            z = ngx_http_gateway_trace_rng;
-            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-            z ^= z >> 31;
-
-            ngx_memcpy(p + i, &z, ngx_min(8, n - i));
-        }
-
-        for (i = 0; i < n && p[i] == 0; i++) { /* void */ }
-
-    } while (i == n);
+    return t->traceparent;
 }
 
 
@@ -591,72 +681,41 @@ ngx_http_gateway_trace_now(void)
 /*
  * Text from outside in a span: cut to NGX_HTTP_GATEWAY_TRACE_TEXT_MAX bytes
  * (not inside a character) and valid UTF-8 without control characters, or
- * left out (0).
+ * left out (0).  One pass over it.
  */
 
-static ngx_uint_t
+static ngx_inline ngx_uint_t
 ngx_http_gateway_trace_text(ngx_str_t *in, ngx_str_t *out)
 {
-    size_t      len;
-    ngx_uint_t  i;
+    size_t  len;
 
-    len = ngx_min(in->len, NGX_HTTP_GATEWAY_TRACE_TEXT_MAX);
+    len = in->len;
 
-    for (i = 0; i < 4 && len > 0; i++, len--) {
-        if (ngx_gateway_text_valid((char *) in->data, len)) {
-            out->data = in->data;
-            out->len = len;
-            return 1;
-        }
+    if (len > NGX_HTTP_GATEWAY_TRACE_TEXT_MAX) {
+        len = NGX_HTTP_GATEWAY_TRACE_TEXT_MAX;
 
-        if (len == in->len) {
-            return 0;
+        while (len > NGX_HTTP_GATEWAY_TRACE_TEXT_MAX - 3
+               && (in->data[len] & 0xc0) == 0x80)
+        {
+            len--;
         }
     }
 
-    return 0;
-}
+    if (!ngx_gateway_text_valid((char *) in->data, len)) {
+        return 0;
+    }
 
+    out->data = in->data;
+    out->len = len;
 
-static void
-ngx_http_gateway_trace_attr_str(ngx_gateway_otlp_attr_t *a, const char *key,
-    size_t key_len, ngx_str_t *value)
-{
-    a->key = key;
-    a->key_len = key_len;
-    a->type = NGX_GATEWAY_OTLP_STRING;
-    a->str = (const char *) value->data;
-    a->len = value->len;
-}
-
-
-static void
-ngx_http_gateway_trace_attr_int(ngx_gateway_otlp_attr_t *a, const char *key,
-    size_t key_len, int64_t value)
-{
-    a->key = key;
-    a->key_len = key_len;
-    a->type = NGX_GATEWAY_OTLP_INT;
-    a->num = value;
-}
-
-
-static void
-ngx_http_gateway_trace_span_init(ngx_gateway_otlp_span_t *span,
-    ngx_http_gateway_trace_ctx_t *t)
-{
-    ngx_memzero(span, sizeof(ngx_gateway_otlp_span_t));
-
-    ngx_memcpy(span->trace_id, t->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
-    span->trace_state = (const char *) t->tracestate.data;
-    span->trace_state_len = t->tracestate.len;
-    span->flags = NGX_GATEWAY_TRACE_SAMPLED;
+    return 1;
 }
 
 
 static void
 ngx_http_gateway_trace_attempt_start(ngx_http_gateway_attempt_t *a)
 {
+    uint64_t                       id;
     ngx_http_gateway_trace_ctx_t  *t, *actx;
 
     actx = ngx_http_gateway_trace_attempt_ctx(a->request);
@@ -666,8 +725,18 @@ ngx_http_gateway_trace_attempt_start(ngx_http_gateway_attempt_t *a)
 
     t = actx->main;
 
-    ngx_http_gateway_trace_random(actx->attempt_id, NGX_GATEWAY_SPAN_ID_LEN);
-    actx->attempt_start = ngx_http_gateway_trace_now();
+    /* unsampled, the attempt's id is only its upstream request's parent */
+
+    if (!t->sampled && !t->injected) {
+        return;
+    }
+
+    id = ngx_http_gateway_trace_random();
+    ngx_http_gateway_trace_put64(actx->attempt_id, id ? id : 1);
+
+    if (t->sampled) {
+        actx->attempt_start = ngx_http_gateway_trace_now();
+    }
 
     if (t->injected) {
         ngx_http_gateway_trace_rewrite(a->request, actx, t);
@@ -675,7 +744,10 @@ ngx_http_gateway_trace_attempt_start(ngx_http_gateway_attempt_t *a)
 }
 
 
-/* p is the value of a traceparent header line of this request's trace */
+/*
+ * p is the value of a traceparent header line of this request's trace:
+ * the gateway's own line (its spelling), or one set with proxy_set_header.
+ */
 
 static ngx_uint_t
 ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
@@ -686,9 +758,10 @@ ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
     n = sizeof("\ntraceparent: ") - 1;
 
     return p - b->start >= (ssize_t) n
-           && ngx_strncasecmp(p - n, (u_char *) "\ntraceparent: ", n) == 0
-           && ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN)
-              == 0;
+           && ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN) == 0
+           && (ngx_memcmp(p - n, "\ntraceparent: ", n) == 0
+               || ngx_strncasecmp(p - n, (u_char *) "\ntraceparent: ", n)
+                  == 0);
 }
 
 
@@ -763,13 +836,12 @@ static void
 ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 {
     u_char                         buf[NGX_INT_T_LEN + 8];
-    u_char                        *p, *colon;
-    ngx_str_t                      host, port, v;
-    ngx_uint_t                     n, failed;
-    const char                    *reason;
+    u_char                        *p;
+    ngx_str_t                      host, reason;
+    ngx_uint_t                     port, failed;
     ngx_http_request_t            *r;
-    ngx_gateway_otlp_attr_t        attrs[NGX_HTTP_GATEWAY_TRACE_ATTRS];
     ngx_gateway_otlp_span_t        span;
+    ngx_gateway_otlp_writer_t     *w;
     ngx_http_gateway_trace_ctx_t  *t, *actx;
 
     r = a->request;
@@ -781,120 +853,131 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     t = actx->main;
 
-    ngx_http_gateway_trace_span_init(&span, t);
-
-    ngx_memcpy(span.span_id, actx->attempt_id, NGX_GATEWAY_SPAN_ID_LEN);
-    ngx_memcpy(span.parent_id, t->span_id, NGX_GATEWAY_SPAN_ID_LEN);
-    span.has_parent = 1;
-    span.kind = NGX_GATEWAY_OTLP_KIND_CLIENT;
+    span.trace_id = t->trace_id;
+    span.span_id = actx->attempt_id;
+    span.parent_id = t->span_id;
+    span.trace_state = (const char *) t->tracestate.data;
+    span.trace_state_len = t->tracestate.len;
     span.name = (const char *) r->method_name.data;
     span.name_len = r->method_name.len;
+    span.kind = NGX_GATEWAY_OTLP_KIND_CLIENT;
     span.start = actx->attempt_start;
     span.end = ngx_http_gateway_trace_now();
+    span.flags = NGX_GATEWAY_TRACE_SAMPLED;
 
-    n = 0;
+    w = ngx_http_gateway_trace_span(&span);
+    if (w == NULL) {
+        return;
+    }
 
-    ngx_http_gateway_trace_str(&attrs[n++], "http.request.method",
-                               &r->method_name);
+    /*
+     * The method was checked by nginx; the service, the instance's id and
+     * address by the registry: none needs checking again.
+     */
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
+                         (char *) r->method_name.data, r->method_name.len);
 
     /* the instance's address: host:port, [v6]:port or unix:path */
 
     host = a->peer->name;
-    port.len = 0;
+    port = 0;
 
     if (host.len > 5 && ngx_strncmp(host.data, "unix:", 5) != 0) {
-        colon = ngx_strlchr(host.data, host.data + host.len, ']');
-        colon = colon ? colon + 1 : host.data;
 
-        for (p = host.data + host.len; p > colon && p[-1] != ':'; p--) {
+        /* the port is after the last ':' that is not inside [v6] */
+
+        for (p = host.data + host.len;
+             p > host.data && p[-1] != ':' && p[-1] != ']';
+             p--)
+        {
             /* void */
         }
 
-        if (p > colon) {
-            port.data = p;
-            port.len = host.data + host.len - p;
+        if (p > host.data && p[-1] == ':') {
+            port = 1;
             host.len = p - 1 - host.data;
         }
 
-        if (host.len > 2 && host.data[0] == '[') {
+        if (host.len > 2 && host.data[0] == '['
+            && host.data[host.len - 1] == ']')
+        {
             host.data++;
             host.len -= 2;
         }
     }
 
-    ngx_http_gateway_trace_str(&attrs[n++], "server.address", &host);
-    ngx_http_gateway_trace_str(&attrs[n++], "network.peer.address", &host);
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ADDRESS),
+                         (char *) host.data, host.len);
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
+                         (char *) host.data, host.len);
 
-    if (port.len) {
-        ngx_http_gateway_trace_int(&attrs[n++], "server.port",
-                                   ngx_inet_get_port(a->peer->sockaddr));
+    if (port) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
+                             ngx_inet_get_port(a->peer->sockaddr));
     }
 
     if (a->status) {
-        ngx_http_gateway_trace_int(&attrs[n++], "http.response.status_code",
-                                   a->status);
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
+                             a->status);
     }
 
-    ngx_http_gateway_trace_str(&attrs[n++], "gateway.service", a->service);
-    ngx_http_gateway_trace_str(&attrs[n++], "gateway.instance.id",
-                               &a->peer->inst->id);
-    ngx_http_gateway_trace_int(&attrs[n++], "gateway.attempt", a->number);
-
-    attrs[n].key = "gateway.connection.reused";
-    attrs[n].key_len = sizeof("gateway.connection.reused") - 1;
-    attrs[n].type = NGX_GATEWAY_OTLP_BOOL;
-    attrs[n++].num = a->cached;
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SERVICE),
+                         (char *) a->service->data, a->service->len);
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(INSTANCE),
+                         (char *) a->peer->inst->id.data,
+                         a->peer->inst->id.len);
+    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
+    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
 
     failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
 
     if (failed) {
-        reason = ngx_http_gateway_trace_reason(a, buf);
-        v.data = (u_char *) reason;
-        v.len = ngx_strlen(reason);
+        ngx_http_gateway_trace_reason(a, buf, &reason);
 
-        ngx_http_gateway_trace_str(&attrs[n++], "error.type", &v);
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ERROR),
+                             (char *) reason.data, reason.len);
 
         if (a->retried) {
-            ngx_http_gateway_trace_str(&attrs[n++], "gateway.retry_reason",
-                                       &v);
+            ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(RETRY),
+                                 (char *) reason.data, reason.len);
         }
     }
 
-    span.attrs = attrs;
-    span.nattrs = n;
-
-    if (failed || a->status >= 500) {
-        span.status = NGX_GATEWAY_OTLP_STATUS_ERROR;
-    }
-
-    ngx_http_gateway_trace_export(&span);
+    ngx_http_gateway_trace_span_done(w, (failed || a->status >= 500)
+                                        ? NGX_GATEWAY_OTLP_STATUS_ERROR
+                                        : NGX_GATEWAY_OTLP_STATUS_UNSET);
 }
 
 
 /* proxy_next_upstream's words for why an attempt failed */
 
-static const char *
-ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a, u_char *buf)
+static void
+ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a, u_char *buf,
+    ngx_str_t *reason)
 {
     switch (a->result) {
 
     case NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT:
-        return "timeout";
+        ngx_str_set(reason, "timeout");
+        return;
 
     case NGX_HTTP_GATEWAY_ATTEMPT_STALE:
-        return "stale_connection";
+        ngx_str_set(reason, "stale_connection");
+        return;
 
     case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
     case NGX_HTTP_GATEWAY_ATTEMPT_NEXT:
         if (a->status) {
-            *ngx_sprintf(buf, "http_%uD", a->status) = '\0';
-            return (const char *) buf;
+            reason->data = buf;
+            reason->len = ngx_sprintf(buf, "http_%uD", a->status) - buf;
+            return;
         }
 
-        return "error";
+        /* fall through */
 
     default:
-        return "error";
+        ngx_str_set(reason, "error");
     }
 }
 
@@ -913,14 +996,15 @@ ngx_http_gateway_trace_preaccess(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_gateway_trace_log(ngx_http_request_t *r)
 {
-    u_char                         *p;
-    ngx_str_t                       v, name;
-    ngx_uint_t                      n, status;
-    ngx_connection_t               *c;
-    ngx_gateway_otlp_attr_t         attrs[NGX_HTTP_GATEWAY_TRACE_ATTRS];
-    ngx_gateway_otlp_span_t         span;
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_gateway_trace_ctx_t   *t;
+    u_char                             *p;
+    u_char                              name[NGX_HTTP_GATEWAY_TRACE_NAME_MAX];
+    ngx_str_t                           v, route;
+    ngx_uint_t                          status;
+    ngx_connection_t                   *c;
+    ngx_gateway_otlp_span_t             span;
+    ngx_gateway_otlp_writer_t          *w;
+    ngx_http_gateway_trace_ctx_t       *t;
+    ngx_http_gateway_trace_loc_conf_t  *tlcf;
 
     t = ngx_http_gateway_trace_get(r);
     if (t == NULL || !t->sampled) {
@@ -929,29 +1013,45 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     c = r->connection;
 
-    ngx_http_gateway_trace_span_init(&span, t);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_trace_module);
+    route = tlcf->route;
 
-    ngx_memcpy(span.span_id, t->span_id, NGX_GATEWAY_SPAN_ID_LEN);
+    span.name = (const char *) r->method_name.data;
+    span.name_len = r->method_name.len;
 
-    if (t->has_parent) {
-        ngx_memcpy(span.parent_id, t->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
-        span.has_parent = 1;
-        span.flags |= NGX_GATEWAY_OTLP_FLAGS_HAS_REMOTE
-                      | NGX_GATEWAY_OTLP_FLAGS_REMOTE;
+    if (route.len && r->method_name.len + 1 + route.len <= sizeof(name)) {
+        p = ngx_cpymem(name, r->method_name.data, r->method_name.len);
+        *p++ = ' ';
+        p = ngx_cpymem(p, route.data, route.len);
 
-    } else {
-        span.flags |= NGX_GATEWAY_OTLP_FLAGS_HAS_REMOTE;
+        span.name = (const char *) name;
+        span.name_len = p - name;
     }
 
+    span.trace_id = t->trace_id;
+    span.span_id = t->span_id;
+    span.parent_id = t->has_parent ? t->parent_id : NULL;
+    span.trace_state = (const char *) t->tracestate.data;
+    span.trace_state_len = t->tracestate.len;
     span.kind = NGX_GATEWAY_OTLP_KIND_SERVER;
     span.start = (uint64_t) r->start_sec * 1000000000
                  + (uint64_t) r->start_msec * 1000000;
     span.end = ngx_http_gateway_trace_now();
+    span.flags = NGX_GATEWAY_TRACE_SAMPLED | NGX_GATEWAY_OTLP_FLAGS_HAS_REMOTE;
 
-    n = 0;
+    if (t->has_parent) {
+        span.flags |= NGX_GATEWAY_OTLP_FLAGS_REMOTE;
+    }
 
-    ngx_http_gateway_trace_str(&attrs[n++], "http.request.method",
-                               &r->method_name);
+    w = ngx_http_gateway_trace_span(&span);
+    if (w == NULL) {
+        return NGX_OK;
+    }
+
+    /* nginx checked the method; the peer's address is its own text */
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
+                         (char *) r->method_name.data, r->method_name.len);
 
     v = r->unparsed_uri;
 
@@ -960,81 +1060,56 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     }
 
     if (ngx_http_gateway_trace_text(&v, &v)) {
-        ngx_http_gateway_trace_str(&attrs[n++], "url.path", &v);
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PATH),
+                             (char *) v.data, v.len);
     }
-
-    ngx_str_set(&v, "http");
 
 #if (NGX_HTTP_SSL)
     if (c->ssl) {
-        ngx_str_set(&v, "https");
-    }
-#endif
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
+                             "https", 5);
 
-    ngx_http_gateway_trace_str(&attrs[n++], "url.scheme", &v);
+    } else
+#endif
+    {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
+                             "http", 4);
+    }
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     if (status) {
-        ngx_http_gateway_trace_int(&attrs[n++], "http.response.status_code",
-                                   status);
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS), status);
     }
 
     if (ngx_http_gateway_trace_text(&r->headers_in.server, &v)) {
-        ngx_http_gateway_trace_str(&attrs[n++], "server.address", &v);
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ADDRESS),
+                             (char *) v.data, v.len);
     }
 
     if (c->local_sockaddr) {
-        ngx_http_gateway_trace_int(&attrs[n++], "server.port",
-                                   ngx_inet_get_port(c->local_sockaddr));
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
+                             ngx_inet_get_port(c->local_sockaddr));
     }
 
-    ngx_http_gateway_trace_str(&attrs[n++], "network.peer.address",
-                               &c->addr_text);
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
+                         (char *) c->addr_text.data, c->addr_text.len);
 
     if (r->headers_in.user_agent
         && ngx_http_gateway_trace_text(&r->headers_in.user_agent->value, &v))
     {
-        ngx_http_gateway_trace_str(&attrs[n++], "user_agent.original", &v);
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(USER_AGENT),
+                             (char *) v.data, v.len);
     }
 
-    /* a prefix or exact location is the route; a regular expression not */
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    name = r->method_name;
-
-    if (clcf->name.len && clcf->name.len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
-        && !clcf->named && !clcf->noname
-#if (NGX_PCRE)
-        && clcf->regex == NULL
-#endif
-       )
-    {
-        v = clcf->name;
-        ngx_http_gateway_trace_str(&attrs[n++], "http.route", &v);
-
-        p = ngx_pnalloc(r->pool, r->method_name.len + 1 + v.len);
-
-        if (p) {
-            name.data = p;
-            p = ngx_cpymem(p, r->method_name.data, r->method_name.len);
-            *p++ = ' ';
-            p = ngx_cpymem(p, v.data, v.len);
-            name.len = p - name.data;
-        }
+    if (route.len) {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ROUTE),
+                             (char *) route.data, route.len);
     }
 
-    span.name = (const char *) name.data;
-    span.name_len = name.len;
-    span.attrs = attrs;
-    span.nattrs = n;
-
-    if (status >= 500) {
-        span.status = NGX_GATEWAY_OTLP_STATUS_ERROR;
-    }
-
-    ngx_http_gateway_trace_export(&span);
+    ngx_http_gateway_trace_span_done(w, (status >= 500)
+                                        ? NGX_GATEWAY_OTLP_STATUS_ERROR
+                                        : NGX_GATEWAY_OTLP_STATUS_UNSET);
 
     return NGX_OK;
 }
@@ -1077,7 +1152,7 @@ ngx_http_gateway_trace_variable(ngx_http_request_t *r,
         break;
 
     default:
-        p = t->traceparent;
+        p = ngx_http_gateway_trace_traceparent(t);
         v->len = NGX_GATEWAY_TRACEPARENT_LEN;
     }
 
@@ -1145,6 +1220,8 @@ ngx_http_gateway_trace_add_variables(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_gateway_trace_postconf(ngx_conf_t *cf)
 {
+    ngx_str_t                           *name;
+    ngx_uint_t                           i;
     ngx_http_handler_pt                 *h;
     ngx_http_core_main_conf_t           *cmcf;
     ngx_http_gateway_trace_main_conf_t  *tmcf;
@@ -1158,6 +1235,19 @@ ngx_http_gateway_trace_postconf(ngx_conf_t *cf)
 
     if (!ngx_http_gateway_trace_used) {
         return NGX_OK;
+    }
+
+    /* the attributes' keys are constants: encoded once, here */
+
+    for (i = 0; i < NGX_HTTP_GATEWAY_TRACE_NKEYS; i++) {
+        name = &ngx_http_gateway_trace_key_names[i];
+
+        if (ngx_gateway_otlp_key(&ngx_http_gateway_trace_keys[i],
+                                 (char *) name->data, name->len)
+            != 0)
+        {
+            return NGX_ERROR;
+        }
     }
 
     ngx_http_gateway_trace_traceparent_hash =
@@ -1274,6 +1364,8 @@ ngx_http_gateway_trace_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_gateway_trace_loc_conf_t *prev = parent;
     ngx_http_gateway_trace_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     if (conf->trace == NGX_CONF_UNSET) {
         conf->trace = prev->trace;
         conf->trace_cv = prev->trace_cv;
@@ -1285,6 +1377,25 @@ ngx_http_gateway_trace_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               |NGX_HTTP_GATEWAY_TRACE_INJECT);
     ngx_conf_merge_uint_value(conf->sample, prev->sample,
                               NGX_HTTP_GATEWAY_TRACE_PPM);
+
+    /*
+     * http.route: a prefix or exact location (not a regular expression,
+     * a named one or an "if"), checked once here
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    ngx_str_null(&conf->route);
+
+    if (clcf->name.len && clcf->name.len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
+        && !clcf->named && !clcf->noname
+#if (NGX_PCRE)
+        && clcf->regex == NULL
+#endif
+        && ngx_gateway_text_valid((char *) clcf->name.data, clcf->name.len))
+    {
+        conf->route = clcf->name;
+    }
 
     /* sampled: the trace id's last 53 bits below sample / 1e6 of 2^53 */
 

@@ -102,6 +102,7 @@ sub conf {
             gateway_trace_sample 0%;
             proxy_pass http://users;
             add_header X-Trace-Id \$gateway_trace_id;
+            add_header X-Span-Id \$gateway_span_id;
         }
 
         location /forced/ {
@@ -340,6 +341,13 @@ for my $protocol (qw(protobuf json)) {
          'propagates a context with the sampled flag off');
     my $unsampled = $h->{'x-trace-id'};
     like($unsampled // '', qr/^[0-9a-f]{32}$/, 'it has a trace id');
+    my ($u_trace, $u_parent) = ($tp->[0] // '') =~ /^00-(\w+)-(\w+)-/;
+    is($u_trace, $unsampled, 'unsampled: the upstream gets its trace id');
+    like($h->{'x-span-id'} // '', qr/^[0-9a-f]{16}$/,
+         'unsampled: it has a span id');
+    ok(defined $u_parent && $u_parent ne ($h->{'x-span-id'} // ''),
+       'unsampled: the parent id sent is the attempt\'s, rewritten in place, '
+       . 'not the request\'s span');
 
     my $parent_off = 'a' x 32;
     ($st, $h, $body) = $ng->get('/svc/off', headers => {

@@ -108,6 +108,10 @@ my $fo    = csv('failover.csv');
 my $apply = csv('apply.csv');
 my $sel   = csv('selection.csv');
 my $selc  = csv('selection_ceiling.csv');
+# tracing: the callgrind and throughput scenarios run with its variants
+my $cgt   = csv('callgrind_trace.csv');
+my $tpt   = csv('throughput_trace.csv');
+$meta{$_} = meta($_) for qw(callgrind_trace throughput_trace);
 
 # "Command: ..., date, commit" of one scenario's run
 sub ran {
@@ -214,6 +218,20 @@ my @targets;
                     (defined $added && $added ne 'nan')
                         ? sprintf('%+.3f ms (max %+.3f ms)', $added, $amax) : 'n/a',
                     verdict(defined $added ? ($added ne 'nan' && $added < 2) : undef)];
+
+    for my $t (['gateway_trace1', 1, 'tracing on, 1% sampled: <= +1% Ir/request vs off'],
+               ['gateway_trace100', 5, 'tracing on, 100% sampled, protobuf: <= +5% Ir/request vs off'])
+    {
+        my $r = get($cgt, $t->[0], 'ratio_to_gateway');
+        push @targets, [$t->[2], defined $r ? sprintf('%+.1f%%', ($r - 1) * 100) : 'n/a',
+                        verdict(defined $r ? ($r - 1) * 100 <= $t->[1] : undef)];
+    }
+    {
+        my $r = get($tpt, 'gateway_trace100', 'ratio_to_gateway');
+        push @targets, ['tracing on, 100% sampled, protobuf: <= 5% less throughput (req/s) vs off',
+                        defined $r ? sprintf('%.2f x', $r) : 'n/a',
+                        verdict(defined $r ? $r >= 0.95 : undef)];
+    }
 
     my ($lf, $mx) = (get($sel, 'lockfree', 'scaling_2w_over_1w'), get($sel, 'mutex', 'scaling_2w_over_1w'));
     push @targets, ['selection microbenchmark: >= 1.9 x selections/s from 1 to 2 processes (lock-free, round robin, one service)',
@@ -322,6 +340,42 @@ for my $v (qw(gateway gateway_failures gateway_before lua)) {
     my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
     $doc .= "\n$v vs stock: where the difference comes from (self Ir per request by function, |difference| > 5, largest 15; static functions of the stripped binaries show as addresses):\n\n";
     $doc .= md_table(\@rows);
+}
+
+$doc .= <<"EOF";
+
+## Tracing
+
+The callgrind and throughput scenarios with tracing in four states
+(`bench/variants/gateway_trace.sh`): off (the `gateway` variant, the
+module loaded without `gateway_trace`), on with 1% of the traces sampled,
+on with 100% sampled and exported in protobuf, and in JSON.  The spans go
+over OTLP/HTTP to a separate nginx that answers 200: the gateway's
+encoding and sending are measured, the collector's work is not.  The
+ratios are against tracing off.  Part of the totals' difference is the
+allocator's (`_int_malloc` and its helpers take fewer instructions in the
+traced runs, a matter of the heap's layout): the module's own
+instructions are the last column.
+
+EOF
+$doc .= ran('callgrind_trace');
+$doc .= md_table($cgt, [qw(variant requests runs ir_per_request min_ir_per_request max_ir_per_request ratio_to_gateway module_ir_per_request)],
+                 { ir_per_request => 'Ir/request (median of runs)', ratio_to_gateway => 'ratio to off',
+                   min_ir_per_request => 'min', max_ir_per_request => 'max',
+                   module_ir_per_request => 'Ir/request in the module (self)' });
+for my $v (qw(gateway_trace1 gateway_trace100)) {
+    next unless defined get($cgt, $v, 'ir_per_request');
+    my $cgf = csv("callgrind_functions_$v.csv") or next;
+    my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
+    $doc .= "\n$v vs tracing off (self Ir per request by function, |difference| > 5, largest 15):\n\n";
+    $doc .= md_table(\@rows);
+}
+if ($tpt) {
+    $doc .= "\nThroughput of the same variants (one worker pinned, interleaved rounds, medians; short rounds on a shared machine, read the ratios with the load average):\n\n";
+    $doc .= ran('throughput_trace');
+    $doc .= md_table($tpt, [qw(variant median_rps p50_us p99_us ratio_to_gateway min_rps max_rps rounds cpu_us_per_req cpu_ratio_to_gateway)],
+                     { median_rps => 'req/s (median)', ratio_to_gateway => 'ratio to off',
+                       cpu_us_per_req => 'proxy CPU us/request', cpu_ratio_to_gateway => 'CPU ratio to off' });
 }
 
 $doc .= <<"EOF";

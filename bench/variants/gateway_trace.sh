@@ -6,8 +6,18 @@
 # the gateway's encoding and sending are.  "gateway" itself is tracing off
 # (the module loaded, no gateway_trace).
 #
+#   BENCH_RESULTS=/tmp/trace BENCH_CG_RUNS=3 \
 #   BENCH_CG_VARIANTS="gateway gateway_trace1 gateway_trace100 gateway_trace100json" \
-#   BENCH_CG_RUNS=1 bench/run callgrind
+#   bench/run callgrind
+#   BENCH_RESULTS=/tmp/trace-tp BENCH_ROUNDS=6 BENCH_DURATION=3 \
+#   BENCH_VARIANTS="gateway gateway_trace100" bench/run throughput
+#
+# then /tmp/trace/callgrind.{csv,meta} go to bench/results/callgrind_trace.*,
+# /tmp/trace/callgrind_functions_gateway_trace{1,100}.csv to bench/results/,
+# /tmp/trace-tp/throughput.{csv,meta} to bench/results/throughput_trace.*,
+# and bench/lib/report.pl writes the tracing section of performance.md.
+# GATEWAY_MODULE=another/build/ngx_http_gateway_module.so measures another
+# build of the module the same way (the "before" column of docs/tracing.md).
 VARIANT_DESC[gateway_trace1]="ngx_gateway, tracing on, 1% sampled, OTLP protobuf"
 VARIANT_DESC[gateway_trace100]="ngx_gateway, tracing on, 100% sampled, OTLP protobuf"
 VARIANT_DESC[gateway_trace100json]="ngx_gateway, tracing on, 100% sampled, OTLP JSON"

@@ -11,9 +11,11 @@
  * (version 00) or to its first 55 characters under version 00 (later
  * versions); tracestate: a valid value is at most 512 bytes of printable
  * ASCII.  The input is then cut into strings for a span (name, tracestate,
- * attribute keys and values): the protobuf encoding walks as well-formed
- * OTLP with an independent reader, and the JSON one parses; a buffer one
- * byte short is refused.
+ * attribute keys and values), written in one pass as the module does
+ * (begin, attributes with their keys encoded first, end): the protobuf
+ * encoding, its span length patched in, walks as well-formed OTLP with an
+ * independent reader, and the JSON one parses; a buffer one byte short is
+ * refused.
  */
 
 #include <stdint.h>
@@ -28,6 +30,56 @@
 
 
 #define FUZZ_ATTRS  8
+
+
+typedef struct {
+    ngx_gateway_otlp_span_t   sp;
+    ngx_gateway_otlp_key_t    keys[FUZZ_ATTRS];
+    int                       types[FUZZ_ATTRS];
+    const char               *str[FUZZ_ATTRS];
+    size_t                    len[FUZZ_ATTRS];
+    int64_t                   num[FUZZ_ATTRS];
+    size_t                    nattrs;
+    int                       status;
+} fuzz_span_t;
+
+
+static unsigned char  fuzz_ids[32];
+
+
+static void
+fuzz_attrs(ngx_gateway_otlp_writer_t *w, const fuzz_span_t *f)
+{
+    size_t  i;
+
+    for (i = 0; i < f->nattrs; i++) {
+        switch (f->types[i]) {
+
+        case 1:
+            ngx_gateway_otlp_int(w, &f->keys[i], f->num[i]);
+            break;
+
+        case 2:
+            ngx_gateway_otlp_bool(w, &f->keys[i], (int) (f->num[i] & 1));
+            break;
+
+        default:
+            ngx_gateway_otlp_str(w, &f->keys[i], f->str[i], f->len[i]);
+        }
+    }
+}
+
+
+static size_t
+fuzz_encode(unsigned char *out, size_t size, int json, const fuzz_span_t *f)
+{
+    ngx_gateway_otlp_writer_t  w;
+
+    ngx_gateway_otlp_span_begin(&w, out, size, json, &f->sp);
+    fuzz_attrs(&w, f);
+
+    return ngx_gateway_otlp_span_end(&w, f->status);
+}
 
 
 static void
@@ -81,17 +133,17 @@ fuzz_tracestate(const char *s, size_t len)
 static void
 fuzz_otlp(const char *s, size_t len)
 {
-    int                      n;
-    char                    *pieces[2 + 2 * FUZZ_ATTRS];
-    size_t                   lens[2 + 2 * FUZZ_ATTRS];
-    size_t                   i, np, out_len, k, head;
-    uint32_t                 path[8];
-    const char              *p, *end, *nl;
-    unsigned char           *out, *small, *req;
+    int                          n;
+    char                        *pieces[2 + 2 * FUZZ_ATTRS];
+    size_t                       lens[2 + 2 * FUZZ_ATTRS];
+    size_t                       i, np, out_len, k, head, rlen;
+    uint32_t                     path[8];
+    const char                  *p, *end, *nl;
+    unsigned char               *out, *small, *req, *rattrs;
+    fuzz_span_t                  f;
+    ngx_gateway_json_tok_t      *toks;
+    ngx_gateway_otlp_writer_t    w;
     ngx_gateway_otlp_resource_t  res;
-    ngx_gateway_otlp_attr_t  attrs[FUZZ_ATTRS];
-    ngx_gateway_otlp_span_t  sp;
-    ngx_gateway_json_tok_t  *toks;
 
     /* pieces split at newlines: name, tracestate, then key, value, ... */
 
@@ -109,49 +161,57 @@ fuzz_otlp(const char *s, size_t len)
         p = nl + 1;
     }
 
-    memset(&sp, 0, sizeof(sp));
+    memset(&f, 0, sizeof(f));
 
-    for (i = 0; i < 16; i++) {
-        sp.trace_id[i] = len ? (unsigned char) s[i % len] : (unsigned char) i;
+    for (i = 0; i < 32; i++) {
+        fuzz_ids[i] = len ? (unsigned char) s[i % len] : (unsigned char) i;
     }
 
-    sp.has_parent = len & 1;
-    sp.kind = (int) (len % 4);
-    sp.start = (uint64_t) len * 0x9e3779b97f4a7c15ULL;
-    sp.end = ~sp.start;
-    sp.status = (int) (len % 3);
-    sp.flags = (uint32_t) len;
+    f.sp.trace_id = fuzz_ids;
+    f.sp.span_id = fuzz_ids + 16;
+    f.sp.parent_id = (len & 1) ? fuzz_ids + 24 : NULL;
+    f.sp.kind = (int) (len % 4);
+    f.sp.start = (uint64_t) len * 0x9e3779b97f4a7c15ULL;
+    f.sp.end = ~f.sp.start;
+    f.sp.flags = (uint32_t) len;
+    f.status = (int) (len % 3);
 
-    sp.name = np > 0 ? pieces[0] : "";
-    sp.name_len = np > 0 ? lens[0] : 0;
+    f.sp.name = np > 0 ? pieces[0] : "";
+    f.sp.name_len = np > 0 ? lens[0] : 0;
 
     /* only valid UTF-8 reaches the encoder (the module checks first) */
 
-    if (!ngx_gateway_text_valid(sp.name, sp.name_len)) {
-        sp.name_len = 0;
+    if (!ngx_gateway_text_valid(f.sp.name, f.sp.name_len)) {
+        f.sp.name_len = 0;
     }
 
     if (np > 1 && ngx_gateway_tracestate_valid(pieces[1], lens[1])) {
-        sp.trace_state = pieces[1];
-        sp.trace_state_len = lens[1];
+        f.sp.trace_state = pieces[1];
+        f.sp.trace_state_len = lens[1];
     }
 
-    sp.attrs = attrs;
-
     for (i = 2; i + 1 < np; i += 2) {
-        attrs[sp.nattrs].key = pieces[i];
-        attrs[sp.nattrs].key_len =
-            ngx_gateway_text_valid(pieces[i], lens[i]) ? lens[i] : 0;
-        attrs[sp.nattrs].type = (int) (lens[i + 1] % 3);
-        attrs[sp.nattrs].str = pieces[i + 1];
-        attrs[sp.nattrs].len =
-            ngx_gateway_text_valid(pieces[i + 1], lens[i + 1])
-            ? lens[i + 1] : 0;
-        attrs[sp.nattrs].num = (int64_t) (lens[i + 1] * 0x5851f42d4c957f2dULL);
-        if (attrs[sp.nattrs].type == NGX_GATEWAY_OTLP_BOOL) {
-            attrs[sp.nattrs].num &= 1;
+        if (!ngx_gateway_text_valid(pieces[i], lens[i])) {
+            continue;
         }
-        sp.nattrs++;
+
+        /* a key is 1 to NGX_GATEWAY_OTLP_KEY_MAX bytes, or refused */
+
+        if (ngx_gateway_otlp_key(&f.keys[f.nattrs], pieces[i], lens[i])
+            != 0)
+        {
+            fuzz_assert(lens[i] == 0 || lens[i] > NGX_GATEWAY_OTLP_KEY_MAX);
+            continue;
+        }
+
+        fuzz_assert(lens[i] > 0 && lens[i] <= NGX_GATEWAY_OTLP_KEY_MAX);
+
+        f.types[f.nattrs] = (int) (lens[i + 1] % 3);
+        f.str[f.nattrs] = pieces[i + 1];
+        f.len[f.nattrs] = ngx_gateway_text_valid(pieces[i + 1], lens[i + 1])
+                          ? lens[i + 1] : 0;
+        f.num[f.nattrs] = (int64_t) (lens[i + 1] * 0x5851f42d4c957f2dULL);
+        f.nattrs++;
     }
 
     k = 1024 + 16 * len;
@@ -159,35 +219,49 @@ fuzz_otlp(const char *s, size_t len)
     toks = malloc(FUZZ_TOKS * sizeof(ngx_gateway_json_tok_t));
     fuzz_assert(out != NULL && toks != NULL);
 
-    out_len = ngx_gateway_otlp_pb_span(out, k, &sp);
-    fuzz_assert(out_len > 0);
-    fuzz_assert(otlp_check_message(out, out + out_len, 0, path,
-                                   otlp_check_span_nested) == 1);
+    /* a span over NGX_GATEWAY_OTLP_SPAN_MAX bytes is refused */
 
-    small = malloc(out_len);
-    fuzz_assert(small != NULL);
-    fuzz_assert(ngx_gateway_otlp_pb_span(small, out_len - 1, &sp) == 0);
-    free(small);
+    out_len = fuzz_encode(out, k, 0, &f);
+    fuzz_assert(out_len > 0 || len > NGX_GATEWAY_OTLP_SPAN_MAX / 4);
 
-    /* a whole request: the attributes as the resource's too */
+    if (out_len) {
+        fuzz_assert(out_len <= 3 + NGX_GATEWAY_OTLP_SPAN_MAX);
+        fuzz_assert(otlp_check_message(out, out + out_len, 0, path,
+                                       otlp_check_span_nested) == 1);
 
-    res.attrs = attrs;
-    res.nattrs = sp.nattrs;
-    res.scope = sp.name;
-    res.scope_len = sp.name_len;
-    res.version = "0";
-    res.version_len = 1;
+        small = malloc(out_len);
+        fuzz_assert(small != NULL);
+        fuzz_assert(fuzz_encode(small, out_len - 1, 0, &f) == 0);
+        free(small);
 
-    req = malloc(k + out_len);
-    fuzz_assert(req != NULL);
-    head = ngx_gateway_otlp_pb_head(req, k, &res, out_len);
-    fuzz_assert(head > 0);
-    memcpy(req + head, out, out_len);
-    fuzz_assert(otlp_check_message(req, req + head + out_len, 0, path,
-                                   otlp_check_nested) == 1);
-    free(req);
+        /* a whole request: the attributes as the resource's too */
 
-    out_len = ngx_gateway_otlp_json_span(out, k, &sp);
+        rattrs = malloc(k);
+        fuzz_assert(rattrs != NULL);
+        ngx_gateway_otlp_attrs_begin(&w, rattrs, k, 0);
+        fuzz_attrs(&w, &f);
+        rlen = ngx_gateway_otlp_attrs_end(&w);
+        fuzz_assert(rlen > 0 || f.nattrs == 0);
+
+        res.attrs = rattrs;
+        res.attrs_len = rlen;
+        res.scope = f.sp.name;
+        res.scope_len = f.sp.name_len;
+        res.version = "0";
+        res.version_len = 1;
+
+        req = malloc(2 * k + out_len);
+        fuzz_assert(req != NULL);
+        head = ngx_gateway_otlp_pb_head(req, 2 * k, &res, out_len);
+        fuzz_assert(head > 0);
+        memcpy(req + head, out, out_len);
+        fuzz_assert(otlp_check_message(req, req + head + out_len, 0, path,
+                                       otlp_check_nested) == 1);
+        free(req);
+        free(rattrs);
+    }
+
+    out_len = fuzz_encode(out, k, 1, &f);
     fuzz_assert(out_len > 0);
 
     n = ngx_gateway_json_parse((char *) out, out_len, toks, FUZZ_TOKS, 8);
@@ -199,7 +273,7 @@ fuzz_otlp(const char *s, size_t len)
 
     small = malloc(out_len);
     fuzz_assert(small != NULL);
-    fuzz_assert(ngx_gateway_otlp_json_span(small, out_len - 1, &sp) == 0);
+    fuzz_assert(fuzz_encode(small, out_len - 1, 1, &f) == 0);
     free(small);
 
     free(toks);

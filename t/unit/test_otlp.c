@@ -21,6 +21,9 @@
 #define S(s)  s, (sizeof(s) - 1)
 
 
+static unsigned char  trace_id[16], span_id[8], parent_id[8];
+
+
 static void
 span_min(ngx_gateway_otlp_span_t *sp)
 {
@@ -29,14 +32,16 @@ span_min(ngx_gateway_otlp_span_t *sp)
     memset(sp, 0, sizeof(*sp));
 
     for (i = 0; i < 16; i++) {
-        sp->trace_id[i] = (unsigned char) (i + 1);
+        trace_id[i] = (unsigned char) (i + 1);
     }
 
     for (i = 0; i < 8; i++) {
-        sp->span_id[i] = (unsigned char) (0x21 + i);
-        sp->parent_id[i] = (unsigned char) (0x31 + i);
+        span_id[i] = (unsigned char) (0x21 + i);
+        parent_id[i] = (unsigned char) (0x31 + i);
     }
 
+    sp->trace_id = trace_id;
+    sp->span_id = span_id;
     sp->name = "GET";
     sp->name_len = 3;
     sp->kind = NGX_GATEWAY_OTLP_KIND_SERVER;
@@ -45,38 +50,100 @@ span_min(ngx_gateway_otlp_span_t *sp)
 }
 
 
-static ngx_gateway_otlp_attr_t  attrs[] = {
-    { S("http.request.method"), NGX_GATEWAY_OTLP_STRING, S("GET"), 0 },
-    { S("http.response.status_code"), NGX_GATEWAY_OTLP_INT, NULL, 0, 503 },
-    { S("gateway.connection.reused"), NGX_GATEWAY_OTLP_BOOL, NULL, 0, 1 },
-    { S("negative"), NGX_GATEWAY_OTLP_INT, NULL, 0, -5 },
-    { S("quote"), NGX_GATEWAY_OTLP_STRING, S("a\"b\\c"), 0 },
-};
-
-
 static void
 span_full(ngx_gateway_otlp_span_t *sp)
 {
     span_min(sp);
 
-    sp->has_parent = 1;
+    sp->parent_id = parent_id;
     sp->trace_state = "congo=t61rcWkgMzE";
     sp->trace_state_len = strlen(sp->trace_state);
     sp->kind = NGX_GATEWAY_OTLP_KIND_CLIENT;
     sp->start = 1796124745825000000ULL;
     sp->end = 1796124745826000000ULL;
-    sp->attrs = attrs;
-    sp->nattrs = sizeof(attrs) / sizeof(attrs[0]);
-    sp->status = NGX_GATEWAY_OTLP_STATUS_ERROR;
     sp->flags = 0x301;
+}
+
+
+static ngx_gateway_otlp_key_t  keys[5];
+
+
+static void
+keys_init(void)
+{
+    assert_int_equal(ngx_gateway_otlp_key(&keys[0], S("http.request.method")),
+                     0);
+    assert_int_equal(ngx_gateway_otlp_key(&keys[1],
+                                          S("http.response.status_code")),
+                     0);
+    assert_int_equal(ngx_gateway_otlp_key(&keys[2],
+                                          S("gateway.connection.reused")),
+                     0);
+    assert_int_equal(ngx_gateway_otlp_key(&keys[3], S("negative")), 0);
+    assert_int_equal(ngx_gateway_otlp_key(&keys[4], S("quote")), 0);
+}
+
+
+/* the five attributes of a full span, in a writer that was begun */
+
+static void
+attrs_full(ngx_gateway_otlp_writer_t *w)
+{
+    ngx_gateway_otlp_str(w, &keys[0], S("GET"));
+    ngx_gateway_otlp_int(w, &keys[1], 503);
+    ngx_gateway_otlp_bool(w, &keys[2], 1);
+    ngx_gateway_otlp_int(w, &keys[3], -5);
+    ngx_gateway_otlp_str(w, &keys[4], S("a\"b\\c"));
+}
+
+
+static size_t
+encode_full(unsigned char *out, size_t size, int json)
+{
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    span_full(&sp);
+    ngx_gateway_otlp_span_begin(&w, out, size, json, &sp);
+    attrs_full(&w);
+
+    return ngx_gateway_otlp_span_end(&w, NGX_GATEWAY_OTLP_STATUS_ERROR);
+}
+
+
+static void
+test_key(void **state)
+{
+    char                    long_key[NGX_GATEWAY_OTLP_KEY_MAX + 1];
+    ngx_gateway_otlp_key_t  k;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("code")), 0);
+    assert_int_equal(k.pb_len, 6);
+    assert_memory_equal(k.pb, "\x0a\x04" "code", 6);
+    assert_int_equal(k.json_len, sizeof("{\"key\":\"code\",\"value\":{\"") - 1);
+    assert_memory_equal(k.json, "{\"key\":\"code\",\"value\":{\"", k.json_len);
+
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("a\"b")), 0);
+    assert_memory_equal(k.json, "{\"key\":\"a\\\"b\"", 13);
+
+    memset(long_key, 'k', sizeof(long_key));
+    assert_int_equal(ngx_gateway_otlp_key(&k, long_key,
+                                          NGX_GATEWAY_OTLP_KEY_MAX), 0);
+    assert_int_equal(ngx_gateway_otlp_key(&k, long_key, sizeof(long_key)),
+                     -1);
+    assert_int_equal(ngx_gateway_otlp_key(&k, long_key, 0), -1);
 }
 
 
 static void
 test_pb_span_bytes(void **state)
 {
+    /* the span's length: a varint of two bytes, 0xb5 0x00 = 53 */
+
     static const unsigned char  want[] = {
-        0x12, 0x35,                             /* ScopeSpans.spans, 53 */
+        0x12, 0xb5, 0x00,                       /* ScopeSpans.spans, 53 */
         0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8,     /* trace_id */
               9, 10, 11, 12, 13, 14, 15, 16,
         0x12, 0x08, 0x21, 0x22, 0x23, 0x24,     /* span_id */
@@ -87,15 +154,16 @@ test_pb_span_bytes(void **state)
         0x41, 2, 0, 0, 0, 0, 0, 0, 0,           /* end */
     };
 
-    unsigned char            out[256];
-    ngx_gateway_otlp_span_t  sp;
+    unsigned char              out[256];
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
 
     (void) state;
 
     span_min(&sp);
 
-    assert_int_equal(ngx_gateway_otlp_pb_span(out, sizeof(out), &sp),
-                     sizeof(want));
+    ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
+    assert_int_equal(ngx_gateway_otlp_span_end(&w, 0), sizeof(want));
     assert_memory_equal(out, want, sizeof(want));
 }
 
@@ -107,57 +175,147 @@ test_pb_attr_bytes(void **state)
         0x4a, 0x0b,                             /* attributes, 11 */
         0x0a, 0x04, 'c', 'o', 'd', 'e',         /* key */
         0x12, 0x03, 0x18, 0xf7, 0x03,           /* int_value 503 */
+        0x4a, 0x0b,                             /* attributes, 11 */
+        0x0a, 0x04, 'c', 'o', 'd', 'e',         /* key */
+        0x12, 0x03, 0x0a, 0x01, 'x',            /* string_value "x" */
+        0x4a, 0x0a,                             /* attributes, 10 */
+        0x0a, 0x04, 'c', 'o', 'd', 'e',         /* key */
+        0x12, 0x02, 0x10, 0x01,                 /* bool_value true */
         0x7a, 0x02, 0x18, 0x02,                 /* status: code ERROR */
         0x85, 0x01, 0x01, 0x03, 0, 0,           /* flags, fixed32 */
     };
 
-    size_t                   n;
-    unsigned char            out[256];
-    ngx_gateway_otlp_attr_t  a = { S("code"), NGX_GATEWAY_OTLP_INT, NULL, 0,
-                                   503 };
-    ngx_gateway_otlp_span_t  sp;
+    size_t                     n;
+    unsigned char              out[256];
+    ngx_gateway_otlp_key_t     k;
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
 
     (void) state;
 
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("code")), 0);
+
     span_min(&sp);
-    sp.attrs = &a;
-    sp.nattrs = 1;
-    sp.status = NGX_GATEWAY_OTLP_STATUS_ERROR;
     sp.flags = 0x301;
 
-    n = ngx_gateway_otlp_pb_span(out, sizeof(out), &sp);
-    assert_true(n > sizeof(tail));
+    ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
+    ngx_gateway_otlp_int(&w, &k, 503);
+    ngx_gateway_otlp_str(&w, &k, S("x"));
+    ngx_gateway_otlp_bool(&w, &k, 1);
+    n = ngx_gateway_otlp_span_end(&w, NGX_GATEWAY_OTLP_STATUS_ERROR);
+
+    assert_int_equal(n, 3 + 53 + sizeof(tail));
     assert_memory_equal(out + n - sizeof(tail), tail, sizeof(tail));
+
+    /* the length was patched: 53 + the tail */
+    assert_int_equal(out[1], ((53 + sizeof(tail)) & 0x7f) | 0x80);
+    assert_int_equal(out[2], (53 + sizeof(tail)) >> 7);
+}
+
+
+/* string values of every short length: the inline copy's cases */
+
+static void
+test_pb_str_lengths(void **state)
+{
+    char                       v[40];
+    size_t                     i, len, n;
+    uint32_t                   path[8];
+    unsigned char              out[256];
+    ngx_gateway_otlp_key_t     k;
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("code")), 0);
+
+    for (i = 0; i < sizeof(v); i++) {
+        v[i] = (char) ('A' + i);
+    }
+
+    for (len = 0; len <= sizeof(v); len++) {
+        span_min(&sp);
+
+        ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
+        ngx_gateway_otlp_str(&w, &k, v, len);
+        n = ngx_gateway_otlp_span_end(&w, 0);
+
+        /* tag, kvlen, key (6), 0x12, vlen, 0x0a, len, value */
+
+        assert_int_equal(n, 3 + 53 + 12 + len);
+        assert_int_equal(out[3 + 53 + 1], 10 + len);
+        assert_int_equal(out[3 + 53 + 11], len);
+        assert_memory_equal(out + 3 + 53 + 12, v, len);
+        assert_int_equal(otlp_check_message(out, out + n, 0, path,
+                                            otlp_check_span_nested), 1);
+    }
+}
+
+
+static void
+test_pb_attr_long(void **state)
+{
+    static const unsigned char  head[] = {
+        0x4a, 0xd4, 0x01,                       /* attributes, 212 */
+        0x0a, 0x04, 'c', 'o', 'd', 'e',         /* key */
+        0x12, 0xcb, 0x01,                       /* value, 203 */
+        0x0a, 0xc8, 0x01,                       /* string_value, 200 */
+    };
+
+    char                       v[200];
+    size_t                     n;
+    uint32_t                   path[8];
+    unsigned char              out[512];
+    ngx_gateway_otlp_key_t     k;
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_otlp_key(&k, S("code")), 0);
+    memset(v, 'v', sizeof(v));
+
+    span_min(&sp);
+
+    ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
+    ngx_gateway_otlp_str(&w, &k, v, sizeof(v));
+    n = ngx_gateway_otlp_span_end(&w, 0);
+
+    assert_int_equal(n, 3 + 53 + sizeof(head) + sizeof(v));
+    assert_memory_equal(out + 3 + 53, head, sizeof(head));
+    assert_memory_equal(out + 3 + 53 + sizeof(head), v, sizeof(v));
+    assert_int_equal(otlp_check_message(out, out + n, 0, path,
+                                        otlp_check_span_nested), 1);
 }
 
 
 static void
 test_pb_walk(void **state)
 {
-    int                      fields;
-    size_t                   n, head, k;
-    uint64_t                 len;
-    uint32_t                 path[8];
-    unsigned char            out[4096], *p;
-    ngx_gateway_otlp_span_t  sp;
-    ngx_gateway_otlp_resource_t  res = {
-        attrs, 2, S("ngx_gateway"), S("0.1.0")
-    };
+    int                          fields;
+    size_t                       n, head, k, rlen;
+    uint64_t                     len;
+    uint32_t                     path[8];
+    unsigned char                out[4096], rattrs[512], *p;
+    ngx_gateway_otlp_writer_t    w;
+    ngx_gateway_otlp_resource_t  res;
 
     (void) state;
 
-    span_full(&sp);
+    keys_init();
 
-    n = ngx_gateway_otlp_pb_span(out, sizeof(out), &sp);
+    n = encode_full(out, sizeof(out), 0);
     assert_true(n > 0);
 
-    /* one field (the span); in it 11 fields and the 5 attributes */
+    /* one field (the span); in it 10 fields and the 5 attributes */
 
     assert_int_equal(otlp_check_message(out, out + n, 0, path,
                                         otlp_check_span_nested), 1);
     p = out + 1;
     assert_int_equal(otlp_check_varint((const unsigned char **) &p, out + n,
                                        &len), 0);
+    assert_int_equal(p, out + 3);
     assert_int_equal(len, out + n - p);
     fields = otlp_check_message(p, out + n, 1, path, otlp_check_span_nested);
     assert_int_equal(fields, 11 + 5 - 1);
@@ -167,17 +325,31 @@ test_pb_walk(void **state)
     for (k = 0; k < n; k++) {
         p = malloc(k ? k : 1);
         assert_non_null(p);
-        assert_int_equal(ngx_gateway_otlp_pb_span(p, k, &sp), 0);
+        assert_int_equal(encode_full(p, k, 0), 0);
         free(p);
     }
 
     /* a whole request: head, then two spans */
 
+    ngx_gateway_otlp_attrs_begin(&w, rattrs, sizeof(rattrs), 0);
+    ngx_gateway_otlp_str(&w, &keys[0], S("GET"));
+    ngx_gateway_otlp_int(&w, &keys[1], 503);
+    rlen = ngx_gateway_otlp_attrs_end(&w);
+    assert_true(rlen > 0);
+
+    res.attrs = rattrs;
+    res.attrs_len = rlen;
+    res.scope = "ngx_gateway";
+    res.scope_len = sizeof("ngx_gateway") - 1;
+    res.version = "0.1.0";
+    res.version_len = 5;
+
     head = ngx_gateway_otlp_pb_head(out, sizeof(out), &res, 2 * n);
     assert_true(head > 0);
 
-    ngx_gateway_otlp_pb_span(out + head, sizeof(out) - head, &sp);
-    ngx_gateway_otlp_pb_span(out + head + n, sizeof(out) - head - n, &sp);
+    assert_int_equal(encode_full(out + head, sizeof(out) - head, 0), n);
+    assert_int_equal(encode_full(out + head + n, sizeof(out) - head - n, 0),
+                     n);
 
     assert_int_equal(otlp_check_message(out, out + head + 2 * n, 0, path,
                                         otlp_check_nested), 1);
@@ -190,6 +362,54 @@ test_pb_walk(void **state)
     for (k = 0; k < head; k++) {
         assert_int_equal(ngx_gateway_otlp_pb_head(out, k, &res, 2 * n), 0);
     }
+
+    /* a resource's attributes that do not fit */
+
+    for (k = 0; k < rlen; k++) {
+        ngx_gateway_otlp_attrs_begin(&w, rattrs, k, 0);
+        ngx_gateway_otlp_str(&w, &keys[0], S("GET"));
+        ngx_gateway_otlp_int(&w, &keys[1], 503);
+        assert_int_equal(ngx_gateway_otlp_attrs_end(&w), 0);
+    }
+}
+
+
+static void
+test_pb_span_max(void **state)
+{
+    size_t                     n;
+    unsigned char             *out;
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+    static char                name[NGX_GATEWAY_OTLP_SPAN_MAX];
+
+    (void) state;
+
+    out = malloc(2 * NGX_GATEWAY_OTLP_SPAN_MAX);
+    assert_non_null(out);
+    memset(name, 'n', sizeof(name));
+
+    /* a span of exactly the most the two bytes of length hold */
+
+    span_min(&sp);
+    sp.name = name;
+    sp.name_len = NGX_GATEWAY_OTLP_SPAN_MAX - (53 - 3) - 1;
+
+    ngx_gateway_otlp_span_begin(&w, out, 2 * NGX_GATEWAY_OTLP_SPAN_MAX, 0,
+                                &sp);
+    n = ngx_gateway_otlp_span_end(&w, 0);
+    assert_int_equal(n, 3 + NGX_GATEWAY_OTLP_SPAN_MAX);
+    assert_int_equal(out[1], 0xff);
+    assert_int_equal(out[2], 0x7f);
+
+    /* one byte more is refused */
+
+    sp.name_len++;
+    ngx_gateway_otlp_span_begin(&w, out, 2 * NGX_GATEWAY_OTLP_SPAN_MAX, 0,
+                                &sp);
+    assert_int_equal(ngx_gateway_otlp_span_end(&w, 0), 0);
+
+    free(out);
 }
 
 
@@ -226,13 +446,12 @@ test_json_span(void **state)
     size_t                   len, k;
     unsigned char            out[4096], *p;
     ngx_gateway_json_tok_t   toks[256];
-    ngx_gateway_otlp_span_t  sp;
 
     (void) state;
 
-    span_full(&sp);
+    keys_init();
 
-    len = ngx_gateway_otlp_json_span(out, sizeof(out), &sp);
+    len = encode_full(out, sizeof(out), 1);
     assert_true(len > 0);
 
     n = ngx_gateway_json_parse((char *) out, len, toks, 256, 8);
@@ -293,7 +512,7 @@ test_json_span(void **state)
     for (k = 0; k < len; k++) {
         p = malloc(k ? k : 1);
         assert_non_null(p);
-        assert_int_equal(ngx_gateway_otlp_json_span(p, k, &sp), 0);
+        assert_int_equal(encode_full(p, k, 1), 0);
         free(p);
     }
 }
@@ -302,26 +521,39 @@ test_json_span(void **state)
 static void
 test_json_request(void **state)
 {
-    int                      n, i;
-    char                     val[64];
-    size_t                   len;
-    unsigned char            out[8192], *p;
-    ngx_gateway_json_tok_t   toks[512];
-    ngx_gateway_otlp_span_t  sp;
-    ngx_gateway_otlp_resource_t  res = {
-        attrs, 1, S("ngx_gateway"), S("0.1.0")
-    };
+    int                          n, i;
+    char                         val[64];
+    size_t                       len, rlen;
+    unsigned char                out[8192], rattrs[512], *p;
+    ngx_gateway_json_tok_t       toks[512];
+    ngx_gateway_otlp_span_t      sp;
+    ngx_gateway_otlp_writer_t    w;
+    ngx_gateway_otlp_resource_t  res;
 
     (void) state;
 
-    span_full(&sp);
+    keys_init();
+
+    ngx_gateway_otlp_attrs_begin(&w, rattrs, sizeof(rattrs), 1);
+    ngx_gateway_otlp_str(&w, &keys[0], S("GET"));
+    ngx_gateway_otlp_str(&w, &keys[4], S("a\"b"));
+    rlen = ngx_gateway_otlp_attrs_end(&w);
+    assert_true(rlen > 0);
+
+    res.attrs = rattrs;
+    res.attrs_len = rlen;
+    res.scope = "ngx_gateway";
+    res.scope_len = sizeof("ngx_gateway") - 1;
+    res.version = "0.1.0";
+    res.version_len = 5;
 
     p = out;
     p += ngx_gateway_otlp_json_head(p, sizeof(out), &res);
-    p += ngx_gateway_otlp_json_span(p, out + sizeof(out) - p, &sp);
+    p += encode_full(p, out + sizeof(out) - p, 1);
     *p++ = ',';
     span_min(&sp);
-    p += ngx_gateway_otlp_json_span(p, out + sizeof(out) - p, &sp);
+    ngx_gateway_otlp_span_begin(&w, p, out + sizeof(out) - p, 1, &sp);
+    p += ngx_gateway_otlp_span_end(&w, 0);
     memcpy(p, S(NGX_GATEWAY_OTLP_JSON_TAIL));
     p += sizeof(NGX_GATEWAY_OTLP_JSON_TAIL) - 1;
     len = p - out;
@@ -331,6 +563,12 @@ test_json_request(void **state)
 
     i = ngx_gateway_json_object_get(toks, 0, S("resourceSpans"));
     assert_int_equal(toks[i].size, 1);
+    n = ngx_gateway_json_object_get(toks, i + 1, S("resource"));
+    n = ngx_gateway_json_object_get(toks, n, S("attributes"));
+    assert_int_equal(toks[n].type, NGX_GATEWAY_JSON_ARRAY);
+    assert_int_equal(toks[n].size, 2);
+    json_get(toks, toks[n + 1].next, "key", val, sizeof(val));
+    assert_string_equal(val, "quote");
     i = ngx_gateway_json_object_get(toks, i + 1, S("scopeSpans"));
     assert_int_equal(toks[i].size, 1);
     i = i + 1;
@@ -340,6 +578,12 @@ test_json_request(void **state)
     i = ngx_gateway_json_object_get(toks, i, S("spans"));
     assert_int_equal(toks[i].type, NGX_GATEWAY_JSON_ARRAY);
     assert_int_equal(toks[i].size, 2);
+
+    /* the second span has no attributes, and no status */
+    n = ngx_gateway_json_object_get(toks, toks[i + 1].next, S("attributes"));
+    assert_int_equal(toks[n].size, 0);
+    assert_true(ngx_gateway_json_object_get(toks, toks[i + 1].next,
+                                            S("status")) < 0);
 }
 
 
@@ -347,9 +591,13 @@ int
 main(void)
 {
     const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_key),
         cmocka_unit_test(test_pb_span_bytes),
         cmocka_unit_test(test_pb_attr_bytes),
+        cmocka_unit_test(test_pb_str_lengths),
+        cmocka_unit_test(test_pb_attr_long),
         cmocka_unit_test(test_pb_walk),
+        cmocka_unit_test(test_pb_span_max),
         cmocka_unit_test(test_json_span),
         cmocka_unit_test(test_json_request),
     };

@@ -105,6 +105,46 @@ test_valid_bad(void **state)
 }
 
 
+/* printable ASCII is checked eight bytes at a time: every byte of a run */
+
+static void
+test_valid_words(void **state)
+{
+    char           buf[40];
+    size_t         i, len;
+    unsigned int   c;
+
+    (void) state;
+
+    for (len = 1; len <= sizeof(buf); len++) {
+        memset(buf, 'a', sizeof(buf));
+        assert_true(ngx_gateway_text_valid(buf, len));
+
+        for (i = 0; i < len; i++) {
+            for (c = 0; c < 256; c++) {
+                buf[i] = (char) c;
+
+                if ((c >= 0x20 && c < 0x7f)
+                    != ngx_gateway_text_valid(buf, len))
+                {
+                    fail_msg("byte 0x%02x at %zu of %zu", c, i, len);
+                }
+            }
+
+            buf[i] = '~';
+        }
+
+        /* a two-byte character across a word's end */
+
+        if (len >= 2) {
+            memcpy(buf + len - 2, "\xc3\xa9", 2);
+            assert_true(ngx_gateway_text_valid(buf, len));
+            assert_false(ngx_gateway_text_valid(buf, len - 1));
+        }
+    }
+}
+
+
 static void
 log_is(const char *in, size_t len, const char *want)
 {
@@ -198,6 +238,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_valid_good),
         cmocka_unit_test(test_valid_bad),
+        cmocka_unit_test(test_valid_words),
         cmocka_unit_test(test_log),
         cmocka_unit_test(test_uint),
     };

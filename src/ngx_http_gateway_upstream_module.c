@@ -125,6 +125,7 @@ static void ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc,
     void *data);
 #endif
 
+static void ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -203,10 +204,25 @@ ngx_module_t  ngx_http_gateway_upstream_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_gateway_upstream_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* the free list goes with the module: nginx unloads it as the process exits */
+
+static void
+ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_gateway_peer_data_t  *gp;
+
+    while (ngx_http_gateway_peer_free) {
+        gp = ngx_http_gateway_peer_free;
+        ngx_http_gateway_peer_free = gp->next;
+        ngx_free(gp);
+    }
+}
 
 
 static ngx_int_t

@@ -26,7 +26,7 @@ my $DIR = test_dir();
 my $WAIT = tmo(1);
 my $DELAY = tmo(3);
 
-my $conf = <<'EOF';
+(my $conf = <<'EOF') =~ s/%%READ%%/int(2 * $DELAY + 1) . 's'/e;
     gateway_registry zone=gw:1m;
     gateway_registry_allow 127.0.0.0/8;
 
@@ -47,6 +47,7 @@ my $conf = <<'EOF';
             access_log %%NGINX_DIR%%/addr.log addr;
             proxy_pass http://gw;
             proxy_next_upstream error timeout;
+            proxy_read_timeout %%READ%%;
             add_header X-Upstream $upstream_addr always;
         }
     }

@@ -168,7 +168,7 @@ my @targets;
                     sprintf('%+.1f%%', ($irb - 1) * 100), 'reference'] if defined $irb;
 
     my ($irg, $irl) = (get($cg, 'gateway', 'ir_per_request'), get($cg, 'lua', 'ir_per_request'));
-    push @targets, ['same, as instructions/request (Lua / gateway)',
+    push @targets, ['instructions/request: Lua balancer / gateway >= 1.2 x',
                     ($irg && $irl) ? sprintf('%.2f x', $irl / $irg) : 'n/a',
                     verdict(($irg && $irl) ? $irl / $irg >= 1.2 : undef)];
 

@@ -537,9 +537,6 @@ size_t ngx_http_gateway_health_json(u_char *p,
 
 /* concurrency limits: ngx_http_gateway_limit.c */
 
-ngx_int_t ngx_http_gateway_limit_take(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
-    ngx_str_t *service, uint32_t hash);
 size_t ngx_http_gateway_limit_json(u_char *p, ngx_http_gateway_service_t *svc);
 
 void *ngx_http_gateway_upstream_balancer_conf(ngx_http_request_t *r,
@@ -697,6 +694,15 @@ ngx_int_t ngx_http_gateway_snapshot_get_cached(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_lookup_t *cache,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
+
+/* gateway_max_requests' place of a request: ngx_http_gateway_limit.c */
+
+ngx_int_t ngx_http_gateway_limit_take(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_lookup_t *lookup, ngx_str_t *service, uint32_t hash,
+    ngx_uint_t *slot);
+void ngx_http_gateway_limit_release(ngx_uint_t slot);
+ngx_uint_t ngx_http_gateway_limit_conf(ngx_http_upstream_srv_conf_t *us);
 ngx_int_t ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_readers_reclaim_locked(

@@ -10,13 +10,15 @@
 /*
  * gateway_max_requests: at most NUMBER requests of a service in flight,
  * counted in the service (all workers).  A request takes its place at
- * peer.init, before its first attempt, and gives it back when it ends.
- * The place is recorded in a hold of the worker's entry, which also keeps
- * the service in the zone: a worker that dies gives its places back the
- * way it gives back "active" (ngx_http_gateway_snapshot.c).  The hold is
- * marked before the count is taken, and every release stops at zero: a
- * worker killed in between costs at most one place too many until the
- * service is idle, never a place lost for good or a negative count.
+ * peer.init, before its first attempt, and gives it back when it ends
+ * (the upstream core's per-request cleanup calls limit_release(): no
+ * allocation of its own).  The place is recorded in a hold of the
+ * worker's entry, which also keeps the service in the zone: a worker that
+ * dies gives its places back the way it gives back "active"
+ * (ngx_http_gateway_snapshot.c).  The place is recorded in the hold by
+ * the store right after the compare-and-swap that took it: only a worker
+ * killed between the two would leave one place counted, never a
+ * negative count.
  */
 
 
@@ -28,15 +30,9 @@ typedef struct {
 } ngx_http_gateway_limit_conf_t;
 
 
-typedef struct {
-    ngx_uint_t                      slot;
-} ngx_http_gateway_limit_ctx_t;
-
-
 static void *ngx_http_gateway_limit_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_max_requests(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static void ngx_http_gateway_limit_cleanup(void *data);
 static void ngx_http_gateway_limit_log(ngx_http_request_t *r,
     ngx_str_t *service, ngx_uint_t max, ngx_atomic_uint_t rejected);
 
@@ -132,21 +128,35 @@ ngx_http_gateway_max_requests(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* whether the upstream has a limit: the core asks limit_take() only then */
+
+ngx_uint_t
+ngx_http_gateway_limit_conf(ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_gateway_limit_conf_t  *lc;
+
+    lc = ngx_http_conf_upstream_srv_conf(us, ngx_http_gateway_limit_module);
+
+    return lc->max != 0;
+}
+
+
 /*
- * NGX_OK: the request may go on (it holds a place, or no limit applies);
- * NGX_DECLINED: the service is at its limit, Retry-After is set.
+ * NGX_DONE: the request took a place, recorded in the hold *slot, which
+ * the caller gives back with limit_release() when the request ends;
+ * NGX_OK: no limit applies (or the service is unknown: the core answers
+ * for it); NGX_DECLINED: the service is at its limit, Retry-After is set.
  */
 
 ngx_int_t
 ngx_http_gateway_limit_take(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_main_conf_t *gmcf,
-    ngx_str_t *service, uint32_t hash)
+    ngx_http_gateway_lookup_t *lookup, ngx_str_t *service, uint32_t hash,
+    ngx_uint_t *slot)
 {
-    ngx_uint_t                      slot;
     ngx_table_elt_t                *h;
     ngx_atomic_t                   *in_flight;
     ngx_atomic_uint_t               n, rejected;
-    ngx_pool_cleanup_t             *cln;
     ngx_http_gateway_limit_t       *limit;
     ngx_http_gateway_snapshot_t    *snap;
     ngx_http_gateway_limit_conf_t  *lc;
@@ -157,16 +167,8 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* the slot is all the cleanup needs: its hold knows the counter */
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* an unknown service: the core answers for it */
-
-    if (ngx_http_gateway_snapshot_get(gmcf, service, hash, &snap, &slot)
+    if (ngx_http_gateway_snapshot_get_cached(gmcf, lookup, service, hash,
+                                             &snap, slot)
         != NGX_OK)
     {
         return NGX_OK;
@@ -187,14 +189,12 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
         }
 
         if (ngx_atomic_cmp_set(in_flight, n, n + 1)) {
-            ngx_http_gateway_hold_counted(slot, in_flight);
-            cln->data = (void *) (uintptr_t) slot;
-            cln->handler = ngx_http_gateway_limit_cleanup;
-            return NGX_OK;
+            ngx_http_gateway_hold_counted(*slot, in_flight);
+            return NGX_DONE;
         }
     }
 
-    ngx_http_gateway_snapshot_put(slot);
+    ngx_http_gateway_snapshot_put(*slot);
 
     rejected = ngx_atomic_fetch_add(&limit->rejected, 1) + 1;
 
@@ -213,13 +213,9 @@ ngx_http_gateway_limit_take(ngx_http_request_t *r,
 }
 
 
-static void
-ngx_http_gateway_limit_cleanup(void *data)
+void
+ngx_http_gateway_limit_release(ngx_uint_t slot)
 {
-    ngx_uint_t  slot;
-
-    slot = (uintptr_t) data;
-
     ngx_http_gateway_hold_uncount(slot);
     ngx_http_gateway_snapshot_put(slot);
 }

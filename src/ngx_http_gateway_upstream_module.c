@@ -26,6 +26,7 @@ typedef struct {
     ngx_http_gateway_locality_t  *locality;
 
     ngx_uint_t                    unhealthy; /* see gateway_health_check */
+    ngx_uint_t                    limit;     /* gateway_max_requests */
 
     ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
     ngx_http_gateway_retry_conf_t *retry;
@@ -35,20 +36,30 @@ typedef struct {
 
 
 /*
- * A request's state across its attempts.  Each attempt holds a reference
- * to the snapshot its instance came from until the attempt has ended;
- * after a failure on a cached keepalive connection the attempt stays open
- * until nginx says whether that connection was only stale (it retries with
- * one more try) or the instance failed.
+ * A request's state across its attempts, taken from this worker's free
+ * list and given back by the request pool's cleanup, which it carries
+ * itself: no pool memory at all (nginx's request pool grows by 4 KiB
+ * blocks, and a few hundred bytes more cost a block, a malloc and a free,
+ * per request).
+ *
+ * Each attempt holds a reference to the snapshot its instance came from.
+ * The hold outlives the attempt: the attempt's $upstream_addr (pc->name,
+ * which nginx reads up to the access log) points at the snapshot's text,
+ * so the hold is kept until the next attempt (which first copies the text
+ * into the pool) or the request's end.  After a failure on a cached
+ * keepalive connection the attempt stays open until nginx says whether
+ * that connection was only stale (it retries with one more try) or the
+ * instance failed.
  */
 
-typedef struct {
+typedef struct ngx_http_gateway_peer_data_s  ngx_http_gateway_peer_data_t;
+
+struct ngx_http_gateway_peer_data_s {
     ngx_http_gateway_upstream_srv_conf_t *conf;
     ngx_str_t                     service;
     uint32_t                      hash;
-    uint32_t                      slot;      /* the open attempt's hold */
-
-    ngx_http_gateway_attempt_t    attempt;   /* request, peer, ... */
+    uint32_t                      slot;      /* the last attempt's hold */
+    uint32_t                      limit;     /* gateway_max_requests' */
 
     uint32_t                      budget;
     uint32_t                      tries;
@@ -57,12 +68,22 @@ typedef struct {
     uint64_t                     *tried;
     uint64_t                      tried0[NGX_HTTP_GATEWAY_TRIED];
 
+    ngx_http_gateway_attempt_t    attempt;   /* request, peer, ... */
+
+    ngx_str_t                    *name;      /* the last attempt's
+                                                $upstream_addr */
+    ngx_str_t                     name0;     /* the first one's */
+
+    ngx_pool_cleanup_t            cleanup;   /* in the request pool */
+    ngx_http_gateway_peer_data_t *next;      /* free list */
+
     unsigned                      open:1;    /* an attempt to report */
     unsigned                      active:1;  /* counted in "active" */
+    unsigned                      held:1;    /* slot, after its attempt */
+    unsigned                      limited:1; /* limit is a hold */
     unsigned                      prepared:1;
     unsigned                      registered:1;
-    unsigned                      cleanup:1;
-} ngx_http_gateway_peer_data_t;
+};
 
 
 static ngx_int_t ngx_http_gateway_upstream_postconf(ngx_conf_t *cf);
@@ -89,6 +110,8 @@ static ngx_uint_t ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
 static ngx_uint_t ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u);
 static void ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     ngx_uint_t retried);
+static ngx_int_t ngx_http_gateway_upstream_release(
+    ngx_http_gateway_peer_data_t *gp);
 static void ngx_http_gateway_upstream_cleanup(void *data);
 static ngx_uint_t ngx_http_gateway_upstream_left(
     ngx_http_gateway_peer_data_t *gp);
@@ -102,6 +125,7 @@ static void ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc,
     void *data);
 #endif
 
+static void ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -167,6 +191,9 @@ static ngx_http_module_t  ngx_http_gateway_upstream_module_ctx = {
 };
 
 
+static ngx_http_gateway_peer_data_t  *ngx_http_gateway_peer_free;
+
+
 ngx_module_t  ngx_http_gateway_upstream_module = {
     NGX_MODULE_V1,
     &ngx_http_gateway_upstream_module_ctx, /* module context */
@@ -177,10 +204,25 @@ ngx_module_t  ngx_http_gateway_upstream_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_gateway_upstream_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* the free list goes with the module: nginx unloads it as the process exits */
+
+static void
+ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_gateway_peer_data_t  *gp;
+
+    while (ngx_http_gateway_peer_free) {
+        gp = ngx_http_gateway_peer_free;
+        ngx_http_gateway_peer_free = gp->next;
+        ngx_free(gp);
+    }
+}
 
 
 static ngx_int_t
@@ -303,6 +345,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
     gscf->eject = ngx_http_gateway_eject_conf(us);
     gscf->retry = ngx_http_gateway_retry_conf(us);
+    gscf->limit = ngx_http_gateway_limit_conf(us);
 
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
@@ -315,6 +358,8 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
     ngx_int_t                              rc;
+    ngx_uint_t                             slot;
+    ngx_pool_t                            *pool;
     ngx_peer_connection_t                 *pc;
     ngx_http_gateway_peer_data_t          *gp;
     ngx_http_gateway_upstream_srv_conf_t  *gscf;
@@ -322,10 +367,34 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     gscf = ngx_http_conf_upstream_srv_conf(us,
                                            ngx_http_gateway_upstream_module);
 
-    gp = ngx_palloc(r->pool, sizeof(ngx_http_gateway_peer_data_t));
-    if (gp == NULL) {
-        return NGX_ERROR;
+    gp = ngx_http_gateway_peer_free;
+
+    if (gp) {
+        ngx_http_gateway_peer_free = gp->next;
+
+    } else {
+        gp = ngx_alloc(sizeof(ngx_http_gateway_peer_data_t),
+                       r->connection->log);
+        if (gp == NULL) {
+            return NGX_ERROR;
+        }
     }
+
+    gp->open = 0;
+    gp->active = 0;
+    gp->held = 0;
+    gp->limited = 0;
+    gp->prepared = 0;
+    gp->registered = 0;
+
+    /* what ngx_pool_cleanup_add() does, without allocating the cleanup */
+
+    pool = r->pool;
+
+    gp->cleanup.handler = ngx_http_gateway_upstream_cleanup;
+    gp->cleanup.data = gp;
+    gp->cleanup.next = pool->cleanup;
+    pool->cleanup = &gp->cleanup;
 
     if (gscf->service) {
         if (ngx_http_complex_value(r, gscf->service, &gp->service) != NGX_OK) {
@@ -347,23 +416,26 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     gp->ntried = 0;
     gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
     gp->tried = gp->tried0;
-    gp->open = 0;
-    gp->active = 0;
-    gp->prepared = 0;
-    gp->registered = 0;
-    gp->cleanup = 0;
+    gp->name = NULL;
 
     pc = &r->upstream->peer;
 
-    rc = ngx_http_gateway_limit_take(r, us, gscf->gmcf, &gp->service,
-                                     gp->hash);
+    if (gscf->limit) {
+        rc = ngx_http_gateway_limit_take(r, us, gscf->gmcf, gscf->lookup,
+                                         &gp->service, gp->hash, &slot);
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
-    if (rc == NGX_DECLINED) {
-        return ngx_http_gateway_upstream_unavailable(r);
+        if (rc == NGX_DECLINED) {
+            return ngx_http_gateway_upstream_unavailable(r);
+        }
+
+        if (rc == NGX_DONE) {
+            gp->limit = slot;
+            gp->limited = 1;
+        }
     }
 
     if (gscf->retry
@@ -527,7 +599,8 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_observer_pt *h;
 
     if (gp->ntried == gp->nalloc) {
-        p = ngx_palloc(gp->attempt.request->pool, 2 * gp->nalloc * sizeof(uint64_t));
+        p = ngx_palloc(gp->attempt.request->pool,
+                       2 * gp->nalloc * sizeof(uint64_t));
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -535,6 +608,20 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         ngx_memcpy(p, gp->tried, gp->ntried * sizeof(uint64_t));
         gp->tried = (uint64_t *) p;
         gp->nalloc *= 2;
+    }
+
+    if (gp->held && ngx_http_gateway_upstream_release(gp) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (gp->name == NULL) {
+        name = &gp->name0;
+
+    } else {
+        name = ngx_palloc(gp->attempt.request->pool, sizeof(ngx_str_t));
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     rc = ngx_http_gateway_snapshot_get_cached(gp->conf->gmcf,
@@ -595,28 +682,15 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         return NGX_ERROR;
     }
 
-    /*
-     * The sockaddr is used while the attempt holds the snapshot; the name
-     * is read after it ($upstream_addr): the request keeps a copy.
-     */
-
-    p = ngx_palloc(gp->attempt.request->pool,
-                   sizeof(ngx_str_t) + peer->name.len);
-    if (p == NULL) {
-        ngx_http_gateway_snapshot_put(slot);
-        return NGX_ERROR;
-    }
-
-    name = (ngx_str_t *) p;
-    p += sizeof(ngx_str_t);
+    /* the name is the held snapshot's text: see upstream_release() */
 
     pc->sockaddr = peer->sockaddr;
     pc->socklen = peer->socklen;
 
-    name->data = p;
+    name->data = peer->name.data;
     name->len = peer->name.len;
-    ngx_memcpy(p, peer->name.data, peer->name.len);
     pc->name = name;
+    gp->name = name;
 
     pc->cached = 0;
     pc->connection = NULL;
@@ -636,15 +710,11 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->number = gp->ntried;
     a->start = ngx_current_msec;
     a->start_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
-    a->end = 0;
-    a->end_us = 0;
-    a->status = 0;
-    a->result = NGX_HTTP_GATEWAY_ATTEMPT_OK;
-    a->bytes_sent = 0;
-    a->bytes_received = 0;
     a->cached = 0;
     a->retried = 0;
     a->trial = trial;
+
+    /* end, status, result and bytes: set when it ends (free_peer()) */
 
     if (gp->conf->retry && gp->conf->retry->percent != NGX_CONF_UNSET_UINT) {
         ngx_http_gateway_retry_begin(a, slot);
@@ -729,7 +799,6 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_gateway_peer_data_t *gp = data;
 
     ngx_uint_t                   left;
-    ngx_pool_cleanup_t          *cln;
     ngx_http_upstream_t         *u;
     ngx_http_gateway_attempt_t  *a;
 
@@ -750,6 +819,10 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     if (u->state) {
         a->bytes_sent = u->state->bytes_sent;
         a->bytes_received = u->state->bytes_received;
+
+    } else {
+        a->bytes_sent = 0;
+        a->bytes_received = 0;
     }
 
     (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
@@ -760,6 +833,15 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     ngx_http_gateway_hold_peer(gp->slot, NULL);
     gp->active = 0;
+
+    /* the request's end (the upstream's finalization): no retry follows */
+
+    if (state == 0) {
+        pc->tries = 0;
+        gp->tries = 0;
+        ngx_http_gateway_upstream_report(gp, 0);
+        return;
+    }
 
     left = 0;
 
@@ -788,25 +870,13 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     /*
      * Only an error on a cached keepalive connection is in doubt: nginx
      * gives one more try when the connection was merely stale.  The next
-     * get() tells, or else the request's end.  Anything else is reported
-     * now; whether a retry follows is then nginx's choice.
+     * get() tells, or else the request's end (upstream_cleanup()).
+     * Anything else is reported now; whether a retry follows is then
+     * nginx's choice.
      */
 
     if (!a->cached || a->result != NGX_HTTP_GATEWAY_ATTEMPT_ERROR) {
         ngx_http_gateway_upstream_report(gp, pc->tries > 0);
-        return;
-    }
-
-    if (!gp->cleanup) {
-        cln = ngx_pool_cleanup_add(gp->attempt.request->pool, 0);
-        if (cln == NULL) {
-            ngx_http_gateway_upstream_report(gp, 0);
-            return;
-        }
-
-        cln->handler = ngx_http_gateway_upstream_cleanup;
-        cln->data = gp;
-        gp->cleanup = 1;
     }
 }
 
@@ -829,7 +899,8 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
 
         /* the last try's listed status is passed on, yet it failed */
 
-        return ngx_http_gateway_upstream_listed(u)
+        return u->headers_in.status_n >= NGX_HTTP_TOO_MANY_REQUESTS
+               && ngx_http_gateway_upstream_listed(u)
                ? NGX_HTTP_GATEWAY_ATTEMPT_STATUS : NGX_HTTP_GATEWAY_ATTEMPT_OK;
     }
 
@@ -886,7 +957,10 @@ ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
 }
 
 
-/* the attempt's record goes to every observer; then its snapshot goes */
+/*
+ * The attempt's record goes to every observer; its snapshot stays held
+ * for its name, until the next attempt or the request's end.
+ */
 
 static void
 ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
@@ -896,6 +970,7 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     ngx_http_gateway_observer_pt  *h;
 
     gp->open = 0;
+    gp->held = 1;
     gp->attempt.retried = retried;
 
     h = gp->conf->gmcf->observers.elts;
@@ -904,29 +979,64 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     for (i = 0; i < n; i++) {
         h[i](&gp->attempt);
     }
-
-    ngx_http_gateway_snapshot_put(gp->slot);
 }
 
+
+/*
+ * Before the last attempt's snapshot may go, its name ($upstream_addr of
+ * that attempt, read when the request is logged) gets a copy of its own.
+ */
+
+static ngx_int_t
+ngx_http_gateway_upstream_release(ngx_http_gateway_peer_data_t *gp)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(gp->attempt.request->pool, gp->name->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, gp->name->data, gp->name->len);
+    gp->name->data = p;
+
+    gp->held = 0;
+    ngx_http_gateway_snapshot_put(gp->slot);
+
+    return NGX_OK;
+}
+
+
+/* the request's end: its pool goes, with everything that read the name */
 
 static void
 ngx_http_gateway_upstream_cleanup(void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    if (!gp->open) {
-        return;
+    if (gp->open) {
+
+        /* nginx gave a try back: the cached connection was only stale */
+
+        if (gp->attempt.cached
+            && gp->attempt.request->upstream->peer.tries > gp->tries)
+        {
+            gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
+        }
+
+        ngx_http_gateway_upstream_report(gp, 0);
     }
 
-    /* nginx gave a try back: the cached connection was only stale */
-
-    if (gp->attempt.cached
-        && gp->attempt.request->upstream->peer.tries > gp->tries)
-    {
-        gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
+    if (gp->held) {
+        ngx_http_gateway_snapshot_put(gp->slot);
     }
 
-    ngx_http_gateway_upstream_report(gp, 0);
+    if (gp->limited) {
+        ngx_http_gateway_limit_release(gp->limit);
+    }
+
+    gp->next = ngx_http_gateway_peer_free;
+    ngx_http_gateway_peer_free = gp;
 }
 
 

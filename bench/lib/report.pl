@@ -159,12 +159,20 @@ my @targets;
     push @targets, ['gateway_eject + gateway_retry_budget instructions/request within +3% of round robin alone',
                     ($irf && $irr) ? sprintf('%+.1f%%', ($irf / $irr - 1) * 100) : 'n/a',
                     verdict(($irf && $irr) ? $irf / $irr <= 1.03 : undef)];
+    my $irlim = get($cg, 'gateway_limit', 'ir_per_request');
+    push @targets, ['gateway_eject + gateway_retry_budget + gateway_max_requests instructions/request within +3% of round robin alone',
+                    ($irlim && $irr) ? sprintf('%+.1f%%', ($irlim / $irr - 1) * 100) : 'n/a',
+                    verdict(($irlim && $irr) ? $irlim / $irr <= 1.03 : undef)] if $irlim;
+    my $irall = get($cg, 'gateway_all', 'ir_per_request');
+    push @targets, ['same + gateway_health_check (all the failure handling at once), for reference',
+                    ($irall && $irr) ? sprintf('%+.1f%%', ($irall / $irr - 1) * 100) : 'n/a',
+                    'reference'] if $irall;
     my $irb = get($cg, 'gateway_before', 'ratio_to_stock');
-    push @targets, ['same, the design before (gateway_before), for reference',
+    push @targets, ['round robin, the module before (gateway_before), vs stock, for reference',
                     sprintf('%+.1f%%', ($irb - 1) * 100), 'reference'] if defined $irb;
 
     my ($irg, $irl) = (get($cg, 'gateway', 'ir_per_request'), get($cg, 'lua', 'ir_per_request'));
-    push @targets, ['same, as instructions/request (Lua / gateway)',
+    push @targets, ['instructions/request: Lua balancer / gateway >= 1.2 x',
                     ($irg && $irl) ? sprintf('%.2f x', $irl / $irg) : 'n/a',
                     verdict(($irg && $irl) ? $irl / $irg >= 1.2 : undef)];
 
@@ -326,7 +334,14 @@ warm-up requests the counters
 are zeroed (`callgrind_control -z`), 2000 requests are sent over one
 keepalive connection, and the counts are dumped (`callgrind_control -d`).
 `gateway_before` is the same gateway configuration with the module built
-from another commit (`GATEWAY_MODULE_BEFORE`).
+from another commit (`GATEWAY_MODULE_BEFORE`).  The other gateway
+variants are in `bench/variants/`: one per balancing method, and the
+failure handling: `gateway_failures` (`gateway_eject` +
+`gateway_retry_budget`), `gateway_limit` (the same +
+`gateway_max_requests 10000`), `gateway_max_requests` (the limit alone)
+and `gateway_all` (all of them + `gateway_health_check interval=60s`,
+so that no probe runs in the measured phase: what is measured is the
+request path's filter).
 
 EOF
 $doc .= ran('callgrind');
@@ -334,7 +349,7 @@ $doc .= md_table($cg, [qw(variant requests runs ir_per_request min_ir_per_reques
                  { ir_per_request => 'Ir/request (median of runs)', ratio_to_stock => 'ratio to stock',
                    min_ir_per_request => 'min', max_ir_per_request => 'max',
                    module_ir_per_request => 'Ir/request in ngx_http_gateway_* functions (self)' });
-for my $v (qw(gateway gateway_failures gateway_before lua)) {
+for my $v (qw(gateway gateway_failures gateway_limit gateway_all gateway_before lua)) {
     next unless defined get($cg, $v, 'ir_per_request');
     my $cgf = csv("callgrind_functions_$v.csv") or next;
     my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];

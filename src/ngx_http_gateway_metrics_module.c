@@ -494,7 +494,7 @@ ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
         p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
 
         for (i = 0; i < svc->ninstances; i++) {
-            ctx->states[svc->instances[i]->state % 3]++;
+            ctx->states[svc->instances[i]->data->state % 3]++;
         }
     }
 
@@ -1011,7 +1011,7 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
             }
 
             p = ngx_sprintf(p, "%s{service=\"%V\",instance=\"%V\"",
-                            fam->name, &svc->sn.str, &peer->inst->id);
+                            fam->name, &svc->sn.str, &peer->id);
 
             if (fam->label) {
                 p = ngx_sprintf(p, ",%s=\"%s\"", fam->label,

@@ -1284,7 +1284,7 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
         inst = svc->instances[i];
         ngx_http_gateway_instance_record(inst, &rec);
 
-        len += inst->id.len + NGX_INT_T_LEN
+        len += inst->data->id_len + NGX_INT_T_LEN
                + ngx_http_gateway_record_hash_size(&rec,
                                                    NGX_GATEWAY_RECORD_ALL,
                                                    &nargs);
@@ -1318,8 +1318,9 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
         inst = svc->instances[i];
         ngx_http_gateway_instance_record(inst, &rec);
 
-        ngx_http_gateway_arg(argc, p, inst->id.len);
-        p = ngx_cpymem(p, inst->id.data, inst->id.len);
+        ngx_http_gateway_arg(argc, p, inst->data->id_len);
+        p = ngx_cpymem(p, ngx_http_gateway_data_strings(inst->data),
+                       inst->data->id_len);
 
         nargs = ngx_http_gateway_record_to_hash(&rec, NGX_GATEWAY_RECORD_ALL,
                                                 argv + argc + 2,

@@ -837,7 +837,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     ngx_http_gateway_trace_str(&attrs[n++], "gateway.service", a->service);
     ngx_http_gateway_trace_str(&attrs[n++], "gateway.instance.id",
-                               &a->peer->inst->id);
+                               &a->peer->id);
     ngx_http_gateway_trace_int(&attrs[n++], "gateway.attempt", a->number);
 
     attrs[n].key = "gateway.connection.reused";

@@ -89,6 +89,13 @@ static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_services(redisReply **names,
     ngx_uint_t n, ngx_uint_t full);
+static void ngx_http_gateway_sync_compare_fetch(redisReply **stale,
+    ngx_uint_t n);
+static void ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n);
+static void ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
@@ -905,7 +912,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     ngx_http_gateway_write_end(gmcf);
 
-    ngx_http_gateway_sync_services(stale, n, 0);
+    ngx_http_gateway_sync_compare_fetch(stale, n);
 
     ngx_free(stale);
 
@@ -1523,6 +1530,475 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
     for (i = 1; i < reply->elements; i++) {
         ngx_http_gateway_sync_apply(reply->element[i], history);
     }
+}
+
+
+/*
+ * The services a page of the full comparison found changed: those the
+ * zone does not have are fetched without a script, the others by the
+ * snapshot script (which sends only what changed since the zone's
+ * revision)
+ */
+
+static void
+ngx_http_gateway_sync_compare_fetch(redisReply **stale, ngx_uint_t n)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     i, k;
+    redisReply                    *t;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_gateway_sync.gmcf;
+    k = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        name.data = (u_char *) stale[i]->str;
+        name.len = stale[i]->len;
+
+        if (ngx_http_gateway_service_lookup(gmcf, &name) == NULL) {
+            t = stale[k];
+            stale[k++] = stale[i];
+            stale[i] = t;
+        }
+    }
+
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_http_gateway_sync_fetch(stale, k);
+    ngx_http_gateway_sync_services(stale + k, n - k, 0);
+}
+
+
+/*
+ * The full comparison fetches the services the zone does not have yet (all
+ * of them when a gateway starts) without a script: Redis spends most of a
+ * script's time turning its Lua tables into a reply, about three times
+ * what the same commands cost it natively.  A batch is two transactions:
+ * each service's revision, whether it is listed, and its ids; then the
+ * marker and every instance's hash.  The revision is the one read first,
+ * so a change in between leaves the zone's revision older than Redis', and
+ * the next comparison or notice fetches the service again.  The replies
+ * go to ngx_http_gateway_sync_apply() in the shape of the snapshot
+ * script's.  A batch keeps its services' names and ids, nothing larger.
+ */
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_str_t                      rev;
+    long long                      listed;
+    ngx_str_t                     *ids;       /* NULL: not a set */
+    ngx_uint_t                     nids;
+} ngx_http_gateway_fetch_svc_t;
+
+
+typedef struct {
+    ngx_uint_t                     epoch_gen;
+    ngx_uint_t                     n;
+    ngx_http_gateway_fetch_svc_t   svcs[1];
+} ngx_http_gateway_fetch_t;
+
+
+static void
+ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
+{
+    u_char                    *p, *key;
+    size_t                     size, klen;
+    ngx_str_t                 *prefix;
+    ngx_uint_t                 i, k, batch;
+    const char                *argv[3];
+    size_t                     argvlen[3];
+    ngx_http_gateway_fetch_t  *f;
+    ngx_http_gateway_sync_t   *sync;
+
+    sync = &ngx_http_gateway_sync;
+    prefix = &sync->gmcf->prefix;
+
+    klen = prefix->len + NGX_GATEWAY_NAME_MAX + sizeof("svc::rev");
+
+    key = ngx_alloc(klen, sync->log);
+    if (key == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n && sync->cmd; i += batch) {
+        batch = ngx_min(n - i, NGX_HTTP_GATEWAY_BATCH);
+
+        size = offsetof(ngx_http_gateway_fetch_t, svcs)
+               + batch * (sizeof(ngx_http_gateway_fetch_svc_t)
+                          + NGX_GATEWAY_NAME_MAX);
+
+        f = ngx_alloc(size, sync->log);
+        if (f == NULL) {
+            break;
+        }
+
+        f->epoch_gen = sync->epoch_gen;
+        f->n = batch;
+        p = (u_char *) &f->svcs[batch];
+
+        (void) redisAsyncCommand(sync->cmd, NULL, NULL, "MULTI");
+
+        for (k = 0; k < batch; k++) {
+
+            /* stale_locked() let valid names through only */
+
+            f->svcs[k].name.data = p;
+            f->svcs[k].name.len = names[i + k]->len;
+            p = ngx_cpymem(p, names[i + k]->str, names[i + k]->len);
+
+            argv[0] = "GET";
+            argvlen[0] = 3;
+            argv[1] = (char *) key;
+            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_REV, prefix,
+                                     &f->svcs[k].name)
+                         - key;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
+                                         argvlen);
+
+            argv[0] = "SISMEMBER";
+            argvlen[0] = 9;
+            argvlen[1] = ngx_sprintf(key, "%Vservices", prefix) - key;
+            argv[2] = (char *) f->svcs[k].name.data;
+            argvlen[2] = f->svcs[k].name.len;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 3, argv,
+                                         argvlen);
+
+            argv[0] = "SMEMBERS";
+            argvlen[0] = 8;
+            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_IDS, prefix,
+                                     &f->svcs[k].name)
+                         - key;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
+                                         argvlen);
+        }
+
+        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_ids, f,
+                                 "EXEC");
+    }
+
+    ngx_free(key);
+}
+
+
+/* the services' revisions and ids: their hashes are asked for next */
+
+static void
+ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                     *reply = r;
+    ngx_http_gateway_fetch_t       *names = privdata;
+
+    u_char                         *p, *key, buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                          size, klen;
+    ngx_str_t                       v, *id;
+    ngx_uint_t                      i, k, n, nids;
+    const char                     *argv[2];
+    size_t                          argvlen[2];
+    redisReply                     *rev, *listed, *ids;
+    ngx_http_gateway_fetch_t       *f;
+    ngx_http_gateway_sync_t        *sync;
+    ngx_http_gateway_fetch_svc_t   *fs;
+
+    sync = &ngx_http_gateway_sync;
+    f = NULL;
+    key = NULL;
+
+    if (reply == NULL || ac != sync->cmd) {
+        goto done;
+    }
+
+    n = names->n;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 * n) {
+        if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {
+            goto done;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+        goto done;
+    }
+
+    size = offsetof(ngx_http_gateway_fetch_t, svcs)
+           + n * (sizeof(ngx_http_gateway_fetch_svc_t) + NGX_GATEWAY_NAME_MAX
+                  + NGX_INT64_LEN + sizeof("WRONGTYPE"));
+    nids = 0;
+    klen = 0;
+
+    for (i = 0; i < n; i++) {
+        ids = reply->element[3 * i + 2];
+
+        if (ids->type != REDIS_REPLY_ARRAY) {
+            continue;
+        }
+
+        for (k = 0; k < ids->elements; k++) {
+            if (ids->element[k]->type == REDIS_REPLY_STRING) {
+                size += sizeof(ngx_str_t) + ids->element[k]->len;
+                klen = ngx_max(klen, ids->element[k]->len);
+                nids++;
+            }
+        }
+    }
+
+    f = ngx_alloc(size, sync->log);
+    if (f == NULL) {
+        goto done;
+    }
+
+    klen += sync->gmcf->prefix.len + NGX_GATEWAY_NAME_MAX
+            + sizeof("svc::inst:");
+
+    key = ngx_alloc(klen, sync->log);
+    if (key == NULL) {
+        goto done;
+    }
+
+    f->epoch_gen = names->epoch_gen;
+    f->n = n;
+
+    id = (ngx_str_t *) &f->svcs[n];
+    p = (u_char *) (id + nids);
+
+    (void) redisAsyncCommand(sync->cmd, NULL, NULL, "MULTI");
+    (void) redisAsyncCommand(sync->cmd, NULL, NULL, "GET %bepoch",
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len);
+
+    argv[0] = "HGETALL";
+    argvlen[0] = 7;
+    argv[1] = (char *) key;
+
+    for (i = 0; i < n; i++) {
+        rev = reply->element[3 * i];
+        listed = reply->element[3 * i + 1];
+        ids = reply->element[3 * i + 2];
+        fs = &f->svcs[i];
+
+        fs->name.data = p;
+        fs->name.len = names->svcs[i].name.len;
+        p = ngx_cpymem(p, names->svcs[i].name.data, fs->name.len);
+
+        fs->listed = (listed->type == REDIS_REPLY_INTEGER)
+                     ? listed->integer : 0;
+
+        /* as the snapshot script gives them */
+
+        fs->rev.data = p;
+
+        if (rev->type == REDIS_REPLY_STRING && rev->len <= NGX_INT64_LEN) {
+            p = ngx_cpymem(p, rev->str, rev->len);
+
+        } else if (rev->type == REDIS_REPLY_STRING
+                   || rev->type == REDIS_REPLY_ERROR)
+        {
+            p = ngx_cpymem(p, "WRONGTYPE", sizeof("WRONGTYPE") - 1);
+
+        } else {
+            *p++ = '0';
+        }
+
+        fs->rev.len = p - fs->rev.data;
+
+        fs->ids = NULL;
+        fs->nids = 0;
+
+        if (ids->type != REDIS_REPLY_ARRAY) {
+            continue;
+        }
+
+        fs->ids = id;
+
+        for (k = 0; k < ids->elements; k++) {
+            if (ids->element[k]->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+
+            id->data = p;
+            id->len = ids->element[k]->len;
+            p = ngx_cpymem(p, ids->element[k]->str, id->len);
+
+            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_INST,
+                                     &sync->gmcf->prefix, &fs->name, id)
+                         - key;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
+                                         argvlen);
+            id++;
+            fs->nids++;
+        }
+    }
+
+    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_hashes, f,
+                             "EXEC");
+    f = NULL;
+
+done:
+
+    if (key) {
+        ngx_free(key);
+    }
+
+    if (f) {
+        ngx_free(f);
+    }
+
+    ngx_free(names);
+}
+
+
+/* the marker and the hashes: each service applied as a snapshot */
+
+static void
+ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *reply = r;
+    ngx_http_gateway_fetch_t       *f = privdata;
+
+    u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                       v;
+    ngx_uint_t                      i, k, h, m, max, history;
+    redisReply                     *epoch, *hash, **insts, *strs, *fields;
+    redisReply                      entry, *e[5], e_name, e_listed, e_rev,
+                                    e_insts, e_known, wrongtype;
+    ngx_http_gateway_sh_t          *sh;
+    ngx_http_gateway_sync_t        *sync;
+    ngx_http_gateway_fetch_svc_t   *fs;
+
+    sync = &ngx_http_gateway_sync;
+    sh = sync->gmcf->sh;
+    insts = NULL;
+
+    if (reply == NULL || ac != sync->cmd) {
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+        goto done;
+    }
+
+    epoch = reply->element[0];
+
+    ngx_shmtx_lock(&sync->gmcf->shpool->mutex);
+    history = (epoch->type == REDIS_REPLY_STRING
+               && sh->marker_len == epoch->len
+               && ngx_memcmp(sh->marker, epoch->str, epoch->len) == 0);
+    ngx_http_gateway_write_end(sync->gmcf);
+
+    if (ngx_http_gateway_sync_epoch(epoch, (void *) f->epoch_gen) != NGX_OK) {
+        goto done;
+    }
+
+    max = 0;
+    m = 0;
+
+    for (i = 0; i < f->n; i++) {
+        max = ngx_max(max, f->svcs[i].nids);
+        m += f->svcs[i].nids;
+    }
+
+    if (reply->elements != m + 1) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %ui replies for %ui "
+                      "instances", (ngx_uint_t) reply->elements - 1, m);
+        goto done;
+    }
+
+    /* per instance: its id and its hash, as replies */
+
+    insts = ngx_alloc(max * (2 * sizeof(redisReply *) + sizeof(redisReply))
+                      + sizeof(redisReply *), sync->log);
+    if (insts == NULL) {
+        goto done;
+    }
+
+    strs = (redisReply *) (insts + 2 * max + 1);
+
+    ngx_memzero(&entry, sizeof(redisReply));
+    ngx_memzero(&e_name, sizeof(redisReply));
+    ngx_memzero(&e_listed, sizeof(redisReply));
+    ngx_memzero(&e_rev, sizeof(redisReply));
+    ngx_memzero(&e_insts, sizeof(redisReply));
+    ngx_memzero(&e_known, sizeof(redisReply));
+    ngx_memzero(&wrongtype, sizeof(redisReply));
+
+    entry.type = REDIS_REPLY_ARRAY;
+    entry.elements = 5;
+    entry.element = e;
+    e[0] = &e_name;
+    e[1] = &e_listed;
+    e[2] = &e_rev;
+    e[3] = &e_insts;
+    e[4] = &e_known;
+
+    e_name.type = REDIS_REPLY_STRING;
+    e_listed.type = REDIS_REPLY_INTEGER;
+    e_rev.type = REDIS_REPLY_STRING;
+    e_known.type = REDIS_REPLY_INTEGER;
+
+    wrongtype.type = REDIS_REPLY_STRING;
+    wrongtype.str = "WRONGTYPE";
+    wrongtype.len = sizeof("WRONGTYPE") - 1;
+
+    h = 1;
+
+    for (i = 0; i < f->n; i++) {
+        fs = &f->svcs[i];
+
+        e_name.str = (char *) fs->name.data;
+        e_name.len = fs->name.len;
+        e_listed.integer = fs->listed;
+        e_rev.str = (char *) fs->rev.data;
+        e_rev.len = fs->rev.len;
+
+        if (fs->ids == NULL) {
+            e[3] = &wrongtype;
+            ngx_http_gateway_sync_apply(&entry, history);
+            e[3] = &e_insts;
+            continue;
+        }
+
+        e_insts.type = REDIS_REPLY_ARRAY;
+        e_insts.element = insts;
+        e_insts.elements = 0;
+
+        for (k = 0; k < fs->nids; k++) {
+            hash = reply->element[h++];
+
+            if (hash->type == REDIS_REPLY_ARRAY) {
+                if (hash->elements == 0) {
+                    continue;       /* gone since its id was read */
+                }
+
+                fields = hash;
+
+            } else {
+                fields = &wrongtype;
+            }
+
+            strs[k].type = REDIS_REPLY_STRING;
+            strs[k].str = (char *) fs->ids[k].data;
+            strs[k].len = fs->ids[k].len;
+
+            insts[e_insts.elements++] = &strs[k];
+            insts[e_insts.elements++] = fields;
+        }
+
+        ngx_http_gateway_sync_apply(&entry, history);
+    }
+
+done:
+
+    if (insts) {
+        ngx_free(insts);
+    }
+
+    ngx_free(f);
 }
 
 

@@ -1690,12 +1690,11 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     redisReply                     *reply = r;
     ngx_http_gateway_fetch_t       *names = privdata;
 
-    u_char                         *p, *key, buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    u_char                         *p, *q, *key;
+    u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                          size, klen;
     ngx_str_t                       v, *id;
     ngx_uint_t                      i, k, n, nids;
-    const char                     *argv[2];
-    size_t                          argvlen[2];
     redisReply                     *rev, *listed, *ids;
     ngx_http_gateway_fetch_t       *f;
     ngx_http_gateway_sync_t        *sync;
@@ -1750,7 +1749,8 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     klen += sync->gmcf->prefix.len + NGX_GATEWAY_NAME_MAX
-            + sizeof("svc::inst:");
+            + sizeof("*2\r\n$7\r\nHGETALL\r\n$\r\nsvc::inst:\r\n")
+            + NGX_SIZE_T_LEN;
 
     key = ngx_alloc(klen, sync->log);
     if (key == NULL) {
@@ -1766,10 +1766,6 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     (void) redisAsyncCommand(sync->cmd, NULL, NULL, "MULTI");
     (void) redisAsyncCommand(sync->cmd, NULL, NULL, "GET %bepoch",
                              sync->gmcf->prefix.data, sync->gmcf->prefix.len);
-
-    argv[0] = "HGETALL";
-    argvlen[0] = 7;
-    argv[1] = (char *) key;
 
     for (i = 0; i < n; i++) {
         rev = reply->element[3 * i];
@@ -1820,11 +1816,15 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
             id->len = ids->element[k]->len;
             p = ngx_cpymem(p, ids->element[k]->str, id->len);
 
-            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_INST,
-                                     &sync->gmcf->prefix, &fs->name, id)
-                         - key;
-            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
-                                         argvlen);
+            /* formatted here: hiredis' own formatting costs more */
+
+            klen = id->len + sync->gmcf->prefix.len + fs->name.len
+                   + sizeof("svc::inst:") - 1;
+            q = ngx_sprintf(key, "*2\r\n$7\r\nHGETALL\r\n$%uz\r\n"
+                            NGX_HTTP_GATEWAY_KEY_INST "\r\n", klen,
+                            &sync->gmcf->prefix, &fs->name, id);
+            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
+                                              (char *) key, q - key);
             id++;
             fs->nids++;
         }

@@ -149,6 +149,196 @@ static u_char  ngx_http_gateway_sync_sha[NGX_HTTP_GATEWAY_LUA_N][41];
 #define NGX_HTTP_GATEWAY_SHA_EXPIRE     ngx_http_gateway_sha(3)
 
 
+/*
+ * The command link's replies.  A full sync parses millions of strings and
+ * hiredis' own reply objects take two malloc() each (and a free() each
+ * afterwards).  hiredis builds one reply at a time and frees its root
+ * before it parses the next one, and only one command link is alive at a
+ * time, so each reply is laid out in one arena that is rewound when its
+ * root is freed: it keeps its first chunk, and grows for as long as the
+ * largest reply needs it.
+ */
+
+#define NGX_HTTP_GATEWAY_ARENA_CHUNK  (256 * 1024)
+
+typedef struct ngx_http_gateway_arena_s  ngx_http_gateway_arena_t;
+
+struct ngx_http_gateway_arena_s {
+    ngx_http_gateway_arena_t      *next;
+    u_char                        *last;
+    u_char                        *end;
+};
+
+static ngx_http_gateway_arena_t   *ngx_http_gateway_arena;
+static ngx_http_gateway_arena_t   *ngx_http_gateway_arena_cur;
+
+
+static void *
+ngx_http_gateway_arena_alloc(size_t size)
+{
+    u_char                    *p;
+    size_t                     n;
+    ngx_http_gateway_arena_t  *a;
+
+    size = ngx_align(size, sizeof(void *));
+    a = ngx_http_gateway_arena_cur;
+
+    if (a == NULL || (size_t) (a->end - a->last) < size) {
+        n = ngx_max(size + sizeof(ngx_http_gateway_arena_t),
+                    NGX_HTTP_GATEWAY_ARENA_CHUNK);
+
+        p = ngx_alloc(n, ngx_cycle->log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        a = (ngx_http_gateway_arena_t *) p;
+        a->next = NULL;
+        a->last = p + sizeof(ngx_http_gateway_arena_t);
+        a->end = p + n;
+
+        if (ngx_http_gateway_arena_cur) {
+            ngx_http_gateway_arena_cur->next = a;
+
+        } else {
+            ngx_http_gateway_arena = a;
+        }
+
+        ngx_http_gateway_arena_cur = a;
+    }
+
+    p = a->last;
+    a->last += size;
+
+    return p;
+}
+
+
+static redisReply *
+ngx_http_gateway_reply_create(const redisReadTask *task, int type,
+    size_t size)
+{
+    redisReply  *r, *parent;
+
+    r = ngx_http_gateway_arena_alloc(sizeof(redisReply) + size);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(r, sizeof(redisReply));
+    r->type = type;
+
+    if (task->parent) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    redisReply  *r;
+
+    r = ngx_http_gateway_reply_create(task, task->type, len + 1);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->str = (char *) (r + 1);
+    r->len = len;
+    ngx_memcpy(r->str, str, len);
+    r->str[len] = '\0';
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_array(const redisReadTask *task, int elements)
+{
+    redisReply  *r;
+
+    r = ngx_http_gateway_reply_create(task, REDIS_REPLY_ARRAY,
+                                      elements * sizeof(redisReply *));
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->elements = elements;
+
+    if (elements) {
+        r->element = (redisReply **) (r + 1);
+        ngx_memzero(r->element, elements * sizeof(redisReply *));
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_integer(const redisReadTask *task, long long value)
+{
+    redisReply  *r;
+
+    r = ngx_http_gateway_reply_create(task, REDIS_REPLY_INTEGER, 0);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->integer = value;
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_nil(const redisReadTask *task)
+{
+    return ngx_http_gateway_reply_create(task, REDIS_REPLY_NIL, 0);
+}
+
+
+/* hiredis frees roots only: the whole reply goes, the arena is rewound */
+
+static void
+ngx_http_gateway_reply_free(void *reply)
+{
+    ngx_http_gateway_arena_t  *a, *next;
+
+    a = ngx_http_gateway_arena;
+
+    if (a == NULL) {
+        return;
+    }
+
+    next = a->next;
+
+    while (next) {
+        a = next->next;
+        ngx_free(next);
+        next = a;
+    }
+
+    a = ngx_http_gateway_arena;
+    a->next = NULL;
+    a->last = (u_char *) a + sizeof(ngx_http_gateway_arena_t);
+    ngx_http_gateway_arena_cur = a;
+}
+
+
+static redisReplyObjectFunctions  ngx_http_gateway_reply_functions = {
+    ngx_http_gateway_reply_string,
+    ngx_http_gateway_reply_array,
+    ngx_http_gateway_reply_integer,
+    ngx_http_gateway_reply_nil,
+    ngx_http_gateway_reply_free
+};
+
+
 void
 ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
     ngx_cycle_t *cycle)
@@ -270,6 +460,8 @@ ngx_http_gateway_sync_connect(ngx_event_t *ev)
         ngx_http_gateway_sync_failed("cannot connect");
         return;
     }
+
+    sync->cmd->c.reader->fn = &ngx_http_gateway_reply_functions;
 
     sync->sub = ngx_http_gateway_redis_connect(sync->gmcf, sync->log,
                                        ngx_http_gateway_sync_on_connect,

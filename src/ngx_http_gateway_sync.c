@@ -437,6 +437,15 @@ ngx_http_gateway_sync_stop(void)
 
         ngx_http_gateway_sync_close();
     }
+
+    /* the links are gone with their readers: so is the arena */
+
+    if (ngx_http_gateway_arena) {
+        ngx_http_gateway_reply_free(NULL);
+        ngx_free(ngx_http_gateway_arena);
+        ngx_http_gateway_arena = NULL;
+        ngx_http_gateway_arena_cur = NULL;
+    }
 }
 
 

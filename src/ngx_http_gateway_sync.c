@@ -63,6 +63,7 @@ typedef struct {
     unsigned                       full_pending:1;
     unsigned                       scanning:1;
     unsigned                       scan_first:1;
+    unsigned                       scan_fill:1; /* began with an empty zone */
     unsigned                       sweeping:1; /* holds P sweeper */
 } ngx_http_gateway_sync_t;
 
@@ -995,8 +996,15 @@ ngx_http_gateway_sync_scan(redisReply *cursor)
 
         ngx_shmtx_lock(&gmcf->shpool->mutex);
         sync->scan_mark = ++sh->mark;
+        sync->scan_fill = (sh->nservices == 0);
         ngx_http_gateway_write_end(gmcf);
     }
+
+    /*
+     * the sweeper's audit (a PTTL per instance) waits for the next full
+     * comparison when this one fills an empty zone: it would double what a
+     * gateway's start costs Redis
+     */
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
                              (void *) sync->epoch_gen,
@@ -1005,7 +1013,7 @@ ngx_http_gateway_sync_scan(redisReply *cursor)
                              gmcf->prefix.data, gmcf->prefix.len,
                              cursor ? cursor->str : "0",
                              (size_t) (cursor ? cursor->len : 1),
-                             sync->sweeping ? "1" : "0");
+                             (sync->sweeping && !sync->scan_fill) ? "1" : "0");
 }
 
 

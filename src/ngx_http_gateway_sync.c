@@ -155,63 +155,27 @@ static u_char  ngx_http_gateway_sync_sha[NGX_HTTP_GATEWAY_LUA_N][41];
  * hiredis' own reply objects take two malloc() each (and a free() each
  * afterwards).  hiredis builds one reply at a time and frees its root
  * before it parses the next one, and only one command link is alive at a
- * time, so each reply is laid out in one arena that is rewound when its
- * root is freed: it keeps its first chunk, and grows for as long as the
- * largest reply needs it.
+ * time, so each reply is laid out in a pool that is reset when its root
+ * is freed: the pool keeps the blocks the largest reply needed.
  */
 
-#define NGX_HTTP_GATEWAY_ARENA_CHUNK  (256 * 1024)
+#define NGX_HTTP_GATEWAY_REPLY_POOL  (64 * 1024)
 
-typedef struct ngx_http_gateway_arena_s  ngx_http_gateway_arena_t;
-
-struct ngx_http_gateway_arena_s {
-    ngx_http_gateway_arena_t      *next;
-    u_char                        *last;
-    u_char                        *end;
-};
-
-static ngx_http_gateway_arena_t   *ngx_http_gateway_arena;
-static ngx_http_gateway_arena_t   *ngx_http_gateway_arena_cur;
+static ngx_pool_t  *ngx_http_gateway_replies;
 
 
 static void *
-ngx_http_gateway_arena_alloc(size_t size)
+ngx_http_gateway_reply_alloc(size_t size)
 {
-    u_char                    *p;
-    size_t                     n;
-    ngx_http_gateway_arena_t  *a;
-
-    size = ngx_align(size, sizeof(void *));
-    a = ngx_http_gateway_arena_cur;
-
-    if (a == NULL || (size_t) (a->end - a->last) < size) {
-        n = ngx_max(size + sizeof(ngx_http_gateway_arena_t),
-                    NGX_HTTP_GATEWAY_ARENA_CHUNK);
-
-        p = ngx_alloc(n, ngx_cycle->log);
-        if (p == NULL) {
+    if (ngx_http_gateway_replies == NULL) {
+        ngx_http_gateway_replies = ngx_create_pool(NGX_HTTP_GATEWAY_REPLY_POOL,
+                                                   ngx_cycle->log);
+        if (ngx_http_gateway_replies == NULL) {
             return NULL;
         }
-
-        a = (ngx_http_gateway_arena_t *) p;
-        a->next = NULL;
-        a->last = p + sizeof(ngx_http_gateway_arena_t);
-        a->end = p + n;
-
-        if (ngx_http_gateway_arena_cur) {
-            ngx_http_gateway_arena_cur->next = a;
-
-        } else {
-            ngx_http_gateway_arena = a;
-        }
-
-        ngx_http_gateway_arena_cur = a;
     }
 
-    p = a->last;
-    a->last += size;
-
-    return p;
+    return ngx_palloc(ngx_http_gateway_replies, size);
 }
 
 
@@ -221,7 +185,7 @@ ngx_http_gateway_reply_create(const redisReadTask *task, int type,
 {
     redisReply  *r, *parent;
 
-    r = ngx_http_gateway_arena_alloc(sizeof(redisReply) + size);
+    r = ngx_http_gateway_reply_alloc(sizeof(redisReply) + size);
     if (r == NULL) {
         return NULL;
     }
@@ -303,31 +267,14 @@ ngx_http_gateway_reply_nil(const redisReadTask *task)
 }
 
 
-/* hiredis frees roots only: the whole reply goes, the arena is rewound */
+/* hiredis frees roots only: the whole reply goes at once */
 
 static void
 ngx_http_gateway_reply_free(void *reply)
 {
-    ngx_http_gateway_arena_t  *a, *next;
-
-    a = ngx_http_gateway_arena;
-
-    if (a == NULL) {
-        return;
+    if (ngx_http_gateway_replies) {
+        ngx_reset_pool(ngx_http_gateway_replies);
     }
-
-    next = a->next;
-
-    while (next) {
-        a = next->next;
-        ngx_free(next);
-        next = a;
-    }
-
-    a = ngx_http_gateway_arena;
-    a->next = NULL;
-    a->last = (u_char *) a + sizeof(ngx_http_gateway_arena_t);
-    ngx_http_gateway_arena_cur = a;
 }
 
 
@@ -439,13 +386,11 @@ ngx_http_gateway_sync_stop(void)
         ngx_http_gateway_sync_close();
     }
 
-    /* the links are gone with their readers: so is the arena */
+    /* the links are gone with their readers: so is the replies' pool */
 
-    if (ngx_http_gateway_arena) {
-        ngx_http_gateway_reply_free(NULL);
-        ngx_free(ngx_http_gateway_arena);
-        ngx_http_gateway_arena = NULL;
-        ngx_http_gateway_arena_cur = NULL;
+    if (ngx_http_gateway_replies) {
+        ngx_destroy_pool(ngx_http_gateway_replies);
+        ngx_http_gateway_replies = NULL;
     }
 }
 

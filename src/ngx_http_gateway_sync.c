@@ -56,6 +56,8 @@ typedef struct {
     u_char                         scan_rev[NGX_INT64_LEN];
     size_t                         scan_rev_len;
     ngx_uint_t                     scan_mark;
+    ngx_uint_t                     fetching;   /* plain fetches in flight */
+    ngx_msec_t                     fill_start;
 
     unsigned                       running:1;
     unsigned                       connected:1;
@@ -64,6 +66,7 @@ typedef struct {
     unsigned                       scanning:1;
     unsigned                       scan_first:1;
     unsigned                       scan_fill:1; /* began with an empty zone */
+    unsigned                       filling:1;  /* its fetches not all in */
     unsigned                       sweeping:1; /* holds P sweeper */
 } ngx_http_gateway_sync_t;
 
@@ -99,6 +102,7 @@ static void ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_gateway_sync_filled(void);
 static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
@@ -1002,6 +1006,9 @@ ngx_http_gateway_sync_scan(redisReply *cursor)
         sync->scan_mark = ++sh->mark;
         sync->scan_fill = (sh->nservices == 0);
         ngx_http_gateway_write_end(gmcf);
+
+        sync->filling = sync->scan_fill;
+        sync->fill_start = ngx_current_msec;
     }
 
     /*
@@ -1987,8 +1994,15 @@ ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
                                          argvlen);
         }
 
-        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_ids, f,
-                                 "EXEC");
+        if (redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_ids, f,
+                              "EXEC")
+            != REDIS_OK)
+        {
+            ngx_free(f);
+            break;
+        }
+
+        sync->fetching++;
     }
 
     ngx_free(key);
@@ -2007,7 +2021,7 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                          size, klen;
     ngx_str_t                       v, *id;
-    ngx_uint_t                      i, k, n, nids;
+    ngx_uint_t                      i, k, n, nids, sent;
     redisReply                     *rev, *listed, *ids;
     ngx_http_gateway_fetch_t       *f;
     ngx_http_gateway_sync_t        *sync;
@@ -2016,6 +2030,7 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     sync = &ngx_http_gateway_sync;
     f = NULL;
     key = NULL;
+    sent = 0;
 
     if (reply == NULL || ac != sync->cmd) {
         goto done;
@@ -2143,9 +2158,13 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
         }
     }
 
-    (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_hashes, f,
-                             "EXEC");
-    f = NULL;
+    if (redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_hashes, f,
+                          "EXEC")
+        == REDIS_OK)
+    {
+        f = NULL;
+        sent = 1;
+    }
 
 done:
 
@@ -2155,6 +2174,16 @@ done:
 
     if (f) {
         ngx_free(f);
+    }
+
+    /* the batch goes on in on_hashes(), or ends here: the fill failed */
+
+    if (!sent) {
+        sync->filling = 0;
+
+        if (sync->fetching) {
+            sync->fetching--;
+        }
     }
 
     ngx_free(names);
@@ -2172,7 +2201,7 @@ ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
 
     u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     ngx_str_t                       v;
-    ngx_uint_t                      i, k, h, m, max, history;
+    ngx_uint_t                      i, k, h, m, max, history, applied;
     redisReply                     *epoch, *hash, **insts, *strs, *fields;
     redisReply                      entry, *e[5], e_name, e_listed, e_rev,
                                     e_insts, e_known, wrongtype;
@@ -2183,6 +2212,7 @@ ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
     sync = &ngx_http_gateway_sync;
     sh = sync->gmcf->sh;
     insts = NULL;
+    applied = 0;
 
     if (reply == NULL || ac != sync->cmd) {
         goto done;
@@ -2305,13 +2335,53 @@ ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
         ngx_http_gateway_sync_apply(&entry, history);
     }
 
+    applied = 1;
+
 done:
 
     if (insts) {
         ngx_free(insts);
     }
 
+    if (!applied) {
+        sync->filling = 0;
+    }
+
+    if (sync->fetching) {
+        sync->fetching--;
+    }
+
+    if (sync->filling && sync->fetching == 0 && !sync->scanning) {
+        ngx_http_gateway_sync_filled();
+    }
+
     ngx_free(f);
+}
+
+
+/* the full sync of an empty zone is in: how long it took */
+
+static void
+ngx_http_gateway_sync_filled(void)
+{
+    ngx_uint_t                     nservices, ninstances;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+
+    sync->filling = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    nservices = gmcf->sh->nservices;
+    ninstances = gmcf->sh->ninstances;
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "gateway: synced %ui services with %ui instances from "
+                  "redis in %M ms", nservices, ninstances,
+                  ngx_current_msec - sync->fill_start);
 }
 
 

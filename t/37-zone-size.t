@@ -117,6 +117,9 @@ ok(wait_until(sub {
    }, timeout => 20),
    "a 1m zone holds $nsvc services of 10 instances (and the bad data's)");
 unlike($ng->error_log, qr/is full/, 'without running out of room');
+like($ng->error_log,
+     qr/synced 122 services with 1202 instances from redis in \d+ ms/,
+     'the end of the full sync is logged, with what it brought');
 
 # the first full comparison filled an empty zone: it did not audit
 is(cmdstat('pttl'), 0, 'the full comparison that filled the zone did not audit');

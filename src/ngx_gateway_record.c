@@ -251,11 +251,12 @@ ngx_gateway_parse_uint(const char *s, size_t len, uint64_t max,
 int
 ngx_gateway_parse_addr(const char *s, size_t len, ngx_gateway_addr_t *addr)
 {
-    int          family;
-    char         host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN];
-    size_t       i, hlen, plen, tlen;
-    uint64_t     port;
-    const char  *h, *p;
+    int                   family;
+    char                  host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN];
+    size_t                i, hlen, plen, tlen;
+    uint64_t              port;
+    const char           *h, *p;
+    const unsigned char  *b;
 
     if (len == 0 || !ngx_gateway_text_valid(s, len)) {
         return -1;
@@ -333,15 +334,26 @@ ngx_gateway_parse_addr(const char *s, size_t len, ngx_gateway_addr_t *addr)
         addr->u.sockaddr_in.sin_port = htons((uint16_t) port);
         addr->socklen = sizeof(struct sockaddr_in);
 
-        if (inet_ntop(AF_INET, &addr->u.sockaddr_in.sin_addr, text,
-                      sizeof(text))
-            == NULL)
-        {
-            return -1;
-        }
+        /* the canonical text without inet_ntop(): a sprintf() per octet */
 
-        tlen = strlen(text);
-        memcpy(addr->text, text, tlen);
+        b = (const unsigned char *) &addr->u.sockaddr_in.sin_addr;
+        tlen = 0;
+
+        for (i = 0; i < 4; i++) {
+            if (i) {
+                addr->text[tlen++] = '.';
+            }
+
+            if (b[i] >= 100) {
+                addr->text[tlen++] = (char) ('0' + b[i] / 100);
+            }
+
+            if (b[i] >= 10) {
+                addr->text[tlen++] = (char) ('0' + b[i] / 10 % 10);
+            }
+
+            addr->text[tlen++] = (char) ('0' + b[i] % 10);
+        }
 
     } else {
         if (inet_pton(AF_INET6, host, &addr->u.sockaddr_in6.sin6_addr) != 1)

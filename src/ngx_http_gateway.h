@@ -21,7 +21,7 @@
 #include "ngx_gateway_text.h"
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770007
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770008
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
@@ -83,12 +83,76 @@ struct ngx_http_gateway_retired_s {
 #define NGX_HTTP_GATEWAY_RETIRED_SERVICE   4
 
 
-/* an instance's sockaddr and strings, replaced as a whole on a change */
+/*
+ * An instance's record: its sockaddr, weight, state and strings, replaced
+ * as a whole on a change (snapshots may still point at the old one).  The
+ * sockaddr follows the header, then id, address text, zone, metadata,
+ * health URI and health status, each its length long; the accessors below
+ * find them.  Lengths fit 16 bits: NGX_GATEWAY_*_MAX bound them.
+ */
 
 typedef struct {
     ngx_http_gateway_retired_t  rt;
-    ngx_uint_t                  nsnaps;     /* snapshots pointing here */
+    ngx_uint_t                  mark;       /* the writer's sweeps */
+    uint32_t                    nsnaps;     /* snapshots pointing here */
+    uint32_t                    weight;
+    uint32_t                    ttl;
+    uint16_t                    id_len;
+    uint16_t                    name_len;   /* the address as text */
+    uint16_t                    zone_len;
+    uint16_t                    meta_len;
+    uint16_t                    health_uri_len;
+    uint16_t                    health_status_len;
+    uint8_t                     socklen;
+    uint8_t                     state;
+    uint8_t                     backup;
 } ngx_http_gateway_data_t;
+
+
+#define ngx_http_gateway_data_sockaddr(d)                                     \
+    ((struct sockaddr *) ((d) + 1))
+
+#define ngx_http_gateway_data_strings(d)                                      \
+    ((u_char *) ((d) + 1) + ngx_align((d)->socklen, sizeof(void *)))
+
+
+static ngx_inline ngx_str_t
+ngx_http_gateway_data_str(u_char *p, size_t len)
+{
+    ngx_str_t  s;
+
+    s.data = p;
+    s.len = len;
+
+    return s;
+}
+
+#define ngx_http_gateway_data_id(d)                                           \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d), (d)->id_len)
+
+#define ngx_http_gateway_data_name(d)                                         \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
+                              + (d)->id_len, (d)->name_len)
+
+#define ngx_http_gateway_data_zone(d)                                         \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
+                              + (d)->id_len + (d)->name_len, (d)->zone_len)
+
+#define ngx_http_gateway_data_meta(d)                                         \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
+                              + (d)->id_len + (d)->name_len + (d)->zone_len, \
+                              (d)->meta_len)
+
+#define ngx_http_gateway_data_health_uri(d)                                   \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
+                              + (d)->id_len + (d)->name_len + (d)->zone_len  \
+                              + (d)->meta_len, (d)->health_uri_len)
+
+#define ngx_http_gateway_data_health_status(d)                                \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
+                              + (d)->id_len + (d)->name_len + (d)->zone_len  \
+                              + (d)->meta_len + (d)->health_uri_len,         \
+                              (d)->health_status_len)
 
 
 /* counters of an instance, kept by the attempt observers, all workers */
@@ -170,55 +234,42 @@ typedef struct {
 
 
 /*
- * An instance lives in the shared zone.  Its record (address, weight,
- * state, strings) is written by writers under the zone lock; requests
- * never read it there but from the service's snapshot.  What requests do
- * change (counters, balancer state) is atomic or under the service's own
- * lock.  It is freed when it is removed and no snapshot holds it.
+ * An instance lives in the shared zone, in four cache lines (256 bytes, a
+ * slab chunk of its own size).  Its record is in its data, written by
+ * writers under the zone lock; requests read the record from the
+ * service's snapshot (which points at the data it was built with), and
+ * read and write here what is shared: the first line is read by every
+ * request and written rarely; the second holds the health checks' state
+ * and the balancers' (peak_ewma's estimate, written at every attempt of
+ * its upstreams); ejection's state has the third; the counters that
+ * every attempt writes have the last line alone.  It is freed when it is
+ * removed and no snapshot holds it.
  */
+
+#define NGX_HTTP_GATEWAY_INSTANCE_LB  8     /* bytes of balancers' state */
 
 typedef struct {
     ngx_http_gateway_retired_t  rt;
-
+    ngx_http_gateway_data_t    *data;       /* the record */
     uint64_t                    uid;
-    struct sockaddr            *sockaddr;
-    socklen_t                   socklen;
-
-    ngx_str_t                   id;
-    ngx_str_t                   name;       /* the address as text */
-    ngx_str_t                   zone;
-    ngx_str_t                   meta;
-    ngx_str_t                   health_uri;
-    ngx_str_t                   health_status;
-    ngx_http_gateway_data_t    *data;       /* sockaddr and the strings */
-
-    ngx_uint_t                  weight;
-    ngx_uint_t                  state;
-    ngx_uint_t                  backup;
-    ngx_uint_t                  ttl;
-    ngx_uint_t                  mark;
-    ngx_uint_t                  nsnaps;
-
     ngx_atomic_t                expires;    /* embedded registry only */
     ngx_atomic_t                since;      /* eligible since: slow start */
+    uint32_t                    nsnaps;     /* snapshots pointing here */
+    uint32_t                    removed;
 
-    unsigned                    removed:1;
-
-    ngx_http_gateway_health_t   health;     /* rarely written */
-
-    /*
-     * what every worker writes, each on cache lines of its own: a write
-     * there does not evict what requests read above
-     */
-
-    ngx_http_gateway_stats_t    stats NGX_HTTP_GATEWAY_LINE;
+    ngx_http_gateway_health_t   health NGX_HTTP_GATEWAY_LINE;
+    u_char                      lb[NGX_HTTP_GATEWAY_INSTANCE_LB]
+                                    __attribute__ ((aligned (8)));
+                                            /* balancers' state */
 
     ngx_http_gateway_eject_t    eject NGX_HTTP_GATEWAY_LINE;
 
-    ngx_uint_t                  lb[1] NGX_HTTP_GATEWAY_LINE;
-                                            /* balancers' state, sized
-                                               at allocation */
+    ngx_http_gateway_stats_t    stats NGX_HTTP_GATEWAY_LINE;
 } ngx_http_gateway_instance_t;
+
+
+#define ngx_http_gateway_instance_id(inst)                                    \
+    ngx_http_gateway_data_id((inst)->data)
 
 
 /*
@@ -318,25 +369,27 @@ struct ngx_http_gateway_service_s {
     unsigned                    dirty:1;
     unsigned                    removed:1;
 
+    /*
+     * from here on, what requests write (each of these is written by every
+     * request of an upstream that uses it), away from the lines above that
+     * every lookup reads; 512 bytes in all, a slab chunk of that size
+     */
+
     ngx_http_gateway_service_stats_t stats NGX_HTTP_GATEWAY_LINE;
 
-    ngx_http_gateway_limit_t    limit NGX_HTTP_GATEWAY_LINE;
+    ngx_http_gateway_limit_t    limit;
 
     /* ejection and retry budgets, all workers: ngx_http_gateway_eject.c */
     struct {
         ngx_atomic_t            ejected;    /* instances out or on trial */
         ngx_atomic_t            panic;      /* ngx_time() of the last log */
-
-        /* written by every request of a budgeted upstream: a line apart */
-        ngx_atomic_t            first NGX_HTTP_GATEWAY_LINE;
-                                            /* first attempts in flight */
+        ngx_atomic_t            first;      /* first attempts in flight */
         ngx_atomic_t            retries;    /* retries in flight */
         ngx_atomic_t            spent;      /* retries the budget refused */
         ngx_atomic_t            logged;     /* ngx_time() of the last log */
-    }                           failures NGX_HTTP_GATEWAY_LINE;
+    }                           failures;
 
-    ngx_atomic_t                lock NGX_HTTP_GATEWAY_LINE;
-                                            /* balancers' shared state */
+    ngx_atomic_t                lock;       /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
                                                at allocation */
 };

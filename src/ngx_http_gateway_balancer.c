@@ -48,12 +48,18 @@ ngx_http_gateway_balancers_init(void)
 }
 
 
+/* 0: the balancers' state does not fit its place in the instance */
+
 size_t
 ngx_http_gateway_instance_size(void)
 {
-    return offsetof(ngx_http_gateway_instance_t, lb)
-           + ngx_max(ngx_http_gateway_balancers_instance_size,
-                     sizeof(ngx_uint_t));
+    if (ngx_http_gateway_balancers_instance_size
+        > NGX_HTTP_GATEWAY_INSTANCE_LB)
+    {
+        return 0;
+    }
+
+    return sizeof(ngx_http_gateway_instance_t);
 }
 
 

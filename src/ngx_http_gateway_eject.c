@@ -363,8 +363,8 @@ ngx_http_gateway_eject_out(ngx_http_gateway_eject_conf_t *ecf,
             if (fails == ecf->failures) {
                 ngx_http_gateway_log_text(&name, text, a->service->data,
                                           a->service->len);
-                ngx_http_gateway_log_text(&id, itext, a->peer->inst->id.data,
-                                          a->peer->inst->id.len);
+                ngx_http_gateway_log_text(&id, itext, a->peer->id.data,
+                                          a->peer->id.len);
 
                 ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                               "gateway: instance \"%V\" (%V) of service "
@@ -496,8 +496,8 @@ ngx_http_gateway_eject_log(ngx_http_gateway_attempt_t *a, const char *what,
     ngx_str_t  name, id;
 
     ngx_http_gateway_log_text(&name, text, a->service->data, a->service->len);
-    ngx_http_gateway_log_text(&id, itext, a->peer->inst->id.data,
-                              a->peer->inst->id.len);
+    ngx_http_gateway_log_text(&id, itext, a->peer->id.data,
+                              a->peer->id.len);
 
     if (t == 0) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,

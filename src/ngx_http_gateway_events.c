@@ -60,8 +60,8 @@ ngx_http_gateway_events_locked(ngx_http_gateway_main_conf_t *gmcf,
             rc = -1;
 
         } else {
-            rc = ngx_memn2cmp(a->inst->id.data, b->inst->id.data,
-                              a->inst->id.len, b->inst->id.len);
+            rc = ngx_memn2cmp(a->id.data, b->id.data,
+                              a->id.len, b->id.len);
         }
 
         if (rc < 0) {
@@ -106,7 +106,7 @@ ngx_http_gateway_event(ngx_http_gateway_main_conf_t *gmcf,
     if (was == NULL) {
         ngx_log_error(NGX_LOG_NOTICE, gmcf->log, 0,
                       "gateway: instance \"%V\" of service \"%V\" registered: "
-                      "%V, weight %ui, %s", &p->inst->id, &svc->sn.str,
+                      "%V, weight %ui, %s", &p->id, &svc->sn.str,
                       &addr, p->weight, ngx_gateway_state_name(p->state));
         return;
     }
@@ -114,14 +114,14 @@ ngx_http_gateway_event(ngx_http_gateway_main_conf_t *gmcf,
     if (now == NULL) {
         ngx_log_error(NGX_LOG_NOTICE, gmcf->log, 0,
                       "gateway: instance \"%V\" of service \"%V\" removed "
-                      "(was %V)", &p->inst->id, &svc->sn.str, &addr);
+                      "(was %V)", &p->id, &svc->sn.str, &addr);
         return;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, gmcf->log, 0,
                   "gateway: instance \"%V\" of service \"%V\" changed: "
                   "%V, weight %ui, %s (was weight %ui, %s%s)",
-                  &p->inst->id, &svc->sn.str, &addr, now->weight,
+                  &p->id, &svc->sn.str, &addr, now->weight,
                   ngx_gateway_state_name(now->state), was->weight,
                   ngx_gateway_state_name(was->state),
                   (was->name.len != now->name.len

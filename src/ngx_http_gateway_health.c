@@ -714,15 +714,16 @@ ngx_http_gateway_probe_start(ngx_http_gateway_probe_t *pr)
 static void
 ngx_http_gateway_probe_request(ngx_http_gateway_probe_t *pr)
 {
-    u_char                       *p;
-    ngx_str_t                    *uri, *status, host;
-    ngx_http_gateway_instance_t  *inst;
+    u_char                   *p;
+    ngx_str_t                *uri, *status, host, own_uri, own_status;
+    ngx_http_gateway_data_t  *data;
 
-    inst = pr->peer->inst;
+    data = pr->peer->data;
+    own_uri = ngx_http_gateway_data_health_uri(data);
+    own_status = ngx_http_gateway_data_health_status(data);
 
-    uri = inst->health_uri.len ? &inst->health_uri : &pr->conf->uri;
-    status = inst->health_status.len ? &inst->health_status
-                                     : &pr->conf->status;
+    uri = own_uri.len ? &own_uri : &pr->conf->uri;
+    status = own_status.len ? &own_status : &pr->conf->status;
 
     pr->status_len = ngx_min(status->len, NGX_GATEWAY_HEALTH_STATUS_MAX);
     ngx_memcpy(pr->status, status->data, pr->status_len);
@@ -1006,8 +1007,8 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
     }
 
     ngx_http_gateway_log_text(&svc, sbuf, hc->service.data, hc->service.len);
-    ngx_http_gateway_log_text(&id, ibuf, pr->peer->inst->id.data,
-                              pr->peer->inst->id.len);
+    ngx_http_gateway_log_text(&id, ibuf, pr->peer->id.data,
+                              pr->peer->id.len);
 
     if (state == NGX_HTTP_GATEWAY_HEALTH_UP) {
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,

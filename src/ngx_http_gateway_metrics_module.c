@@ -498,7 +498,7 @@ ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
         p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
 
         for (i = 0; i < svc->ninstances; i++) {
-            ctx->states[svc->instances[i]->state % 3]++;
+            ctx->states[svc->instances[i]->data->state % 3]++;
         }
     }
 
@@ -1026,7 +1026,7 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
             }
 
             ctx->buf->last = ngx_http_gateway_metrics_sample(p, fam->name,
-                                 &svc->sn.str, &peer->inst->id, fam->label,
+                                 &svc->sn.str, &peer->id, fam->label,
                                  fam->label == NULL ? NULL
                                  : fam->values ? fam->values[k]
                                  : ngx_gateway_state_name(k),

@@ -606,14 +606,15 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_int_t                     rc;
     ngx_uint_t                    i, total;
     ngx_http_gateway_peer_t      *peer;
+    ngx_http_gateway_data_t      *data;
     ngx_http_gateway_instance_t  *inst;
     ngx_http_gateway_snapshot_t  *snap, *old;
 
     total = 0;
 
     for (i = 0; i < svc->ninstances; i++) {
-        if (svc->instances[i]->state == NGX_GATEWAY_STATE_UP) {
-            total += svc->instances[i]->weight;
+        if (svc->instances[i]->data->state == NGX_GATEWAY_STATE_UP) {
+            total += svc->instances[i]->data->weight;
         }
     }
 
@@ -651,25 +652,25 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     for (i = 0; i < svc->ninstances; i++) {
         inst = svc->instances[i];
+        data = inst->data;
         peer = &snap->peers[i];
 
         peer->inst = inst;
         peer->uid = inst->uid;
-        peer->sockaddr = inst->sockaddr;
-        peer->socklen = inst->socklen;
-        peer->name = inst->name;
-        peer->id = inst->id;
-        peer->weight = inst->weight;
-        peer->state = inst->state;
-        peer->data = inst->data;
-        peer->id = inst->id;
-        peer->zone = inst->zone;
-        peer->backup = inst->backup;
+        peer->sockaddr = ngx_http_gateway_data_sockaddr(data);
+        peer->socklen = data->socklen;
+        peer->name = ngx_http_gateway_data_name(data);
+        peer->id = ngx_http_gateway_data_id(data);
+        peer->zone = ngx_http_gateway_data_zone(data);
+        peer->weight = data->weight;
+        peer->state = data->state;
+        peer->backup = data->backup;
+        peer->data = data;
 
-        snap->nbackup += inst->backup;
+        snap->nbackup += data->backup;
 
-        if (inst->state == NGX_GATEWAY_STATE_UP) {
-            snap->total += inst->weight;
+        if (data->state == NGX_GATEWAY_STATE_UP) {
+            snap->total += data->weight;
         }
 
         peer->upto = snap->total;

@@ -56,6 +56,8 @@ typedef struct {
     u_char                         scan_rev[NGX_INT64_LEN];
     size_t                         scan_rev_len;
     ngx_uint_t                     scan_mark;
+    ngx_uint_t                     fetching;   /* plain fetches in flight */
+    ngx_msec_t                     fill_start;
 
     unsigned                       running:1;
     unsigned                       connected:1;
@@ -63,6 +65,8 @@ typedef struct {
     unsigned                       full_pending:1;
     unsigned                       scanning:1;
     unsigned                       scan_first:1;
+    unsigned                       scan_fill:1; /* began with an empty zone */
+    unsigned                       filling:1;  /* its fetches not all in */
     unsigned                       sweeping:1; /* holds P sweeper */
 } ngx_http_gateway_sync_t;
 
@@ -85,10 +89,20 @@ static void ngx_http_gateway_sync_tick(void);
 static void ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_gateway_sync_scan(redisReply *cursor);
+static void ngx_http_gateway_sync_on_fill(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_gateway_sync_services(redisReply **names,
     ngx_uint_t n, ngx_uint_t full);
+static void ngx_http_gateway_sync_compare_fetch(redisReply **stale,
+    ngx_uint_t n);
+static void ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n);
+static void ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_gateway_sync_filled(void);
 static void ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac,
     void *r, void *privdata);
 static ngx_int_t ngx_http_gateway_sync_epoch(redisReply *epoch,
@@ -140,6 +154,198 @@ static u_char  ngx_http_gateway_sync_sha[NGX_HTTP_GATEWAY_LUA_N][41];
 #define NGX_HTTP_GATEWAY_SHA_REVISIONS  ngx_http_gateway_sha(1)
 #define NGX_HTTP_GATEWAY_SHA_SNAPSHOT   ngx_http_gateway_sha(2)
 #define NGX_HTTP_GATEWAY_SHA_EXPIRE     ngx_http_gateway_sha(3)
+
+
+/*
+ * The command link's replies.  A full sync parses millions of strings and
+ * hiredis' own reply objects take two malloc() each (and a free() each
+ * afterwards).  hiredis builds one reply at a time and frees its root
+ * before it parses the next one, and only one command link is alive at a
+ * time, so each reply is laid out in one arena that is rewound when its
+ * root is freed: it keeps its first chunk, and grows for as long as the
+ * largest reply needs it.  (An ngx_pool_t reset per reply would do it,
+ * but a pool's allocation walks its blocks from the first one again after
+ * every reset: a fifth of the worker's time in a full sync.)
+ */
+
+#define NGX_HTTP_GATEWAY_ARENA_CHUNK  (256 * 1024)
+
+typedef struct ngx_http_gateway_arena_s  ngx_http_gateway_arena_t;
+
+struct ngx_http_gateway_arena_s {
+    ngx_http_gateway_arena_t      *next;
+    u_char                        *last;
+    u_char                        *end;
+};
+
+static ngx_http_gateway_arena_t   *ngx_http_gateway_arena;
+static ngx_http_gateway_arena_t   *ngx_http_gateway_arena_cur;
+
+
+static void *
+ngx_http_gateway_arena_alloc(size_t size)
+{
+    u_char                    *p;
+    size_t                     n;
+    ngx_http_gateway_arena_t  *a;
+
+    size = ngx_align(size, sizeof(void *));
+    a = ngx_http_gateway_arena_cur;
+
+    if (a == NULL || (size_t) (a->end - a->last) < size) {
+        n = ngx_max(size + sizeof(ngx_http_gateway_arena_t),
+                    NGX_HTTP_GATEWAY_ARENA_CHUNK);
+
+        p = ngx_alloc(n, ngx_cycle->log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        a = (ngx_http_gateway_arena_t *) p;
+        a->next = NULL;
+        a->last = p + sizeof(ngx_http_gateway_arena_t);
+        a->end = p + n;
+
+        if (ngx_http_gateway_arena_cur) {
+            ngx_http_gateway_arena_cur->next = a;
+
+        } else {
+            ngx_http_gateway_arena = a;
+        }
+
+        ngx_http_gateway_arena_cur = a;
+    }
+
+    p = a->last;
+    a->last += size;
+
+    return p;
+}
+
+
+static redisReply *
+ngx_http_gateway_reply_create(const redisReadTask *task, int type,
+    size_t size)
+{
+    redisReply  *r, *parent;
+
+    r = ngx_http_gateway_arena_alloc(sizeof(redisReply) + size);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(r, sizeof(redisReply));
+    r->type = type;
+
+    if (task->parent) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    redisReply  *r;
+
+    r = ngx_http_gateway_reply_create(task, task->type, len + 1);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->str = (char *) (r + 1);
+    r->len = len;
+    ngx_memcpy(r->str, str, len);
+    r->str[len] = '\0';
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_array(const redisReadTask *task, int elements)
+{
+    redisReply  *r;
+
+    r = ngx_http_gateway_reply_create(task, REDIS_REPLY_ARRAY,
+                                      elements * sizeof(redisReply *));
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->elements = elements;
+
+    if (elements) {
+        r->element = (redisReply **) (r + 1);
+        ngx_memzero(r->element, elements * sizeof(redisReply *));
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_integer(const redisReadTask *task, long long value)
+{
+    redisReply  *r;
+
+    r = ngx_http_gateway_reply_create(task, REDIS_REPLY_INTEGER, 0);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->integer = value;
+
+    return r;
+}
+
+
+static void *
+ngx_http_gateway_reply_nil(const redisReadTask *task)
+{
+    return ngx_http_gateway_reply_create(task, REDIS_REPLY_NIL, 0);
+}
+
+
+/* hiredis frees roots only: the whole reply goes, the arena is rewound */
+
+static void
+ngx_http_gateway_reply_free(void *reply)
+{
+    ngx_http_gateway_arena_t  *a, *next;
+
+    a = ngx_http_gateway_arena;
+
+    if (a == NULL) {
+        return;
+    }
+
+    next = a->next;
+
+    while (next) {
+        a = next->next;
+        ngx_free(next);
+        next = a;
+    }
+
+    a = ngx_http_gateway_arena;
+    a->next = NULL;
+    a->last = (u_char *) a + sizeof(ngx_http_gateway_arena_t);
+    ngx_http_gateway_arena_cur = a;
+}
+
+
+static redisReplyObjectFunctions  ngx_http_gateway_reply_functions = {
+    ngx_http_gateway_reply_string,
+    ngx_http_gateway_reply_array,
+    ngx_http_gateway_reply_integer,
+    ngx_http_gateway_reply_nil,
+    ngx_http_gateway_reply_free
+};
 
 
 void
@@ -240,6 +446,15 @@ ngx_http_gateway_sync_stop(void)
 
         ngx_http_gateway_sync_close();
     }
+
+    /* the links are gone with their readers: so is the arena */
+
+    if (ngx_http_gateway_arena) {
+        ngx_http_gateway_reply_free(NULL);
+        ngx_free(ngx_http_gateway_arena);
+        ngx_http_gateway_arena = NULL;
+        ngx_http_gateway_arena_cur = NULL;
+    }
 }
 
 
@@ -263,6 +478,8 @@ ngx_http_gateway_sync_connect(ngx_event_t *ev)
         ngx_http_gateway_sync_failed("cannot connect");
         return;
     }
+
+    sync->cmd->c.reader->fn = &ngx_http_gateway_reply_functions;
 
     sync->sub = ngx_http_gateway_redis_connect(sync->gmcf, sync->log,
                                        ngx_http_gateway_sync_on_connect,
@@ -787,7 +1004,34 @@ ngx_http_gateway_sync_scan(redisReply *cursor)
 
         ngx_shmtx_lock(&gmcf->shpool->mutex);
         sync->scan_mark = ++sh->mark;
+        sync->scan_fill = (sh->nservices == 0);
         ngx_http_gateway_write_end(gmcf);
+
+        sync->filling = sync->scan_fill;
+        sync->fill_start = ngx_current_msec;
+    }
+
+    /*
+     * A comparison that fills an empty zone needs no revisions: every
+     * service is fetched.  Its pages are plain commands, and the sweeper's
+     * audit (a PTTL per instance) waits for the next full comparison: it
+     * would double what a gateway's start costs Redis.
+     */
+
+    if (sync->scan_fill) {
+        (void) redisAsyncCommand(sync->cmd, NULL, NULL, "MULTI");
+        (void) redisAsyncCommand(sync->cmd, NULL, NULL, "GET %bepoch",
+                                 gmcf->prefix.data, gmcf->prefix.len);
+        (void) redisAsyncCommand(sync->cmd, NULL, NULL, "GET %brev",
+                                 gmcf->prefix.data, gmcf->prefix.len);
+        (void) redisAsyncCommand(sync->cmd, NULL, NULL,
+                                 "SSCAN %bservices %b COUNT 512",
+                                 gmcf->prefix.data, gmcf->prefix.len,
+                                 cursor ? cursor->str : "0",
+                                 (size_t) (cursor ? cursor->len : 1));
+        (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_fill,
+                                 (void *) sync->epoch_gen, "EXEC");
+        return;
     }
 
     (void) redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_revisions,
@@ -797,7 +1041,90 @@ ngx_http_gateway_sync_scan(redisReply *cursor)
                              gmcf->prefix.data, gmcf->prefix.len,
                              cursor ? cursor->str : "0",
                              (size_t) (cursor ? cursor->len : 1),
-                             sync->sweeping ? "1" : "0");
+                             (sync->sweeping && !sync->scan_fill) ? "1" : "0");
+}
+
+
+/*
+ * A page of a comparison that fills the zone: the marker, the registry's
+ * revision and a page of names, given to on_revisions() in the revisions
+ * script's shape, each name with revision 0
+ */
+
+static void
+ngx_http_gateway_sync_on_fill(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                *reply = r;
+
+    u_char                     buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                     i, n;
+    ngx_str_t                  v;
+    redisReply               **e, *page, *names, zero, page_reply;
+    ngx_http_gateway_sync_t   *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (reply == NULL || ac != sync->cmd || !sync->scanning) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[2]->type != REDIS_REPLY_ARRAY
+        || reply->element[2]->elements != 2
+        || reply->element[2]->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[2]->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        sync->scanning = 0;
+        sync->full_pending = 1;
+
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis resync failed: %V",
+                      ngx_http_gateway_redis_errstr(
+                          reply->type == REDIS_REPLY_ARRAY
+                          && reply->elements == 3
+                          && reply->element[2]->type == REDIS_REPLY_ERROR
+                          ? reply->element[2] : reply, &v, buf));
+        return;
+    }
+
+    page = reply->element[2];
+    names = page->element[1];
+    n = names->elements;
+
+    e = ngx_alloc((3 + 2 * n) * sizeof(redisReply *), sync->log);
+    if (e == NULL) {
+        sync->scanning = 0;
+        sync->full_pending = 1;
+        return;
+    }
+
+    ngx_memzero(&zero, sizeof(redisReply));
+    zero.type = REDIS_REPLY_STRING;
+    zero.str = "0";
+    zero.len = 1;
+
+    e[0] = reply->element[0];
+    e[1] = reply->element[1];
+
+    if (e[1]->type != REDIS_REPLY_STRING || e[1]->len > NGX_INT64_LEN) {
+        e[1] = &zero;
+    }
+
+    e[2] = page->element[0];
+
+    for (i = 0; i < n; i++) {
+        e[3 + 2 * i] = names->element[i];
+        e[4 + 2 * i] = &zero;
+    }
+
+    ngx_memzero(&page_reply, sizeof(redisReply));
+    page_reply.type = REDIS_REPLY_ARRAY;
+    page_reply.elements = 3 + 2 * n;
+    page_reply.element = e;
+
+    ngx_http_gateway_sync_on_revisions(ac, &page_reply, privdata);
+
+    ngx_free(e);
 }
 
 
@@ -905,7 +1232,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     ngx_http_gateway_write_end(gmcf);
 
-    ngx_http_gateway_sync_services(stale, n, 0);
+    ngx_http_gateway_sync_compare_fetch(stale, n);
 
     ngx_free(stale);
 
@@ -1284,7 +1611,7 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
         inst = svc->instances[i];
         ngx_http_gateway_instance_record(inst, &rec);
 
-        len += inst->id.len + NGX_INT_T_LEN
+        len += inst->data->id_len + NGX_INT_T_LEN
                + ngx_http_gateway_record_hash_size(&rec,
                                                    NGX_GATEWAY_RECORD_ALL,
                                                    &nargs);
@@ -1318,8 +1645,9 @@ ngx_http_gateway_sync_restore_service(ngx_str_t *name)
         inst = svc->instances[i];
         ngx_http_gateway_instance_record(inst, &rec);
 
-        ngx_http_gateway_arg(argc, p, inst->id.len);
-        p = ngx_cpymem(p, inst->id.data, inst->id.len);
+        ngx_http_gateway_arg(argc, p, inst->data->id_len);
+        p = ngx_cpymem(p, ngx_http_gateway_data_strings(inst->data),
+                       inst->data->id_len);
 
         nargs = ngx_http_gateway_record_to_hash(&rec, NGX_GATEWAY_RECORD_ALL,
                                                 argv + argc + 2,
@@ -1522,6 +1850,538 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
     for (i = 1; i < reply->elements; i++) {
         ngx_http_gateway_sync_apply(reply->element[i], history);
     }
+}
+
+
+/*
+ * The services a page of the full comparison found changed: those the
+ * zone does not have are fetched without a script, the others by the
+ * snapshot script (which sends only what changed since the zone's
+ * revision)
+ */
+
+static void
+ngx_http_gateway_sync_compare_fetch(redisReply **stale, ngx_uint_t n)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     i, k;
+    redisReply                    *t;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_gateway_sync.gmcf;
+    k = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        name.data = (u_char *) stale[i]->str;
+        name.len = stale[i]->len;
+
+        if (ngx_http_gateway_service_lookup(gmcf, &name) == NULL) {
+            t = stale[k];
+            stale[k++] = stale[i];
+            stale[i] = t;
+        }
+    }
+
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_http_gateway_sync_fetch(stale, k);
+    ngx_http_gateway_sync_services(stale + k, n - k, 0);
+}
+
+
+/*
+ * The full comparison fetches the services the zone does not have yet (all
+ * of them when a gateway starts) without a script: Redis spends most of a
+ * script's time turning its Lua tables into a reply, about three times
+ * what the same commands cost it natively.  A batch is two transactions:
+ * each service's revision, whether it is listed, and its ids; then the
+ * marker and every instance's hash.  The revision is the one read first,
+ * so a change in between leaves the zone's revision older than Redis', and
+ * the next comparison or notice fetches the service again.  The replies
+ * go to ngx_http_gateway_sync_apply() in the shape of the snapshot
+ * script's.  A batch keeps its services' names and ids, nothing larger.
+ */
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_str_t                      rev;
+    long long                      listed;
+    ngx_str_t                     *ids;       /* NULL: not a set */
+    ngx_uint_t                     nids;
+} ngx_http_gateway_fetch_svc_t;
+
+
+typedef struct {
+    ngx_uint_t                     epoch_gen;
+    ngx_uint_t                     n;
+    ngx_http_gateway_fetch_svc_t   svcs[1];
+} ngx_http_gateway_fetch_t;
+
+
+static void
+ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
+{
+    u_char                    *p, *key;
+    size_t                     size, klen;
+    ngx_str_t                 *prefix;
+    ngx_uint_t                 i, k, batch;
+    const char                *argv[3];
+    size_t                     argvlen[3];
+    ngx_http_gateway_fetch_t  *f;
+    ngx_http_gateway_sync_t   *sync;
+
+    sync = &ngx_http_gateway_sync;
+    prefix = &sync->gmcf->prefix;
+
+    klen = prefix->len + NGX_GATEWAY_NAME_MAX + sizeof("svc::rev");
+
+    key = ngx_alloc(klen, sync->log);
+    if (key == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n && sync->cmd; i += batch) {
+        batch = ngx_min(n - i, NGX_HTTP_GATEWAY_BATCH);
+
+        size = offsetof(ngx_http_gateway_fetch_t, svcs)
+               + batch * (sizeof(ngx_http_gateway_fetch_svc_t)
+                          + NGX_GATEWAY_NAME_MAX);
+
+        f = ngx_alloc(size, sync->log);
+        if (f == NULL) {
+            break;
+        }
+
+        f->epoch_gen = sync->epoch_gen;
+        f->n = batch;
+        p = (u_char *) &f->svcs[batch];
+
+        (void) redisAsyncCommand(sync->cmd, NULL, NULL, "MULTI");
+
+        for (k = 0; k < batch; k++) {
+
+            /* stale_locked() let valid names through only */
+
+            f->svcs[k].name.data = p;
+            f->svcs[k].name.len = names[i + k]->len;
+            p = ngx_cpymem(p, names[i + k]->str, names[i + k]->len);
+
+            argv[0] = "GET";
+            argvlen[0] = 3;
+            argv[1] = (char *) key;
+            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_REV, prefix,
+                                     &f->svcs[k].name)
+                         - key;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
+                                         argvlen);
+
+            argv[0] = "SISMEMBER";
+            argvlen[0] = 9;
+            argvlen[1] = ngx_sprintf(key, "%Vservices", prefix) - key;
+            argv[2] = (char *) f->svcs[k].name.data;
+            argvlen[2] = f->svcs[k].name.len;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 3, argv,
+                                         argvlen);
+
+            argv[0] = "SMEMBERS";
+            argvlen[0] = 8;
+            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_IDS, prefix,
+                                     &f->svcs[k].name)
+                         - key;
+            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
+                                         argvlen);
+        }
+
+        if (redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_ids, f,
+                              "EXEC")
+            != REDIS_OK)
+        {
+            ngx_free(f);
+            break;
+        }
+
+        sync->fetching++;
+    }
+
+    ngx_free(key);
+}
+
+
+/* the services' revisions and ids: their hashes are asked for next */
+
+static void
+ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                     *reply = r;
+    ngx_http_gateway_fetch_t       *names = privdata;
+
+    u_char                         *p, *q, *key;
+    u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    size_t                          size, klen;
+    ngx_str_t                       v, *id;
+    ngx_uint_t                      i, k, n, nids, sent;
+    redisReply                     *rev, *listed, *ids;
+    ngx_http_gateway_fetch_t       *f;
+    ngx_http_gateway_sync_t        *sync;
+    ngx_http_gateway_fetch_svc_t   *fs;
+
+    sync = &ngx_http_gateway_sync;
+    f = NULL;
+    key = NULL;
+    sent = 0;
+
+    if (reply == NULL || ac != sync->cmd) {
+        goto done;
+    }
+
+    n = names->n;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 * n) {
+        if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {
+            goto done;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+        goto done;
+    }
+
+    size = offsetof(ngx_http_gateway_fetch_t, svcs)
+           + n * (sizeof(ngx_http_gateway_fetch_svc_t) + NGX_GATEWAY_NAME_MAX
+                  + NGX_INT64_LEN + sizeof("WRONGTYPE"));
+    nids = 0;
+    klen = 0;
+
+    for (i = 0; i < n; i++) {
+        ids = reply->element[3 * i + 2];
+
+        if (ids->type != REDIS_REPLY_ARRAY) {
+            continue;
+        }
+
+        for (k = 0; k < ids->elements; k++) {
+            if (ids->element[k]->type == REDIS_REPLY_STRING) {
+                size += sizeof(ngx_str_t) + ids->element[k]->len;
+                klen = ngx_max(klen, ids->element[k]->len);
+                nids++;
+            }
+        }
+    }
+
+    f = ngx_alloc(size, sync->log);
+    if (f == NULL) {
+        goto done;
+    }
+
+    klen += sync->gmcf->prefix.len + NGX_GATEWAY_NAME_MAX
+            + sizeof("*2\r\n$7\r\nHGETALL\r\n$\r\nsvc::inst:\r\n")
+            + NGX_SIZE_T_LEN;
+
+    key = ngx_alloc(klen, sync->log);
+    if (key == NULL) {
+        goto done;
+    }
+
+    f->epoch_gen = names->epoch_gen;
+    f->n = n;
+
+    id = (ngx_str_t *) &f->svcs[n];
+    p = (u_char *) (id + nids);
+
+    (void) redisAsyncCommand(sync->cmd, NULL, NULL, "MULTI");
+    (void) redisAsyncCommand(sync->cmd, NULL, NULL, "GET %bepoch",
+                             sync->gmcf->prefix.data, sync->gmcf->prefix.len);
+
+    for (i = 0; i < n; i++) {
+        rev = reply->element[3 * i];
+        listed = reply->element[3 * i + 1];
+        ids = reply->element[3 * i + 2];
+        fs = &f->svcs[i];
+
+        fs->name.data = p;
+        fs->name.len = names->svcs[i].name.len;
+        p = ngx_cpymem(p, names->svcs[i].name.data, fs->name.len);
+
+        fs->listed = (listed->type == REDIS_REPLY_INTEGER)
+                     ? listed->integer : 0;
+
+        /* as the snapshot script gives them */
+
+        fs->rev.data = p;
+
+        if (rev->type == REDIS_REPLY_STRING && rev->len <= NGX_INT64_LEN) {
+            p = ngx_cpymem(p, rev->str, rev->len);
+
+        } else if (rev->type == REDIS_REPLY_STRING
+                   || rev->type == REDIS_REPLY_ERROR)
+        {
+            p = ngx_cpymem(p, "WRONGTYPE", sizeof("WRONGTYPE") - 1);
+
+        } else {
+            *p++ = '0';
+        }
+
+        fs->rev.len = p - fs->rev.data;
+
+        fs->ids = NULL;
+        fs->nids = 0;
+
+        if (ids->type != REDIS_REPLY_ARRAY) {
+            continue;
+        }
+
+        fs->ids = id;
+
+        for (k = 0; k < ids->elements; k++) {
+            if (ids->element[k]->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+
+            id->data = p;
+            id->len = ids->element[k]->len;
+            p = ngx_cpymem(p, ids->element[k]->str, id->len);
+
+            /* formatted here: hiredis' own formatting costs more */
+
+            klen = id->len + sync->gmcf->prefix.len + fs->name.len
+                   + sizeof("svc::inst:") - 1;
+            q = ngx_sprintf(key, "*2\r\n$7\r\nHGETALL\r\n$%uz\r\n"
+                            NGX_HTTP_GATEWAY_KEY_INST "\r\n", klen,
+                            &sync->gmcf->prefix, &fs->name, id);
+            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
+                                              (char *) key, q - key);
+            id++;
+            fs->nids++;
+        }
+    }
+
+    if (redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_hashes, f,
+                          "EXEC")
+        == REDIS_OK)
+    {
+        f = NULL;
+        sent = 1;
+    }
+
+done:
+
+    if (key) {
+        ngx_free(key);
+    }
+
+    if (f) {
+        ngx_free(f);
+    }
+
+    /* the batch goes on in on_hashes(), or ends here: the fill failed */
+
+    if (!sent) {
+        sync->filling = 0;
+
+        if (sync->fetching) {
+            sync->fetching--;
+        }
+    }
+
+    ngx_free(names);
+}
+
+
+/* the marker and the hashes: each service applied as a snapshot */
+
+static void
+ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *reply = r;
+    ngx_http_gateway_fetch_t       *f = privdata;
+
+    u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                       v;
+    ngx_uint_t                      i, k, h, m, max, history, applied;
+    redisReply                     *epoch, *hash, **insts, *strs, *fields;
+    redisReply                      entry, *e[5], e_name, e_listed, e_rev,
+                                    e_insts, e_known, wrongtype;
+    ngx_http_gateway_sh_t          *sh;
+    ngx_http_gateway_sync_t        *sync;
+    ngx_http_gateway_fetch_svc_t   *fs;
+
+    sync = &ngx_http_gateway_sync;
+    sh = sync->gmcf->sh;
+    insts = NULL;
+    applied = 0;
+
+    if (reply == NULL || ac != sync->cmd) {
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %V",
+                      ngx_http_gateway_redis_errstr(reply, &v, buf));
+        goto done;
+    }
+
+    epoch = reply->element[0];
+
+    ngx_shmtx_lock(&sync->gmcf->shpool->mutex);
+    history = (epoch->type == REDIS_REPLY_STRING
+               && sh->marker_len == epoch->len
+               && ngx_memcmp(sh->marker, epoch->str, epoch->len) == 0);
+    ngx_http_gateway_write_end(sync->gmcf);
+
+    if (ngx_http_gateway_sync_epoch(epoch, (void *) f->epoch_gen) != NGX_OK) {
+        goto done;
+    }
+
+    max = 0;
+    m = 0;
+
+    for (i = 0; i < f->n; i++) {
+        max = ngx_max(max, f->svcs[i].nids);
+        m += f->svcs[i].nids;
+    }
+
+    if (reply->elements != m + 1) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "gateway: redis sync failed: %ui replies for %ui "
+                      "instances", (ngx_uint_t) reply->elements - 1, m);
+        goto done;
+    }
+
+    /* per instance: its id and its hash, as replies */
+
+    insts = ngx_alloc(max * (2 * sizeof(redisReply *) + sizeof(redisReply))
+                      + sizeof(redisReply *), sync->log);
+    if (insts == NULL) {
+        goto done;
+    }
+
+    strs = (redisReply *) (insts + 2 * max + 1);
+
+    ngx_memzero(&entry, sizeof(redisReply));
+    ngx_memzero(&e_name, sizeof(redisReply));
+    ngx_memzero(&e_listed, sizeof(redisReply));
+    ngx_memzero(&e_rev, sizeof(redisReply));
+    ngx_memzero(&e_insts, sizeof(redisReply));
+    ngx_memzero(&e_known, sizeof(redisReply));
+    ngx_memzero(&wrongtype, sizeof(redisReply));
+
+    entry.type = REDIS_REPLY_ARRAY;
+    entry.elements = 5;
+    entry.element = e;
+    e[0] = &e_name;
+    e[1] = &e_listed;
+    e[2] = &e_rev;
+    e[3] = &e_insts;
+    e[4] = &e_known;
+
+    e_name.type = REDIS_REPLY_STRING;
+    e_listed.type = REDIS_REPLY_INTEGER;
+    e_rev.type = REDIS_REPLY_STRING;
+    e_known.type = REDIS_REPLY_INTEGER;
+
+    wrongtype.type = REDIS_REPLY_STRING;
+    wrongtype.str = "WRONGTYPE";
+    wrongtype.len = sizeof("WRONGTYPE") - 1;
+
+    h = 1;
+
+    for (i = 0; i < f->n; i++) {
+        fs = &f->svcs[i];
+
+        e_name.str = (char *) fs->name.data;
+        e_name.len = fs->name.len;
+        e_listed.integer = fs->listed;
+        e_rev.str = (char *) fs->rev.data;
+        e_rev.len = fs->rev.len;
+
+        if (fs->ids == NULL) {
+            e[3] = &wrongtype;
+            ngx_http_gateway_sync_apply(&entry, history);
+            e[3] = &e_insts;
+            continue;
+        }
+
+        e_insts.type = REDIS_REPLY_ARRAY;
+        e_insts.element = insts;
+        e_insts.elements = 0;
+
+        for (k = 0; k < fs->nids; k++) {
+            hash = reply->element[h++];
+
+            if (hash->type == REDIS_REPLY_ARRAY) {
+                if (hash->elements == 0) {
+                    continue;       /* gone since its id was read */
+                }
+
+                fields = hash;
+
+            } else {
+                fields = &wrongtype;
+            }
+
+            strs[k].type = REDIS_REPLY_STRING;
+            strs[k].str = (char *) fs->ids[k].data;
+            strs[k].len = fs->ids[k].len;
+
+            insts[e_insts.elements++] = &strs[k];
+            insts[e_insts.elements++] = fields;
+        }
+
+        ngx_http_gateway_sync_apply(&entry, history);
+    }
+
+    applied = 1;
+
+done:
+
+    if (insts) {
+        ngx_free(insts);
+    }
+
+    if (!applied) {
+        sync->filling = 0;
+    }
+
+    if (sync->fetching) {
+        sync->fetching--;
+    }
+
+    if (sync->filling && sync->fetching == 0 && !sync->scanning) {
+        ngx_http_gateway_sync_filled();
+    }
+
+    ngx_free(f);
+}
+
+
+/* the full sync of an empty zone is in: how long it took */
+
+static void
+ngx_http_gateway_sync_filled(void)
+{
+    ngx_uint_t                     nservices, ninstances;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+
+    sync->filling = 0;
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+    nservices = gmcf->sh->nservices;
+    ninstances = gmcf->sh->ninstances;
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "gateway: synced %ui services with %ui instances from "
+                  "redis in %M ms", nservices, ninstances,
+                  ngx_current_msec - sync->fill_start);
 }
 
 

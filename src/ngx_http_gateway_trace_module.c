@@ -925,8 +925,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SERVICE),
                          (char *) a->service->data, a->service->len);
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(INSTANCE),
-                         (char *) a->peer->inst->id.data,
-                         a->peer->inst->id.len);
+                         (char *) a->peer->id.data, a->peer->id.len);
     ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
     ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
 

@@ -420,7 +420,10 @@ $doc .= <<"EOF";
 state, ttl, metadata) written to Redis with `redis-cli --pipe`, then a
 gateway (one worker) is started on it.  Full sync = from starting nginx until
 `GET /gateway/services` lists every service with all of its instances
-(polled every 20 ms).  Shared memory = resident pages of the zone mapping
+(polled every 20 ms, or twice as long as the last poll took: a dump of
+10,000 services holds the worker's zone lock for a while); with the CPU
+Redis (`INFO cpu`) and the worker spent meanwhile, the figures that do not
+depend on the machine's load.  Shared memory = resident pages of the zone mapping
 (`/proc/PID/smaps` Rss, in a 256m zone), plus a second start with a 64m zone.
 Throughput and Ir/request compare a request to one service of that registry
 with a gateway whose registry is 1 service x 3 instances (callgrind with
@@ -442,9 +445,10 @@ if ($s1m) {
 
 `bench/run scale1m` (a separate command, not part of `bench/run`): 100,000
 services x 10 instances written to Redis as data without the registry-wide
-keys, a gateway (one worker, a 1024m zone) started on it: full sync time,
-zone pages touched, the worker's resident memory, the idle tick's Redis CPU,
-and a request routed from the registry.
+keys, a gateway (one worker, a 1024m zone) started on it: full sync time
+(polled as above) and the CPU Redis and the worker spent on it, zone pages
+touched, the worker's resident memory, the idle tick's Redis CPU, and a
+request routed from the registry.
 
 EOF
     $doc .= ran('scale1m');

@@ -39,6 +39,35 @@ scale_populate() {
         }' "$ns" "$ni" "$@" | redis_pipe "$BENCH_TMP/scale/populate.log"
 }
 
+# scale_wait_registry PORT SERVICES INSTANCES T0 TIMEOUT: wait_registry, but
+# the next poll waits twice as long as the last one took (at least 20 ms):
+# a dump of 100,000 services takes the worker about 0.1 s under the zone
+# lock, and polling it back to back would measure the polls
+scale_wait_registry() {
+    perl -MHTTP::Tiny -MTime::HiRes=time,sleep -e '
+        my ($port, $ns, $ni, $t0, $tmo) = @ARGV;
+        my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1);
+        my ($polls, $seen, $insts) = (0, 0, 0);
+        while (time - $t0 < $tmo) {
+            my $t1 = time;
+            my $r = $http->get("http://127.0.0.1:$port/gateway/services");
+            my $took = time - $t1;
+            $polls++;
+            if ($r->{success}) {
+                $seen = () = $r->{content} =~ /"name":/g;
+                $insts = 0;
+                $insts += $1 while $r->{content} =~ /"instances":(\d+)/g;
+                if ($seen == $ns && $insts == $ni) {
+                    printf "%.3f %d\n", time - $t0, $polls;
+                    exit 0;
+                }
+            }
+            sleep($took * 2 > 0.02 ? $took * 2 : 0.02);
+        }
+        print "timeout $polls $seen $insts\n";
+    ' "$@"
+}
+
 # shm_rss_kb MASTER_PID ZONE_KB: largest Rss (kB) of the zone mapping among
 # the master and its workers
 shm_rss_kb() {
@@ -126,10 +155,14 @@ scenario_scale() {
     local zone_kb=$((256 * 1024))
     mkdir -p "$dir/sync256"
     port=$(free_port)
+    local rc0 rc1 wcpu
+    rc0=$(redis_cpu_ms)
     t0=$(date +%s.%N)
     SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
     pid=$VARIANT_PID
-    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" "$tmo")
+    res=$(scale_wait_registry "$port" "$nsvc" "$ninst" "$t0" "$tmo")
+    rc1=$(redis_cpu_ms)
+    wcpu=$(cpu_ms "$(nginx_workers "$pid" | awk '{ print $1 }')")
     log "scale: full sync (256m zone): $res"
     local sync_s="" shm_kb
     if [ "${res%% *}" = timeout ]; then
@@ -137,8 +170,10 @@ scenario_scale() {
         srow full_sync_256m timeout s "< 2" "polls, services seen, instances seen: ${res#timeout }"
     else
         sync_s=${res%% *}
-        srow full_sync_256m "$sync_s" s "< 2" "start of nginx until GET /gateway/services lists all $nsvc services with $ninst instances (polled every 20 ms)"
+        srow full_sync_256m "$sync_s" s "< 2" "start of nginx until GET /gateway/services lists all $nsvc services with $ninst instances (polled every 20 ms, or twice the last poll's time)"
     fi
+    srow sync_cpu_redis "$(awk -v a="$rc0" -v b="$rc1" 'BEGIN { printf "%.0f", b - a }')" ms "" "Redis CPU (INFO cpu) from the gateway's start until it was synced"
+    srow sync_cpu_worker "$(awk -v w="$wcpu" 'BEGIN { printf "%.0f", w }')" ms "" "the worker's CPU from its start until it was synced, the polls' dumps included"
     shm_kb=$(shm_rss_kb "$pid" "$zone_kb")
     srow shm_touched_256m_zone "$(awk -v k="$shm_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 64" "Rss of the zone mapping (max over master and worker) after the full sync"
     log "scale: zone pages touched: $((shm_kb / 1024)) MiB of 256 MiB"
@@ -172,7 +207,7 @@ scenario_scale() {
     t0=$(date +%s.%N)
     SCALE_ZONE=64m variant_scale_big10_start "$dir/sync64" "$port"
     pid=$VARIANT_PID
-    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" 60)
+    res=$(scale_wait_registry "$port" "$nsvc" "$ninst" "$t0" 60)
     local nomem
     nomem=$(grep -c 'no memory\|ngx_slab_alloc() failed\|could not allocate' "$dir/sync64/error.log" || true)
     if [ "${res%% *}" = timeout ] || [ "$nomem" != 0 ]; then
@@ -273,18 +308,27 @@ scenario_scale1m() {
     row redis_populate "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" s "" \
         "$ns x $ni via redis-cli --pipe; Redis used_memory $(rcli INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
     local rb0 rb1 rbase
+    # Redis rehashes its keyspace for a while after the load: let it settle
+    sleep 10
     port=$(free_port)
+    local rc0 rc1 wcpu load
+    rc0=$(redis_cpu_ms)
     t0=$(date +%s.%N)
     GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
     pid=$VARIANT_PID
-    res=$(wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo")
+    res=$(scale_wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo")
+    rc1=$(redis_cpu_ms)
+    wcpu=$(cpu_ms "$(nginx_workers "$pid" | awk '{ print $1 }')")
+    load=$(cut -d' ' -f1 /proc/loadavg)
     log "scale1m: full sync: $res"
     if [ "${res%% *}" = timeout ]; then
         problem "scale1m: full sync of $ns x $ni did not finish within ${tmo}s (${res#timeout })"
         row full_sync timeout s "< 6" "polls, services seen, instances seen: ${res#timeout }"
     else
-        row full_sync "${res%% *}" s "< 6" "start of nginx until GET /gateway/services lists all $ns services with $((ns * ni)) instances"
+        row full_sync "${res%% *}" s "< 6" "start of nginx until GET /gateway/services lists all $ns services with $((ns * ni)) instances (polled every 20 ms, or twice the last poll's time; ${res#* } polls); 1-min load average $load on $(nproc) cores"
     fi
+    row sync_cpu_redis "$(awk -v a="$rc0" -v b="$rc1" 'BEGIN { printf "%.0f", b - a }')" ms "" "Redis CPU (INFO cpu) from the gateway's start until it was synced"
+    row sync_cpu_worker "$(awk -v w="$wcpu" 'BEGIN { printf "%.0f", w }')" ms "" "the worker's CPU from its start until it was synced, the polls' dumps of the registry included"
     local kb
     kb=$(shm_rss_kb "$pid" $((zmb * 1024)))
     row shm_touched "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 400" "Rss of the ${zmb}m zone mapping after the full sync"

@@ -163,6 +163,11 @@ test_addr_ipv4(void **state)
     assert_int_equal(ntohs(a.u.sockaddr_in.sin_port), 65535);
     assert_true(addr_ok("10.1.2.3:080", "10.1.2.3:80", &a));
     assert_int_equal(ntohs(a.u.sockaddr_in.sin_port), 80);
+
+    /* every width of an octet, and a zero in the middle of one */
+    assert_true(addr_ok("0.9.10.99:1", "0.9.10.99:1", &a));
+    assert_true(addr_ok("100.105.200.250:65535", "100.105.200.250:65535",
+                        &a));
 }
 
 

@@ -145,6 +145,16 @@ ok(defined $last && $last >= 0 && $last < tmo(2),
 ok(abs($last * 1000 - $r1->{lag_ms}) < 0.01, '... the same as the status JSON\'s');
 is(metric($m, 'gateway_registry_propagation_lag_seconds_sum'), $last,
    'the sum is the one lag so far');
+SKIP: {
+    my $promtool = '/usr/bin/promtool';
+    skip 'promtool is not installed (Debian package prometheus)', 1 unless -x $promtool;
+    my $f = test_dir() . '/metrics.txt';
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh $m;
+    close $fh;
+    my $out = `$promtool check metrics < $f 2>&1`;
+    is($?, 0, 'promtool check metrics accepts the page with the lag families') or diag($out);
+}
 
 # the writer applies its own notice too (it mirrored the write already)
 ok(status_redis($A)->{lag_changes} >= 1, 'A counts its own change as well');

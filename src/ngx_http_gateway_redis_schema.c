@@ -74,18 +74,20 @@
     "local function k_feed(p) return p .. 'feed' end\n"                       \
     /*                                                                        \
      * the change notice on P feed, netstrings ("LEN:BYTES,"): format 1,      \
-     * epoch, service, revision, listed, Redis time in us, the number of      \
-     * instances and each one's id, number of fields and names and values     \
-     * (0 fields: gone), or "-" when they are not carried (fetch them)        \
+     * epoch, service, revision, listed, Redis time in us, registry           \
+     * revision, the number of instances and each one's id, number of         \
+     * fields and names and values (0 fields: gone), or "-" when they are     \
+     * not carried (fetch them)                                               \
      */                                                                       \
     "local function ns(v) return #v .. ':' .. v .. ',' end\n"                 \
-    "local function feed(p, s, r, ids)\n"                                     \
+    "local function feed(p, s, r, g, ids)\n"                                  \
     "  local t = redis.call('TIME')\n"                                        \
     "  local l = redis.pcall('SISMEMBER', k_services(p), s)\n"                \
     "  local out = {ns('1'), ns(epoch(p) or ''), ns(s),\n"                    \
     "    ns(type(r) == 'number' and string.format('%.0f', r) or '0'),\n"      \
     "    ns(l == 1 and '1' or '0'),\n"                                        \
-    "    ns(t[1] .. string.format('%06d', tonumber(t[2])))}\n"                \
+    "    ns(t[1] .. string.format('%06d', tonumber(t[2]))),\n"                \
+    "    ns(type(g) == 'number' and string.format('%.0f', g) or '0')}\n"      \
     "  local body, size = nil, 0\n"                                           \
     "  if type(r) == 'number' and ids and #ids <= 64 then\n"                  \
     "    body = {ns(string.format('%d', #ids))}\n"                            \
@@ -136,7 +138,7 @@
     "    redis.call('SET', k_regtime(p), string.format('%.0f', now_ms()))\n"  \
     "    redis.pcall('ZADD', k_changes(p), g, s)\n"                           \
     "  end\n"                                                                 \
-    "  redis.call('PUBLISH', k_feed(p), feed(p, s, r, ids))\n"               \
+    "  redis.call('PUBLISH', k_feed(p), feed(p, s, r, g, ids))\n"             \
     "  return r\n"                                                            \
     "end\n"                                                                   \
     /* the heartbeat's deadline follows the key's TTL */                     \
@@ -510,8 +512,8 @@ ngx_http_gateway_feed_string(redisReply *node, ngx_str_t *v)
 
 /*
  * P feed's message (feed() in the scripts above): format "1", epoch,
- * service, revision, listed (0 or 1), Redis time in us, then "-" or the
- * number of instances, and per instance its id, its number of fields and
+ * service, revision, listed (0 or 1), Redis time in us, the registry's
+ * revision, then "-" or the number of instances, and per instance its id, its number of fields and
  * their names and values.  The instances become one entry of the snapshot
  * script's reply, a delta from the revision before (the records are
  * checked where every record from Redis is).  Every node is allocated for
@@ -556,7 +558,7 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
         q += n + 2;
     }
 
-    if (nitems < 7) {
+    if (nitems < 8) {
         return NGX_ERROR;
     }
 
@@ -604,21 +606,24 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
            != 0
         || ngx_gateway_parse_uint((char *) item[5].data, item[5].len,
                                   UINT64_MAX, &feed->time_us)
+           != 0
+        || ngx_gateway_parse_uint((char *) item[6].data, item[6].len,
+                                  UINT64_MAX, &feed->registry)
            != 0)
     {
-        *err = "of a bad revision, listed flag or time";
+        *err = "of a bad revision, listed flag, time or registry revision";
         goto failed;
     }
 
-    if (item[6].len == 1 && item[6].data[0] == '-') {
-        if (nitems != 7) {
+    if (item[7].len == 1 && item[7].data[0] == '-') {
+        if (nitems != 8) {
             goto failed;
         }
 
         return NGX_OK;
     }
 
-    if (ngx_gateway_parse_uint((char *) item[6].data, item[6].len,
+    if (ngx_gateway_parse_uint((char *) item[7].data, item[7].len,
                                nitems, &n)
         != 0
         || feed->revision == 0)
@@ -653,7 +658,7 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     insts->element = ptrs;
     ptrs += 2 * n;
 
-    for (i = 7, f = 0; f < n; f++) {
+    for (i = 8, f = 0; f < n; f++) {
         if (i + 2 > nitems
             || ngx_gateway_parse_uint((char *) item[i + 1].data,
                                       item[i + 1].len, (nitems - i) / 2, &m)

@@ -49,6 +49,7 @@ typedef struct {
     ngx_str_t                   name;
     uint64_t                    revision;
     uint64_t                    time_us;    /* Redis time of the write */
+    uint64_t                    registry;   /* P rev after it (0: none) */
     redisReply                 *entry;      /* as the snapshot script's, or
                                                NULL: instances not carried */
     void                       *mem;        /* to ngx_free() */

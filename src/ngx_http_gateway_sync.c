@@ -54,6 +54,8 @@ typedef struct {
 
     u_char                         seen[NGX_INT64_LEN];
     size_t                         seen_len;   /* registry revision synced */
+    uint64_t                       fed;        /* ... and on from there by
+                                                  every notice in turn */
     u_char                         scan_rev[NGX_INT64_LEN];
     size_t                         scan_rev_len;
     ngx_uint_t                     scan_mark;
@@ -112,6 +114,8 @@ static void ngx_http_gateway_sync_feed(redisReply *payload);
 static void ngx_http_gateway_sync_lag(ngx_http_gateway_service_t *svc,
     uint64_t written_us);
 static void ngx_http_gateway_sync_release(void);
+static uint64_t ngx_http_gateway_sync_seen(void);
+static void ngx_http_gateway_sync_fed(uint64_t registry);
 
 
 static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
@@ -455,6 +459,7 @@ ngx_http_gateway_sync_close(void)
     sync = &ngx_http_gateway_sync;
 
     sync->connected = 0;
+    sync->fed = 0;
     sync->ticking = 0;
     sync->scanning = 0;
     sync->sweeping = 0;
@@ -681,6 +686,25 @@ ngx_http_gateway_sync_all(void)
 }
 
 
+static uint64_t
+ngx_http_gateway_sync_seen(void)
+{
+    uint64_t                  seen;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ngx_gateway_parse_uint((char *) sync->seen, sync->seen_len,
+                               UINT64_MAX, &seen)
+        != 0)
+    {
+        seen = 0;
+    }
+
+    return seen;
+}
+
+
 static void
 ngx_http_gateway_sync_tick(void)
 {
@@ -708,6 +732,17 @@ ngx_http_gateway_sync_tick(void)
 
     len = ngx_sprintf(lease, "%M", NGX_HTTP_GATEWAY_SWEEP_LEASE(sync->gmcf))
           - lease;
+
+    /*
+     * every registry revision since the one seen came with its notice, and
+     * was applied: the tick asks for what changed after them only, O(1)
+     * while the notices kept up
+     */
+
+    if (sync->fed > ngx_http_gateway_sync_seen()) {
+        sync->seen_len = ngx_sprintf(sync->seen, "%uL", sync->fed)
+                         - sync->seen;
+    }
 
     sync->ticking = 1;
 
@@ -1990,6 +2025,7 @@ ngx_http_gateway_sync_feed(redisReply *payload)
 
         /* fetched already (the tick, an expiry) */
 
+        ngx_http_gateway_sync_fed(feed.registry);
         ngx_free(feed.mem);
         return;
     }
@@ -2012,6 +2048,7 @@ ngx_http_gateway_sync_feed(redisReply *payload)
 
     if (svc && svc->revision == feed.revision) {
         ngx_http_gateway_sync_lag(svc, feed.time_us);
+        ngx_http_gateway_sync_fed(feed.registry);
 
         /* a fetch answered after this must not take the zone back */
 
@@ -2023,6 +2060,28 @@ ngx_http_gateway_sync_feed(redisReply *payload)
     ngx_http_gateway_write_end(gmcf);
 
     ngx_free(feed.mem);
+}
+
+
+/*
+ * A notice's change is in the zone: the registry revisions applied in turn
+ * from the one the tick saw go on (a change without a notice, by hand,
+ * leaves a gap that the tick closes)
+ */
+
+static void
+ngx_http_gateway_sync_fed(uint64_t registry)
+{
+    uint64_t                  base;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    base = ngx_max(sync->fed, ngx_http_gateway_sync_seen());
+
+    if (base && registry == base + 1) {
+        sync->fed = registry;
+    }
 }
 
 

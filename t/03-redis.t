@@ -142,9 +142,10 @@ is_deeply([ @items[0, 2, 3, 4] ], [ '1', 'users', $rev + 1, '1' ],
           '... naming the service, its new revision, listed');
 ok($items[5] =~ /^\d{16}$/ && abs($items[5] / 1e6 - time) < 60,
    '... stamped with Redis\' time in microseconds');
-is($items[6], 1, '... carrying the one instance changed');
-is($items[7], 'u2', '... by its id');
-my %h = @items[9 .. $#items];
+is($items[6], redis_cmd('GET', 'gateway:rev'), '... and the registry\'s revision');
+is($items[7], 1, '... carrying the one instance changed');
+is($items[8], 'u2', '... by its id');
+my %h = @items[10 .. $#items];
 is_deeply(\%h, { @{ redis_cmd('HGETALL', 'gateway:svc:users:inst:u2') } },
           '... with its hash as Redis holds it');
 $sub->close;

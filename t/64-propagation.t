@@ -180,7 +180,7 @@ my $rev = redis_cmd('GET', 't64:svc:users:rev');
 my $n0 = status_redis($B)->{lag_changes};
 $f0 = fetches();
 redis_cmd('PUBLISH', 't64:feed',
-          ns('1', $epoch, 'users', $rev + 2, 1, '1700000000000000', 1,
+          ns('1', $epoch, 'users', $rev + 2, 1, '1700000000000000', 0, 1,
              'u1', 2, 'address', $backend, 'weight', 7));
 ok(wait_until(sub { fetches() > $f0 }, timeout => 5),
    'a notice two revisions ahead makes B fetch the service');
@@ -191,7 +191,7 @@ is(status_redis($B)->{lag_changes}, $n0, 'no lag is recorded for it');
 # another registry's epoch: fetched as well
 $f0 = fetches();
 redis_cmd('PUBLISH', 't64:feed',
-          ns('1', 'someotherepoch1', 'users', $rev + 1, 1, '1700000000000000', 1,
+          ns('1', 'someotherepoch1', 'users', $rev + 1, 1, '1700000000000000', 0, 1,
              'u1', 2, 'address', $backend, 'weight', 8));
 ok(wait_until(sub { fetches() > $f0 }, timeout => 5),
    'a notice of another epoch makes B fetch the service');
@@ -206,14 +206,14 @@ redis_cmd('PUBLISH', 't64:feed', "3:1,x\r\n[alert] forged");
 ok($B->wait_log(qr/redis notice on "t64:feed" is malformed, ignored: "3:1,x\\x0d\\x0a\[alert\] forged"/,
                 timeout => 5),
    'a malformed notice is logged, its text escaped');
-redis_cmd('PUBLISH', 't64:feed', ns('2', $epoch, 'users', $rev + 1, 1, '1', '-'));
+redis_cmd('PUBLISH', 't64:feed', ns('2', $epoch, 'users', $rev + 1, 1, '1', 0, '-'));
 ok($B->wait_log(qr/redis notice on "t64:feed" for service "users" is of an unknown format, fetching the service/,
                 timeout => 5),
    'an unknown format names the service, which is fetched');
-redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, "us\x01ers", $rev + 1, 1, '1', '-'));
+redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, "us\x01ers", $rev + 1, 1, '1', 0, '-'));
 ok($B->wait_log(qr/redis notice on "t64:feed" names no valid service: "us\\x01ers", ignored/, timeout => 5),
    'an invalid service name is ignored');
-redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, 'users', $rev + 1, 1, '1', 5, 'u1', 1));
+redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, 'users', $rev + 1, 1, '1', 0, 5, 'u1', 1));
 ok($B->wait_log(qr/for service "users" is of a bad (?:number of instances|instance), fetching/,
                 timeout => 5),
    'a notice whose counts do not add up is refused');
@@ -222,7 +222,7 @@ ok($B->wait_log(qr/for service "users" is of a bad (?:number of instances|instan
 # can write Redis can publish): the good one is applied, the bad one skipped
 $rev = redis_cmd('GET', 't64:svc:users:rev');
 redis_cmd('PUBLISH', 't64:feed',
-          ns('1', $epoch, 'users', $rev + 1, 1, '1700000000000000', 2,
+          ns('1', $epoch, 'users', $rev + 1, 1, '1700000000000000', 0, 2,
              'u1', 2, 'address', $backend, 'weight', 3,
              'u2', 1, 'address', "127.0.0.1:1\r\nX-Evil: 1"));
 ok(wait_until(sub { weight($B, 'users', 'u1') == 3 }, timeout => 5),
@@ -236,6 +236,43 @@ is(service($B, 'users')->{revision}, $rev + 1, 'B is at the notice\'s revision')
 
 my ($code) = $B->get('/svc/users/');
 is($code, 200, 'B still routes users');
+
+# --- the tick: O(1) while every notice came in turn --------------------------
+
+(my $ticking = $conf) =~ s/resync=1h/resync=200ms/;
+my $C = start_nginx(conf => $ticking, workers => 1);
+ok($C->wait_log(qr/gateway: redis link to "[^"]*" is up/, timeout => 10), 'C, ticking every 200 ms, links up');
+ok(wait_until(sub { weight($C, 'users', 'u1') == redis_cmd('HGET', 't64:svc:users:inst:u1', 'weight') }, timeout => 5), 'C has the registry');
+select(undef, undef, undef, 0.5);
+
+sub cmdstat {
+    my ($cmd) = @_;
+    my ($n) = redis_cmd('INFO', 'commandstats') =~ /^cmdstat_\Q$cmd\E:calls=(\d+)/m;
+    return $n // 0;
+}
+
+my $z0 = cmdstat('zrevrange');
+for my $w (2 .. 6) {
+    $A->request('PATCH', '/gateway/services/users/instances/u1', json => { weight => $w });
+    select(undef, undef, undef, 0.1);
+}
+ok(wait_until(sub { weight($C, 'users', 'u1') == 6 }, timeout => 5), 'five changes reach C');
+select(undef, undef, undef, 1);
+is(cmdstat('zrevrange') - $z0, 0,
+   'C\'s ticks meanwhile only read P rev: every registry revision came with its notice');
+
+# a change by hand without a notice leaves a gap in the registry revisions
+redis_cli({ stdin => <<"EOF" });
+MULTI
+HSET t64:svc:users:inst:u1 weight 9
+INCR t64:svc:users:rev
+EVAL "redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[1]), ARGV[1])" 2 t64:rev t64:changes users
+EXEC
+EOF
+ok(wait_until(sub { weight($C, 'users', 'u1') == 9 }, timeout => 5),
+   'a change by hand without a notice is found by C\'s tick');
+ok(cmdstat('zrevrange') > $z0, '... which asked P changes for it');
+$C->stop;
 $A->stop;
 $B->stop;
 

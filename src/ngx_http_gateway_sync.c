@@ -59,6 +59,8 @@ typedef struct {
     u_char                         scan_rev[NGX_INT64_LEN];
     size_t                         scan_rev_len;
     ngx_uint_t                     scan_mark;
+    ngx_uint_t                     replies;    /* fetches answered */
+    ngx_uint_t                     replies_tick;
 
     unsigned                       running:1;
     unsigned                       connected:1;
@@ -724,11 +726,22 @@ ngx_http_gateway_sync_tick(void)
 
     if (sync->ticking) {
 
-        /* a link that stopped answering without closing */
+        /*
+         * a link that stopped answering without closing; one that answers
+         * fetches queued before the tick (many gateways syncing a large
+         * registry at once) is busy, not dead
+         */
 
-        ngx_http_gateway_sync_failed("the previous resync got no answer");
+        if (sync->replies == sync->replies_tick) {
+            ngx_http_gateway_sync_failed("the previous resync got no answer");
+            return;
+        }
+
+        sync->replies_tick = sync->replies;
         return;
     }
+
+    sync->replies_tick = sync->replies;
 
     len = ngx_sprintf(lease, "%M", NGX_HTTP_GATEWAY_SWEEP_LEASE(sync->gmcf))
           - lease;
@@ -933,6 +946,8 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd || !sync->scanning) {
         return;
     }
+
+    sync->replies++;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
         || reply->element[1]->type != REDIS_REPLY_STRING
@@ -1600,6 +1615,8 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd) {
         return;
     }
+
+    sync->replies++;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {

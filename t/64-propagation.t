@@ -272,6 +272,15 @@ EOF
 ok(wait_until(sub { weight($C, 'users', 'u1') == 9 }, timeout => 5),
    'a change by hand without a notice is found by C\'s tick');
 ok(cmdstat('zrevrange') > $z0, '... which asked P changes for it');
+
+# a Redis that answers nothing (stopped) is a dead link: C drops it
+expect_log_errors(qr/redis link lost/, qr/redis connection to "[^"]*" failed/);
+$redis->pause;
+ok($C->wait_log(qr/redis link lost: the previous resync got no answer/, timeout => tmo(5)),
+   'C drops a link on which Redis answers nothing for a whole resync interval');
+$redis->resume;
+ok(wait_until(sub { my @up = $C->error_log =~ /redis link to "[^"]*" is up/g; @up >= 2 }, timeout => 10),
+   'and links up again once Redis answers');
 $C->stop;
 $A->stop;
 $B->stop;

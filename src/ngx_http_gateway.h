@@ -21,7 +21,7 @@
 #include "ngx_gateway_text.h"
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770007
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770008
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 

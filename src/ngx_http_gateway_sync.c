@@ -1956,8 +1956,6 @@ ngx_http_gateway_sync_expired(redisReply *key)
 }
 
 
-
-
 /*
  * A change notice of a script on P feed carries the change: a gateway that
  * has the revision before applies it as a delta, without a fetch.  Any

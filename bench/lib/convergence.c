@@ -35,10 +35,13 @@
  * p50_us: the median gateway's; unknown: gateways at the revision without
  * a lag (they fetched the change); timeouts: gateways not at the revision
  * within the timeout.  -o FILE writes every gateway's lag (i,gateway,lag_us).
+ * -w WAIT_MS: how long to wait after a change before asking (the stamps do
+ * not depend on it; asking 100 gateways at once would take the CPU the
+ * gateways need to apply the change).
  *
  *   convergence -r REDIS_PORT -g PORT:WORKERS [-g ...] -n N -a ADDR
  *               [-p PREFIX] [-t TIMEOUT_MS] [-s PAUSE_MS] [-m probe|lag]
- *               [-o FILE]
+ *               [-o FILE] [-w WAIT_MS]
  *
  * 127.0.0.1 only.  Plain C99 + POSIX, no dependencies.
  */
@@ -328,7 +331,7 @@ pause_ms_for(int ms)
 
 static int
 lag_mode(int rfd, gateway_t *gw, int ngw, int n, const char *addr,
-    const char *prefix, int timeout_ms, int pause_ms, FILE *raw)
+    const char *prefix, int timeout_ms, int pause_ms, int wait_ms, FILE *raw)
 {
     int         i, g, st, unknown, timeouts, nlag;
     char        uri[256], payload[256], key[256], buf[65536], *body, *p, *q;
@@ -380,6 +383,8 @@ lag_mode(int rfd, gateway_t *gw, int ngw, int n, const char *addr,
 
         rev = redis_get_int(rfd, key);
         snprintf(uri, sizeof(uri), "/gateway/services/%s", prefix);
+
+        pause_ms_for(wait_ms);
 
         unknown = 0;
         timeouts = 0;
@@ -511,7 +516,7 @@ int
 main(int argc, char **argv)
 {
     int         i, g, c, n = 200, redis_port = 0, ngw = 0, rfd, done, st;
-    int         timeout_ms = 6000, pause_ms = 20, probes, k, known;
+    int         timeout_ms = 6000, pause_ms = 20, wait_ms = 0, probes, k, known;
     long        pid;
     char        svc[128], key[256], ids[256], rev[256];
     char        cmd[8192];
@@ -521,7 +526,7 @@ main(int argc, char **argv)
     int64_t     t0, t, first, all;
     gateway_t   gw[MAX_GW];
 
-    while ((c = getopt(argc, argv, "r:g:n:a:p:t:s:m:o:")) != -1) {
+    while ((c = getopt(argc, argv, "r:g:n:a:p:t:s:m:o:w:")) != -1) {
         switch (c) {
         case 'r': redis_port = atoi(optarg); break;
         case 'n': n = atoi(optarg); break;
@@ -530,6 +535,7 @@ main(int argc, char **argv)
         case 't': timeout_ms = atoi(optarg); break;
         case 's': pause_ms = atoi(optarg); break;
         case 'm': mode = optarg; break;
+        case 'w': wait_ms = atoi(optarg); break;
         case 'o':
             raw = fopen(optarg, "w");
             if (raw == NULL) {
@@ -551,7 +557,7 @@ main(int argc, char **argv)
         default:
             fatal("usage: convergence -r REDIS_PORT -g PORT:WORKERS ... -n N "
                   "-a ADDR [-p PREFIX] [-t TIMEOUT_MS] [-s PAUSE_MS] "
-                  "[-m probe|lag] [-o FILE]");
+                  "[-m probe|lag] [-o FILE] [-w WAIT_MS]");
         }
     }
 
@@ -565,7 +571,8 @@ main(int argc, char **argv)
     }
 
     if (strcmp(mode, "lag") == 0) {
-        lag_mode(rfd, gw, ngw, n, addr, prefix, timeout_ms, pause_ms, raw);
+        lag_mode(rfd, gw, ngw, n, addr, prefix, timeout_ms, pause_ms, wait_ms,
+                 raw);
 
         if (raw) {
             fclose(raw);

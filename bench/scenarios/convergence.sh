@@ -74,14 +74,14 @@ scenario_convergence() {
     echo "setup,i,revision,all_us,p50_us,unknown,timeouts" > "$raw"
 
     log "convergence: $n changes, one gateway (2 workers)"
-    "$client" -r "$REDIS_PORT" -g "$port1:2" -n "$n" -a "$addr" -p one -m lag \
+    "$client" -r "$REDIS_PORT" -g "$port1:2" -n "$n" -a "$addr" -p one -m lag -w 5 \
         -t "$tmo" -s 20 > "$dir/one.csv" || die "convergence client failed"
     log "convergence: $n changes, one gateway (4 workers)"
-    "$client" -r "$REDIS_PORT" -g "$port4:4" -n "$n" -a "$addr" -p four -m lag \
+    "$client" -r "$REDIS_PORT" -g "$port4:4" -n "$n" -a "$addr" -p four -m lag -w 5 \
         -t "$tmo" -s 20 > "$dir/four.csv" || die "convergence client failed"
     log "convergence: $n changes, two gateways (2 workers each)"
     "$client" -r "$REDIS_PORT" -g "$port1:2" -g "$port2:2" -n "$n" -a "$addr" \
-        -p two -m lag -t "$tmo" -s 20 > "$dir/two.csv" || die "convergence client failed"
+        -p two -m lag -w 5 -t "$tmo" -s 20 > "$dir/two.csv" || die "convergence client failed"
     log "convergence: $n registrations by hand, one gateway (4 workers), routing probes"
     "$client" -r "$REDIS_PORT" -g "$port4:4" -n "$n" -a "$addr" -p probe4 \
         -t "$tmo" -s 20 > "$dir/probe.csv" || die "convergence client failed"

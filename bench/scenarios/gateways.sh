@@ -131,7 +131,7 @@ scenario_gateways() {
         fi
         wpid=$!
         "$client" -r "$REDIS_PORT" "${gargs[@]}" -n "$nconv" -a "$addr" \
-            -p conv -m lag -o "$d/lag.csv" -t 6000 -s $((csecs * 1000 / nconv / 2)) \
+            -p conv -m lag -o "$d/lag.csv" -t 6000 -w 50 -s $((csecs * 1000 / nconv / 4)) \
             > "$d/conv.csv" 2> "$d/conv.err" &
         cpid=$!
         wait "$wpid" || problem "gateways: N=$n, changes failed: $(cat "$d/changes.out")"

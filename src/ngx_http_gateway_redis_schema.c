@@ -513,8 +513,8 @@ ngx_http_gateway_feed_string(redisReply *node, ngx_str_t *v)
 /*
  * P feed's message (feed() in the scripts above): format "1", epoch,
  * service, revision, listed (0 or 1), Redis time in us, the registry's
- * revision, then "-" or the number of instances, and per instance its id, its number of fields and
- * their names and values.  The instances become one entry of the snapshot
+ * revision, then "-" or the number of instances, and per instance its id,
+ * its number of fields and their names and values.  The instances become one entry of the snapshot
  * script's reply, a delta from the revision before (the records are
  * checked where every record from Redis is).  Every node is allocated for
  * the items the message has: nothing of fixed size holds them.

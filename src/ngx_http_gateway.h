@@ -360,6 +360,8 @@ struct ngx_http_gateway_service_s {
     u_char                      name[NGX_GATEWAY_NAME_MAX];
     uint64_t                    revision;
     uint64_t                    written;    /* by this gateway's admin */
+    uint64_t                    lag_rev;    /* the revision lag_us is of */
+    uint64_t                    lag_us;     /* write in Redis to applied */
     ngx_http_gateway_instance_t **instances;        /* sorted by id */
     ngx_uint_t                  ninstances;
     ngx_uint_t                  nalloc;
@@ -432,6 +434,32 @@ typedef struct {
 } ngx_http_gateway_entry_t;
 
 
+/*
+ * Propagation lag: from a change's write in Redis (the time its script
+ * stamps its notice with) until this gateway applied it; written by the
+ * sync only.  le[k]: changes with a lag up to bucket k, not cumulative.
+ */
+
+#define NGX_HTTP_GATEWAY_LAG_BUCKETS  14
+
+typedef struct {
+    ngx_atomic_t                last_us;
+    ngx_atomic_t                count;
+    ngx_atomic_t                sum_us;
+    ngx_atomic_t                le[NGX_HTTP_GATEWAY_LAG_BUCKETS + 1];
+} ngx_http_gateway_lag_t;
+
+typedef struct {
+    ngx_uint_t                  us;
+    const char                 *le;         /* the bound in seconds */
+} ngx_http_gateway_lag_bucket_t;
+
+extern const ngx_http_gateway_lag_bucket_t
+    ngx_http_gateway_lag_buckets[NGX_HTTP_GATEWAY_LAG_BUCKETS];
+
+u_char *ngx_http_gateway_lag_json(u_char *p, ngx_http_gateway_lag_t *gl);
+
+
 typedef struct {
     ngx_uint_t                  magic;
     ngx_rbtree_t                rbtree;
@@ -467,6 +495,7 @@ typedef struct {
     ngx_uint_t                  redis_up;
     ngx_uint_t                  redis_reconnects;
     time_t                      synced;      /* last complete resync */
+    ngx_http_gateway_lag_t      lag;
 
     time_t                      events_time;  /* the events' log limit */
     ngx_uint_t                  events_logged;

@@ -87,6 +87,8 @@ static ngx_int_t ngx_http_gateway_metrics_registry(
 static ngx_int_t ngx_http_gateway_metrics_requests_by_class(
     ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
     ngx_http_gateway_snapshot_t *snap);
+static ngx_int_t ngx_http_gateway_metrics_lag(
+    ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_lag_t *gl);
 static ngx_int_t ngx_http_gateway_metrics_histogram(
     ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
     ngx_http_gateway_snapshot_t *snap);
@@ -824,7 +826,8 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
                    "gateway_registry_last_sync_timestamp_seconds", "gauge",
                    "When this gateway last compared its registry with "
                    "Redis (0: not yet).", (ngx_uint_t) sh->synced)
-               != NGX_OK))
+               != NGX_OK
+            || ngx_http_gateway_metrics_lag(ctx, &sh->lag) != NGX_OK))
     {
         return NGX_ERROR;
     }
@@ -865,6 +868,81 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
     {
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The sync's propagation lag (written by one process, read without a
+ * lock: a scrape during an update may see a count one ahead of the sum)
+ */
+
+static ngx_int_t
+ngx_http_gateway_metrics_lag(ngx_http_gateway_metrics_ctx_t *ctx,
+    ngx_http_gateway_lag_t *gl)
+{
+    u_char      *p;
+    ngx_uint_t   k, sum, last, total;
+
+    if (ngx_http_gateway_metrics_family(ctx,
+            "gateway_registry_propagation_lag_seconds", "histogram",
+            "Time from a change's write in Redis until this gateway "
+            "applied it (changes carried by a notice).")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sum = 0;
+
+    for (k = 0; k <= NGX_HTTP_GATEWAY_LAG_BUCKETS; k++) {
+        sum += gl->le[k];
+
+        p = ngx_http_gateway_metrics_reserve(ctx);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->buf->last = ngx_sprintf(p,
+                            "gateway_registry_propagation_lag_seconds_bucket"
+                            "{le=\"%s\"} %ui\n",
+                            k < NGX_HTTP_GATEWAY_LAG_BUCKETS
+                            ? ngx_http_gateway_lag_buckets[k].le : "+Inf",
+                            sum);
+    }
+
+    p = ngx_http_gateway_metrics_reserve(ctx);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    total = gl->sum_us;
+
+    ctx->buf->last = ngx_sprintf(p,
+                          "gateway_registry_propagation_lag_seconds_sum "
+                          "%ui.%06ui\n"
+                          "gateway_registry_propagation_lag_seconds_count "
+                          "%ui\n", total / 1000000, total % 1000000, sum);
+
+    if (ngx_http_gateway_metrics_family(ctx,
+            "gateway_registry_propagation_lag_last_seconds", "gauge",
+            "Propagation lag of the last change applied from a notice.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_gateway_metrics_reserve(ctx);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = gl->last_us;
+
+    ctx->buf->last = ngx_sprintf(p,
+                          "gateway_registry_propagation_lag_last_seconds "
+                          "%ui.%06ui\n", last / 1000000, last % 1000000);
 
     return NGX_OK;
 }

@@ -18,7 +18,9 @@
  *     P svc:NAME:rev        STRING, the service's revision
  *     P svc:NAME:ids        SET of instance ids
  *     P svc:NAME:inst:ID    HASH, one instance; its key TTL is the heartbeat
- *     P events              channel of change notices
+ *     P events              channel of change notices by hand: NAME
+ *     P feed                channel of the scripts' change notices, with
+ *                           the change and its time (feed() below)
  *     P epoch               STRING, the registry's marker
  *     P rev                 STRING, the registry's revision: every change
  *     P rev:time            STRING, Redis time (ms) of the last change
@@ -60,7 +62,6 @@
 #define NGX_HTTP_GATEWAY_LUA_KEYS                                             \
     NGX_HTTP_GATEWAY_LUA_READ                                                 \
     "if redis.replicate_commands then redis.replicate_commands() end\n"       \
-    "local function k_events(p) return p .. 'events' end\n"                   \
     "local function k_regrev(p) return p .. 'rev' end\n"                      \
     "local function k_regtime(p) return p .. 'rev:time' end\n"                \
     "local function k_changes(p) return p .. 'changes' end\n"                 \
@@ -69,6 +70,39 @@
     "local function now_ms()\n"                                               \
     "  local t = redis.call('TIME')\n"                                        \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"    \
+    "end\n"                                                                   \
+    "local function k_feed(p) return p .. 'feed' end\n"                       \
+    /*                                                                        \
+     * the change notice on P feed, netstrings ("LEN:BYTES,"): format 1,      \
+     * epoch, service, revision, listed, Redis time in us, registry           \
+     * revision, the number of instances and each one's id, number of         \
+     * fields and names and values (0 fields: gone), or "-" when they are     \
+     * not carried (fetch them)                                               \
+     */                                                                       \
+    "local function ns(v) return #v .. ':' .. v .. ',' end\n"                 \
+    "local function feed(p, s, r, g, ids)\n"                                  \
+    "  local t = redis.call('TIME')\n"                                        \
+    "  local l = redis.pcall('SISMEMBER', k_services(p), s)\n"                \
+    "  local out = {ns('1'), ns(epoch(p) or ''), ns(s),\n"                    \
+    "    ns(type(r) == 'number' and string.format('%.0f', r) or '0'),\n"      \
+    "    ns(l == 1 and '1' or '0'),\n"                                        \
+    "    ns(t[1] .. string.format('%06d', tonumber(t[2]))),\n"                \
+    "    ns(type(g) == 'number' and string.format('%.0f', g) or '0')}\n"      \
+    "  local body, size = nil, 0\n"                                           \
+    "  if type(r) == 'number' and ids and #ids <= 64 then\n"                  \
+    "    body = {ns(string.format('%d', #ids))}\n"                            \
+    "    for _, id in ipairs(ids) do\n"                                       \
+    "      local h = redis.pcall('HGETALL', k_inst(p, s, id))\n"              \
+    "      if type(h) ~= 'table' or h.err then body = nil break end\n"        \
+    "      body[#body + 1] = ns(id) .. ns(string.format('%d', #h / 2))\n"     \
+    "      for _, v in ipairs(h) do\n"                                        \
+    "        body[#body + 1] = ns(v)\n"                                       \
+    "        size = size + #v\n"                                              \
+    "      end\n"                                                             \
+    "      if size > 65536 then body = nil break end\n"                       \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "  return table.concat(out) .. (body and table.concat(body) or ns('-'))\n"\
     "end\n"                                                                   \
     /*                                                                       \
      * the end of every change: both revisions, the time, the notice, and    \
@@ -104,7 +138,7 @@
     "    redis.call('SET', k_regtime(p), string.format('%.0f', now_ms()))\n"  \
     "    redis.pcall('ZADD', k_changes(p), g, s)\n"                           \
     "  end\n"                                                                 \
-    "  redis.call('PUBLISH', k_events(p), s)\n"                               \
+    "  redis.call('PUBLISH', k_feed(p), feed(p, s, r, g, ids))\n"             \
     "  return r\n"                                                            \
     "end\n"                                                                   \
     /* the heartbeat's deadline follows the key's TTL */                     \
@@ -347,6 +381,20 @@ const ngx_str_t  ngx_http_gateway_lua_expire = ngx_string(
 
 
 /*
+ * ARGV = prefix, the gateway's lease id: a gateway that stops gives the
+ * sweep lease back, if it still holds it, so that another one takes it at
+ * its next tick
+ */
+
+const ngx_str_t  ngx_http_gateway_lua_release = ngx_string(
+    NGX_HTTP_GATEWAY_LUA_KEYS
+    "if redis.call('GET', k_sweeper(ARGV[1])) == ARGV[2] then\n"
+    "  return redis.call('DEL', k_sweeper(ARGV[1]))\n"
+    "end\n"
+    "return 0\n");
+
+
+/*
  * The admin API's writes.  ARGV: prefix, service, id, then (register,
  * patch) a field name and its value each; HSET in Redis 4+ takes many
  * pairs.  Replies: {0} when there is no such instance, else {1, revision}
@@ -417,6 +465,242 @@ const ngx_str_t  ngx_http_gateway_lua_deregister = ngx_string(
     "end\n"
     "local rev = changed(p, s, true, {id})\n"
     "return {1, rev}\n");
+
+
+/* "LEN:BYTES," at p: the bytes in *v, NUL-terminated over the comma */
+
+static u_char *
+ngx_http_gateway_netstring(u_char *p, u_char *last, ngx_str_t *v)
+{
+    u_char  *d;
+    size_t   len;
+
+    len = 0;
+
+    for (d = p; d < last && *d >= '0' && *d <= '9'; d++) {
+        if (d - p == 9) {
+            return NULL;
+        }
+
+        len = len * 10 + (*d - '0');
+    }
+
+    if (d == p || d == last || *d != ':' || (size_t) (last - d) < len + 2
+        || d[len + 1] != ',')
+    {
+        return NULL;
+    }
+
+    v->data = d + 1;
+    v->len = len;
+    d[len + 1] = '\0';
+
+    return d + len + 2;
+}
+
+
+static redisReply *
+ngx_http_gateway_feed_string(redisReply *node, ngx_str_t *v)
+{
+    node->type = REDIS_REPLY_STRING;
+    node->str = (char *) v->data;
+    node->len = v->len;
+
+    return node;
+}
+
+
+/*
+ * P feed's message (feed() in the scripts above): format "1", epoch,
+ * service, revision, listed (0 or 1), Redis time in us, the registry's
+ * revision, then "-" or the number of instances, and per instance its id,
+ * its number of fields and their names and values.  The instances become one entry of the snapshot
+ * script's reply, a delta from the revision before (the records are
+ * checked where every record from Redis is).  Every node is allocated for
+ * the items the message has: nothing of fixed size holds them.
+ */
+
+ngx_int_t
+ngx_http_gateway_feed_parse(u_char *p, size_t len,
+    ngx_http_gateway_feed_t *feed, ngx_log_t *log, const char **err)
+{
+    u_char       *q, *last;
+    uint64_t      n, m, listed;
+    ngx_str_t    *item;
+    ngx_uint_t    nitems, i, j, k, f;
+    redisReply   *nodes, **ptrs, *entry, *insts, *fields;
+
+    ngx_memzero(feed, sizeof(ngx_http_gateway_feed_t));
+
+    *err = "malformed";
+
+    if (len > NGX_HTTP_GATEWAY_FEED_MAX) {
+        *err = "too long";
+        return NGX_ERROR;
+    }
+
+    last = p + len;
+    nitems = 0;
+
+    /* the items: counted on a copy of the pointer, then parsed in place */
+
+    for (q = p; q < last; nitems++) {
+        n = 0;
+
+        while (q < last && *q >= '0' && *q <= '9' && n < 100000000) {
+            n = n * 10 + (*q++ - '0');
+        }
+
+        if (q == last || *q != ':' || (uint64_t) (last - q) < n + 2) {
+            return NGX_ERROR;
+        }
+
+        q += n + 2;
+    }
+
+    if (nitems < 8) {
+        return NGX_ERROR;
+    }
+
+    item = ngx_alloc(nitems * sizeof(ngx_str_t)
+                     + (nitems + 6) * (sizeof(redisReply)
+                                       + sizeof(redisReply *)),
+                     log);
+    if (item == NULL) {
+        *err = "out of memory";
+        return NGX_ERROR;
+    }
+
+    feed->mem = item;
+    nodes = (redisReply *) (item + nitems);
+    ptrs = (redisReply **) (nodes + nitems + 6);
+    ngx_memzero(nodes, (nitems + 6) * sizeof(redisReply));
+
+    for (q = p, i = 0; i < nitems; i++) {
+        q = ngx_http_gateway_netstring(q, last, &item[i]);
+        if (q == NULL) {
+            goto failed;
+        }
+    }
+
+    /* format, epoch and service come first in every format */
+
+    feed->epoch = item[1];
+    feed->name = item[2];
+
+    if (!ngx_gateway_valid_name((char *) feed->name.data, feed->name.len)) {
+        *err = "invalid service name";
+        goto failed;
+    }
+
+    if (item[0].len != 1 || item[0].data[0] != '1') {
+        *err = "of an unknown format";
+        goto failed;
+    }
+
+    if (ngx_gateway_parse_uint((char *) item[3].data, item[3].len,
+                               UINT64_MAX, &feed->revision)
+        != 0
+        || ngx_gateway_parse_uint((char *) item[4].data, item[4].len, 1,
+                                  &listed)
+           != 0
+        || ngx_gateway_parse_uint((char *) item[5].data, item[5].len,
+                                  UINT64_MAX, &feed->time_us)
+           != 0
+        || ngx_gateway_parse_uint((char *) item[6].data, item[6].len,
+                                  UINT64_MAX, &feed->registry)
+           != 0)
+    {
+        *err = "of a bad revision, listed flag, time or registry revision";
+        goto failed;
+    }
+
+    if (item[7].len == 1 && item[7].data[0] == '-') {
+        if (nitems != 8) {
+            goto failed;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_gateway_parse_uint((char *) item[7].data, item[7].len,
+                               nitems, &n)
+        != 0
+        || feed->revision == 0)
+    {
+        *err = "of a bad number of instances";
+        goto failed;
+    }
+
+    /* {name, listed, revision, {id, {field, value, ...}, ...}, known} */
+
+    entry = &nodes[0];
+    insts = &nodes[1];
+    k = 2;
+
+    entry->type = REDIS_REPLY_ARRAY;
+    entry->elements = 5;
+    entry->element = ptrs;
+    ptrs += 5;
+
+    entry->element[0] = ngx_http_gateway_feed_string(&nodes[k++], &item[2]);
+    entry->element[1] = &nodes[k++];
+    entry->element[1]->type = REDIS_REPLY_INTEGER;
+    entry->element[1]->integer = (long long) listed;
+    entry->element[2] = ngx_http_gateway_feed_string(&nodes[k++], &item[3]);
+    entry->element[3] = insts;
+    entry->element[4] = &nodes[k++];
+    entry->element[4]->type = REDIS_REPLY_INTEGER;
+    entry->element[4]->integer = (long long) (feed->revision - 1);
+
+    insts->type = REDIS_REPLY_ARRAY;
+    insts->elements = 2 * n;
+    insts->element = ptrs;
+    ptrs += 2 * n;
+
+    for (i = 8, f = 0; f < n; f++) {
+        if (i + 2 > nitems
+            || ngx_gateway_parse_uint((char *) item[i + 1].data,
+                                      item[i + 1].len, (nitems - i) / 2, &m)
+               != 0
+            || i + 2 + 2 * m > nitems)
+        {
+            *err = "of a bad instance";
+            goto failed;
+        }
+
+        insts->element[2 * f] = ngx_http_gateway_feed_string(&nodes[k++],
+                                                             &item[i]);
+        fields = &nodes[k++];
+        insts->element[2 * f + 1] = fields;
+
+        fields->type = REDIS_REPLY_ARRAY;
+        fields->elements = 2 * m;
+        fields->element = ptrs;
+        ptrs += 2 * m;
+
+        for (i += 2, j = 0; j < 2 * m; j++, i++) {
+            fields->element[j] = ngx_http_gateway_feed_string(&nodes[k++],
+                                                              &item[i]);
+        }
+    }
+
+    if (i != nitems) {
+        *err = "of trailing items";
+        goto failed;
+    }
+
+    feed->entry = entry;
+
+    return NGX_OK;
+
+failed:
+
+    ngx_free(feed->mem);
+    feed->mem = NULL;
+
+    return NGX_ERROR;
+}
 
 
 /* "P svc:NAME:inst:ID": NAME and ID, not yet validated */

@@ -18,6 +18,7 @@
  */
 
 #define NGX_HTTP_GATEWAY_KEY_EVENTS  "%Vevents"
+#define NGX_HTTP_GATEWAY_KEY_FEED    "%Vfeed"
 #define NGX_HTTP_GATEWAY_KEY_REV     "%Vsvc:%V:rev"
 #define NGX_HTTP_GATEWAY_KEY_IDS     "%Vsvc:%V:ids"
 #define NGX_HTTP_GATEWAY_KEY_INST    "%Vsvc:%V:inst:%V"
@@ -31,6 +32,7 @@ extern const ngx_str_t  ngx_http_gateway_lua_revisions;
 extern const ngx_str_t  ngx_http_gateway_lua_snapshot;
 extern const ngx_str_t  ngx_http_gateway_lua_restore;
 extern const ngx_str_t  ngx_http_gateway_lua_expire;
+extern const ngx_str_t  ngx_http_gateway_lua_release;
 
 /* the admin API's: ngx_http_gateway_admin_redis.c */
 
@@ -39,6 +41,25 @@ extern const ngx_str_t  ngx_http_gateway_lua_patch;
 extern const ngx_str_t  ngx_http_gateway_lua_heartbeat;
 extern const ngx_str_t  ngx_http_gateway_lua_deregister;
 
+
+/* a change notice on P feed, parsed in place */
+
+typedef struct {
+    ngx_str_t                   epoch;
+    ngx_str_t                   name;
+    uint64_t                    revision;
+    uint64_t                    time_us;    /* Redis time of the write */
+    uint64_t                    registry;   /* P rev after it (0: none) */
+    redisReply                 *entry;      /* as the snapshot script's, or
+                                               NULL: instances not carried */
+    void                       *mem;        /* to ngx_free() */
+} ngx_http_gateway_feed_t;
+
+#define NGX_HTTP_GATEWAY_FEED_MAX  (1024 * 1024)
+
+
+ngx_int_t ngx_http_gateway_feed_parse(u_char *p, size_t len,
+    ngx_http_gateway_feed_t *feed, ngx_log_t *log, const char **err);
 
 size_t ngx_http_gateway_record_hash_size(const ngx_gateway_record_t *rec,
     unsigned mask, ngx_uint_t *nargs);

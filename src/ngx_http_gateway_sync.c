@@ -42,6 +42,7 @@ typedef struct {
     ngx_msec_t                     backoff;
 
     ngx_str_t                      events;
+    ngx_str_t                      feed;
     ngx_str_t                      expired;
 
     ngx_uint_t                     epoch_gen;  /* bumped by each SET */
@@ -53,11 +54,15 @@ typedef struct {
 
     u_char                         seen[NGX_INT64_LEN];
     size_t                         seen_len;   /* registry revision synced */
+    uint64_t                       fed;        /* ... and on from there by
+                                                  every notice in turn */
     u_char                         scan_rev[NGX_INT64_LEN];
     size_t                         scan_rev_len;
     ngx_uint_t                     scan_mark;
     ngx_uint_t                     fetching;   /* plain fetches in flight */
     ngx_msec_t                     fill_start;
+    ngx_uint_t                     replies;    /* fetches answered */
+    ngx_uint_t                     replies_tick;
 
     unsigned                       running:1;
     unsigned                       connected:1;
@@ -121,9 +126,26 @@ static void ngx_http_gateway_sync_on_expire(redisAsyncContext *ac, void *r,
 static void ngx_http_gateway_sync_apply(redisReply *entry,
     ngx_uint_t history);
 static void ngx_http_gateway_sync_expired(redisReply *key);
+static void ngx_http_gateway_sync_feed(redisReply *payload);
+static void ngx_http_gateway_sync_lag(ngx_http_gateway_service_t *svc,
+    uint64_t written_us);
+static void ngx_http_gateway_sync_release(void);
+static uint64_t ngx_http_gateway_sync_seen(void);
+static void ngx_http_gateway_sync_fed(uint64_t registry);
 
 
 static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
+
+
+const ngx_http_gateway_lag_bucket_t
+    ngx_http_gateway_lag_buckets[NGX_HTTP_GATEWAY_LAG_BUCKETS] =
+{
+    { 100, "0.0001" }, { 250, "0.00025" }, { 500, "0.0005" },
+    { 1000, "0.001" }, { 2500, "0.0025" }, { 5000, "0.005" },
+    { 10000, "0.01" }, { 25000, "0.025" }, { 50000, "0.05" },
+    { 100000, "0.1" }, { 250000, "0.25" }, { 1000000, "1" },
+    { 5000000, "5" }, { 10000000, "10" }
+};
 
 
 /*
@@ -137,6 +159,7 @@ enum {
     NGX_HTTP_GATEWAY_LUA_REVISIONS,
     NGX_HTTP_GATEWAY_LUA_SNAPSHOT,
     NGX_HTTP_GATEWAY_LUA_EXPIRE,
+    NGX_HTTP_GATEWAY_LUA_RELEASE,
     NGX_HTTP_GATEWAY_LUA_N
 };
 
@@ -144,7 +167,8 @@ static const ngx_str_t  *ngx_http_gateway_sync_lua[NGX_HTTP_GATEWAY_LUA_N] = {
     &ngx_http_gateway_lua_tick,
     &ngx_http_gateway_lua_revisions,
     &ngx_http_gateway_lua_snapshot,
-    &ngx_http_gateway_lua_expire
+    &ngx_http_gateway_lua_expire,
+    &ngx_http_gateway_lua_release
 };
 
 static u_char  ngx_http_gateway_sync_sha[NGX_HTTP_GATEWAY_LUA_N][41];
@@ -154,6 +178,7 @@ static u_char  ngx_http_gateway_sync_sha[NGX_HTTP_GATEWAY_LUA_N][41];
 #define NGX_HTTP_GATEWAY_SHA_REVISIONS  ngx_http_gateway_sha(1)
 #define NGX_HTTP_GATEWAY_SHA_SNAPSHOT   ngx_http_gateway_sha(2)
 #define NGX_HTTP_GATEWAY_SHA_EXPIRE     ngx_http_gateway_sha(3)
+#define NGX_HTTP_GATEWAY_SHA_RELEASE    ngx_http_gateway_sha(4)
 
 
 /*
@@ -379,6 +404,16 @@ ngx_http_gateway_sync_start(ngx_http_gateway_main_conf_t *gmcf,
                                        &gmcf->prefix)
                            - p - 1;
 
+        p = ngx_pnalloc(cycle->pool, gmcf->prefix.len + sizeof("feed"));
+        if (p == NULL) {
+            return;
+        }
+
+        sync->feed.data = p;
+        sync->feed.len = ngx_sprintf(p, NGX_HTTP_GATEWAY_KEY_FEED "%Z",
+                                     &gmcf->prefix)
+                         - p - 1;
+
         p = ngx_pnalloc(cycle->pool, sizeof("__keyevent@255__:expired"));
         if (p == NULL) {
             return;
@@ -444,6 +479,7 @@ ngx_http_gateway_sync_stop(void)
             ngx_del_timer(&sync->resync);
         }
 
+        ngx_http_gateway_sync_release();
         ngx_http_gateway_sync_close();
     }
 
@@ -455,6 +491,43 @@ ngx_http_gateway_sync_stop(void)
         ngx_http_gateway_arena = NULL;
         ngx_http_gateway_arena_cur = NULL;
     }
+}
+
+
+/*
+ * A gateway that stops hands the sweep lease back: the script is written
+ * out at once, as the link is closed right after (Redis runs what it read
+ * before the close)
+ */
+
+static void
+ngx_http_gateway_sync_release(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (!sync->sweeping || sync->cmd == NULL || !(ngx_exiting || ngx_quit
+                                                  || ngx_terminate))
+    {
+        return;
+    }
+
+    if (redisAsyncCommand(sync->cmd, NULL, NULL, "EVALSHA %s 0 %b %b",
+                          NGX_HTTP_GATEWAY_SHA_RELEASE,
+                          sync->gmcf->prefix.data, sync->gmcf->prefix.len,
+                          sync->me.data, sync->me.len)
+        == REDIS_OK)
+    {
+        redisAsyncHandleWrite(sync->cmd);
+
+        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                      "gateway: this gateway hands the sweep lease back "
+                      "(lease \"" NGX_HTTP_GATEWAY_KEY_SWEEPER "\")",
+                      &sync->gmcf->prefix);
+    }
+
+    sync->sweeping = 0;
 }
 
 
@@ -504,8 +577,9 @@ ngx_http_gateway_sync_connect(ngx_event_t *ev)
                              "CONFIG GET notify-keyspace-events");
 
     (void) redisAsyncCommand(sync->sub, ngx_http_gateway_sync_on_message,
-                             NULL, "SUBSCRIBE %b %b",
+                             NULL, "SUBSCRIBE %b %b %b",
                              sync->events.data, sync->events.len,
+                             sync->feed.data, sync->feed.len,
                              sync->expired.data, sync->expired.len);
 }
 
@@ -604,6 +678,7 @@ ngx_http_gateway_sync_close(void)
     sync = &ngx_http_gateway_sync;
 
     sync->connected = 0;
+    sync->fed = 0;
     sync->ticking = 0;
     sync->scanning = 0;
     sync->sweeping = 0;
@@ -764,6 +839,13 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
         return;
     }
 
+    if (channel->len == sync->feed.len
+        && ngx_strncmp(channel->str, sync->feed.data, channel->len) == 0)
+    {
+        ngx_http_gateway_sync_feed(payload);
+        return;
+    }
+
     ngx_http_gateway_sync_expired(payload);
 }
 
@@ -823,6 +905,25 @@ ngx_http_gateway_sync_all(void)
 }
 
 
+static uint64_t
+ngx_http_gateway_sync_seen(void)
+{
+    uint64_t                  seen;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    if (ngx_gateway_parse_uint((char *) sync->seen, sync->seen_len,
+                               UINT64_MAX, &seen)
+        != 0)
+    {
+        seen = 0;
+    }
+
+    return seen;
+}
+
+
 static void
 ngx_http_gateway_sync_tick(void)
 {
@@ -842,14 +943,36 @@ ngx_http_gateway_sync_tick(void)
 
     if (sync->ticking) {
 
-        /* a link that stopped answering without closing */
+        /*
+         * a link that stopped answering without closing; one that answers
+         * fetches queued before the tick (many gateways syncing a large
+         * registry at once) is busy, not dead
+         */
 
-        ngx_http_gateway_sync_failed("the previous resync got no answer");
+        if (sync->replies == sync->replies_tick) {
+            ngx_http_gateway_sync_failed("the previous resync got no answer");
+            return;
+        }
+
+        sync->replies_tick = sync->replies;
         return;
     }
 
+    sync->replies_tick = sync->replies;
+
     len = ngx_sprintf(lease, "%M", NGX_HTTP_GATEWAY_SWEEP_LEASE(sync->gmcf))
           - lease;
+
+    /*
+     * every registry revision since the one seen came with its notice, and
+     * was applied: the tick asks for what changed after them only, O(1)
+     * while the notices kept up
+     */
+
+    if (sync->fed > ngx_http_gateway_sync_seen()) {
+        sync->seen_len = ngx_sprintf(sync->seen, "%uL", sync->fed)
+                         - sync->seen;
+    }
 
     sync->ticking = 1;
 
@@ -1150,6 +1273,8 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd || !sync->scanning) {
         return;
     }
+
+    sync->replies++;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
         || reply->element[1]->type != REDIS_REPLY_STRING
@@ -1818,6 +1943,8 @@ ngx_http_gateway_sync_on_snapshot(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd) {
         return;
     }
+
+    sync->replies++;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         if (ngx_http_gateway_sync_noscript(reply) == NGX_OK) {
@@ -2689,3 +2816,226 @@ ngx_http_gateway_sync_expired(redisReply *key)
 }
 
 
+/*
+ * A change notice of a script on P feed carries the change: a gateway that
+ * has the revision before applies it as a delta, without a fetch.  Any
+ * other gateway (a gap: it missed a notice, or has not got the service;
+ * another registry's epoch; the instances not carried) fetches the
+ * service, as for a notice by hand.  The tick still finds what a lost
+ * notice leaves behind.
+ */
+
+static void
+ngx_http_gateway_sync_feed(redisReply *payload)
+{
+    u_char                         text[NGX_GATEWAY_LOG_TEXT_SIZE];
+    ngx_str_t                      v;
+    ngx_uint_t                     history, have, next;
+    redisReply                     name, *names;
+    const char                    *err;
+    ngx_http_gateway_sh_t         *sh;
+    ngx_http_gateway_feed_t        feed;
+    ngx_http_gateway_sync_t       *sync;
+    ngx_http_gateway_service_t    *svc;
+    ngx_http_gateway_main_conf_t  *gmcf;
+
+    sync = &ngx_http_gateway_sync;
+    gmcf = sync->gmcf;
+    sh = gmcf->sh;
+
+    ngx_memzero(&name, sizeof(redisReply));
+    names = &name;
+
+    if (ngx_http_gateway_feed_parse((u_char *) payload->str, payload->len,
+                                    &feed, sync->log, &err)
+        != NGX_OK)
+    {
+        if (feed.name.data == NULL) {
+            ngx_http_gateway_log_text(&v, text, payload->str,
+                                      ngx_min(payload->len, 256));
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis notice on \"%V\" is %s, ignored: "
+                          "\"%V\"", &sync->feed, err, &v);
+            return;
+        }
+
+        if (!ngx_gateway_valid_name((char *) feed.name.data, feed.name.len)) {
+            ngx_http_gateway_log_text(&v, text, feed.name.data,
+                                      feed.name.len);
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "gateway: redis notice on \"%V\" names no valid "
+                          "service: \"%V\", ignored", &sync->feed, &v);
+            return;
+        }
+
+        /* the change is not known: the service is */
+
+        ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                      "gateway: redis notice on \"%V\" for service \"%V\" "
+                      "is %s, fetching the service",
+                      &sync->feed, &feed.name, err);
+
+        name.type = REDIS_REPLY_STRING;
+        name.str = (char *) feed.name.data;
+        name.len = feed.name.len;
+        ngx_http_gateway_sync_services(&names, 1, 0);
+        return;
+    }
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    history = (sh->marker_len == feed.epoch.len && sh->marker_len
+               && ngx_memcmp(sh->marker, feed.epoch.data, feed.epoch.len)
+                  == 0);
+
+    svc = ngx_http_gateway_service_lookup(gmcf, &feed.name);
+
+    have = (history && svc && svc->revision >= feed.revision);
+    next = (history && svc && feed.entry
+            && svc->revision + 1 == feed.revision);
+
+    ngx_http_gateway_write_end(gmcf);
+
+    if (have) {
+
+        /* fetched already (the tick, an expiry) */
+
+        ngx_http_gateway_sync_fed(feed.registry);
+        ngx_free(feed.mem);
+        return;
+    }
+
+    if (!next) {
+        name.type = REDIS_REPLY_STRING;
+        name.str = (char *) feed.name.data;
+        name.len = feed.name.len;
+        ngx_http_gateway_sync_services(&names, 1, 0);
+
+        ngx_free(feed.mem);
+        return;
+    }
+
+    ngx_http_gateway_sync_apply(feed.entry, 1);
+
+    ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+    svc = ngx_http_gateway_service_lookup(gmcf, &feed.name);
+
+    if (svc && svc->revision == feed.revision) {
+        ngx_http_gateway_sync_lag(svc, feed.time_us);
+        ngx_http_gateway_sync_fed(feed.registry);
+
+        /* a fetch answered after this must not take the zone back */
+
+        if (svc->written < feed.revision) {
+            svc->written = feed.revision;
+        }
+    }
+
+    ngx_http_gateway_write_end(gmcf);
+
+    ngx_free(feed.mem);
+}
+
+
+/*
+ * A notice's change is in the zone: the registry revisions applied in turn
+ * from the one the tick saw go on (a change without a notice, by hand,
+ * leaves a gap that the tick closes)
+ */
+
+static void
+ngx_http_gateway_sync_fed(uint64_t registry)
+{
+    uint64_t                  base;
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    base = ngx_max(sync->fed, ngx_http_gateway_sync_seen());
+
+    if (base && registry == base + 1) {
+        sync->fed = registry;
+    }
+}
+
+
+/* under the zone lock: the lag of the change svc now has */
+
+static void
+ngx_http_gateway_sync_lag(ngx_http_gateway_service_t *svc,
+    uint64_t written_us)
+{
+    uint64_t                 now, lag;
+    ngx_uint_t               k;
+    struct timeval           tv;
+    ngx_http_gateway_lag_t  *gl;
+
+    ngx_gettimeofday(&tv);
+
+    now = (uint64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+
+    /* clocks of two hosts may disagree: a change is never applied early */
+
+    lag = (now > written_us) ? now - written_us : 0;
+
+    svc->lag_rev = svc->revision;
+    svc->lag_us = lag;
+
+    gl = &ngx_http_gateway_sync.gmcf->sh->lag;
+
+    for (k = 0; k < NGX_HTTP_GATEWAY_LAG_BUCKETS; k++) {
+        if (lag <= ngx_http_gateway_lag_buckets[k].us) {
+            break;
+        }
+    }
+
+    gl->last_us = (ngx_atomic_uint_t) lag;
+    gl->sum_us += (ngx_atomic_uint_t) lag;
+    gl->le[k]++;
+    gl->count++;
+}
+
+
+/*
+ * The status JSON's figures: the last lag, the bound of the bucket that
+ * holds the 99th percentile of every lag so far (the last bound when it is
+ * above), and how many there were; ends the "redis" object
+ */
+
+u_char *
+ngx_http_gateway_lag_json(u_char *p, ngx_http_gateway_lag_t *gl)
+{
+    ngx_uint_t  k, n, sum, rank, last;
+
+    n = 0;
+
+    for (k = 0; k <= NGX_HTTP_GATEWAY_LAG_BUCKETS; k++) {
+        n += gl->le[k];
+    }
+
+    if (n == 0) {
+        return ngx_cpymem(p, "\"lag_ms\":null,\"lag_p99_ms\":null,"
+                             "\"lag_changes\":0},",
+                          sizeof("\"lag_ms\":null,\"lag_p99_ms\":null,"
+                                 "\"lag_changes\":0},") - 1);
+    }
+
+    rank = n - n / 100;
+    sum = 0;
+
+    for (k = 0; k < NGX_HTTP_GATEWAY_LAG_BUCKETS - 1; k++) {
+        sum += gl->le[k];
+
+        if (sum >= rank) {
+            break;
+        }
+    }
+
+    last = gl->last_us;
+
+    return ngx_sprintf(p, "\"lag_ms\":%ui.%03ui,\"lag_p99_ms\":%ui.%03ui,"
+                       "\"lag_changes\":%ui},", last / 1000, last % 1000,
+                       ngx_http_gateway_lag_buckets[k].us / 1000,
+                       ngx_http_gateway_lag_buckets[k].us % 1000, n);
+}

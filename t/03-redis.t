@@ -61,11 +61,11 @@ ok(wait_until(sub { $ng->error_log =~ /gateway: redis link to "[^"]*" is up/ },
 my @clients = gateway_clients();
 note($_) for @clients;
 cmp_ok(scalar @clients, '>=', 2, 'the gateway holds a command and a pub/sub link');
-is(scalar(grep { /\bsub=2\b/ && /\bcmd=subscribe\b/ } @clients), 1,
-   'one link is subscribed to two channels');
+is(scalar(grep { /\bsub=3\b/ && /\bcmd=subscribe\b/ } @clients), 1,
+   'one link is subscribed to three channels');
 is_deeply([ sort @{ redis_cmd('PUBSUB', 'CHANNELS') || [] } ],
-          [ '__keyevent@0__:expired', 'gateway:events' ],
-          'the channels are gateway:events and the expiry events of its database');
+          [ '__keyevent@0__:expired', 'gateway:events', 'gateway:feed' ],
+          'the channels are gateway:events, gateway:feed and the expiry events of its database');
 my $flags = (redis_cmd('CONFIG', 'GET', 'notify-keyspace-events') || [])->[1] // '';
 ok($flags =~ /E/ && $flags =~ /[xA]/,
    "the gateway turned on keyspace notifications for expiry ($flags)");
@@ -120,7 +120,7 @@ is($status, 503, '... and the drained instance gets no request');
 # --- the gateway's own writes go to Redis ------------------------------------
 
 my $sub = redis_connect();
-$sub->cmd('SUBSCRIBE', 'gateway:events');
+$sub->cmd('SUBSCRIBE', 'gateway:feed');
 my $rev = redis_cmd('GET', 'gateway:svc:users:rev');
 
 my ($st, undef, $b) = $ng->request('PUT', '/gateway/services/users/instances/u2',
@@ -132,9 +132,22 @@ is_deeply({ @{ redis_cmd('HGETALL', 'gateway:svc:users:inst:u2') || [] } },
           '... is stored in Redis as an instance hash');
 is(redis_cmd('SISMEMBER', 'gateway:svc:users:ids', 'u2'), 1, '... in the ids set');
 is(redis_cmd('GET', 'gateway:svc:users:rev'), $rev + 1, '... with the revision incremented');
-ok($sub->pending(2), '... and announced on gateway:events');
-is_deeply($sub->read_reply(2), ['message', 'gateway:events', 'users'],
-          '... naming the service');
+ok($sub->pending(2), '... and announced on gateway:feed');
+my $notice = $sub->read_reply(2);
+is_deeply([ @{$notice}[0, 1] ], ['message', 'gateway:feed'], '... as a message');
+my @items;
+my $msg = $notice->[2] // '';
+while ($msg =~ s/^(\d+)://) { push @items, substr($msg, 0, $1, ''); $msg =~ s/^,// or last }
+is_deeply([ @items[0, 2, 3, 4] ], [ '1', 'users', $rev + 1, '1' ],
+          '... naming the service, its new revision, listed');
+ok($items[5] =~ /^\d{16}$/ && abs($items[5] / 1e6 - time) < 60,
+   '... stamped with Redis\' time in microseconds');
+is($items[6], redis_cmd('GET', 'gateway:rev'), '... and the registry\'s revision');
+is($items[7], 1, '... carrying the one instance changed');
+is($items[8], 'u2', '... by its id');
+my %h = @items[10 .. $#items];
+is_deeply(\%h, { @{ redis_cmd('HGETALL', 'gateway:svc:users:inst:u2') } },
+          '... with its hash as Redis holds it');
 $sub->close;
 ($status, undef, $body) = $ng->get('/svc/users/x');
 is($status, 200, 'the new instance gets the requests');

@@ -281,4 +281,28 @@ ok(wait_until(sub { (ids($B, 'flushed') // '') eq 'a' }, timeout => 10),
 ok($B->wait_log(qr/redis link lost: the sync's scripts are gone from redis/, timeout => 5),
    'which it logs');
 
+# --- a gateway that stops hands the lease back --------------------------------
+# C renews every 5 s (a lease of 15 s): another gateway takes it at once
+# only if C gives it back when it stops
+(my $slow = $conf) =~ s/resync=200ms/resync=5s/;
+my $C = start_nginx(conf => $slow, workers => 1, vars => { FULL => '1h' });
+ok($C->wait_log(qr/redis link to "[^"]*" is up/, timeout => 10), 'a third gateway, C, links up');
+is(redis_cmd('GET', 't26:sweeper'), "$host:" . $B->pid, 'B still sweeps');
+$B->stop;
+like($B->error_log, qr/this gateway hands the sweep lease back \(lease "t26:sweeper"\)/,
+     'B, stopped, hands the lease back');
+ok(wait_until(sub { (redis_cmd('GET', 't26:sweeper') // '') eq "$host:" . $C->pid },
+              timeout => tmo(8)),
+   'C takes it at its next tick');
+my $D = start_nginx(conf => $conf, workers => 1, vars => { FULL => '1h' });
+ok($D->wait_log(qr/redis link to "[^"]*" is up/, timeout => 10), 'a fourth gateway, D, links up');
+select(undef, undef, undef, 0.5);
+is(redis_cmd('GET', 't26:sweeper'), "$host:" . $C->pid, '... and finds the lease taken by C');
+$C->stop;
+ok(wait_until(sub { (redis_cmd('GET', 't26:sweeper') // '') eq "$host:" . $D->pid },
+              timeout => tmo(4)),
+   'when C stops, D takes the lease well before C\'s would have expired (15 s)');
+ok($D->wait_log(qr/this gateway now sweeps expired heartbeats/, timeout => 5),
+   'which D logs');
+
 done_testing();

@@ -151,6 +151,9 @@ ok(wait_until(sub {
    }, timeout => 10), 'and the gateway shows u1 drained');
 page_until(row('users/u1') . q{.dataset.state === "drain"},
            'the page shows u1 drained');
+page_until(q{/^[0-9.]+ ms, p99 \u2264 [0-9.]+ ms$/.test(
+                document.getElementById("lag").textContent)},
+           'the sync panel shows the propagation lag of the change');
 
 # set a weight
 

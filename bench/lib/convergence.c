@@ -16,10 +16,32 @@
  *     i,service,first_us,all_us,probes
  *
  * first_us: first 200 from any worker, all_us: every worker of every
- * gateway; -1 when the timeout passed first.
+ * gateway; -1 when the timeout passed first.  These are upper bounds: the
+ * probes go round the gateways one after the other.
+ *
+ * With -m lag, the gateways' own stamps instead: the client registers
+ * instance i1 of service PREFIX through the admin API of the first
+ * gateway, then changes its weight N times (PATCH, the admin API's script:
+ * its notice carries the change and Redis' time of the write).  After each
+ * change it reads the service's revision from Redis and asks every gateway
+ * (GET /gateway/services/PREFIX) until it reports that revision, with
+ * "lag_ms", the time from the write in Redis until that gateway applied
+ * it.  The order of the questions does not matter: the gateway stamped the
+ * time itself.  One CSV line per change:
+ *
+ *     i,revision,all_us,p50_us,unknown,timeouts
+ *
+ * all_us: the largest lag over the gateways (convergence to all of them),
+ * p50_us: the median gateway's; unknown: gateways at the revision without
+ * a lag (they fetched the change); timeouts: gateways not at the revision
+ * within the timeout.  -o FILE writes every gateway's lag (i,gateway,lag_us).
+ * -w WAIT_MS: how long to wait after a change before asking (the stamps do
+ * not depend on it; asking 100 gateways at once would take the CPU the
+ * gateways need to apply the change).
  *
  *   convergence -r REDIS_PORT -g PORT:WORKERS [-g ...] -n N -a ADDR
- *               [-p PREFIX] [-t TIMEOUT_MS] [-s PAUSE_MS]
+ *               [-p PREFIX] [-t TIMEOUT_MS] [-s PAUSE_MS] [-m probe|lag]
+ *               [-o FILE] [-w WAIT_MS]
  *
  * 127.0.0.1 only.  Plain C99 + POSIX, no dependencies.
  */
@@ -184,6 +206,257 @@ redis_drain(int fd)
 }
 
 
+/*
+ * one HTTP/1.0 request, the answer read to its end into buf: the status
+ * (0 on failure), the body in *body
+ */
+
+static int
+http(int port, const char *method, const char *uri, const char *payload,
+    char *buf, size_t size, char **body)
+{
+    int      fd, status;
+    char     req[1024];
+    size_t   have = 0;
+    ssize_t  n;
+
+    *body = NULL;
+
+    fd = tcp_connect(port);
+    if (fd < 0) {
+        return 0;
+    }
+
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.0\r\nHost: bench\r\n"
+                 "Content-Length: %zu\r\n\r\n%s", method, uri,
+                 payload ? strlen(payload) : 0, payload ? payload : "");
+
+    if (write_all(fd, req, (size_t) n) != 0) {
+        close(fd);
+        return 0;
+    }
+
+    for ( ;; ) {
+        n = read(fd, buf + have, size - have - 1);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        have += (size_t) n;
+        if (have == size - 1) {
+            break;
+        }
+    }
+
+    close(fd);
+    buf[have] = '\0';
+
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        return 0;
+    }
+
+    *body = strstr(buf, "\r\n\r\n");
+    if (*body) {
+        *body += 4;
+    }
+
+    return status;
+}
+
+
+/* GET KEY on the Redis connection: the integer it holds, -1 if none */
+
+static long long
+redis_get_int(int fd, const char *key)
+{
+    char     cmd[512], buf[256];
+    size_t   off, have = 0;
+    ssize_t  n;
+    char    *nl;
+
+    off = resp(cmd, sizeof(cmd), 0, 2, "GET", key);
+
+    if (write_all(fd, cmd, off) != 0) {
+        fatal("redis write failed");
+    }
+
+    for ( ;; ) {
+        n = read(fd, buf + have, sizeof(buf) - have - 1);
+        if (n <= 0) {
+            fatal("redis connection lost");
+        }
+        have += (size_t) n;
+        buf[have] = '\0';
+
+        if (buf[0] == '$' && strncmp(buf, "$-1\r\n", 5) == 0) {
+            return -1;
+        }
+
+        nl = strstr(buf, "\r\n");
+        if (nl && strstr(nl + 2, "\r\n")) {
+            return strtoll(nl + 2, NULL, 10);
+        }
+
+        if (have == sizeof(buf) - 1) {
+            fatal("unexpected redis reply");
+        }
+    }
+}
+
+
+static int
+cmp_ll(const void *a, const void *b)
+{
+    long long  x = *(const long long *) a, y = *(const long long *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+static void
+pause_ms_for(int ms)
+{
+    struct timespec  ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+
+    if (ms > 0) {
+        nanosleep(&ts, NULL);
+    }
+}
+
+
+/* -m lag: see the top of the file */
+
+static int
+lag_mode(int rfd, gateway_t *gw, int ngw, int n, const char *addr,
+    const char *prefix, int timeout_ms, int pause_ms, int wait_ms, FILE *raw)
+{
+    int         i, g, st, unknown, timeouts, nlag;
+    char        uri[256], payload[256], key[256], buf[65536], *body, *p, *q;
+    long long   rev, have, lag[MAX_GW];
+    int64_t     t0;
+
+    snprintf(uri, sizeof(uri), "/gateway/services/%s/instances/i1", prefix);
+    snprintf(payload, sizeof(payload), "{\"address\":\"%s\"}", addr);
+    snprintf(key, sizeof(key), "gateway:svc:%s:rev", prefix);
+
+    st = http(gw[0].port, "PUT", uri, payload, buf, sizeof(buf), &body);
+    if (st != 200 && st != 201) {
+        fatal("registration through the admin API failed: %d", st);
+    }
+
+    /* every gateway has the service (fetched: it is new) before a change */
+
+    snprintf(uri, sizeof(uri), "/gateway/services/%s", prefix);
+
+    for (g = 0; g < ngw; g++) {
+        t0 = now_us();
+
+        while (http(gw[g].port, "GET", uri, NULL, buf, sizeof(buf), &body)
+               != 200)
+        {
+            if (now_us() - t0 > (int64_t) timeout_ms * 1000) {
+                fatal("gateway on port %d has not got %s", gw[g].port, uri);
+            }
+
+            pause_ms_for(1);
+        }
+    }
+
+    snprintf(uri, sizeof(uri), "/gateway/services/%s/instances/i1", prefix);
+
+    printf("i,revision,all_us,p50_us,unknown,timeouts\n");
+
+    if (raw) {
+        fprintf(raw, "i,gateway,lag_us\n");
+    }
+
+    for (i = 0; i < n; i++) {
+        snprintf(payload, sizeof(payload), "{\"weight\":%d}", 1 + i % 9);
+
+        st = http(gw[0].port, "PATCH", uri, payload, buf, sizeof(buf), &body);
+        if (st != 200) {
+            fatal("PATCH through the admin API failed: %d", st);
+        }
+
+        rev = redis_get_int(rfd, key);
+        snprintf(uri, sizeof(uri), "/gateway/services/%s", prefix);
+
+        pause_ms_for(wait_ms);
+
+        unknown = 0;
+        timeouts = 0;
+        nlag = 0;
+
+        for (g = 0; g < ngw; g++) {
+            t0 = now_us();
+
+            for ( ;; ) {
+                st = http(gw[g].port, "GET", uri, NULL, buf, sizeof(buf),
+                          &body);
+
+                have = -1;
+                p = (st == 200 && body) ? strstr(body, "\"revision\":")
+                                        : NULL;
+                if (p) {
+                    have = strtoll(p + 11, NULL, 10);
+                }
+
+                if (have >= rev) {
+                    break;
+                }
+
+                if (now_us() - t0 > (int64_t) timeout_ms * 1000) {
+                    break;
+                }
+
+                pause_ms_for(1);
+            }
+
+            if (have < rev) {
+                timeouts++;
+                continue;
+            }
+
+            /* the service's own "lag_ms" is the last one in its object */
+
+            for (q = NULL, p = body; (p = strstr(p, "\"lag_ms\":")); p++) {
+                q = p;
+            }
+
+            if (have != rev || q == NULL || strncmp(q + 9, "null", 4) == 0) {
+                unknown++;
+                continue;
+            }
+
+            lag[nlag] = (long long) (strtod(q + 9, NULL) * 1000 + 0.5);
+
+            if (raw) {
+                fprintf(raw, "%d,%d,%lld\n", i, g, lag[nlag]);
+            }
+
+            nlag++;
+        }
+
+        snprintf(uri, sizeof(uri), "/gateway/services/%s/instances/i1",
+                 prefix);
+
+        qsort(lag, (size_t) nlag, sizeof(long long), cmp_ll);
+
+        printf("%d,%lld,%lld,%lld,%d,%d\n", i, rev,
+               (nlag && !unknown && !timeouts) ? lag[nlag - 1] : -1LL,
+               nlag ? lag[nlag / 2] : -1LL, unknown, timeouts);
+        fflush(stdout);
+
+        pause_ms_for(pause_ms);
+    }
+
+    return 0;
+}
+
+
 /* one probe: returns the HTTP status (0 on failure), *pid the X-Worker */
 
 static int
@@ -243,16 +516,17 @@ int
 main(int argc, char **argv)
 {
     int         i, g, c, n = 200, redis_port = 0, ngw = 0, rfd, done, st;
-    int         timeout_ms = 6000, pause_ms = 20, probes, k, known;
+    int         timeout_ms = 6000, pause_ms = 20, wait_ms = 0, probes, k, known;
     long        pid;
     char        svc[128], key[256], ids[256], rev[256];
     char        cmd[8192];
-    const char *addr = NULL, *prefix = "conv", *gp;
+    const char *addr = NULL, *prefix = "conv", *gp, *mode = "probe";
+    FILE       *raw = NULL;
     size_t      off;
     int64_t     t0, t, first, all;
     gateway_t   gw[MAX_GW];
 
-    while ((c = getopt(argc, argv, "r:g:n:a:p:t:s:")) != -1) {
+    while ((c = getopt(argc, argv, "r:g:n:a:p:t:s:m:o:w:")) != -1) {
         switch (c) {
         case 'r': redis_port = atoi(optarg); break;
         case 'n': n = atoi(optarg); break;
@@ -260,6 +534,14 @@ main(int argc, char **argv)
         case 'p': prefix = optarg; break;
         case 't': timeout_ms = atoi(optarg); break;
         case 's': pause_ms = atoi(optarg); break;
+        case 'm': mode = optarg; break;
+        case 'w': wait_ms = atoi(optarg); break;
+        case 'o':
+            raw = fopen(optarg, "w");
+            if (raw == NULL) {
+                fatal("cannot write %s", optarg);
+            }
+            break;
         case 'g':
             if (ngw == MAX_GW) {
                 fatal("too many gateways");
@@ -274,7 +556,8 @@ main(int argc, char **argv)
             break;
         default:
             fatal("usage: convergence -r REDIS_PORT -g PORT:WORKERS ... -n N "
-                  "-a ADDR [-p PREFIX] [-t TIMEOUT_MS] [-s PAUSE_MS]");
+                  "-a ADDR [-p PREFIX] [-t TIMEOUT_MS] [-s PAUSE_MS] "
+                  "[-m probe|lag] [-o FILE] [-w WAIT_MS]");
         }
     }
 
@@ -285,6 +568,18 @@ main(int argc, char **argv)
     rfd = tcp_connect(redis_port);
     if (rfd < 0) {
         fatal("cannot connect to redis on port %d", redis_port);
+    }
+
+    if (strcmp(mode, "lag") == 0) {
+        lag_mode(rfd, gw, ngw, n, addr, prefix, timeout_ms, pause_ms, wait_ms,
+                 raw);
+
+        if (raw) {
+            fclose(raw);
+        }
+
+        close(rfd);
+        return 0;
     }
 
     printf("i,service,first_us,all_us,probes\n");

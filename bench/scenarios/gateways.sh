@@ -6,16 +6,27 @@
 #   - Redis CPU while RATE changes per second are written, one instance's
 #     weight of one service each: BENCH_GW_WRITER=admin (default,
 #     lib/changes_admin.pl: PATCH through the admin API of up to 8 of the
-#     gateways, whose script logs the change, so each gateway fetches that
-#     instance alone) or recipe (lib/changes.pl: the recipe, pipelined to
-#     Redis; a change by hand, so each gateway fetches the whole service)
-#   - convergence meanwhile: lib/convergence.c registers a fresh service
-#     (the recipe) and probes every gateway until all N route it; all_us is
-#     an upper bound, the probe round over N gateways included
+#     gateways, whose script publishes the change itself on P feed: each
+#     gateway applies it without a fetch) or recipe (lib/changes.pl: the
+#     recipe, pipelined to Redis; a change by hand, so each gateway fetches
+#     the whole service); what the scripts and PUBLISH cost Redis
+#     meanwhile, from INFO commandstats
+#   - convergence meanwhile: lib/convergence.c -m lag changes one instance
+#     of service "conv" through the admin API of the first gateway, and
+#     reads from each of the N gateways the lag it stamped when it applied
+#     the change; conv_* is the largest of the N (convergence to all),
+#     lag_* the distribution over every gateway and change
 #
 #   BENCH_GW_COUNTS ("1 10 50 100") BENCH_GW_SERVICES (1000)
 #   BENCH_GW_INSTANCES (10) BENCH_GW_IDLE (15 s) BENCH_GW_RATE (100)
 #   BENCH_GW_CHANGE_S (10 s) BENCH_GW_CONV_N (40) BENCH_GW_WRITER (admin)
+
+# cmdstat FILE COMMAND FIELD: calls or usec of one command in INFO commandstats
+cmdstat() {
+    awk -F'[:,=]' -v c="cmdstat_$2" -v f="$3" \
+        '$1 == c { for (i = 2; i < NF; i += 2) if ($i == f) v = $(i + 1) }
+         END { print v + 0 }' "$1"
+}
 
 # redis_cpu_ms: Redis's own CPU (user + sys) in ms, from INFO cpu
 redis_cpu_ms() {
@@ -63,7 +74,7 @@ scenario_gateways() {
 
     local sum=$RESULTS/gateways.csv
     [ "${BENCH_GW_WRITER:-admin}" = recipe ] && sum=$RESULTS/gateways_recipe.csv
-    echo "gateways,instances,sync_all_s,redis_base_ms_per_s,idle_ms_per_s,idle_per_gateway_ms_per_s,changes_per_s,changes_ms_per_s,changes_per_gateway_ms_per_s,changes_core_pct,conv_p50_ms,conv_p99_ms,conv_max_ms,conv_timeouts,probe_us" > "$sum"
+    echo "gateways,instances,sync_all_s,redis_base_ms_per_s,idle_ms_per_s,idle_per_gateway_ms_per_s,changes_per_s,changes_ms_per_s,changes_per_gateway_ms_per_s,changes_core_pct,evalsha_per_change,evalsha_ms_per_s,eval_ms_per_s,publish_ms_per_s,conv_p50_ms,conv_p99_ms,conv_max_ms,lag_p50_ms,lag_p99_ms,conv_unknown,conv_timeouts" > "$sum"
 
     for n in $counts; do
         local d=$dir/n$n
@@ -120,7 +131,7 @@ scenario_gateways() {
         fi
         wpid=$!
         "$client" -r "$REDIS_PORT" "${gargs[@]}" -n "$nconv" -a "$addr" \
-            -p conv -t 6000 -s $((csecs * 1000 / nconv / 2)) \
+            -p conv -m lag -o "$d/lag.csv" -t 6000 -w 50 -s $((csecs * 1000 / nconv / 4)) \
             > "$d/conv.csv" 2> "$d/conv.err" &
         cpid=$!
         wait "$wpid" || problem "gateways: N=$n, changes failed: $(cat "$d/changes.out")"
@@ -128,21 +139,30 @@ scenario_gateways() {
         rcli INFO commandstats > "$d/commandstats-changes.txt"
         wait "$cpid" || problem "gateways: N=$n, convergence client failed: $(cat "$d/conv.err")"
         read -r sent ok el < "$d/changes.out" || true
-        local ch_ms per_ch core cps all to p50 p99 mx probe
+        local ch_ms per_ch core cps all to unk p50 p99 mx lag50 lag99 cs
+        local es_calls es_ms ev_ms pub_ms
         ch_ms=$(awk -v a="$c0" -v b="$c1" -v s="${el:-$csecs}" 'BEGIN { printf "%.3f", (b - a) / s }')
         per_ch=$(awk -v t="$ch_ms" -v b="$base" -v n="$n" 'BEGIN { printf "%.4f", (t - b) / n }')
         core=$(awk -v t="$ch_ms" 'BEGIN { printf "%.1f", t / 10 }')
         cps=$(awk -v s="${sent:-0}" -v e="${el:-1}" 'BEGIN { printf "%.0f", s / e }')
-        all=$(awk -F, 'NR > 1 && $4 >= 0 { print $4 / 1000 }' "$d/conv.csv")
-        to=$(awk -F, 'NR > 1 && $4 < 0' "$d/conv.csv" | wc -l)
+        all=$(awk -F, 'NR > 1 && $3 >= 0 { print $3 / 1000 }' "$d/conv.csv")
+        to=$(awk -F, 'NR > 1 { s += $6 } END { print s + 0 }' "$d/conv.csv")
+        unk=$(awk -F, 'NR > 1 { s += $5 } END { print s + 0 }' "$d/conv.csv")
         p50=$(percentile 50 <<<"$all"); p99=$(percentile 99 <<<"$all"); mx=$(percentile 100 <<<"$all")
-        probe=$(awk -F, 'NR > 1 && $4 >= 0 && $5 > 0 { print $4 / $5 }' "$d/conv.csv" | percentile 50)
-        [ "$to" -gt 0 ] && problem "gateways: N=$n, $to of $nconv registrations not routed by all gateways within 6 s"
-        log "gateways: N=$n, $cps changes/s: Redis $ch_ms ms/s ($core% of a core), $per_ch ms/s per gateway; convergence to all p50 $p50 ms p99 $p99 ms"
+        lag50=$(awk -F, 'NR > 1 { print $3 / 1000 }' "$d/lag.csv" | percentile 50)
+        lag99=$(awk -F, 'NR > 1 { print $3 / 1000 }' "$d/lag.csv" | percentile 99)
+        cs=$d/commandstats-changes.txt
+        es_calls=$(awk -v c="$(cmdstat "$cs" evalsha calls)" -v s="${sent:-0}" 'BEGIN { printf "%.2f", s ? c / s : 0 }')
+        es_ms=$(awk -v u="$(cmdstat "$cs" evalsha usec)" -v e="${el:-1}" 'BEGIN { printf "%.3f", u / 1000 / e }')
+        ev_ms=$(awk -v u="$(cmdstat "$cs" eval usec)" -v e="${el:-1}" 'BEGIN { printf "%.3f", u / 1000 / e }')
+        pub_ms=$(awk -v u="$(cmdstat "$cs" publish usec)" -v e="${el:-1}" 'BEGIN { printf "%.3f", u / 1000 / e }')
+        [ "$to" -gt 0 ] && problem "gateways: N=$n, $to gateway answers not at the change's revision within 6 s"
+        log "gateways: N=$n, $cps changes/s: Redis $ch_ms ms/s ($core% of a core), $per_ch ms/s per gateway; EVALSHA $es_calls per change; convergence to all p50 $p50 ms p99 $p99 ms"
 
-        printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" $((ns * ni)) "$sync_all" \
+        printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" $((ns * ni)) "$sync_all" \
             "$base" "$idle_ms" "$per_idle" "$cps" "$ch_ms" "$per_ch" "$core" \
-            "$p50" "$p99" "$mx" "$to" "$probe" >> "$sum"
+            "$es_calls" "$es_ms" "$ev_ms" "$pub_ms" \
+            "$p50" "$p99" "$mx" "$lag50" "$lag99" "$unk" "$to" >> "$sum"
 
         for i in "${pids[@]}"; do kill -QUIT "$i" 2>/dev/null || true; done
         for ((i = 1; i <= n; i++)); do
@@ -152,5 +172,5 @@ scenario_gateways() {
         stop_pid "$redis_pid"
     done
 
-    print_csv_table "$sum" "gateways instances sync_all_s redis_base_ms_per_s idle_ms_per_s idle_per_gateway_ms_per_s changes_per_s changes_ms_per_s changes_per_gateway_ms_per_s changes_core_pct conv_p50_ms conv_p99_ms conv_max_ms conv_timeouts probe_us"
+    print_csv_table "$sum" "gateways instances sync_all_s redis_base_ms_per_s idle_ms_per_s idle_per_gateway_ms_per_s changes_per_s changes_ms_per_s changes_per_gateway_ms_per_s changes_core_pct evalsha_per_change evalsha_ms_per_s eval_ms_per_s publish_ms_per_s conv_p50_ms conv_p99_ms conv_max_ms lag_p50_ms lag_p99_ms conv_unknown conv_timeouts"
 }

@@ -495,6 +495,7 @@ typedef struct {
     ngx_uint_t                  redis_up;
     ngx_uint_t                  redis_reconnects;
     time_t                      synced;      /* last complete resync */
+    ngx_atomic_t                revision;    /* Redis' P rev applied */
     ngx_http_gateway_lag_t      lag;
 
     time_t                      events_time;  /* the events' log limit */
@@ -509,6 +510,8 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   host;       /* numeric, or unix path */
+    ngx_str_t                   addr;       /* for log lines: host:port,
+                                               [host]:port or the path */
     in_port_t                   port;
     ngx_uint_t                  unix_socket;
     ngx_uint_t                  db;

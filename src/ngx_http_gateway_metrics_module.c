@@ -818,6 +818,11 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
                 "1 while the sync's link to Redis is up.", sh->redis_up)
             != NGX_OK
             || ngx_http_gateway_metrics_one(ctx,
+                   "gateway_registry_revision", "gauge",
+                   "The registry revision (Redis' P rev) this gateway has "
+                   "applied (0: not synced yet).", (ngx_uint_t) sh->revision)
+               != NGX_OK
+            || ngx_http_gateway_metrics_one(ctx,
                    "gateway_redis_reconnects_total", "counter",
                    "Times the sync's link to Redis was lost.",
                    sh->redis_reconnects)

@@ -97,6 +97,7 @@ ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
 
         ngx_memcpy(rc->host.data, p, rc->host.len);
         rc->host.data[rc->host.len] = '\0';
+        rc->addr = rc->host;
 
         return NGX_OK;
     }
@@ -207,6 +208,16 @@ ngx_http_gateway_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     ngx_memcpy(rc->host.data, host.data, host.len);
     rc->host.data[host.len] = '\0';
 
+    rc->addr.data = ngx_pnalloc(cf->pool, host.len + sizeof("[]:65535") - 1);
+    if (rc->addr.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc->addr.len = ngx_sprintf(rc->addr.data,
+                               (a == INADDR_NONE) ? "[%V]:%d" : "%V:%d",
+                               &rc->host, (int) rc->port)
+                   - rc->addr.data;
+
     return NGX_OK;
 }
 
@@ -233,14 +244,14 @@ ngx_http_gateway_redis_connect(ngx_http_gateway_main_conf_t *gmcf,
     if (ac == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "gateway: redis connection to \"%V\" failed: "
-                      "out of memory", &rc->host);
+                      "out of memory", &rc->addr);
         return NULL;
     }
 
     if (ac->err) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "gateway: redis connection to \"%V\" failed: %s",
-                      &rc->host, ac->errstr);
+                      &rc->addr, ac->errstr);
         redisAsyncFree(ac);
         return NULL;
     }

@@ -132,6 +132,7 @@ static void ngx_http_gateway_sync_lag(ngx_http_gateway_service_t *svc,
 static void ngx_http_gateway_sync_release(void);
 static uint64_t ngx_http_gateway_sync_seen(void);
 static void ngx_http_gateway_sync_fed(uint64_t registry);
+static void ngx_http_gateway_sync_revision(void);
 
 
 static ngx_http_gateway_sync_t   ngx_http_gateway_sync;
@@ -597,7 +598,7 @@ ngx_http_gateway_sync_on_connect(const redisAsyncContext *ac, int status)
 
     ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                   "gateway: redis connection to \"%V\" failed: %s",
-                  &sync->gmcf->redis->host, ac->errstr);
+                  &sync->gmcf->redis->addr, ac->errstr);
 
     /* hiredis frees ac after this callback */
 
@@ -806,7 +807,7 @@ ngx_http_gateway_sync_on_message(redisAsyncContext *ac, void *r,
         {
             ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                           "gateway: redis link to \"%V\" is up, syncing",
-                          &sync->gmcf->redis->host);
+                          &sync->gmcf->redis->addr);
 
             sync->connected = 1;
             sync->backoff = NGX_HTTP_GATEWAY_BACKOFF_MIN;
@@ -1095,6 +1096,7 @@ ngx_http_gateway_sync_on_tick(redisAsyncContext *ac, void *r,
 
     sync->seen_len = rev->len;
     ngx_memcpy(sync->seen, rev->str, rev->len);
+    ngx_http_gateway_sync_revision();
 
 more:
 
@@ -1353,6 +1355,7 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
         sync->scanning = 0;
         sync->seen_len = sync->scan_rev_len;
         ngx_memcpy(sync->seen, sync->scan_rev, sync->scan_rev_len);
+        ngx_http_gateway_sync_revision();
     }
 
     ngx_http_gateway_write_end(gmcf);
@@ -1538,7 +1541,7 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
             ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                           "gateway: the registry is back in redis \"%V\" "
                           "(%ui instances written back); no longer stale",
-                          &gmcf->redis->host, sync->restored);
+                          &gmcf->redis->addr, sync->restored);
 
             sync->restored = 0;
         }
@@ -1584,7 +1587,7 @@ ngx_http_gateway_sync_epoch(redisReply *epoch, void *privdata)
                       "persistence); the registry is stale, routing goes "
                       "on with the last known %ui instances of %ui services "
                       "and writes them back to redis",
-                      &gmcf->redis->host, &gmcf->prefix, ninstances,
+                      &gmcf->redis->addr, &gmcf->prefix, ninstances,
                       nservices);
     }
 
@@ -2956,7 +2959,22 @@ ngx_http_gateway_sync_fed(uint64_t registry)
 
     if (base && registry == base + 1) {
         sync->fed = registry;
+        ngx_http_gateway_sync_revision();
     }
+}
+
+
+/* the registry revision applied, for gateway_metrics */
+
+static void
+ngx_http_gateway_sync_revision(void)
+{
+    ngx_http_gateway_sync_t  *sync;
+
+    sync = &ngx_http_gateway_sync;
+
+    sync->gmcf->sh->revision = ngx_max(sync->fed,
+                                       ngx_http_gateway_sync_seen());
 }
 
 

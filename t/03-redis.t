@@ -56,8 +56,9 @@ my $backend = '127.0.0.1:' . $ng->port('PORT2');
 
 # --- the links ---------------------------------------------------------------
 
-ok(wait_until(sub { $ng->error_log =~ /gateway: redis link to "[^"]*" is up/ },
-              timeout => 5), 'the gateway says its Redis link is up');
+my $raddr = '127.0.0.1:' . redis_port();
+ok(wait_until(sub { $ng->error_log =~ /gateway: redis link to "\Q$raddr\E" is up/ },
+              timeout => 5), 'the gateway says its Redis link is up, naming host and port');
 my @clients = gateway_clients();
 note($_) for @clients;
 cmp_ok(scalar @clients, '>=', 2, 'the gateway holds a command and a pub/sub link');

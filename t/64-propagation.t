@@ -265,6 +265,8 @@ for my $w (2 .. 6) {
 is($got, 5, 'five changes reach C');
 cmp_ok(cmdstat('zrevrange') - $z0, '<=', 1,
    'C\'s ticks meanwhile only read P rev: every registry revision came with its notice');
+is(metric(metrics($C), 'gateway_registry_revision'), redis_cmd('GET', 't64:rev'),
+   'C\'s gateway_registry_revision is Redis\' P rev');
 
 # a change by hand without a notice leaves a gap in the registry revisions
 redis_cli({ stdin => <<"EOF" });
@@ -277,6 +279,8 @@ EOF
 ok(wait_until(sub { weight($C, 'users', 'u1') == 9 }, timeout => 5),
    'a change by hand without a notice is found by C\'s tick');
 ok(cmdstat('zrevrange') > $z0, '... which asked P changes for it');
+is(metric(metrics($C), 'gateway_registry_revision'), redis_cmd('GET', 't64:rev'),
+   '... and C\'s gateway_registry_revision is the new P rev');
 
 # a Redis that answers nothing (stopped) is a dead link: C drops it
 expect_log_errors(qr/redis link lost/, qr/redis connection to "[^"]*" failed/);

@@ -589,6 +589,8 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
+    ngx_http_gateway_balancers_tables_build(gmcf);
+
     if (failed) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "gateway: zone \"%V\" is full, service \"%V\" is "

@@ -12,8 +12,9 @@
  * gateway_balance hash KEY [consistent=ketama|maglev]: a request goes to
  * the instance its key maps to, the same in every worker and gateway.
  * Plain "hash" is weighted rendezvous over the snapshot's peers, with no
- * table; ketama and maglev look the key up in a table built with each
- * snapshot at the commit point (ngx_gateway_chash.c).  Instances are
+ * table; ketama and maglev look the key up in a table built for each
+ * snapshot after the commit point, without the zone lock
+ * (ngx_gateway_chash.c).  Instances are
  * hashed by id, so a mapping survives restarts and address changes.  A
  * key whose instance is not eligible (down, draining, expired, already
  * tried) goes to the next distinct one: the next point of the ring, the

@@ -4,7 +4,9 @@
 # to the same instance in every worker and across a reload, an instance
 # added takes only its share, removed or drained gives back only its own
 # keys, and a retry goes to the next distinct instance, the one a drain
-# would give.  The distribution over 100,000 keys is in t/unit/test_chash.c.
+# would give; with writers in both workers at once, requests are routed by
+# the last commit.  The distribution over 100,000 keys is in
+# t/unit/test_chash.c.
 
 use strict;
 use warnings;

@@ -24,6 +24,10 @@ static int ngx_gateway_match(const unsigned char *addr,
 static int ngx_gateway_field_apply(ngx_gateway_record_t *rec,
     const ngx_gateway_field_t *f, const char *val, size_t len,
     const char **err);
+static int ngx_gateway_field_failed(const char *msg, const char **err);
+static int ngx_gateway_text_set(const ngx_gateway_field_t *f, int valid,
+    const char *val, size_t len, char *buf, const char **data, size_t *dlen,
+    const char **err);
 static int ngx_gateway_set_addr(const ngx_gateway_field_t *f,
     ngx_gateway_record_t *rec, const char *val, size_t len,
     const char **err);
@@ -666,11 +670,7 @@ ngx_gateway_record_check(const ngx_gateway_record_t *rec, const char **err)
 
     for (f = ngx_gateway_fields; f->name; f++) {
         if (f->def == NULL && !(rec->given & ngx_gateway_field_bit(f))) {
-            if (err != NULL) {
-                *err = f->missing;
-            }
-
-            return -1;
+            return ngx_gateway_field_failed(f->missing, err);
         }
     }
 
@@ -924,26 +924,51 @@ ngx_gateway_record_json(const ngx_gateway_record_t *rec, int late,
 /* the fields' own parsers and texts */
 
 static int
+ngx_gateway_field_failed(const char *msg, const char **err)
+{
+    if (err != NULL) {
+        *err = msg;
+    }
+
+    return -1;
+}
+
+
+/* a text that "valid" says is of the field's form, into its buffer */
+
+static int
+ngx_gateway_text_set(const ngx_gateway_field_t *f, int valid,
+    const char *val, size_t len, char *buf, const char **data, size_t *dlen,
+    const char **err)
+{
+    if (!valid || len > f->max) {
+        return ngx_gateway_field_failed(f->error, err);
+    }
+
+    /* val may be the field's own buffer */
+
+    memmove(buf, val, len);
+    *data = buf;
+    *dlen = len;
+
+    return 0;
+}
+
+
+static int
 ngx_gateway_set_addr(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
     const char *val, size_t len, const char **err)
 {
     ngx_gateway_addr_t  addr;
 
     if (!ngx_gateway_text_valid(val, len)) {
-        if (err != NULL) {
-            *err = "invalid \"address\": must be valid UTF-8 without "
-                   "control characters";
-        }
-
-        return -1;
+        return ngx_gateway_field_failed("invalid \"address\": must be "
+                                        "valid UTF-8 without control "
+                                        "characters", err);
     }
 
     if (ngx_gateway_parse_addr(val, len, &addr) != 0) {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
+        return ngx_gateway_field_failed(f->error, err);
     }
 
     memcpy((char *) rec + f->offset, &addr, sizeof(ngx_gateway_addr_t));
@@ -976,11 +1001,7 @@ ngx_gateway_set_uint(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
     uint64_t  v;
 
     if (ngx_gateway_parse_uint(val, len, f->max, &v) != 0 || v < f->min) {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
+        return ngx_gateway_field_failed(f->error, err);
     }
 
     *(unsigned *) ((char *) rec + f->offset) = (unsigned) v;
@@ -1010,21 +1031,10 @@ ngx_gateway_set_word(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
 {
     ngx_gateway_word_t  *w;
 
-    if (len > f->max || !ngx_gateway_valid_zone(val, len)) {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
-    }
-
     w = (ngx_gateway_word_t *) ((char *) rec + f->offset);
 
-    memmove(w->buf, val, len);
-    w->data = w->buf;
-    w->len = len;
-
-    return 0;
+    return ngx_gateway_text_set(f, ngx_gateway_valid_zone(val, len), val, len,
+                                w->buf, &w->data, &w->len, err);
 }
 
 
@@ -1053,21 +1063,12 @@ ngx_gateway_set_health_uri(const ngx_gateway_field_t *f,
 {
     ngx_gateway_path_t  *w;
 
-    if (len && !ngx_gateway_health_uri_valid(val, len)) {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
-    }
-
     w = (ngx_gateway_path_t *) ((char *) rec + f->offset);
 
-    memmove(w->buf, val, len);
-    w->data = w->buf;
-    w->len = len;
-
-    return 0;
+    return ngx_gateway_text_set(f,
+                                len == 0
+                                || ngx_gateway_health_uri_valid(val, len),
+                                val, len, w->buf, &w->data, &w->len, err);
 }
 
 
@@ -1094,21 +1095,12 @@ ngx_gateway_set_health_status(const ngx_gateway_field_t *f,
 {
     ngx_gateway_word_t  *w;
 
-    if (len && !ngx_gateway_health_status_valid(val, len)) {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
-    }
-
     w = (ngx_gateway_word_t *) ((char *) rec + f->offset);
 
-    memmove(w->buf, val, len);
-    w->data = w->buf;
-    w->len = len;
-
-    return 0;
+    return ngx_gateway_text_set(f,
+                                len == 0
+                                || ngx_gateway_health_status_valid(val, len),
+                                val, len, w->buf, &w->data, &w->len, err);
 }
 
 
@@ -1122,11 +1114,7 @@ ngx_gateway_set_state(const ngx_gateway_field_t *f,
     state = ngx_gateway_parse_state(val, len);
 
     if (state < 0) {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
+        return ngx_gateway_field_failed(f->error, err);
     }
 
     *(int *) ((char *) rec + f->offset) = state;
@@ -1164,11 +1152,7 @@ ngx_gateway_set_bool(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
         v = 0;
 
     } else {
-        if (err != NULL) {
-            *err = f->error;
-        }
-
-        return -1;
+        return ngx_gateway_field_failed(f->error, err);
     }
 
     *(unsigned *) ((char *) rec + f->offset) = v;
@@ -1261,11 +1245,7 @@ too_long:
 
 failed:
 
-    if (err != NULL) {
-        *err = msg;
-    }
-
-    return -1;
+    return ngx_gateway_field_failed(msg, err);
 }
 
 

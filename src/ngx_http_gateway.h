@@ -356,6 +356,8 @@ struct ngx_http_gateway_service_s {
     ngx_http_gateway_service_t *volatile hnext;     /* the name index */
 
     ngx_http_gateway_snapshot_t *volatile snapshot;
+    ngx_http_gateway_snapshot_t *pending;   /* the last commit's, waiting
+                                               for its tables */
 
     u_char                      name[NGX_GATEWAY_NAME_MAX];
     uint64_t                    revision;
@@ -797,6 +799,10 @@ void ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
 void ngx_http_gateway_service_touch_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc);
 void ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf);
+ngx_uint_t ngx_http_gateway_snapshot_wanted_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
+void ngx_http_gateway_snapshot_publish_locked(
+    ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
 void ngx_http_gateway_events_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *old,
     ngx_http_gateway_snapshot_t *snap);
@@ -817,6 +823,8 @@ size_t ngx_http_gateway_balancers_tables_size(
     ngx_http_gateway_main_conf_t *gmcf);
 ngx_int_t ngx_http_gateway_balancers_update_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
+void ngx_http_gateway_balancers_tables_build(
+    ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_balancers_free_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_snapshot_t *snap);
 ngx_int_t ngx_http_gateway_balancers_init_zone(

@@ -18,6 +18,30 @@ ngx_http_gateway_balancer_t  *ngx_http_gateway_balancers[] = {
 };
 
 
+/*
+ * A snapshot whose tables are built after the commit point, without the
+ * zone lock (worker memory): one job per method with a table.
+ */
+
+typedef struct {
+    void                         *input;    /* from table_input() */
+    void                         *table;
+    size_t                        size;
+    ngx_uint_t                    used;
+} ngx_http_gateway_table_job_t;
+
+typedef struct ngx_http_gateway_pending_s  ngx_http_gateway_pending_t;
+
+struct ngx_http_gateway_pending_s {
+    ngx_http_gateway_pending_t   *next;
+    ngx_http_gateway_snapshot_t  *snap;
+    ngx_uint_t                    again;    /* a table could not be had */
+    ngx_http_gateway_table_job_t  jobs[1];  /* per method */
+};
+
+
+static ngx_http_gateway_pending_t  *ngx_http_gateway_pending;
+
 static size_t      ngx_http_gateway_balancers_instance_size;
 static size_t      ngx_http_gateway_balancers_service_size;
 static ngx_uint_t  ngx_http_gateway_nbalancers;
@@ -118,7 +142,7 @@ ngx_http_gateway_balancer_use(ngx_conf_t *cf, ngx_http_gateway_balancer_t *b,
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
 
-    if (b->table_size && b->index < 64 / NGX_HTTP_GATEWAY_TABLE_BITS) {
+    if (b->table_input && b->index < 64 / NGX_HTTP_GATEWAY_TABLE_BITS) {
         gmcf->tables |= (uint64_t) (used & NGX_HTTP_GATEWAY_TABLE_MASK)
                         << (b->index * NGX_HTTP_GATEWAY_TABLE_BITS);
     }
@@ -129,7 +153,8 @@ static ngx_uint_t
 ngx_http_gateway_balancer_used(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_balancer_t *b)
 {
-    if (b->table_size == NULL || b->index >= 64 / NGX_HTTP_GATEWAY_TABLE_BITS)
+    if (b->table_input == NULL
+        || b->index >= 64 / NGX_HTTP_GATEWAY_TABLE_BITS)
     {
         return 0;
     }
@@ -151,21 +176,25 @@ ngx_http_gateway_balancers_tables_size(ngx_http_gateway_main_conf_t *gmcf)
 
 
 /*
- * A new snapshot: its tables, then every balancer's update.  NGX_AGAIN: a
- * table had no room, the snapshot goes without it.
+ * A new snapshot: what its tables are made of, then every balancer's
+ * update.  NGX_DONE: the snapshot waits for its tables, built by
+ * ngx_http_gateway_balancers_tables_build() once the lock is released;
+ * NGX_AGAIN: a table could not be had, the snapshot goes without it.
  */
 
 ngx_int_t
 ngx_http_gateway_balancers_update_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_snapshot_t *snap)
 {
-    void                          *table;
+    void                          *input;
     size_t                         size;
     ngx_int_t                      rc;
-    ngx_uint_t                     used;
+    ngx_uint_t                     used, i;
+    ngx_http_gateway_pending_t    *p;
     ngx_http_gateway_balancer_t  **b;
 
     rc = NGX_OK;
+    p = NULL;
 
     for (b = ngx_http_gateway_balancers; snap->tables && *b; b++) {
         snap->tables[(*b)->index] = NULL;
@@ -175,25 +204,37 @@ ngx_http_gateway_balancers_update_locked(ngx_http_gateway_main_conf_t *gmcf,
             continue;
         }
 
-        size = (*b)->table_size(snap, used);
+        input = (*b)->table_input(snap, used, &size);
+
         if (size == 0) {
             continue;
         }
 
-        table = ngx_slab_alloc_locked(gmcf->shpool, size);
+        if (input && p == NULL) {
+            p = ngx_alloc(offsetof(ngx_http_gateway_pending_t, jobs)
+                          + ngx_http_gateway_nbalancers
+                            * sizeof(ngx_http_gateway_table_job_t),
+                          ngx_cycle->log);
 
-        if (table == NULL) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "gateway: zone \"%V\" is full, service \"%V\" "
-                          "has no \"%V\" table (%uz bytes) until a later "
-                          "change finds room", &gmcf->shm_zone->shm.name,
-                          &snap->service->sn.str, &(*b)->name, size);
+            if (p) {
+                p->snap = snap;
+                p->again = 0;
+
+                for (i = 0; i < ngx_http_gateway_nbalancers; i++) {
+                    p->jobs[i].input = NULL;
+                }
+            }
+        }
+
+        if (input == NULL || p == NULL) {
+            ngx_free(input);
             rc = NGX_AGAIN;
             continue;
         }
 
-        (*b)->table_build(snap, table, used);
-        snap->tables[(*b)->index] = table;
+        p->jobs[(*b)->index].input = input;
+        p->jobs[(*b)->index].size = size;
+        p->jobs[(*b)->index].used = used;
     }
 
     for (b = ngx_http_gateway_balancers; *b; b++) {
@@ -202,7 +243,119 @@ ngx_http_gateway_balancers_update_locked(ngx_http_gateway_main_conf_t *gmcf,
         }
     }
 
-    return rc;
+    if (p == NULL) {
+        return rc;
+    }
+
+    p->again = (rc == NGX_AGAIN);
+    p->next = ngx_http_gateway_pending;
+    ngx_http_gateway_pending = p;
+
+    return NGX_DONE;
+}
+
+
+/*
+ * After the commit point, lock released: each waiting snapshot's tables
+ * are built in worker memory, then, under the lock, copied into the zone
+ * and the snapshot published, unless a later commit of its service came
+ * first (then it is dropped).  One snapshot at a time, so that the worker
+ * memory is one snapshot's tables.
+ */
+
+void
+ngx_http_gateway_balancers_tables_build(ngx_http_gateway_main_conf_t *gmcf)
+{
+    void                           *table;
+    uint64_t                        start, built;
+    ngx_uint_t                      i;
+    ngx_http_gateway_pending_t     *p;
+    ngx_http_gateway_snapshot_t    *snap;
+    ngx_http_gateway_table_job_t   *job;
+
+    while (ngx_http_gateway_pending) {
+        p = ngx_http_gateway_pending;
+        ngx_http_gateway_pending = p->next;
+        snap = p->snap;
+
+        start = ngx_http_gateway_usec();
+
+        for (i = 0; i < ngx_http_gateway_nbalancers; i++) {
+            job = &p->jobs[i];
+
+            if (job->input == NULL) {
+                continue;
+            }
+
+            job->table = ngx_alloc(job->size, ngx_cycle->log);
+
+            if (job->table) {
+                ngx_http_gateway_balancers[i]->table_build(job->input,
+                                                           job->table,
+                                                           job->used);
+            }
+
+            ngx_free(job->input);
+        }
+
+        built = ngx_http_gateway_usec();
+
+        ngx_shmtx_lock(&gmcf->shpool->mutex);
+
+        if (ngx_http_gateway_snapshot_wanted_locked(gmcf, snap)) {
+
+            for (i = 0; i < ngx_http_gateway_nbalancers; i++) {
+                job = &p->jobs[i];
+
+                if (job->input == NULL) {
+                    continue;
+                }
+
+                table = job->table
+                        ? ngx_slab_alloc_locked(gmcf->shpool, job->size)
+                        : NULL;
+
+                if (table == NULL) {
+                    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                                  "gateway: zone \"%V\" is full, service "
+                                  "\"%V\" has no \"%V\" table (%uz bytes) "
+                                  "until a later change finds room",
+                                  &gmcf->shm_zone->shm.name,
+                                  &snap->service->sn.str,
+                                  &ngx_http_gateway_balancers[i]->name,
+                                  job->size);
+                    p->again = 1;
+                    continue;
+                }
+
+                ngx_memcpy(table, job->table, job->size);
+                snap->tables[i] = table;
+            }
+
+            /* the next commit (any write) tries again */
+
+            if (p->again) {
+                ngx_http_gateway_service_touch_locked(gmcf, snap->service);
+            }
+
+            ngx_http_gateway_snapshot_publish_locked(gmcf, snap);
+        }
+
+        ngx_shmtx_unlock(&gmcf->shpool->mutex);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gateway: tables built in %uLus without the zone "
+                       "lock, copied and published in %uLus with it",
+                       built - start, ngx_http_gateway_usec() - built);
+
+        for (i = 0; i < ngx_http_gateway_nbalancers; i++) {
+            if (p->jobs[i].input) {
+                ngx_free(p->jobs[i].table);
+            }
+        }
+
+        ngx_free(p);
+    }
 }
 
 

@@ -246,19 +246,24 @@ typedef struct {
 
     /*
      * A table derived from every snapshot (a hash ring), in the zone with
-     * it, built at the commit point (zone lock held) and freed with it.
-     * "used" is what upstreams asked for with ngx_http_gateway_balancer_use()
-     * (the method's own bits): no upstream, no table.  table_size() gives
-     * the bytes for the snapshot (0: none); table_build() fills them.  A
-     * full zone leaves the snapshot without it: select() must then do
-     * without (ngx_http_gateway_balancer_table() is NULL).
+     * it and freed with it.  "used" is what upstreams asked for with
+     * ngx_http_gateway_balancer_use() (the method's own bits): no
+     * upstream, no table.  It is built without the zone lock: at the
+     * commit point (lock held) table_input() copies what the table is
+     * made of out of the snapshot into worker memory that it allocates
+     * with ngx_alloc() (the core frees it), and sets *size to the table's
+     * bytes (0: no table, NULL with a size: no memory); table_build()
+     * then fills a worker buffer of that size from it, lock released; the
+     * core copies the table into the zone and publishes the snapshot with
+     * it, so a table must not point into itself (offsets only).  A full
+     * zone leaves the snapshot without it: select() must then do without
+     * (ngx_http_gateway_balancer_table() is NULL).
      */
-    size_t                        (*table_size)(
+    void                         *(*table_input)(
                                         ngx_http_gateway_snapshot_t *snap,
+                                        ngx_uint_t used, size_t *size);
+    void                          (*table_build)(void *input, void *table,
                                         ngx_uint_t used);
-    void                          (*table_build)(
-                                        ngx_http_gateway_snapshot_t *snap,
-                                        void *table, ngx_uint_t used);
 
     /* set by the core */
     size_t                          instance_offset;

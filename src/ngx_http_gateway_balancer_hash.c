@@ -12,8 +12,9 @@
  * gateway_balance hash KEY [consistent=ketama|maglev]: a request goes to
  * the instance its key maps to, the same in every worker and gateway.
  * Plain "hash" is weighted rendezvous over the snapshot's peers, with no
- * table; ketama and maglev look the key up in a table built with each
- * snapshot at the commit point (ngx_gateway_chash.c).  Instances are
+ * table; ketama and maglev look the key up in a table built for each
+ * snapshot after the commit point, without the zone lock
+ * (ngx_gateway_chash.c).  Instances are
  * hashed by id, so a mapping survives restarts and address changes.  A
  * key whose instance is not eligible (down, draining, expired, already
  * tried) goes to the next distinct one: the next point of the ring, the
@@ -32,21 +33,34 @@ typedef struct {
 } ngx_http_gateway_hash_conf_t;
 
 
-/* a snapshot's table, followed by peers[], fill[], points[], maglev[] */
+/*
+ * A snapshot's table: a header, then the Maglev table and the ring, found
+ * by offsets (the table is built in worker memory and copied to the zone).
+ */
 
 typedef struct {
-    ngx_gateway_ketama_point_t  *points;    /* NULL: no ring */
+    size_t                       maglev;    /* offset, 0: no Maglev table */
+    size_t                       points;    /* offset, 0: no ring */
     size_t                       npoints;
-    uint32_t                    *maglev;    /* NULL: no Maglev table */
 } ngx_http_gateway_hash_table_t;
+
+
+/* what a table is built from, copied from the snapshot: peers[], fill[] */
+
+typedef struct {
+    size_t                       n;
+    size_t                       npoints;
+    ngx_gateway_chash_peer_t    *peers;
+    ngx_gateway_maglev_fill_t   *fill;      /* Maglev's scratch */
+} ngx_http_gateway_hash_input_t;
 
 
 static void *ngx_http_gateway_hash_create_conf(ngx_conf_t *cf,
     ngx_str_t *params, ngx_uint_t n);
-static size_t ngx_http_gateway_hash_table_size(
-    ngx_http_gateway_snapshot_t *snap, ngx_uint_t used);
-static void ngx_http_gateway_hash_table_build(
-    ngx_http_gateway_snapshot_t *snap, void *table, ngx_uint_t used);
+static void *ngx_http_gateway_hash_table_input(
+    ngx_http_gateway_snapshot_t *snap, ngx_uint_t used, size_t *size);
+static void ngx_http_gateway_hash_table_build(void *input, void *table,
+    ngx_uint_t used);
 static ngx_int_t ngx_http_gateway_hash_select(ngx_http_gateway_select_t *sel);
 static ngx_int_t ngx_http_gateway_hash_rendezvous(
     ngx_http_gateway_select_t *sel, uint32_t key);
@@ -59,7 +73,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_hash = {
     ngx_http_gateway_hash_create_conf,
     NULL,
     ngx_http_gateway_hash_select,
-    ngx_http_gateway_hash_table_size,
+    ngx_http_gateway_hash_table_input,
     ngx_http_gateway_hash_table_build,
     0,
     0,
@@ -139,96 +153,100 @@ ngx_http_gateway_hash_create_conf(ngx_conf_t *cf, ngx_str_t *params,
 }
 
 
-static size_t
-ngx_http_gateway_hash_table_size(ngx_http_gateway_snapshot_t *snap,
-    ngx_uint_t used)
+/*
+ * Every peer of the snapshot is in the table, whatever its state: a peer
+ * that goes down or drains is skipped at lookup, so its keys come back to
+ * it, and nobody else's move.  Here, with the zone lock held, only the
+ * peers' hashed ids and weights are copied out.
+ */
+
+static void *
+ngx_http_gateway_hash_table_input(ngx_http_gateway_snapshot_t *snap,
+    ngx_uint_t used, size_t *size)
 {
-    size_t      size, npoints;
-    uint64_t    total;
-    ngx_uint_t  i, n;
+    size_t                          len;
+    ngx_uint_t                      i, n;
+    ngx_http_gateway_hash_input_t  *in;
 
     n = snap->npeers;
 
     /* one instance takes every key: rendezvous finds it at no cost */
 
     if (n <= 1) {
-        return 0;
+        *size = 0;
+        return NULL;
     }
 
-    size = sizeof(ngx_http_gateway_hash_table_t)
-           + n * sizeof(ngx_gateway_chash_peer_t);
+    len = sizeof(ngx_http_gateway_hash_input_t)
+          + n * sizeof(ngx_gateway_chash_peer_t);
 
     if (used & NGX_HTTP_GATEWAY_HASH_MAGLEV) {
-        size += n * sizeof(ngx_gateway_maglev_fill_t)
-                + NGX_GATEWAY_MAGLEV_SIZE * sizeof(uint32_t);
+        len += n * sizeof(ngx_gateway_maglev_fill_t);
+    }
+
+    *size = sizeof(ngx_http_gateway_hash_table_t);
+
+    in = ngx_alloc(len, ngx_cycle->log);
+    if (in == NULL) {
+        return NULL;
+    }
+
+    in->n = n;
+    in->peers = (ngx_gateway_chash_peer_t *) (in + 1);
+    in->fill = (ngx_gateway_maglev_fill_t *) (in->peers + n);
+    in->npoints = 0;
+
+    for (i = 0; i < n; i++) {
+        in->peers[i].id = ngx_crc32_long(snap->peers[i].id.data,
+                                         snap->peers[i].id.len);
+        in->peers[i].weight = (uint32_t) snap->peers[i].weight;
+    }
+
+    if (used & NGX_HTTP_GATEWAY_HASH_MAGLEV) {
+        *size += NGX_GATEWAY_MAGLEV_SIZE * sizeof(uint32_t);
     }
 
     if (used & NGX_HTTP_GATEWAY_HASH_KETAMA) {
-        total = 0;
-
-        for (i = 0; i < n; i++) {
-            total += snap->peers[i].weight;
-        }
-
-        npoints = 0;
-
-        for (i = 0; i < n; i++) {
-            npoints += ngx_gateway_ketama_count(snap->peers[i].weight, total);
-        }
-
-        size += npoints * sizeof(ngx_gateway_ketama_point_t);
+        in->npoints = ngx_gateway_ketama_npoints(in->peers, n);
+        *size += in->npoints * sizeof(ngx_gateway_ketama_point_t);
     }
 
-    return size;
+    return in;
 }
 
 
-/*
- * Every peer of the snapshot is in the table, whatever its state: a peer
- * that goes down or drains is skipped at lookup, so its keys come back to
- * it, and nobody else's move.
- */
+/* without the lock: the ring's sort is what takes long (262,144 points) */
 
 static void
-ngx_http_gateway_hash_table_build(ngx_http_gateway_snapshot_t *snap,
-    void *data, ngx_uint_t used)
+ngx_http_gateway_hash_table_build(void *input, void *table, ngx_uint_t used)
 {
-    u_char                         *p;
-    ngx_uint_t                      i, n;
-    ngx_gateway_chash_peer_t       *peers;
-    ngx_gateway_maglev_fill_t      *fill;
+    size_t                          off;
+    ngx_http_gateway_hash_input_t  *in;
     ngx_http_gateway_hash_table_t  *t;
 
-    n = snap->npeers;
-    t = data;
+    in = input;
+    t = table;
 
-    p = (u_char *) (t + 1);
-    peers = (ngx_gateway_chash_peer_t *) p;
-    p += n * sizeof(ngx_gateway_chash_peer_t);
+    off = sizeof(ngx_http_gateway_hash_table_t);
 
-    for (i = 0; i < n; i++) {
-        peers[i].id = ngx_crc32_long(snap->peers[i].id.data,
-                                     snap->peers[i].id.len);
-        peers[i].weight = (uint32_t) snap->peers[i].weight;
-    }
-
-    t->points = NULL;
+    t->maglev = 0;
+    t->points = 0;
     t->npoints = 0;
-    t->maglev = NULL;
 
     if (used & NGX_HTTP_GATEWAY_HASH_MAGLEV) {
-        fill = (ngx_gateway_maglev_fill_t *) p;
-        p += n * sizeof(ngx_gateway_maglev_fill_t);
+        t->maglev = off;
+        off += NGX_GATEWAY_MAGLEV_SIZE * sizeof(uint32_t);
 
-        t->maglev = (uint32_t *) p;
-        p += NGX_GATEWAY_MAGLEV_SIZE * sizeof(uint32_t);
-
-        ngx_gateway_maglev_build(peers, n, t->maglev, fill);
+        ngx_gateway_maglev_build(in->peers, in->n,
+                                 (uint32_t *) ((u_char *) t + t->maglev),
+                                 in->fill);
     }
 
     if (used & NGX_HTTP_GATEWAY_HASH_KETAMA) {
-        t->points = (ngx_gateway_ketama_point_t *) p;
-        t->npoints = ngx_gateway_ketama_build(peers, n, t->points);
+        t->points = off;
+        t->npoints = ngx_gateway_ketama_build(in->peers, in->n,
+                                              (ngx_gateway_ketama_point_t *)
+                                              ((u_char *) t + t->points));
     }
 }
 
@@ -237,9 +255,10 @@ static ngx_int_t
 ngx_http_gateway_hash_select(ngx_http_gateway_select_t *sel)
 {
     size_t                          i, k;
-    uint32_t                        key;
+    uint32_t                        key, *maglev;
     ngx_str_t                       value;
     ngx_http_gateway_peer_t        *peer;
+    ngx_gateway_ketama_point_t     *points;
     ngx_http_gateway_snapshot_t    *snap;
     ngx_http_gateway_hash_conf_t   *conf;
     ngx_http_gateway_hash_table_t  *t;
@@ -267,13 +286,14 @@ ngx_http_gateway_hash_select(ngx_http_gateway_select_t *sel)
     }
 
     if (conf->method == NGX_HTTP_GATEWAY_HASH_KETAMA && t->points) {
-        i = ngx_gateway_ketama_find(t->points, t->npoints, key);
+        points = (ngx_gateway_ketama_point_t *) ((u_char *) t + t->points);
+        i = ngx_gateway_ketama_find(points, t->npoints, key);
 
         for (k = 0; k < t->npoints; k++) {
-            peer = &snap->peers[t->points[i].peer];
+            peer = &snap->peers[points[i].peer];
 
             if (ngx_http_gateway_eligible(sel, peer)) {
-                return t->points[i].peer;
+                return points[i].peer;
             }
 
             if (++i == t->npoints) {
@@ -285,13 +305,14 @@ ngx_http_gateway_hash_select(ngx_http_gateway_select_t *sel)
     }
 
     if (conf->method == NGX_HTTP_GATEWAY_HASH_MAGLEV && t->maglev) {
+        maglev = (uint32_t *) ((u_char *) t + t->maglev);
         i = ngx_gateway_maglev_slot(key);
 
         for (k = 0; k < NGX_GATEWAY_MAGLEV_SIZE; k++) {
-            peer = &snap->peers[t->maglev[i]];
+            peer = &snap->peers[maglev[i]];
 
             if (ngx_http_gateway_eligible(sel, peer)) {
-                return t->maglev[i];
+                return maglev[i];
             }
 
             if (++i == NGX_GATEWAY_MAGLEV_SIZE) {

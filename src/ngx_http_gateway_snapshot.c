@@ -589,6 +589,8 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
 
     ngx_shmtx_unlock(&gmcf->shpool->mutex);
 
+    ngx_http_gateway_balancers_tables_build(gmcf);
+
     if (failed) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "gateway: zone \"%V\" is full, service \"%V\" is "
@@ -608,7 +610,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_data_t      *data;
     ngx_http_gateway_instance_t  *inst;
-    ngx_http_gateway_snapshot_t  *snap, *old;
+    ngx_http_gateway_snapshot_t  *snap;
 
     total = 0;
 
@@ -692,6 +694,28 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     rc = ngx_http_gateway_balancers_update_locked(gmcf, snap);
 
+    if (rc == NGX_DONE) {
+        /* published when its tables are built, if no later commit was */
+        svc->pending = snap;
+        return NGX_OK;
+    }
+
+    ngx_http_gateway_snapshot_publish_locked(gmcf, snap);
+
+    return rc;
+}
+
+
+void
+ngx_http_gateway_snapshot_publish_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap)
+{
+    ngx_http_gateway_service_t   *svc;
+    ngx_http_gateway_snapshot_t  *old;
+
+    svc = snap->service;
+    svc->pending = NULL;
+
     old = svc->snapshot;
 
     ngx_http_gateway_events_locked(gmcf, svc, old, snap);
@@ -705,8 +729,33 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     }
 
     gmcf->sh->generation++;
+}
 
-    return rc;
+
+/*
+ * A snapshot that waited for its tables without the lock: still its
+ * service's last commit, or freed (nobody else frees it, nobody saw it).
+ */
+
+ngx_uint_t
+ngx_http_gateway_snapshot_wanted_locked(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_snapshot_t *snap)
+{
+    ngx_http_gateway_service_t  *svc;
+
+    svc = snap->service;
+
+    if (svc->pending == snap && !svc->removed) {
+        return 1;
+    }
+
+    if (svc->pending == snap) {
+        svc->pending = NULL;
+    }
+
+    ngx_http_gateway_snapshot_free_locked(gmcf, snap);
+
+    return 0;
 }
 
 

@@ -87,6 +87,7 @@ struct ngx_http_gateway_peer_data_s {
 
 
 static ngx_int_t ngx_http_gateway_upstream_postconf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gateway_upstream_check(ngx_conf_t *cf);
 static ngx_int_t ngx_http_gateway_observer_push(ngx_conf_t *cf,
     ngx_array_t *list, ngx_http_gateway_observer_pt handler);
 static ngx_int_t ngx_http_gateway_upstream_init(ngx_conf_t *cf,
@@ -228,7 +229,73 @@ ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_gateway_upstream_postconf(ngx_conf_t *cf)
 {
+    if (ngx_http_gateway_upstream_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_gateway_observer_add(cf, ngx_http_gateway_stats_observe);
+}
+
+
+/*
+ * The directives that do not check for "gateway_service" as they are
+ * parsed (their modules' confs only record them) would be ignored in an
+ * upstream without it; the others refuse to come before it.
+ */
+
+static ngx_int_t
+ngx_http_gateway_upstream_check(ngx_conf_t *cf)
+{
+    char                            *name;
+    ngx_uint_t                       i;
+    ngx_http_gateway_eject_conf_t   *ecf;
+    ngx_http_gateway_retry_conf_t   *rcf;
+    ngx_http_upstream_srv_conf_t   **uscfp, *us;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        us = uscfp[i];
+
+        /* an implicit upstream of proxy_pass has no block */
+
+        if (us->srv_conf == NULL
+            || ngx_http_gateway_upstream_configured(
+                   ngx_http_conf_upstream_srv_conf(us,
+                                           ngx_http_gateway_upstream_module)))
+        {
+            continue;
+        }
+
+        ecf = ngx_http_conf_upstream_srv_conf(us,
+                                              ngx_http_gateway_eject_module);
+        rcf = ngx_http_conf_upstream_srv_conf(us,
+                                              ngx_http_gateway_retry_module);
+
+        if (ecf->enabled) {
+            name = "gateway_eject";
+
+        } else if (rcf->percent != NGX_CONF_UNSET_UINT) {
+            name = "gateway_retry_budget";
+
+        } else if (rcf->idempotency_key != NGX_CONF_UNSET) {
+            name = "gateway_retry_idempotency_key";
+
+        } else {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"%s\" requires \"gateway_service\" in upstream "
+                      "\"%V\" in %s:%ui",
+                      name, &us->host, us->file_name, us->line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

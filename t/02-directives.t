@@ -9,8 +9,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use GatewayTest;
 
-# %%REGISTRY%%, %%ALLOW%%, %%UPSTREAM%%, %%SERVER%%, %%LOCATION%% are the
-# slots a case fills (empty by default)
+# %%REGISTRY%%, %%ALLOW%%, %%UPSTREAM%%, %%PLAIN%%, %%SERVER%%, %%LOCATION%%
+# are the slots a case fills (empty by default); upstream "plain" has no
+# gateway_service
 my $template = <<'EOF';
     %%REGISTRY%%
     %%ALLOW%%
@@ -18,6 +19,11 @@ my $template = <<'EOF';
     upstream gw {
         %%UPSTREAM%%
         keepalive 16;
+    }
+
+    upstream plain {
+        %%PLAIN%%
+        server 127.0.0.1:9;
     }
 
     server {
@@ -39,6 +45,7 @@ my %default = (
     REGISTRY => 'gateway_registry zone=gw:1m;',
     ALLOW    => '',
     UPSTREAM => 'gateway_service $gw_service;',
+    PLAIN    => '',
     SERVER   => '',
     ADMIN    => 'gateway_admin;',
     LOCATION => '',
@@ -48,7 +55,7 @@ sub conf_with {
     my (%slots) = @_;
     my %v = (%default, %slots);
     my $c = $template;
-    $c =~ s/%%(REGISTRY|ALLOW|UPSTREAM|SERVER|ADMIN|LOCATION)%%/$v{$1}/g;
+    $c =~ s/%%(REGISTRY|ALLOW|UPSTREAM|PLAIN|SERVER|ADMIN|LOCATION)%%/$v{$1}/g;
     return $c;
 }
 
@@ -154,6 +161,44 @@ good('gateway_balance random',
     UPSTREAM => 'gateway_service $gw_service; gateway_balance random;');
 good('gateway_balance round_robin',
     UPSTREAM => 'gateway_service $gw_service; gateway_balance round_robin;');
+
+# --- the upstream directives need gateway_service ------------------------------
+
+# in an upstream without gateway_service each would do nothing: nginx -t
+# fails naming it (and the upstream, for those that may come before
+# gateway_service and so are checked once the upstream is complete)
+my @needs_service = (
+    [ 'gateway_balance',         'gateway_balance random;',           0 ],
+    [ 'gateway_slow_start',      'gateway_slow_start 10s;',           0 ],
+    [ 'gateway_sticky',          'gateway_sticky cookie=gw;',         0 ],
+    [ 'gateway_locality',        'gateway_locality zone=a;',          0 ],
+    [ 'gateway_health_check',    'gateway_health_check;',             0 ],
+    [ 'gateway_max_requests',    'gateway_max_requests 10;',          0 ],
+    [ 'gateway_eject',           'gateway_eject;',                    1 ],
+    [ 'gateway_retry_budget',    'gateway_retry_budget percent=20;',  1 ],
+    [ 'gateway_retry_idempotency_key',
+                                 'gateway_retry_idempotency_key on;', 1 ],
+    [ 'gateway_retry_idempotency_key',
+                                 'gateway_retry_idempotency_key off;', 1 ],
+);
+
+for my $c (@needs_service) {
+    my ($directive, $line, $names_upstream) = @$c;
+    bad("$line without gateway_service", $directive, PLAIN => $line);
+
+    next unless $names_upstream;
+    my ($code, $out) = nginx_test_config(conf => conf_with(PLAIN => $line));
+    ok(scalar(grep { /^.*"\Q$directive\E" requires "gateway_service" in upstream "plain"$/ }
+                   emerg_lines($out)),
+       "$line without gateway_service: the [emerg] names upstream \"plain\"")
+        or diag($out);
+    like($out, qr/in upstream "plain" in \S+:\d+/,
+         "$line without gateway_service: and where the upstream is");
+}
+
+good('gateway_eject and gateway_retry_* before gateway_service',
+    UPSTREAM => 'gateway_eject; gateway_retry_budget;'
+              . ' gateway_retry_idempotency_key on; gateway_service users;');
 
 # --- gateway_admin, gateway_admin_token ----------------------------------------
 

@@ -4,7 +4,9 @@
 # to the same instance in every worker and across a reload, an instance
 # added takes only its share, removed or drained gives back only its own
 # keys, and a retry goes to the next distinct instance, the one a drain
-# would give.  The distribution over 100,000 keys is in t/unit/test_chash.c.
+# would give; with writers in both workers at once, requests are routed by
+# the last commit.  The distribution over 100,000 keys is in
+# t/unit/test_chash.c.
 
 use strict;
 use warnings;
@@ -12,6 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use HTTP::Tiny;
+use POSIX ();
 use GatewayTest;
 
 # directives: a bad one fails nginx -t naming it
@@ -279,6 +282,79 @@ for my $i (0 .. 9) {
 for my $m (qw(hr kt mg)) {
     is_deeply(shares(mapping($m, 300)), { i07 => 300 },
               "$m: with one instance up, it gets every key");
+}
+
+# writers in both workers at once: each commit's tables are built without
+# the zone lock, and a snapshot that a later commit overtook meanwhile is
+# dropped, never published over it.  Weights of 100 make the ring the
+# largest (262,144 points), so builds overlap; 4 writers, two per worker,
+# each own some instances and end with even ones up, odd ones down, with
+# weight 1, the last four writes (one each) at once: the last commit's
+# ring (20,480 points) is built faster than the ones it overtook, which
+# must not replace it.
+{
+    my (@kids, @go);
+    my @workers = sort { $a <=> $b } $ng->worker_pids;
+    pipe(my $ready_r, my $ready_w) or die "pipe: $!";
+    for my $w (0 .. 3) {
+        pipe(my $go_r, my $go_w) or die "pipe: $!";
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            close $ready_r;
+            close $go_w;
+            # writers 0 and 2 write through one worker, 1 and 3 the other
+            my $c;
+            for (1 .. 200) {
+                $c = HTTP::Tiny->new(keep_alive => 1, timeout => tmo(30));
+                my $pid = $c->get($ng->url('/hr?k=probe'))->{headers}{'x-pid'};
+                last if defined $pid && $pid == $workers[$w % 2];
+            }
+            my $ok = 1;
+            for my $round (0 .. 7) {
+                if ($round == 7) {
+                    # the last writes start in every writer at once
+                    syswrite($ready_w, "r");
+                    sysread($go_r, my $go, 1);
+                }
+                for my $i (grep { $_ % 4 == $w } 0 .. 9) {
+                    my $last = $round == 7 || ($round == 6 && $i >= 4);
+                    next if $round == 7 && $i >= 4;
+                    my $state = $last ? ($i % 2 ? 'down' : 'up')
+                                      : (($round + $i) % 2 ? 'up' : 'down');
+                    my $r = $c->request('PATCH',
+                        $ng->url(sprintf('/gateway/services/users/instances/i%02d', $i)),
+                        { content => json_encode({ state => $state,
+                                                   weight => $last ? 1 : 100 }) });
+                    $ok = 0 unless $r->{status} == 200;
+                }
+            }
+            POSIX::_exit($ok ? 0 : 1);
+        }
+        close $go_r;
+        push @kids, $pid;
+        push @go, $go_w;
+    }
+    close $ready_w;
+    sysread($ready_r, my $r, 1) for 0 .. 3;
+    syswrite($_, "g") for @go;
+    close $_ for @go;
+    my $failed = 0;
+    for my $pid (@kids) { waitpid($pid, 0); $failed++ if $? }
+    is($failed, 0, 'concurrent writers: every write answered 200');
+
+    my $svc = $ng->get('/gateway/services/users');
+    my %state = map { $_->{id} => $_->{state} } @{ json_decode($svc->{content})->{instances} || [] };
+    is_deeply(\%state, { map { (sprintf('i%02d', $_) => $_ % 2 ? 'down' : 'up') } 0 .. 9 },
+              'concurrent writers: the registry has every last write');
+
+    connect_clients($ng);
+    for my $m (qw(kt mg)) {
+        my $map = mapping($m, 600);
+        is_deeply([ sort keys %{ shares($map) } ], [ qw(i00 i02 i04 i06 i08) ],
+                  "$m: routed by the last commit: exactly the up instances get keys");
+        is_deeply(mapping($m, 600, $ng, 1), $map,
+                  "$m: the same mapping in the other worker");
+    }
 }
 
 # a zone without room for a Maglev table: rendezvous, logged, still routed

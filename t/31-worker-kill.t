@@ -17,7 +17,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use GatewayTest;
-use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
@@ -28,47 +27,8 @@ my $INFLIGHT = 6;
 
 # --- a backend that reads a request and answers only after a long time -----
 
-sub slow_backend {
-    my ($delay) = @_;
-    return start_backend(sub { serve_slowly($_[0], $delay) });
-}
-
-sub serve_slowly {
-    my ($ls, $delay) = @_;
-    my $sel = IO::Select->new($ls);
-    my (%buf, %due);
-    while (1) {
-        for my $s ($sel->can_read(0.05)) {
-            if ($s == $ls) {
-                my $c = $ls->accept or next;
-                $sel->add($c);
-                $buf{$c} = '';
-                next;
-            }
-            my $n = sysread($s, $buf{$s}, 4096, length $buf{$s});
-            if (!$n) {
-                $sel->remove($s);
-                delete $buf{$s};
-                delete $due{$s};
-                close $s;
-                next;
-            }
-            $due{$s} //= [$s, time + $delay] if $buf{$s} =~ /\r\n\r\n/;
-        }
-        for my $k (keys %due) {
-            my ($s, $t) = @{ $due{$k} };
-            next if time < $t;
-            syswrite($s, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
-                         . "Connection: close\r\n\r\nslow\n");
-            $sel->remove($s);
-            delete $buf{$k};
-            delete $due{$k};
-            close $s;
-        }
-    }
-}
-
-my $backend = slow_backend(tmo(60));
+my $backend = start_slow_backend(delay => tmo(60), body => "slow\n",
+                                 poll => 0.05);
 
 my $conf = <<'EOF';
     gateway_registry zone=gw:1m;
@@ -178,13 +138,8 @@ for my $workers (1, 2) {
     my @old = $ng->worker_pids;
     is(scalar(@old), $workers, "$tag $workers worker processes");
     my $from = $ng->log_size;
-    kill 'KILL', @old;
-
     my %old = map { $_ => 1 } @old;
-    ok(wait_until(sub {
-        my @now = $ng->worker_pids;
-        @now == $workers && !grep { $old{$_} } @now;
-    }, timeout => 10), "$tag the master respawned the killed workers");
+    ok($ng->kill_workers, "$tag the master respawned the killed workers");
 
     ok(wait_until(sub { active($ng) == 0 }, timeout => 5),
        "$tag every instance is back to active 0")
@@ -229,8 +184,7 @@ for my $workers (1, 2) {
     is(active($ng), $INFLIGHT, "$tag their requests are still active");
 
     my $from = $ng->log_size;
-    kill 'KILL', @old;
-    ok(wait_until(sub { !grep { $old{$_} } $ng->worker_pids }, timeout => 5),
+    ok($ng->kill_workers(pids => \@old, replaced => 0, timeout => 5),
        "$tag the old workers are gone");
     is(scalar($ng->worker_pids), 2, "$tag and not replaced");
 

@@ -25,8 +25,10 @@
 #   BENCH_APPLY_RATE (2000 req/s)  BENCH_APPLY_CONNS (16)
 #   BENCH_APPLY_ZONE (64m)  BENCH_APPLY_TIMEOUT (60 s, for a sync)
 
-apply_gateway_conf() {     # DIR PORT RESYNC ZONE
-    local dir=$1 port=$2 resync=$3 zone=$4
+# apply_gateway_conf DIR PORT RESYNC ZONE [LOCATION]: the gateway of the
+# apply and scrape scenarios; LOCATION is a location block more
+apply_gateway_conf() {
+    local dir=$1 port=$2 resync=$3 zone=$4 more=${5:-}
     echo "load_module $GATEWAY_MODULE;"
     nginx_main_conf "$dir" 2
     # notice level: the lease holder's pid ("now keeps the registry")
@@ -45,6 +47,7 @@ $(nginx_http_common "$dir")
 $(nginx_proxy_location gw)
             add_header X-Worker \$pid always;
         }
+        $more
         location /gateway/ { gateway_admin; }
     }
 }
@@ -72,6 +75,49 @@ apply_populate() {
             }
         }
     ' "$n" "$addr" | redis_pipe "$BENCH_TMP/apply/populate.log"
+}
+
+# apply_start DIR: what the apply and scrape scenarios start the same way:
+# the load client (APPLY_CLIENT), Redis, and "users" x 3 on real backends
+apply_start() {
+    local dir=$1 i
+    mkdir -p "$dir/gw"
+
+    APPLY_CLIENT=$dir/apply_load
+    cc -O2 -Wall -o "$APPLY_CLIENT" "$BENCH_DIR/lib/apply_load.c" \
+        || die "cannot compile lib/apply_load.c"
+
+    start_redis "$dir/redis" "$LOAD_CPU"
+    start_backends 3 "$LOAD_CPU"
+    for i in 1 2 3; do
+        register_instance users "u$i" "127.0.0.1:${BACKEND_PORTS[$((i - 1))]}"
+    done
+}
+
+# apply_workers NAME DIR PID: APPLY_SPID, the worker of master PID that
+# keeps the registry (from DIR/gw/notice.log), and APPLY_OPID, the other one
+apply_workers() {
+    local name=$1 dir=$2 pid=$3 i w
+    APPLY_SPID=""
+    for i in $(seq 1 50); do
+        APPLY_SPID=$(sed -n 's/.*\[notice\] \([0-9]*\)#.*now keeps the registry.*/\1/p' \
+                     "$dir/gw/notice.log" | tail -n 1)
+        [ -n "$APPLY_SPID" ] && break
+        sleep 0.1
+    done
+    [ -n "$APPLY_SPID" ] || die "$name: no worker took the registry lease"
+    APPLY_OPID=""
+    for w in $(nginx_workers "$pid"); do
+        [ "$w" = "$APPLY_SPID" ] || APPLY_OPID=$w
+    done
+    [ -n "$APPLY_OPID" ] || die "$name: expected 2 workers, found $(nginx_workers "$pid")"
+}
+
+# apply_warmup NAME PORT: keepalive connections to the backends in both
+# workers
+apply_warmup() {
+    taskset -c "$LOAD_CPU" "$APPLY_CLIENT" -p "$2" -r "$APPLY_RATE" -d 1 \
+        -c "$APPLY_CONNS" -w 2 > /dev/null || die "$1: load client failed"
 }
 
 # apply_generation PORT: the zone's generation (GET /gateway/services)
@@ -119,22 +165,12 @@ scenario_apply() {
     local n=${BENCH_APPLY_INSTANCES:-10000} resync=${BENCH_APPLY_RESYNC:-1s}
     local zone=${BENCH_APPLY_ZONE:-64m} tmo=${BENCH_APPLY_TIMEOUT:-60}
     local rounds=${BENCH_APPLY_ROUNDS:-3}
-    local dir=$BENCH_TMP/apply port pid i r spid opid w res
+    local dir=$BENCH_TMP/apply port pid r spid opid res
     APPLY_DIR=$dir
     APPLY_DUR=${BENCH_APPLY_DURATION:-8}
     APPLY_RATE=${BENCH_APPLY_RATE:-2000}
     APPLY_CONNS=${BENCH_APPLY_CONNS:-16}
-    mkdir -p "$dir/gw"
-
-    APPLY_CLIENT=$dir/apply_load
-    cc -O2 -Wall -o "$APPLY_CLIENT" "$BENCH_DIR/lib/apply_load.c" \
-        || die "cannot compile lib/apply_load.c"
-
-    start_redis "$dir/redis" "$LOAD_CPU"
-    start_backends 3 "$LOAD_CPU"
-    for i in 1 2 3; do
-        register_instance users "u$i" "127.0.0.1:${BACKEND_PORTS[$((i - 1))]}"
-    done
+    apply_start "$dir"
 
     port=$(free_port)
     apply_gateway_conf "$dir/gw" "$port" "$resync" "$zone" > "$dir/gw/nginx.conf"
@@ -145,24 +181,11 @@ scenario_apply() {
     [ "${res%% *}" != timeout ] || die "apply: users x 3 not synced ($res)"
 
     # the worker that keeps the registry applies the snapshots
-    spid=""
-    for i in $(seq 1 50); do
-        spid=$(sed -n 's/.*\[notice\] \([0-9]*\)#.*now keeps the registry.*/\1/p' \
-               "$dir/gw/notice.log" | tail -n 1)
-        [ -n "$spid" ] && break
-        sleep 0.1
-    done
-    [ -n "$spid" ] || die "apply: no worker took the registry lease"
-    opid=""
-    for w in $(nginx_workers "$pid"); do
-        [ "$w" = "$spid" ] || opid=$w
-    done
-    [ -n "$opid" ] || die "apply: expected 2 workers, found $(nginx_workers "$pid")"
+    apply_workers apply "$dir" "$pid"
+    spid=$APPLY_SPID
+    opid=$APPLY_OPID
     log "apply: gateway on $port, worker $spid keeps the registry, worker $opid does not"
-
-    # warm-up: keepalive connections to the backends in both workers
-    taskset -c "$LOAD_CPU" "$APPLY_CLIENT" -p "$port" -r "$APPLY_RATE" -d 1 \
-        -c "$APPLY_CONNS" -w 2 > /dev/null || die "apply: load client failed"
+    apply_warmup apply "$port"
 
     log "apply: writing service bulk, $n instances, no revision key"
     apply_populate "$n" "127.0.0.1:${BACKEND_PORTS[0]}"

@@ -22,32 +22,6 @@
 #   BENCH_SCRAPE_RATE (2000 req/s)  BENCH_SCRAPE_ZONE (256m)
 #   BENCH_SCRAPE_INTERVAL (1 s between the starts of two scrapes)
 
-scrape_gateway_conf() {     # DIR PORT ZONE
-    local dir=$1 port=$2 zone=$3
-    echo "load_module $GATEWAY_MODULE;"
-    nginx_main_conf "$dir" 2
-    echo "error_log $dir/notice.log notice;"
-    cat <<EOC
-http {
-$(nginx_http_common "$dir")
-    gateway_registry zone=gw:$zone redis=redis://127.0.0.1:$REDIS_PORT resync=5s;
-    upstream gw {
-        gateway_service users;
-        keepalive 32;
-    }
-    server {
-        listen 127.0.0.1:$port reuseport backlog=4096;
-        location / {
-$(nginx_proxy_location gw)
-            add_header X-Worker \$pid always;
-        }
-        location = /metrics { gateway_metrics; }
-        location /gateway/ { gateway_admin; }
-    }
-}
-EOC
-}
-
 # scrape_populate SERVICES INSTANCES ADDRESS: the services, as the
 # registration recipe writes them, in one pipeline
 scrape_populate() {
@@ -82,28 +56,19 @@ scrape_workers_cpu() {
 scenario_scrape() {
     local n=${BENCH_SCRAPE_SERVICES:-10000} k=${BENCH_SCRAPE_INSTANCES:-10}
     local zone=${BENCH_SCRAPE_ZONE:-256m} rounds=${BENCH_SCRAPE_ROUNDS:-3}
-    local dir=$BENCH_TMP/scrape port pid i r spid opid w res scraper
+    local dir=$BENCH_TMP/scrape port pid r spid opid res scraper
     local every=${BENCH_SCRAPE_INTERVAL:-1}
     APPLY_DIR=$dir
     APPLY_DUR=${BENCH_SCRAPE_DURATION:-8}
     APPLY_RATE=${BENCH_SCRAPE_RATE:-2000}
     APPLY_CONNS=${BENCH_APPLY_CONNS:-16}
-    mkdir -p "$dir/gw"
-
-    APPLY_CLIENT=$dir/apply_load
-    cc -O2 -Wall -o "$APPLY_CLIENT" "$BENCH_DIR/lib/apply_load.c" \
-        || die "cannot compile lib/apply_load.c"
-
-    start_redis "$dir/redis" "$LOAD_CPU"
-    start_backends 3 "$LOAD_CPU"
-    for i in 1 2 3; do
-        register_instance users "u$i" "127.0.0.1:${BACKEND_PORTS[$((i - 1))]}"
-    done
+    apply_start "$dir"
     log "scrape: writing $n services x $k instances"
     scrape_populate "$n" "$k" "127.0.0.1:${BACKEND_PORTS[0]}"
 
     port=$(free_port)
-    scrape_gateway_conf "$dir/gw" "$port" "$zone" > "$dir/gw/nginx.conf"
+    apply_gateway_conf "$dir/gw" "$port" 5s "$zone" \
+        'location = /metrics { gateway_metrics; }' > "$dir/gw/nginx.conf"
     start_nginx gateway "$dir/gw" "" "$port"
     pid=$NGINX_PID
     wait_200 "http://127.0.0.1:$port/" 15 || die "scrape: the gateway does not answer 200"
@@ -111,26 +76,15 @@ scenario_scrape() {
     [ "${res%% *}" != timeout ] || die "scrape: the registry was not synced ($res)"
     log "scrape: $((n + 1)) services synced after ${res%% *}s"
 
-    spid=""
-    for i in $(seq 1 50); do
-        spid=$(sed -n 's/.*\[notice\] \([0-9]*\)#.*now keeps the registry.*/\1/p' \
-               "$dir/gw/notice.log" | tail -n 1)
-        [ -n "$spid" ] && break
-        sleep 0.1
-    done
-    [ -n "$spid" ] || die "scrape: no worker took the registry lease"
-    opid=""
-    for w in $(nginx_workers "$pid"); do
-        [ "$w" = "$spid" ] || opid=$w
-    done
-    [ -n "$opid" ] || die "scrape: expected 2 workers"
+    apply_workers scrape "$dir" "$pid"
+    spid=$APPLY_SPID
+    opid=$APPLY_OPID
 
     curl -s -o "$dir/page.txt" --max-time 60 "http://127.0.0.1:$port/metrics" \
         || die "scrape: /metrics does not answer"
     log "scrape: the page is $(wc -c < "$dir/page.txt") bytes"
 
-    taskset -c "$LOAD_CPU" "$APPLY_CLIENT" -p "$port" -r "$APPLY_RATE" -d 1 \
-        -c "$APPLY_CONNS" -w 2 > /dev/null || die "scrape: load client failed"
+    apply_warmup scrape "$port"
 
     : > "$dir/phases.txt"
     : > "$dir/scrapes.txt"

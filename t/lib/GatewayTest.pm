@@ -61,6 +61,7 @@ our @EXPORT = qw(
     run_cmd
     start_redis redis_cmd redis_cli redis_port redis_connect redis_error
     start_nginx nginx_test_config start_backend backend_pid stop_backend
+    start_slow_backend
     start_collector
     http_get http_request http_raw
     json_decode json_encode
@@ -531,6 +532,55 @@ sub start_backend {
     push @BACKENDS, $pid;
     $BACKEND_PID{$port} = $pid;
     return $port;
+}
+
+# start_slow_backend(delay => S, body => TEXT, poll => S, on_accept => SUB,
+# port => P): a backend that reads each request and answers it S seconds
+# later with 200 and TEXT (default: its own port), "Connection: close",
+# many connections at once; it looks at its sockets every poll seconds
+# (default 0.01) and calls on_accept->() for each connection it accepts.
+# Returns the port.
+sub start_slow_backend {
+    my (%o) = @_;
+    my $delay = $o{delay} // 1;
+    my $poll = $o{poll} // 0.01;
+    return start_backend(sub {
+        my ($ls) = @_;
+        my $body = $o{body} // $ls->sockport;
+        my $head = "HTTP/1.1 200 OK\r\nContent-Length: " . length($body)
+                   . "\r\nConnection: close\r\n\r\n";
+        my $sel = IO::Select->new($ls);
+        my (%buf, %due);
+        while (1) {
+            for my $s ($sel->can_read($poll)) {
+                if ($s == $ls) {
+                    my $c = $ls->accept or next;
+                    $o{on_accept}->() if $o{on_accept};
+                    $sel->add($c);
+                    $buf{$c} = '';
+                    next;
+                }
+                my $n = sysread($s, $buf{$s}, 4096, length $buf{$s});
+                if (!$n) {
+                    $sel->remove($s);
+                    delete $buf{$s};
+                    delete $due{$s};
+                    close $s;
+                    next;
+                }
+                $due{$s} //= [$s, time + $delay] if $buf{$s} =~ /\r\n\r\n/;
+            }
+            for my $k (keys %due) {
+                my ($s, $t) = @{ $due{$k} };
+                next if time < $t;
+                syswrite($s, $head . $body);
+                $sel->remove($s);
+                delete $buf{$k};
+                delete $due{$k};
+                close $s;
+            }
+        }
+    }, defined $o{port} ? (port => $o{port}) : ());
 }
 
 ########################################################################
@@ -1058,6 +1108,26 @@ sub kill_hard {
     GatewayTest::_wait_pid($pid, 5);
     $self->{log_checked} = $self->log_size;
     $CUR_NGINX = undef if $CUR_NGINX && $CUR_NGINX == $self;
+}
+
+# kill_workers(pids => [...], replaced => 1, timeout => 10): SIGKILLs
+# those workers (default: all of them) and waits until they are gone and,
+# unless replaced => 0 (old workers after a reload), the master runs as
+# many workers as before; true when it came to that.  Their valgrind logs
+# end without a summary on purpose; the test still has to allow the
+# master's "exited on signal 9" [alert] with expect_log_errors.
+sub kill_workers {
+    my ($self, %o) = @_;
+    my @all = $self->worker_pids;
+    my @pids = @{ $o{pids} // \@all };
+    my %gone = map { $_ => 1 } @pids;
+    my $want = ($o{replaced} // 1) ? @all : @all - @pids;
+    push @GatewayTest::KILLED_HARD, @pids;
+    kill 'KILL', @pids;
+    return GatewayTest::wait_until(sub {
+        my @now = $self->worker_pids;
+        return @now == $want && !grep { $gone{$_} } @now;
+    }, timeout => $o{timeout} // 10);
 }
 
 sub worker_pids_of {

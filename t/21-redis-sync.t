@@ -103,7 +103,7 @@ $redis->restart;
 ok(wait_until(sub { redis_cmd('PUBSUB', 'NUMSUB', 't21:events')->[1] == 1 },
               timeout => 10),
    'the gateway resubscribes after Redis restarts');
-expect_log_errors(qr/gateway: redis "127\.0\.0\.1" lost the registry/);
+expect_log_errors(qr/gateway: redis "127\.0\.0\.1:\d+" lost the registry/);
 ok(wait_until(sub { redis_cli('-n', 3, 'SISMEMBER', 't21:services', 'one') =~ /^1/
                     && redis_cli('-n', 3, 'EXISTS', 't21:svc:two:inst:a') =~ /^1/ },
               timeout => 10),
@@ -165,7 +165,7 @@ like($ng->error_log, qr/gateway: redis connection to "127\.0\.0\.1:\d+" failed/,
 
 # Redis comes back empty: the marker in the state file tells a wipe from a
 # deregistration, so the gateway writes its registry back
-expect_log_errors(qr/gateway: redis "127\.0\.0\.1" lost the registry/);
+expect_log_errors(qr/gateway: redis "127\.0\.0\.1:\d+" lost the registry/);
 $redis->start;
 ok(wait_until(sub { redis_cli('-n', 3, 'SISMEMBER', 't21:services', 'four') =~ /^1/ },
               timeout => 10),

@@ -112,7 +112,7 @@ if ($load == 0) {
 }
 
 sleep 1;
-expect_log_errors(qr/gateway: redis "127\.0\.0\.1" lost the registry/,
+expect_log_errors(qr/gateway: redis "127\.0\.0\.1:\d+" lost the registry/,
                   qr/writing the registry back to redis failed/);
 
 # the wipe, with writes refused for a while so that the stale state shows

@@ -133,7 +133,7 @@ like($page, qr/^gateway_redis_reconnects_total 0$/m, 'never lost');
 my ($synced) = $page =~ /^gateway_registry_last_sync_timestamp_seconds (\d+)$/m;
 ok($synced && abs($synced - time) < 60, 'the last resync is recent');
 
-expect_log_errors(qr{gateway: redis "127\.0\.0\.1" lost the registry});
+expect_log_errors(qr{gateway: redis "127\.0\.0\.1:\d+" lost the registry});
 $redis->stop;
 ok(wait_until(sub { ($ng->get('/metrics'))[2] =~ /^gateway_redis_up 0$/m },
               timeout => 5), 'Redis stopped: the link is down');

@@ -331,7 +331,7 @@ static ngx_int_t
 ngx_http_gateway_hash_rendezvous(ngx_http_gateway_select_t *sel,
     uint32_t key)
 {
-    double                        score, top;
+    uint32_t                      h, w, top_h, top_w;
     ngx_int_t                     best;
     ngx_uint_t                    i;
     ngx_http_gateway_peer_t      *peer;
@@ -339,7 +339,8 @@ ngx_http_gateway_hash_rendezvous(ngx_http_gateway_select_t *sel,
 
     snap = sel->snap;
     best = NGX_DECLINED;
-    top = -1;
+    top_h = 0;
+    top_w = 0;
 
     for (i = 0; i < snap->npeers; i++) {
         peer = &snap->peers[i];
@@ -348,12 +349,15 @@ ngx_http_gateway_hash_rendezvous(ngx_http_gateway_select_t *sel,
             continue;
         }
 
-        score = ngx_gateway_hrw_score(key,
-                                      ngx_crc32_long(peer->id.data,
-                                                     peer->id.len),
-                                      ngx_http_gateway_peer_weight(sel, peer));
-        if (score > top) {
-            top = score;
+        h = ngx_gateway_chash_mix(key, ngx_crc32_long(peer->id.data,
+                                                      peer->id.len));
+        w = (uint32_t) ngx_http_gateway_peer_weight(sel, peer);
+
+        if (best == NGX_DECLINED
+            || ngx_gateway_hrw_better(h, w, top_h, top_w))
+        {
+            top_h = h;
+            top_w = w;
             best = (ngx_int_t) i;
         }
     }

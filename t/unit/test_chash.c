@@ -147,7 +147,8 @@ ring_get(ring_t *r, uint32_t key)
         top = -1;
 
         for (i = 0; i < r->n; i++) {
-            s = ngx_gateway_hrw_score(key, r->peers[i].id,
+            s = ngx_gateway_hrw_score(ngx_gateway_chash_mix(key,
+                                                            r->peers[i].id),
                                       r->peers[i].weight);
             if (s > top) {
                 top = s;
@@ -472,6 +473,39 @@ test_maglev_full(void **state __attribute__((unused)))
 }
 
 
+/* the shortcut between equal weights orders as the scores do */
+
+static void
+test_hrw_better(void **state)
+{
+    int       n, want, got;
+    double    a, b;
+    uint32_t  h1, h2, w1, w2, x;
+
+    (void) state;
+
+    x = 12345;
+
+    for (n = 0; n < 200000; n++) {
+        x = x * 1103515245 + 12345;
+        h1 = ngx_gateway_chash_mix(x, 1);
+        h2 = ngx_gateway_chash_mix(x, 2);
+        w1 = 1 + (x >> 8) % 4;
+        w2 = (n % 3 == 0) ? w1 : 1 + (x >> 16) % 4;
+
+        a = ngx_gateway_hrw_score(h1, w1);
+        b = ngx_gateway_hrw_score(h2, w2);
+        want = a > b;
+        got = ngx_gateway_hrw_better(h1, w1, h2, w2);
+
+        if (want != got) {
+            fail_msg("h %u w %u vs h %u w %u: scores %.17g %.17g", h1, w1,
+                     h2, w2, a, b);
+        }
+    }
+}
+
+
 int
 main(void)
 {
@@ -492,6 +526,7 @@ main(void)
         cmocka_unit_test(test_hrw_add),
         cmocka_unit_test(test_hrw_remove),
         cmocka_unit_test(test_hrw_weights),
+        cmocka_unit_test(test_hrw_better),
     };
 
     keys_init();

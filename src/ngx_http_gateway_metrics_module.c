@@ -82,6 +82,8 @@ static ngx_int_t ngx_http_gateway_metrics_render(
     ngx_http_gateway_metrics_ctx_t *ctx);
 static void ngx_http_gateway_metrics_write(ngx_http_request_t *r);
 static void ngx_http_gateway_metrics_cleanup(void *data);
+static ngx_int_t ngx_http_gateway_metrics_states(
+    ngx_http_gateway_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_gateway_metrics_registry(
     ngx_http_gateway_metrics_ctx_t *ctx);
 static ngx_int_t ngx_http_gateway_metrics_requests_by_class(
@@ -452,15 +454,15 @@ ngx_http_gateway_metrics_handler(ngx_http_request_t *r)
 /*
  * The names of the services, in the registry's tree order (by name hash:
  * the same at every scrape; walked under the zone's lock, which requests
- * never take: writers wait for one walk, not a sort), and the instances by
- * state: what the steps go through.
+ * never take: writers wait for one walk of the services, not a sort, and
+ * no instance is touched), what the steps go through.
  */
 
 static ngx_int_t
 ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
 {
     u_char                           *p;
-    ngx_uint_t                        i, n;
+    ngx_uint_t                        n;
     ngx_slab_pool_t                  *shpool;
     ngx_rbtree_node_t                *node, *root, *sentinel;
     ngx_http_gateway_sh_t            *sh;
@@ -498,10 +500,6 @@ ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
         nm->name.len = svc->sn.str.len;
         nm->hash = svc->sn.node.key;
         p = ngx_cpymem(p, svc->sn.str.data, svc->sn.str.len);
-
-        for (i = 0; i < svc->ninstances; i++) {
-            ctx->states[svc->instances[i]->data->state % 3]++;
-        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -660,7 +658,7 @@ ngx_http_gateway_metrics_cleanup(void *data)
 static ngx_int_t
 ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
 {
-    ngx_uint_t                                  f;
+    ngx_uint_t                                  f, j;
     ngx_http_gateway_service_t                 *svc;
     ngx_http_gateway_snapshot_t                *snap;
     ngx_http_gateway_metrics_name_t            *nm;
@@ -687,7 +685,8 @@ ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
         }
 
         if (f == NGX_HTTP_GATEWAY_METRICS_OMITTED) {
-            if (ngx_http_gateway_metrics_one(ctx,
+            if (ngx_http_gateway_metrics_states(ctx) != NGX_OK
+                || ngx_http_gateway_metrics_one(ctx,
                     "gateway_metrics_omitted_instances", "gauge",
                     "Instances left out of the per-instance series by "
                     "gateway_metrics max_instances.", ctx->omitted)
@@ -747,6 +746,14 @@ ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
             continue;
         }
 
+        /* instances by state: counted in the first pass, rendered last */
+
+        if (f == 1) {
+            for (j = 0; j < snap->npeers; j++) {
+                ctx->states[snap->peers[j].state % 3]++;
+            }
+        }
+
         if (f <= NGX_HTTP_GATEWAY_METRICS_NSVC) {
             if (ngx_http_gateway_metrics_svc[f - 1].render(ctx, svc, snap)
                 != NGX_OK)
@@ -765,28 +772,22 @@ ngx_http_gateway_metrics_render(ngx_http_gateway_metrics_ctx_t *ctx)
 }
 
 
+/*
+ * Instances by state, from the snapshots the first per-service family went
+ * through (not in the walk under the zone's lock: that would touch every
+ * instance of the registry while writers wait).
+ */
+
 static ngx_int_t
-ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
+ngx_http_gateway_metrics_states(ngx_http_gateway_metrics_ctx_t *ctx)
 {
-    u_char                              *p;
-    ngx_uint_t                           i;
-    ngx_http_gateway_sh_t               *sh;
-    ngx_http_gateway_main_conf_t        *gmcf;
-    ngx_http_gateway_trace_main_conf_t  *tmcf;
+    u_char      *p;
+    ngx_uint_t   i;
 
-    gmcf = ctx->gmcf;
-    sh = gmcf->sh;
-
-    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_changes_total",
-            "counter", "Changes this gateway applied to its registry.",
-            sh->generation)
-        != NGX_OK
-        || ngx_http_gateway_metrics_one(ctx, "gateway_registry_services",
-               "gauge", "Services in the registry.", ctx->nnames)
-           != NGX_OK
-        || ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
-               "gauge", "Instances in the registry, by state.")
-           != NGX_OK)
+    if (ngx_http_gateway_metrics_family(ctx, "gateway_registry_instances",
+                                        "gauge",
+                                        "Instances in the registry, by state.")
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -801,6 +802,31 @@ ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
                                      "gateway_registry_instances{state=\"%s\"}"
                                      " %ui\n", ngx_gateway_state_name(i),
                                      ctx->states[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_metrics_registry(ngx_http_gateway_metrics_ctx_t *ctx)
+{
+    ngx_http_gateway_sh_t               *sh;
+    ngx_http_gateway_main_conf_t        *gmcf;
+    ngx_http_gateway_trace_main_conf_t  *tmcf;
+
+    gmcf = ctx->gmcf;
+    sh = gmcf->sh;
+
+    if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_changes_total",
+            "counter", "Changes this gateway applied to its registry.",
+            sh->generation)
+        != NGX_OK
+        || ngx_http_gateway_metrics_one(ctx, "gateway_registry_services",
+               "gauge", "Services in the registry.", ctx->nnames)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (ngx_http_gateway_metrics_one(ctx, "gateway_registry_stale", "gauge",

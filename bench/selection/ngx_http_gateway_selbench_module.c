@@ -384,6 +384,8 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     ngx_uint_t                    k, sample;
     ngx_slab_pool_t              *shpool;
     ngx_http_selbench_ctx_t       ctx;
+    ngx_str_t                     name;
+    ngx_http_gateway_data_t      *d;
     ngx_http_gateway_instance_t  *inst;
 
     shpool = gmcf->shpool;
@@ -418,10 +420,12 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
         }
 
         inst = ctx.svc->instances[i];
+        d = inst->data;
+        name = ngx_http_gateway_data_name(d);
 
-        if (inst->socklen + inst->name.len <= sizeof(buf)) {
-            ngx_memcpy(buf, inst->sockaddr, inst->socklen);
-            ngx_memcpy(buf + inst->socklen, inst->name.data, inst->name.len);
+        if (d->socklen + name.len <= sizeof(buf)) {
+            ngx_memcpy(buf, ngx_http_gateway_data_sockaddr(d), d->socklen);
+            ngx_memcpy(buf + d->socklen, name.data, name.len);
         }
 
         inst->stats.active++;
@@ -475,7 +479,7 @@ ngx_http_selbench_old_peer(void *data, size_t i)
 
     inst = ctx->svc->instances[i];
 
-    if (inst->state != NGX_GATEWAY_STATE_UP) {
+    if (inst->data->state != NGX_GATEWAY_STATE_UP) {
         return NULL;
     }
 
@@ -485,8 +489,9 @@ ngx_http_selbench_old_peer(void *data, size_t i)
         return NULL;
     }
 
-    if (ngx_http_selbench_swrr[i].weight != (int) inst->weight) {
-        ngx_gateway_swrr_reset(&ngx_http_selbench_swrr[i], (int) inst->weight);
+    if (ngx_http_selbench_swrr[i].weight != (int) inst->data->weight) {
+        ngx_gateway_swrr_reset(&ngx_http_selbench_swrr[i],
+                               (int) inst->data->weight);
     }
 
     return &ngx_http_selbench_swrr[i];

@@ -604,7 +604,8 @@ static ngx_int_t
 ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_service_t *svc)
 {
-    size_t                        size, tsize;
+    u_char                       *after;
+    size_t                        size, tsize, zsize;
     ngx_int_t                     rc;
     ngx_uint_t                    i, total;
     ngx_http_gateway_peer_t      *peer;
@@ -623,10 +624,11 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     /* after the peers: the tables, the zones, round robin's order */
 
     tsize = ngx_http_gateway_balancers_tables_size(gmcf);
+    zsize = ngx_http_gateway_zones_size(svc->ninstances);
 
     size = offsetof(ngx_http_gateway_snapshot_t, peers)
            + ngx_max(svc->ninstances, 1) * sizeof(ngx_http_gateway_peer_t)
-           + tsize + ngx_http_gateway_zones_size(svc->ninstances);
+           + tsize + zsize;
 
     if (total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
         size += total * sizeof(uint16_t);
@@ -639,18 +641,18 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     ngx_memzero(snap, offsetof(ngx_http_gateway_snapshot_t, peers));
 
+    after = (u_char *) &snap->peers[ngx_max(svc->ninstances, 1)];
+
+    if (tsize) {
+        snap->tables = (void **) after;
+    }
+
     if (total && total <= NGX_HTTP_GATEWAY_ORDER_MAX) {
-        snap->order = (uint16_t *)
-                      ((u_char *) &snap->peers[ngx_max(svc->ninstances, 1)]
-                       + tsize + ngx_http_gateway_zones_size(svc->ninstances));
+        snap->order = (uint16_t *) (after + tsize + zsize);
     }
 
     snap->service = svc;
     snap->npeers = svc->ninstances;
-
-    if (tsize) {
-        snap->tables = (void **) &snap->peers[ngx_max(svc->ninstances, 1)];
-    }
 
     for (i = 0; i < svc->ninstances; i++) {
         inst = svc->instances[i];
@@ -681,8 +683,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         inst->data->nsnaps++;
     }
 
-    ngx_http_gateway_zones_build(snap,
-                 (u_char *) &snap->peers[ngx_max(svc->ninstances, 1)] + tsize);
+    ngx_http_gateway_zones_build(snap, after + tsize);
 
     svc->nsnaps++;
 

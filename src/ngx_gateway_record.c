@@ -256,7 +256,7 @@ int
 ngx_gateway_parse_addr(const char *s, size_t len, ngx_gateway_addr_t *addr)
 {
     int                   family;
-    char                  host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN];
+    char                  host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN], *t;
     size_t                i, hlen, plen, tlen;
     uint64_t              port;
     const char           *h, *p;
@@ -341,23 +341,17 @@ ngx_gateway_parse_addr(const char *s, size_t len, ngx_gateway_addr_t *addr)
         /* the canonical text without inet_ntop(): a sprintf() per octet */
 
         b = (const unsigned char *) &addr->u.sockaddr_in.sin_addr;
-        tlen = 0;
+        t = addr->text;
 
         for (i = 0; i < 4; i++) {
             if (i) {
-                addr->text[tlen++] = '.';
+                *t++ = '.';
             }
 
-            if (b[i] >= 100) {
-                addr->text[tlen++] = (char) ('0' + b[i] / 100);
-            }
-
-            if (b[i] >= 10) {
-                addr->text[tlen++] = (char) ('0' + b[i] / 10 % 10);
-            }
-
-            addr->text[tlen++] = (char) ('0' + b[i] % 10);
+            t = ngx_gateway_text_uint(t, b[i]);
         }
+
+        tlen = (size_t) (t - addr->text);
 
     } else {
         if (inet_pton(AF_INET6, host, &addr->u.sockaddr_in6.sin6_addr) != 1)
@@ -386,12 +380,8 @@ ngx_gateway_parse_addr(const char *s, size_t len, ngx_gateway_addr_t *addr)
     /* ":65535" always fits: INET6_ADDRSTRLEN + 2 + 6 < 128 */
 
     addr->text[tlen++] = ':';
-
-    for (i = 10000; i > 1 && port / i == 0; i /= 10) { /* void */ }
-
-    for ( /* void */ ; i > 0; i /= 10) {
-        addr->text[tlen++] = (char) ('0' + (port / i) % 10);
-    }
+    tlen = (size_t) (ngx_gateway_text_uint(addr->text + tlen, port)
+                     - addr->text);
 
     addr->text_len = tlen;
 

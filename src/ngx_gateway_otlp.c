@@ -8,6 +8,7 @@
 
 #include "ngx_gateway_json.h"
 #include "ngx_gateway_otlp.h"
+#include "ngx_gateway_text.h"
 
 
 /* protobuf wire types */
@@ -623,24 +624,21 @@ ngx_gateway_json_hex(ngx_gateway_otlp_writer_t *w, const unsigned char *id,
 static void
 ngx_gateway_json_uint(ngx_gateway_otlp_writer_t *w, uint64_t v, int quoted)
 {
-    char   buf[24], *p;
+    char   buf[NGX_GATEWAY_UINT_LEN + 2], *p;
 
-    p = buf + sizeof(buf);
-
-    if (quoted) {
-        *--p = '"';
-    }
-
-    do {
-        *--p = (char) ('0' + v % 10);
-        v /= 10;
-    } while (v);
+    p = buf;
 
     if (quoted) {
-        *--p = '"';
+        *p++ = '"';
     }
 
-    ngx_gateway_json_raw(w, p, (size_t) (buf + sizeof(buf) - p));
+    p = ngx_gateway_text_uint(p, v);
+
+    if (quoted) {
+        *p++ = '"';
+    }
+
+    ngx_gateway_json_raw(w, buf, (size_t) (p - buf));
 }
 
 

@@ -292,6 +292,23 @@ for my $protocol (qw(protobuf json)) {
     like($tp->[0] // '', qr/^00-$parent_trace-(?!$parent_span)[0-9a-f]{16}-01$/,
          'and the header was rewritten');
 
+    # User-Agent text in a span: a control character leaves it out, a long
+    # one is cut to 256 bytes before the character the limit would split
+    my %ua = (ctl => "ua\x01x", long => 'a' . ("\xc3\xa9" x 200));
+    my %ua_span;
+    for my $k (sort keys %ua) {
+        my $resp = http_raw($ng->port, "GET /svc/ua HTTP/1.1\r\nHost: a\r\n"
+                            . "User-Agent: $ua{$k}\r\n"
+                            . "Connection: close\r\n\r\n") // '';
+        my ($tid) = $resp =~ /^x-trace-id: *([0-9a-f]{32})\r$/mi;
+        my ($sv) = grep { $_->{kind} == 2 } @{ spans_of($tid // '-') };
+        $ua_span{$k} = ($sv // {})->{attributes} // {};
+    }
+    ok(%{ $ua_span{ctl} } && !exists $ua_span{ctl}{'user_agent.original'},
+       'a User-Agent with a control character is not in the span');
+    is($ua_span{long}{'user_agent.original'}, 'a' . ("\x{e9}" x 127),
+       'a long User-Agent is cut on a character boundary');
+
     # a retried request: two CLIENT spans under one SERVER span
     my %retried;
     for (1 .. 4) {

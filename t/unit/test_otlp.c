@@ -84,6 +84,21 @@ keys_init(void)
 }
 
 
+/* the resource of a request: its attributes, the scope ngx_gateway 0.1.0 */
+
+static void
+res_init(ngx_gateway_otlp_resource_t *res, const unsigned char *attrs,
+    size_t len)
+{
+    res->attrs = attrs;
+    res->attrs_len = len;
+    res->scope = "ngx_gateway";
+    res->scope_len = sizeof("ngx_gateway") - 1;
+    res->version = "0.1.0";
+    res->version_len = sizeof("0.1.0") - 1;
+}
+
+
 /* the five attributes of a full span, in a writer that was begun */
 
 static void
@@ -337,12 +352,7 @@ test_pb_walk(void **state)
     rlen = ngx_gateway_otlp_attrs_end(&w);
     assert_true(rlen > 0);
 
-    res.attrs = rattrs;
-    res.attrs_len = rlen;
-    res.scope = "ngx_gateway";
-    res.scope_len = sizeof("ngx_gateway") - 1;
-    res.version = "0.1.0";
-    res.version_len = 5;
+    res_init(&res, rattrs, rlen);
 
     head = ngx_gateway_otlp_pb_head(out, sizeof(out), &res, 2 * n);
     assert_true(head > 0);
@@ -540,12 +550,7 @@ test_json_request(void **state)
     rlen = ngx_gateway_otlp_attrs_end(&w);
     assert_true(rlen > 0);
 
-    res.attrs = rattrs;
-    res.attrs_len = rlen;
-    res.scope = "ngx_gateway";
-    res.scope_len = sizeof("ngx_gateway") - 1;
-    res.version = "0.1.0";
-    res.version_len = 5;
+    res_init(&res, rattrs, rlen);
 
     p = out;
     p += ngx_gateway_otlp_json_head(p, sizeof(out), &res);

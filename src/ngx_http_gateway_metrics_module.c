@@ -472,17 +472,31 @@ ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
     sh = ctx->gmcf->sh;
     shpool = ctx->gmcf->shpool;
 
-    ngx_shmtx_lock(&shpool->mutex);
+    /*
+     * the arrays are allocated before the lock (for 10,000 services, a
+     * malloc of some 900 KB), from a racy read of the count that the lock
+     * then confirms
+     */
 
-    n = sh->nservices;
+    for ( ;; ) {
+        n = sh->nservices;
 
-    ctx->names = ngx_palloc(ctx->request->pool,
-                            (n + 1) * sizeof(ngx_http_gateway_metrics_name_t));
-    p = ngx_palloc(ctx->request->pool, (n + 1) * NGX_GATEWAY_NAME_MAX);
+        ctx->names = ngx_palloc(ctx->request->pool,
+                                (n + 1)
+                                * sizeof(ngx_http_gateway_metrics_name_t));
+        p = ngx_palloc(ctx->request->pool, (n + 1) * NGX_GATEWAY_NAME_MAX);
 
-    if (ctx->names == NULL || p == NULL) {
+        if (ctx->names == NULL || p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        if (sh->nservices <= n) {
+            break;
+        }
+
         ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_ERROR;
     }
 
     root = sh->rbtree.root;

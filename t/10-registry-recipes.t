@@ -128,16 +128,8 @@ sub instance {
     return $i;
 }
 
-# $n requests to the service: { "b1" => count, "b2" => count, "503" => ... }
-sub hits {
-    my ($svc, $n) = @_;
-    my %c;
-    for (1 .. $n) {
-        my ($status, undef, $body) = $ng->get("/svc/$svc/");
-        $c{ $status == 200 ? $body : $status }++;
-    }
-    return \%c;
-}
+# $n requests to the service: { "b1" => count, "status 503" => count, ... }
+sub hits { my ($svc, $n) = @_; return $ng->spread("/svc/$svc/", $n) }
 
 sub show { my ($h) = @_; join ', ', map { "$_=$h->{$_}" } sort keys %$h }
 

@@ -149,17 +149,7 @@ sub patch {
 }
 
 # n requests: a hash of answers (the backend's port) to their counts
-sub spread_on {
-    my ($nginx, $path, $n, %o) = @_;
-    my %c;
-    for (1 .. $n) {
-        my $r = $nginx->get($path, %o);
-        $c{ $r->{status} == 200 ? $r->{body} : "status $r->{status}" }++;
-    }
-    return \%c;
-}
-
-sub spread { return spread_on($ng, @_) }
+sub spread { return $ng->spread(@_) }
 
 sub set_cookie { my ($r) = @_; return $r->{headers}{'set-cookie'} }
 
@@ -322,12 +312,12 @@ ok(wait_until(sub { rb_ids() eq 'r1:primary,r2:backup' }, timeout => tmo(5)),
 like($ngr->error_log, qr/redis key "gateway:svc:rb:inst:r3" skipped: invalid "backup": must be true or false/,
      'redis: the bad record is logged with the field\'s message');
 
-my $rc = spread_on($ngr, '/backup', 10);
+my $rc = $ngr->spread('/backup', 10);
 is_deeply($rc, { $port[0] => 10 }, 'redis: the primary takes every request');
 redis_cmd('HSET', 'gateway:svc:rb:inst:r1', state => 'down');
 redis_cmd('INCR', 'gateway:svc:rb:rev');
 redis_cmd('PUBLISH', 'gateway:events', 'rb');
-ok(wait_until(sub { (spread_on($ngr, '/backup', 1)->{ $port[1] } // 0) == 1 }, timeout => tmo(5)),
+ok(wait_until(sub { ($ngr->spread('/backup', 1)->{ $port[1] } // 0) == 1 }, timeout => tmo(5)),
    'redis: the primary down: the backup answers');
 
 my $state = $ngr->dir . '/registry.state';
@@ -343,7 +333,7 @@ $ngr->{conf} =~ s{redis=redis://127\.0\.0\.1:%%REDIS_PORT%%}{redis=redis://127.0
 expect_log_errors(qr/redis/);
 $ngr->start;
 is(rb_ids(), 'r1:primary,r2:backup', 'state file: loaded with the backup field');
-is_deeply(spread_on($ngr, '/backup', 10), { $port[0] => 10 },
+is_deeply($ngr->spread('/backup', 10), { $port[0] => 10 },
           'state file: the primary from the file takes every request');
 $ngr->stop;
 

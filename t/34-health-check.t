@@ -189,15 +189,7 @@ sub instance {
 sub health { my $i = instance(@_); return $i ? $i->{health} : undef }
 sub hstatus { my $h = health(@_); return $h ? $h->{status} : '' }
 
-sub answers {
-    my ($path, $n) = @_;
-    my %c;
-    for (1 .. $n) {
-        my ($st, $h, $body) = $ng->get($path);
-        $c{ $st == 200 ? $body : "status $st" }++;
-    }
-    return \%c;
-}
+sub answers { return $ng->spread(@_) }
 
 ########################################################################
 # an instance that fails its probes is taken out, and brought back

@@ -39,35 +39,6 @@ scale_populate() {
         }' "$ns" "$ni" "$@" | redis_pipe "$BENCH_TMP/scale/populate.log"
 }
 
-# scale_wait_registry PORT SERVICES INSTANCES T0 TIMEOUT: wait_registry, but
-# the next poll waits twice as long as the last one took (at least 20 ms):
-# a dump of 100,000 services takes the worker about 0.1 s under the zone
-# lock, and polling it back to back would measure the polls
-scale_wait_registry() {
-    perl -MHTTP::Tiny -MTime::HiRes=time,sleep -e '
-        my ($port, $ns, $ni, $t0, $tmo) = @ARGV;
-        my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1);
-        my ($polls, $seen, $insts) = (0, 0, 0);
-        while (time - $t0 < $tmo) {
-            my $t1 = time;
-            my $r = $http->get("http://127.0.0.1:$port/gateway/services");
-            my $took = time - $t1;
-            $polls++;
-            if ($r->{success}) {
-                $seen = () = $r->{content} =~ /"name":/g;
-                $insts = 0;
-                $insts += $1 while $r->{content} =~ /"instances":(\d+)/g;
-                if ($seen == $ns && $insts == $ni) {
-                    printf "%.3f %d\n", time - $t0, $polls;
-                    exit 0;
-                }
-            }
-            sleep($took * 2 > 0.02 ? $took * 2 : 0.02);
-        }
-        print "timeout $polls $seen $insts\n";
-    ' "$@"
-}
-
 # shm_rss_kb MASTER_PID ZONE_KB: largest Rss (kB) of the zone mapping among
 # the master and its workers
 shm_rss_kb() {
@@ -160,7 +131,7 @@ scenario_scale() {
     t0=$(date +%s.%N)
     SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
     pid=$VARIANT_PID
-    res=$(scale_wait_registry "$port" "$nsvc" "$ninst" "$t0" "$tmo")
+    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" "$tmo" backoff)
     rc1=$(redis_cpu_ms)
     wcpu=$(cpu_ms "$(nginx_workers "$pid" | awk '{ print $1 }')")
     log "scale: full sync (256m zone): $res"
@@ -207,7 +178,7 @@ scenario_scale() {
     t0=$(date +%s.%N)
     SCALE_ZONE=64m variant_scale_big10_start "$dir/sync64" "$port"
     pid=$VARIANT_PID
-    res=$(scale_wait_registry "$port" "$nsvc" "$ninst" "$t0" 60)
+    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" 60 backoff)
     local nomem
     nomem=$(grep -c 'no memory\|ngx_slab_alloc() failed\|could not allocate' "$dir/sync64/error.log" || true)
     if [ "${res%% *}" = timeout ] || [ "$nomem" != 0 ]; then
@@ -316,7 +287,7 @@ scenario_scale1m() {
     t0=$(date +%s.%N)
     GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
     pid=$VARIANT_PID
-    res=$(scale_wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo")
+    res=$(wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo" backoff)
     rc1=$(redis_cpu_ms)
     wcpu=$(cpu_ms "$(nginx_workers "$pid" | awk '{ print $1 }')")
     load=$(cut -d' ' -f1 /proc/loadavg)

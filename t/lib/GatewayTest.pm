@@ -914,6 +914,18 @@ sub url {
 sub get     { my ($self, $path, %o) = @_; return GatewayTest::http_request('GET', $self->url($path), %o) }
 sub request { my ($self, $m, $path, %o) = @_; return GatewayTest::http_request($m, $self->url($path), %o) }
 
+# n GETs of path: a hash of answers (the body of a 200, else "status N") to
+# their counts
+sub spread {
+    my ($self, $path, $n, %o) = @_;
+    my %c;
+    for (1 .. $n) {
+        my ($st, undef, $body) = $self->get($path, %o);
+        $c{ $st == 200 ? $body : "status $st" }++;
+    }
+    return \%c;
+}
+
 sub _var {
     my ($self, $name) = @_;
     my $v = $self->{vars};

@@ -624,11 +624,35 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     }
 
     if (ngx_gateway_parse_uint((char *) item[7].data, item[7].len,
-                               nitems, &n)
+                               (nitems - 8) / 2, &n)
         != 0
         || feed->revision == 0)
     {
         *err = "of a bad number of instances";
+        goto failed;
+    }
+
+    /*
+     * the instances' shape is checked before any pointer is laid out:
+     * the pointers fit (nitems - 3 of them) only when the count matches
+     */
+
+    for (i = 8, f = 0; f < n; f++) {
+        if (i + 2 > nitems
+            || ngx_gateway_parse_uint((char *) item[i + 1].data,
+                                      item[i + 1].len, (nitems - i) / 2, &m)
+               != 0
+            || i + 2 + 2 * m > nitems)
+        {
+            *err = "of a bad instance";
+            goto failed;
+        }
+
+        i += 2 + 2 * m;
+    }
+
+    if (i != nitems) {
+        *err = "of trailing items";
         goto failed;
     }
 
@@ -659,15 +683,8 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     ptrs += 2 * n;
 
     for (i = 8, f = 0; f < n; f++) {
-        if (i + 2 > nitems
-            || ngx_gateway_parse_uint((char *) item[i + 1].data,
-                                      item[i + 1].len, (nitems - i) / 2, &m)
-               != 0
-            || i + 2 + 2 * m > nitems)
-        {
-            *err = "of a bad instance";
-            goto failed;
-        }
+        (void) ngx_gateway_parse_uint((char *) item[i + 1].data,
+                                      item[i + 1].len, nitems, &m);
 
         insts->element[2 * f] = ngx_http_gateway_feed_string(&nodes[k++],
                                                              &item[i]);
@@ -683,11 +700,6 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
             fields->element[j] = ngx_http_gateway_feed_string(&nodes[k++],
                                                               &item[i]);
         }
-    }
-
-    if (i != nitems) {
-        *err = "of trailing items";
-        goto failed;
     }
 
     feed->entry = entry;

@@ -217,6 +217,16 @@ redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, 'users', $rev + 1, 1, '1', 0, 5
 ok($B->wait_log(qr/for service "users" is of a bad (?:number of instances|instance), fetching/,
                 timeout => 5),
    'a notice whose counts do not add up is refused');
+# more instances claimed than carried, the one carried with many fields:
+# refused before any of its pointers is laid out (they would not fit)
+redis_cmd('PUBLISH', 't64:feed',
+          ns('1', $epoch, 'users', $rev + 1, 1, '1', 0, 410,
+             'u1', 200, map { ("f$_", 'v') } 1 .. 200));
+ok($B->wait_log(qr/for service "users" is of a bad number of instances, fetching/,
+                timeout => 5),
+   'a notice claiming more instances than it carries is refused');
+select(undef, undef, undef, 0.3);
+ok(!$B->wait_log(qr/exited on signal/, timeout => 0.5), '... and no worker crashed');
 
 # a contiguous notice with one good and one bad record (by hand: anyone who
 # can write Redis can publish): the good one is applied, the bad one skipped

@@ -1000,25 +1000,7 @@ ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
         return 0;
     }
 
-    switch (u->headers_in.status_n) {
-    case NGX_HTTP_INTERNAL_SERVER_ERROR:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_500;
-        break;
-    case NGX_HTTP_BAD_GATEWAY:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_502;
-        break;
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_503;
-        break;
-    case NGX_HTTP_GATEWAY_TIME_OUT:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_504;
-        break;
-    case NGX_HTTP_TOO_MANY_REQUESTS:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_429;
-        break;
-    default:
-        return 0;
-    }
+    ft = ngx_http_gateway_status_ft(u->headers_in.status_n);
 
     return (u->conf->next_upstream & ft) != 0;
 }

@@ -966,8 +966,7 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
 
         /* the last try's listed status is passed on, yet it failed */
 
-        return u->headers_in.status_n >= NGX_HTTP_TOO_MANY_REQUESTS
-               && ngx_http_gateway_upstream_listed(u)
+        return ngx_http_gateway_upstream_listed(u)
                ? NGX_HTTP_GATEWAY_ATTEMPT_STATUS : NGX_HTTP_GATEWAY_ATTEMPT_OK;
     }
 

@@ -641,10 +641,6 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    if (rc == NGX_OK) {
-        gp->attempt.start = ngx_current_msec;
-    }
-
     return rc;
 }
 

@@ -18,12 +18,21 @@ ngx_gateway_eject_duration(uint64_t time, uint64_t max_time, uint64_t count)
 }
 
 
+/* percent of n, rounded down, without n * percent overflowing */
+
+static uint64_t
+ngx_gateway_percent_of(uint64_t n, uint64_t percent)
+{
+    return n / 100 * percent + n % 100 * percent / 100;
+}
+
+
 uint64_t
 ngx_gateway_eject_cap(uint64_t n, uint64_t percent)
 {
     uint64_t  cap;
 
-    cap = n / 100 * percent + n % 100 * percent / 100;
+    cap = ngx_gateway_percent_of(n, percent);
 
     return cap ? cap : 1;
 }
@@ -41,7 +50,7 @@ ngx_gateway_retry_budget(uint64_t first, uint64_t percent, uint64_t min)
 {
     uint64_t  budget;
 
-    budget = first / 100 * percent + first % 100 * percent / 100;
+    budget = ngx_gateway_percent_of(first, percent);
 
     return budget > min ? budget : min;
 }

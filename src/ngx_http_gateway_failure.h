@@ -70,6 +70,34 @@ void ngx_http_gateway_eject_reset_locked(ngx_http_gateway_service_t *svc,
 size_t ngx_http_gateway_eject_json(u_char *p,
     ngx_http_gateway_instance_t *inst);
 
+/*
+ * a status's proxy_next_upstream flag (ngx_http_upstream_test_next()'s
+ * list), 0 for a status nginx never retries
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_status_ft(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_500;
+    case NGX_HTTP_BAD_GATEWAY:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_502;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_503;
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_504;
+    case NGX_HTTP_FORBIDDEN:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_403;
+    case NGX_HTTP_NOT_FOUND:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_404;
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        return NGX_HTTP_UPSTREAM_FT_HTTP_429;
+    default:
+        return 0;
+    }
+}
+
 /* peer.init: an Idempotency-Key makes the request idempotent */
 ngx_int_t ngx_http_gateway_retry_init_peer(ngx_http_request_t *r,
     ngx_http_gateway_retry_conf_t *rcf);

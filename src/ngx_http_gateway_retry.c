@@ -270,29 +270,9 @@ ngx_http_gateway_retry_wanted(ngx_http_gateway_attempt_t *a)
     case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
     case NGX_HTTP_GATEWAY_ATTEMPT_NEXT:
 
-        switch (a->status) {
-        case NGX_HTTP_INTERNAL_SERVER_ERROR:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_500;
-            break;
-        case NGX_HTTP_BAD_GATEWAY:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_502;
-            break;
-        case NGX_HTTP_SERVICE_UNAVAILABLE:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_503;
-            break;
-        case NGX_HTTP_GATEWAY_TIME_OUT:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_504;
-            break;
-        case NGX_HTTP_FORBIDDEN:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_403;
-            break;
-        case NGX_HTTP_NOT_FOUND:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_404;
-            break;
-        case NGX_HTTP_TOO_MANY_REQUESTS:
-            ft = NGX_HTTP_UPSTREAM_FT_HTTP_429;
-            break;
-        default:
+        ft = ngx_http_gateway_status_ft(a->status);
+
+        if (ft == 0) {
             return 0;
         }
 

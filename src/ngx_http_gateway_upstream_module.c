@@ -641,10 +641,6 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    if (rc == NGX_OK) {
-        gp->attempt.start = ngx_current_msec;
-    }
-
     return rc;
 }
 
@@ -966,8 +962,7 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
 
         /* the last try's listed status is passed on, yet it failed */
 
-        return u->headers_in.status_n >= NGX_HTTP_TOO_MANY_REQUESTS
-               && ngx_http_gateway_upstream_listed(u)
+        return ngx_http_gateway_upstream_listed(u)
                ? NGX_HTTP_GATEWAY_ATTEMPT_STATUS : NGX_HTTP_GATEWAY_ATTEMPT_OK;
     }
 
@@ -1000,25 +995,7 @@ ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
         return 0;
     }
 
-    switch (u->headers_in.status_n) {
-    case NGX_HTTP_INTERNAL_SERVER_ERROR:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_500;
-        break;
-    case NGX_HTTP_BAD_GATEWAY:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_502;
-        break;
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_503;
-        break;
-    case NGX_HTTP_GATEWAY_TIME_OUT:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_504;
-        break;
-    case NGX_HTTP_TOO_MANY_REQUESTS:
-        ft = NGX_HTTP_UPSTREAM_FT_HTTP_429;
-        break;
-    default:
-        return 0;
-    }
+    ft = ngx_http_gateway_status_ft(u->headers_in.status_n);
 
     return (u->conf->next_upstream & ft) != 0;
 }

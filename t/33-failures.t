@@ -504,6 +504,11 @@ my $ng = start_nginx(conf => $conf, workers => $WORKERS);
     is($svc->{retries}{in_flight}, 0, 'budget: no retry left in flight');
     like($ng->error_log, qr/retry budget of service "down" is spent/,
          'budget: the log says so');
+    # a listed status is counted as one, not as another error
+    my $f = instance($ng, 'down', 'd1')->{failures} || {};
+    ok(($f->{status} // 0) > 0 && ($f->{other} // 0) == 0,
+       "budget: the instances' 503s are counted as status failures: "
+       . "status $f->{status}, other $f->{other}");
 
     # min: a lone client's requests are always retried, on all three
     $a0 = $attempts->();

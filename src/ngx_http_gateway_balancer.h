@@ -163,9 +163,10 @@ ngx_http_gateway_peer_weight(ngx_http_gateway_select_t *sel,
 
 /*
  * Weighted draws over the eligible peers, for the methods that pick at
- * random (p2c, peak_ewma): the total weight of the eligible peers (and how
- * many there are), then an index drawn in proportion to the weights from
- * the eligible peers but "skip" (-1: none), whose weights sum to "total".
+ * random (random, p2c, peak_ewma): the total weight of the eligible peers
+ * (and how many there are), then an index drawn in proportion to the
+ * weights from the eligible peers but "skip" (-1: none), whose weights
+ * sum to "total".
  */
 
 static ngx_inline ngx_uint_t
@@ -202,7 +203,16 @@ ngx_http_gateway_weighted_draw(ngx_http_gateway_select_t *sel,
     }
 
     snap = sel->snap;
-    r = (ngx_uint_t) ngx_random() % total;
+
+    /* large services' totals pass the 31 bits of one ngx_random() */
+
+    if (total <= 0x7fffffff) {
+        r = (ngx_uint_t) ngx_random() % total;
+
+    } else {
+        r = (((uint64_t) ngx_random() << 31) | (uint64_t) ngx_random())
+            % total;
+    }
 
     for (i = 0; i < snap->npeers; i++) {
         if ((ngx_int_t) i == skip

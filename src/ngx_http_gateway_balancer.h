@@ -234,6 +234,42 @@ ngx_http_gateway_weighted_draw(ngx_http_gateway_select_t *sel,
 }
 
 
+/*
+ * The two random choices of p2c and peak_ewma: the first draw, returned
+ * (NGX_DECLINED: no eligible peer), and a second distinct one in *two
+ * (NGX_DECLINED: none), each drawn in proportion to its weight; *w1 and
+ * *w2 are their weights when both are drawn.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_gateway_weighted_pair(ngx_http_gateway_select_t *sel,
+    ngx_int_t *two, ngx_uint_t *w1, ngx_uint_t *w2)
+{
+    ngx_int_t   one;
+    ngx_uint_t  total, n;
+
+    *two = NGX_DECLINED;
+
+    total = ngx_http_gateway_weighted_total(sel, &n);
+
+    one = ngx_http_gateway_weighted_draw(sel, total, -1);
+
+    if (n < 2 || one == NGX_DECLINED) {
+        return one;
+    }
+
+    *w1 = ngx_http_gateway_peer_weight(sel, &sel->snap->peers[one]);
+
+    *two = ngx_http_gateway_weighted_draw(sel, total - *w1, one);
+
+    if (*two != NGX_DECLINED) {
+        *w2 = ngx_http_gateway_peer_weight(sel, &sel->snap->peers[*two]);
+    }
+
+    return one;
+}
+
+
 typedef struct {
     ngx_str_t                       name;
 

@@ -9,6 +9,8 @@
 #include "ngx_gateway_chash.h"
 
 
+static uint64_t ngx_gateway_ketama_total(const ngx_gateway_chash_peer_t *peers,
+    size_t n);
 static int ngx_gateway_ketama_cmp(const void *one, const void *two);
 
 
@@ -32,12 +34,10 @@ ngx_gateway_ketama_count(uint32_t weight, uint64_t total)
 }
 
 
-/* the ring's size: at most NGX_GATEWAY_KETAMA_MAX + n points */
-
-size_t
-ngx_gateway_ketama_npoints(const ngx_gateway_chash_peer_t *peers, size_t n)
+static uint64_t
+ngx_gateway_ketama_total(const ngx_gateway_chash_peer_t *peers, size_t n)
 {
-    size_t    i, npoints;
+    size_t    i;
     uint64_t  total;
 
     total = 0;
@@ -46,6 +46,19 @@ ngx_gateway_ketama_npoints(const ngx_gateway_chash_peer_t *peers, size_t n)
         total += peers[i].weight;
     }
 
+    return total;
+}
+
+
+/* the ring's size: at most NGX_GATEWAY_KETAMA_MAX + n points */
+
+size_t
+ngx_gateway_ketama_npoints(const ngx_gateway_chash_peer_t *peers, size_t n)
+{
+    size_t    i, npoints;
+    uint64_t  total;
+
+    total = ngx_gateway_ketama_total(peers, n);
     npoints = 0;
 
     for (i = 0; i < n; i++) {
@@ -65,12 +78,7 @@ ngx_gateway_ketama_build(const ngx_gateway_chash_peer_t *peers, size_t n,
     size_t    i, j, k, npoints;
     uint64_t  total;
 
-    total = 0;
-
-    for (i = 0; i < n; i++) {
-        total += peers[i].weight;
-    }
-
+    total = ngx_gateway_ketama_total(peers, n);
     npoints = 0;
 
     for (i = 0; i < n; i++) {

@@ -163,9 +163,10 @@ ngx_http_gateway_peer_weight(ngx_http_gateway_select_t *sel,
 
 /*
  * Weighted draws over the eligible peers, for the methods that pick at
- * random (p2c, peak_ewma): the total weight of the eligible peers (and how
- * many there are), then an index drawn in proportion to the weights from
- * the eligible peers but "skip" (-1: none), whose weights sum to "total".
+ * random (random, p2c, peak_ewma): the total weight of the eligible peers
+ * (and how many there are), then an index drawn in proportion to the
+ * weights from the eligible peers but "skip" (-1: none), whose weights
+ * sum to "total".
  */
 
 static ngx_inline ngx_uint_t
@@ -202,7 +203,16 @@ ngx_http_gateway_weighted_draw(ngx_http_gateway_select_t *sel,
     }
 
     snap = sel->snap;
-    r = (ngx_uint_t) ngx_random() % total;
+
+    /* large services' totals pass the 31 bits of one ngx_random() */
+
+    if (total <= 0x7fffffff) {
+        r = (ngx_uint_t) ngx_random() % total;
+
+    } else {
+        r = (((uint64_t) ngx_random() << 31) | (uint64_t) ngx_random())
+            % total;
+    }
 
     for (i = 0; i < snap->npeers; i++) {
         if ((ngx_int_t) i == skip
@@ -221,6 +231,42 @@ ngx_http_gateway_weighted_draw(ngx_http_gateway_select_t *sel,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The two random choices of p2c and peak_ewma: the first draw, returned
+ * (NGX_DECLINED: no eligible peer), and a second distinct one in *two
+ * (NGX_DECLINED: none), each drawn in proportion to its weight; *w1 and
+ * *w2 are their weights when both are drawn.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_gateway_weighted_pair(ngx_http_gateway_select_t *sel,
+    ngx_int_t *two, ngx_uint_t *w1, ngx_uint_t *w2)
+{
+    ngx_int_t   one;
+    ngx_uint_t  total, n;
+
+    *two = NGX_DECLINED;
+
+    total = ngx_http_gateway_weighted_total(sel, &n);
+
+    one = ngx_http_gateway_weighted_draw(sel, total, -1);
+
+    if (n < 2 || one == NGX_DECLINED) {
+        return one;
+    }
+
+    *w1 = ngx_http_gateway_peer_weight(sel, &sel->snap->peers[one]);
+
+    *two = ngx_http_gateway_weighted_draw(sel, total - *w1, one);
+
+    if (*two != NGX_DECLINED) {
+        *w2 = ngx_http_gateway_peer_weight(sel, &sel->snap->peers[*two]);
+    }
+
+    return one;
 }
 
 

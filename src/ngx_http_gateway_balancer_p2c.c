@@ -37,37 +37,18 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_p2c = {
 static ngx_int_t
 ngx_http_gateway_p2c_select(ngx_http_gateway_select_t *sel)
 {
-    ngx_int_t                     one, two;
-    ngx_uint_t                    total, n, w1, w2;
-    ngx_atomic_uint_t             a1, a2;
-    ngx_http_gateway_peer_t      *p1, *p2;
+    ngx_int_t          one, two;
+    ngx_uint_t         w1, w2;
+    ngx_atomic_uint_t  a1, a2;
 
-    total = ngx_http_gateway_weighted_total(sel, &n);
-
-    if (total == 0) {
-        return NGX_DECLINED;
-    }
-
-    one = ngx_http_gateway_weighted_draw(sel, total, -1);
-
-    if (n == 1 || one == NGX_DECLINED) {
-        return one;
-    }
-
-    p1 = &sel->snap->peers[one];
-    w1 = ngx_http_gateway_peer_weight(sel, p1);
-
-    two = ngx_http_gateway_weighted_draw(sel, total - w1, one);
+    one = ngx_http_gateway_weighted_pair(sel, &two, &w1, &w2);
 
     if (two == NGX_DECLINED) {
         return one;
     }
 
-    p2 = &sel->snap->peers[two];
-    w2 = ngx_http_gateway_peer_weight(sel, p2);
-
-    a1 = p1->inst->stats.active;
-    a2 = p2->inst->stats.active;
+    a1 = sel->snap->peers[one].inst->stats.active;
+    a2 = sel->snap->peers[two].inst->stats.active;
 
     /* a2 / w2 < a1 / w1, without a division */
 

@@ -173,39 +173,20 @@ ngx_http_gateway_peak_ewma_select(ngx_http_gateway_select_t *sel)
     double                              c1, c2;
     uint64_t                            now;
     ngx_int_t                           one, two;
-    ngx_uint_t                          total, n, w1, w2;
-    ngx_http_gateway_peer_t            *p1, *p2;
+    ngx_uint_t                          w1, w2;
     ngx_http_gateway_peak_ewma_conf_t  *conf;
 
-    total = ngx_http_gateway_weighted_total(sel, &n);
-
-    if (total == 0) {
-        return NGX_DECLINED;
-    }
-
-    one = ngx_http_gateway_weighted_draw(sel, total, -1);
-
-    if (n == 1 || one == NGX_DECLINED) {
-        return one;
-    }
-
-    p1 = &sel->snap->peers[one];
-    w1 = ngx_http_gateway_peer_weight(sel, p1);
-
-    two = ngx_http_gateway_weighted_draw(sel, total - w1, one);
+    one = ngx_http_gateway_weighted_pair(sel, &two, &w1, &w2);
 
     if (two == NGX_DECLINED) {
         return one;
     }
 
-    p2 = &sel->snap->peers[two];
-    w2 = ngx_http_gateway_peer_weight(sel, p2);
-
     conf = sel->conf;
     now = ngx_current_msec;
 
-    c1 = ngx_http_gateway_peak_ewma_cost(p1, conf, now);
-    c2 = ngx_http_gateway_peak_ewma_cost(p2, conf, now);
+    c1 = ngx_http_gateway_peak_ewma_cost(&sel->snap->peers[one], conf, now);
+    c2 = ngx_http_gateway_peak_ewma_cost(&sel->snap->peers[two], conf, now);
 
     /* c2 / w2 < c1 / w1; a tie goes to the first draw */
 

@@ -204,6 +204,21 @@ for my $bad ('nosuch', '..%2F', '"st1"', 'st1%00') {
 like($ng->error_log, qr/sticky cookie "gw_route" ignored: "\.\.%2F" is not an instance id/,
      'sticky: a value that is not an id is logged');
 
+# a byte from the request that is not printable ASCII reaches the log
+# escaped (a raw request: the HTTP client sends no such header)
+{
+    my $raw = http_raw($ng->port, "GET /sticky HTTP/1.1\r\nHost: a\r\n"
+                       . "Cookie: gw_route=st1\x1b[2J\xff\r\n"
+                       . "Connection: close\r\n\r\n");
+    like($raw, qr{^HTTP/1\.1 200 },
+         'sticky: a value with raw bytes: answered');
+    like($ng->error_log,
+         qr/ignored: "st1\\x1b\[2J\\xff" is not an instance id/,
+         'sticky: raw bytes of the value are logged escaped');
+    unlike($ng->error_log, qr/[\x1b\xff]/,
+           'sticky: no raw byte of the value is logged');
+}
+
 # an instance that is no longer eligible: back to the algorithm, cookie re-set
 is(patch('st', 'st3', state => 'drain'), 200, 'sticky: st3 drains');
 $c = spread('/sticky', 20, headers => { Cookie => 'gw_route=st3' });

@@ -83,7 +83,6 @@ ngx_http_gateway_peak_ewma_create_conf(ngx_conf_t *cf, ngx_str_t *params,
     ngx_str_t                           s;
     ngx_uint_t                          i;
     ngx_msec_t                          t;
-    ngx_http_gateway_observer_pt       *h;
     ngx_http_gateway_main_conf_t       *gmcf;
     ngx_http_gateway_peak_ewma_conf_t  *conf;
 
@@ -125,14 +124,6 @@ ngx_http_gateway_peak_ewma_create_conf(ngx_conf_t *cf, ngx_str_t *params,
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
     gmcf->attempt_us = 1;
-
-    h = gmcf->observers.elts;
-
-    for (i = 0; i < gmcf->observers.nelts; i++) {
-        if (h[i] == ngx_http_gateway_peak_ewma_observe) {
-            return conf;
-        }
-    }
 
     if (ngx_http_gateway_observer_add(cf, ngx_http_gateway_peak_ewma_observe)
         != NGX_OK)

@@ -612,8 +612,6 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                      n;
     ngx_str_t                     *value, name, v, list;
     ngx_uint_t                     i;
-    ngx_http_gateway_main_conf_t  *gmcf;
-    ngx_http_gateway_observer_pt  *h;
 
     if (ecf->enabled) {
         return "is duplicate";
@@ -730,15 +728,6 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /* one observer for every upstream that ejects */
-
-    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module);
-    h = gmcf->observers.elts;
-
-    for (i = 0; i < gmcf->observers.nelts; i++) {
-        if (h[i] == ngx_http_gateway_eject_observe) {
-            return NGX_CONF_OK;
-        }
-    }
 
     if (ngx_http_gateway_observer_add(cf, ngx_http_gateway_eject_observe)
         != NGX_OK)

@@ -323,11 +323,22 @@ ngx_http_gateway_attempt_start_add(ngx_conf_t *cf,
 }
 
 
+/* a handler added again (every upstream of a method adds it) is kept once */
+
 static ngx_int_t
 ngx_http_gateway_observer_push(ngx_conf_t *cf, ngx_array_t *list,
     ngx_http_gateway_observer_pt handler)
 {
+    ngx_uint_t                     i;
     ngx_http_gateway_observer_pt  *h;
+
+    h = list->elts;
+
+    for (i = 0; i < list->nelts; i++) {
+        if (h[i] == handler) {
+            return NGX_OK;
+        }
+    }
 
     if (list->elts == NULL
         && ngx_array_init(list, cf->pool, 4,

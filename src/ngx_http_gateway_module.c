@@ -176,6 +176,10 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
 
+            if (name.len) {
+                goto duplicate;
+            }
+
             name.data = value[i].data + 5;
             p = (u_char *) ngx_strchr(name.data, ':');
 
@@ -212,6 +216,10 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strncmp(value[i].data, "redis=", 6) == 0) {
 
+            if (gmcf->redis) {
+                goto duplicate;
+            }
+
             gmcf->redis = ngx_pcalloc(cf->pool,
                                       sizeof(ngx_http_gateway_redis_conf_t));
             if (gmcf->redis == NULL) {
@@ -236,12 +244,27 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+
+            if (gmcf->prefix.data) {
+                goto duplicate;
+            }
+
             gmcf->prefix.data = value[i].data + 7;
             gmcf->prefix.len = value[i].len - 7;
 
+            /* it is in every key, and in log lines as it is */
+
+            for (p = gmcf->prefix.data;
+                 p < gmcf->prefix.data + gmcf->prefix.len;
+                 p++)
+            {
+                if (*p <= ' ' || *p >= 0x7f) {
+                    break;
+                }
+            }
+
             if (gmcf->prefix.len > 64
-                || ngx_strlchr(gmcf->prefix.data,
-                               gmcf->prefix.data + gmcf->prefix.len, ' '))
+                || p < gmcf->prefix.data + gmcf->prefix.len)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid prefix \"%V\" in "
@@ -253,6 +276,11 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "state_file=", 11) == 0) {
+
+            if (gmcf->state_file.data) {
+                goto duplicate;
+            }
+
             gmcf->state_file.data = value[i].data + 11;
             gmcf->state_file.len = value[i].len - 11;
 
@@ -270,6 +298,11 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "resync=", 7) == 0) {
+
+            if (gmcf->resync != NGX_CONF_UNSET_MSEC) {
+                goto duplicate;
+            }
+
             s.data = value[i].data + 7;
             s.len = value[i].len - 7;
 
@@ -287,6 +320,11 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "full_resync=", 12) == 0) {
+
+            if (gmcf->full_resync != NGX_CONF_UNSET_MSEC) {
+                goto duplicate;
+            }
+
             s.data = value[i].data + 12;
             s.len = value[i].len - 12;
 
@@ -335,6 +373,13 @@ ngx_http_gateway_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     gmcf->shm_zone->data = gmcf;
 
     return NGX_CONF_OK;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "duplicate parameter \"%V\" in \"gateway_registry\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 

@@ -100,12 +100,34 @@ bad('resync= not a time', 'gateway_registry',
     REGISTRY => 'gateway_registry zone=gw:1m resync=often;');
 bad('full_resync= below 100ms', 'gateway_registry',
     REGISTRY => 'gateway_registry zone=gw:1m full_resync=0;');
+bad('prefix= with a control character', 'gateway_registry',
+    REGISTRY => "gateway_registry zone=gw:1m \"prefix=gw\x01:\";");
+bad('prefix= with a tab', 'gateway_registry',
+    REGISTRY => "gateway_registry zone=gw:1m \"prefix=gw\t:\";");
+bad('prefix= with a byte above ASCII', 'gateway_registry',
+    REGISTRY => "gateway_registry zone=gw:1m \"prefix=gw\xc3\xa9:\";");
+bad('prefix= longer than 64', 'gateway_registry',
+    REGISTRY => 'gateway_registry zone=gw:1m prefix=' . ('p' x 65) . ';');
+for my $p ('zone=gw2:1m', 'redis=redis://127.0.0.2', 'prefix=b:',
+           'state_file=%%NGINX_DIR%%/b.state', 'resync=2s', 'full_resync=9m')
+{
+    my ($k) = $p =~ /^(\w+)=/;
+    my ($code, $out) = nginx_test_config(conf => conf_with(REGISTRY =>
+        "gateway_registry zone=gw:1m redis=redis://127.0.0.1 prefix=a:"
+        . " state_file=%%NGINX_DIR%%/a.state resync=1s full_resync=5m $p;"));
+    isnt($code, 0, "$k= twice: nginx -t fails");
+    ok(scalar(grep { /duplicate parameter "\Q$k\E=.*" in "gateway_registry"/ }
+                   emerg_lines($out)),
+       "$k= twice: the [emerg] names the parameter") or diag($out);
+}
 bad('gateway_registry inside server{}', 'gateway_registry',
     SERVER => 'gateway_registry zone=gw2:1m;');
 
 good('all parameters',
     REGISTRY => 'gateway_registry zone=gw:2m redis=redis://127.0.0.1:6379/1'
               . ' prefix=gw: resync=10s full_resync=10m;');
+good('prefix= of 64 printable characters',
+    REGISTRY => 'gateway_registry zone=gw:1m prefix=' . ('p' x 63) . '~;');
 good('unix socket URL',
     REGISTRY => 'gateway_registry zone=gw:1m redis=unix:/run/redis/redis.sock?db=2;');
 good('state_file',

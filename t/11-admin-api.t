@@ -523,6 +523,11 @@ for my $mode (qw(embedded redis)) {
     ($st) = api($ng, 'PUT', "$P/svc1/instances/i1", headers => $AUTH,
                 body => '{"address":"127.0.0.1:9001","ttl":60}' . (' ' x (65536 - 37)));
     is($st, 200, "$mode: a body of exactly 64k is accepted");
+    my ($cst, $ch) = $ng->request('PUT', "$P/svc1/instances/i1",
+                                  headers => $AUTH, body => ' ' x (1100 * 1024));
+    is($cst, 413, "$mode: a body over client_max_body_size: 413");
+    like($ch->{'content-type'} // '', qr{text/html},
+         "$mode: ... nginx's own page, as documented");
 
     # 404
     for my $case ([ 'GET', "$P/nosuch", 'no such service' ],

@@ -764,11 +764,20 @@ ngx_gateway_record_from_json(const ngx_gateway_json_tok_t *toks, int obj,
         f = ngx_gateway_field_find(key->start, key->len);
 
         if (f == NULL) {
-            if ((key->len == 2 && memcmp(key->start, "id", 2) == 0
-                 && val->type == NGX_GATEWAY_JSON_STRING)
-                || (flags & NGX_GATEWAY_RECORD_LENIENT))
-            {
+            if (flags & NGX_GATEWAY_RECORD_LENIENT) {
                 continue;
+            }
+
+            /* the id is the path's: one sent back as shown is ignored */
+
+            if (key->len == 2 && memcmp(key->start, "id", 2) == 0) {
+                if (val->type == NGX_GATEWAY_JSON_STRING) {
+                    continue;
+                }
+
+                *err = "invalid \"id\": must be a string (it is ignored, "
+                       "the id is the path's)";
+                return -1;
             }
 
             *err = ngx_gateway_record_unknown();

@@ -461,12 +461,17 @@ for my $mode (qw(embedded redis)) {
         [ 'metadata an array',     '{"address":"127.0.0.1:9001","metadata":[1]}', qr/metadata/ ],
         [ 'metadata too long',     '{"address":"127.0.0.1:9001","metadata":{"a":"' . ('m' x 1100) . '"}}', qr/metadata/ ],
         [ 'unknown field',         '{"address":"127.0.0.1:9001","wieght":2}',   qr/unknown field/ ],
+        [ 'id not a string',       '{"address":"127.0.0.1:9001","id":7}',       qr/^invalid "id": must be a string/ ],
     ) {
         my ($what, $body, $re) = @$case;
         my ($s, $jj) = api($ng, 'PUT', "$P/svc1/instances/i1", headers => $AUTH, body => $body);
         is($s, 400, "$mode: PUT $what: 400");
         like($jj && $jj->{error} // '', $re, "$mode: PUT $what: JSON error names it");
     }
+    ($st, $j) = api($ng, 'PUT', "$P/svc1/instances/i1", headers => $AUTH,
+                    body => '{"address":"127.0.0.1:9001","id":"other"}');
+    ok($st == 200 && $j->{instance}{id} eq 'i1',
+       "$mode: PUT: a string id is ignored, the path's is kept");
     for my $case ([ 'empty object', '{}', qr/nothing to change/ ],
                   [ 'unknown field', '{"stat":"drain"}', qr/unknown field/ ],
                   [ 'bad state', '{"state":"sleeping"}', qr/state/ ],

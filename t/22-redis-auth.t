@@ -32,6 +32,10 @@ my $conf = <<'EOF2';
         location ~ ^/svc/(?<gw_service>[A-Za-z0-9._-]+) {
             proxy_pass http://gw;
         }
+
+        location /gateway/ {
+            gateway_admin;
+        }
     }
 
     server {
@@ -67,6 +71,34 @@ for my $case (["password", "redis://:topsecret\@127.0.0.1:$port"],
     register($svc, $ng->port('PORT2'));
     ok(wait_until(sub { ($ng->get("/svc/$svc"))[0] == 200 }, timeout => 5),
        "$name: the gateway syncs from a Redis that requires it");
+    $ng->stop;
+}
+
+# the ACL user of docs/registry.md, as the document writes it: the gateway
+# syncs, writes, heart-beats and expires with those rights alone
+open my $dfh, '<', repo_root() . '/docs/registry.md' or die $!;
+my ($acl) = do { local $/; <$dfh> } =~ /^```text acl\n(ACL SETUSER [^\n]+)\n```/m;
+close $dfh;
+ok($acl, 'registry.md has the ACL user');
+like(scalar redis_cli(@auth, map { s/^>PASSWORD$/>docpass/r } split ' ', $acl // ''),
+     qr/OK/, 'the ACL user of registry.md is created');
+{
+    my $ng = start_nginx(conf => $conf,
+        vars => { REDIS_URL => "redis://gateway:docpass\@127.0.0.1:$port" });
+    register('docacl', $ng->port('PORT2'));
+    ok(wait_until(sub { ($ng->get('/svc/docacl'))[0] == 200 }, timeout => 5),
+       'ACL user of registry.md: a registration by hand is synced');
+    my ($st, undef, $body) = $ng->request('PUT',
+        '/gateway/services/docacl2/instances/a',
+        body => '{"address":"127.0.0.1:' . $ng->port('PORT2') . '","ttl":1}');
+    is($st, 201, 'ACL user of registry.md: an admin write works') or diag($body);
+    ($st) = $ng->request('POST', '/gateway/services/docacl2/instances/a/heartbeat');
+    is($st, 200, 'ACL user of registry.md: a heartbeat works');
+    ok(wait_until(sub { ($ng->get('/gateway/services/docacl2'))[0] == 404 },
+                  timeout => 5),
+       'ACL user of registry.md: the expired instance is dropped');
+    unlike($ng->error_log, qr/NOPERM|can't run this command|wrong type|not an integer/,
+           'ACL user of registry.md: no command was refused');
     $ng->stop;
 }
 

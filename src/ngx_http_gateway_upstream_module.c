@@ -126,6 +126,7 @@ static void ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc,
     void *data);
 #endif
 
+static ngx_int_t ngx_http_gateway_upstream_init_process(ngx_cycle_t *cycle);
 static void ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -193,6 +194,7 @@ static ngx_http_module_t  ngx_http_gateway_upstream_module_ctx = {
 
 
 static ngx_http_gateway_peer_data_t  *ngx_http_gateway_peer_free;
+static ngx_http_gateway_peer_data_t  *ngx_http_gateway_peer_block;
 
 
 ngx_module_t  ngx_http_gateway_upstream_module = {
@@ -202,13 +204,38 @@ ngx_module_t  ngx_http_gateway_upstream_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_gateway_upstream_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_gateway_upstream_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+#define NGX_HTTP_GATEWAY_PEER_BLOCK  32
+
+static ngx_int_t
+ngx_http_gateway_upstream_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                     i;
+    ngx_http_gateway_peer_data_t  *gp;
+
+    gp = ngx_alloc(NGX_HTTP_GATEWAY_PEER_BLOCK
+                   * sizeof(ngx_http_gateway_peer_data_t), cycle->log);
+    if (gp == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_gateway_peer_block = gp;
+
+    for (i = 0; i < NGX_HTTP_GATEWAY_PEER_BLOCK; i++) {
+        gp[i].next = ngx_http_gateway_peer_free;
+        ngx_http_gateway_peer_free = &gp[i];
+    }
+
+    return NGX_OK;
+}
 
 
 /* the free list goes with the module: nginx unloads it as the process exits */
@@ -221,7 +248,17 @@ ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle)
     while (ngx_http_gateway_peer_free) {
         gp = ngx_http_gateway_peer_free;
         ngx_http_gateway_peer_free = gp->next;
-        ngx_free(gp);
+
+        if (gp < ngx_http_gateway_peer_block
+            || gp >= ngx_http_gateway_peer_block + NGX_HTTP_GATEWAY_PEER_BLOCK)
+        {
+            ngx_free(gp);
+        }
+    }
+
+    if (ngx_http_gateway_peer_block) {
+        ngx_free(ngx_http_gateway_peer_block);
+        ngx_http_gateway_peer_block = NULL;
     }
 }
 

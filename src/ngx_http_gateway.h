@@ -21,6 +21,15 @@
 #include "ngx_gateway_text.h"
 
 
+/*
+ * What the module declares from here on is its own: hidden, so that calls
+ * and globals inside the .so go direct, without the PLT and the GOT (nginx
+ * finds the module through ngx_modules[], defined outside this header).
+ */
+
+#pragma GCC visibility push(hidden)
+
+
 #define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770008
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
@@ -892,6 +901,9 @@ void ngx_http_gateway_ssl_session_save(ngx_peer_connection_t *pc,
     uint64_t uid);
 
 #endif
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_GATEWAY_H_INCLUDED_ */

@@ -790,6 +790,72 @@ ngx_int_t ngx_http_gateway_snapshot_get_cached(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_lookup_t *cache,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
+ngx_int_t ngx_http_gateway_hold_grow(ngx_http_gateway_main_conf_t *gmcf);
+
+
+/*
+ * snapshot_get_cached() inline, for the upstream's every attempt; see
+ * ngx_http_gateway_snapshot.c
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_gateway_snapshot_hold(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_lookup_t *cache, ngx_str_t *name, uint32_t hash,
+    ngx_http_gateway_snapshot_t **snapp, ngx_uint_t *slot)
+{
+    ngx_uint_t                    s;
+    ngx_atomic_uint_t             deleted;
+    ngx_http_gateway_hold_t      *h;
+    ngx_http_gateway_service_t   *svc;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    if (ngx_http_gateway_reader == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_gateway_nfree_held == 0
+        && ngx_http_gateway_hold_grow(gmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
+    h = &ngx_http_gateway_reader->held[s];
+
+    ngx_http_gateway_read_begin_inline(gmcf);
+
+    deleted = gmcf->sh->deleted;
+
+    if (cache && cache->svc && cache->deleted == deleted) {
+        svc = cache->svc;
+
+    } else {
+        svc = ngx_http_gateway_index_find(gmcf, name, hash);
+
+        if (cache) {
+            cache->svc = svc;
+            cache->deleted = deleted;
+        }
+    }
+
+    snap = svc ? svc->snapshot : NULL;
+
+    h->peer = NULL;
+    h->counted = NULL;
+    h->snap = snap;
+
+    ngx_http_gateway_read_end_inline();
+
+    if (snap == NULL) {
+        ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = s;
+        return NGX_DECLINED;
+    }
+
+    *snapp = snap;
+    *slot = s;
+
+    return NGX_OK;
+}
 
 /* gateway_max_requests' place of a request: ngx_http_gateway_limit.c */
 

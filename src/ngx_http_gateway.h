@@ -840,8 +840,8 @@ ngx_http_gateway_snapshot_hold(ngx_http_gateway_main_conf_t *gmcf,
 
     snap = svc ? svc->snapshot : NULL;
 
-    h->peer = NULL;
-    h->counted = NULL;
+    /* a free slot has neither peer nor counter (see snapshot_put()) */
+
     h->snap = snap;
 
     ngx_http_gateway_read_end_inline();

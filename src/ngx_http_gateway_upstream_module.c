@@ -505,6 +505,12 @@ ngx_http_gateway_upstream_init_full(ngx_http_request_t *r,
         if (gp == NULL) {
             return NGX_ERROR;
         }
+
+        /* what never changes in a state, whichever request it serves */
+
+        gp->cleanup.handler = ngx_http_gateway_upstream_cleanup;
+        gp->cleanup.data = gp;
+        gp->attempt.service = &gp->service;
     }
 
     /* before the name: its cleanup gives the state back */
@@ -571,14 +577,11 @@ ngx_http_gateway_upstream_init_state(ngx_http_request_t *r,
 
     pool = r->pool;
 
-    gp->cleanup.handler = ngx_http_gateway_upstream_cleanup;
-    gp->cleanup.data = gp;
     gp->cleanup.next = pool->cleanup;
     pool->cleanup = &gp->cleanup;
 
     gp->conf = gscf;
     gp->attempt.request = r;
-    gp->attempt.service = &gp->service;
     gp->budget = 0;
     gp->tries = 0;
     gp->ntried = 0;

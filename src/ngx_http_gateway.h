@@ -585,9 +585,11 @@ typedef struct {
     uint32_t                    status;     /* 0: no response */
     off_t                       bytes_sent;
     off_t                       bytes_received;
-    unsigned                    cached:1;   /* a keepalive connection */
-    unsigned                    retried:1;  /* nginx had tries left */
-    unsigned                    trial:1;    /* an ejected instance's trial */
+
+    /* bytes, not bit-fields: every attempt writes them, a store each */
+    u_char                      cached;     /* a keepalive connection */
+    u_char                      retried;    /* nginx had tries left */
+    u_char                      trial;      /* an ejected instance's trial */
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);

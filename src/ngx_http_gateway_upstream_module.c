@@ -111,7 +111,8 @@ static ngx_int_t ngx_http_gateway_upstream_next(ngx_peer_connection_t *pc,
 static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_str_t *name);
 static ngx_int_t ngx_http_gateway_upstream_none(ngx_peer_connection_t *pc,
-    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first) NGX_HTTP_GATEWAY_NOINLINE;
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_pick(
     ngx_http_gateway_upstream_srv_conf_t *conf,
     ngx_http_gateway_select_t *sel);

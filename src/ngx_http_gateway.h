@@ -21,6 +21,15 @@
 #include "ngx_gateway_text.h"
 
 
+/*
+ * What the module declares from here on is its own: hidden, so that calls
+ * and globals inside the .so go direct, without the PLT and the GOT (nginx
+ * finds the module through ngx_modules[], defined outside this header).
+ */
+
+#pragma GCC visibility push(hidden)
+
+
 #define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770008
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
@@ -576,9 +585,11 @@ typedef struct {
     uint32_t                    status;     /* 0: no response */
     off_t                       bytes_sent;
     off_t                       bytes_received;
-    unsigned                    cached:1;   /* a keepalive connection */
-    unsigned                    retried:1;  /* nginx had tries left */
-    unsigned                    trial:1;    /* an ejected instance's trial */
+
+    /* bytes, not bit-fields: every attempt writes them, a store each */
+    u_char                      cached;     /* a keepalive connection */
+    u_char                      retried;    /* nginx had tries left */
+    u_char                      trial;      /* an ejected instance's trial */
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
@@ -781,6 +792,72 @@ ngx_int_t ngx_http_gateway_snapshot_get_cached(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_lookup_t *cache,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,
     ngx_uint_t *slot);
+ngx_int_t ngx_http_gateway_hold_grow(ngx_http_gateway_main_conf_t *gmcf);
+
+
+/*
+ * snapshot_get_cached() inline, for the upstream's every attempt; see
+ * ngx_http_gateway_snapshot.c
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_gateway_snapshot_hold(ngx_http_gateway_main_conf_t *gmcf,
+    ngx_http_gateway_lookup_t *cache, ngx_str_t *name, uint32_t hash,
+    ngx_http_gateway_snapshot_t **snapp, ngx_uint_t *slot)
+{
+    ngx_uint_t                    s;
+    ngx_atomic_uint_t             deleted;
+    ngx_http_gateway_hold_t      *h;
+    ngx_http_gateway_service_t   *svc;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    if (ngx_http_gateway_reader == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_gateway_nfree_held == 0
+        && ngx_http_gateway_hold_grow(gmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
+    h = &ngx_http_gateway_reader->held[s];
+
+    ngx_http_gateway_read_begin_inline(gmcf);
+
+    deleted = gmcf->sh->deleted;
+
+    if (cache && cache->svc && cache->deleted == deleted) {
+        svc = cache->svc;
+
+    } else {
+        svc = ngx_http_gateway_index_find(gmcf, name, hash);
+
+        if (cache) {
+            cache->svc = svc;
+            cache->deleted = deleted;
+        }
+    }
+
+    snap = svc ? svc->snapshot : NULL;
+
+    /* a free slot has neither peer nor counter (see snapshot_put()) */
+
+    h->snap = snap;
+
+    ngx_http_gateway_read_end_inline();
+
+    if (snap == NULL) {
+        ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = s;
+        return NGX_DECLINED;
+    }
+
+    *snapp = snap;
+    *slot = s;
+
+    return NGX_OK;
+}
 
 /* gateway_max_requests' place of a request: ngx_http_gateway_limit.c */
 
@@ -892,6 +969,9 @@ void ngx_http_gateway_ssl_session_save(ngx_peer_connection_t *pc,
     uint64_t uid);
 
 #endif
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_GATEWAY_H_INCLUDED_ */

@@ -12,6 +12,21 @@
 
 
 /*
+ * Kept out of line: inlined, what only some requests need (or a loop of
+ * calls) would give every request's functions a bigger frame (registers
+ * saved, a stack canary for its locals)
+ */
+#define NGX_HTTP_GATEWAY_NOINLINE  __attribute__ ((noinline))
+
+/* the module's own: see ngx_http_gateway.h */
+
+#pragma GCC visibility push(hidden)
+
+
+extern ngx_module_t  ngx_http_gateway_upstream_module;
+
+
+/*
  * A balancing algorithm, one file each, behind one table of callbacks.
  * The core (ngx_http_gateway_upstream_module.c) owns what every algorithm
  * shares: the service's snapshot, the eligibility filters (state, already
@@ -381,6 +396,9 @@ void *ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,
     ngx_http_gateway_balancer_t *b, ngx_str_t *params, ngx_uint_t n);
 void ngx_http_gateway_balancer_use(ngx_conf_t *cf,
     ngx_http_gateway_balancer_t *b, ngx_uint_t used);
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_ */

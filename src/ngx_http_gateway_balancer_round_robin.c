@@ -29,6 +29,8 @@ static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
 static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
     ngx_uint_t pos);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
+static ngx_int_t ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
+    ngx_http_gateway_rr_service_t *rs, uint64_t t) NGX_HTTP_GATEWAY_NOINLINE;
 
 
 ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
@@ -92,12 +94,18 @@ ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap, ngx_uint_t pos)
 }
 
 
+/*
+ * The common case, a small cycle without slow start, backups or a zone
+ * (the filter's zone test calls memcmp()), whose ticket's peer the
+ * request may use, in a function without a frame; the rest is
+ * rr_tickets(), from the same ticket.
+ */
+
 static ngx_int_t
 ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 {
     uint64_t                        t;
-    ngx_uint_t                      i, k, n, pos, w;
-    ngx_http_gateway_peer_t        *peer;
+    ngx_uint_t                      i;
     ngx_http_gateway_snapshot_t    *snap;
     ngx_http_gateway_rr_service_t  *rs;
 
@@ -111,10 +119,36 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
                            &ngx_http_gateway_balancer_round_robin,
                            snap->service);
 
+    t = ngx_atomic_fetch_add(&rs->ticket, 1);
+
+    if (snap->order && sel->slow_start == 0 && !sel->narrow) {
+        i = snap->order[t % snap->total];
+
+        if (ngx_http_gateway_eligible(sel, &snap->peers[i])) {
+            return (ngx_int_t) i;
+        }
+    }
+
+    return ngx_http_gateway_rr_tickets(sel, rs, t);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
+    ngx_http_gateway_rr_service_t *rs, uint64_t t)
+{
+    ngx_uint_t                    i, k, n, pos, w;
+    ngx_http_gateway_peer_t      *peer;
+    ngx_http_gateway_snapshot_t  *snap;
+
+    snap = sel->snap;
+
     i = 0;
 
     for (n = 0; n < NGX_HTTP_GATEWAY_RR_TICKETS; n++) {
-        t = ngx_atomic_fetch_add(&rs->ticket, 1);
+        if (n) {
+            t = ngx_atomic_fetch_add(&rs->ticket, 1);
+        }
 
         if (snap->order) {
             i = snap->order[t % snap->total];

@@ -36,7 +36,6 @@ static ngx_int_t ngx_http_gateway_snapshot_build_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_service_t *svc);
 static void ngx_http_gateway_snapshot_free_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_snapshot_t *snap);
-static ngx_int_t ngx_http_gateway_hold_grow(ngx_http_gateway_main_conf_t *gmcf);
 static ngx_int_t ngx_http_gateway_held_collect(ngx_http_gateway_sh_t *sh,
     void ***held, ngx_uint_t *n);
 static int ngx_http_gateway_ptr_cmp(const void *one, const void *two);
@@ -196,58 +195,8 @@ ngx_http_gateway_snapshot_get_cached(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_lookup_t *cache, ngx_str_t *name, uint32_t hash,
     ngx_http_gateway_snapshot_t **snapp, ngx_uint_t *slot)
 {
-    ngx_uint_t                    s;
-    ngx_atomic_uint_t             deleted;
-    ngx_http_gateway_hold_t      *h;
-    ngx_http_gateway_service_t   *svc;
-    ngx_http_gateway_snapshot_t  *snap;
-
-    if (ngx_http_gateway_reader == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_gateway_nfree_held == 0
-        && ngx_http_gateway_hold_grow(gmcf) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    s = ngx_http_gateway_free_held[--ngx_http_gateway_nfree_held];
-    h = &ngx_http_gateway_reader->held[s];
-
-    ngx_http_gateway_read_begin_inline(gmcf);
-
-    deleted = gmcf->sh->deleted;
-
-    if (cache && cache->svc && cache->deleted == deleted) {
-        svc = cache->svc;
-
-    } else {
-        svc = ngx_http_gateway_index_find(gmcf, name, hash);
-
-        if (cache) {
-            cache->svc = svc;
-            cache->deleted = deleted;
-        }
-    }
-
-    snap = svc ? svc->snapshot : NULL;
-
-    h->peer = NULL;
-    h->counted = NULL;
-    h->snap = snap;
-
-    ngx_http_gateway_read_end_inline();
-
-    if (snap == NULL) {
-        ngx_http_gateway_free_held[ngx_http_gateway_nfree_held++] = s;
-        return NGX_DECLINED;
-    }
-
-    *snapp = snap;
-    *slot = s;
-
-    return NGX_OK;
+    return ngx_http_gateway_snapshot_hold(gmcf, cache, name, hash, snapp,
+                                          slot);
 }
 
 
@@ -462,7 +411,7 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
 
 /* more entries for holds: worker_connections bounds them, a small zone not */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_gateway_hold_grow(ngx_http_gateway_main_conf_t *gmcf)
 {
     ngx_uint_t                 *list, i, n;

@@ -21,6 +21,21 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 
     st = &a->peer->inst->stats;
 
+    (void) ngx_atomic_fetch_add(&st->requests, 1);
+    (void) ngx_atomic_fetch_add(&st->time, a->end - a->start);
+
+    if (a->number > 1) {
+        (void) ngx_atomic_fetch_add(&st->retries, 1);
+    }
+
+    /* most attempts are no failure (CONNECT to ERROR): one test for them */
+
+    if (a->result < NGX_HTTP_GATEWAY_ATTEMPT_CONNECT
+        || a->result > NGX_HTTP_GATEWAY_ATTEMPT_ERROR)
+    {
+        return;
+    }
+
     switch (a->result) {
 
     case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
@@ -35,22 +50,10 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
         counter = &st->fails_status;
         break;
 
-    case NGX_HTTP_GATEWAY_ATTEMPT_ERROR:
+    default: /* NGX_HTTP_GATEWAY_ATTEMPT_ERROR */
         counter = &st->fails_error;
         break;
-
-    default:
-        counter = NULL;
     }
 
-    (void) ngx_atomic_fetch_add(&st->requests, 1);
-    (void) ngx_atomic_fetch_add(&st->time, a->end - a->start);
-
-    if (a->number > 1) {
-        (void) ngx_atomic_fetch_add(&st->retries, 1);
-    }
-
-    if (counter) {
-        (void) ngx_atomic_fetch_add(counter, 1);
-    }
+    (void) ngx_atomic_fetch_add(counter, 1);
 }

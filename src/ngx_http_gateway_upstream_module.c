@@ -26,6 +26,7 @@ typedef struct {
     ngx_http_gateway_locality_t  *locality;
 
     ngx_uint_t                    unhealthy; /* see gateway_health_check */
+    ngx_uint_t                    expiry;    /* embedded registry: TTLs */
     ngx_uint_t                    limit;     /* gateway_max_requests */
 
     ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
@@ -69,6 +70,7 @@ struct ngx_http_gateway_peer_data_s {
     uint64_t                      tried0[NGX_HTTP_GATEWAY_TRIED];
 
     ngx_http_gateway_attempt_t    attempt;   /* request, peer, ... */
+    ngx_http_gateway_select_t     sel;       /* the attempt's choice */
 
     ngx_str_t                    *name;      /* the last attempt's
                                                 $upstream_addr */
@@ -94,10 +96,23 @@ static ngx_int_t ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_gateway_upstream_init_full(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) NGX_HTTP_GATEWAY_NOINLINE;
+static ngx_inline void ngx_http_gateway_upstream_init_state(
+    ngx_http_request_t *r, ngx_http_gateway_upstream_srv_conf_t *gscf,
+    ngx_http_gateway_peer_data_t *gp);
+static ngx_int_t ngx_http_gateway_upstream_limit(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_peer_data_t *gp)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc,
     void *data);
+static ngx_int_t ngx_http_gateway_upstream_next(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
-    ngx_http_gateway_peer_data_t *gp);
+    ngx_http_gateway_peer_data_t *gp, ngx_str_t *name);
+static ngx_int_t ngx_http_gateway_upstream_none(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_pick(
     ngx_http_gateway_upstream_srv_conf_t *conf,
     ngx_http_gateway_select_t *sel);
@@ -106,18 +121,27 @@ static ngx_int_t ngx_http_gateway_upstream_select(
     ngx_http_gateway_select_t *sel);
 static void ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static void ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t state)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_uint_t ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_uint_t state);
-static ngx_uint_t ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u);
+static ngx_inline ngx_uint_t ngx_http_gateway_upstream_listed(
+    ngx_http_upstream_t *u);
 static void ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
-    ngx_uint_t retried);
+    ngx_uint_t retried) NGX_HTTP_GATEWAY_NOINLINE;
+static void ngx_http_gateway_upstream_observe(
+    ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
+static uint64_t ngx_http_gateway_upstream_usec(void) NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_release(
     ngx_http_gateway_peer_data_t *gp);
 static void ngx_http_gateway_upstream_cleanup(void *data);
+static void ngx_http_gateway_upstream_report_last(
+    ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_uint_t ngx_http_gateway_upstream_left(
-    ngx_http_gateway_peer_data_t *gp);
+    ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
 static void ngx_http_gateway_upstream_log_none(ngx_http_request_t *r,
-    ngx_http_gateway_peer_data_t *gp);
+    ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_unavailable(ngx_http_request_t *r);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_gateway_upstream_set_session(
@@ -229,11 +253,7 @@ ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_gateway_upstream_postconf(ngx_conf_t *cf)
 {
-    if (ngx_http_gateway_upstream_check(cf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_gateway_observer_add(cf, ngx_http_gateway_stats_observe);
+    return ngx_http_gateway_upstream_check(cf);
 }
 
 
@@ -420,6 +440,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     }
 
     gscf->gmcf = gmcf;
+    gscf->expiry = (gmcf->redis == NULL);
     gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
     gscf->eject = ngx_http_gateway_eject_conf(us);
     gscf->retry = ngx_http_gateway_retry_conf(us);
@@ -431,14 +452,43 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
 }
 
 
+/*
+ * The common case (a free state, a fixed service name, no limit, no retry
+ * budget) without a frame of its own; the others take init_full().
+ */
+
 static ngx_int_t
 ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_int_t                              rc;
-    ngx_uint_t                             slot;
-    ngx_pool_t                            *pool;
-    ngx_peer_connection_t                 *pc;
+    ngx_http_gateway_peer_data_t          *gp;
+    ngx_http_gateway_upstream_srv_conf_t  *gscf;
+
+    gscf = ngx_http_conf_upstream_srv_conf(us,
+                                           ngx_http_gateway_upstream_module);
+
+    gp = ngx_http_gateway_peer_free;
+
+    if (gp == NULL || gscf->service || gscf->limit || gscf->retry) {
+        return ngx_http_gateway_upstream_init_full(r, us);
+    }
+
+    ngx_http_gateway_peer_free = gp->next;
+
+    gp->service = gscf->name;
+    gp->hash = gscf->hash;
+
+    ngx_http_gateway_upstream_init_state(r, gscf, gp);
+
+    return ngx_http_gateway_upstream_choose(&r->upstream->peer, gp,
+                                            &gp->name0);
+}
+
+
+static ngx_int_t
+ngx_http_gateway_upstream_init_full(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
     ngx_http_gateway_peer_data_t          *gp;
     ngx_http_gateway_upstream_srv_conf_t  *gscf;
 
@@ -456,23 +506,17 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         if (gp == NULL) {
             return NGX_ERROR;
         }
+
+        /* what never changes in a state, whichever request it serves */
+
+        gp->cleanup.handler = ngx_http_gateway_upstream_cleanup;
+        gp->cleanup.data = gp;
+        gp->attempt.service = &gp->service;
     }
 
-    gp->open = 0;
-    gp->active = 0;
-    gp->held = 0;
-    gp->limited = 0;
-    gp->prepared = 0;
-    gp->registered = 0;
+    /* before the name: its cleanup gives the state back */
 
-    /* what ngx_pool_cleanup_add() does, without allocating the cleanup */
-
-    pool = r->pool;
-
-    gp->cleanup.handler = ngx_http_gateway_upstream_cleanup;
-    gp->cleanup.data = gp;
-    gp->cleanup.next = pool->cleanup;
-    pool->cleanup = &gp->cleanup;
+    ngx_http_gateway_upstream_init_state(r, gscf, gp);
 
     if (gscf->service) {
         if (ngx_http_complex_value(r, gscf->service, &gp->service) != NGX_OK) {
@@ -486,34 +530,10 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         gp->hash = gscf->hash;
     }
 
-    gp->conf = gscf;
-    gp->attempt.request = r;
-    gp->attempt.service = &gp->service;
-    gp->budget = 0;
-    gp->tries = 0;
-    gp->ntried = 0;
-    gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
-    gp->tried = gp->tried0;
-    gp->name = NULL;
-
-    pc = &r->upstream->peer;
-
-    if (gscf->limit) {
-        rc = ngx_http_gateway_limit_take(r, us, gscf->gmcf, gscf->lookup,
-                                         &gp->service, gp->hash, &slot);
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            return ngx_http_gateway_upstream_unavailable(r);
-        }
-
-        if (rc == NGX_DONE) {
-            gp->limit = slot;
-            gp->limited = 1;
-        }
+    if (gscf->limit
+        && ngx_http_gateway_upstream_limit(r, us, gp) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (gscf->retry
@@ -522,24 +542,55 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /*
-     * The first attempt is chosen here, so that a service without live
-     * instances is known before the upstream starts; the upstream's
-     * finalization frees it through pc->sockaddr even if no attempt runs.
-     */
+    return ngx_http_gateway_upstream_choose(&r->upstream->peer, gp,
+                                            &gp->name0);
+}
 
-    rc = ngx_http_gateway_upstream_choose(pc, gp);
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
+/*
+ * A request's state, with the cleanup that gives it back in the request
+ * pool; its peer connection is ours from now on.  The first attempt is
+ * chosen right after, so that a service without live instances is known
+ * before the upstream starts (choose() answers 503 then); the upstream's
+ * finalization frees it through pc->sockaddr, set only by a choice, even
+ * if no attempt runs.
+ */
 
-    if (rc == NGX_DECLINED) {
-        ngx_http_gateway_upstream_log_none(r, gp);
-        return ngx_http_gateway_upstream_unavailable(r);
-    }
+static ngx_inline void
+ngx_http_gateway_upstream_init_state(ngx_http_request_t *r,
+    ngx_http_gateway_upstream_srv_conf_t *gscf,
+    ngx_http_gateway_peer_data_t *gp)
+{
+    ngx_pool_t             *pool;
+    ngx_peer_connection_t  *pc;
+
+    gp->open = 0;
+    gp->active = 0;
+    gp->held = 0;
+    gp->limited = 0;
+    gp->registered = 0;
+
+    /* get_peer() finds the first attempt chosen */
 
     gp->prepared = 1;
+
+    /* what ngx_pool_cleanup_add() does, without allocating the cleanup */
+
+    pool = r->pool;
+
+    gp->cleanup.next = pool->cleanup;
+    pool->cleanup = &gp->cleanup;
+
+    gp->conf = gscf;
+    gp->attempt.request = r;
+    gp->budget = 0;
+    gp->tries = 0;
+    gp->ntried = 0;
+    gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
+    gp->tried = gp->tried0;
+    gp->name = NULL;
+
+    pc = &r->upstream->peer;
 
     pc->data = gp;
     pc->get = ngx_http_gateway_upstream_get_peer;
@@ -556,6 +607,33 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
      */
 
     pc->tries = NGX_MAX_INT32_VALUE;
+}
+
+
+/* gateway_max_requests: the request's place, or 503 at once */
+
+static ngx_int_t
+ngx_http_gateway_upstream_limit(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us, ngx_http_gateway_peer_data_t *gp)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  slot;
+
+    rc = ngx_http_gateway_limit_take(r, us, gp->conf->gmcf, gp->conf->lookup,
+                                     &gp->service, gp->hash, &slot);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_gateway_upstream_unavailable(r);
+    }
+
+    if (rc == NGX_DONE) {
+        gp->limit = slot;
+        gp->limited = 1;
+    }
 
     return NGX_OK;
 }
@@ -617,14 +695,25 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    ngx_int_t  rc;
-
     if (gp->prepared) {
         gp->prepared = 0;
         gp->budget = pc->tries;
         gp->attempt.start = ngx_current_msec;
         return NGX_OK;
     }
+
+    return ngx_http_gateway_upstream_next(pc, gp);
+}
+
+
+/* a retry */
+
+static ngx_int_t
+ngx_http_gateway_upstream_next(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp)
+{
+    u_char     *p;
+    ngx_str_t  *name;
 
     if (gp->open) {
 
@@ -642,36 +731,6 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         ngx_http_gateway_upstream_report(gp, 1);
     }
 
-    rc = ngx_http_gateway_upstream_choose(pc, gp);
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_gateway_upstream_log_none(gp->attempt.request, gp);
-
-        pc->name = NULL;
-
-        return NGX_BUSY;
-    }
-
-    return rc;
-}
-
-
-/* NGX_DECLINED: no instance the request may use */
-
-static ngx_int_t
-ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
-    ngx_http_gateway_peer_data_t *gp)
-{
-    u_char                       *p;
-    ngx_int_t                     i, rc;
-    ngx_str_t                    *name;
-    ngx_uint_t                    slot, n, k, trial;
-    ngx_http_gateway_peer_t      *peer;
-    ngx_http_gateway_attempt_t   *a;
-    ngx_http_gateway_select_t     sel;
-    ngx_http_gateway_snapshot_t  *snap;
-    ngx_http_gateway_observer_pt *h;
-
     if (gp->ntried == gp->nalloc) {
         p = ngx_palloc(gp->attempt.request->pool,
                        2 * gp->nalloc * sizeof(uint64_t));
@@ -688,53 +747,77 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         return NGX_ERROR;
     }
 
-    if (gp->name == NULL) {
-        name = &gp->name0;
-
-    } else {
-        name = ngx_palloc(gp->attempt.request->pool, sizeof(ngx_str_t));
-        if (name == NULL) {
-            return NGX_ERROR;
-        }
+    name = ngx_palloc(gp->attempt.request->pool, sizeof(ngx_str_t));
+    if (name == NULL) {
+        return NGX_ERROR;
     }
 
-    rc = ngx_http_gateway_snapshot_get_cached(gp->conf->gmcf,
-                                              gp->conf->lookup, &gp->service,
-                                              gp->hash, &snap, &slot);
+    return ngx_http_gateway_upstream_choose(pc, gp, name);
+}
+
+
+/*
+ * An attempt's instance, its name in "name" (the first attempt's is in the
+ * state, a retry's allocated); without one the request may use, the first
+ * attempt is answered 503, a retry NGX_BUSY (nginx's own answer then)
+ */
+
+static ngx_int_t
+ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_str_t *name)
+{
+    ngx_int_t                     i, rc;
+    ngx_uint_t                    slot, n, k, trial;
+    ngx_http_gateway_peer_t      *peer;
+    ngx_http_gateway_attempt_t   *a;
+    ngx_http_gateway_select_t    *sel;
+    ngx_http_gateway_snapshot_t  *snap;
+    ngx_http_gateway_observer_pt *h;
+
+    rc = ngx_http_gateway_snapshot_hold(gp->conf->gmcf, gp->conf->lookup,
+                                        &gp->service, gp->hash, &snap, &slot);
+    if (rc == NGX_DECLINED) {
+        return ngx_http_gateway_upstream_none(pc, gp, name == &gp->name0);
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
 
     gp->registered = 1;
 
-    sel.snap = snap;
-    sel.conf = gp->conf->balancer_conf;
-    sel.request = gp->attempt.request;
-    sel.tried = gp->tried;
-    sel.ntried = gp->ntried;
-    sel.expiry = (gp->conf->gmcf->redis == NULL);
-    sel.slow_start = gp->conf->slow_start;
-    sel.narrow = (snap->nbackup != 0);
-    sel.zone = NULL;
-    sel.unhealthy = gp->conf->unhealthy;
-    sel.eject = gp->conf->eject
-                ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
-                                                gp->attempt.request)
-                : 0;
+    /* in the request's state, not on the stack: no stack canary */
+
+    sel = &gp->sel;
+
+    sel->snap = snap;
+    sel->conf = gp->conf->balancer_conf;
+    sel->request = gp->attempt.request;
+    sel->tried = gp->tried;
+    sel->ntried = gp->ntried;
+    sel->expiry = gp->conf->expiry;
+    sel->slow_start = gp->conf->slow_start;
+    sel->narrow = (snap->nbackup != 0);
+    sel->zone = NULL;
+    sel->unhealthy = gp->conf->unhealthy;
+    sel->eject = gp->conf->eject
+                 ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                                 gp->attempt.request)
+                 : 0;
 
     /* an ejected instance whose time is up: one worker claims its trial */
 
     for (n = 0; /* void */; n++) {
-        i = ngx_http_gateway_upstream_pick(gp->conf, &sel);
+        i = ngx_http_gateway_upstream_pick(gp->conf, sel);
 
         if (i == NGX_DECLINED || n == snap->npeers) {
             ngx_http_gateway_snapshot_put(slot);
-            return NGX_DECLINED;
+            return ngx_http_gateway_upstream_none(pc, gp, name == &gp->name0);
         }
 
         peer = &snap->peers[i];
 
-        if (!sel.eject) {
+        if (!sel->eject) {
             trial = 0;
             break;
         }
@@ -783,7 +866,8 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->peer = peer;
     a->number = gp->ntried;
     a->start = ngx_current_msec;
-    a->start_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
+    a->start_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_upstream_usec()
+                                             : 0;
     a->cached = 0;
     a->retried = 0;
     a->trial = trial;
@@ -801,6 +885,22 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gateway_upstream_none(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first)
+{
+    ngx_http_gateway_upstream_log_none(gp->attempt.request, gp);
+
+    if (first) {
+        return ngx_http_gateway_upstream_unavailable(gp->attempt.request);
+    }
+
+    pc->name = NULL;
+
+    return NGX_BUSY;
 }
 
 
@@ -872,7 +972,6 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    ngx_uint_t                   left;
     ngx_http_upstream_t         *u;
     ngx_http_gateway_attempt_t  *a;
 
@@ -885,7 +984,8 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     u = gp->attempt.request->upstream;
 
     a->end = ngx_current_msec;
-    a->end_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_usec() : 0;
+    a->end_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_upstream_usec()
+                                           : 0;
     a->cached = pc->cached;
     a->status = u->headers_in.status_n;
     a->result = ngx_http_gateway_upstream_result(pc, gp, state);
@@ -917,6 +1017,20 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
+    ngx_http_gateway_upstream_failed(pc, gp, state);
+}
+
+
+/* an attempt that failed or passed on: whether nginx may try again */
+
+static void
+ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t state)
+{
+    ngx_uint_t                   left;
+    ngx_http_gateway_attempt_t  *a;
+
+    a = &gp->attempt;
     left = 0;
 
     if (gp->budget > 1 && (state & (NGX_PEER_FAILED|NGX_PEER_NEXT))) {
@@ -995,7 +1109,7 @@ ngx_http_gateway_upstream_result(ngx_peer_connection_t *pc,
 
 /* a status that proxy_next_upstream (or its kin) names as a failure */
 
-static ngx_uint_t
+static ngx_inline ngx_uint_t
 ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
 {
     ngx_uint_t  ft;
@@ -1013,20 +1127,32 @@ ngx_http_gateway_upstream_listed(ngx_http_upstream_t *u)
 
 
 /*
- * The attempt's record goes to every observer; its snapshot stays held
- * for its name, until the next attempt or the request's end.
+ * The attempt's record goes to every observer, then to the counters (a
+ * direct call: every upstream has them); its snapshot stays held for its
+ * name, until the next attempt or the request's end.
  */
 
 static void
 ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     ngx_uint_t retried)
 {
-    ngx_uint_t                     i, n;
-    ngx_http_gateway_observer_pt  *h;
-
     gp->open = 0;
     gp->held = 1;
     gp->attempt.retried = retried;
+
+    if (gp->conf->gmcf->observers.nelts) {
+        ngx_http_gateway_upstream_observe(gp);
+    }
+
+    ngx_http_gateway_stats_observe(&gp->attempt);
+}
+
+
+static void
+ngx_http_gateway_upstream_observe(ngx_http_gateway_peer_data_t *gp)
+{
+    ngx_uint_t                     i, n;
+    ngx_http_gateway_observer_pt  *h;
 
     h = gp->conf->gmcf->observers.elts;
     n = gp->conf->gmcf->observers.nelts;
@@ -1034,6 +1160,15 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     for (i = 0; i < n; i++) {
         h[i](&gp->attempt);
     }
+}
+
+
+/* out of line: its timespec would cost its callers a stack canary */
+
+static uint64_t
+ngx_http_gateway_upstream_usec(void)
+{
+    return ngx_http_gateway_usec();
 }
 
 
@@ -1070,16 +1205,7 @@ ngx_http_gateway_upstream_cleanup(void *data)
     ngx_http_gateway_peer_data_t *gp = data;
 
     if (gp->open) {
-
-        /* nginx gave a try back: the cached connection was only stale */
-
-        if (gp->attempt.cached
-            && gp->attempt.request->upstream->peer.tries > gp->tries)
-        {
-            gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
-        }
-
-        ngx_http_gateway_upstream_report(gp, 0);
+        ngx_http_gateway_upstream_report_last(gp);
     }
 
     if (gp->held) {
@@ -1092,6 +1218,23 @@ ngx_http_gateway_upstream_cleanup(void *data)
 
     gp->next = ngx_http_gateway_peer_free;
     ngx_http_gateway_peer_free = gp;
+}
+
+
+/* the attempt on a cached connection that failed, still open at the end */
+
+static void
+ngx_http_gateway_upstream_report_last(ngx_http_gateway_peer_data_t *gp)
+{
+    /* nginx gave a try back: the cached connection was only stale */
+
+    if (gp->attempt.cached
+        && gp->attempt.request->upstream->peer.tries > gp->tries)
+    {
+        gp->attempt.result = NGX_HTTP_GATEWAY_ATTEMPT_STALE;
+    }
+
+    ngx_http_gateway_upstream_report(gp, 0);
 }
 
 
@@ -1114,7 +1257,7 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
 
     sel.tried = gp->tried;
     sel.ntried = gp->ntried;
-    sel.expiry = (gp->conf->gmcf->redis == NULL);
+    sel.expiry = gp->conf->expiry;
     sel.narrow = (snap->nbackup != 0);
     sel.zone = NULL;
     sel.unhealthy = gp->conf->unhealthy;

@@ -16,6 +16,8 @@
 #   BENCH_CG_VARIANTS
 #   ("stock gateway lua"; any throughput variant built on nginx works, the
 #   first is the reference)
+#   BENCH_CG_VALGRIND_OPTS (more valgrind options, e.g. "--dump-instr=yes"
+#   for counts by instruction; the figures do not change)
 
 # cg_make_conf VARIANT DIR PORT: a variant's nginx.conf turned into a
 # single-process one (the variants write master_process on)
@@ -43,6 +45,7 @@ cg_run() {
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin GLIBC_TUNABLES="$BENCH_GLIBC_TUNABLES" \
         valgrind --tool=callgrind \
         --callgrind-out-file="$out" --dump-instr=no --collect-jumps=no \
+        ${BENCH_CG_VALGRIND_OPTS:-} \
         "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
         > "$out.log" 2>&1 &
     pid=$!

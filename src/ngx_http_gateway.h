@@ -99,6 +99,7 @@ struct ngx_http_gateway_retired_s {
 typedef struct {
     ngx_http_gateway_retired_t  rt;
     ngx_uint_t                  mark;       /* the writer's sweeps */
+    u_char                     *strings;    /* after the sockaddr */
     uint32_t                    weight;
     uint32_t                    ttl;
     uint16_t                    id_len;
@@ -116,8 +117,7 @@ typedef struct {
 #define ngx_http_gateway_data_sockaddr(d)                                     \
     ((struct sockaddr *) ((d) + 1))
 
-#define ngx_http_gateway_data_strings(d)                                      \
-    ((u_char *) ((d) + 1) + ngx_align((d)->socklen, sizeof(void *)))
+#define ngx_http_gateway_data_strings(d)  ((d)->strings)
 
 
 static ngx_inline ngx_str_t
@@ -867,6 +867,8 @@ void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
 /* the zone index of a snapshot: ngx_http_gateway_locality.c */
 
 size_t ngx_http_gateway_zones_size(ngx_uint_t npeers);
+ngx_uint_t ngx_http_gateway_peer_in_zone(ngx_http_gateway_peer_t *peer,
+    ngx_str_t *zone);
 void ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap,
     u_char *p);
 

@@ -71,7 +71,6 @@ static ngx_inline ngx_uint_t
 ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
     ngx_http_gateway_peer_t *peer)
 {
-    ngx_str_t   zone;
     ngx_uint_t  i;
     ngx_msec_t  expires;
 
@@ -86,14 +85,8 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
             return 0;
         }
 
-        if (sel->zone) {
-            zone = ngx_http_gateway_peer_zone(peer);
-
-            if (zone.len != sel->zone->len
-                || ngx_memcmp(zone.data, sel->zone->data, zone.len) != 0)
-            {
-                return 0;
-            }
+        if (sel->zone && !ngx_http_gateway_peer_in_zone(peer, sel->zone)) {
+            return 0;
         }
     }
 

@@ -195,6 +195,19 @@ ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap, u_char *p)
 }
 
 
+/* out of line: the core's inline filter stays small without locality */
+
+ngx_uint_t
+ngx_http_gateway_peer_in_zone(ngx_http_gateway_peer_t *peer, ngx_str_t *zone)
+{
+    ngx_str_t  z;
+
+    z = ngx_http_gateway_peer_zone(peer);
+
+    return z.len == zone->len && ngx_memcmp(z.data, zone->data, z.len) == 0;
+}
+
+
 static int ngx_libc_cdecl
 ngx_http_gateway_zone_cmp(const void *one, const void *two)
 {

@@ -211,7 +211,8 @@ sub bodies {
     return \%seen;
 }
 
-ok(bodies('/svc/loc/', 8)->{"backend\n"}, 'without locality both zones get requests');
+ok(bodies('/svc/loc/', 8)->{"backend\n"},
+   'without locality both zones get requests');
 my $e2 = instances('ej')->{e2};
 ok($e2 && !$e2->{ejection}, 'without gateway_eject nothing is ejected');
 

@@ -234,4 +234,48 @@ like($ng->error_log, qr/instance "e2" .* of service "ej" ejected/,
      'and the ejection is logged');
 unlike($ng->error_log, qr/signal 11|too small/, 'no worker crashed');
 
+# a zone without room for the lines fails the reload that needs them; the
+# running configuration keeps routing
+my $tiny_conf = <<'EOF';
+    gateway_registry zone=tiny:32k;
+
+    upstream gw {
+        gateway_service fill;
+        %%EXTRA%%
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location / {
+            proxy_pass http://gw;
+        }
+    }
+EOF
+
+expect_log_errors(qr/zone "tiny" is too small for the health checks'/);
+my $tiny = start_nginx(conf => $tiny_conf, vars => { EXTRA => '' });
+my $stored = 0;
+for my $n (1 .. 400) {
+    my $st = $tiny->request('PUT', "/gateway/services/fill/instances/i$n",
+                 body => qq({"address":"127.0.0.1:$backend"}))->{status};
+    last if $st != 201;
+    $stored++;
+}
+ok($stored > 10 && $stored < 400,
+   "a 32k zone fills up after $stored instances");
+ok(!$tiny->reload(conf => $tiny_conf =~ s/%%EXTRA%%/gateway_eject;/r),
+   'a reload that needs the lines of every instance fails');
+ok($tiny->wait_log(qr/\[emerg\].*zone "tiny" is too small for the health checks', ejection's or balancers' state of its instances/),
+   'and says why');
+my ($tst, undef, $tbody) = $tiny->get('/');
+is($tst, 200, 'the running configuration keeps routing');
+($tst, undef, $tbody) = $tiny->get('/gateway/services/fill');
+is(scalar @{ json_decode($tbody)->{instances} }, $stored,
+   'and has every instance');
+
 done_testing();

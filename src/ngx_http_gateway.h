@@ -30,7 +30,7 @@
 #pragma GCC visibility push(hidden)
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770008
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770009
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
@@ -49,6 +49,9 @@
 
 /* a snapshot's total weight up to which round robin gets a table */
 #define NGX_HTTP_GATEWAY_ORDER_MAX     4096
+
+/* instances of a service: peers' up weights add up within 32 bits */
+#define NGX_HTTP_GATEWAY_INSTANCES_MAX  4000000
 
 #define NGX_HTTP_GATEWAY_DUMP_SUMMARY  0
 #define NGX_HTTP_GATEWAY_DUMP_FULL     1
@@ -83,7 +86,9 @@ typedef struct ngx_http_gateway_retired_s  ngx_http_gateway_retired_t;
 struct ngx_http_gateway_retired_s {
     ngx_http_gateway_retired_t  *next;
     ngx_atomic_uint_t            epoch;
-    ngx_uint_t                   type;
+    uint32_t                     type;      /* 0: not retired */
+    uint32_t                     nsnaps;    /* snapshots pointing here:
+                                               data, instance, service */
 };
 
 #define NGX_HTTP_GATEWAY_RETIRED_SNAPSHOT  1
@@ -103,7 +108,7 @@ struct ngx_http_gateway_retired_s {
 typedef struct {
     ngx_http_gateway_retired_t  rt;
     ngx_uint_t                  mark;       /* the writer's sweeps */
-    uint32_t                    nsnaps;     /* snapshots pointing here */
+    u_char                     *strings;    /* after the sockaddr */
     uint32_t                    weight;
     uint32_t                    ttl;
     uint16_t                    id_len;
@@ -121,8 +126,7 @@ typedef struct {
 #define ngx_http_gateway_data_sockaddr(d)                                     \
     ((struct sockaddr *) ((d) + 1))
 
-#define ngx_http_gateway_data_strings(d)                                      \
-    ((u_char *) ((d) + 1) + ngx_align((d)->socklen, sizeof(void *)))
+#define ngx_http_gateway_data_strings(d)  ((d)->strings)
 
 
 static ngx_inline ngx_str_t
@@ -243,19 +247,31 @@ typedef struct {
 
 
 /*
- * An instance lives in the shared zone, in four cache lines (256 bytes, a
+ * An instance lives in the shared zone, in two cache lines (128 bytes, a
  * slab chunk of its own size).  Its record is in its data, written by
  * writers under the zone lock; requests read the record from the
  * service's snapshot (which points at the data it was built with), and
  * read and write here what is shared: the first line is read by every
- * request and written rarely; the second holds the health checks' state
- * and the balancers' (peak_ewma's estimate, written at every attempt of
- * its upstreams); ejection's state has the third; the counters that
- * every attempt writes have the last line alone.  It is freed when it is
- * removed and no snapshot holds it.
+ * request and written rarely; the counters that every attempt writes have
+ * the second line alone.  What only some upstreams use (the health checks'
+ * state, the balancers', ejection's) is in two more lines, allocated with
+ * the instance once a configuration uses any of it (the zone's "uses"):
+ * "lines" is NULL otherwise, and never NULL for a request of an upstream
+ * with gateway_health_check, gateway_eject or a balancer with state per
+ * instance.  It is freed when it is removed and no snapshot holds it.
  */
 
 #define NGX_HTTP_GATEWAY_INSTANCE_LB  8     /* bytes of balancers' state */
+
+typedef struct {
+    ngx_http_gateway_health_t   health NGX_HTTP_GATEWAY_LINE;
+    u_char                      lb[NGX_HTTP_GATEWAY_INSTANCE_LB]
+                                    __attribute__ ((aligned (8)));
+                                            /* balancers' state */
+
+    ngx_http_gateway_eject_t    eject NGX_HTTP_GATEWAY_LINE;
+} ngx_http_gateway_lines_t;
+
 
 typedef struct {
     ngx_http_gateway_retired_t  rt;
@@ -263,18 +279,31 @@ typedef struct {
     uint64_t                    uid;
     ngx_atomic_t                expires;    /* embedded registry only */
     ngx_atomic_t                since;      /* eligible since: slow start */
-    uint32_t                    nsnaps;     /* snapshots pointing here */
-    uint32_t                    removed;
-
-    ngx_http_gateway_health_t   health NGX_HTTP_GATEWAY_LINE;
-    u_char                      lb[NGX_HTTP_GATEWAY_INSTANCE_LB]
-                                    __attribute__ ((aligned (8)));
-                                            /* balancers' state */
-
-    ngx_http_gateway_eject_t    eject NGX_HTTP_GATEWAY_LINE;
+    ngx_http_gateway_lines_t   *lines;
 
     ngx_http_gateway_stats_t    stats NGX_HTTP_GATEWAY_LINE;
 } ngx_http_gateway_instance_t;
+
+
+/* what a writer removed; snapshots may still point at it */
+#define ngx_http_gateway_instance_removed(inst)  ((inst)->rt.type != 0)
+
+
+/* the health checks' and ejection's view of an instance without lines */
+
+static ngx_inline ngx_atomic_uint_t
+ngx_http_gateway_instance_health_state(ngx_http_gateway_instance_t *inst)
+{
+    return inst->lines ? inst->lines->health.state
+                       : NGX_HTTP_GATEWAY_HEALTH_UNKNOWN;
+}
+
+
+static ngx_inline ngx_atomic_uint_t
+ngx_http_gateway_instance_eject_state(ngx_http_gateway_instance_t *inst)
+{
+    return inst->lines ? inst->lines->eject.state : NGX_HTTP_GATEWAY_EJECT_IN;
+}
 
 
 #define ngx_http_gateway_instance_id(inst)                                    \
@@ -309,24 +338,32 @@ typedef struct {
 /*
  * What a request sees of a service: its instances as of one commit,
  * immutable once published.  A request holds it (in its worker's entry)
- * while it uses it.
+ * while it uses it.  A peer is 32 bytes, on one cache line: what every
+ * choice reads; its address and strings are read from the data it was
+ * built with (ngx_http_gateway_peer_*() below).
  */
 
 typedef struct {
     ngx_http_gateway_instance_t *inst;
-    uint64_t                    uid;
-    struct sockaddr            *sockaddr;
-    socklen_t                   socklen;
-    ngx_str_t                   name;
-    ngx_uint_t                  weight;
-    ngx_uint_t                  upto;       /* up weights up to its end */
-    ngx_uint_t                  state;
     ngx_http_gateway_data_t    *data;
-
-    ngx_str_t                   id;         /* in data, like name */
-    ngx_str_t                   zone;       /* in data: locality */
-    ngx_uint_t                  backup;     /* only when no primary is */
+    uint64_t                    uid;
+    uint32_t                    upto;       /* up weights up to its end */
+    uint16_t                    weight;
+    uint8_t                     state;
+    uint8_t                     backup;     /* only when no primary is */
 } ngx_http_gateway_peer_t;
+
+
+#define ngx_http_gateway_peer_sockaddr(peer)                                  \
+    ngx_http_gateway_data_sockaddr((peer)->data)
+#define ngx_http_gateway_peer_socklen(peer)                                   \
+    ((socklen_t) (peer)->data->socklen)
+#define ngx_http_gateway_peer_name(peer)                                      \
+    ngx_http_gateway_data_name((peer)->data)
+#define ngx_http_gateway_peer_id(peer)                                        \
+    ngx_http_gateway_data_id((peer)->data)
+#define ngx_http_gateway_peer_zone(peer)                                      \
+    ngx_http_gateway_data_zone((peer)->data)
 
 
 /* a snapshot's peers of one tier and zone: by_zone[first .. first + n) */
@@ -354,8 +391,9 @@ typedef struct {
     uint32_t                   *by_zone;    /* peer indices, zone by zone */
     void                      **tables;     /* per balancer, NULL:
                                                none is used */
-    ngx_http_gateway_peer_t     peers[1];   /* then tables, zones,
+    ngx_http_gateway_peer_t     peers[1]    /* then tables, zones,
                                                by_zone and order */
+                                    __attribute__ ((aligned (32)));
 } ngx_http_gateway_snapshot_t;
 
 
@@ -377,7 +415,6 @@ struct ngx_http_gateway_service_s {
     ngx_uint_t                  ninstances;
     ngx_uint_t                  nalloc;
     ngx_uint_t                  mark;
-    ngx_uint_t                  nsnaps;
     ngx_http_gateway_service_t *dirty_next;
     unsigned                    dirty:1;
     unsigned                    removed:1;
@@ -471,6 +508,22 @@ extern const ngx_http_gateway_lag_bucket_t
 u_char *ngx_http_gateway_lag_json(u_char *p, ngx_http_gateway_lag_t *gl);
 
 
+/*
+ * What a configuration's upstreams use of the zone's optional parts:
+ * instances' lines (health checks, ejection, balancers' state per
+ * instance), snapshots' zone groups (locality).  Bits are only added,
+ * as old workers may still use theirs.
+ */
+
+#define NGX_HTTP_GATEWAY_USES_LINES  0x01
+#define NGX_HTTP_GATEWAY_USES_ZONES  0x02
+
+#define ngx_http_gateway_uses(cf, what)                                       \
+    ((ngx_http_gateway_main_conf_t *)                                         \
+         ngx_http_conf_get_module_main_conf(cf, ngx_http_gateway_module))     \
+        ->uses |= (what)
+
+
 typedef struct {
     ngx_uint_t                  magic;
     ngx_rbtree_t                rbtree;
@@ -515,6 +568,8 @@ typedef struct {
     uint64_t                    tables;     /* balancers' tables built for
                                                every snapshot: OR'ed by
                                                each configuration */
+    ngx_uint_t                  uses;       /* NGX_HTTP_GATEWAY_USES_*,
+                                               OR'ed the same way */
 
 } ngx_http_gateway_sh_t;
 
@@ -550,6 +605,7 @@ typedef struct {
     ngx_uint_t                  attempt_us; /* an observer reads the
                                                attempts' start_us, end_us */
     uint64_t                    tables;     /* what its upstreams use */
+    ngx_uint_t                  uses;       /* NGX_HTTP_GATEWAY_USES_* */
     ngx_array_t                 starts;     /* the same, at attempt start */
 
     ngx_log_t                  *log;
@@ -888,6 +944,8 @@ void ngx_http_gateway_reclaim_locked(ngx_http_gateway_main_conf_t *gmcf);
 /* the zone index of a snapshot: ngx_http_gateway_locality.c */
 
 size_t ngx_http_gateway_zones_size(ngx_uint_t npeers);
+ngx_uint_t ngx_http_gateway_peer_in_zone(ngx_http_gateway_peer_t *peer,
+    ngx_str_t *zone);
 void ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap,
     u_char *p);
 

@@ -117,6 +117,10 @@ void *
 ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,
     ngx_http_gateway_balancer_t *b, ngx_str_t *params, ngx_uint_t n)
 {
+    if (b->instance_size) {
+        ngx_http_gateway_uses(cf, NGX_HTTP_GATEWAY_USES_LINES);
+    }
+
     if (b->create_conf) {
         return b->create_conf(cf, params, n);
     }

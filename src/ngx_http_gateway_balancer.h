@@ -64,10 +64,11 @@ ngx_http_gateway_eject_passes(ngx_http_gateway_instance_t *inst)
 {
     ngx_atomic_uint_t  s;
 
-    s = ngx_http_gateway_eject_state(inst->eject.state);
+    s = ngx_http_gateway_eject_state(inst->lines->eject.state);
 
     return s == NGX_HTTP_GATEWAY_EJECT_IN || s == NGX_HTTP_GATEWAY_EJECT_GONE
-           || (ngx_msec_int_t) (inst->eject.until - ngx_current_msec) <= 0;
+           || (ngx_msec_int_t) (inst->lines->eject.until - ngx_current_msec)
+              <= 0;
 }
 
 
@@ -99,12 +100,7 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
             return 0;
         }
 
-        if (sel->zone
-            && (peer->zone.len != sel->zone->len
-                || ngx_memcmp(peer->zone.data, sel->zone->data,
-                              peer->zone.len)
-                   != 0))
-        {
+        if (sel->zone && !ngx_http_gateway_peer_in_zone(peer, sel->zone)) {
             return 0;
         }
     }
@@ -118,7 +114,7 @@ ngx_http_gateway_eligible(ngx_http_gateway_select_t *sel,
     }
 
     if (sel->unhealthy
-        && ((1 << peer->inst->health.state) & sel->unhealthy))
+        && ((1 << peer->inst->lines->health.state) & sel->unhealthy))
     {
         return 0;
     }
@@ -349,7 +345,7 @@ extern ngx_http_gateway_balancer_t *ngx_http_gateway_balancers[];
 
 
 #define ngx_http_gateway_balancer_instance(b, inst)                           \
-    ((void *) ((u_char *) (inst)->lb + (b)->instance_offset))
+    ((void *) ((u_char *) (inst)->lines->lb + (b)->instance_offset))
 
 #define ngx_http_gateway_balancer_service(b, svc)                             \
     ((void *) ((u_char *) (svc)->lb + (b)->service_offset))

@@ -197,8 +197,9 @@ ngx_http_gateway_hash_table_input(ngx_http_gateway_snapshot_t *snap,
     in->npoints = 0;
 
     for (i = 0; i < n; i++) {
-        in->peers[i].id = ngx_crc32_long(snap->peers[i].id.data,
-                                         snap->peers[i].id.len);
+        in->peers[i].id = ngx_crc32_long(
+                               ngx_http_gateway_peer_id(&snap->peers[i]).data,
+                               snap->peers[i].data->id_len);
         in->peers[i].weight = (uint32_t) snap->peers[i].weight;
     }
 
@@ -349,8 +350,9 @@ ngx_http_gateway_hash_rendezvous(ngx_http_gateway_select_t *sel,
             continue;
         }
 
-        h = ngx_gateway_chash_mix(key, ngx_crc32_long(peer->id.data,
-                                                      peer->id.len));
+        h = ngx_gateway_chash_mix(key,
+                         ngx_crc32_long(ngx_http_gateway_peer_id(peer).data,
+                                        peer->data->id_len));
         w = (uint32_t) ngx_http_gateway_peer_weight(sel, peer);
 
         if (best == NGX_DECLINED

@@ -147,6 +147,10 @@ ngx_http_gateway_peak_ewma_update(ngx_http_gateway_snapshot_t *snap)
     now = ngx_current_msec;
 
     for (i = 0; i < snap->npeers; i++) {
+        if (snap->peers[i].inst->lines == NULL) {
+            continue;       /* no upstream uses peak_ewma */
+        }
+
         st = ngx_http_gateway_peak_ewma_state(snap->peers[i].inst);
 
         if (st->value == 0) {

@@ -173,7 +173,7 @@ ngx_http_gateway_eject_claim(ngx_http_gateway_eject_conf_t *ecf,
     ngx_atomic_uint_t          s, state;
     ngx_http_gateway_eject_t  *ej;
 
-    ej = &peer->inst->eject;
+    ej = &peer->inst->lines->eject;
     s = ej->state;
     state = ngx_http_gateway_eject_state(s);
 
@@ -220,7 +220,11 @@ ngx_http_gateway_eject_reset_locked(ngx_http_gateway_service_t *svc,
     ngx_atomic_uint_t          s, state;
     ngx_http_gateway_eject_t  *ej;
 
-    ej = &inst->eject;
+    if (inst->lines == NULL) {
+        return;     /* no configuration ejects */
+    }
+
+    ej = &inst->lines->eject;
 
     for ( ;; ) {
         s = ej->state;
@@ -277,7 +281,7 @@ ngx_http_gateway_eject_observe(ngx_http_gateway_attempt_t *a)
         return;
     }
 
-    ej = &a->peer->inst->eject;
+    ej = &a->peer->inst->lines->eject;
 
     switch (verdict) {
 
@@ -341,7 +345,7 @@ ngx_http_gateway_eject_out(ngx_http_gateway_eject_conf_t *ecf,
 {
     u_char                       text[NGX_GATEWAY_LOG_TEXT_SIZE];
     u_char                       itext[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t                    name, id;
+    ngx_str_t                    name, id, pid, addr;
     ngx_msec_t                   t;
     ngx_uint_t                   cap, count;
     ngx_atomic_uint_t            s, n;
@@ -349,7 +353,7 @@ ngx_http_gateway_eject_out(ngx_http_gateway_eject_conf_t *ecf,
     ngx_http_gateway_service_t  *svc;
 
     svc = a->snap->service;
-    ej = &a->peer->inst->eject;
+    ej = &a->peer->inst->lines->eject;
 
     cap = ngx_gateway_eject_cap(a->snap->npeers, ecf->max_percent);
 
@@ -363,14 +367,15 @@ ngx_http_gateway_eject_out(ngx_http_gateway_eject_conf_t *ecf,
             if (fails == ecf->failures) {
                 ngx_http_gateway_log_text(&name, text, a->service->data,
                                           a->service->len);
-                ngx_http_gateway_log_text(&id, itext, a->peer->id.data,
-                                          a->peer->id.len);
+                pid = ngx_http_gateway_peer_id(a->peer);
+                addr = ngx_http_gateway_peer_name(a->peer);
+                ngx_http_gateway_log_text(&id, itext, pid.data, pid.len);
 
                 ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                               "gateway: instance \"%V\" (%V) of service "
                               "\"%V\" is not ejected: %uA of its %ui "
                               "instances are (max_percent=%ui)",
-                              &id, &a->peer->name, &name, n,
+                              &id, &addr, &name, n,
                               a->snap->npeers, ecf->max_percent);
             }
 
@@ -418,7 +423,7 @@ ngx_http_gateway_eject_trial_end(ngx_http_gateway_eject_conf_t *ecf,
     ngx_atomic_uint_t          s, seq;
     ngx_http_gateway_eject_t  *ej;
 
-    ej = &a->peer->inst->eject;
+    ej = &a->peer->inst->lines->eject;
     s = ej->state;
 
     if (ngx_http_gateway_eject_state(s) != NGX_HTTP_GATEWAY_EJECT_TRIAL) {
@@ -469,7 +474,7 @@ ngx_http_gateway_eject_set(ngx_http_gateway_eject_conf_t *ecf,
     ngx_msec_t                 t;
     ngx_http_gateway_eject_t  *ej;
 
-    ej = &a->peer->inst->eject;
+    ej = &a->peer->inst->lines->eject;
 
     t = ngx_gateway_eject_duration(ecf->time, ecf->max_time, count);
 
@@ -493,17 +498,19 @@ ngx_http_gateway_eject_log(ngx_http_gateway_attempt_t *a, const char *what,
     u_char     text[NGX_GATEWAY_LOG_TEXT_SIZE];
     u_char     itext[NGX_GATEWAY_LOG_TEXT_SIZE];
     u_char     reason[sizeof("status 999")], *p;
-    ngx_str_t  name, id;
+    ngx_str_t  name, id, pid, addr;
+
+    pid = ngx_http_gateway_peer_id(a->peer);
+    addr = ngx_http_gateway_peer_name(a->peer);
 
     ngx_http_gateway_log_text(&name, text, a->service->data, a->service->len);
-    ngx_http_gateway_log_text(&id, itext, a->peer->id.data,
-                              a->peer->id.len);
+    ngx_http_gateway_log_text(&id, itext, pid.data, pid.len);
 
     if (t == 0) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "gateway: instance \"%V\" (%V) of service \"%V\" "
                       "returns: its trial request succeeded",
-                      &id, &a->peer->name, &name);
+                      &id, &addr, &name);
         return;
     }
 
@@ -512,7 +519,7 @@ ngx_http_gateway_eject_log(ngx_http_gateway_attempt_t *a, const char *what,
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "gateway: instance \"%V\" (%V) of service \"%V\" %s for "
                   "%Mms (ejection %ui, last failure: %*s)",
-                  &id, &a->peer->name, &name, what, t, count,
+                  &id, &addr, &name, what, t, count,
                   p - reason, reason);
 }
 
@@ -553,14 +560,17 @@ ngx_http_gateway_eject_json(u_char *p, ngx_http_gateway_instance_t *inst)
     ngx_http_gateway_eject_t  *ej;
     static const char         *states[] = { "in", "out", "trial", "in" };
 
-    ej = &inst->eject;
-
     if (p == NULL) {
         return sizeof(",\"ejection\":{\"state\":\"trial\",\"since\":,"
                       "\"until\":,\"count\":,\"reason\":\"status 999\"}")
                + 3 * NGX_ATOMIC_T_LEN;
     }
 
+    if (inst->lines == NULL) {
+        return 0;
+    }
+
+    ej = &inst->lines->eject;
     count = ej->count;
 
     if (count == 0) {
@@ -618,6 +628,8 @@ ngx_http_gateway_eject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ecf->enabled = 1;
+
+    ngx_http_gateway_uses(cf, NGX_HTTP_GATEWAY_USES_LINES);
     ecf->failures = 5;
     ecf->time = NGX_CONF_UNSET_MSEC;
     ecf->max_time = NGX_CONF_UNSET_MSEC;

@@ -60,8 +60,9 @@ ngx_http_gateway_events_locked(ngx_http_gateway_main_conf_t *gmcf,
             rc = -1;
 
         } else {
-            rc = ngx_memn2cmp(a->id.data, b->id.data,
-                              a->id.len, b->id.len);
+            rc = ngx_memn2cmp(ngx_http_gateway_peer_id(a).data,
+                              ngx_http_gateway_peer_id(b).data,
+                              a->data->id_len, b->data->id_len);
         }
 
         if (rc < 0) {
@@ -92,7 +93,7 @@ ngx_http_gateway_event(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_peer_t *now)
 {
     u_char                   buf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t                addr;
+    ngx_str_t                 addr, id, name, wname;
     ngx_http_gateway_peer_t  *p;
 
     if (!ngx_http_gateway_event_allowed(gmcf)) {
@@ -101,32 +102,38 @@ ngx_http_gateway_event(ngx_http_gateway_main_conf_t *gmcf,
 
     p = now ? now : was;
 
-    ngx_http_gateway_log_text(&addr, buf, p->name.data, p->name.len);
+    id = ngx_http_gateway_peer_id(p);
+    name = ngx_http_gateway_peer_name(p);
+
+    ngx_http_gateway_log_text(&addr, buf, name.data, name.len);
 
     if (was == NULL) {
         ngx_log_error(NGX_LOG_NOTICE, gmcf->log, 0,
                       "gateway: instance \"%V\" of service \"%V\" registered: "
-                      "%V, weight %ui, %s", &p->id, &svc->sn.str,
-                      &addr, p->weight, ngx_gateway_state_name(p->state));
+                      "%V, weight %ui, %s", &id, &svc->sn.str,
+                      &addr, (ngx_uint_t) p->weight,
+                      ngx_gateway_state_name(p->state));
         return;
     }
 
     if (now == NULL) {
         ngx_log_error(NGX_LOG_NOTICE, gmcf->log, 0,
                       "gateway: instance \"%V\" of service \"%V\" removed "
-                      "(was %V)", &p->id, &svc->sn.str, &addr);
+                      "(was %V)", &id, &svc->sn.str, &addr);
         return;
     }
+
+    wname = ngx_http_gateway_peer_name(was);
 
     ngx_log_error(NGX_LOG_NOTICE, gmcf->log, 0,
                   "gateway: instance \"%V\" of service \"%V\" changed: "
                   "%V, weight %ui, %s (was weight %ui, %s%s)",
-                  &p->id, &svc->sn.str, &addr, now->weight,
-                  ngx_gateway_state_name(now->state), was->weight,
+                  &id, &svc->sn.str, &addr, (ngx_uint_t) now->weight,
+                  ngx_gateway_state_name(now->state),
+                  (ngx_uint_t) was->weight,
                   ngx_gateway_state_name(was->state),
-                  (was->name.len != now->name.len
-                   || ngx_strncmp(was->name.data, now->name.data,
-                                  now->name.len) != 0)
+                  (wname.len != name.len
+                   || ngx_strncmp(wname.data, name.data, name.len) != 0)
                   ? ", another address" : "");
 }
 

@@ -63,6 +63,7 @@ struct ngx_http_gateway_probe_s {
     ngx_event_t                     deadline;
     ngx_http_gateway_health_conf_t *conf;
     ngx_http_gateway_peer_t        *peer;
+    ngx_str_t                       name;       /* the peer's address */
     ngx_uint_t                      slot;
     ngx_uint_t                      sent;
     ngx_uint_t                      connected;
@@ -216,6 +217,8 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (hc->enabled) {
         return "is duplicate";
     }
+
+    ngx_http_gateway_uses(cf, NGX_HTTP_GATEWAY_USES_LINES);
 
     uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
 
@@ -673,9 +676,10 @@ ngx_http_gateway_probe_start(ngx_http_gateway_probe_t *pr)
     ngx_int_t          rc;
     ngx_connection_t  *c;
 
-    pr->pc.sockaddr = pr->peer->sockaddr;
-    pr->pc.socklen = pr->peer->socklen;
-    pr->pc.name = &pr->peer->name;
+    pr->name = ngx_http_gateway_peer_name(pr->peer);
+    pr->pc.sockaddr = ngx_http_gateway_peer_sockaddr(pr->peer);
+    pr->pc.socklen = ngx_http_gateway_peer_socklen(pr->peer);
+    pr->pc.name = &pr->name;
     pr->pc.get = ngx_event_get_peer;
     pr->pc.log = ngx_cycle->log;
     pr->pc.log_error = NGX_ERROR_INFO;
@@ -728,11 +732,11 @@ ngx_http_gateway_probe_request(ngx_http_gateway_probe_t *pr)
     pr->status_len = ngx_min(status->len, NGX_GATEWAY_HEALTH_STATUS_MAX);
     ngx_memcpy(pr->status, status->data, pr->status_len);
 
-    if (pr->peer->sockaddr->sa_family == AF_UNIX) {
+    if (ngx_http_gateway_peer_sockaddr(pr->peer)->sa_family == AF_UNIX) {
         ngx_str_set(&host, "localhost");
 
     } else {
-        host = pr->peer->name;
+        host = ngx_http_gateway_peer_name(pr->peer);
     }
 
     p = ngx_snprintf(pr->data, NGX_HTTP_GATEWAY_PROBE_BUF,
@@ -943,7 +947,7 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
 {
     u_char                           sbuf[NGX_GATEWAY_LOG_TEXT_SIZE];
     u_char                           ibuf[NGX_GATEWAY_LOG_TEXT_SIZE];
-    ngx_str_t                        svc, id;
+    ngx_str_t                        svc, id, pid;
     ngx_uint_t                       old, state, fails, passes;
     ngx_time_t                      *tp;
     ngx_http_gateway_health_t       *h;
@@ -953,7 +957,9 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
     hc = pr->conf;
     inst = pr->peer->inst;
 
-    if (inst->removed || inst->data != pr->peer->data) {
+    if (ngx_http_gateway_instance_removed(inst)
+        || inst->data != pr->peer->data)
+    {
         return;
     }
 
@@ -964,7 +970,7 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
         error = NGX_HTTP_GATEWAY_PROBE_STATUS;
     }
 
-    h = &inst->health;
+    h = &inst->lines->health;
     tp = ngx_timeofday();
 
     h->last = (ngx_atomic_uint_t) tp->sec * 1000 + tp->msec;
@@ -1007,13 +1013,13 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
     }
 
     ngx_http_gateway_log_text(&svc, sbuf, hc->service.data, hc->service.len);
-    ngx_http_gateway_log_text(&id, ibuf, pr->peer->id.data,
-                              pr->peer->id.len);
+    pid = ngx_http_gateway_peer_id(pr->peer);
+    ngx_http_gateway_log_text(&id, ibuf, pid.data, pid.len);
 
     if (state == NGX_HTTP_GATEWAY_HEALTH_UP) {
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "gateway: instance \"%V\" (%V) of service \"%V\" is "
-                      "healthy: %ui probes passed", &id, &pr->peer->name,
+                      "healthy: %ui probes passed", &id, &pr->name,
                       &svc, h->passes);
         return;
     }
@@ -1022,7 +1028,7 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "gateway: instance \"%V\" (%V) of service \"%V\" is "
                       "unhealthy: %ui probes failed, the last with "
-                      "status %ui", &id, &pr->peer->name, &svc, h->fails,
+                      "status %ui", &id, &pr->name, &svc, h->fails,
                       status);
         return;
     }
@@ -1030,7 +1036,7 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "gateway: instance \"%V\" (%V) of service \"%V\" is "
                   "unhealthy: %ui probes failed, the last by %s",
-                  &id, &pr->peer->name, &svc, h->fails,
+                  &id, &pr->name, &svc, h->fails,
                   ngx_http_gateway_probe_errors[error]);
 }
 
@@ -1046,14 +1052,18 @@ ngx_http_gateway_health_json(u_char *p, ngx_http_gateway_instance_t *inst)
 
     static const char  *states[] = { "unknown", "healthy", "unhealthy" };
 
-    h = &inst->health;
-
     if (p == NULL) {
         return sizeof("\"health\":{\"status\":\"unhealthy\",\"fails\":,"
                       "\"passes\":,\"probes\":,\"last_probe_ms\":,"
                       "\"last_status\":,\"last_error\":\"invalid response\"},")
                + 5 * NGX_ATOMIC_T_LEN;
     }
+
+    if (inst->lines == NULL) {
+        return 0;
+    }
+
+    h = &inst->lines->health;
 
     if (h->probes == 0) {
         return 0;

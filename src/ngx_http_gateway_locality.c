@@ -42,6 +42,8 @@ ngx_http_gateway_locality(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "must follow \"gateway_service\"";
     }
 
+    ngx_http_gateway_uses(cf, NGX_HTTP_GATEWAY_USES_ZONES);
+
     lc = ngx_pcalloc(cf->pool, sizeof(ngx_http_gateway_locality_t));
     if (lc == NULL) {
         return NGX_CONF_ERROR;
@@ -153,7 +155,7 @@ ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap, u_char *p)
     for (i = 0; i < snap->npeers; i++) {
         peer = &snap->peers[i];
 
-        zones[i].name = peer->zone;
+        zones[i].name = ngx_http_gateway_peer_zone(peer);
         zones[i].backup = peer->backup;
         zones[i].first = (uint32_t) i;
         zones[i].n = 1;
@@ -190,6 +192,19 @@ ngx_http_gateway_zones_build(ngx_http_gateway_snapshot_t *snap, u_char *p)
     }
 
     snap->nzones = k;
+}
+
+
+/* out of line: the core's inline filter stays small without locality */
+
+ngx_uint_t
+ngx_http_gateway_peer_in_zone(ngx_http_gateway_peer_t *peer, ngx_str_t *zone)
+{
+    ngx_str_t  z;
+
+    z = ngx_http_gateway_peer_zone(peer);
+
+    return z.len == zone->len && ngx_memcmp(z.data, zone->data, z.len) == 0;
 }
 
 

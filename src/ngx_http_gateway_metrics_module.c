@@ -244,7 +244,8 @@ ngx_http_gateway_metrics_ejected(ngx_http_gateway_peer_t *peer,
 {
     ngx_uint_t  state;
 
-    state = ngx_http_gateway_eject_state(peer->inst->eject.state);
+    state = ngx_http_gateway_eject_state(
+                ngx_http_gateway_instance_eject_state(peer->inst));
 
     return state == NGX_HTTP_GATEWAY_EJECT_OUT
            || state == NGX_HTTP_GATEWAY_EJECT_TRIAL;
@@ -255,7 +256,7 @@ static ngx_uint_t
 ngx_http_gateway_metrics_ejections(ngx_http_gateway_peer_t *peer,
     ngx_uint_t arg)
 {
-    return peer->inst->eject.count;
+    return peer->inst->lines ? peer->inst->lines->eject.count : 0;
 }
 
 
@@ -263,7 +264,7 @@ static ngx_uint_t
 ngx_http_gateway_metrics_health(ngx_http_gateway_peer_t *peer,
     ngx_uint_t arg)
 {
-    return peer->inst->health.state == arg;
+    return ngx_http_gateway_instance_health_state(peer->inst) == arg;
 }
 
 
@@ -1126,6 +1127,7 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
     ngx_http_gateway_service_t *svc, ngx_http_gateway_snapshot_t *snap)
 {
     u_char                             *p;
+    ngx_str_t                           id;
     ngx_uint_t                          j, k, first;
     ngx_http_gateway_peer_t            *peer;
     ngx_http_gateway_metrics_family_t  *fam;
@@ -1142,6 +1144,8 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
             continue;
         }
 
+        id = ngx_http_gateway_peer_id(peer);
+
         for (k = 0; k < fam->nvalues; k++) {
             p = ngx_http_gateway_metrics_reserve(ctx);
             if (p == NULL) {
@@ -1149,7 +1153,7 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
             }
 
             ctx->buf->last = ngx_http_gateway_metrics_sample(p, fam->name,
-                                 &svc->sn.str, &peer->id, fam->label,
+                                 &svc->sn.str, &id, fam->label,
                                  fam->label == NULL ? NULL
                                  : fam->values ? fam->values[k]
                                  : ngx_gateway_state_name(k),

@@ -464,7 +464,7 @@ ngx_http_gateway_retire_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     sh = gmcf->sh;
 
-    rt->type = type;
+    rt->type = (uint32_t) type;
     rt->epoch = ngx_atomic_fetch_add(&sh->epoch, 1);
     rt->next = sh->retired;
     sh->retired = rt;
@@ -573,7 +573,8 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     /* after the peers: the tables, the zones, round robin's order */
 
     tsize = ngx_http_gateway_balancers_tables_size(gmcf);
-    zsize = ngx_http_gateway_zones_size(svc->ninstances);
+    zsize = (gmcf->sh->uses & NGX_HTTP_GATEWAY_USES_ZONES)
+            ? ngx_http_gateway_zones_size(svc->ninstances) : 0;
 
     size = offsetof(ngx_http_gateway_snapshot_t, peers)
            + ngx_max(svc->ninstances, 1) * sizeof(ngx_http_gateway_peer_t)
@@ -609,16 +610,11 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
         peer = &snap->peers[i];
 
         peer->inst = inst;
+        peer->data = data;
         peer->uid = inst->uid;
-        peer->sockaddr = ngx_http_gateway_data_sockaddr(data);
-        peer->socklen = data->socklen;
-        peer->name = ngx_http_gateway_data_name(data);
-        peer->id = ngx_http_gateway_data_id(data);
-        peer->zone = ngx_http_gateway_data_zone(data);
-        peer->weight = data->weight;
+        peer->weight = (uint16_t) data->weight;
         peer->state = data->state;
         peer->backup = data->backup;
-        peer->data = data;
 
         snap->nbackup += data->backup;
 
@@ -626,15 +622,17 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
             snap->total += data->weight;
         }
 
-        peer->upto = snap->total;
+        peer->upto = (uint32_t) snap->total;
 
-        inst->nsnaps++;
-        inst->data->nsnaps++;
+        inst->rt.nsnaps++;
+        data->rt.nsnaps++;
     }
 
-    ngx_http_gateway_zones_build(snap, after + tsize);
+    if (zsize) {
+        ngx_http_gateway_zones_build(snap, after + tsize);
+    }
 
-    svc->nsnaps++;
+    svc->rt.nsnaps++;
 
     /* embedded, the zone is the registry: its revisions count commits */
 
@@ -718,11 +716,11 @@ ngx_http_gateway_snapshot_free_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     for (i = 0; i < snap->npeers; i++) {
         peer = &snap->peers[i];
-        peer->inst->nsnaps--;
-        peer->data->nsnaps--;
+        peer->inst->rt.nsnaps--;
+        peer->data->rt.nsnaps--;
     }
 
-    snap->service->nsnaps--;
+    snap->service->rt.nsnaps--;
 
     ngx_http_gateway_balancers_free_locked(gmcf, snap);
     ngx_slab_free_locked(gmcf->shpool, snap);
@@ -899,14 +897,8 @@ ngx_http_gateway_retired_done(ngx_http_gateway_retired_t *rt, void **held,
 
         return 1;
 
-    case NGX_HTTP_GATEWAY_RETIRED_DATA:
-        return ((ngx_http_gateway_data_t *) rt)->nsnaps == 0;
-
-    case NGX_HTTP_GATEWAY_RETIRED_INSTANCE:
-        return ngx_http_gateway_rt_instance(rt)->nsnaps == 0;
-
-    default: /* NGX_HTTP_GATEWAY_RETIRED_SERVICE */
-        return ngx_http_gateway_rt_service(rt)->nsnaps == 0;
+    default: /* data, instance, service */
+        return rt->nsnaps == 0;
     }
 }
 
@@ -932,6 +924,11 @@ ngx_http_gateway_retired_free_locked(ngx_http_gateway_main_conf_t *gmcf,
     case NGX_HTTP_GATEWAY_RETIRED_INSTANCE:
         inst = ngx_http_gateway_rt_instance(rt);
         ngx_slab_free_locked(gmcf->shpool, inst->data);
+
+        if (inst->lines) {
+            ngx_slab_free_locked(gmcf->shpool, inst->lines);
+        }
+
         ngx_slab_free_locked(gmcf->shpool, inst);
         gmcf->sh->allocated--;
         break;

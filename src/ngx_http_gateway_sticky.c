@@ -300,8 +300,8 @@ ngx_http_gateway_sticky_find(ngx_http_gateway_sticky_t *sc,
         mid = lo + (hi - lo) / 2;
         peer = &sel->snap->peers[mid];
 
-        rc = ngx_memn2cmp(peer->id.data, ctx->want.data, peer->id.len,
-                          ctx->want.len);
+        rc = ngx_memn2cmp(ngx_http_gateway_peer_id(peer).data, ctx->want.data,
+                          peer->data->id_len, ctx->want.len);
 
         if (rc == 0) {
             return ngx_http_gateway_eligible(sel, peer) ? (ngx_int_t) mid
@@ -342,8 +342,9 @@ ngx_http_gateway_sticky_chosen(ngx_http_gateway_sticky_t *sc,
         }
     }
 
-    ctx->chosen.len = ngx_min(peer->id.len, NGX_GATEWAY_NAME_MAX);
-    ngx_memcpy(ctx->chosen.data, peer->id.data, ctx->chosen.len);
+    ctx->chosen.len = ngx_min(peer->data->id_len, NGX_GATEWAY_NAME_MAX);
+    ngx_memcpy(ctx->chosen.data, ngx_http_gateway_peer_id(peer).data,
+               ctx->chosen.len);
 
     return NGX_OK;
 }

@@ -880,7 +880,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     /* the instance's address: host:port, [v6]:port or unix:path */
 
-    host = a->peer->name;
+    host = ngx_http_gateway_peer_name(a->peer);
     port = 0;
 
     if (host.len > 5 && ngx_strncmp(host.data, "unix:", 5) != 0) {
@@ -914,7 +914,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     if (port) {
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
-                             ngx_inet_get_port(a->peer->sockaddr));
+                    ngx_inet_get_port(ngx_http_gateway_peer_sockaddr(a->peer)));
     }
 
     if (a->status) {
@@ -925,7 +925,8 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SERVICE),
                          (char *) a->service->data, a->service->len);
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(INSTANCE),
-                         (char *) a->peer->id.data, a->peer->id.len);
+                         (char *) ngx_http_gateway_peer_id(a->peer).data,
+                         a->peer->data->id_len);
     ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
     ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
 

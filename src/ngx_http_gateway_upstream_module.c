@@ -841,11 +841,10 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     /* the name is the held snapshot's text: see upstream_release() */
 
-    pc->sockaddr = peer->sockaddr;
-    pc->socklen = peer->socklen;
+    pc->sockaddr = ngx_http_gateway_peer_sockaddr(peer);
+    pc->socklen = ngx_http_gateway_peer_socklen(peer);
 
-    name->data = peer->name.data;
-    name->len = peer->name.len;
+    *name = ngx_http_gateway_peer_name(peer);
     pc->name = name;
     gp->name = name;
 

@@ -4,7 +4,10 @@
 # logs bad records as the script's path does, leaves the sweeper's audit
 # to the next full comparison, and fits services of 10 instances into the
 # zone at the documented cost (docs/operations.md, "Sizing the zone":
-# about 650 bytes per instance, 1m for roughly 1,200 of them).
+# about 370 bytes per instance without health checks, ejection or
+# locality).  A reload that adds gateway_eject and gateway_locality gives
+# every instance its lines and every snapshot its zone groups, and both
+# work on the instances that were there before.
 
 use strict;
 use warnings;
@@ -21,6 +24,7 @@ my $conf = <<'EOF';
 
     upstream gw {
         gateway_service $gw_service;
+        %%EXTRA%%
     }
 
     server {
@@ -28,6 +32,10 @@ my $conf = <<'EOF';
 
         location /gateway/ {
             gateway_admin;
+        }
+
+        location = /metrics {
+            gateway_metrics;
         }
 
         location ~ ^/svc/(?<gw_service>[A-Za-z0-9._-]+) {
@@ -41,12 +49,21 @@ my $conf = <<'EOF';
             return 200 "backend\n";
         }
     }
+
+    server {
+        listen 127.0.0.1:%%PORT3%%;
+        location / {
+            return 200 "local\n";
+        }
+    }
 EOF
 
 # 120 services x 10 instances as bench/run scale writes them: 1,200
-# instances, with the old layout (960 bytes each) more than 1m holds
+# instances
 my $nsvc = 120;
 my $backend = free_port();
+my $local = free_port();
+my $dead = free_port();
 my $data = '';
 for my $s (1 .. $nsvc) {
     my $svc = sprintf 's%03d', $s;
@@ -78,6 +95,16 @@ RPUSH t37:svc:wrongrev:rev x
 HSET t37:svc:unlisted:inst:a address 127.0.0.1:$backend
 SADD t37:svc:unlisted:ids a
 SET t37:svc:unlisted:rev 1
+HSET t37:svc:loc:inst:l1 address 127.0.0.1:$local zone z9
+HSET t37:svc:loc:inst:l2 address 127.0.0.1:$backend zone z8
+SADD t37:svc:loc:ids l1 l2
+SADD t37:services loc
+SET t37:svc:loc:rev 1
+HSET t37:svc:ej:inst:e1 address 127.0.0.1:$backend
+HSET t37:svc:ej:inst:e2 address 127.0.0.1:$dead
+SADD t37:svc:ej:ids e1 e2
+SADD t37:services ej
+SET t37:svc:ej:rev 1
 EOF
 redis_cli({ stdin => $data });
 
@@ -85,7 +112,8 @@ redis_cmd('CONFIG', 'RESETSTAT');
 
 my $full = int(tmo(3));      # the second full comparison: seconds
 my $ng = start_nginx(conf => $conf, workers => 1,
-                     vars => { FULL => "${full}s", PORT2 => $backend });
+                     vars => { FULL => "${full}s", PORT2 => $backend,
+                               PORT3 => $local, EXTRA => '' });
 
 sub services {
     my ($st, undef, $body) = $ng->get('/gateway/services');
@@ -113,12 +141,13 @@ ok(wait_until(sub {
        $n += $s->{sprintf 's%03d', $_} ? $s->{sprintf 's%03d', $_}{instances} : 0
            for 1 .. $nsvc;
        $all = $s;
-       return $n == 10 * $nsvc && $s->{mixed} && $s->{wrongrev};
+       return $n == 10 * $nsvc && $s->{mixed} && $s->{wrongrev}
+              && $s->{loc} && $s->{ej};
    }, timeout => 20),
    "a 1m zone holds $nsvc services of 10 instances (and the bad data's)");
 unlike($ng->error_log, qr/is full/, 'without running out of room');
 like($ng->error_log,
-     qr/synced 122 services with 1202 instances from redis in \d+ ms/,
+     qr/synced 124 services with 1206 instances from redis in \d+ ms/,
      'the end of the full sync is logged, with what it brought');
 
 # the first full comparison filled an empty zone: it did not audit
@@ -152,5 +181,101 @@ is($st, 200, 'a service of the registry is routed');
 # the next full comparison (full_resync=) audits every instance key
 ok(wait_until(sub { cmdstat('pttl') >= 10 * $nsvc }, timeout => 3 * $full),
    'the next full comparison audits every instance key');
+
+# the zone's pages in use per instance: 128 instance, 128 data, 51.2
+# snapshot, 51.2 service, 12.8 sorted pointers; at this size the fixed
+# part (the root, the name index, the page descriptors, partly used slab
+# pages) adds about 30 more (the layout before lines were optional and
+# peers read their strings from the data: about 680)
+sub zone_used {
+    my ($st, undef, $body) = $ng->get('/metrics');
+    return undef unless $st == 200;
+    my ($size) = $body =~ /^gateway_zone_size_bytes (\d+)$/m;
+    my ($free) = $body =~ /^gateway_zone_free_bytes (\d+)$/m;
+    return $size - $free;
+}
+
+my $used = zone_used();
+my $per = $used / 1206;
+note(sprintf 'zone in use: %d bytes, %.0f per instance', $used, $per);
+ok($per > 300 && $per < 420,
+   'an instance costs 300 to 420 bytes of zone (' . int($per) . ')');
+
+sub bodies {
+    my ($path, $n) = @_;
+    my %seen;
+    for (1 .. $n) {
+        my ($st, undef, $b) = $ng->get($path);
+        $seen{$st == 200 ? $b : $st}++;
+    }
+    return \%seen;
+}
+
+ok(bodies('/svc/loc/', 8)->{"backend\n"},
+   'without locality both zones get requests');
+my $e2 = instances('ej')->{e2};
+ok($e2 && !$e2->{ejection}, 'without gateway_eject nothing is ejected');
+
+# a reload that uses the lines and the zone groups
+my $extra = "gateway_eject failures=1 max_percent=100;\n"
+            . "        gateway_locality zone=z9;";
+ok($ng->reload(conf => $conf =~ s/%%EXTRA%%/$extra/r, wait_old => 1),
+   'reload: gateway_eject and gateway_locality added');
+my $grown = zone_used();
+note(sprintf 'zone in use after the reload: %d bytes', $grown);
+ok($grown - $used >= 128 * 1206,
+   'every instance got its health and ejection lines (128 bytes)');
+is_deeply(bodies('/svc/loc/', 8), { "local\n" => 8 },
+          'locality prefers the local zone of an instance from before');
+bodies('/svc/ej/', 4);
+ok(wait_until(sub { (instances('ej')->{e2}{ejection} // {})->{state} }),
+   'an instance from before is ejected when it fails');
+like($ng->error_log, qr/instance "e2" .* of service "ej" ejected/,
+     'and the ejection is logged');
+unlike($ng->error_log, qr/signal 11|too small/, 'no worker crashed');
+
+# a zone without room for the lines fails the reload that needs them; the
+# running configuration keeps routing
+my $tiny_conf = <<'EOF';
+    gateway_registry zone=tiny:32k;
+
+    upstream gw {
+        gateway_service fill;
+        %%EXTRA%%
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location / {
+            proxy_pass http://gw;
+        }
+    }
+EOF
+
+expect_log_errors(qr/zone "tiny" is too small for the health checks'/);
+my $tiny = start_nginx(conf => $tiny_conf, vars => { EXTRA => '' });
+my $stored = 0;
+for my $n (1 .. 400) {
+    my $st = $tiny->request('PUT', "/gateway/services/fill/instances/i$n",
+                 body => qq({"address":"127.0.0.1:$backend"}))->{status};
+    last if $st != 201;
+    $stored++;
+}
+ok($stored > 10 && $stored < 400,
+   "a 32k zone fills up after $stored instances");
+ok(!$tiny->reload(conf => $tiny_conf =~ s/%%EXTRA%%/gateway_eject;/r),
+   'a reload that needs the lines of every instance fails');
+ok($tiny->wait_log(qr/\[emerg\].*zone "tiny" is too small for the health checks', ejection's or balancers' state of its instances/),
+   'and says why');
+my ($tst, undef, $tbody) = $tiny->get('/');
+is($tst, 200, 'the running configuration keeps routing');
+($tst, undef, $tbody) = $tiny->get('/gateway/services/fill');
+is(scalar @{ json_decode($tbody)->{instances} }, $stored,
+   'and has every instance');
 
 done_testing();

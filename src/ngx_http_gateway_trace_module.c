@@ -59,14 +59,19 @@ typedef struct ngx_http_gateway_trace_ctx_s  ngx_http_gateway_trace_ctx_t;
 
 /*
  * A request's trace, kept by the main request; a subrequest has a context
- * of its own for its attempts only (main points to the trace).  The
- * context is its own pool cleanup (one allocation), by which it is found
- * again after an internal redirect.
+ * of its own for its attempts only (main points to the trace).  The main
+ * request's context comes from the worker's free list, not from the
+ * request pool (a few hundred bytes there cost most requests one more
+ * pool block: a malloc and a free), and is its own pool cleanup, which
+ * gives it back, and by which it is found again after an internal
+ * redirect.
  */
 
 struct ngx_http_gateway_trace_ctx_s {
     ngx_pool_cleanup_t           cln;
     ngx_http_gateway_trace_ctx_t *main;
+    ngx_http_request_t          *request;
+    ngx_http_gateway_trace_ctx_t *next;     /* free list */
 
     unsigned char                trace_id[NGX_GATEWAY_TRACE_ID_LEN];
     unsigned char                span_id[NGX_GATEWAY_SPAN_ID_LEN];
@@ -307,6 +312,7 @@ static ngx_uint_t  ngx_http_gateway_trace_used;
 
 /* per worker */
 static uint64_t  ngx_http_gateway_trace_rng;
+static ngx_http_gateway_trace_ctx_t  *ngx_http_gateway_trace_free;
 
 
 /* splitmix64, seeded per worker; ids are never all zero */
@@ -400,11 +406,20 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t      *ctx;
     ngx_http_gateway_trace_headers_t   th;
 
-    ctx = ngx_palloc(r->pool, sizeof(ngx_http_gateway_trace_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
+    ctx = ngx_http_gateway_trace_free;
+
+    if (ctx) {
+        ngx_http_gateway_trace_free = ctx->next;
+
+    } else {
+        ctx = ngx_alloc(sizeof(ngx_http_gateway_trace_ctx_t),
+                        r->connection->log);
+        if (ctx == NULL) {
+            return NULL;
+        }
     }
 
+    ctx->request = r;
     ctx->cln.handler = ngx_http_gateway_trace_cleanup;
     ctx->cln.data = ctx;
     ctx->cln.next = r->pool->cleanup;
@@ -488,11 +503,22 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
 }
 
 
-/* only marks the context, so that it is found after an internal redirect */
+/*
+ * The request pool goes: the context back to the free list (nothing of
+ * the request reads it any more, and what would finds none)
+ */
 
 static void
 ngx_http_gateway_trace_cleanup(void *data)
 {
+    ngx_http_gateway_trace_ctx_t  *ctx = data;
+
+    ngx_http_set_ctx(ctx->request, NULL, ngx_http_gateway_trace_module);
+
+    ctx->on = 0;
+    ctx->sampled = 0;
+    ctx->next = ngx_http_gateway_trace_free;
+    ngx_http_gateway_trace_free = ctx;
 }
 
 
@@ -1585,5 +1611,13 @@ ngx_http_gateway_trace_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_gateway_trace_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_gateway_trace_ctx_t  *ctx;
+
     ngx_http_gateway_trace_export_exit(cycle);
+
+    while (ngx_http_gateway_trace_free) {
+        ctx = ngx_http_gateway_trace_free;
+        ngx_http_gateway_trace_free = ctx->next;
+        ngx_free(ctx);
+    }
 }

@@ -502,6 +502,16 @@ ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
 }
 
 
+void
+ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json)
+{
+    ngx_gateway_otlp_attrs_begin(w, out, size, json);
+
+    w->tag = NGX_GATEWAY_PB_SPAN_ATTR;
+}
+
+
 size_t
 ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w)
 {

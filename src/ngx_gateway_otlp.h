@@ -132,6 +132,13 @@ void ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w,
 size_t ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w);
 
 /*
+ * A span's attributes encoded ahead (begin, attributes, end), to be
+ * copied into spans with ngx_gateway_otlp_attrs()
+ */
+void ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json);
+
+/*
  * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
  * case inline (protobuf, lengths of one byte, room to spare: the key
  * buffer is copied whole, a copy of a fixed size) and call
@@ -273,6 +280,37 @@ ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     p[0] = 0x10;                        /* AnyValue.bool_value */
     p[1] = v ? 1 : 0;
     w->p = p + 2;
+}
+
+
+/* attributes from ngx_gateway_otlp_span_attrs_begin(), of the same kind */
+
+static inline void
+ngx_gateway_otlp_attrs(ngx_gateway_otlp_writer_t *w,
+    const unsigned char *attrs, size_t len)
+{
+    size_t          comma;
+    unsigned char  *p;
+
+    comma = (w->json && w->nattrs);
+    p = w->p;
+
+    if (len == 0) {
+        return;
+    }
+
+    if (w->full || (size_t) (w->end - p) < comma + len) {
+        w->full = 1;
+        return;
+    }
+
+    if (comma) {
+        *p++ = ',';
+    }
+
+    memcpy(p, attrs, len);
+    w->p = p + len;
+    w->nattrs = 1;
 }
 
 

@@ -93,6 +93,22 @@ struct ngx_http_gateway_trace_ctx_s {
 };
 
 
+/*
+ * The attributes of an instance in its CLIENT spans, encoded once: a
+ * per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_PEER_BITS entries, by uid
+ */
+
+#define NGX_HTTP_GATEWAY_TRACE_PEER_BITS  8
+
+typedef struct {
+    uint64_t                     uid;
+    uint16_t                     len;       /* of attrs; 0: unused */
+    uint16_t                     name_len;
+    u_char                       name[NGX_GATEWAY_ADDR_TEXT_MAX];
+    u_char                       attrs[512 - 12 - NGX_GATEWAY_ADDR_TEXT_MAX];
+} ngx_http_gateway_trace_peer_t;
+
+
 /* what the request's headers hold of a trace context */
 
 typedef struct {
@@ -128,6 +144,10 @@ static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
 static void ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *actx, ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a);
+static ngx_http_gateway_trace_peer_t *ngx_http_gateway_trace_peer(
+    ngx_http_gateway_attempt_t *a);
+static void ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a,
     u_char *buf, ngx_str_t *reason);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
@@ -313,6 +333,8 @@ static ngx_uint_t  ngx_http_gateway_trace_used;
 /* per worker */
 static uint64_t  ngx_http_gateway_trace_rng;
 static ngx_http_gateway_trace_ctx_t  *ngx_http_gateway_trace_free;
+static ngx_http_gateway_trace_peer_t  *ngx_http_gateway_trace_peers;
+static ngx_uint_t  ngx_http_gateway_trace_json;
 
 
 /* splitmix64, seeded per worker; ids are never all zero */
@@ -861,14 +883,14 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
 static void
 ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 {
-    u_char                         buf[NGX_INT_T_LEN + 8];
-    u_char                        *p;
-    ngx_str_t                      host, reason;
-    ngx_uint_t                     port, failed;
-    ngx_http_request_t            *r;
-    ngx_gateway_otlp_span_t        span;
-    ngx_gateway_otlp_writer_t     *w;
-    ngx_http_gateway_trace_ctx_t  *t, *actx;
+    u_char                          buf[NGX_INT_T_LEN + 8];
+    ngx_str_t                       reason;
+    ngx_uint_t                      failed;
+    ngx_http_request_t             *r;
+    ngx_gateway_otlp_span_t         span;
+    ngx_gateway_otlp_writer_t      *w;
+    ngx_http_gateway_trace_ctx_t   *t, *actx;
+    ngx_http_gateway_trace_peer_t  *pe;
 
     r = a->request;
 
@@ -903,6 +925,105 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
                          (char *) r->method_name.data, r->method_name.len);
+
+    pe = ngx_http_gateway_trace_peer(a);
+
+    if (pe) {
+        ngx_gateway_otlp_attrs(w, pe->attrs, pe->len);
+
+    } else {
+        ngx_http_gateway_trace_peer_attrs(w, a);
+    }
+
+    if (a->status) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
+                             a->status);
+    }
+
+    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
+    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
+
+    failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
+
+    if (failed) {
+        ngx_http_gateway_trace_reason(a, buf, &reason);
+
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ERROR),
+                             (char *) reason.data, reason.len);
+
+        if (a->retried) {
+            ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(RETRY),
+                                 (char *) reason.data, reason.len);
+        }
+    }
+
+    ngx_http_gateway_trace_span_done(w, (failed || a->status >= 500)
+                                        ? NGX_GATEWAY_OTLP_STATUS_ERROR
+                                        : NGX_GATEWAY_OTLP_STATUS_UNSET);
+}
+
+
+/*
+ * The attributes of the attempt's instance: a function of the instance
+ * (the uid: its service and id) and of its address text, encoded once per
+ * worker into a cache entry (the uid and the address checked on every use).
+ */
+
+static ngx_http_gateway_trace_peer_t *
+ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
+{
+    size_t                          len;
+    uint64_t                        uid;
+    ngx_str_t                      *name;
+    ngx_gateway_otlp_writer_t       w;
+    ngx_http_gateway_trace_peer_t  *pe;
+
+    uid = a->peer->uid;
+    name = &a->peer->name;
+
+    if (ngx_http_gateway_trace_peers == NULL
+        || name->len > NGX_GATEWAY_ADDR_TEXT_MAX)
+    {
+        return NULL;
+    }
+
+    pe = &ngx_http_gateway_trace_peers[(uid * 0x9e3779b97f4a7c15ULL)
+                                       >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
+
+    if (pe->uid == uid && pe->len && pe->name_len == name->len
+        && ngx_memcmp(pe->name, name->data, name->len) == 0)
+    {
+        return pe;
+    }
+
+    ngx_gateway_otlp_span_attrs_begin(&w, pe->attrs, sizeof(pe->attrs),
+                                      ngx_http_gateway_trace_json);
+
+    ngx_http_gateway_trace_peer_attrs(&w, a);
+
+    len = ngx_gateway_otlp_attrs_end(&w);
+
+    if (len == 0) {
+        pe->len = 0;
+        return NULL;
+    }
+
+    pe->uid = uid;
+    pe->len = (uint16_t) len;
+    pe->name_len = (uint16_t) name->len;
+    ngx_memcpy(pe->name, name->data, name->len);
+
+    return pe;
+}
+
+
+static void
+ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_attempt_t *a)
+{
+    u_char      *p;
+    ngx_str_t    host;
+    ngx_uint_t   port;
 
     /* the instance's address: host:port, [v6]:port or unix:path */
 
@@ -943,35 +1064,10 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
                              ngx_inet_get_port(a->peer->sockaddr));
     }
 
-    if (a->status) {
-        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
-                             a->status);
-    }
-
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SERVICE),
                          (char *) a->service->data, a->service->len);
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(INSTANCE),
                          (char *) a->peer->id.data, a->peer->id.len);
-    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
-    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
-
-    failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
-
-    if (failed) {
-        ngx_http_gateway_trace_reason(a, buf, &reason);
-
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ERROR),
-                             (char *) reason.data, reason.len);
-
-        if (a->retried) {
-            ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(RETRY),
-                                 (char *) reason.data, reason.len);
-        }
-    }
-
-    ngx_http_gateway_trace_span_done(w, (failed || a->status >= 500)
-                                        ? NGX_GATEWAY_OTLP_STATUS_ERROR
-                                        : NGX_GATEWAY_OTLP_STATUS_UNSET);
 }
 
 
@@ -1604,6 +1700,18 @@ ngx_http_gateway_trace_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_http_gateway_trace_used) {
+        ngx_http_gateway_trace_json =
+                           (tmcf->protocol == NGX_HTTP_GATEWAY_TRACE_JSON);
+
+        ngx_http_gateway_trace_peers = ngx_calloc(
+                           sizeof(ngx_http_gateway_trace_peer_t)
+                           << NGX_HTTP_GATEWAY_TRACE_PEER_BITS, cycle->log);
+        if (ngx_http_gateway_trace_peers == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     return ngx_http_gateway_trace_export_init(cycle, tmcf);
 }
 
@@ -1614,6 +1722,11 @@ ngx_http_gateway_trace_exit_process(ngx_cycle_t *cycle)
     ngx_http_gateway_trace_ctx_t  *ctx;
 
     ngx_http_gateway_trace_export_exit(cycle);
+
+    if (ngx_http_gateway_trace_peers) {
+        ngx_free(ngx_http_gateway_trace_peers);
+        ngx_http_gateway_trace_peers = NULL;
+    }
 
     while (ngx_http_gateway_trace_free) {
         ctx = ngx_http_gateway_trace_free;

@@ -159,12 +159,21 @@ size_t ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w,
     int status);
 
 
+/* the writers below are inlined at every call: a call costs as much */
+
+#if defined(__GNUC__)
+#define ngx_gateway_otlp_inline  static inline __attribute__((always_inline))
+#else
+#define ngx_gateway_otlp_inline  static inline
+#endif
+
+
 /*
  * A short copy without a call: two overlapping moves of a fixed size,
  * which read and write only the len bytes.
  */
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
 {
     if (len >= 8 && len <= 16) {
@@ -188,7 +197,7 @@ ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
 
 /* KeyValue(key, value = AnyValue) up to the value, vlen bytes; or NULL */
 
-static inline unsigned char *
+ngx_gateway_otlp_inline unsigned char *
 ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, size_t vlen)
 {
@@ -215,7 +224,7 @@ ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
 }
 
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
 {
@@ -235,7 +244,7 @@ ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
 }
 
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int64_t v)
 {
@@ -264,7 +273,7 @@ ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
 }
 
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v)
 {
@@ -285,7 +294,7 @@ ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
 
 /* attributes from ngx_gateway_otlp_span_attrs_begin(), of the same kind */
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_attrs(ngx_gateway_otlp_writer_t *w,
     const unsigned char *attrs, size_t len)
 {

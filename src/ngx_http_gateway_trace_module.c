@@ -353,19 +353,16 @@ ngx_http_gateway_trace_random(void)
 }
 
 
-/* big-endian, as an id's bytes are read */
+/* big-endian, as an id's bytes are read: one store */
 
 static ngx_inline void
 ngx_http_gateway_trace_put64(u_char *p, uint64_t v)
 {
-    p[0] = (u_char) (v >> 56);
-    p[1] = (u_char) (v >> 48);
-    p[2] = (u_char) (v >> 40);
-    p[3] = (u_char) (v >> 32);
-    p[4] = (u_char) (v >> 24);
-    p[5] = (u_char) (v >> 16);
-    p[6] = (u_char) (v >> 8);
-    p[7] = (u_char) v;
+#if (NGX_HAVE_LITTLE_ENDIAN)
+    v = __builtin_bswap64(v);
+#endif
+
+    ngx_memcpy(p, &v, 8);
 }
 
 

@@ -183,6 +183,7 @@ ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
         || (size_t) (w->end - p) < 1 + ngx_gateway_pb_varint_len(kvlen) + kvlen)
     {
         w->full = 1;
+        w->lim = w->start;
         return NULL;
     }
 
@@ -321,6 +322,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     w->start = out;
     w->p = out;
     w->end = out + size;
+    w->lim = json ? out : w->end;
     w->len = NULL;
     w->flags = span->flags;
     w->tag = NGX_GATEWAY_PB_SPAN_ATTR;
@@ -352,6 +354,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
 
     if (size < len) {
         w->full = 1;
+        w->lim = out;
         return;
     }
 
@@ -493,6 +496,7 @@ ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     w->start = out;
     w->p = out;
     w->end = out + size;
+    w->lim = json ? out : w->end;
     w->len = NULL;
     w->flags = 0;
     w->tag = NGX_GATEWAY_PB_RES_ATTR;

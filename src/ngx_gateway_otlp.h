@@ -90,6 +90,7 @@ typedef struct {
     unsigned char  *start;
     unsigned char  *p;
     unsigned char  *end;
+    unsigned char  *lim;        /* end, or start: no inline writes (JSON) */
     unsigned char  *len;        /* protobuf: the span's length */
     uint32_t        flags;      /* protobuf: written last */
     unsigned char   tag;        /* protobuf: the attributes' field */
@@ -195,26 +196,28 @@ ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
 }
 
 
-/* KeyValue(key, value = AnyValue) up to the value, vlen bytes; or NULL */
+/*
+ * KeyValue(key, value = AnyValue) up to the value, vlen bytes (at most
+ * NGX_GATEWAY_OTLP_SHORT + 2: the KeyValue's length is one byte), or NULL
+ * when the room is short or the writer is not for inline writes.
+ */
+
+#define NGX_GATEWAY_OTLP_SHORT  (0x7f - 2 - (2 + NGX_GATEWAY_OTLP_KEY_MAX) - 2)
 
 ngx_gateway_otlp_inline unsigned char *
 ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, size_t vlen)
 {
-    size_t          kvlen;
     unsigned char  *p;
 
-    kvlen = key->pb_len + 2 + vlen;
     p = w->p;
 
-    if (w->json || w->full || kvlen >= 0x80
-        || (size_t) (w->end - p) < 2 + sizeof(key->pb) + 2 + vlen)
-    {
+    if (w->lim - p < (ptrdiff_t) (2 + sizeof(key->pb) + 2 + vlen)) {
         return NULL;
     }
 
     p[0] = w->tag;
-    p[1] = (unsigned char) kvlen;
+    p[1] = (unsigned char) (key->pb_len + 2 + vlen);
     memcpy(p + 2, key->pb, sizeof(key->pb));
     p += 2 + key->pb_len;
     p[0] = 0x12;                        /* KeyValue.value */
@@ -230,7 +233,8 @@ ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
 {
     unsigned char  *p;
 
-    p = (len < 0x80) ? ngx_gateway_otlp_kv_short(w, key, 2 + len) : NULL;
+    p = (len <= NGX_GATEWAY_OTLP_SHORT)
+        ? ngx_gateway_otlp_kv_short(w, key, 2 + len) : NULL;
 
     if (p == NULL) {
         ngx_gateway_otlp_attr_str(w, key, s, len);

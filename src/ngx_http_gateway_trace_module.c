@@ -109,6 +109,38 @@ typedef struct {
 } ngx_http_gateway_trace_peer_t;
 
 
+/*
+ * A text attribute from a request (Host, User-Agent), as it was checked
+ * and encoded for the last request that had the same bytes
+ */
+
+typedef struct {
+    uint16_t                     len;       /* of text; 0: unused */
+    uint16_t                     attr_len;  /* 0: left out */
+    u_char                       text[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
+    u_char                       attr[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX + 64];
+} ngx_http_gateway_trace_text_t;
+
+
+/*
+ * What a SERVER span holds of its connection (url.scheme, server.port,
+ * network.peer.address), encoded once per connection, and the text its
+ * requests send again and again: a per-worker cache of
+ * 2^NGX_HTTP_GATEWAY_TRACE_CONN_BITS entries, by descriptor, each for the
+ * connection of that number
+ */
+
+#define NGX_HTTP_GATEWAY_TRACE_CONN_BITS  6
+
+typedef struct {
+    ngx_atomic_uint_t            number;
+    uint16_t                     len;       /* of attrs; 0: unused */
+    u_char                       attrs[192];
+    ngx_http_gateway_trace_text_t host;
+    ngx_http_gateway_trace_text_t user_agent;
+} ngx_http_gateway_trace_conn_t;
+
+
 /* what the request's headers hold of a trace context */
 
 typedef struct {
@@ -150,6 +182,13 @@ static void ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
     ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a,
     u_char *buf, ngx_str_t *reason);
+static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn(
+    ngx_connection_t *c);
+static void ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_connection_t *c);
+static void ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
+    ngx_str_t *in);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_trace_log(ngx_http_request_t *r);
 
@@ -334,6 +373,7 @@ static ngx_uint_t  ngx_http_gateway_trace_used;
 static uint64_t  ngx_http_gateway_trace_rng;
 static ngx_http_gateway_trace_ctx_t  *ngx_http_gateway_trace_free;
 static ngx_http_gateway_trace_peer_t  *ngx_http_gateway_trace_peers;
+static ngx_http_gateway_trace_conn_t  *ngx_http_gateway_trace_conns;
 static ngx_uint_t  ngx_http_gateway_trace_json;
 
 
@@ -1100,6 +1140,120 @@ ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a, u_char *buf,
 }
 
 
+static ngx_http_gateway_trace_conn_t *
+ngx_http_gateway_trace_conn(ngx_connection_t *c)
+{
+    size_t                          len;
+    ngx_gateway_otlp_writer_t       w;
+    ngx_http_gateway_trace_conn_t  *ce;
+
+    if (ngx_http_gateway_trace_conns == NULL) {
+        return NULL;
+    }
+
+    ce = &ngx_http_gateway_trace_conns[(ngx_uint_t) c->fd
+                                  & ((1 << NGX_HTTP_GATEWAY_TRACE_CONN_BITS)
+                                     - 1)];
+
+    if (ce->number == c->number && ce->len) {
+        return ce;
+    }
+
+    ngx_gateway_otlp_span_attrs_begin(&w, ce->attrs, sizeof(ce->attrs),
+                                      ngx_http_gateway_trace_json);
+
+    ngx_http_gateway_trace_conn_attrs(&w, c);
+
+    len = ngx_gateway_otlp_attrs_end(&w);
+
+    ce->number = c->number;
+    ce->len = (uint16_t) len;
+
+    return len ? ce : NULL;
+}
+
+
+static void
+ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_connection_t *c)
+{
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
+                             "https", 5);
+
+    } else
+#endif
+    {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
+                             "http", 4);
+    }
+
+    if (c->local_sockaddr) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
+                             ngx_inet_get_port(c->local_sockaddr));
+    }
+
+    /* nginx's own text of the client's address */
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
+                         (char *) c->addr_text.data, c->addr_text.len);
+}
+
+
+/*
+ * A text attribute from the request: the same bytes as the last time give
+ * what was checked and encoded then (m: where that is kept, or NULL)
+ */
+
+static void
+ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
+    ngx_str_t *in)
+{
+    size_t                     len;
+    ngx_str_t                  v;
+    ngx_uint_t                 valid;
+    ngx_gateway_otlp_writer_t  mw;
+
+    if (m && in->len && m->len == in->len
+        && ngx_memcmp(m->text, in->data, in->len) == 0)
+    {
+        ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
+        return;
+    }
+
+    valid = ngx_http_gateway_trace_text(in, &v);
+
+    if (m && in->len && in->len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX) {
+        len = 0;
+
+        if (valid) {
+            ngx_gateway_otlp_span_attrs_begin(&mw, m->attr, sizeof(m->attr),
+                                              ngx_http_gateway_trace_json);
+            ngx_gateway_otlp_str(&mw, key, (char *) v.data, v.len);
+            len = ngx_gateway_otlp_attrs_end(&mw);
+        }
+
+        if (len || !valid) {
+            m->len = (uint16_t) in->len;
+            m->attr_len = (uint16_t) len;
+            ngx_memcpy(m->text, in->data, in->len);
+
+            ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
+            return;
+        }
+
+        m->len = 0;
+    }
+
+    if (valid) {
+        ngx_gateway_otlp_str(w, key, (char *) v.data, v.len);
+    }
+}
+
+
+
 static ngx_int_t
 ngx_http_gateway_trace_preaccess(ngx_http_request_t *r)
 {
@@ -1122,6 +1276,7 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     ngx_gateway_otlp_span_t             span;
     ngx_gateway_otlp_writer_t          *w;
     ngx_http_gateway_trace_ctx_t       *t;
+    ngx_http_gateway_trace_conn_t      *ce;
     ngx_http_gateway_trace_loc_conf_t  *tlcf;
 
     t = ngx_http_gateway_trace_get(r);
@@ -1182,42 +1337,29 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
                              (char *) v.data, v.len);
     }
 
-#if (NGX_HTTP_SSL)
-    if (c->ssl) {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
-                             "https", 5);
-
-    } else
-#endif
-    {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
-                             "http", 4);
-    }
-
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     if (status) {
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS), status);
     }
 
-    if (ngx_http_gateway_trace_text(&r->headers_in.server, &v)) {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ADDRESS),
-                             (char *) v.data, v.len);
+    ce = ngx_http_gateway_trace_conn(c);
+
+    if (ce) {
+        ngx_gateway_otlp_attrs(w, ce->attrs, ce->len);
+
+    } else {
+        ngx_http_gateway_trace_conn_attrs(w, c);
     }
 
-    if (c->local_sockaddr) {
-        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
-                             ngx_inet_get_port(c->local_sockaddr));
-    }
+    ngx_http_gateway_trace_text_attr(w, ce ? &ce->host : NULL,
+                                     ngx_http_gateway_trace_key(ADDRESS),
+                                     &r->headers_in.server);
 
-    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
-                         (char *) c->addr_text.data, c->addr_text.len);
-
-    if (r->headers_in.user_agent
-        && ngx_http_gateway_trace_text(&r->headers_in.user_agent->value, &v))
-    {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(USER_AGENT),
-                             (char *) v.data, v.len);
+    if (r->headers_in.user_agent) {
+        ngx_http_gateway_trace_text_attr(w, ce ? &ce->user_agent : NULL,
+                                      ngx_http_gateway_trace_key(USER_AGENT),
+                                      &r->headers_in.user_agent->value);
     }
 
     if (route.len) {
@@ -1704,7 +1846,13 @@ ngx_http_gateway_trace_init_process(ngx_cycle_t *cycle)
         ngx_http_gateway_trace_peers = ngx_calloc(
                            sizeof(ngx_http_gateway_trace_peer_t)
                            << NGX_HTTP_GATEWAY_TRACE_PEER_BITS, cycle->log);
-        if (ngx_http_gateway_trace_peers == NULL) {
+        ngx_http_gateway_trace_conns = ngx_calloc(
+                           sizeof(ngx_http_gateway_trace_conn_t)
+                           << NGX_HTTP_GATEWAY_TRACE_CONN_BITS, cycle->log);
+
+        if (ngx_http_gateway_trace_peers == NULL
+            || ngx_http_gateway_trace_conns == NULL)
+        {
             return NGX_ERROR;
         }
     }
@@ -1723,6 +1871,11 @@ ngx_http_gateway_trace_exit_process(ngx_cycle_t *cycle)
     if (ngx_http_gateway_trace_peers) {
         ngx_free(ngx_http_gateway_trace_peers);
         ngx_http_gateway_trace_peers = NULL;
+    }
+
+    if (ngx_http_gateway_trace_conns) {
+        ngx_free(ngx_http_gateway_trace_conns);
+        ngx_http_gateway_trace_conns = NULL;
     }
 
     while (ngx_http_gateway_trace_free) {

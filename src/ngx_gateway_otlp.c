@@ -516,6 +516,26 @@ ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
 }
 
 
+/* ngx_gateway_otlp_attrs() but inline: JSON, or no room */
+
+void
+ngx_gateway_otlp_attrs_copy(ngx_gateway_otlp_writer_t *w,
+    const unsigned char *attrs, size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+
+    if (w->json && w->nattrs) {
+        ngx_gateway_json_lit(w, ",");
+    }
+
+    ngx_gateway_json_raw(w, (const char *) attrs, len);
+
+    w->nattrs = 1;
+}
+
+
 size_t
 ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w)
 {

@@ -138,6 +138,8 @@ size_t ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w);
  */
 void ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
     unsigned char *out, size_t size, int json);
+void ngx_gateway_otlp_attrs_copy(ngx_gateway_otlp_writer_t *w,
+    const unsigned char *attrs, size_t len);
 
 /*
  * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
@@ -193,6 +195,35 @@ ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
             *p++ = (unsigned char) *s++;
         }
     }
+}
+
+
+/* the same bytes: a short comparison without a call, like the copy */
+
+ngx_gateway_otlp_inline int
+ngx_gateway_otlp_equal(const unsigned char *a, const unsigned char *b,
+    size_t len)
+{
+    uint64_t  x, y, u, v;
+    uint32_t  i, j, k, l;
+
+    if (len >= 8 && len <= 16) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + len - 8, 8);
+        memcpy(&v, b + len - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+
+    if (len >= 4 && len < 8) {
+        memcpy(&i, a, 4);
+        memcpy(&j, b, 4);
+        memcpy(&k, a + len - 4, 4);
+        memcpy(&l, b + len - 4, 4);
+        return ((i ^ j) | (k ^ l)) == 0;
+    }
+
+    return memcmp(a, b, len) == 0;
 }
 
 
@@ -302,28 +333,13 @@ ngx_gateway_otlp_inline void
 ngx_gateway_otlp_attrs(ngx_gateway_otlp_writer_t *w,
     const unsigned char *attrs, size_t len)
 {
-    size_t          comma;
-    unsigned char  *p;
-
-    comma = (w->json && w->nattrs);
-    p = w->p;
-
-    if (len == 0) {
+    if (w->lim - w->p >= (ptrdiff_t) len) {
+        memcpy(w->p, attrs, len);
+        w->p += len;
         return;
     }
 
-    if (w->full || (size_t) (w->end - p) < comma + len) {
-        w->full = 1;
-        return;
-    }
-
-    if (comma) {
-        *p++ = ',';
-    }
-
-    memcpy(p, attrs, len);
-    w->p = p + len;
-    w->nattrs = 1;
+    ngx_gateway_otlp_attrs_copy(w, attrs, len);
 }
 
 

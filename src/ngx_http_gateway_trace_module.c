@@ -155,7 +155,9 @@ static ngx_inline ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_get(
     ngx_http_request_t *r);
 static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_find(
     ngx_http_request_t *r);
-static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_attempt_ctx(
+static ngx_inline ngx_http_gateway_trace_ctx_t *
+    ngx_http_gateway_trace_attempt_ctx(ngx_http_request_t *r);
+static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_sub_ctx(
     ngx_http_request_t *r);
 static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_create(
     ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf);
@@ -581,8 +583,27 @@ ngx_http_gateway_trace_cleanup(void *data)
 }
 
 
-static ngx_http_gateway_trace_ctx_t *
+static ngx_inline ngx_http_gateway_trace_ctx_t *
 ngx_http_gateway_trace_attempt_ctx(ngx_http_request_t *r)
+{
+    ngx_http_gateway_trace_ctx_t  *ctx;
+
+    if (r == r->main) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_gateway_trace_module);
+
+        if (ctx) {
+            return ctx->on ? ctx : NULL;
+        }
+    }
+
+    return ngx_http_gateway_trace_sub_ctx(r);
+}
+
+
+/* a subrequest's attempts: a context of its own, for the trace of main */
+
+static ngx_http_gateway_trace_ctx_t *
+ngx_http_gateway_trace_sub_ctx(ngx_http_request_t *r)
 {
     ngx_http_gateway_trace_ctx_t  *t, *ctx;
 
@@ -1028,7 +1049,7 @@ ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
                                        >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
 
     if (pe->uid == uid && pe->len && pe->name_len == name->len
-        && ngx_memcmp(pe->name, name->data, name->len) == 0)
+        && ngx_gateway_otlp_equal(pe->name, name->data, name->len))
     {
         return pe;
     }
@@ -1217,7 +1238,7 @@ ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
     ngx_gateway_otlp_writer_t  mw;
 
     if (m && in->len && m->len == in->len
-        && ngx_memcmp(m->text, in->data, in->len) == 0)
+        && ngx_gateway_otlp_equal(m->text, in->data, in->len))
     {
         ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
         return;
@@ -1293,9 +1314,13 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     span.name_len = r->method_name.len;
 
     if (route.len && r->method_name.len + 1 + route.len <= sizeof(name)) {
-        p = ngx_cpymem(name, r->method_name.data, r->method_name.len);
+        p = name;
+        ngx_gateway_otlp_copy(p, (char *) r->method_name.data,
+                              r->method_name.len);
+        p += r->method_name.len;
         *p++ = ' ';
-        p = ngx_cpymem(p, route.data, route.len);
+        ngx_gateway_otlp_copy(p, (char *) route.data, route.len);
+        p += route.len;
 
         span.name = (const char *) name;
         span.name_len = p - name;

@@ -374,6 +374,7 @@ static ngx_uint_t  ngx_http_gateway_trace_used;
 /* per worker */
 static uint64_t  ngx_http_gateway_trace_rng;
 static ngx_http_gateway_trace_ctx_t  *ngx_http_gateway_trace_free;
+static ngx_http_gateway_trace_ctx_t   ngx_http_gateway_trace_gone;  /* off */
 static ngx_http_gateway_trace_peer_t  *ngx_http_gateway_trace_peers;
 static ngx_http_gateway_trace_conn_t  *ngx_http_gateway_trace_conns;
 static ngx_uint_t  ngx_http_gateway_trace_json;
@@ -565,8 +566,9 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
 
 
 /*
- * The request pool goes: the context back to the free list (nothing of
- * the request reads it any more, and what would finds none)
+ * The request pool goes: the context back to the free list.  What reads
+ * the request's trace after this (a pool cleanup that ends an attempt)
+ * finds it off, and does not make a new one.
  */
 
 static void
@@ -574,7 +576,8 @@ ngx_http_gateway_trace_cleanup(void *data)
 {
     ngx_http_gateway_trace_ctx_t  *ctx = data;
 
-    ngx_http_set_ctx(ctx->request, NULL, ngx_http_gateway_trace_module);
+    ngx_http_set_ctx(ctx->request, &ngx_http_gateway_trace_gone,
+                     ngx_http_gateway_trace_module);
 
     ctx->on = 0;
     ctx->sampled = 0;

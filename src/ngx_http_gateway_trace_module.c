@@ -12,6 +12,13 @@
 #define NGX_HTTP_GATEWAY_TRACE_EXTRACT   0x01
 #define NGX_HTTP_GATEWAY_TRACE_INJECT    0x02
 
+/* a span's writer apart: the callers' early returns stay cheap */
+#if defined(__GNUC__)
+#define ngx_http_gateway_trace_noinline  __attribute__((noinline))
+#else
+#define ngx_http_gateway_trace_noinline
+#endif
+
 /* sampling ratios in parts per million */
 #define NGX_HTTP_GATEWAY_TRACE_PPM       1000000
 
@@ -79,6 +86,9 @@ struct ngx_http_gateway_trace_ctx_s {
     ngx_str_t                    tracestate;
     u_char                       traceparent[NGX_GATEWAY_TRACEPARENT_LEN];
 
+    /* the header upstream: its parent is the first attempt's span */
+    u_char                       sent_tp[NGX_GATEWAY_TRACEPARENT_LEN];
+
     /* the open attempt's CLIENT span */
     unsigned char                attempt_id[NGX_GATEWAY_SPAN_ID_LEN];
     uint64_t                     attempt_start;
@@ -90,6 +100,7 @@ struct ngx_http_gateway_trace_ctx_s {
     unsigned                     has_parent:1;
     unsigned                     injected:1;
     unsigned                     formatted:1;    /* traceparent[] */
+    unsigned                     first:1;   /* attempt_id is in sent_tp */
 };
 
 
@@ -178,6 +189,8 @@ static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
 static void ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *actx, ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a);
+static void ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
+    ngx_http_gateway_trace_ctx_t *actx);
 static ngx_http_gateway_trace_peer_t *ngx_http_gateway_trace_peer(
     ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
@@ -193,6 +206,8 @@ static void ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
     ngx_str_t *in);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_trace_log(ngx_http_request_t *r);
+static void ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
+    ngx_http_gateway_trace_ctx_t *t);
 
 static ngx_int_t ngx_http_gateway_trace_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -497,6 +512,7 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
     ctx->has_parent = 0;
     ctx->injected = 0;
     ctx->formatted = 0;
+    ctx->first = 0;
 
     ngx_http_set_ctx(r, ctx, ngx_http_gateway_trace_module);
 
@@ -686,6 +702,7 @@ static ngx_int_t
 ngx_http_gateway_trace_inject(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *ctx, ngx_http_gateway_trace_headers_t *th)
 {
+    uint64_t          id;
     ngx_uint_t        i, keep_state;
     ngx_list_t        old;
     ngx_list_part_t  *part;
@@ -750,9 +767,23 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
 
     /* the gateway's spelling: the rewrite finds the line by its bytes */
 
+    /*
+     * The first attempt's id is drawn now: nginx builds the upstream
+     * request with it, and only a later attempt rewrites it
+     */
+
+    id = ngx_http_gateway_trace_random();
+    ngx_http_gateway_trace_put64(ctx->attempt_id, id ? id : 1);
+
+    ngx_gateway_traceparent_format((char *) ctx->sent_tp, ctx->trace_id,
+                                   ctx->attempt_id,
+                                   ctx->sampled ? NGX_GATEWAY_TRACE_SAMPLED
+                                                : 0);
+    ctx->first = 1;
+
     h->key = ngx_http_gateway_trace_header;
     h->lowcase_key = ngx_http_gateway_trace_header.data;
-    h->value.data = ngx_http_gateway_trace_traceparent(ctx);
+    h->value.data = ctx->sent_tp;
     h->value.len = NGX_GATEWAY_TRACEPARENT_LEN;
 
     return NGX_OK;
@@ -840,6 +871,19 @@ ngx_http_gateway_trace_attempt_start(ngx_http_gateway_attempt_t *a)
         return;
     }
 
+    if (actx->first) {
+
+        /* the request nginx built has the first attempt's id already */
+
+        actx->first = 0;
+
+        if (t->sampled) {
+            actx->attempt_start = ngx_http_gateway_trace_now();
+        }
+
+        return;
+    }
+
     id = ngx_http_gateway_trace_random();
     ngx_http_gateway_trace_put64(actx->attempt_id, id ? id : 1);
 
@@ -867,7 +911,7 @@ ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
     n = sizeof("\ntraceparent: ") - 1;
 
     return p - b->start >= (ssize_t) n
-           && ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN) == 0
+           && ngx_memcmp(p, t->sent_tp, NGX_GATEWAY_TRACEPARENT_SPAN) == 0
            && (ngx_memcmp(p - n, "\ntraceparent: ", n) == 0
                || ngx_strncasecmp(p - n, (u_char *) "\ntraceparent: ", n)
                   == 0);
@@ -919,7 +963,7 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
             /* the same bytes in the request line are not the header */
 
             for (p = b->start; /* void */; p++) {
-                p = memmem(p, last - p, t->traceparent,
+                p = memmem(p, last - p, t->sent_tp,
                            NGX_GATEWAY_TRACEPARENT_SPAN);
 
                 if (p == NULL || last - p < NGX_GATEWAY_TRACEPARENT_LEN) {
@@ -944,22 +988,32 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
 static void
 ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 {
+    ngx_http_gateway_trace_ctx_t  *actx;
+
+    actx = ngx_http_gateway_trace_attempt_ctx(a->request);
+
+    if (actx && actx->main->sampled && actx->attempt_start) {
+        ngx_http_gateway_trace_client_span(a, actx);
+    }
+}
+
+
+/* a sampled attempt's CLIENT span */
+
+static ngx_http_gateway_trace_noinline void
+ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
+    ngx_http_gateway_trace_ctx_t *actx)
+{
     u_char                          buf[NGX_INT_T_LEN + 8];
     ngx_str_t                       reason;
     ngx_uint_t                      failed;
     ngx_http_request_t             *r;
     ngx_gateway_otlp_span_t         span;
     ngx_gateway_otlp_writer_t      *w;
-    ngx_http_gateway_trace_ctx_t   *t, *actx;
+    ngx_http_gateway_trace_ctx_t   *t;
     ngx_http_gateway_trace_peer_t  *pe;
 
     r = a->request;
-
-    actx = ngx_http_gateway_trace_attempt_ctx(r);
-    if (actx == NULL || !actx->main->sampled || actx->attempt_start == 0) {
-        return;
-    }
-
     t = actx->main;
 
     span.trace_id = t->trace_id;
@@ -1292,6 +1346,24 @@ ngx_http_gateway_trace_preaccess(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_gateway_trace_log(ngx_http_request_t *r)
 {
+    ngx_http_gateway_trace_ctx_t  *t;
+
+    t = ngx_http_gateway_trace_get(r);
+
+    if (t && t->sampled) {
+        ngx_http_gateway_trace_server_span(r, t);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a sampled request's SERVER span */
+
+static ngx_http_gateway_trace_noinline void
+ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
+    ngx_http_gateway_trace_ctx_t *t)
+{
     u_char                             *p;
     u_char                              name[NGX_HTTP_GATEWAY_TRACE_NAME_MAX];
     ngx_str_t                           v, route;
@@ -1299,14 +1371,8 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     ngx_connection_t                   *c;
     ngx_gateway_otlp_span_t             span;
     ngx_gateway_otlp_writer_t          *w;
-    ngx_http_gateway_trace_ctx_t       *t;
     ngx_http_gateway_trace_conn_t      *ce;
     ngx_http_gateway_trace_loc_conf_t  *tlcf;
-
-    t = ngx_http_gateway_trace_get(r);
-    if (t == NULL || !t->sampled) {
-        return NGX_OK;
-    }
 
     c = r->connection;
 
@@ -1346,7 +1412,7 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     w = ngx_http_gateway_trace_span(&span);
     if (w == NULL) {
-        return NGX_OK;
+        return;
     }
 
     /* nginx checked the method; the peer's address is its own text */
@@ -1398,8 +1464,6 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     ngx_http_gateway_trace_span_done(w, (status >= 500)
                                         ? NGX_GATEWAY_OTLP_STATUS_ERROR
                                         : NGX_GATEWAY_OTLP_STATUS_UNSET);
-
-    return NGX_OK;
 }
 
 

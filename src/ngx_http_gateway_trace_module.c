@@ -86,9 +86,6 @@ struct ngx_http_gateway_trace_ctx_s {
     ngx_str_t                    tracestate;
     u_char                       traceparent[NGX_GATEWAY_TRACEPARENT_LEN];
 
-    /* the header upstream: its parent is the first attempt's span */
-    u_char                       sent_tp[NGX_GATEWAY_TRACEPARENT_LEN];
-
     /* the open attempt's CLIENT span */
     unsigned char                attempt_id[NGX_GATEWAY_SPAN_ID_LEN];
     uint64_t                     attempt_start;
@@ -100,7 +97,6 @@ struct ngx_http_gateway_trace_ctx_s {
     unsigned                     has_parent:1;
     unsigned                     injected:1;
     unsigned                     formatted:1;    /* traceparent[] */
-    unsigned                     first:1;   /* attempt_id is in sent_tp */
 };
 
 
@@ -512,7 +508,6 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
     ctx->has_parent = 0;
     ctx->injected = 0;
     ctx->formatted = 0;
-    ctx->first = 0;
 
     ngx_http_set_ctx(r, ctx, ngx_http_gateway_trace_module);
 
@@ -702,7 +697,6 @@ static ngx_int_t
 ngx_http_gateway_trace_inject(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *ctx, ngx_http_gateway_trace_headers_t *th)
 {
-    uint64_t          id;
     ngx_uint_t        i, keep_state;
     ngx_list_t        old;
     ngx_list_part_t  *part;
@@ -768,22 +762,13 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
     /* the gateway's spelling: the rewrite finds the line by its bytes */
 
     /*
-     * The first attempt's id is drawn now: nginx builds the upstream
-     * request with it, and only a later attempt rewrites it
+     * The parent is the SERVER span: what an upstream that is not the
+     * gateway's sees; each attempt of a gateway upstream rewrites it
      */
-
-    id = ngx_http_gateway_trace_random();
-    ngx_http_gateway_trace_put64(ctx->attempt_id, id ? id : 1);
-
-    ngx_gateway_traceparent_format((char *) ctx->sent_tp, ctx->trace_id,
-                                   ctx->attempt_id,
-                                   ctx->sampled ? NGX_GATEWAY_TRACE_SAMPLED
-                                                : 0);
-    ctx->first = 1;
 
     h->key = ngx_http_gateway_trace_header;
     h->lowcase_key = ngx_http_gateway_trace_header.data;
-    h->value.data = ctx->sent_tp;
+    h->value.data = ngx_http_gateway_trace_traceparent(ctx);
     h->value.len = NGX_GATEWAY_TRACEPARENT_LEN;
 
     return NGX_OK;
@@ -871,19 +856,6 @@ ngx_http_gateway_trace_attempt_start(ngx_http_gateway_attempt_t *a)
         return;
     }
 
-    if (actx->first) {
-
-        /* the request nginx built has the first attempt's id already */
-
-        actx->first = 0;
-
-        if (t->sampled) {
-            actx->attempt_start = ngx_http_gateway_trace_now();
-        }
-
-        return;
-    }
-
     id = ngx_http_gateway_trace_random();
     ngx_http_gateway_trace_put64(actx->attempt_id, id ? id : 1);
 
@@ -911,7 +883,7 @@ ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
     n = sizeof("\ntraceparent: ") - 1;
 
     return p - b->start >= (ssize_t) n
-           && ngx_memcmp(p, t->sent_tp, NGX_GATEWAY_TRACEPARENT_SPAN) == 0
+           && ngx_memcmp(p, t->traceparent, NGX_GATEWAY_TRACEPARENT_SPAN) == 0
            && (ngx_memcmp(p - n, "\ntraceparent: ", n) == 0
                || ngx_strncasecmp(p - n, (u_char *) "\ntraceparent: ", n)
                   == 0);
@@ -963,7 +935,7 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
             /* the same bytes in the request line are not the header */
 
             for (p = b->start; /* void */; p++) {
-                p = memmem(p, last - p, t->sent_tp,
+                p = memmem(p, last - p, t->traceparent,
                            NGX_GATEWAY_TRACEPARENT_SPAN);
 
                 if (p == NULL || last - p < NGX_GATEWAY_TRACEPARENT_LEN) {

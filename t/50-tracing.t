@@ -138,6 +138,12 @@ sub conf {
             gateway_trace on;
             return 500 "local";
         }
+
+        location /plain/ {
+            gateway_trace on;
+            proxy_pass http://127.0.0.1:%%PORT4%%;
+            add_header X-Span-Id \$gateway_span_id;
+        }
     }
 
     server {
@@ -230,6 +236,14 @@ for my $protocol (qw(protobuf json)) {
     like($h->{'x-span-id'}, qr/^[0-9a-f]{16}$/, '$gateway_span_id');
     is($h->{'x-traceparent'}, "00-$parent_trace-$h->{'x-span-id'}-01",
        '$gateway_traceparent: the SERVER span');
+
+    # an upstream that is not the gateway's: the parent is the SERVER span
+    my ($pst, $ph, $pbody) = $ng->get('/plain/p');
+    is($pst, 200, "$protocol: proxy_pass to a plain upstream");
+    like($pbody, qr/^00-[0-9a-f]{32}-([0-9a-f]{16})-01$/,
+         'it got a traceparent');
+    is(($pbody =~ /-([0-9a-f]{16})-01$/)[0], $ph->{'x-span-id'},
+       'whose parent is the SERVER span');
 
     my $spans = spans_of($parent_trace, count => 2);
     my ($server) = grep { $_->{kind} == 2 } @$spans;

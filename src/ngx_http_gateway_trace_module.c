@@ -1075,7 +1075,7 @@ ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
     }
 
     pe = &ngx_http_gateway_trace_peers[(uid * 0x9e3779b97f4a7c15ULL)
-                                       >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
+                                  >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
 
     if (pe->uid == uid && pe->len && pe->name_len == name->len
         && ngx_gateway_otlp_equal(pe->name, name->data, name->len))

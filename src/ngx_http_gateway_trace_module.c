@@ -197,7 +197,10 @@ static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn(
     ngx_connection_t *c);
 static void ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
     ngx_connection_t *c);
-static void ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
+static ngx_inline void ngx_http_gateway_trace_text_attr(
+    ngx_gateway_otlp_writer_t *w, ngx_http_gateway_trace_text_t *m,
+    ngx_gateway_otlp_key_t *key, ngx_str_t *in);
+static void ngx_http_gateway_trace_text_new(ngx_gateway_otlp_writer_t *w,
     ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
     ngx_str_t *in);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
@@ -1256,8 +1259,26 @@ ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
  * what was checked and encoded then (m: where that is kept, or NULL)
  */
 
-static void
+static ngx_inline void
 ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
+    ngx_str_t *in)
+{
+    if (m && in->len && m->len == in->len
+        && ngx_gateway_otlp_equal(m->text, in->data, in->len))
+    {
+        ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
+        return;
+    }
+
+    ngx_http_gateway_trace_text_new(w, m, key, in);
+}
+
+
+/* new text: checked, encoded, and kept in m if it fits */
+
+static ngx_http_gateway_trace_noinline void
+ngx_http_gateway_trace_text_new(ngx_gateway_otlp_writer_t *w,
     ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
     ngx_str_t *in)
 {
@@ -1265,13 +1286,6 @@ ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
     ngx_str_t                  v;
     ngx_uint_t                 valid;
     ngx_gateway_otlp_writer_t  mw;
-
-    if (m && in->len && m->len == in->len
-        && ngx_gateway_otlp_equal(m->text, in->data, in->len))
-    {
-        ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
-        return;
-    }
 
     valid = ngx_http_gateway_trace_text(in, &v);
 

@@ -183,6 +183,7 @@ ngx_gateway_pb_kv(ngx_gateway_otlp_writer_t *w,
         || (size_t) (w->end - p) < 1 + ngx_gateway_pb_varint_len(kvlen) + kvlen)
     {
         w->full = 1;
+        w->lim = w->start;
         return NULL;
     }
 
@@ -321,6 +322,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     w->start = out;
     w->p = out;
     w->end = out + size;
+    w->lim = json ? out : w->end;
     w->len = NULL;
     w->flags = span->flags;
     w->tag = NGX_GATEWAY_PB_SPAN_ATTR;
@@ -352,6 +354,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
 
     if (size < len) {
         w->full = 1;
+        w->lim = out;
         return;
     }
 
@@ -373,7 +376,12 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
                                  NGX_GATEWAY_SPAN_ID_LEN);
     }
 
-    p = ngx_gateway_pb_bytes(p, 5, span->name, span->name_len);
+    /* the name: short, most often; copied without a call */
+
+    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(5, NGX_GATEWAY_PB_LEN));
+    p = ngx_gateway_pb_varint(p, span->name_len);
+    ngx_gateway_otlp_copy(p, span->name, span->name_len);
+    p += span->name_len;
 
     if (span->kind) {
         *p++ = ngx_gateway_pb_tag(6, NGX_GATEWAY_PB_VARINT);
@@ -493,12 +501,43 @@ ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     w->start = out;
     w->p = out;
     w->end = out + size;
+    w->lim = json ? out : w->end;
     w->len = NULL;
     w->flags = 0;
     w->tag = NGX_GATEWAY_PB_RES_ATTR;
     w->json = json ? 1 : 0;
     w->full = 0;
     w->nattrs = 0;
+}
+
+
+void
+ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json)
+{
+    ngx_gateway_otlp_attrs_begin(w, out, size, json);
+
+    w->tag = NGX_GATEWAY_PB_SPAN_ATTR;
+}
+
+
+/* ngx_gateway_otlp_attrs() but inline: JSON, or no room */
+
+void
+ngx_gateway_otlp_attrs_copy(ngx_gateway_otlp_writer_t *w,
+    const unsigned char *attrs, size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+
+    if (w->json && w->nattrs) {
+        ngx_gateway_json_lit(w, ",");
+    }
+
+    ngx_gateway_json_raw(w, (const char *) attrs, len);
+
+    w->nattrs = 1;
 }
 
 

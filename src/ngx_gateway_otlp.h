@@ -90,6 +90,7 @@ typedef struct {
     unsigned char  *start;
     unsigned char  *p;
     unsigned char  *end;
+    unsigned char  *lim;        /* end, or start: no inline writes (JSON) */
     unsigned char  *len;        /* protobuf: the span's length */
     uint32_t        flags;      /* protobuf: written last */
     unsigned char   tag;        /* protobuf: the attributes' field */
@@ -132,6 +133,15 @@ void ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w,
 size_t ngx_gateway_otlp_attrs_end(ngx_gateway_otlp_writer_t *w);
 
 /*
+ * A span's attributes encoded ahead (begin, attributes, end), to be
+ * copied into spans with ngx_gateway_otlp_attrs()
+ */
+void ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json);
+void ngx_gateway_otlp_attrs_copy(ngx_gateway_otlp_writer_t *w,
+    const unsigned char *attrs, size_t len);
+
+/*
  * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
  * case inline (protobuf, lengths of one byte, room to spare: the key
  * buffer is copied whole, a copy of a fixed size) and call
@@ -152,12 +162,21 @@ size_t ngx_gateway_otlp_json_span_end(ngx_gateway_otlp_writer_t *w,
     int status);
 
 
+/* the writers below are inlined at every call: a call costs as much */
+
+#if defined(__GNUC__)
+#define ngx_gateway_otlp_inline  static inline __attribute__((always_inline))
+#else
+#define ngx_gateway_otlp_inline  static inline
+#endif
+
+
 /*
  * A short copy without a call: two overlapping moves of a fixed size,
  * which read and write only the len bytes.
  */
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
 {
     if (len >= 8 && len <= 16) {
@@ -179,26 +198,57 @@ ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
 }
 
 
-/* KeyValue(key, value = AnyValue) up to the value, vlen bytes; or NULL */
+/* the same bytes: a short comparison without a call, like the copy */
 
-static inline unsigned char *
+ngx_gateway_otlp_inline int
+ngx_gateway_otlp_equal(const unsigned char *a, const unsigned char *b,
+    size_t len)
+{
+    uint64_t  x, y, u, v;
+    uint32_t  i, j, k, l;
+
+    if (len >= 8 && len <= 16) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + len - 8, 8);
+        memcpy(&v, b + len - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+
+    if (len >= 4 && len < 8) {
+        memcpy(&i, a, 4);
+        memcpy(&j, b, 4);
+        memcpy(&k, a + len - 4, 4);
+        memcpy(&l, b + len - 4, 4);
+        return ((i ^ j) | (k ^ l)) == 0;
+    }
+
+    return memcmp(a, b, len) == 0;
+}
+
+
+/*
+ * KeyValue(key, value = AnyValue) up to the value, vlen bytes (at most
+ * NGX_GATEWAY_OTLP_SHORT + 2: the KeyValue's length is one byte), or NULL
+ * when the room is short or the writer is not for inline writes.
+ */
+
+#define NGX_GATEWAY_OTLP_SHORT  (0x7f - 2 - (2 + NGX_GATEWAY_OTLP_KEY_MAX) - 2)
+
+ngx_gateway_otlp_inline unsigned char *
 ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, size_t vlen)
 {
-    size_t          kvlen;
     unsigned char  *p;
 
-    kvlen = key->pb_len + 2 + vlen;
     p = w->p;
 
-    if (w->json || w->full || kvlen >= 0x80
-        || (size_t) (w->end - p) < 2 + sizeof(key->pb) + 2 + vlen)
-    {
+    if (w->lim - p < (ptrdiff_t) (2 + sizeof(key->pb) + 2 + vlen)) {
         return NULL;
     }
 
     p[0] = w->tag;
-    p[1] = (unsigned char) kvlen;
+    p[1] = (unsigned char) (key->pb_len + 2 + vlen);
     memcpy(p + 2, key->pb, sizeof(key->pb));
     p += 2 + key->pb_len;
     p[0] = 0x12;                        /* KeyValue.value */
@@ -208,13 +258,14 @@ ngx_gateway_otlp_kv_short(ngx_gateway_otlp_writer_t *w,
 }
 
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, const char *s, size_t len)
 {
     unsigned char  *p;
 
-    p = (len < 0x80) ? ngx_gateway_otlp_kv_short(w, key, 2 + len) : NULL;
+    p = (len <= NGX_GATEWAY_OTLP_SHORT)
+        ? ngx_gateway_otlp_kv_short(w, key, 2 + len) : NULL;
 
     if (p == NULL) {
         ngx_gateway_otlp_attr_str(w, key, s, len);
@@ -228,7 +279,7 @@ ngx_gateway_otlp_str(ngx_gateway_otlp_writer_t *w,
 }
 
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int64_t v)
 {
@@ -257,7 +308,7 @@ ngx_gateway_otlp_int(ngx_gateway_otlp_writer_t *w,
 }
 
 
-static inline void
+ngx_gateway_otlp_inline void
 ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     const ngx_gateway_otlp_key_t *key, int v)
 {
@@ -273,6 +324,22 @@ ngx_gateway_otlp_bool(ngx_gateway_otlp_writer_t *w,
     p[0] = 0x10;                        /* AnyValue.bool_value */
     p[1] = v ? 1 : 0;
     w->p = p + 2;
+}
+
+
+/* attributes from ngx_gateway_otlp_span_attrs_begin(), of the same kind */
+
+ngx_gateway_otlp_inline void
+ngx_gateway_otlp_attrs(ngx_gateway_otlp_writer_t *w,
+    const unsigned char *attrs, size_t len)
+{
+    if (w->lim - w->p >= (ptrdiff_t) len) {
+        memcpy(w->p, attrs, len);
+        w->p += len;
+        return;
+    }
+
+    ngx_gateway_otlp_attrs_copy(w, attrs, len);
 }
 
 

@@ -15,6 +15,7 @@ ngx_gateway_text_valid(const char *s, size_t len)
 {
     size_t          i, n, k;
     uint64_t        w, x;
+    uint32_t        a, b, y, z;
     unsigned int    cp, min;
     unsigned char   c;
 
@@ -43,6 +44,23 @@ ngx_gateway_text_valid(const char *s, size_t len)
                 }
 
                 continue;
+            }
+        }
+
+        /* four to seven bytes left: two words of four, overlapping */
+
+        if (len - i >= 4 && len - i < 8) {
+            memcpy(&a, s + i, 4);
+            memcpy(&b, s + len - 4, 4);
+            y = a ^ 0x7f7f7f7fU;
+            z = b ^ 0x7f7f7f7fU;
+
+            if (((a | ((a - 0x20202020U) & ~a) | ((y - 0x01010101U) & ~y)
+                  | b | ((b - 0x20202020U) & ~b) | ((z - 0x01010101U) & ~z))
+                 & 0x80808080U)
+                == 0)
+            {
+                return 1;
             }
         }
 

@@ -52,8 +52,14 @@ typedef struct {
     size_t                               resp_len;
     off_t                                body;      /* left to read; -1:
                                                        until the headers */
+    off_t                                length;    /* Content-Length */
     ngx_uint_t                           status;
     ngx_uint_t                           close;
+
+    /* the answer, with nginx's parsers (their state is in a request) */
+    ngx_http_request_t                   req;
+    ngx_http_status_t                    st;
+    ngx_buf_t                            rbuf;
 
     ngx_peer_connection_t                pc;
     ngx_event_t                          timer;
@@ -711,8 +717,14 @@ ngx_http_gateway_trace_send(ngx_http_gateway_trace_exporter_t *e)
     e->out = &e->chain[0];
     e->resp_len = 0;
     e->body = -1;
+    e->length = -1;
     e->status = 0;
     e->close = 0;
+
+    ngx_memzero(&e->req, sizeof(ngx_http_request_t));
+    ngx_memzero(&e->st, sizeof(ngx_http_status_t));
+    e->rbuf.pos = e->resp;
+    e->rbuf.last = e->resp;
     e->state = NGX_HTTP_GATEWAY_TRACE_SENDING;
 
     if (e->pc.connection == NULL) {
@@ -897,6 +909,7 @@ ngx_http_gateway_trace_read_handler(ngx_event_t *rev)
 
         } else {
             e->resp_len += n;
+            e->rbuf.last += n;
 
             rc = ngx_http_gateway_trace_parse(e);
 
@@ -922,90 +935,102 @@ ngx_http_gateway_trace_read_handler(ngx_event_t *rev)
 
 
 /*
- * The answer's status line and headers: Content-Length, or else the body
- * runs to the end of the connection (and so does a chunked one: it is not
- * read, the connection is closed after its headers).
+ * The answer's status line and headers, with nginx's parsers, as they
+ * come: Content-Length, or else the body runs to the end of the
+ * connection (and so does a chunked one: it is not read, the connection
+ * is closed after its headers).
  */
 
 static ngx_int_t
 ngx_http_gateway_trace_parse(ngx_http_gateway_trace_exporter_t *e)
 {
-    u_char  *p, *last, *eol, *end;
-    off_t    len;
+    size_t               n;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
 
-    p = e->resp;
-    last = e->resp + e->resp_len;
+    r = &e->req;
 
-    end = ngx_strlcasestrn(p, last, (u_char *) "\r\n\r\n", 3);
+    if (e->status == 0) {
+        rc = ngx_http_parse_status_line(r, &e->rbuf, &e->st);
 
-    if (end == NULL) {
-        return (e->resp_len == NGX_HTTP_GATEWAY_TRACE_RESPONSE)
-               ? NGX_ERROR : NGX_AGAIN;
+        if (rc == NGX_AGAIN) {
+            goto again;
+        }
+
+        if (rc != NGX_OK || e->st.http_version < NGX_HTTP_VERSION_10
+            || e->st.code < 100)
+        {
+            return NGX_ERROR;
+        }
+
+        e->status = e->st.code;
+
+        if (e->st.http_version < NGX_HTTP_VERSION_11) {
+            e->close = 1;
+        }
+
+        r->state = 0;
     }
 
-    if (last - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
-        return NGX_ERROR;
-    }
+    for ( ;; ) {
+        rc = ngx_http_parse_header_line(r, &e->rbuf, 1);
 
-    e->status = ngx_atoi(p + 9, 3);
+        if (rc == NGX_AGAIN) {
+            goto again;
+        }
 
-    if (e->status == (ngx_uint_t) NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (p[7] == '0') {
-        e->close = 1;
-    }
-
-    len = -1;
-
-    for (p = ngx_strlchr(p, end, '\n'); p && p < end; p = eol) {
-        p++;
-        eol = ngx_strlchr(p, end + 2, '\n');
-
-        if (eol == NULL) {
+        if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
             break;
         }
 
-        if (eol - p > 15
-            && ngx_strncasecmp(p, (u_char *) "content-length:", 15) == 0)
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        n = r->header_name_end - r->header_name_start;
+
+        if (n == sizeof("Content-Length") - 1
+            && ngx_strncasecmp(r->header_name_start,
+                               (u_char *) "Content-Length", n) == 0)
         {
-            p += 15;
-
-            while (*p == ' ' || *p == '\t') {
-                p++;
-            }
-
-            len = ngx_atoof(p, eol - 1 - p);
-
-            if (len < 0) {
+            if (e->length != -1) {
                 return NGX_ERROR;
             }
 
-        } else if (eol - p > 11
-                   && ngx_strncasecmp(p, (u_char *) "connection:", 11) == 0
-                   && ngx_strlcasestrn(p, eol, (u_char *) "close", 4))
-        {
-            e->close = 1;
+            e->length = ngx_atoof(r->header_start,
+                                  r->header_end - r->header_start);
 
-        } else if (eol - p > 18
-                   && ngx_strncasecmp(p, (u_char *) "transfer-encoding:", 18)
+            if (e->length < 0) {
+                return NGX_ERROR;
+            }
+
+        } else if (n == sizeof("Connection") - 1
+                   && ngx_strncasecmp(r->header_name_start,
+                                      (u_char *) "Connection", n) == 0)
+        {
+            if (ngx_strlcasestrn(r->header_start, r->header_end,
+                                 (u_char *) "close", 5 - 1))
+            {
+                e->close = 1;
+            }
+
+        } else if (n == sizeof("Transfer-Encoding") - 1
+                   && ngx_strncasecmp(r->header_name_start,
+                                      (u_char *) "Transfer-Encoding", n)
                       == 0)
         {
             e->close = 1;
-            len = 0;
+            e->length = 0;
         }
     }
 
-    end += 4;
-
-    if (len < 0) {
+    if (e->length < 0) {
         e->close = 1;
         e->body = 0;
         return NGX_OK;
     }
 
-    e->body = len - (last - end);
+    e->body = e->length - (e->rbuf.last - e->rbuf.pos);
 
     if (e->body < 0) {
         e->close = 1;
@@ -1013,6 +1038,11 @@ ngx_http_gateway_trace_parse(ngx_http_gateway_trace_exporter_t *e)
     }
 
     return NGX_OK;
+
+again:
+
+    return (e->resp_len == NGX_HTTP_GATEWAY_TRACE_RESPONSE)
+           ? NGX_ERROR : NGX_AGAIN;
 }
 
 

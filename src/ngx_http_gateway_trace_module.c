@@ -12,6 +12,13 @@
 #define NGX_HTTP_GATEWAY_TRACE_EXTRACT   0x01
 #define NGX_HTTP_GATEWAY_TRACE_INJECT    0x02
 
+/* a span's writer apart: the callers' early returns stay cheap */
+#if defined(__GNUC__)
+#define ngx_http_gateway_trace_noinline  __attribute__((noinline))
+#else
+#define ngx_http_gateway_trace_noinline
+#endif
+
 /* sampling ratios in parts per million */
 #define NGX_HTTP_GATEWAY_TRACE_PPM       1000000
 
@@ -59,14 +66,19 @@ typedef struct ngx_http_gateway_trace_ctx_s  ngx_http_gateway_trace_ctx_t;
 
 /*
  * A request's trace, kept by the main request; a subrequest has a context
- * of its own for its attempts only (main points to the trace).  The
- * context is its own pool cleanup (one allocation), by which it is found
- * again after an internal redirect.
+ * of its own for its attempts only (main points to the trace).  The main
+ * request's context comes from the worker's free list, not from the
+ * request pool (a few hundred bytes there cost most requests one more
+ * pool block: a malloc and a free), and is its own pool cleanup, which
+ * gives it back, and by which it is found again after an internal
+ * redirect.
  */
 
 struct ngx_http_gateway_trace_ctx_s {
     ngx_pool_cleanup_t           cln;
     ngx_http_gateway_trace_ctx_t *main;
+    ngx_http_request_t          *request;
+    ngx_http_gateway_trace_ctx_t *next;     /* free list */
 
     unsigned char                trace_id[NGX_GATEWAY_TRACE_ID_LEN];
     unsigned char                span_id[NGX_GATEWAY_SPAN_ID_LEN];
@@ -88,6 +100,54 @@ struct ngx_http_gateway_trace_ctx_s {
 };
 
 
+/*
+ * The attributes of an instance in its CLIENT spans, encoded once: a
+ * per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_PEER_BITS entries, by uid
+ */
+
+#define NGX_HTTP_GATEWAY_TRACE_PEER_BITS  8
+
+typedef struct {
+    uint64_t                     uid;
+    uint16_t                     len;       /* of attrs; 0: unused */
+    uint16_t                     name_len;
+    u_char                       name[NGX_GATEWAY_ADDR_TEXT_MAX];
+    u_char                       attrs[512 - 12 - NGX_GATEWAY_ADDR_TEXT_MAX];
+} ngx_http_gateway_trace_peer_t;
+
+
+/*
+ * A text attribute from a request (Host, User-Agent), as it was checked
+ * and encoded for the last request that had the same bytes
+ */
+
+typedef struct {
+    uint16_t                     len;       /* of text; 0: unused */
+    uint16_t                     attr_len;  /* 0: left out */
+    u_char                       text[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
+    u_char                       attr[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX + 64];
+} ngx_http_gateway_trace_text_t;
+
+
+/*
+ * What a SERVER span holds of its connection (url.scheme, server.port,
+ * network.peer.address), encoded once per connection, and the text its
+ * requests send again and again: a per-worker cache of
+ * 2^NGX_HTTP_GATEWAY_TRACE_CONN_BITS entries, by descriptor, each for the
+ * connection of that number
+ */
+
+#define NGX_HTTP_GATEWAY_TRACE_CONN_BITS  6
+
+typedef struct {
+    ngx_atomic_uint_t            number;
+    uint16_t                     len;       /* of attrs; 0: unused */
+    u_char                       attrs[192];
+    ngx_http_gateway_trace_text_t host;
+    ngx_http_gateway_trace_text_t user_agent;
+} ngx_http_gateway_trace_conn_t;
+
+
 /* what the request's headers hold of a trace context */
 
 typedef struct {
@@ -102,7 +162,9 @@ static ngx_inline ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_get(
     ngx_http_request_t *r);
 static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_find(
     ngx_http_request_t *r);
-static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_attempt_ctx(
+static ngx_inline ngx_http_gateway_trace_ctx_t *
+    ngx_http_gateway_trace_attempt_ctx(ngx_http_request_t *r);
+static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_sub_ctx(
     ngx_http_request_t *r);
 static ngx_http_gateway_trace_ctx_t *ngx_http_gateway_trace_create(
     ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf);
@@ -123,10 +185,28 @@ static ngx_uint_t ngx_http_gateway_trace_at(ngx_buf_t *b, u_char *p,
 static void ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *actx, ngx_http_gateway_trace_ctx_t *t);
 static void ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a);
+static void ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
+    ngx_http_gateway_trace_ctx_t *actx);
+static ngx_http_gateway_trace_peer_t *ngx_http_gateway_trace_peer(
+    ngx_http_gateway_attempt_t *a);
+static void ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a,
     u_char *buf, ngx_str_t *reason);
+static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn(
+    ngx_connection_t *c);
+static void ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_connection_t *c);
+static ngx_inline void ngx_http_gateway_trace_text_attr(
+    ngx_gateway_otlp_writer_t *w, ngx_http_gateway_trace_text_t *m,
+    ngx_gateway_otlp_key_t *key, ngx_str_t *in);
+static void ngx_http_gateway_trace_text_new(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
+    ngx_str_t *in);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_trace_log(ngx_http_request_t *r);
+static void ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
+    ngx_http_gateway_trace_ctx_t *t);
 
 static ngx_int_t ngx_http_gateway_trace_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -307,6 +387,11 @@ static ngx_uint_t  ngx_http_gateway_trace_used;
 
 /* per worker */
 static uint64_t  ngx_http_gateway_trace_rng;
+static ngx_http_gateway_trace_ctx_t  *ngx_http_gateway_trace_free;
+static ngx_http_gateway_trace_ctx_t   ngx_http_gateway_trace_gone;  /* off */
+static ngx_http_gateway_trace_peer_t  *ngx_http_gateway_trace_peers;
+static ngx_http_gateway_trace_conn_t  *ngx_http_gateway_trace_conns;
+static ngx_uint_t  ngx_http_gateway_trace_json;
 
 
 /* splitmix64, seeded per worker; ids are never all zero */
@@ -325,19 +410,16 @@ ngx_http_gateway_trace_random(void)
 }
 
 
-/* big-endian, as an id's bytes are read */
+/* big-endian, as an id's bytes are read: one store */
 
 static ngx_inline void
 ngx_http_gateway_trace_put64(u_char *p, uint64_t v)
 {
-    p[0] = (u_char) (v >> 56);
-    p[1] = (u_char) (v >> 48);
-    p[2] = (u_char) (v >> 40);
-    p[3] = (u_char) (v >> 32);
-    p[4] = (u_char) (v >> 24);
-    p[5] = (u_char) (v >> 16);
-    p[6] = (u_char) (v >> 8);
-    p[7] = (u_char) v;
+#if (NGX_HAVE_LITTLE_ENDIAN)
+    v = __builtin_bswap64(v);
+#endif
+
+    ngx_memcpy(p, &v, 8);
 }
 
 
@@ -400,11 +482,20 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t      *ctx;
     ngx_http_gateway_trace_headers_t   th;
 
-    ctx = ngx_palloc(r->pool, sizeof(ngx_http_gateway_trace_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
+    ctx = ngx_http_gateway_trace_free;
+
+    if (ctx) {
+        ngx_http_gateway_trace_free = ctx->next;
+
+    } else {
+        ctx = ngx_alloc(sizeof(ngx_http_gateway_trace_ctx_t),
+                        r->connection->log);
+        if (ctx == NULL) {
+            return NULL;
+        }
     }
 
+    ctx->request = r;
     ctx->cln.handler = ngx_http_gateway_trace_cleanup;
     ctx->cln.data = ctx;
     ctx->cln.next = r->pool->cleanup;
@@ -488,16 +579,48 @@ ngx_http_gateway_trace_create(ngx_http_request_t *r,
 }
 
 
-/* only marks the context, so that it is found after an internal redirect */
+/*
+ * The request pool goes: the context back to the free list.  What reads
+ * the request's trace after this (a pool cleanup that ends an attempt)
+ * finds it off, and does not make a new one.
+ */
 
 static void
 ngx_http_gateway_trace_cleanup(void *data)
 {
+    ngx_http_gateway_trace_ctx_t  *ctx = data;
+
+    ngx_http_set_ctx(ctx->request, &ngx_http_gateway_trace_gone,
+                     ngx_http_gateway_trace_module);
+
+    ctx->on = 0;
+    ctx->sampled = 0;
+    ctx->next = ngx_http_gateway_trace_free;
+    ngx_http_gateway_trace_free = ctx;
 }
 
 
-static ngx_http_gateway_trace_ctx_t *
+static ngx_inline ngx_http_gateway_trace_ctx_t *
 ngx_http_gateway_trace_attempt_ctx(ngx_http_request_t *r)
+{
+    ngx_http_gateway_trace_ctx_t  *ctx;
+
+    if (r == r->main) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_gateway_trace_module);
+
+        if (ctx) {
+            return ctx->on ? ctx : NULL;
+        }
+    }
+
+    return ngx_http_gateway_trace_sub_ctx(r);
+}
+
+
+/* a subrequest's attempts: a context of its own, for the trace of main */
+
+static ngx_http_gateway_trace_ctx_t *
+ngx_http_gateway_trace_sub_ctx(ngx_http_request_t *r)
 {
     ngx_http_gateway_trace_ctx_t  *t, *ctx;
 
@@ -640,6 +763,11 @@ ngx_http_gateway_trace_inject(ngx_http_request_t *r,
     }
 
     /* the gateway's spelling: the rewrite finds the line by its bytes */
+
+    /*
+     * The parent is the SERVER span: what an upstream that is not the
+     * gateway's sees; each attempt of a gateway upstream rewrites it
+     */
 
     h->key = ngx_http_gateway_trace_header;
     h->lowcase_key = ngx_http_gateway_trace_header.data;
@@ -835,22 +963,32 @@ ngx_http_gateway_trace_rewrite(ngx_http_request_t *r,
 static void
 ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 {
-    u_char                         buf[NGX_INT_T_LEN + 8];
-    u_char                        *p;
-    ngx_str_t                      host, reason;
-    ngx_uint_t                     port, failed;
-    ngx_http_request_t            *r;
-    ngx_gateway_otlp_span_t        span;
-    ngx_gateway_otlp_writer_t     *w;
-    ngx_http_gateway_trace_ctx_t  *t, *actx;
+    ngx_http_gateway_trace_ctx_t  *actx;
+
+    actx = ngx_http_gateway_trace_attempt_ctx(a->request);
+
+    if (actx && actx->main->sampled && actx->attempt_start) {
+        ngx_http_gateway_trace_client_span(a, actx);
+    }
+}
+
+
+/* a sampled attempt's CLIENT span */
+
+static ngx_http_gateway_trace_noinline void
+ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
+    ngx_http_gateway_trace_ctx_t *actx)
+{
+    u_char                          buf[NGX_INT_T_LEN + 8];
+    ngx_str_t                       reason;
+    ngx_uint_t                      failed;
+    ngx_http_request_t             *r;
+    ngx_gateway_otlp_span_t         span;
+    ngx_gateway_otlp_writer_t      *w;
+    ngx_http_gateway_trace_ctx_t   *t;
+    ngx_http_gateway_trace_peer_t  *pe;
 
     r = a->request;
-
-    actx = ngx_http_gateway_trace_attempt_ctx(r);
-    if (actx == NULL || !actx->main->sampled || actx->attempt_start == 0) {
-        return;
-    }
-
     t = actx->main;
 
     span.trace_id = t->trace_id;
@@ -877,6 +1015,105 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
                          (char *) r->method_name.data, r->method_name.len);
+
+    pe = ngx_http_gateway_trace_peer(a);
+
+    if (pe) {
+        ngx_gateway_otlp_attrs(w, pe->attrs, pe->len);
+
+    } else {
+        ngx_http_gateway_trace_peer_attrs(w, a);
+    }
+
+    if (a->status) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
+                             a->status);
+    }
+
+    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
+    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
+
+    failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
+
+    if (failed) {
+        ngx_http_gateway_trace_reason(a, buf, &reason);
+
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ERROR),
+                             (char *) reason.data, reason.len);
+
+        if (a->retried) {
+            ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(RETRY),
+                                 (char *) reason.data, reason.len);
+        }
+    }
+
+    ngx_http_gateway_trace_span_done(w, (failed || a->status >= 500)
+                                        ? NGX_GATEWAY_OTLP_STATUS_ERROR
+                                        : NGX_GATEWAY_OTLP_STATUS_UNSET);
+}
+
+
+/*
+ * The attributes of the attempt's instance: a function of the instance
+ * (the uid: its service and id) and of its address text, encoded once per
+ * worker into a cache entry (the uid and the address checked on every use).
+ */
+
+static ngx_http_gateway_trace_peer_t *
+ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
+{
+    size_t                          len;
+    uint64_t                        uid;
+    ngx_str_t                       name;
+    ngx_gateway_otlp_writer_t       w;
+    ngx_http_gateway_trace_peer_t  *pe;
+
+    uid = a->peer->uid;
+    name = ngx_http_gateway_peer_name(a->peer);
+
+    if (ngx_http_gateway_trace_peers == NULL
+        || name.len > NGX_GATEWAY_ADDR_TEXT_MAX)
+    {
+        return NULL;
+    }
+
+    pe = &ngx_http_gateway_trace_peers[(uid * 0x9e3779b97f4a7c15ULL)
+                                  >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
+
+    if (pe->uid == uid && pe->len && pe->name_len == name.len
+        && ngx_gateway_otlp_equal(pe->name, name.data, name.len))
+    {
+        return pe;
+    }
+
+    ngx_gateway_otlp_span_attrs_begin(&w, pe->attrs, sizeof(pe->attrs),
+                                      ngx_http_gateway_trace_json);
+
+    ngx_http_gateway_trace_peer_attrs(&w, a);
+
+    len = ngx_gateway_otlp_attrs_end(&w);
+
+    if (len == 0) {
+        pe->len = 0;
+        return NULL;
+    }
+
+    pe->uid = uid;
+    pe->len = (uint16_t) len;
+    pe->name_len = (uint16_t) name.len;
+    ngx_memcpy(pe->name, name.data, name.len);
+
+    return pe;
+}
+
+
+static void
+ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_attempt_t *a)
+{
+    u_char      *p;
+    ngx_str_t    host;
+    ngx_uint_t   port;
 
     /* the instance's address: host:port, [v6]:port or unix:path */
 
@@ -917,36 +1154,11 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
                     ngx_inet_get_port(ngx_http_gateway_peer_sockaddr(a->peer)));
     }
 
-    if (a->status) {
-        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
-                             a->status);
-    }
-
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SERVICE),
                          (char *) a->service->data, a->service->len);
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(INSTANCE),
                          (char *) ngx_http_gateway_peer_id(a->peer).data,
                          a->peer->data->id_len);
-    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
-    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
-
-    failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
-
-    if (failed) {
-        ngx_http_gateway_trace_reason(a, buf, &reason);
-
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ERROR),
-                             (char *) reason.data, reason.len);
-
-        if (a->retried) {
-            ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(RETRY),
-                                 (char *) reason.data, reason.len);
-        }
-    }
-
-    ngx_http_gateway_trace_span_done(w, (failed || a->status >= 500)
-                                        ? NGX_GATEWAY_OTLP_STATUS_ERROR
-                                        : NGX_GATEWAY_OTLP_STATUS_UNSET);
 }
 
 
@@ -982,6 +1194,131 @@ ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a, u_char *buf,
 }
 
 
+static ngx_http_gateway_trace_conn_t *
+ngx_http_gateway_trace_conn(ngx_connection_t *c)
+{
+    size_t                          len;
+    ngx_gateway_otlp_writer_t       w;
+    ngx_http_gateway_trace_conn_t  *ce;
+
+    if (ngx_http_gateway_trace_conns == NULL) {
+        return NULL;
+    }
+
+    ce = &ngx_http_gateway_trace_conns[(ngx_uint_t) c->fd
+                                  & ((1 << NGX_HTTP_GATEWAY_TRACE_CONN_BITS)
+                                     - 1)];
+
+    if (ce->number == c->number && ce->len) {
+        return ce;
+    }
+
+    ngx_gateway_otlp_span_attrs_begin(&w, ce->attrs, sizeof(ce->attrs),
+                                      ngx_http_gateway_trace_json);
+
+    ngx_http_gateway_trace_conn_attrs(&w, c);
+
+    len = ngx_gateway_otlp_attrs_end(&w);
+
+    ce->number = c->number;
+    ce->len = (uint16_t) len;
+
+    return len ? ce : NULL;
+}
+
+
+static void
+ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_connection_t *c)
+{
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
+                             "https", 5);
+
+    } else
+#endif
+    {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
+                             "http", 4);
+    }
+
+    if (c->local_sockaddr) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
+                             ngx_inet_get_port(c->local_sockaddr));
+    }
+
+    /* nginx's own text of the client's address */
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
+                         (char *) c->addr_text.data, c->addr_text.len);
+}
+
+
+/*
+ * A text attribute from the request: the same bytes as the last time give
+ * what was checked and encoded then (m: where that is kept, or NULL)
+ */
+
+static ngx_inline void
+ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
+    ngx_str_t *in)
+{
+    if (m && in->len && m->len == in->len
+        && ngx_gateway_otlp_equal(m->text, in->data, in->len))
+    {
+        ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
+        return;
+    }
+
+    ngx_http_gateway_trace_text_new(w, m, key, in);
+}
+
+
+/* new text: checked, encoded, and kept in m if it fits */
+
+static ngx_http_gateway_trace_noinline void
+ngx_http_gateway_trace_text_new(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
+    ngx_str_t *in)
+{
+    size_t                     len;
+    ngx_str_t                  v;
+    ngx_uint_t                 valid;
+    ngx_gateway_otlp_writer_t  mw;
+
+    valid = ngx_http_gateway_trace_text(in, &v);
+
+    if (m && in->len && in->len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX) {
+        len = 0;
+
+        if (valid) {
+            ngx_gateway_otlp_span_attrs_begin(&mw, m->attr, sizeof(m->attr),
+                                              ngx_http_gateway_trace_json);
+            ngx_gateway_otlp_str(&mw, key, (char *) v.data, v.len);
+            len = ngx_gateway_otlp_attrs_end(&mw);
+        }
+
+        if (len || !valid) {
+            m->len = (uint16_t) in->len;
+            m->attr_len = (uint16_t) len;
+            ngx_memcpy(m->text, in->data, in->len);
+
+            ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
+            return;
+        }
+
+        m->len = 0;
+    }
+
+    if (valid) {
+        ngx_gateway_otlp_str(w, key, (char *) v.data, v.len);
+    }
+}
+
+
+
 static ngx_int_t
 ngx_http_gateway_trace_preaccess(ngx_http_request_t *r)
 {
@@ -996,6 +1333,24 @@ ngx_http_gateway_trace_preaccess(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_gateway_trace_log(ngx_http_request_t *r)
 {
+    ngx_http_gateway_trace_ctx_t  *t;
+
+    t = ngx_http_gateway_trace_get(r);
+
+    if (t && t->sampled) {
+        ngx_http_gateway_trace_server_span(r, t);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a sampled request's SERVER span */
+
+static ngx_http_gateway_trace_noinline void
+ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
+    ngx_http_gateway_trace_ctx_t *t)
+{
     u_char                             *p;
     u_char                              name[NGX_HTTP_GATEWAY_TRACE_NAME_MAX];
     ngx_str_t                           v, route;
@@ -1003,13 +1358,8 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     ngx_connection_t                   *c;
     ngx_gateway_otlp_span_t             span;
     ngx_gateway_otlp_writer_t          *w;
-    ngx_http_gateway_trace_ctx_t       *t;
+    ngx_http_gateway_trace_conn_t      *ce;
     ngx_http_gateway_trace_loc_conf_t  *tlcf;
-
-    t = ngx_http_gateway_trace_get(r);
-    if (t == NULL || !t->sampled) {
-        return NGX_OK;
-    }
 
     c = r->connection;
 
@@ -1020,9 +1370,13 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     span.name_len = r->method_name.len;
 
     if (route.len && r->method_name.len + 1 + route.len <= sizeof(name)) {
-        p = ngx_cpymem(name, r->method_name.data, r->method_name.len);
+        p = name;
+        ngx_gateway_otlp_copy(p, (char *) r->method_name.data,
+                              r->method_name.len);
+        p += r->method_name.len;
         *p++ = ' ';
-        p = ngx_cpymem(p, route.data, route.len);
+        ngx_gateway_otlp_copy(p, (char *) route.data, route.len);
+        p += route.len;
 
         span.name = (const char *) name;
         span.name_len = p - name;
@@ -1045,7 +1399,7 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
     w = ngx_http_gateway_trace_span(&span);
     if (w == NULL) {
-        return NGX_OK;
+        return;
     }
 
     /* nginx checked the method; the peer's address is its own text */
@@ -1064,42 +1418,29 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
                              (char *) v.data, v.len);
     }
 
-#if (NGX_HTTP_SSL)
-    if (c->ssl) {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
-                             "https", 5);
-
-    } else
-#endif
-    {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
-                             "http", 4);
-    }
-
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     if (status) {
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS), status);
     }
 
-    if (ngx_http_gateway_trace_text(&r->headers_in.server, &v)) {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ADDRESS),
-                             (char *) v.data, v.len);
+    ce = ngx_http_gateway_trace_conn(c);
+
+    if (ce) {
+        ngx_gateway_otlp_attrs(w, ce->attrs, ce->len);
+
+    } else {
+        ngx_http_gateway_trace_conn_attrs(w, c);
     }
 
-    if (c->local_sockaddr) {
-        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
-                             ngx_inet_get_port(c->local_sockaddr));
-    }
+    ngx_http_gateway_trace_text_attr(w, ce ? &ce->host : NULL,
+                                     ngx_http_gateway_trace_key(ADDRESS),
+                                     &r->headers_in.server);
 
-    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
-                         (char *) c->addr_text.data, c->addr_text.len);
-
-    if (r->headers_in.user_agent
-        && ngx_http_gateway_trace_text(&r->headers_in.user_agent->value, &v))
-    {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(USER_AGENT),
-                             (char *) v.data, v.len);
+    if (r->headers_in.user_agent) {
+        ngx_http_gateway_trace_text_attr(w, ce ? &ce->user_agent : NULL,
+                                      ngx_http_gateway_trace_key(USER_AGENT),
+                                      &r->headers_in.user_agent->value);
     }
 
     if (route.len) {
@@ -1110,8 +1451,6 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
     ngx_http_gateway_trace_span_done(w, (status >= 500)
                                         ? NGX_GATEWAY_OTLP_STATUS_ERROR
                                         : NGX_GATEWAY_OTLP_STATUS_UNSET);
-
-    return NGX_OK;
 }
 
 
@@ -1579,6 +1918,24 @@ ngx_http_gateway_trace_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_http_gateway_trace_used) {
+        ngx_http_gateway_trace_json =
+                           (tmcf->protocol == NGX_HTTP_GATEWAY_TRACE_JSON);
+
+        ngx_http_gateway_trace_peers = ngx_calloc(
+                           sizeof(ngx_http_gateway_trace_peer_t)
+                           << NGX_HTTP_GATEWAY_TRACE_PEER_BITS, cycle->log);
+        ngx_http_gateway_trace_conns = ngx_calloc(
+                           sizeof(ngx_http_gateway_trace_conn_t)
+                           << NGX_HTTP_GATEWAY_TRACE_CONN_BITS, cycle->log);
+
+        if (ngx_http_gateway_trace_peers == NULL
+            || ngx_http_gateway_trace_conns == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     return ngx_http_gateway_trace_export_init(cycle, tmcf);
 }
 
@@ -1586,5 +1943,23 @@ ngx_http_gateway_trace_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_gateway_trace_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_gateway_trace_ctx_t  *ctx;
+
     ngx_http_gateway_trace_export_exit(cycle);
+
+    if (ngx_http_gateway_trace_peers) {
+        ngx_free(ngx_http_gateway_trace_peers);
+        ngx_http_gateway_trace_peers = NULL;
+    }
+
+    if (ngx_http_gateway_trace_conns) {
+        ngx_free(ngx_http_gateway_trace_conns);
+        ngx_http_gateway_trace_conns = NULL;
+    }
+
+    while (ngx_http_gateway_trace_free) {
+        ctx = ngx_http_gateway_trace_free;
+        ngx_http_gateway_trace_free = ctx->next;
+        ngx_free(ctx);
+    }
 }

@@ -14,6 +14,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
+use IO::Select;
 use GatewayTest;
 
 my ($node) = grep { -x "$_/node" } split /:/, $ENV{PATH};
@@ -137,6 +138,12 @@ sub conf {
             gateway_trace on;
             return 500 "local";
         }
+
+        location /plain/ {
+            gateway_trace on;
+            proxy_pass http://127.0.0.1:%%PORT4%%;
+            add_header X-Span-Id \$gateway_span_id;
+        }
     }
 
     server {
@@ -229,6 +236,14 @@ for my $protocol (qw(protobuf json)) {
     like($h->{'x-span-id'}, qr/^[0-9a-f]{16}$/, '$gateway_span_id');
     is($h->{'x-traceparent'}, "00-$parent_trace-$h->{'x-span-id'}-01",
        '$gateway_traceparent: the SERVER span');
+
+    # an upstream that is not the gateway's: the parent is the SERVER span
+    my ($pst, $ph, $pbody) = $ng->get('/plain/p');
+    is($pst, 200, "$protocol: proxy_pass to a plain upstream");
+    like($pbody, qr/^00-[0-9a-f]{32}-([0-9a-f]{16})-01$/,
+         'it got a traceparent');
+    is(($pbody =~ /-([0-9a-f]{16})-01$/)[0], $ph->{'x-span-id'},
+       'whose parent is the SERVER span');
 
     my $spans = spans_of($parent_trace, count => 2);
     my ($server) = grep { $_->{kind} == 2 } @$spans;
@@ -557,6 +572,148 @@ for my $protocol (qw(protobuf json)) {
     ($st, $h) = $ng->get('/svc/resumed');
     ok(spans_of($h->{'x-trace-id'}, count => 2, timeout => 10),
        'the collector answering again: export resumes');
+    $ng->stop;
+}
+
+# the collector's answer, as odd as HTTP allows: read with nginx's own
+# parsers (bare LF line ends, spaces around values, any case, a head that
+# comes in pieces); an invalid one fails the export, and nothing else
+{
+    my $dir = GatewayTest::test_dir() . '/raw-collector';
+    mkdir $dir;
+    my $answer = "$dir/answer";
+
+    # every export answered with the bytes of $answer ("<pause>" between
+    # pieces written apart); "C" and "R" lines in $dir/log: connections
+    # accepted, exports read
+    my $port = start_backend(sub {
+        my ($ls) = @_;
+        my $sel = IO::Select->new($ls);
+        my %buf;
+        my $log = sub {
+            open my $f, '>>', "$dir/log" or die;
+            syswrite($f, "$_[0]\n");
+            close $f;
+        };
+        while (1) {
+            for my $s ($sel->can_read(0.05)) {
+                if ($s == $ls) {
+                    my $c = $ls->accept or next;
+                    $sel->add($c);
+                    $buf{$c} = '';
+                    $log->('C');
+                    next;
+                }
+                my $n = sysread($s, $buf{$s}, 65536, length $buf{$s});
+                if (!$n) {
+                    $sel->remove($s);
+                    delete $buf{$s};
+                    close $s;
+                    next;
+                }
+                while ($buf{$s} =~ /\A(.*?\r\n\r\n)/s) {
+                    my $head = $1;
+                    my ($len) = $head =~ /^Content-Length: *(\d+)\r$/mi;
+                    last if length($buf{$s}) < length($head) + ($len // 0);
+                    substr($buf{$s}, 0, length($head) + ($len // 0)) = '';
+                    $log->('R');
+                    open my $f, '<', $answer or die;
+                    my $a = do { local $/; <$f> };
+                    close $f;
+                    my @parts = split /<pause>/, $a;
+                    $a =~ s/<pause>//g;
+                    while (@parts) {
+                        syswrite($s, shift @parts);
+                        sleep 0.1 if @parts;
+                    }
+                    if ($a !~ /content-length/i) {
+                        $sel->remove($s);
+                        delete $buf{$s};
+                        close $s;
+                        last;
+                    }
+                }
+            }
+        }
+    });
+
+    my $set = sub {
+        open my $f, '>', $answer or die;
+        print $f $_[0];
+        close $f;
+        open $f, '>', "$dir/log" or die;
+        close $f;
+    };
+    my $seen = sub {
+        open my $f, '<', "$dir/log" or return (0, 0);
+        my $t = do { local $/; <$f> } // '';
+        return (scalar(() = $t =~ /^C$/mg), scalar(() = $t =~ /^R$/mg));
+    };
+
+    $set->("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    # one worker: one exporter, one kept connection to count
+    $ng = start_nginx(conf => conf(exporter => 'batch=2 interval=50ms '
+                                               . 'timeout=1s buffer=64'),
+                      workers => 1, vars => { CPORT => $port });
+    is(register('users', 'e1', "127.0.0.1:$echo"), 201, 'register');
+    my ($w) = $ng->get('/svc/warm');
+    is($w, 200, 'a first request');
+    ok(wait_until(sub { (stats())[0] >= 2 }), 'its spans exported');
+
+    for my $case (
+        [ 'bare LF line ends',
+          "HTTP/1.1 200 OK\nContent-Length: 2\n\n{}", 1 ],
+        [ 'spaces after the length',
+          "HTTP/1.1 200 OK\r\nContent-Length: 2   \r\n\r\n{}", 1 ],
+        [ 'no space, lowercase names, other headers',
+          "HTTP/1.1 202 Accepted\r\nX-Odd:  y \r\ncontent-length:2\r\n"
+          . "Content-Type: application/x-protobuf\r\n\r\n{}", 1 ],
+        [ 'a head in pieces',
+          "HTTP/1.1 200 OK\r\nContent-Le<pause>ngth: 1<pause>0\r\n\r\n"
+          . "01234<pause>56789", 1 ],
+        [ 'an empty body, bare LF', "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+          1 ],
+        [ 'HTTP/1.0 without a length: the body to the end',
+          "HTTP/1.0 200 OK\r\n\r\n{}", 0 ],
+        [ 'a length that is not a number',
+          "HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\n{}", undef ],
+        [ 'two lengths', "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                         . "Content-Length: 3\r\n\r\n{}", undef ],
+        [ 'not HTTP', "SMTP ready\r\n\r\n", undef ],
+        [ 'a bad header line', "HTTP/1.1 200 OK\r\nContent Length: 2\r\n"
+                               . "\r\n{}", undef ],
+        [ 'a 500', "HTTP/1.1 500 Oops\nContent-Length: 0\n\n", undef ],
+    ) {
+        my ($name, $bytes, $keep) = @$case;
+        $set->($bytes);
+        my ($e0, $d0, $f0) = stats();
+        for my $i (1 .. 3) {
+            my ($st) = $ng->get('/svc/odd');
+            is($st, 200, "$name: a request") if $i == 1;
+            # one export per request (two spans, batch=2)
+            wait_until(sub { my (undef, $r) = $seen->(); $r >= $i });
+            wait_until(sub { my ($e, $d) = stats();
+                             $e + $d >= $e0 + $d0 + 2 * $i });
+        }
+        my ($e1, undef, $f1) = stats();
+        my ($conns, $reqs) = $seen->();
+        if (defined $keep) {
+            is($f1, $f0, "$name: no failed export");
+            cmp_ok($e1, '>=', $e0 + 6, "$name: the spans count as exported");
+            if ($keep) {
+                is($conns, 0, "$name: the connection is kept ($reqs "
+                              . "exports, $conns new connections)");
+            } else {
+                cmp_ok($conns, '>=', $reqs - 1,
+                       "$name: the connection is not kept");
+            }
+        } else {
+            cmp_ok($f1, '>', $f0, "$name: the export failed");
+            is($e1, $e0, "$name: nothing counts as exported");
+        }
+    }
+    like($ng->error_log, qr/trace export to \S+: invalid answer/,
+         'an invalid answer is logged');
     $ng->stop;
 }
 

@@ -141,7 +141,7 @@ EOF
 # probes every 300 ms (every 2 s under valgrind), each with as long to answer
 my %HC = (HC => valgrind_mode() ? '2s' : '300ms');
 
-my $ng = start_nginx(workers => 2, vars => \%HC, conf => <<'EOF');
+my $ng_conf = <<'EOF';
     gateway_registry zone=gw:4m;
 
     upstream app {
@@ -200,6 +200,7 @@ my $ng = start_nginx(workers => 2, vars => \%HC, conf => <<'EOF');
         }
     }
 EOF
+my $ng = start_nginx(workers => 2, vars => \%HC, conf => $ng_conf);
 
 sub register {
     my ($svc, $id, %rec) = @_;
@@ -452,6 +453,27 @@ is(($ng->get('/bym/m1'))[0], 503,
 ok(wait_until(sub { hstatus('m1', 'x') eq 'healthy' }, timeout => tmo(5)),
    'that request attached it: probed and healthy');
 is_deeply(answers('/bym/m1', 4), { $port[4] => 4 }, 'then requests go through');
+
+# a reload keeps the services attached to an upstream of the same name,
+# with its new parameters; one attached by an upstream the new
+# configuration lacks is released, and attached again by its next request
+(my $ng_conf2 = $ng_conf) =~ s{/health\?by=name}{/health?by=again};
+$ng_conf2 =~ s{\n    upstream byname_mandatory \{.*?\n    \}\n}{\n}s
+    or die 'no byname_mandatory upstream';
+$ng_conf2 =~ s{\n        location ~ \^/bym/.*?\n        \}\n}{\n}s
+    or die 'no /bym/ location';
+my $v1_probes = probes($port[5], $VAR);
+ok($ng->reload(conf => $ng_conf2, wait_old => 1), 'reloaded: a new URI for byname, byname_mandatory gone');
+ok(wait_until(sub { probes($port[5], '/health?by=again') >= 2 }, timeout => tmo(5)),
+   "v1 is probed with the new URI, without a request since");
+sleep(tmo(3 * $hc_s));
+my $m1_probes = health('m1', 'x')->{probes};
+sleep(tmo(3 * $hc_s));
+is(health('m1', 'x')->{probes}, $m1_probes,
+   'm1, attached by the upstream that is gone, is not probed any more');
+is_deeply(answers('/by/m1', 2), { $port[4] => 2 }, 'a request through byname resolves to m1');
+ok(wait_until(sub { health('m1', 'x')->{probes} > $m1_probes }, timeout => tmo(5)),
+   'and attaches it again: probed');
 
 ########################################################################
 # Redis mode: the fields are in the instance's hash only when set

@@ -916,7 +916,11 @@ ngx_http_gateway_probe_get(ngx_http_gateway_health_conf_t *hc,
         return NULL;
     }
 
-    if (index >= snap->npeers) {
+    /* a service deleted and created again since the walk is not attached */
+
+    if (index >= snap->npeers
+        || (hc->tag && snap->service->health != hc->tag))
+    {
         ngx_http_gateway_snapshot_put(slot);
         return NULL;
     }

@@ -112,7 +112,8 @@ static void ngx_http_gateway_health_schedule(
     ngx_http_gateway_health_conf_t *hc);
 static ngx_int_t ngx_http_gateway_health_attached(
     ngx_http_gateway_health_conf_t *hc);
-static ngx_uint_t ngx_http_gateway_health_known(ngx_atomic_uint_t tag);
+static ngx_uint_t ngx_http_gateway_health_known(
+    ngx_http_gateway_health_main_conf_t *hmcf, ngx_atomic_uint_t tag);
 static ngx_uint_t ngx_http_gateway_health_fixed(ngx_str_t *name,
     uint32_t hash);
 static ngx_http_gateway_probe_t *ngx_http_gateway_probe_get(
@@ -252,7 +253,7 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_int_t                             n;
     ngx_str_t                            *value, s, name;
-    ngx_uint_t                            i, j;
+    ngx_uint_t                            i;
     ngx_http_upstream_srv_conf_t         *uscf;
     ngx_http_gateway_health_conf_t      **hcp;
     ngx_http_gateway_health_main_conf_t  *hmcf;
@@ -282,17 +283,9 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                                ngx_http_gateway_health_module);
 
         hc->tag = ngx_crc32_short(uscf->host.data, uscf->host.len);
-        hcp = hmcf->checks.elts;
 
-        for (j = 0; j < hmcf->checks.nelts; j++) {
-            if (hc->tag == 0 || hcp[j]->tag == hc->tag) {
-                hc->tag++;
-                j = (ngx_uint_t) -1;
-            }
-        }
-
-        if (hc->tag == 0) {
-            hc->tag = 1;
+        while (hc->tag == 0 || ngx_http_gateway_health_known(hmcf, hc->tag)) {
+            hc->tag++;
         }
 
         hcp = ngx_array_push(&hmcf->checks);
@@ -764,7 +757,9 @@ ngx_http_gateway_health_attached(ngx_http_gateway_health_conf_t *hc)
         }
 
         if (tag != hc->tag) {
-            if (!ngx_http_gateway_health_known(tag)) {
+            if (!ngx_http_gateway_health_known(ngx_http_gateway_health_hmcf,
+                                               tag))
+            {
                 (void) ngx_atomic_cmp_set(&svc->health, tag, 0);
             }
 
@@ -817,15 +812,18 @@ ngx_http_gateway_health_attached(ngx_http_gateway_health_conf_t *hc)
 }
 
 
+/* the checks of variable names are in the list from their directive on */
+
 static ngx_uint_t
-ngx_http_gateway_health_known(ngx_atomic_uint_t tag)
+ngx_http_gateway_health_known(ngx_http_gateway_health_main_conf_t *hmcf,
+    ngx_atomic_uint_t tag)
 {
     ngx_uint_t                        i;
     ngx_http_gateway_health_conf_t  **hcp;
 
-    hcp = ngx_http_gateway_health_hmcf->checks.elts;
+    hcp = hmcf->checks.elts;
 
-    for (i = 0; i < ngx_http_gateway_health_hmcf->checks.nelts; i++) {
+    for (i = 0; i < hmcf->checks.nelts; i++) {
         if (hcp[i]->tag == tag) {
             return 1;
         }

@@ -112,6 +112,9 @@ static void ngx_http_gateway_health_schedule(
     ngx_http_gateway_health_conf_t *hc);
 static ngx_int_t ngx_http_gateway_health_attached(
     ngx_http_gateway_health_conf_t *hc);
+static ngx_int_t ngx_http_gateway_health_target(
+    ngx_http_gateway_health_conf_t *hc, ngx_http_gateway_service_t *svc,
+    ngx_uint_t n, ngx_uint_t total);
 static ngx_uint_t ngx_http_gateway_health_known(
     ngx_http_gateway_health_main_conf_t *hmcf, ngx_atomic_uint_t tag);
 static ngx_uint_t ngx_http_gateway_health_fixed(ngx_str_t *name,
@@ -713,100 +716,116 @@ ngx_http_gateway_health_schedule(ngx_http_gateway_health_conf_t *hc)
 
 /*
  * The services attached to a variable name's check, from one walk of the
- * tree in a hold of the zone's mutex (tried, never waited for): those
- * with the check's tag and instances, but not those a check of a fixed
- * name covers.  A tag that no check of this configuration has is an older
- * configuration's: it is cleared, so that the next request attaches the
- * service again.
+ * name index without the zone's mutex, under the worker's read epoch as a
+ * request's lookup (a service and its snapshot stay while it is
+ * announced; an unlinked service keeps its chain): those with the check's
+ * tag and instances, but not those a check of a fixed name covers.  A tag
+ * that no check of this configuration has is an older configuration's:
+ * it is cleared, so that the next request attaches the service again.
  */
 
 static ngx_int_t
 ngx_http_gateway_health_attached(ngx_http_gateway_health_conf_t *hc)
 {
-    ngx_uint_t                         n, total;
-    ngx_atomic_uint_t                  tag;
-    ngx_slab_pool_t                   *shpool;
-    ngx_rbtree_node_t                 *node, *root, *sentinel;
-    ngx_http_gateway_sh_t             *sh;
-    ngx_http_gateway_service_t        *svc;
-    ngx_http_gateway_snapshot_t       *snap;
-    ngx_http_gateway_health_target_t  *t;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, n, total;
+    ngx_http_gateway_sh_t        *sh;
+    ngx_http_gateway_service_t   *svc;
 
-    shpool = ngx_http_gateway_health_gmcf->shpool;
     sh = ngx_http_gateway_health_gmcf->sh;
 
-    if (!ngx_shmtx_trylock(&shpool->mutex)) {
+    if (ngx_http_gateway_read_begin(ngx_http_gateway_health_gmcf) != NGX_OK) {
         return NGX_AGAIN;
     }
 
     n = 0;
     total = 0;
+    rc = NGX_OK;
 
-    root = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
+    for (i = 0; i < sh->nindex && rc != NGX_ERROR; i++) {
+        for (svc = sh->index[i]; svc; svc = svc->hnext) {
+            rc = ngx_http_gateway_health_target(hc, svc, n, total);
 
-    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
-         node;
-         node = ngx_rbtree_next(&sh->rbtree, node))
-    {
-        svc = (ngx_http_gateway_service_t *) node;
-        tag = svc->health;
-
-        if (tag == 0) {
-            continue;
-        }
-
-        if (tag != hc->tag) {
-            if (!ngx_http_gateway_health_known(ngx_http_gateway_health_hmcf,
-                                               tag))
-            {
-                (void) ngx_atomic_cmp_set(&svc->health, tag, 0);
-            }
-
-            continue;
-        }
-
-        snap = svc->snapshot;
-
-        if (svc->removed || snap == NULL || snap->npeers == 0
-            || ngx_http_gateway_health_fixed(&svc->sn.str, svc->sn.node.key))
-        {
-            continue;
-        }
-
-        if (n == hc->nalloc) {
-            t = ngx_alloc(ngx_max(2 * n, 16)
-                          * sizeof(ngx_http_gateway_health_target_t),
-                          ngx_cycle->log);
-            if (t == NULL) {
+            if (rc == NGX_ERROR) {
                 break;
             }
 
-            if (hc->targets) {
-                ngx_memcpy(t, hc->targets,
-                           n * sizeof(ngx_http_gateway_health_target_t));
-                ngx_free(hc->targets);
+            if (rc == NGX_OK) {
+                total += hc->targets[n++].npeers;
             }
-
-            hc->targets = t;
-            hc->nalloc = ngx_max(2 * n, 16);
         }
-
-        t = &hc->targets[n++];
-
-        t->len = svc->sn.str.len;
-        ngx_memcpy(t->name, svc->sn.str.data, t->len);
-        t->hash = svc->sn.node.key;
-        t->first = total;
-        t->npeers = snap->npeers;
-
-        total += t->npeers;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_gateway_read_end();
 
     hc->ntargets = n;
     hc->total = total;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: the service is the round's target n; NGX_DECLINED: it is not */
+
+static ngx_int_t
+ngx_http_gateway_health_target(ngx_http_gateway_health_conf_t *hc,
+    ngx_http_gateway_service_t *svc, ngx_uint_t n, ngx_uint_t total)
+{
+    ngx_uint_t                         nalloc;
+    ngx_atomic_uint_t                  tag;
+    ngx_http_gateway_snapshot_t       *snap;
+    ngx_http_gateway_health_target_t  *t;
+
+    tag = svc->health;
+
+    if (tag == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (tag != hc->tag) {
+        if (!ngx_http_gateway_health_known(ngx_http_gateway_health_hmcf,
+                                           tag))
+        {
+            (void) ngx_atomic_cmp_set(&svc->health, tag, 0);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    snap = svc->snapshot;
+
+    if (svc->removed || snap == NULL || snap->npeers == 0
+        || ngx_http_gateway_health_fixed(&svc->sn.str, svc->sn.node.key))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (n == hc->nalloc) {
+        nalloc = ngx_max(2 * n, 16);
+
+        t = ngx_alloc(nalloc * sizeof(ngx_http_gateway_health_target_t),
+                      ngx_cycle->log);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (hc->targets) {
+            ngx_memcpy(t, hc->targets,
+                       n * sizeof(ngx_http_gateway_health_target_t));
+            ngx_free(hc->targets);
+        }
+
+        hc->targets = t;
+        hc->nalloc = nalloc;
+    }
+
+    t = &hc->targets[n];
+
+    t->len = svc->sn.str.len;
+    ngx_memcpy(t->name, svc->sn.str.data, t->len);
+    t->hash = svc->sn.node.key;
+    t->first = total;
+    t->npeers = snap->npeers;
 
     return NGX_OK;
 }

@@ -430,6 +430,17 @@ is_deeply(answers('/by/v1', 10), { $port[4] => 5, $port[5] => 5 },
 is_deeply(answers('/by/v2', 10), { $port[4] => 5, $port[6] => 5 },
           'v2: y gets requests again');
 
+# an instance's own health URI and statuses hold for it here too
+is(register('v1', 'z', address => "127.0.0.1:$port[6]",
+            health_uri => '/custom/ready', health_status => '204'), 201,
+   'v1 z registered with health_uri and health_status');
+ok(wait_until(sub { hstatus('v1', 'z') eq 'healthy' }, timeout => tmo(5)),
+   'z passes with 204 on its own URI');
+is(health('v1', 'z')->{last_status}, 204, 'admin API: the last probe got 204');
+ok(probes($port[6], '/custom/ready') >= 1, 'the backend saw /custom/ready');
+is($ng->request('DELETE', '/gateway/services/v1/instances/z')->{status}, 200,
+   'z removed');
+
 # a removed service is attached again by its next request
 is($ng->request('DELETE', "/gateway/services/v2/instances/$_")->{status}, 200,
    "v2 $_ removed") for qw(x y);

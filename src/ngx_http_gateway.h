@@ -439,6 +439,9 @@ struct ngx_http_gateway_service_s {
         ngx_atomic_t            logged;     /* ngx_time() of the last log */
     }                           failures;
 
+    ngx_atomic_t                health;     /* the gateway_health_check
+                                               of a variable name that
+                                               probes it, 0: none */
     ngx_atomic_t                lock;       /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
                                                at allocation */
@@ -686,6 +689,8 @@ ngx_int_t ngx_http_gateway_upstream_service(ngx_http_upstream_srv_conf_t *us,
 /* active health checks: ngx_http_gateway_health.c */
 
 ngx_uint_t ngx_http_gateway_health_unhealthy(ngx_http_upstream_srv_conf_t *us);
+ngx_atomic_uint_t ngx_http_gateway_health_tag(
+    ngx_http_upstream_srv_conf_t *us);
 size_t ngx_http_gateway_health_json(u_char *p,
     ngx_http_gateway_instance_t *inst);
 

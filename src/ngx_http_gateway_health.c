@@ -16,6 +16,12 @@
  * holds the snapshot its instance came from, so the instance stays in the
  * zone until the probe has written its result there; a result for an
  * instance whose record changed meanwhile is dropped.
+ *
+ * The check of an upstream whose service name has variables covers the
+ * services its requests resolved to: the first such request stores the
+ * check's tag in the service (svc->health, a compare-and-set from 0), and
+ * each round of the check begins with a walk of the services that lists
+ * those with its tag; the round then probes their instances as one.
  */
 
 
@@ -32,9 +38,20 @@
 
 
 typedef struct {
-    ngx_uint_t                      enabled;
-    ngx_str_t                       service;
+    u_char                          name[NGX_GATEWAY_NAME_MAX];
+    size_t                          len;
     uint32_t                        hash;
+    ngx_uint_t                      first;      /* its first peer's index
+                                                   in the round */
+    ngx_uint_t                      npeers;
+} ngx_http_gateway_health_target_t;
+
+
+typedef struct {
+    ngx_uint_t                      enabled;
+    ngx_str_t                       service;    /* empty: a variable name */
+    uint32_t                        hash;
+    ngx_atomic_uint_t               tag;        /* a variable name's */
 
     ngx_str_t                       uri;
     ngx_str_t                       status;     /* a list of ranges */
@@ -47,7 +64,13 @@ typedef struct {
     /* the lease holder's round */
     ngx_msec_t                      round;      /* when it began */
     ngx_uint_t                      next;       /* peers probed so far */
+    ngx_uint_t                      total;      /* peers of the round */
     ngx_uint_t                      started;
+
+    /* a variable name's round: the services attached when it began */
+    ngx_http_gateway_health_target_t *targets;
+    ngx_uint_t                      ntargets;
+    ngx_uint_t                      nalloc;
 } ngx_http_gateway_health_conf_t;
 
 
@@ -62,6 +85,7 @@ struct ngx_http_gateway_probe_s {
     ngx_peer_connection_t           pc;
     ngx_event_t                     deadline;
     ngx_http_gateway_health_conf_t *conf;
+    ngx_str_t                      *service;    /* in the held snapshot */
     ngx_http_gateway_peer_t        *peer;
     ngx_str_t                       name;       /* the peer's address */
     ngx_uint_t                      slot;
@@ -87,6 +111,15 @@ static void ngx_http_gateway_health_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_gateway_health_tick(ngx_event_t *ev);
 static void ngx_http_gateway_health_schedule(
     ngx_http_gateway_health_conf_t *hc);
+static ngx_int_t ngx_http_gateway_health_attached(
+    ngx_http_gateway_health_conf_t *hc);
+static ngx_int_t ngx_http_gateway_health_target(
+    ngx_http_gateway_health_conf_t *hc, ngx_http_gateway_service_t *svc,
+    ngx_uint_t n, ngx_uint_t total);
+static ngx_uint_t ngx_http_gateway_health_known(
+    ngx_http_gateway_health_main_conf_t *hmcf, ngx_atomic_uint_t tag);
+static ngx_uint_t ngx_http_gateway_health_fixed(ngx_str_t *name,
+    uint32_t hash);
 static ngx_http_gateway_probe_t *ngx_http_gateway_probe_get(
     ngx_http_gateway_health_conf_t *hc, ngx_uint_t index);
 static void ngx_http_gateway_probe_start(ngx_http_gateway_probe_t *pr);
@@ -204,15 +237,30 @@ ngx_http_gateway_health_unhealthy(ngx_http_upstream_srv_conf_t *us)
 }
 
 
+/* what the requests of a variable name's upstream attach, else 0 */
+
+ngx_atomic_uint_t
+ngx_http_gateway_health_tag(ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_gateway_health_conf_t  *hc;
+
+    hc = ngx_http_conf_upstream_srv_conf(us, ngx_http_gateway_health_module);
+
+    return hc->enabled ? hc->tag : 0;
+}
+
+
 static char *
 ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gateway_health_conf_t *hc = conf;
 
-    ngx_int_t                      n;
-    ngx_str_t                     *value, s, name;
-    ngx_uint_t                     i;
-    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_int_t                             n;
+    ngx_str_t                            *value, s, name;
+    ngx_uint_t                            i;
+    ngx_http_upstream_srv_conf_t         *uscf;
+    ngx_http_gateway_health_conf_t      **hcp;
+    ngx_http_gateway_health_main_conf_t  *hmcf;
 
     if (hc->enabled) {
         return "is duplicate";
@@ -226,13 +274,33 @@ ngx_http_gateway_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "must follow \"gateway_service\"";
     }
 
-    if (name.len == 0) {
-        return "needs a \"gateway_service\" name without variables";
-    }
-
     hc->enabled = 1;
     hc->service = name;
     hc->hash = ngx_crc32_short(name.data, name.len);
+
+    if (name.len == 0) {
+
+        /*
+         * a tag of its own, the same for the same upstream name after a
+         * reload: the services its requests attached stay attached
+         */
+
+        hmcf = ngx_http_conf_get_module_main_conf(cf,
+                                               ngx_http_gateway_health_module);
+
+        hc->tag = ngx_crc32_short(uscf->host.data, uscf->host.len);
+
+        while (hc->tag == 0 || ngx_http_gateway_health_known(hmcf, hc->tag)) {
+            hc->tag++;
+        }
+
+        hcp = ngx_array_push(&hmcf->checks);
+        if (hcp == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *hcp = hc;
+    }
     ngx_str_set(&hc->uri, "/");
     ngx_str_set(&hc->status, "200-399");
     hc->interval = 5000;
@@ -349,7 +417,10 @@ invalid:
 }
 
 
-/* one check per service: the state it keeps is the instance's */
+/*
+ * One check per fixed service name: the state it keeps is the instance's.
+ * The checks of variable names are listed already, by the directive.
+ */
 
 static ngx_int_t
 ngx_http_gateway_health_postconf(ngx_conf_t *cf)
@@ -375,14 +446,15 @@ ngx_http_gateway_health_postconf(ngx_conf_t *cf)
         hc = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                              ngx_http_gateway_health_module);
 
-        if (hc == NULL || !hc->enabled) {
+        if (hc == NULL || !hc->enabled || hc->tag) {
             continue;
         }
 
         hcp = hmcf->checks.elts;
 
         for (j = 0; j < hmcf->checks.nelts; j++) {
-            if (hcp[j]->service.len == hc->service.len
+            if (hcp[j]->tag == 0
+                && hcp[j]->service.len == hc->service.len
                 && ngx_strncmp(hcp[j]->service.data, hc->service.data,
                                hc->service.len) == 0)
             {
@@ -468,7 +540,8 @@ ngx_http_gateway_health_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_gateway_health_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                        i;
+    ngx_http_gateway_health_conf_t  **hcp;
 
     if (ngx_http_gateway_probes == NULL) {
         return;
@@ -482,6 +555,16 @@ ngx_http_gateway_health_exit_process(ngx_cycle_t *cycle)
 
     ngx_free(ngx_http_gateway_probes);
     ngx_http_gateway_probes = NULL;
+
+    hcp = ngx_http_gateway_health_hmcf->checks.elts;
+
+    for (i = 0; i < ngx_http_gateway_health_hmcf->checks.nelts; i++) {
+        if (hcp[i]->targets) {
+            ngx_free(hcp[i]->targets);
+            hcp[i]->targets = NULL;
+            hcp[i]->nalloc = 0;
+        }
+    }
 }
 
 
@@ -527,13 +610,15 @@ ngx_http_gateway_health_tick(ngx_event_t *ev)
 /*
  * A round probes the service's peers in their order, peer k of n once
  * k / n of the interval has passed; with too many probes in flight it
- * falls behind, and the next round begins when this one is done.
+ * falls behind, and the next round begins when this one is done.  The
+ * round of a variable name's check takes the peers of the services
+ * attached when it began, one service after the other.
  */
 
 static void
 ngx_http_gateway_health_schedule(ngx_http_gateway_health_conf_t *hc)
 {
-    ngx_uint_t                    slot, npeers, due, next;
+    ngx_uint_t                    slot, due, next;
     ngx_msec_t                    elapsed;
     ngx_http_gateway_probe_t     *pr, *batch, **last;
     ngx_http_gateway_snapshot_t  *snap;
@@ -542,41 +627,44 @@ ngx_http_gateway_health_schedule(ngx_http_gateway_health_conf_t *hc)
         return;
     }
 
-    if (ngx_http_gateway_snapshot_get(ngx_http_gateway_health_gmcf,
-                                      &hc->service, hc->hash, &snap, &slot)
-        != NGX_OK)
-    {
-        return;
-    }
+    if (hc->tag == 0) {
+        if (ngx_http_gateway_snapshot_get(ngx_http_gateway_health_gmcf,
+                                          &hc->service, hc->hash, &snap,
+                                          &slot)
+            != NGX_OK)
+        {
+            return;
+        }
 
-    npeers = snap->npeers;
+        hc->total = snap->npeers;
 
-    ngx_http_gateway_snapshot_put(slot);
-
-    if (!hc->started) {
-        hc->started = 1;
-        hc->round = ngx_current_msec;
-        hc->next = 0;
+        ngx_http_gateway_snapshot_put(slot);
     }
 
     elapsed = ngx_current_msec - hc->round;
 
-    if (hc->next >= npeers) {
-        if (elapsed < hc->interval) {
+    if (!hc->started || (hc->next >= hc->total && elapsed >= hc->interval)) {
+
+        if (hc->tag && ngx_http_gateway_health_attached(hc) != NGX_OK) {
             return;
         }
 
+        hc->started = 1;
         hc->round = ngx_current_msec;
         hc->next = 0;
         elapsed = 0;
     }
 
+    if (hc->next >= hc->total) {
+        return;
+    }
+
     if (elapsed >= hc->interval) {
-        due = npeers;
+        due = hc->total;
 
     } else {
-        due = (uint64_t) npeers * (elapsed + 1) / hc->interval + 1;
-        due = ngx_min(due, npeers);
+        due = (uint64_t) hc->total * (elapsed + 1) / hc->interval + 1;
+        due = ngx_min(due, hc->total);
     }
 
     if (hc->next >= due) {
@@ -629,24 +717,230 @@ ngx_http_gateway_health_schedule(ngx_http_gateway_health_conf_t *hc)
 }
 
 
-/* a probe of peer index of the service's current snapshot, not started */
+/*
+ * The services attached to a variable name's check, from one walk of the
+ * name index without the zone's mutex, under the worker's read epoch as a
+ * request's lookup (a service and its snapshot stay while it is
+ * announced; an unlinked service keeps its chain): those with the check's
+ * tag and instances, but not those a check of a fixed name covers.  A tag
+ * that no check of this configuration has is an older configuration's:
+ * it is cleared, so that the next request attaches the service again.
+ */
+
+static ngx_int_t
+ngx_http_gateway_health_attached(ngx_http_gateway_health_conf_t *hc)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, n, total;
+    ngx_http_gateway_sh_t        *sh;
+    ngx_http_gateway_service_t   *svc;
+
+    sh = ngx_http_gateway_health_gmcf->sh;
+
+    if (ngx_http_gateway_read_begin(ngx_http_gateway_health_gmcf) != NGX_OK) {
+        return NGX_AGAIN;
+    }
+
+    n = 0;
+    total = 0;
+    rc = NGX_OK;
+
+    for (i = 0; i < sh->nindex && rc != NGX_ERROR; i++) {
+        for (svc = sh->index[i]; svc; svc = svc->hnext) {
+            rc = ngx_http_gateway_health_target(hc, svc, n, total);
+
+            if (rc == NGX_ERROR) {
+                break;
+            }
+
+            if (rc == NGX_OK) {
+                total += hc->targets[n++].npeers;
+            }
+        }
+    }
+
+    ngx_http_gateway_read_end();
+
+    hc->ntargets = n;
+    hc->total = total;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: the service is the round's target n; NGX_DECLINED: it is not */
+
+static ngx_int_t
+ngx_http_gateway_health_target(ngx_http_gateway_health_conf_t *hc,
+    ngx_http_gateway_service_t *svc, ngx_uint_t n, ngx_uint_t total)
+{
+    ngx_uint_t                         nalloc;
+    ngx_atomic_uint_t                  tag;
+    ngx_http_gateway_snapshot_t       *snap;
+    ngx_http_gateway_health_target_t  *t;
+
+    tag = svc->health;
+
+    if (tag == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (tag != hc->tag) {
+        if (!ngx_http_gateway_health_known(ngx_http_gateway_health_hmcf,
+                                           tag))
+        {
+            (void) ngx_atomic_cmp_set(&svc->health, tag, 0);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    snap = svc->snapshot;
+
+    if (svc->removed || snap == NULL || snap->npeers == 0
+        || ngx_http_gateway_health_fixed(&svc->sn.str, svc->sn.node.key))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (n == hc->nalloc) {
+        nalloc = ngx_max(2 * n, 16);
+
+        t = ngx_alloc(nalloc * sizeof(ngx_http_gateway_health_target_t),
+                      ngx_cycle->log);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (hc->targets) {
+            ngx_memcpy(t, hc->targets,
+                       n * sizeof(ngx_http_gateway_health_target_t));
+            ngx_free(hc->targets);
+        }
+
+        hc->targets = t;
+        hc->nalloc = nalloc;
+    }
+
+    t = &hc->targets[n];
+
+    t->len = svc->sn.str.len;
+    ngx_memcpy(t->name, svc->sn.str.data, t->len);
+    t->hash = svc->sn.node.key;
+    t->first = total;
+    t->npeers = snap->npeers;
+
+    return NGX_OK;
+}
+
+
+/* the checks of variable names are in the list from their directive on */
+
+static ngx_uint_t
+ngx_http_gateway_health_known(ngx_http_gateway_health_main_conf_t *hmcf,
+    ngx_atomic_uint_t tag)
+{
+    ngx_uint_t                        i;
+    ngx_http_gateway_health_conf_t  **hcp;
+
+    hcp = hmcf->checks.elts;
+
+    for (i = 0; i < hmcf->checks.nelts; i++) {
+        if (hcp[i]->tag == tag) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the check of a fixed name wins: it is the one its upstream asked for */
+
+static ngx_uint_t
+ngx_http_gateway_health_fixed(ngx_str_t *name, uint32_t hash)
+{
+    ngx_uint_t                        i;
+    ngx_http_gateway_health_conf_t  **hcp;
+
+    hcp = ngx_http_gateway_health_hmcf->checks.elts;
+
+    for (i = 0; i < ngx_http_gateway_health_hmcf->checks.nelts; i++) {
+        if (hcp[i]->tag == 0
+            && hcp[i]->hash == hash
+            && hcp[i]->service.len == name->len
+            && ngx_strncmp(hcp[i]->service.data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a probe of peer index of the round, from its service's current snapshot */
 
 static ngx_http_gateway_probe_t *
 ngx_http_gateway_probe_get(ngx_http_gateway_health_conf_t *hc,
     ngx_uint_t index)
 {
-    ngx_uint_t                    slot;
-    ngx_http_gateway_probe_t     *pr;
-    ngx_http_gateway_snapshot_t  *snap;
+    ngx_str_t                          name;
+    uint32_t                           hash;
+    ngx_uint_t                         slot, lo, hi, mid;
+    ngx_http_gateway_probe_t          *pr;
+    ngx_http_gateway_snapshot_t       *snap;
+    ngx_http_gateway_health_target_t  *t;
+
+    if (hc->tag == 0) {
+        name = hc->service;
+        hash = hc->hash;
+
+    } else {
+
+        /* the last service whose peers begin at index or before */
+
+        lo = 0;
+        hi = hc->ntargets;
+
+        while (hi - lo > 1) {
+            mid = lo + (hi - lo) / 2;
+
+            if (hc->targets[mid].first <= index) {
+                lo = mid;
+
+            } else {
+                hi = mid;
+            }
+        }
+
+        if (lo >= hc->ntargets) {
+            return NULL;
+        }
+
+        t = &hc->targets[lo];
+        name.data = t->name;
+        name.len = t->len;
+        hash = t->hash;
+        index -= t->first;
+
+        if (index >= t->npeers) {
+            return NULL;
+        }
+    }
 
     if (ngx_http_gateway_snapshot_get(ngx_http_gateway_health_gmcf,
-                                      &hc->service, hc->hash, &snap, &slot)
+                                      &name, hash, &snap, &slot)
         != NGX_OK)
     {
         return NULL;
     }
 
-    if (index >= snap->npeers) {
+    /* a service deleted and created again since the walk is not attached */
+
+    if (index >= snap->npeers
+        || (hc->tag && snap->service->health != hc->tag))
+    {
         ngx_http_gateway_snapshot_put(slot);
         return NULL;
     }
@@ -661,6 +955,7 @@ ngx_http_gateway_probe_get(ngx_http_gateway_health_conf_t *hc,
     ngx_memzero(&pr->deadline, sizeof(ngx_event_t));
 
     pr->conf = hc;
+    pr->service = &snap->service->sn.str;
     pr->peer = &snap->peers[index];
     pr->slot = slot;
     pr->sent = 0;
@@ -928,6 +1223,7 @@ ngx_http_gateway_probe_close(ngx_http_gateway_probe_t *pr)
     }
 
     pr->conf = NULL;
+    pr->service = NULL;
     pr->peer = NULL;
     pr->next = ngx_http_gateway_probes_free;
     ngx_http_gateway_probes_free = pr;
@@ -1012,7 +1308,8 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
         return;
     }
 
-    ngx_http_gateway_log_text(&svc, sbuf, hc->service.data, hc->service.len);
+    ngx_http_gateway_log_text(&svc, sbuf, pr->service->data,
+                              pr->service->len);
     pid = ngx_http_gateway_peer_id(pr->peer);
     ngx_http_gateway_log_text(&id, ibuf, pid.data, pid.len);
 

@@ -27,6 +27,7 @@ typedef struct {
 
     ngx_uint_t                    unhealthy; /* see gateway_health_check */
     ngx_uint_t                    expiry;    /* embedded registry: TTLs */
+    ngx_atomic_uint_t             health;    /* its tag, a variable name's */
     ngx_uint_t                    limit;     /* gateway_max_requests */
 
     ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
@@ -442,6 +443,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     gscf->gmcf = gmcf;
     gscf->expiry = (gmcf->redis == NULL);
     gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
+    gscf->health = ngx_http_gateway_health_tag(us);
     gscf->eject = ngx_http_gateway_eject_conf(us);
     gscf->retry = ngx_http_gateway_retry_conf(us);
     gscf->limit = ngx_http_gateway_limit_conf(us);
@@ -785,6 +787,13 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     }
 
     gp->registered = 1;
+
+    /* a variable name's health check covers the services it resolves to */
+
+    if (gp->conf->health && snap->service->health == 0) {
+        (void) ngx_atomic_cmp_set(&snap->service->health, 0,
+                                  gp->conf->health);
+    }
 
     /* in the request's state, not on the stack: no stack canary */
 

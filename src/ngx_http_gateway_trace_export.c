@@ -804,6 +804,8 @@ ngx_http_gateway_trace_write_handler(ngx_event_t *wev)
     }
 
     if (wev->timedout) {
+        /* no answer in time is the collector's, not a closed connection */
+        e->reused = 0;
         ngx_http_gateway_trace_done(e, 0);
         return;
     }
@@ -874,6 +876,8 @@ ngx_http_gateway_trace_read_handler(ngx_event_t *rev)
     }
 
     if (rev->timedout) {
+        /* no answer in time is the collector's, not a closed connection */
+        e->reused = 0;
         ngx_http_gateway_trace_done(e, 0);
         return;
     }

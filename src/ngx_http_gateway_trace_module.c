@@ -1660,7 +1660,8 @@ ngx_http_gateway_trace_init_main_conf(ngx_conf_t *cf, void *conf)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid name in \"gateway_trace_service_name\": "
-                           "1 to %d characters of UTF-8 text",
+                           "1 to %d bytes of UTF-8 text without control "
+                           "characters",
                            NGX_HTTP_GATEWAY_TRACE_TEXT_MAX);
         return NGX_CONF_ERROR;
     }

@@ -620,6 +620,7 @@ for my $protocol (qw(protobuf json)) {
                     open my $f, '<', $answer or die;
                     my $a = do { local $/; <$f> };
                     close $f;
+                    next if $a eq '<hang>';
                     my @parts = split /<pause>/, $a;
                     $a =~ s/<pause>//g;
                     while (@parts) {
@@ -714,6 +715,22 @@ for my $protocol (qw(protobuf json)) {
     }
     like($ng->error_log, qr/trace export to \S+: invalid answer/,
          'an invalid answer is logged');
+
+    # a kept connection that gets no answer in time: the export fails
+    # once, after timeout=1s, and the batch is not sent again (only a
+    # connection the collector had closed is retried)
+    $set->("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    my ($st) = $ng->get('/svc/kept');
+    ok(wait_until(sub { my (undef, $r) = $seen->(); $r >= 1 }),
+       'hang: an export on a kept connection first');
+    $set->('<hang>');
+    my (undef, undef, $f0) = stats();
+    ($st) = $ng->get('/svc/hang');
+    is($st, 200, 'hang: a request');
+    ok(wait_until(sub { (stats())[2] > $f0 }), 'hang: the export fails');
+    sleep 1.5;      # a second send would have come and timed out by now
+    my (undef, $reqs) = $seen->();
+    is($reqs, 1, "hang: the batch was sent once ($reqs exports read)");
     $ng->stop;
 }
 

@@ -1360,11 +1360,24 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     ngx_http_gateway_write_end(gmcf);
 
+    /*
+     * A fill asks for its next page before it fetches this one: replies
+     * come in order, so the next page's names, then its ids, come back
+     * before this page's hashes, and Redis reads the next page's hashes
+     * while this worker applies this one's, instead of each waiting for
+     * the other.  One page is asked for at a time: about two pages are in
+     * flight.
+     */
+
+    if (sync->scanning && sync->scan_fill) {
+        ngx_http_gateway_sync_scan(cursor);
+    }
+
     ngx_http_gateway_sync_compare_fetch(stale, n);
 
     ngx_free(stale);
 
-    if (sync->scanning) {
+    if (sync->scanning && !sync->scan_fill) {
         ngx_http_gateway_sync_scan(cursor);
     }
 }

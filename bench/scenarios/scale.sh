@@ -1,7 +1,11 @@
 # scenario "scale": a registry of SERVICES x INSTANCES (10,000 x 10 = 100,000
 # instances) written to Redis (pipelined), then a gateway started on it:
-#   - full sync time: from starting nginx until GET /gateway/services lists
-#     every service with all its instances (polled every 20 ms)
+#   - full sync time: from starting nginx until the worker logs "synced N
+#     services with M instances from redis" (its error log, at notice level,
+#     read every 20 ms: the gateway is asked nothing meanwhile, a dump of the
+#     registry costs the worker more than a poll is worth), with the CPU
+#     Redis (INFO cpu) and the worker (/proc/PID/stat) spent until then;
+#     then one GET /gateway/services must list every service and instance
 #   - shared memory: Rss of the zone's mapping (pages really touched), in a
 #     256m zone; and whether a 64m zone is enough (sync completes, no
 #     allocation failure in the log)
@@ -150,7 +154,7 @@ scenario_scale() {
     local zone_kb=$((256 * 1024))
     mkdir -p "$dir/sync256"
     port=$(free_port)
-    local rc0 rc1 wcpu load chk
+    local rc0 rc1 wcpu load chk chk_s chk_i chk_ms
     rc0=$(redis_cpu_ms)
     t0=$(date +%s.%N)
     NGINX_LOG_LEVEL=notice SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
@@ -288,7 +292,8 @@ cg_ready_scale_big() {
 
 # scenario "scale1m" (a separate command, not in the default run: about
 # 2 minutes and 1.5 GB of RAM): 100,000 services x 10 instances = 1,000,000
-# instances in Redis, a gateway started on it with a 1g zone: full sync time,
+# instances in Redis, a gateway started on it with a 1g zone: full sync time
+# (until the worker's notice, as in "scale") with Redis' and the worker's CPU,
 # zone pages touched (so the memory per instance), Redis CPU of the idle tick,
 # and a request served from the registry.
 #

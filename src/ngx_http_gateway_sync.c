@@ -2229,6 +2229,10 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
         goto done;
     }
 
+    /* a link busy with a fill answers: the tick must not take it for dead */
+
+    sync->replies++;
+
     n = names->n;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 * n) {
@@ -2407,6 +2411,8 @@ ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd) {
         goto done;
     }
+
+    sync->replies++;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,

@@ -2072,7 +2072,8 @@ typedef struct {
 
 #define NGX_HTTP_GATEWAY_RESP_KEY_MAX(prefix)                                \
     (sizeof("$\r\n\r\n") + NGX_SIZE_T_LEN + (prefix)->len                    \
-     + sizeof("svc::inst:") + 2 * NGX_GATEWAY_NAME_MAX)
+     + sizeof(NGX_HTTP_GATEWAY_KEY_SVC NGX_HTTP_GATEWAY_KEY_INST_TAIL)        \
+     + 2 * NGX_GATEWAY_NAME_MAX)
 
 
 static u_char *
@@ -2082,7 +2083,8 @@ ngx_http_gateway_resp_key(u_char *p, ngx_str_t *prefix, ngx_str_t *name,
     size_t   len;
     u_char  *q, digits[NGX_SIZE_T_LEN];
 
-    len = prefix->len + sizeof("svc:") - 1 + name->len + suffix_len
+    len = prefix->len + sizeof(NGX_HTTP_GATEWAY_KEY_SVC) - 1 + name->len
+          + suffix_len
           + (id ? id->len : 0);
 
     q = digits + NGX_SIZE_T_LEN;
@@ -2096,7 +2098,8 @@ ngx_http_gateway_resp_key(u_char *p, ngx_str_t *prefix, ngx_str_t *name,
     p = ngx_cpymem(p, q, digits + NGX_SIZE_T_LEN - q);
     *p++ = CR; *p++ = LF;
     p = ngx_cpymem(p, prefix->data, prefix->len);
-    p = ngx_cpymem(p, "svc:", sizeof("svc:") - 1);
+    p = ngx_cpymem(p, NGX_HTTP_GATEWAY_KEY_SVC,
+                   sizeof(NGX_HTTP_GATEWAY_KEY_SVC) - 1);
     p = ngx_cpymem(p, name->data, name->len);
     p = ngx_cpymem(p, suffix, suffix_len);
 
@@ -2169,8 +2172,10 @@ ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
 
             q = ngx_cpymem(key, "*2\r\n$3\r\nGET\r\n",
                            sizeof("*2\r\n$3\r\nGET\r\n") - 1);
-            q = ngx_http_gateway_resp_key(q, prefix, name, ":rev",
-                                          sizeof(":rev") - 1, NULL);
+            q = ngx_http_gateway_resp_key(q, prefix, name,
+                                          NGX_HTTP_GATEWAY_KEY_REV_TAIL,
+                                          sizeof(NGX_HTTP_GATEWAY_KEY_REV_TAIL)
+                                          - 1, NULL);
             (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
                                               (char *) key, q - key);
 
@@ -2181,8 +2186,10 @@ ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
 
             q = ngx_cpymem(key, "*2\r\n$8\r\nSMEMBERS\r\n",
                            sizeof("*2\r\n$8\r\nSMEMBERS\r\n") - 1);
-            q = ngx_http_gateway_resp_key(q, prefix, name, ":ids",
-                                          sizeof(":ids") - 1, NULL);
+            q = ngx_http_gateway_resp_key(q, prefix, name,
+                                          NGX_HTTP_GATEWAY_KEY_IDS_TAIL,
+                                          sizeof(NGX_HTTP_GATEWAY_KEY_IDS_TAIL)
+                                          - 1, NULL);
             (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
                                               (char *) key, q - key);
         }
@@ -2344,7 +2351,9 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
             q = ngx_cpymem(key, "*2\r\n$7\r\nHGETALL\r\n",
                            sizeof("*2\r\n$7\r\nHGETALL\r\n") - 1);
             q = ngx_http_gateway_resp_key(q, &sync->gmcf->prefix, &fs->name,
-                                          ":inst:", sizeof(":inst:") - 1, id);
+                                          NGX_HTTP_GATEWAY_KEY_INST_TAIL,
+                                          sizeof(NGX_HTTP_GATEWAY_KEY_INST_TAIL)
+                                          - 1, id);
             (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
                                               (char *) key, q - key);
             id++;

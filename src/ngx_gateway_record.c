@@ -554,12 +554,25 @@ ngx_gateway_addr_allowed(const ngx_gateway_addr_t *addr,
 void
 ngx_gateway_record_init(ngx_gateway_record_t *rec)
 {
-    const ngx_gateway_field_t  *f;
-
     memset(rec, 0, sizeof(ngx_gateway_record_t));
 
+    ngx_gateway_record_defaults(rec);
+}
+
+
+/*
+ * The fields not given get their defaults: a record read whole (a Redis
+ * hash) is zeroed, set, then completed, so that a field given is parsed
+ * once, not its default first
+ */
+
+void
+ngx_gateway_record_defaults(ngx_gateway_record_t *rec)
+{
+    const ngx_gateway_field_t  *f;
+
     for (f = ngx_gateway_fields; f->name; f++) {
-        if (f->def != NULL) {
+        if (f->def != NULL && !(rec->given & ngx_gateway_field_bit(f))) {
             (void) f->set(f, rec, f->def, strlen(f->def), NULL);
         }
     }
@@ -1224,14 +1237,13 @@ ngx_gateway_set_meta(const ngx_gateway_field_t *f, ngx_gateway_record_t *rec,
         }
     }
 
-    len = ngx_gateway_json_encode(toks, 0, NULL, NGX_GATEWAY_META_MAX);
+    /* val may be rec's own metadata: encoded into str first */
+
+    len = ngx_gateway_json_encode(toks, 0, str, sizeof(str));
     if (len < 0) {
         goto too_long;
     }
 
-    /* val may be rec's own metadata: encoded into str first */
-
-    (void) ngx_gateway_json_encode(toks, 0, str, sizeof(str));
     memcpy(rec->meta_buf, str, (size_t) len);
     rec->meta = rec->meta_buf;
     rec->meta_len = (size_t) len;

@@ -179,6 +179,7 @@ int ngx_gateway_addr_allowed(const ngx_gateway_addr_t *addr,
  * metadata "{}"
  */
 void ngx_gateway_record_init(ngx_gateway_record_t *rec);
+void ngx_gateway_record_defaults(ngx_gateway_record_t *rec);
 
 /*
  * Applies one field as stored in a Redis hash ("address", "weight", "zone",

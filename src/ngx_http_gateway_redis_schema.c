@@ -762,7 +762,7 @@ ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
 
     *err = NULL;
 
-    ngx_gateway_record_init(rec);
+    ngx_memzero(rec, sizeof(ngx_gateway_record_t));
 
     for (f = 0; f + 1 < fields->elements; f += 2) {
         if (fields->element[f]->type != REDIS_REPLY_STRING
@@ -785,6 +785,8 @@ ngx_http_gateway_record_from_hash(ngx_http_gateway_main_conf_t *gmcf,
     if (ngx_gateway_record_check(rec, err) != 0) {
         return NGX_ERROR;
     }
+
+    ngx_gateway_record_defaults(rec);
 
     if (!ngx_http_gateway_addr_allowed(gmcf, &rec->addr)) {
         *err = "address is not in gateway_registry_allow";

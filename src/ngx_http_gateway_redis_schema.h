@@ -19,9 +19,18 @@
 
 #define NGX_HTTP_GATEWAY_KEY_EVENTS  "%Vevents"
 #define NGX_HTTP_GATEWAY_KEY_FEED    "%Vfeed"
-#define NGX_HTTP_GATEWAY_KEY_REV     "%Vsvc:%V:rev"
-#define NGX_HTTP_GATEWAY_KEY_IDS     "%Vsvc:%V:ids"
-#define NGX_HTTP_GATEWAY_KEY_INST    "%Vsvc:%V:inst:%V"
+#define NGX_HTTP_GATEWAY_KEY_REV     "%V" NGX_HTTP_GATEWAY_KEY_SVC "%V"       \
+                                     NGX_HTTP_GATEWAY_KEY_REV_TAIL
+#define NGX_HTTP_GATEWAY_KEY_IDS     "%V" NGX_HTTP_GATEWAY_KEY_SVC "%V"       \
+                                     NGX_HTTP_GATEWAY_KEY_IDS_TAIL
+#define NGX_HTTP_GATEWAY_KEY_INST    "%V" NGX_HTTP_GATEWAY_KEY_SVC "%V"       \
+                                     NGX_HTTP_GATEWAY_KEY_INST_TAIL "%V"
+
+/* the pieces of a service's keys, for the sync's own formatting */
+#define NGX_HTTP_GATEWAY_KEY_SVC       "svc:"
+#define NGX_HTTP_GATEWAY_KEY_REV_TAIL  ":rev"
+#define NGX_HTTP_GATEWAY_KEY_IDS_TAIL  ":ids"
+#define NGX_HTTP_GATEWAY_KEY_INST_TAIL ":inst:"
 #define NGX_HTTP_GATEWAY_KEY_SWEEPER "%Vsweeper"
 
 

@@ -1360,11 +1360,24 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
 
     ngx_http_gateway_write_end(gmcf);
 
+    /*
+     * A fill asks for its next page before it fetches this one: replies
+     * come in order, so the next page's names, then its ids, come back
+     * before this page's hashes, and Redis reads the next page's hashes
+     * while this worker applies this one's, instead of each waiting for
+     * the other.  One page is asked for at a time: about two pages are in
+     * flight.
+     */
+
+    if (sync->scanning && sync->scan_fill) {
+        ngx_http_gateway_sync_scan(cursor);
+    }
+
     ngx_http_gateway_sync_compare_fetch(stale, n);
 
     ngx_free(stale);
 
-    if (sync->scanning) {
+    if (sync->scanning && !sync->scan_fill) {
         ngx_http_gateway_sync_scan(cursor);
     }
 }
@@ -2050,27 +2063,84 @@ typedef struct {
 } ngx_http_gateway_fetch_t;
 
 
+/*
+ * The plain fetch's commands are formatted here, one per service and per
+ * instance: hiredis' own formatting (an sds per argument, then the
+ * protocol's text) costs several times more.  A key is the prefix, "svc:",
+ * the service's name, a suffix and, for an instance, its id.
+ */
+
+#define NGX_HTTP_GATEWAY_RESP_KEY_MAX(prefix)                                \
+    (sizeof("$\r\n\r\n") + NGX_SIZE_T_LEN + (prefix)->len                    \
+     + sizeof(NGX_HTTP_GATEWAY_KEY_SVC NGX_HTTP_GATEWAY_KEY_INST_TAIL)        \
+     + 2 * NGX_GATEWAY_NAME_MAX)
+
+
+static u_char *
+ngx_http_gateway_resp_key(u_char *p, ngx_str_t *prefix, ngx_str_t *name,
+    const char *suffix, size_t suffix_len, ngx_str_t *id)
+{
+    size_t   len;
+    u_char  *q, digits[NGX_SIZE_T_LEN];
+
+    len = prefix->len + sizeof(NGX_HTTP_GATEWAY_KEY_SVC) - 1 + name->len
+          + suffix_len
+          + (id ? id->len : 0);
+
+    q = digits + NGX_SIZE_T_LEN;
+
+    do {
+        *--q = (u_char) ('0' + len % 10);
+        len /= 10;
+    } while (len);
+
+    *p++ = '$';
+    p = ngx_cpymem(p, q, digits + NGX_SIZE_T_LEN - q);
+    *p++ = CR; *p++ = LF;
+    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(p, NGX_HTTP_GATEWAY_KEY_SVC,
+                   sizeof(NGX_HTTP_GATEWAY_KEY_SVC) - 1);
+    p = ngx_cpymem(p, name->data, name->len);
+    p = ngx_cpymem(p, suffix, suffix_len);
+
+    if (id) {
+        p = ngx_cpymem(p, id->data, id->len);
+    }
+
+    *p++ = CR; *p++ = LF;
+
+    return p;
+}
+
+
 static void
 ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
 {
-    u_char                    *p, *key;
-    size_t                     size, klen;
-    ngx_str_t                 *prefix;
+    u_char                    *p, *q, *key, *services;
+    size_t                     size, slen;
+    ngx_str_t                 *prefix, *name;
     ngx_uint_t                 i, k, batch;
-    const char                *argv[3];
-    size_t                     argvlen[3];
     ngx_http_gateway_fetch_t  *f;
     ngx_http_gateway_sync_t   *sync;
 
     sync = &ngx_http_gateway_sync;
     prefix = &sync->gmcf->prefix;
 
-    klen = prefix->len + NGX_GATEWAY_NAME_MAX + sizeof("svc::rev");
+    /* a command and, after it, SISMEMBER's head: its key is always one */
 
-    key = ngx_alloc(klen, sync->log);
+    size = sizeof("*3\r\n$9\r\nSISMEMBER\r\n")
+           + NGX_HTTP_GATEWAY_RESP_KEY_MAX(prefix);
+
+    key = ngx_alloc(2 * size, sync->log);
     if (key == NULL) {
         return;
     }
+
+    services = key + size;
+    slen = ngx_sprintf(services, "*3\r\n$9\r\nSISMEMBER\r\n$%uz\r\n"
+                       "%Vservices\r\n",
+                       prefix->len + sizeof("services") - 1, prefix)
+           - services;
 
     for (i = 0; i < n && sync->cmd; i += batch) {
         batch = ngx_min(n - i, NGX_HTTP_GATEWAY_BATCH);
@@ -2098,30 +2168,30 @@ ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
             f->svcs[k].name.len = names[i + k]->len;
             p = ngx_cpymem(p, names[i + k]->str, names[i + k]->len);
 
-            argv[0] = "GET";
-            argvlen[0] = 3;
-            argv[1] = (char *) key;
-            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_REV, prefix,
-                                     &f->svcs[k].name)
-                         - key;
-            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
-                                         argvlen);
+            name = &f->svcs[k].name;
 
-            argv[0] = "SISMEMBER";
-            argvlen[0] = 9;
-            argvlen[1] = ngx_sprintf(key, "%Vservices", prefix) - key;
-            argv[2] = (char *) f->svcs[k].name.data;
-            argvlen[2] = f->svcs[k].name.len;
-            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 3, argv,
-                                         argvlen);
+            q = ngx_cpymem(key, "*2\r\n$3\r\nGET\r\n",
+                           sizeof("*2\r\n$3\r\nGET\r\n") - 1);
+            q = ngx_http_gateway_resp_key(q, prefix, name,
+                                          NGX_HTTP_GATEWAY_KEY_REV_TAIL,
+                                          sizeof(NGX_HTTP_GATEWAY_KEY_REV_TAIL)
+                                          - 1, NULL);
+            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
+                                              (char *) key, q - key);
 
-            argv[0] = "SMEMBERS";
-            argvlen[0] = 8;
-            argvlen[1] = ngx_sprintf(key, NGX_HTTP_GATEWAY_KEY_IDS, prefix,
-                                     &f->svcs[k].name)
-                         - key;
-            (void) redisAsyncCommandArgv(sync->cmd, NULL, NULL, 2, argv,
-                                         argvlen);
+            q = ngx_cpymem(key, services, slen);
+            q = ngx_sprintf(q, "$%uz\r\n%V\r\n", name->len, name);
+            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
+                                              (char *) key, q - key);
+
+            q = ngx_cpymem(key, "*2\r\n$8\r\nSMEMBERS\r\n",
+                           sizeof("*2\r\n$8\r\nSMEMBERS\r\n") - 1);
+            q = ngx_http_gateway_resp_key(q, prefix, name,
+                                          NGX_HTTP_GATEWAY_KEY_IDS_TAIL,
+                                          sizeof(NGX_HTTP_GATEWAY_KEY_IDS_TAIL)
+                                          - 1, NULL);
+            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
+                                              (char *) key, q - key);
         }
 
         if (redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_ids, f,
@@ -2165,6 +2235,10 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL || ac != sync->cmd) {
         goto done;
     }
+
+    /* a link busy with a fill answers: the tick must not take it for dead */
+
+    sync->replies++;
 
     n = names->n;
 
@@ -2274,13 +2348,12 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
             id->len = ids->element[k]->len;
             p = ngx_cpymem(p, ids->element[k]->str, id->len);
 
-            /* formatted here: hiredis' own formatting costs more */
-
-            klen = id->len + sync->gmcf->prefix.len + fs->name.len
-                   + sizeof("svc::inst:") - 1;
-            q = ngx_sprintf(key, "*2\r\n$7\r\nHGETALL\r\n$%uz\r\n"
-                            NGX_HTTP_GATEWAY_KEY_INST "\r\n", klen,
-                            &sync->gmcf->prefix, &fs->name, id);
+            q = ngx_cpymem(key, "*2\r\n$7\r\nHGETALL\r\n",
+                           sizeof("*2\r\n$7\r\nHGETALL\r\n") - 1);
+            q = ngx_http_gateway_resp_key(q, &sync->gmcf->prefix, &fs->name,
+                                          NGX_HTTP_GATEWAY_KEY_INST_TAIL,
+                                          sizeof(NGX_HTTP_GATEWAY_KEY_INST_TAIL)
+                                          - 1, id);
             (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
                                               (char *) key, q - key);
             id++;
@@ -2347,6 +2420,8 @@ ngx_http_gateway_sync_on_hashes(redisAsyncContext *ac, void *r,
     if (reply == NULL || ac != sync->cmd) {
         goto done;
     }
+
+    sync->replies++;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_log_error(NGX_LOG_ERR, sync->log, 0,

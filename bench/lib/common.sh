@@ -185,7 +185,7 @@ daemon off;
 master_process $master;
 worker_processes $workers;
 pid $dir/nginx.pid;
-error_log $dir/error.log warn;
+error_log $dir/error.log ${NGINX_LOG_LEVEL:-warn};
 events { worker_connections 8192; multi_accept off; }
 EOF
 }

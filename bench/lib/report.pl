@@ -432,11 +432,14 @@ $doc .= <<"EOF";
 `bench/run scale`: 100,000 instances (hash with address, weight, zone,
 state, ttl, metadata) written to Redis with `redis-cli --pipe`, then a
 gateway (one worker) is started on it.  Full sync = from starting nginx until
-`GET /gateway/services` lists every service with all of its instances
-(polled every 20 ms, or twice as long as the last poll took: a dump of
-10,000 services holds the worker's zone lock for a while); with the CPU
-Redis (`INFO cpu`) and the worker spent meanwhile, the figures that do not
-depend on the machine's load.  Shared memory = resident pages of the zone mapping
+the worker logs `synced N services with M instances from redis in T ms`
+(the bench reads the error log every 20 ms and asks the gateway nothing
+meanwhile: polling `GET /gateway/services`, a dump of the whole registry,
+cost the worker more than the sync itself at a million instances); one dump
+then checks that every service is listed with all of its instances.  With
+it, the CPU Redis (`INFO cpu`) and the worker (`/proc/PID/stat`) spent
+meanwhile: on this shared 2-core machine these are the figures that do
+not depend on the load, the wall time does.  Shared memory = resident pages of the zone mapping
 (`/proc/PID/smaps` Rss, in a 256m zone), plus a second start with a 64m zone.
 Throughput and Ir/request compare a request to one service of that registry
 with a gateway whose registry is 1 service x 3 instances (callgrind with
@@ -459,7 +462,8 @@ if ($s1m) {
 `bench/run scale1m` (a separate command, not part of `bench/run`): 100,000
 services x 10 instances written to Redis as data without the registry-wide
 keys, a gateway (one worker, a 1024m zone) started on it: full sync time
-(polled as above) and the CPU Redis and the worker spent on it, zone pages
+(until the worker's log line, as above) and the CPU Redis and the worker
+spent on it, zone pages
 touched, the worker's resident memory, the idle tick's Redis CPU, and a
 request routed from the registry.
 

@@ -1,7 +1,11 @@
 # scenario "scale": a registry of SERVICES x INSTANCES (10,000 x 10 = 100,000
 # instances) written to Redis (pipelined), then a gateway started on it:
-#   - full sync time: from starting nginx until GET /gateway/services lists
-#     every service with all its instances (polled every 20 ms)
+#   - full sync time: from starting nginx until the worker logs "synced N
+#     services with M instances from redis" (its error log, at notice level,
+#     read every 20 ms: the gateway is asked nothing meanwhile, a dump of the
+#     registry costs the worker more than a poll is worth), with the CPU
+#     Redis (INFO cpu) and the worker (/proc/PID/stat) spent until then;
+#     then one GET /gateway/services must list every service and instance
 #   - shared memory: Rss of the zone's mapping (pages really touched), in a
 #     256m zone; and whether a 64m zone is enough (sync completes, no
 #     allocation failure in the log)
@@ -37,6 +41,30 @@ scale_populate() {
             print "SADD gateway:services $svc\n";
             print "SET gateway:svc:$svc:rev 1\n";
         }' "$ns" "$ni" "$@" | redis_pipe "$BENCH_TMP/scale/populate.log"
+}
+
+# wait_synced LOG T0 TIMEOUT: waits (reading the log every 20 ms, nothing
+# asked of the gateway) for the sync worker's notice "synced N services with
+# M instances from redis in T ms"; prints "WALL_S N M T", or "timeout"
+wait_synced() {
+    perl -MTime::HiRes=time,sleep -e '
+        my ($log, $t0, $tmo) = @ARGV;
+        my ($fh, $buf) = (undef, "");
+        while (time - $t0 < $tmo) {
+            open $fh, "<", $log or undef $fh unless $fh;
+            if ($fh) {
+                while (my $l = <$fh>) {
+                    if ($l =~ /synced (\d+) services with (\d+) instances from redis in (\d+) ms/) {
+                        printf "%.3f %d %d %d\n", time - $t0, $1, $2, $3;
+                        exit 0;
+                    }
+                }
+                seek $fh, 0, 1;
+            }
+            sleep 0.02;
+        }
+        print "timeout\n";
+    ' "$@"
 }
 
 # shm_rss_kb MASTER_PID ZONE_KB: largest Rss (kB) of the zone mapping among
@@ -126,25 +154,31 @@ scenario_scale() {
     local zone_kb=$((256 * 1024))
     mkdir -p "$dir/sync256"
     port=$(free_port)
-    local rc0 rc1 wcpu
+    local rc0 rc1 wcpu load chk chk_s chk_i chk_ms
     rc0=$(redis_cpu_ms)
     t0=$(date +%s.%N)
-    SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
+    NGINX_LOG_LEVEL=notice SCALE_ZONE=256m variant_scale_big10_start "$dir/sync256" "$port"
     pid=$VARIANT_PID
-    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" "$tmo" backoff)
+    res=$(wait_synced "$dir/sync256/error.log" "$t0" "$tmo")
     rc1=$(redis_cpu_ms)
     wcpu=$(cpu_ms "$(nginx_workers "$pid" | awk '{ print $1 }')")
-    log "scale: full sync (256m zone): $res"
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    log "scale: full sync (256m zone): $res (wall s, services, instances, worker's ms)"
     local sync_s="" shm_kb
-    if [ "${res%% *}" = timeout ]; then
-        problem "scale: full sync of $ns x $ni did not finish within ${tmo}s (polls, services listed, services complete: ${res#timeout })"
-        srow full_sync_256m timeout s "< 2" "polls, services seen, instances seen: ${res#timeout }"
+    if [ "$res" = timeout ]; then
+        problem "scale: full sync of $ns x $ni not logged within ${tmo}s"
+        srow full_sync_256m timeout s "< 2" "no 'synced ... from redis' notice within ${tmo}s"
     else
-        sync_s=${res%% *}
-        srow full_sync_256m "$sync_s" s "< 2" "start of nginx until GET /gateway/services lists all $nsvc services with $ninst instances (polled every 20 ms, or twice the last poll's time)"
+        read -r sync_s chk_s chk_i chk_ms <<< "$res"
+        [ "$chk_s $chk_i" = "$nsvc $ninst" ] \
+            || problem "scale: the sync logged $chk_s services / $chk_i instances, expected $nsvc / $ninst"
+        chk=$(wait_registry "$port" "$nsvc" "$ninst" "$(date +%s.%N)" 30)
+        [ "${chk#* }" = 1 ] \
+            || problem "scale: after the sync's notice GET /gateway/services did not list the whole registry at once ($chk)"
+        srow full_sync_256m "$sync_s" s "< 2" "start of nginx until the worker logged 'synced $chk_s services with $chk_i instances from redis in $chk_ms ms' (its log read every 20 ms, the gateway not polled; then one GET /gateway/services listed all of them); 1-min load average $load on $(nproc) cores"
     fi
     srow sync_cpu_redis "$(awk -v a="$rc0" -v b="$rc1" 'BEGIN { printf "%.0f", b - a }')" ms "" "Redis CPU (INFO cpu) from the gateway's start until it was synced"
-    srow sync_cpu_worker "$(awk -v w="$wcpu" 'BEGIN { printf "%.0f", w }')" ms "" "the worker's CPU from its start until it was synced, the polls' dumps included"
+    srow sync_cpu_worker "$(awk -v w="$wcpu" 'BEGIN { printf "%.0f", w }')" ms "" "the worker's CPU (/proc/PID/stat) from its start until it logged it was synced"
     shm_kb=$(shm_rss_kb "$pid" "$zone_kb")
     srow shm_touched_256m_zone "$(awk -v k="$shm_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 64" "Rss of the zone mapping (max over master and worker) after the full sync"
     log "scale: zone pages touched: $((shm_kb / 1024)) MiB of 256 MiB"
@@ -176,13 +210,14 @@ scenario_scale() {
     mkdir -p "$dir/sync64"
     port=$(free_port)
     t0=$(date +%s.%N)
-    SCALE_ZONE=64m variant_scale_big10_start "$dir/sync64" "$port"
+    NGINX_LOG_LEVEL=notice SCALE_ZONE=64m variant_scale_big10_start "$dir/sync64" "$port"
     pid=$VARIANT_PID
-    res=$(wait_registry "$port" "$nsvc" "$ninst" "$t0" 60 backoff)
+    res=$(wait_synced "$dir/sync64/error.log" "$t0" 60)
     local nomem
     nomem=$(grep -c 'no memory\|ngx_slab_alloc() failed\|could not allocate' "$dir/sync64/error.log" || true)
-    if [ "${res%% *}" = timeout ] || [ "$nomem" != 0 ]; then
-        srow fits_in_64m_zone no "" yes "sync: $res; allocation failures logged: $nomem"
+    if [ "$res" = timeout ] || [ "$(echo "$res" | awk '{ print $2, $3 }')" != "$nsvc $ninst" ] \
+       || [ "$nomem" != 0 ]; then
+        srow fits_in_64m_zone no "" yes "sync (wall s, services, instances, worker's ms): $res; allocation failures logged: $nomem"
         problem "scale: $ns x $ni does not fit a 64m zone (sync: $res, allocation failures logged: $nomem)"
     else
         srow fits_in_64m_zone yes "" yes "full sync in ${res%% *} s with zone=gw:64m"
@@ -257,7 +292,8 @@ cg_ready_scale_big() {
 
 # scenario "scale1m" (a separate command, not in the default run: about
 # 2 minutes and 1.5 GB of RAM): 100,000 services x 10 instances = 1,000,000
-# instances in Redis, a gateway started on it with a 1g zone: full sync time,
+# instances in Redis, a gateway started on it with a 1g zone: full sync time
+# (until the worker's notice, as in "scale") with Redis' and the worker's CPU,
 # zone pages touched (so the memory per instance), Redis CPU of the idle tick,
 # and a request served from the registry.
 #
@@ -285,21 +321,30 @@ scenario_scale1m() {
     local rc0 rc1 wcpu load
     rc0=$(redis_cpu_ms)
     t0=$(date +%s.%N)
-    GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
+    NGINX_LOG_LEVEL=notice GW_SERVICE=s05000 GW_ZONE=${zmb}m gateway_variant_start "$dir/sync1m" "$port" ""
     pid=$VARIANT_PID
-    res=$(wait_registry "$port" "$ns" $((ns * ni)) "$t0" "$tmo" backoff)
+    res=$(wait_synced "$dir/sync1m/error.log" "$t0" "$tmo")
     rc1=$(redis_cpu_ms)
     wcpu=$(cpu_ms "$(nginx_workers "$pid" | awk '{ print $1 }')")
     load=$(cut -d' ' -f1 /proc/loadavg)
-    log "scale1m: full sync: $res"
-    if [ "${res%% *}" = timeout ]; then
-        problem "scale1m: full sync of $ns x $ni did not finish within ${tmo}s (${res#timeout })"
-        row full_sync timeout s "< 6" "polls, services seen, instances seen: ${res#timeout }"
+    log "scale1m: full sync: $res (wall s, services, instances, worker's ms)"
+    if [ "$res" = timeout ]; then
+        problem "scale1m: full sync of $ns x $ni not logged within ${tmo}s"
+        row full_sync timeout s "< 6" "no 'synced ... from redis' notice within ${tmo}s"
     else
-        row full_sync "${res%% *}" s "< 6" "start of nginx until GET /gateway/services lists all $ns services with $((ns * ni)) instances (polled every 20 ms, or twice the last poll's time; ${res#* } polls); 1-min load average $load on $(nproc) cores"
+        local sync_s chk_s chk_i chk_ms chk
+        read -r sync_s chk_s chk_i chk_ms <<< "$res"
+        [ "$chk_s $chk_i" = "$ns $((ns * ni))" ] \
+            || problem "scale1m: the sync logged $chk_s services / $chk_i instances, expected $ns / $((ns * ni))"
+        row full_sync "$sync_s" s "< 6" "start of nginx until the worker logged 'synced $chk_s services with $chk_i instances from redis in $chk_ms ms' (its log read every 20 ms, the gateway not polled); 1-min load average $load on $(nproc) cores"
     fi
     row sync_cpu_redis "$(awk -v a="$rc0" -v b="$rc1" 'BEGIN { printf "%.0f", b - a }')" ms "" "Redis CPU (INFO cpu) from the gateway's start until it was synced"
-    row sync_cpu_worker "$(awk -v w="$wcpu" 'BEGIN { printf "%.0f", w }')" ms "" "the worker's CPU from its start until it was synced, the polls' dumps of the registry included"
+    row sync_cpu_worker "$(awk -v w="$wcpu" 'BEGIN { printf "%.0f", w }')" ms "" "the worker's CPU (/proc/PID/stat) from its start until it logged it was synced"
+    if [ "$res" != timeout ]; then
+        chk=$(wait_registry "$port" "$ns" $((ns * ni)) "$(date +%s.%N)" 60)
+        [ "${chk#* }" = 1 ] \
+            || problem "scale1m: after the sync's notice GET /gateway/services did not list the whole registry at once ($chk)"
+    fi
     local kb
     kb=$(shm_rss_kb "$pid" $((zmb * 1024)))
     row shm_touched "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "< 400" "Rss of the ${zmb}m zone mapping after the full sync"

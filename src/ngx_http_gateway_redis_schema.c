@@ -558,7 +558,7 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
         q += n + 2;
     }
 
-    if (nitems < 8) {
+    if (nitems < 3) {
         return NGX_ERROR;
     }
 
@@ -595,6 +595,11 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
 
     if (item[0].len != 1 || item[0].data[0] != '1') {
         *err = "of an unknown format";
+        goto failed;
+    }
+
+    if (nitems < 8) {
+        *err = "of too few items";
         goto failed;
     }
 

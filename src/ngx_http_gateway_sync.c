@@ -1352,7 +1352,13 @@ ngx_http_gateway_sync_on_revisions(redisAsyncContext *ac, void *r,
             node = next;
         }
 
+        /*
+         * what the comparison read is the registry revision now, also when
+         * it went back (a Redis that came back empty) from one notices fed
+         */
+
         sync->scanning = 0;
+        sync->fed = 0;
         sync->seen_len = sync->scan_rev_len;
         ngx_memcpy(sync->seen, sync->scan_rev, sync->scan_rev_len);
         ngx_http_gateway_sync_revision();

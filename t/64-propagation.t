@@ -210,6 +210,10 @@ redis_cmd('PUBLISH', 't64:feed', ns('2', $epoch, 'users', $rev + 1, 1, '1', 0, '
 ok($B->wait_log(qr/redis notice on "t64:feed" for service "users" is of an unknown format, fetching the service/,
                 timeout => 5),
    'an unknown format names the service, which is fetched');
+redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, 'users', $rev + 1));
+ok($B->wait_log(qr/redis notice on "t64:feed" for service "users" is of too few items, fetching the service/,
+                timeout => 5),
+   'a notice of too few items still names the service, which is fetched');
 redis_cmd('PUBLISH', 't64:feed', ns('1', $epoch, "us\x01ers", $rev + 1, 1, '1', 0, '-'));
 ok($B->wait_log(qr/redis notice on "t64:feed" names no valid service: "us\\x01ers", ignored/, timeout => 5),
    'an invalid service name is ignored');
@@ -309,6 +313,22 @@ ok($C->wait_log(qr/redis link lost: the previous resync got no answer/, timeout 
 $redis->resume;
 ok(wait_until(sub { my @up = $C->error_log =~ /redis link to "[^"]*" is up/g; @up >= 2 }, timeout => 10),
    'and links up again once Redis answers');
+
+# P rev goes back (a Redis that came back empty, a registry restored) while
+# C's notices had brought it further: one full comparison takes the new
+# value, and the ticks after it are O(1) again
+$A->request('PATCH', '/gateway/services/users/instances/u1', json => { weight => 7 });
+ok(wait_until(sub { weight($C, 'users', 'u1') == 7 }, timeout => 5),
+   'a change through A reaches C by its notice');
+redis_cmd('SET', 't64:rev', 1);
+ok(wait_until(sub { metric(metrics($C), 'gateway_registry_revision') == 1 },
+              timeout => 5),
+   'P rev set back to 1: C\'s full comparison takes it');
+select(undef, undef, undef, 0.3);
+my $s0 = cmdstat('sscan');
+select(undef, undef, undef, 1.5);
+cmp_ok(cmdstat('sscan') - $s0, '<=', 1,
+       'and C\'s next ticks (every 200 ms) make no full comparison');
 $C->stop;
 $A->stop;
 $B->stop;

@@ -51,7 +51,7 @@ expect_log_errors(qr/cannot read redis "notify-keyspace-events"/);
 
 # --- today's data: no P rev, no P changes, no P deadlines ------------------
 my $backend = free_port();
-my $ttl = int(tmo(3));      # longer under valgrind: both must adopt it first
+my $ttl = int(tmo(6));      # both must adopt it and audit it first, under load too
 redis_cli({ stdin => <<"EOF" });
 SET t26:epoch 0a1b2c3d4e5f6a7b
 HSET t26:svc:old:inst:a address 127.0.0.1:$backend
@@ -126,7 +126,7 @@ unlike($B->error_log, qr/this gateway now sweeps/, 'and not by the other gateway
 # --- expiry through the sorted set, keyspace notifications off ------------
 is(redis_cmd('t26config', 'GET', 'notify-keyspace-events')->[1], '',
    'keyspace notifications are off');
-ok(wait_until(sub { ids($A, 'old') eq 'a' && ids($B, 'old') eq 'a' }, timeout => 10),
+ok(wait_until(sub { ids($A, 'old') eq 'a' && ids($B, 'old') eq 'a' }, timeout => $ttl + 10),
    'an expired heartbeat leaves both gateways without notifications');
 is(redis_cmd('SISMEMBER', 't26:svc:old:ids', 'b'), 0, 'its id is gone from Redis');
 ok(!defined redis_cmd('ZSCORE', 't26:deadlines', 'old:b'), 'and its deadline');

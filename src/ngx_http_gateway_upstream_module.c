@@ -27,6 +27,7 @@ typedef struct {
 
     ngx_uint_t                    unhealthy; /* see gateway_health_check */
     ngx_uint_t                    expiry;    /* embedded registry: TTLs */
+    ngx_uint_t                    attempt_us; /* gmcf's, read per attempt */
     ngx_atomic_uint_t             health;    /* its tag, a variable name's */
     ngx_uint_t                    limit;     /* gateway_max_requests */
 
@@ -442,6 +443,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
 
     gscf->gmcf = gmcf;
     gscf->expiry = (gmcf->redis == NULL);
+    gscf->attempt_us = gmcf->attempt_us;     /* set by directives, all read */
     gscf->unhealthy = ngx_http_gateway_health_unhealthy(us);
     gscf->health = ngx_http_gateway_health_tag(us);
     gscf->eject = ngx_http_gateway_eject_conf(us);
@@ -788,13 +790,6 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     gp->registered = 1;
 
-    /* a variable name's health check covers the services it resolves to */
-
-    if (gp->conf->health && snap->service->health == 0) {
-        (void) ngx_atomic_cmp_set(&snap->service->health, 0,
-                                  gp->conf->health);
-    }
-
     /* in the request's state, not on the stack: no stack canary */
 
     sel = &gp->sel;
@@ -809,6 +804,14 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     sel->narrow = (snap->nbackup != 0);
     sel->zone = NULL;
     sel->unhealthy = gp->conf->unhealthy;
+
+    /* a variable name's health check covers the services it resolves to */
+
+    if (sel->unhealthy && gp->conf->health && snap->service->health == 0) {
+        (void) ngx_atomic_cmp_set(&snap->service->health, 0,
+                                  gp->conf->health);
+    }
+
     sel->eject = gp->conf->eject
                  ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
                                                  gp->attempt.request)
@@ -874,7 +877,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->peer = peer;
     a->number = gp->ntried;
     a->start = ngx_current_msec;
-    a->start_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_upstream_usec()
+    a->start_us = gp->conf->attempt_us ? ngx_http_gateway_upstream_usec()
                                              : 0;
     a->cached = 0;
     a->retried = 0;
@@ -992,7 +995,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     u = gp->attempt.request->upstream;
 
     a->end = ngx_current_msec;
-    a->end_us = gp->conf->gmcf->attempt_us ? ngx_http_gateway_upstream_usec()
+    a->end_us = gp->conf->attempt_us ? ngx_http_gateway_upstream_usec()
                                            : 0;
     a->cached = pc->cached;
     a->status = u->headers_in.status_n;

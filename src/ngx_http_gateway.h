@@ -27,7 +27,9 @@
  * finds the module through ngx_modules[], defined outside this header).
  */
 
+#if !(NGX_HTTP_GATEWAY_EXPORTED)
 #pragma GCC visibility push(hidden)
+#endif
 
 
 #define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770009
@@ -1034,7 +1036,9 @@ void ngx_http_gateway_ssl_session_save(ngx_peer_connection_t *pc,
 #endif
 
 
+#if !(NGX_HTTP_GATEWAY_EXPORTED)
 #pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_GATEWAY_H_INCLUDED_ */

@@ -20,7 +20,9 @@
 
 /* the module's own: see ngx_http_gateway.h */
 
+#if !(NGX_HTTP_GATEWAY_EXPORTED)
 #pragma GCC visibility push(hidden)
+#endif
 
 
 extern ngx_module_t  ngx_http_gateway_upstream_module;
@@ -394,7 +396,9 @@ void ngx_http_gateway_balancer_use(ngx_conf_t *cf,
     ngx_http_gateway_balancer_t *b, ngx_uint_t used);
 
 
+#if !(NGX_HTTP_GATEWAY_EXPORTED)
 #pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_GATEWAY_BALANCER_H_INCLUDED_ */

@@ -4,7 +4,8 @@
 #
 # bench/selection/ is a bench-only nginx module (built by
 # bench/selection/build.sh into build/selbench, never part of the product
-# .so), loaded after $GATEWAY_MODULE, whose exported functions it calls: a
+# .so), loaded after the gateway module built with it from the same src/
+# (its functions exported, which the product's .so hides), which it calls: a
 # content handler runs N selections in a loop (see its comment).  nginx
 # runs with worker_processes W pinned one per CPU (worker_cpu_affinity);
 # bench/selection/drive.pl opens one keepalive connection to each worker
@@ -45,7 +46,7 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
     local dir=$1 port=$2 w=$3 so=$4 aff
     aff=$([ "$w" = 1 ] && echo "01" || echo "01 10")
     {
-        echo "load_module $GATEWAY_MODULE;"
+        echo "load_module ${so%/*}/ngx_http_gateway_module.so;"
         echo "load_module $so;"
         nginx_main_conf "$dir" "$w"
         echo "worker_cpu_affinity $aff;"

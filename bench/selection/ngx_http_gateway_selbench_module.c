@@ -280,6 +280,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     u_char                        buf[256];
     uint64_t                      t0, t1;
     ngx_int_t                     i;
+    ngx_str_t                     name;
     ngx_uint_t                    k, slot;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_select_t     sel;
@@ -332,8 +333,10 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
 
         peer = &snap->peers[i];
 
-        if (peer->name.len <= sizeof(buf)) {
-            ngx_memcpy(buf, peer->name.data, peer->name.len);
+        name = ngx_http_gateway_peer_name(peer);
+
+        if (name.len <= sizeof(buf)) {
+            ngx_memcpy(buf, name.data, name.len);
         }
 
         if (counters) {
@@ -449,7 +452,9 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
 
         inst->stats.active--;
 
-        if (inst->removed && inst->nsnaps == 0) {
+        if (ngx_http_gateway_instance_removed(inst)
+            && inst->rt.nsnaps == 0)
+        {
             res->failed++;      /* the old code freed it here */
         }
 

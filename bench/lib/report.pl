@@ -208,6 +208,11 @@ my @targets;
     my $z1 = get($s1m, 'shm_touched', 'value');
     push @targets, ['1,000,000 instances: zone < 400 MiB',
                     defined $z1 ? "$z1 MiB" : 'n/a', verdict(defined $z1 ? $z1 < 400 : undef)];
+    my ($i1m, $i1s) = (get($s1m, 'ir_per_request_scale1m_users', 'value'),
+                       get($s1m, 'ir_per_request_scale_small', 'value'));
+    push @targets, ['1,000,000 instances: Ir/request within +1% of a 3-instance registry (same 3-instance service)',
+                    ($i1m && $i1s) ? sprintf('%+.1f%% (%d vs %d)', ($i1m / $i1s - 1) * 100, $i1m, $i1s) : 'n/a',
+                    verdict(($i1m && $i1s) ? $i1m / $i1s <= 1.01 : undef)];
     my $core = get($gws, '100', 'changes_core_pct');
     push @targets, ['100 gateways, 100 changes/s: Redis below 50% of one core',
                     defined $core ? "$core%" : 'n/a', verdict(defined $core ? $core < 50 : undef)];

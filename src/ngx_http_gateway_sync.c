@@ -2119,6 +2119,23 @@ ngx_http_gateway_resp_key(u_char *p, ngx_str_t *prefix, ngx_str_t *name,
 }
 
 
+/* one command on a service's key, queued without a callback */
+
+static void
+ngx_http_gateway_sync_key_cmd(u_char *buf, char *head, ngx_str_t *name,
+    char *tail, ngx_str_t *id)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(buf, head, ngx_strlen(head));
+    p = ngx_http_gateway_resp_key(p, &ngx_http_gateway_sync.gmcf->prefix,
+                                  name, tail, ngx_strlen(tail), id);
+
+    (void) redisAsyncFormattedCommand(ngx_http_gateway_sync.cmd, NULL, NULL,
+                                      (char *) buf, p - buf);
+}
+
+
 static void
 ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
 {
@@ -2176,28 +2193,17 @@ ngx_http_gateway_sync_fetch(redisReply **names, ngx_uint_t n)
 
             name = &f->svcs[k].name;
 
-            q = ngx_cpymem(key, "*2\r\n$3\r\nGET\r\n",
-                           sizeof("*2\r\n$3\r\nGET\r\n") - 1);
-            q = ngx_http_gateway_resp_key(q, prefix, name,
-                                          NGX_HTTP_GATEWAY_KEY_REV_TAIL,
-                                          sizeof(NGX_HTTP_GATEWAY_KEY_REV_TAIL)
-                                          - 1, NULL);
-            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
-                                              (char *) key, q - key);
+            ngx_http_gateway_sync_key_cmd(key, "*2\r\n$3\r\nGET\r\n", name,
+                                          NGX_HTTP_GATEWAY_KEY_REV_TAIL, NULL);
 
             q = ngx_cpymem(key, services, slen);
             q = ngx_sprintf(q, "$%uz\r\n%V\r\n", name->len, name);
             (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
                                               (char *) key, q - key);
 
-            q = ngx_cpymem(key, "*2\r\n$8\r\nSMEMBERS\r\n",
-                           sizeof("*2\r\n$8\r\nSMEMBERS\r\n") - 1);
-            q = ngx_http_gateway_resp_key(q, prefix, name,
-                                          NGX_HTTP_GATEWAY_KEY_IDS_TAIL,
-                                          sizeof(NGX_HTTP_GATEWAY_KEY_IDS_TAIL)
-                                          - 1, NULL);
-            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
-                                              (char *) key, q - key);
+            ngx_http_gateway_sync_key_cmd(key, "*2\r\n$8\r\nSMEMBERS\r\n",
+                                          name, NGX_HTTP_GATEWAY_KEY_IDS_TAIL,
+                                          NULL);
         }
 
         if (redisAsyncCommand(sync->cmd, ngx_http_gateway_sync_on_ids, f,
@@ -2223,7 +2229,7 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
     redisReply                     *reply = r;
     ngx_http_gateway_fetch_t       *names = privdata;
 
-    u_char                         *p, *q, *key;
+    u_char                         *p, *key;
     u_char                          buf[NGX_GATEWAY_LOG_TEXT_SIZE];
     size_t                          size, klen;
     ngx_str_t                       v, *id;
@@ -2354,14 +2360,9 @@ ngx_http_gateway_sync_on_ids(redisAsyncContext *ac, void *r, void *privdata)
             id->len = ids->element[k]->len;
             p = ngx_cpymem(p, ids->element[k]->str, id->len);
 
-            q = ngx_cpymem(key, "*2\r\n$7\r\nHGETALL\r\n",
-                           sizeof("*2\r\n$7\r\nHGETALL\r\n") - 1);
-            q = ngx_http_gateway_resp_key(q, &sync->gmcf->prefix, &fs->name,
-                                          NGX_HTTP_GATEWAY_KEY_INST_TAIL,
-                                          sizeof(NGX_HTTP_GATEWAY_KEY_INST_TAIL)
-                                          - 1, id);
-            (void) redisAsyncFormattedCommand(sync->cmd, NULL, NULL,
-                                              (char *) key, q - key);
+            ngx_http_gateway_sync_key_cmd(key, "*2\r\n$7\r\nHGETALL\r\n",
+                                          &fs->name,
+                                          NGX_HTTP_GATEWAY_KEY_INST_TAIL, id);
             id++;
             fs->nids++;
         }

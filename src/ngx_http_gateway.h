@@ -142,31 +142,32 @@ ngx_http_gateway_data_str(u_char *p, size_t len)
     return s;
 }
 
+/* where each string begins: right after the one before it */
+
+#define ngx_http_gateway_data_name_at(d)                                      \
+    (ngx_http_gateway_data_strings(d) + (d)->id_len)
+#define ngx_http_gateway_data_zone_at(d)                                      \
+    (ngx_http_gateway_data_name_at(d) + (d)->name_len)
+#define ngx_http_gateway_data_meta_at(d)                                      \
+    (ngx_http_gateway_data_zone_at(d) + (d)->zone_len)
+#define ngx_http_gateway_data_health_uri_at(d)                                \
+    (ngx_http_gateway_data_meta_at(d) + (d)->meta_len)
+#define ngx_http_gateway_data_health_status_at(d)                             \
+    (ngx_http_gateway_data_health_uri_at(d) + (d)->health_uri_len)
+
 #define ngx_http_gateway_data_id(d)                                           \
     ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d), (d)->id_len)
-
 #define ngx_http_gateway_data_name(d)                                         \
-    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
-                              + (d)->id_len, (d)->name_len)
-
+    ngx_http_gateway_data_str(ngx_http_gateway_data_name_at(d), (d)->name_len)
 #define ngx_http_gateway_data_zone(d)                                         \
-    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
-                              + (d)->id_len + (d)->name_len, (d)->zone_len)
-
+    ngx_http_gateway_data_str(ngx_http_gateway_data_zone_at(d), (d)->zone_len)
 #define ngx_http_gateway_data_meta(d)                                         \
-    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
-                              + (d)->id_len + (d)->name_len + (d)->zone_len, \
-                              (d)->meta_len)
-
+    ngx_http_gateway_data_str(ngx_http_gateway_data_meta_at(d), (d)->meta_len)
 #define ngx_http_gateway_data_health_uri(d)                                   \
-    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
-                              + (d)->id_len + (d)->name_len + (d)->zone_len  \
-                              + (d)->meta_len, (d)->health_uri_len)
-
+    ngx_http_gateway_data_str(ngx_http_gateway_data_health_uri_at(d),         \
+                              (d)->health_uri_len)
 #define ngx_http_gateway_data_health_status(d)                                \
-    ngx_http_gateway_data_str(ngx_http_gateway_data_strings(d)             \
-                              + (d)->id_len + (d)->name_len + (d)->zone_len  \
-                              + (d)->meta_len + (d)->health_uri_len,         \
+    ngx_http_gateway_data_str(ngx_http_gateway_data_health_status_at(d),      \
                               (d)->health_status_len)
 
 

@@ -128,12 +128,6 @@ sub instances {
     return { map { $_->{id} => $_ } @{ json_decode($body)->{instances} } };
 }
 
-sub cmdstat {
-    my ($cmd) = @_;
-    my $info = redis_cmd('INFO', 'commandstats');
-    return $info =~ /^cmdstat_\Q$cmd\E:calls=(\d+)/m ? $1 : 0;
-}
-
 my $all;
 ok(wait_until(sub {
        my $s = services() or return 0;
@@ -151,11 +145,11 @@ like($ng->error_log,
      'the end of the full sync is logged, with what it brought');
 
 # the first full comparison filled an empty zone: it did not audit
-is(cmdstat('pttl'), 0, 'the full comparison that filled the zone did not audit');
+is(redis_calls('pttl'), 0, 'the full comparison that filled the zone did not audit');
 
 # the full sync fetched the registry with plain commands, in transactions
-ok(cmdstat('exec') >= 2, 'the services the zone did not have came in transactions');
-ok(cmdstat('hgetall') >= 10 * $nsvc + 6, 'an HGETALL per instance id listed');
+ok(redis_calls('exec') >= 2, 'the services the zone did not have came in transactions');
+ok(redis_calls('hgetall') >= 10 * $nsvc + 6, 'an HGETALL per instance id listed');
 
 my $mixed = instances('mixed');
 is(join(',', sort keys %$mixed), 'good', 'the good record of a mixed service is synced');
@@ -179,7 +173,7 @@ my ($st, undef, $body) = $ng->get('/svc/s042');
 is($st, 200, 'a service of the registry is routed');
 
 # the next full comparison (full_resync=) audits every instance key
-ok(wait_until(sub { cmdstat('pttl') >= 10 * $nsvc }, timeout => 3 * $full),
+ok(wait_until(sub { redis_calls('pttl') >= 10 * $nsvc }, timeout => 3 * $full),
    'the next full comparison audits every instance key');
 
 # the zone's pages in use per instance: 128 instance, 128 data, 51.2

@@ -93,10 +93,7 @@ sub metric {
     return $text =~ /^\Q$name\E (\S+)$/m ? $1 : undef;
 }
 
-sub fetches {
-    my ($stats) = redis_cmd('INFO', 'commandstats') =~ /^cmdstat_evalsha:calls=(\d+)/m;
-    return $stats // 0;
-}
+sub fetches { return redis_calls('evalsha') }
 
 # --- a new service: B has no revision before it, so it fetches ---------------
 
@@ -268,17 +265,11 @@ ok($C->wait_log(qr/gateway: redis link to "[^"]*" is up/, timeout => 10), 'C, ti
 ok(wait_until(sub { weight($C, 'users', 'u1') == redis_cmd('HGET', 't64:svc:users:inst:u1', 'weight') }, timeout => 5), 'C has the registry');
 select(undef, undef, undef, 0.5);
 
-sub cmdstat {
-    my ($cmd) = @_;
-    my ($n) = redis_cmd('INFO', 'commandstats') =~ /^cmdstat_\Q$cmd\E:calls=(\d+)/m;
-    return $n // 0;
-}
-
 # five changes, each followed by more than one tick of C: a tick that reads
 # a moved P rev asks P changes (ZREVRANGE) what changed, unless the notices
 # brought every revision (a tick may still fall between a write and its
 # notice: once, not five times)
-my $z0 = cmdstat('zrevrange');
+my $z0 = redis_calls('zrevrange');
 my $got = 0;
 for my $w (2 .. 6) {
     $A->request('PATCH', '/gateway/services/users/instances/u1', json => { weight => $w });
@@ -286,7 +277,7 @@ for my $w (2 .. 6) {
     select(undef, undef, undef, 0.5);
 }
 is($got, 5, 'five changes reach C');
-cmp_ok(cmdstat('zrevrange') - $z0, '<=', 1,
+cmp_ok(redis_calls('zrevrange') - $z0, '<=', 1,
    'C\'s ticks meanwhile only read P rev: every registry revision came with its notice');
 is(metric(metrics($C), 'gateway_registry_revision'), redis_cmd('GET', 't64:rev'),
    'C\'s gateway_registry_revision is Redis\' P rev');
@@ -301,7 +292,7 @@ EXEC
 EOF
 ok(wait_until(sub { weight($C, 'users', 'u1') == 9 }, timeout => 5),
    'a change by hand without a notice is found by C\'s tick');
-ok(cmdstat('zrevrange') > $z0, '... which asked P changes for it');
+ok(redis_calls('zrevrange') > $z0, '... which asked P changes for it');
 is(metric(metrics($C), 'gateway_registry_revision'), redis_cmd('GET', 't64:rev'),
    '... and C\'s gateway_registry_revision is the new P rev');
 
@@ -325,9 +316,9 @@ ok(wait_until(sub { metric(metrics($C), 'gateway_registry_revision') == 1 },
               timeout => 5),
    'P rev set back to 1: C\'s full comparison takes it');
 select(undef, undef, undef, 0.3);
-my $s0 = cmdstat('sscan');
+my $s0 = redis_calls('sscan');
 select(undef, undef, undef, 1.5);
-cmp_ok(cmdstat('sscan') - $s0, '<=', 1,
+cmp_ok(redis_calls('sscan') - $s0, '<=', 1,
        'and C\'s next ticks (every 200 ms) make no full comparison');
 $C->stop;
 $A->stop;

@@ -60,6 +60,7 @@ our @EXPORT = qw(
     free_port test_dir repo_root module_path valgrind_mode tmo wait_until
     run_cmd
     start_redis redis_cmd redis_cli redis_port redis_connect redis_error
+    redis_calls
     start_nginx nginx_test_config start_backend backend_pid stop_backend
     start_slow_backend
     start_collector
@@ -372,6 +373,15 @@ sub redis_cmd {
         delete $REDIS_CONN{$port};
         die "redis_cmd(@args): $@" if $try == 2;
     }
+}
+
+# redis_calls(CMD): how often the default Redis ran CMD (lowercase, as
+# INFO commandstats names it) since its start or CONFIG RESETSTAT
+sub redis_calls {
+    my ($cmd) = @_;
+    my ($n) = redis_cmd('INFO', 'commandstats')
+              =~ /^cmdstat_\Q$cmd\E:calls=(\d+)/m;
+    return $n // 0;
 }
 
 # the error message when $reply is a Redis error reply, else undef

@@ -195,17 +195,7 @@ note(sprintf 'zone in use: %d bytes, %.0f per instance', $used, $per);
 ok($per > 300 && $per < 420,
    'an instance costs 300 to 420 bytes of zone (' . int($per) . ')');
 
-sub bodies {
-    my ($path, $n) = @_;
-    my %seen;
-    for (1 .. $n) {
-        my ($st, undef, $b) = $ng->get($path);
-        $seen{$st == 200 ? $b : $st}++;
-    }
-    return \%seen;
-}
-
-ok(bodies('/svc/loc/', 8)->{"backend\n"},
+ok($ng->spread('/svc/loc/', 8)->{"backend\n"},
    'without locality both zones get requests');
 my $e2 = instances('ej')->{e2};
 ok($e2 && !$e2->{ejection}, 'without gateway_eject nothing is ejected');
@@ -219,9 +209,9 @@ my $grown = zone_used();
 note(sprintf 'zone in use after the reload: %d bytes', $grown);
 ok($grown - $used >= 128 * 1206,
    'every instance got its health and ejection lines (128 bytes)');
-is_deeply(bodies('/svc/loc/', 8), { "local\n" => 8 },
+is_deeply($ng->spread('/svc/loc/', 8), { "local\n" => 8 },
           'locality prefers the local zone of an instance from before');
-bodies('/svc/ej/', 4);
+$ng->spread('/svc/ej/', 4);
 ok(wait_until(sub { (instances('ej')->{e2}{ejection} // {})->{state} }),
    'an instance from before is ejected when it fails');
 like($ng->error_log, qr/instance "e2" .* of service "ej" ejected/,

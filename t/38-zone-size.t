@@ -20,7 +20,7 @@ my $redis = start_redis();
 
 my $conf = <<'EOF';
     gateway_registry zone=gw:1m redis=redis://127.0.0.1:%%REDIS_PORT%%
-                     prefix=t37: resync=200ms full_resync=%%FULL%%;
+                     prefix=t38: resync=200ms full_resync=%%FULL%%;
 
     upstream gw {
         gateway_service $gw_service;
@@ -68,43 +68,43 @@ my $data = '';
 for my $s (1 .. $nsvc) {
     my $svc = sprintf 's%03d', $s;
     for my $i (0 .. 9) {
-        $data .= "HSET t37:svc:$svc:inst:i$i address 127.0.0.1:$backend"
+        $data .= "HSET t38:svc:$svc:inst:i$i address 127.0.0.1:$backend"
                  . " weight 1 zone z" . ($i % 3) . " state up ttl 0"
                  . " metadata '{\"v\":\"1\"}'\n";
     }
-    $data .= "SADD t37:svc:$svc:ids " . join(' ', map { "i$_" } 0 .. 9) . "\n"
-             . "SADD t37:services $svc\nSET t37:svc:$svc:rev 1\n";
+    $data .= "SADD t38:svc:$svc:ids " . join(' ', map { "i$_" } 0 .. 9) . "\n"
+             . "SADD t38:services $svc\nSET t38:svc:$svc:rev 1\n";
 }
 
 # bad data beside good instances, all there before the gateway starts
 $data .= <<"EOF";
-HSET t37:svc:mixed:inst:good address 127.0.0.1:$backend
-SET t37:svc:mixed:inst:str notahash
-HSET t37:svc:mixed:inst:badaddr address nowhere
-HSET t37:svc:mixed:inst:bad/id address 127.0.0.1:$backend
-SADD t37:svc:mixed:ids good str badaddr ghost bad/id
-SADD t37:services mixed
-SET t37:svc:mixed:rev 3
-SET t37:svc:wrongids:ids x
-SADD t37:services wrongids
-SET t37:svc:wrongids:rev 1
-HSET t37:svc:wrongrev:inst:a address 127.0.0.1:$backend
-SADD t37:svc:wrongrev:ids a
-SADD t37:services wrongrev
-RPUSH t37:svc:wrongrev:rev x
-HSET t37:svc:unlisted:inst:a address 127.0.0.1:$backend
-SADD t37:svc:unlisted:ids a
-SET t37:svc:unlisted:rev 1
-HSET t37:svc:loc:inst:l1 address 127.0.0.1:$local zone z9
-HSET t37:svc:loc:inst:l2 address 127.0.0.1:$backend zone z8
-SADD t37:svc:loc:ids l1 l2
-SADD t37:services loc
-SET t37:svc:loc:rev 1
-HSET t37:svc:ej:inst:e1 address 127.0.0.1:$backend
-HSET t37:svc:ej:inst:e2 address 127.0.0.1:$dead
-SADD t37:svc:ej:ids e1 e2
-SADD t37:services ej
-SET t37:svc:ej:rev 1
+HSET t38:svc:mixed:inst:good address 127.0.0.1:$backend
+SET t38:svc:mixed:inst:str notahash
+HSET t38:svc:mixed:inst:badaddr address nowhere
+HSET t38:svc:mixed:inst:bad/id address 127.0.0.1:$backend
+SADD t38:svc:mixed:ids good str badaddr ghost bad/id
+SADD t38:services mixed
+SET t38:svc:mixed:rev 3
+SET t38:svc:wrongids:ids x
+SADD t38:services wrongids
+SET t38:svc:wrongids:rev 1
+HSET t38:svc:wrongrev:inst:a address 127.0.0.1:$backend
+SADD t38:svc:wrongrev:ids a
+SADD t38:services wrongrev
+RPUSH t38:svc:wrongrev:rev x
+HSET t38:svc:unlisted:inst:a address 127.0.0.1:$backend
+SADD t38:svc:unlisted:ids a
+SET t38:svc:unlisted:rev 1
+HSET t38:svc:loc:inst:l1 address 127.0.0.1:$local zone z9
+HSET t38:svc:loc:inst:l2 address 127.0.0.1:$backend zone z8
+SADD t38:svc:loc:ids l1 l2
+SADD t38:services loc
+SET t38:svc:loc:rev 1
+HSET t38:svc:ej:inst:e1 address 127.0.0.1:$backend
+HSET t38:svc:ej:inst:e2 address 127.0.0.1:$dead
+SADD t38:svc:ej:ids e1 e2
+SADD t38:services ej
+SET t38:svc:ej:rev 1
 EOF
 redis_cli({ stdin => $data });
 
@@ -153,18 +153,18 @@ ok(redis_calls('hgetall') >= 10 * $nsvc + 6, 'an HGETALL per instance id listed'
 
 my $mixed = instances('mixed');
 is(join(',', sort keys %$mixed), 'good', 'the good record of a mixed service is synced');
-like($ng->error_log, qr/redis key "t37:svc:mixed:inst:str" skipped: not a hash/,
+like($ng->error_log, qr/redis key "t38:svc:mixed:inst:str" skipped: not a hash/,
      'a hash of the wrong type is skipped and logged');
-like($ng->error_log, qr/redis key "t37:svc:mixed:inst:badaddr" skipped: .*address/,
+like($ng->error_log, qr/redis key "t38:svc:mixed:inst:badaddr" skipped: .*address/,
      'a bad address is skipped and logged');
-like($ng->error_log, qr/redis key "t37:svc:mixed:inst:bad\/id" skipped: invalid instance id/,
+like($ng->error_log, qr/redis key "t38:svc:mixed:inst:bad\/id" skipped: invalid instance id/,
      'an invalid instance id is skipped and logged');
 is($mixed->{ghost}, undef, 'an id without a hash is not routed');
 is($all->{mixed}{revision}, 3, "the service's revision is Redis'");
-like($ng->error_log, qr/redis key "t37:svc:wrongids:ids" has the wrong type/,
+like($ng->error_log, qr/redis key "t38:svc:wrongids:ids" has the wrong type/,
      'an ids key of the wrong type is logged');
 ok(!$all->{wrongids}, 'and that service is left out');
-like($ng->error_log, qr/redis key "t37:svc:wrongrev:rev" is not an integer/,
+like($ng->error_log, qr/redis key "t38:svc:wrongrev:rev" is not an integer/,
      'a revision of the wrong type is warned about');
 ok(instances('wrongrev')->{a}, 'and its service is synced');
 ok(!$all->{unlisted}, 'a service that is not in P services is not synced');

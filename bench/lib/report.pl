@@ -113,6 +113,19 @@ my $cgt   = csv('callgrind_trace.csv');
 my $tpt   = csv('throughput_trace.csv');
 $meta{$_} = meta($_) for qw(callgrind_trace throughput_trace);
 
+# the largest 15 rows of callgrind_functions_V.csv of each variant measured
+sub functions {
+    my ($t, $variants, $against) = @_;
+    my $d = '';
+    for my $v (@$variants) {
+        next unless defined get($t, $v, 'ir_per_request');
+        my $cgf = csv("callgrind_functions_$v.csv") or next;
+        my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
+        $d .= "\n$v vs $against:\n\n" . md_table(\@rows);
+    }
+    return $d;
+}
+
 # "Command: ..., date, commit" of one scenario's run
 sub ran {
     my $mm = $meta{$_[0]};
@@ -358,13 +371,8 @@ $doc .= md_table($cg, [qw(variant requests runs ir_per_request min_ir_per_reques
                  { ir_per_request => 'Ir/request (median of runs)', ratio_to_stock => 'ratio to stock',
                    min_ir_per_request => 'min', max_ir_per_request => 'max',
                    module_ir_per_request => 'Ir/request in ngx_http_gateway_* functions (self)' });
-for my $v (qw(gateway gateway_failures gateway_limit gateway_all gateway_before lua)) {
-    next unless defined get($cg, $v, 'ir_per_request');
-    my $cgf = csv("callgrind_functions_$v.csv") or next;
-    my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
-    $doc .= "\n$v vs stock: where the difference comes from (self Ir per request by function, |difference| > 5, largest 15; static functions of the stripped binaries show as addresses):\n\n";
-    $doc .= md_table(\@rows);
-}
+$doc .= functions($cg, [qw(gateway gateway_failures gateway_limit gateway_all gateway_before lua)],
+                  'stock: where the difference comes from (self Ir per request by function, |difference| > 5, largest 15; static functions of the stripped binaries show as addresses)');
 
 $doc .= <<"EOF";
 
@@ -392,13 +400,8 @@ $doc .= md_table($cgt, [qw(variant requests runs ir_per_request min_ir_per_reque
                  { ir_per_request => 'Ir/request (median of runs)', ratio_to_gateway => 'ratio to off',
                    min_ir_per_request => 'min', max_ir_per_request => 'max',
                    module_ir_per_request => 'Ir/request in the module (self)' });
-for my $v (qw(gateway_trace1 gateway_trace100)) {
-    next unless defined get($cgt, $v, 'ir_per_request');
-    my $cgf = csv("callgrind_functions_$v.csv") or next;
-    my @rows = @$cgf[0 .. ($#$cgf < 15 ? $#$cgf : 15)];
-    $doc .= "\n$v vs tracing off (self Ir per request by function, |difference| > 5, largest 15):\n\n";
-    $doc .= md_table(\@rows);
-}
+$doc .= functions($cgt, [qw(gateway_trace1 gateway_trace100)],
+                  'tracing off (self Ir per request by function, |difference| > 5, largest 15)');
 if ($tpt) {
     $doc .= "\nThroughput of the same variants (one worker pinned, interleaved rounds, medians; short rounds on a shared machine, read the ratios with the load average):\n\n";
     $doc .= ran('throughput_trace');

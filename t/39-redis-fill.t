@@ -1,9 +1,9 @@
 #!/usr/bin/perl
-# The full sync of an empty zone (a gateway's start): its pages of services
-# are asked for ahead of their fetches, with a bounded number of batches in
-# flight; a page held back goes on when a batch is in.  A registry of many
-# pages is synced whole, each record as Redis holds it, and a change made
-# while the fill runs is there at its end.
+# The full sync of an empty zone (a gateway's start): each page of
+# services asks for the next one before its own fetches (about two pages
+# in flight).  A registry of many pages is synced whole, each record as
+# Redis holds it, and a change made while the fill runs is there at its
+# end.
 
 use strict;
 use warnings;
@@ -31,8 +31,8 @@ my $conf = <<'EOF';
     }
 EOF
 
-# more batches of 256 services than a fill keeps in flight (8), in pages of
-# about 512 (SSCAN ... COUNT 512): 5000 services, 2 instances each
+# many pages of about 512 (SSCAN ... COUNT 512), each fetched in batches
+# of 256 services: 5000 services, 2 instances each
 my $N = 5000;
 redis_cli({ stdin => join '', map {
     my $w = 1 + $_ % 7;
@@ -45,7 +45,7 @@ my $ng = start_nginx(conf => $conf, workers => 1);
 
 ok($ng->wait_log(qr/gateway: synced $N services with ${\($N * 2)} instances from redis in \d+ ms/,
                  timeout => 30),
-   "the fill of $N services (more pages than batches in flight) ends");
+   "the fill of $N services (about 10 pages) ends");
 
 my ($st, undef, $body) = $ng->get('/gateway/services');
 is($st, 200, 'the registry is listed');

@@ -130,11 +130,10 @@ typedef struct {
 
 
 /*
- * What a SERVER span holds of its connection (url.scheme, server.port,
- * network.peer.address), encoded once per connection, and the text its
- * requests send again and again: a per-worker cache of
- * 2^NGX_HTTP_GATEWAY_TRACE_CONN_BITS entries, by descriptor, each for the
- * connection of that number
+ * What a SERVER span holds of its connection (url.scheme, server.port),
+ * encoded once per connection, and the text its requests send again and
+ * again: a per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_CONN_BITS entries,
+ * by descriptor, each for the connection of that number
  */
 
 #define NGX_HTTP_GATEWAY_TRACE_CONN_BITS  6
@@ -1247,11 +1246,6 @@ ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
                              ngx_inet_get_port(c->local_sockaddr));
     }
-
-    /* nginx's own text of the client's address */
-
-    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
-                         (char *) c->addr_text.data, c->addr_text.len);
 }
 
 
@@ -1432,6 +1426,14 @@ ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
     } else {
         ngx_http_gateway_trace_conn_attrs(w, c);
     }
+
+    /*
+     * nginx's own text of the client's address: not kept with the
+     * connection, the realip module changes it for each request
+     */
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
+                         (char *) c->addr_text.data, c->addr_text.len);
 
     ngx_http_gateway_trace_text_attr(w, ce ? &ce->host : NULL,
                                      ngx_http_gateway_trace_key(ADDRESS),

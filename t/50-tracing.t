@@ -71,6 +71,10 @@ sub conf {
     server {
         listen 127.0.0.1:%%PORT%%;
 
+        # only requests that send X-Real-IP (the /realip/ test)
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Real-IP;
+
         location /gateway/ {
             gateway_admin;
         }
@@ -137,6 +141,12 @@ sub conf {
         location /local {
             gateway_trace on;
             return 500 "local";
+        }
+
+        location /realip/ {
+            gateway_trace on;
+            add_header X-Trace-Id \$gateway_trace_id;
+            return 200 "ok";
         }
 
         location /plain/ {
@@ -323,6 +333,29 @@ for my $protocol (qw(protobuf json)) {
        'a User-Agent with a control character is not in the span');
     is($ua_span{long}{'user_agent.original'}, 'a' . ("\x{e9}" x 127),
        'a long User-Agent is cut on a character boundary');
+
+    # requests on one connection: each span has its own request's client
+    # address (realip changes it per request), Host and User-Agent
+    my @kept = (['10.0.0.1', 'h1', 'ua-one'], ['10.0.0.2', 'h1', "ua\x01"],
+                ['10.0.0.3', 'h2', 'ua-three']);
+    my $resp = http_raw($ng->port, join '', map {
+        "GET /realip/ HTTP/1.1\r\nHost: $_->[1]\r\nX-Real-IP: $_->[0]\r\n"
+        . "User-Agent: $_->[2]\r\n"
+        . ($_ == $kept[-1] ? "Connection: close\r\n" : '') . "\r\n" } @kept)
+        // '';
+    my @tids = $resp =~ /^x-trace-id: *([0-9a-f]{32})\r$/mgi;
+    is(scalar(@tids), 3, 'three requests on one connection');
+    my @ka = map {
+        my ($sv) = grep { $_->{kind} == 2 } @{ spans_of($_) };
+        ($sv // {})->{attributes} // {} } @tids;
+    is_deeply([ map { $_->{'network.peer.address'} // '' } @ka ],
+              [ map { $_->[0] } @kept ],
+              'network.peer.address: each request\'s own');
+    is_deeply([ map { $_->{'server.address'} // '' } @ka ],
+              [ map { $_->[1] } @kept ], 'server.address: each request\'s own');
+    is_deeply([ map { $_->{'user_agent.original'} // '-' } @ka ],
+              ['ua-one', '-', 'ua-three'],
+              'user_agent.original: each request\'s own, a bad one left out');
 
     # a retried request: two CLIENT spans under one SERVER span
     my %retried;

@@ -357,6 +357,23 @@ for my $protocol (qw(protobuf json)) {
               ['ua-one', '-', 'ua-three'],
               'user_agent.original: each request\'s own, a bad one left out');
 
+    # an instance that moves keeps its uid: its CLIENT spans follow it
+    my %moved;
+    for my $addr ($echo, $echo2, $echo) {
+        is(register('users', 'e1', "127.0.0.1:$addr"), 200,
+           "e1 at port $addr");
+        for (1 .. 4) {
+            my ($mst, $mh) = $ng->get('/svc/moved');
+            my ($cl) = grep { $_->{kind} == 3 }
+                       @{ spans_of($mh->{'x-trace-id'} // '-', count => 2) };
+            push @{ $moved{$addr} }, (($cl // {})->{attributes} // {})
+                                     ->{'server.port'} // 0;
+        }
+        is_deeply($moved{$addr}, [ ($addr) x 4 ],
+                  "CLIENT spans: server.port $addr");
+        delete $moved{$addr};
+    }
+
     # a retried request: two CLIENT spans under one SERVER span
     my %retried;
     for (1 .. 4) {

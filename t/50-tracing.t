@@ -357,6 +357,22 @@ for my $protocol (qw(protobuf json)) {
               ['ua-one', '-', 'ua-three'],
               'user_agent.original: each request\'s own, a bad one left out');
 
+    # connections to two listeners, one after the other (a worker gives a
+    # new one the descriptor of the last): each span has its own port
+    my (@ports, @want);
+    for my $i (1 .. 8) {
+        my $port = ($i % 2) ? $ng->port : $ng->port('PORT3');
+        my $tid = sprintf('%s%08x', $protocol eq 'json' ? 'ab' x 12 : 'cd' x 12,
+                          $i);
+        http_raw($port, "GET /realip/ HTTP/1.1\r\nHost: a\r\n"
+                        . "traceparent: 00-$tid-$parent_span-01\r\n"
+                        . "Connection: close\r\n\r\n");
+        my ($sv) = grep { $_->{kind} == 2 } @{ spans_of($tid) };
+        push @ports, (($sv // {})->{attributes} // {})->{'server.port'} // 0;
+        push @want, $port;
+    }
+    is_deeply(\@ports, \@want, 'server.port: each connection\'s own');
+
     # an instance that moves keeps its uid: its CLIENT spans follow it
     my %moved;
     for my $addr ($echo, $echo2, $echo) {

@@ -64,6 +64,9 @@ FUZZ_RECORD  := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_record.c \
                 $(ROOT)/src/ngx_http_gateway_health_range.c
 FUZZ_TRACE   := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_traceparent.c \
                 $(ROOT)/src/ngx_gateway_otlp.c
+FUZZ_FEED    := $(FUZZ_JSON) $(ROOT)/src/ngx_gateway_feed.c \
+                $(ROOT)/src/ngx_gateway_record.c \
+                $(ROOT)/src/ngx_http_gateway_health_range.c
 FUZZ_HEADERS := $(ROOT)/t/fuzz/fuzz_check.h $(ROOT)/t/fuzz/otlp_check.h \
                 $(wildcard $(ROOT)/src/ngx_gateway_*.h) \
                 $(ROOT)/src/ngx_http_gateway_health_range.h
@@ -141,7 +144,7 @@ test-valgrind: build unit
 	@cd $(ROOT) && GATEWAY_TEST_VALGRIND=1 $(PROVE) $(PROVE_FLAGS) $(T)
 
 fuzz-build: $(FUZZ_BUILD)/fuzz_json $(FUZZ_BUILD)/fuzz_record \
-            $(FUZZ_BUILD)/fuzz_trace
+            $(FUZZ_BUILD)/fuzz_trace $(FUZZ_BUILD)/fuzz_feed
 
 $(FUZZ_BUILD)/fuzz_json: $(ROOT)/t/fuzz/fuzz_json.c $(FUZZ_JSON) $(FUZZ_HEADERS)
 	@mkdir -p $(FUZZ_BUILD)
@@ -157,11 +160,16 @@ $(FUZZ_BUILD)/fuzz_trace: $(ROOT)/t/fuzz/fuzz_trace.c $(FUZZ_TRACE) \
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(ROOT)/t/fuzz/fuzz_trace.c $(FUZZ_TRACE)
 
+$(FUZZ_BUILD)/fuzz_feed: $(ROOT)/t/fuzz/fuzz_feed.c $(FUZZ_FEED) \
+                         $(FUZZ_HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(ROOT)/t/fuzz/fuzz_feed.c $(FUZZ_FEED)
+
 # New inputs go to build/fuzz/corpus-NAME (the seeds in t/fuzz/corpus/NAME
 # are only read); a crash leaves build/fuzz/crash-* and stops the run.
 fuzz: deps
 	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile fuzz-build
-	@set -e; for t in json record trace; do \
+	@set -e; for t in json record trace feed; do \
 	    mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
 	    echo "fuzz_$$t: $(FUZZ_TIME) s"; \
 	    $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_TIME) \

@@ -467,43 +467,11 @@ const ngx_str_t  ngx_http_gateway_lua_deregister = ngx_string(
     "return {1, rev}\n");
 
 
-/* "LEN:BYTES," at p: the bytes in *v, NUL-terminated over the comma */
-
-static u_char *
-ngx_http_gateway_netstring(u_char *p, u_char *last, ngx_str_t *v)
-{
-    u_char  *d;
-    size_t   len;
-
-    len = 0;
-
-    for (d = p; d < last && *d >= '0' && *d <= '9'; d++) {
-        if (d - p == 9) {
-            return NULL;
-        }
-
-        len = len * 10 + (*d - '0');
-    }
-
-    if (d == p || d == last || *d != ':' || (size_t) (last - d) < len + 2
-        || d[len + 1] != ',')
-    {
-        return NULL;
-    }
-
-    v->data = d + 1;
-    v->len = len;
-    d[len + 1] = '\0';
-
-    return d + len + 2;
-}
-
-
 static redisReply *
-ngx_http_gateway_feed_string(redisReply *node, ngx_str_t *v)
+ngx_http_gateway_feed_string(redisReply *node, ngx_gateway_feed_item_t *v)
 {
     node->type = REDIS_REPLY_STRING;
-    node->str = (char *) v->data;
+    node->str = v->data;
     node->len = v->len;
 
     return node;
@@ -511,58 +479,29 @@ ngx_http_gateway_feed_string(redisReply *node, ngx_str_t *v)
 
 
 /*
- * P feed's message (feed() in the scripts above): format "1", epoch,
- * service, revision, listed (0 or 1), Redis time in us, the registry's
- * revision, then "-" or the number of instances, and per instance its id,
- * its number of fields and their names and values.  The instances become one entry of the snapshot
- * script's reply, a delta from the revision before (the records are
- * checked where every record from Redis is).  Every node is allocated for
- * the items the message has: nothing of fixed size holds them.
+ * P feed's message (feed() in the scripts above, parsed by
+ * ngx_gateway_feed_parse()): the instances become one entry of the
+ * snapshot script's reply, a delta from the revision before (the records
+ * are checked where every record from Redis is).  Every node is allocated
+ * for the items the message has: nothing of fixed size holds them.
  */
 
 ngx_int_t
 ngx_http_gateway_feed_parse(u_char *p, size_t len,
     ngx_http_gateway_feed_t *feed, ngx_log_t *log, const char **err)
 {
-    u_char       *q, *last;
-    uint64_t      n, m, listed;
-    ngx_str_t    *item;
-    ngx_uint_t    nitems, i, j, k, f;
-    redisReply   *nodes, **ptrs, *entry, *insts, *fields;
+    size_t                    nitems, i, j, k, f, m;
+    redisReply               *nodes, **ptrs, *entry, *insts, *fields;
+    ngx_gateway_feed_t        parsed;
+    ngx_gateway_feed_item_t  *item;
 
     ngx_memzero(feed, sizeof(ngx_http_gateway_feed_t));
 
-    *err = "malformed";
-
-    if (len > NGX_HTTP_GATEWAY_FEED_MAX) {
-        *err = "too long";
+    if (ngx_gateway_feed_count((char *) p, len, &nitems, err) != 0) {
         return NGX_ERROR;
     }
 
-    last = p + len;
-    nitems = 0;
-
-    /* the items: counted on a copy of the pointer, then parsed in place */
-
-    for (q = p; q < last; nitems++) {
-        n = 0;
-
-        while (q < last && *q >= '0' && *q <= '9' && n < 100000000) {
-            n = n * 10 + (*q++ - '0');
-        }
-
-        if (q == last || *q != ':' || (uint64_t) (last - q) < n + 2) {
-            return NGX_ERROR;
-        }
-
-        q += n + 2;
-    }
-
-    if (nitems < 3) {
-        return NGX_ERROR;
-    }
-
-    item = ngx_alloc(nitems * sizeof(ngx_str_t)
+    item = ngx_alloc(nitems * sizeof(ngx_gateway_feed_item_t)
                      + (nitems + 6) * (sizeof(redisReply)
                                        + sizeof(redisReply *)),
                      log);
@@ -576,89 +515,30 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     ptrs = (redisReply **) (nodes + nitems + 6);
     ngx_memzero(nodes, (nitems + 6) * sizeof(redisReply));
 
-    for (q = p, i = 0; i < nitems; i++) {
-        q = ngx_http_gateway_netstring(q, last, &item[i]);
-        if (q == NULL) {
-            goto failed;
-        }
-    }
-
-    /* format, epoch and service come first in every format */
-
-    feed->epoch = item[1];
-    feed->name = item[2];
-
-    if (!ngx_gateway_valid_name((char *) feed->name.data, feed->name.len)) {
-        *err = "invalid service name";
-        goto failed;
-    }
-
-    if (item[0].len != 1 || item[0].data[0] != '1') {
-        *err = "of an unknown format";
-        goto failed;
-    }
-
-    if (nitems < 8) {
-        *err = "of too few items";
-        goto failed;
-    }
-
-    if (ngx_gateway_parse_uint((char *) item[3].data, item[3].len,
-                               UINT64_MAX, &feed->revision)
-        != 0
-        || ngx_gateway_parse_uint((char *) item[4].data, item[4].len, 1,
-                                  &listed)
-           != 0
-        || ngx_gateway_parse_uint((char *) item[5].data, item[5].len,
-                                  UINT64_MAX, &feed->time_us)
-           != 0
-        || ngx_gateway_parse_uint((char *) item[6].data, item[6].len,
-                                  UINT64_MAX, &feed->registry)
-           != 0)
+    if (ngx_gateway_feed_parse((char *) p, len, item, nitems, &parsed, err)
+        != 0)
     {
-        *err = "of a bad revision, listed flag, time or registry revision";
-        goto failed;
+        /* the name, if found, is the message's */
+
+        feed->name.data = (u_char *) parsed.name.data;
+        feed->name.len = parsed.name.len;
+
+        ngx_free(feed->mem);
+        feed->mem = NULL;
+
+        return NGX_ERROR;
     }
 
-    if (item[7].len == 1 && item[7].data[0] == '-') {
-        if (nitems != 8) {
-            goto failed;
-        }
+    feed->epoch.data = (u_char *) parsed.epoch.data;
+    feed->epoch.len = parsed.epoch.len;
+    feed->name.data = (u_char *) parsed.name.data;
+    feed->name.len = parsed.name.len;
+    feed->revision = parsed.revision;
+    feed->time_us = parsed.time_us;
+    feed->registry = parsed.registry;
 
+    if (!parsed.carried) {
         return NGX_OK;
-    }
-
-    if (ngx_gateway_parse_uint((char *) item[7].data, item[7].len,
-                               (nitems - 8) / 2, &n)
-        != 0
-        || feed->revision == 0)
-    {
-        *err = "of a bad number of instances";
-        goto failed;
-    }
-
-    /*
-     * the instances' shape is checked before any pointer is laid out:
-     * the pointers fit (nitems - 3 of them) only when the count matches
-     */
-
-    for (i = 8, f = 0; f < n; f++) {
-        if (i + 2 > nitems
-            || ngx_gateway_parse_uint((char *) item[i + 1].data,
-                                      item[i + 1].len, (nitems - i) / 2, &m)
-               != 0
-            || i + 2 + 2 * m > nitems)
-        {
-            *err = "of a bad instance";
-            goto failed;
-        }
-
-        i += 2 + 2 * m;
-    }
-
-    if (i != nitems) {
-        *err = "of trailing items";
-        goto failed;
     }
 
     /* {name, listed, revision, {id, {field, value, ...}, ...}, known} */
@@ -675,21 +555,20 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     entry->element[0] = ngx_http_gateway_feed_string(&nodes[k++], &item[2]);
     entry->element[1] = &nodes[k++];
     entry->element[1]->type = REDIS_REPLY_INTEGER;
-    entry->element[1]->integer = (long long) listed;
+    entry->element[1]->integer = parsed.listed;
     entry->element[2] = ngx_http_gateway_feed_string(&nodes[k++], &item[3]);
     entry->element[3] = insts;
     entry->element[4] = &nodes[k++];
     entry->element[4]->type = REDIS_REPLY_INTEGER;
-    entry->element[4]->integer = (long long) (feed->revision - 1);
+    entry->element[4]->integer = (long long) (parsed.revision - 1);
 
     insts->type = REDIS_REPLY_ARRAY;
-    insts->elements = 2 * n;
+    insts->elements = 2 * parsed.ninstances;
     insts->element = ptrs;
-    ptrs += 2 * n;
+    ptrs += 2 * parsed.ninstances;
 
-    for (i = 8, f = 0; f < n; f++) {
-        (void) ngx_gateway_parse_uint((char *) item[i + 1].data,
-                                      item[i + 1].len, nitems, &m);
+    for (i = NGX_GATEWAY_FEED_FIRST, f = 0; f < parsed.ninstances; f++) {
+        m = ngx_gateway_feed_fields(&parsed, i);
 
         insts->element[2 * f] = ngx_http_gateway_feed_string(&nodes[k++],
                                                              &item[i]);
@@ -710,13 +589,6 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     feed->entry = entry;
 
     return NGX_OK;
-
-failed:
-
-    ngx_free(feed->mem);
-    feed->mem = NULL;
-
-    return NGX_ERROR;
 }
 
 

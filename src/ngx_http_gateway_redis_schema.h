@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_gateway.h"
+#include "ngx_gateway_feed.h"
 
 
 /*
@@ -63,8 +64,6 @@ typedef struct {
                                                NULL: instances not carried */
     void                       *mem;        /* to ngx_free() */
 } ngx_http_gateway_feed_t;
-
-#define NGX_HTTP_GATEWAY_FEED_MAX  (1024 * 1024)
 
 
 ngx_int_t ngx_http_gateway_feed_parse(u_char *p, size_t len,

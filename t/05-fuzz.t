@@ -28,7 +28,7 @@ my ($code, $out) = run_cmd(cmd => ['make', '--no-print-directory', '-f',
                            timeout => 300);
 is($code, 0, 'make fuzz-build') or diag($out);
 
-for my $t (qw(json record trace)) {
+for my $t (qw(json record trace feed)) {
     my $bin = "$root/build/fuzz/fuzz_$t";
     my @seeds = glob("$root/t/fuzz/corpus/$t/*");
     ok(@seeds >= 5, "fuzz_$t has a seed corpus (" . scalar(@seeds) . ' files)');

@@ -39,7 +39,7 @@
  * encodes to itself.
  */
 
-static void
+static inline void
 fuzz_check_canonical(const char *text, size_t len,
     const ngx_gateway_json_tok_t *orig, int first)
 {

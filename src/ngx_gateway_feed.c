@@ -1,0 +1,218 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#include <string.h>
+
+#include "ngx_gateway_feed.h"
+#include "ngx_gateway_record.h"
+
+
+static char *ngx_gateway_feed_item(char *p, char *last,
+    ngx_gateway_feed_item_t *v);
+
+
+int
+ngx_gateway_feed_count(const char *p, size_t len, size_t *nitems,
+    const char **err)
+{
+    size_t       n, count;
+    const char  *last;
+
+    *nitems = 0;
+    *err = "malformed";
+
+    if (len > NGX_GATEWAY_FEED_MAX) {
+        *err = "too long";
+        return -1;
+    }
+
+    last = p + len;
+
+    for (count = 0; p < last; count++) {
+        n = 0;
+
+        while (p < last && *p >= '0' && *p <= '9' && n < 100000000) {
+            n = n * 10 + (*p++ - '0');
+        }
+
+        if (p == last || *p != ':' || (size_t) (last - p) < n + 2) {
+            return -1;
+        }
+
+        p += n + 2;
+    }
+
+    if (count < 3) {
+        return -1;
+    }
+
+    *nitems = count;
+
+    return 0;
+}
+
+
+int
+ngx_gateway_feed_parse(char *p, size_t len, ngx_gateway_feed_item_t *items,
+    size_t nitems, ngx_gateway_feed_t *feed, const char **err)
+{
+    char                     *last;
+    size_t                    i, f;
+    uint64_t                  n, m, listed;
+    ngx_gateway_feed_item_t  *it;
+
+    memset(feed, 0, sizeof(ngx_gateway_feed_t));
+
+    *err = "malformed";
+
+    if (nitems < 3) {
+        return -1;
+    }
+
+    last = p + len;
+
+    for (i = 0; i < nitems; i++) {
+        p = ngx_gateway_feed_item(p, last, &items[i]);
+        if (p == NULL) {
+            return -1;
+        }
+    }
+
+    if (p != last) {
+        return -1;
+    }
+
+    it = items;
+    feed->items = items;
+    feed->nitems = nitems;
+
+    /* format, epoch and service come first in every format */
+
+    feed->epoch = it[1];
+    feed->name = it[2];
+
+    if (!ngx_gateway_valid_name(it[2].data, it[2].len)) {
+        *err = "invalid service name";
+        return -1;
+    }
+
+    if (it[0].len != 1 || it[0].data[0] != '1') {
+        *err = "of an unknown format";
+        return -1;
+    }
+
+    if (nitems < NGX_GATEWAY_FEED_FIRST) {
+        *err = "of too few items";
+        return -1;
+    }
+
+    if (ngx_gateway_parse_uint(it[3].data, it[3].len, UINT64_MAX,
+                               &feed->revision)
+        != 0
+        || ngx_gateway_parse_uint(it[4].data, it[4].len, 1, &listed) != 0
+        || ngx_gateway_parse_uint(it[5].data, it[5].len, UINT64_MAX,
+                                  &feed->time_us)
+           != 0
+        || ngx_gateway_parse_uint(it[6].data, it[6].len, UINT64_MAX,
+                                  &feed->registry)
+           != 0)
+    {
+        *err = "of a bad revision, listed flag, time or registry revision";
+        return -1;
+    }
+
+    feed->listed = (int) listed;
+
+    if (it[7].len == 1 && it[7].data[0] == '-') {
+        if (nitems != NGX_GATEWAY_FEED_FIRST) {
+            *err = "of trailing items";
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (ngx_gateway_parse_uint(it[7].data, it[7].len,
+                               (nitems - NGX_GATEWAY_FEED_FIRST) / 2, &n)
+        != 0
+        || feed->revision == 0)
+    {
+        *err = "of a bad number of instances";
+        return -1;
+    }
+
+    for (i = NGX_GATEWAY_FEED_FIRST, f = 0; f < n; f++) {
+        if (i + 2 > nitems
+            || ngx_gateway_parse_uint(it[i + 1].data, it[i + 1].len,
+                                      (nitems - i) / 2, &m)
+               != 0
+            || i + 2 + 2 * m > nitems)
+        {
+            *err = "of a bad instance";
+            return -1;
+        }
+
+        i += 2 + 2 * m;
+    }
+
+    if (i != nitems) {
+        *err = "of trailing items";
+        return -1;
+    }
+
+    feed->carried = 1;
+    feed->ninstances = n;
+
+    return 0;
+}
+
+
+size_t
+ngx_gateway_feed_fields(const ngx_gateway_feed_t *feed, size_t i)
+{
+    uint64_t  m;
+
+    if (ngx_gateway_parse_uint(feed->items[i + 1].data,
+                               feed->items[i + 1].len, feed->nitems, &m)
+        != 0)
+    {
+        return 0;
+    }
+
+    return (size_t) m;
+}
+
+
+/* "LEN:BYTES," at p: the bytes in *v, NUL-terminated over the comma */
+
+static char *
+ngx_gateway_feed_item(char *p, char *last, ngx_gateway_feed_item_t *v)
+{
+    char    *d;
+    size_t   len;
+
+    len = 0;
+
+    for (d = p; d < last && *d >= '0' && *d <= '9'; d++) {
+        if (d - p == 9) {
+            return NULL;
+        }
+
+        len = len * 10 + (*d - '0');
+    }
+
+    if (d == p || d == last || *d != ':' || (size_t) (last - d) < len + 2
+        || d[len + 1] != ',')
+    {
+        return NULL;
+    }
+
+    v->data = d + 1;
+    v->len = len;
+    d[len + 1] = '\0';
+
+    return d + len + 2;
+}

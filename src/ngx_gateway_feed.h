@@ -1,0 +1,72 @@
+
+/*
+ * Copyright (C) ngx_gateway authors
+ */
+
+
+#ifndef _NGX_GATEWAY_FEED_H_INCLUDED_
+#define _NGX_GATEWAY_FEED_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/*
+ * A change notice on the registry's feed channel (the scripts' feed()):
+ * netstrings ("LEN:BYTES,"): format "1", epoch, service, revision, listed
+ * (0 or 1), Redis time in us, the registry's revision, then "-" (the
+ * instances are not carried) or the number of instances and, per
+ * instance, its id, its number of fields and their names and values.
+ * Plain C: the sync turns a parsed notice into a snapshot entry.
+ */
+
+
+#define NGX_GATEWAY_FEED_MAX     (1024 * 1024)
+#define NGX_GATEWAY_FEED_FIRST   8          /* the first instance's item */
+
+
+typedef struct {
+    size_t                    len;
+    char                     *data;         /* NUL-terminated in place */
+} ngx_gateway_feed_item_t;
+
+
+typedef struct {
+    ngx_gateway_feed_item_t  *items;
+    size_t                    nitems;
+    ngx_gateway_feed_item_t   epoch;
+    ngx_gateway_feed_item_t   name;         /* data NULL: not found */
+    uint64_t                  revision;
+    uint64_t                  time_us;      /* Redis time of the write */
+    uint64_t                  registry;     /* the registry's revision */
+    int                       listed;
+    int                       carried;      /* instances in the items */
+    size_t                    ninstances;
+} ngx_gateway_feed_t;
+
+
+/*
+ * The number of items of a message in *nitems (at least 3); 0 or -1 with
+ * *err.  The caller gives feed_parse() that many items.
+ */
+int ngx_gateway_feed_count(const char *p, size_t len, size_t *nitems,
+    const char **err);
+
+/*
+ * Parses the message in place (each item is NUL-terminated over its
+ * comma); 0, or -1 with *err, and feed->name set if the message got that
+ * far: the service whose change is not known.  On success every instance
+ * of a carried change is items[i] (id), items[i + 1] (m, its number of
+ * fields, checked) and 2 m names and values, from i = FEED_FIRST, and they
+ * end at the last item.
+ */
+int ngx_gateway_feed_parse(char *p, size_t len,
+    ngx_gateway_feed_item_t *items, size_t nitems, ngx_gateway_feed_t *feed,
+    const char **err);
+
+/* m of the instance whose id is items[i] (feed_parse() checked it) */
+size_t ngx_gateway_feed_fields(const ngx_gateway_feed_t *feed, size_t i);
+
+
+#endif /* _NGX_GATEWAY_FEED_H_INCLUDED_ */

@@ -501,11 +501,13 @@ there without a fetch.  `evalsha_per_change` counts the sync's scripts
 (the admin API's scripts) and `publish` `_ms_per_s` are what those
 commands cost Redis per second of the run.  Meanwhile the convergence
 client (`bench/lib/convergence.c -m lag`) changes one instance of service
-`conv` 40 times through the first gateway and reads each gateway's own
-lag stamp for it: `conv_*` is the largest of the N stamps per change
-(convergence to all N), `lag_*` the distribution over every gateway and
-change; `conv_unknown`, gateway answers at the revision without a stamp
-(fetched), `conv_timeouts`, gateways not at the revision within 6 s.
+`conv` 100 times (`conv_samples`) through the first gateway and reads
+each gateway's own lag stamp for it: `conv_*` is the largest of the N
+stamps per change (convergence to all N), `lag_*` the distribution over
+every gateway and change; `conv_unknown`, gateway answers at the revision
+without a stamp (fetched), `conv_timeouts`, gateways not at the revision
+within 6 s; `cpu_busy_pct` and `steal_pct`, the machine's two CPUs
+meanwhile (`/proc/stat`): busy, and taken by the hypervisor.
 
 EOF
 $doc .= ran('gateways');

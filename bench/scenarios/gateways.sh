@@ -15,17 +15,25 @@
 #     of service "conv" through the admin API of the first gateway, and
 #     reads from each of the N gateways the lag it stamped when it applied
 #     the change; conv_* is the largest of the N (convergence to all),
-#     lag_* the distribution over every gateway and change
+#     lag_* the distribution over every gateway and change; cpu_busy_pct
+#     and steal_pct: the machine's CPUs meanwhile (/proc/stat), busy and
+#     taken by the hypervisor (a tail that comes with steal is the VM's)
 #
 #   BENCH_GW_COUNTS ("1 10 50 100") BENCH_GW_SERVICES (1000)
 #   BENCH_GW_INSTANCES (10) BENCH_GW_IDLE (15 s) BENCH_GW_RATE (100)
-#   BENCH_GW_CHANGE_S (10 s) BENCH_GW_CONV_N (40) BENCH_GW_WRITER (admin)
+#   BENCH_GW_CHANGE_S (15 s) BENCH_GW_CONV_N (100) BENCH_GW_WRITER (admin)
 
 # cmdstat FILE COMMAND FIELD: calls or usec of one command in INFO commandstats
 cmdstat() {
     awk -F'[:,=]' -v c="cmdstat_$2" -v f="$3" \
         '$1 == c { for (i = 2; i < NF; i += 2) if ($i == f) v = $(i + 1) }
          END { print v + 0 }' "$1"
+}
+
+# cpu_ticks: the machine's CPU ticks, "total idle+iowait steal" (/proc/stat)
+cpu_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i;
+                       print t, $5 + $6, $9; exit }' /proc/stat
 }
 
 # redis_cpu_ms: Redis's own CPU (user + sys) in ms, from INFO cpu
@@ -61,7 +69,7 @@ scenario_gateways() {
     local counts=${BENCH_GW_COUNTS:-1 10 50 100}
     local ns=${BENCH_GW_SERVICES:-1000} ni=${BENCH_GW_INSTANCES:-10}
     local idle=${BENCH_GW_IDLE:-15} rate=${BENCH_GW_RATE:-100}
-    local csecs=${BENCH_GW_CHANGE_S:-10} nconv=${BENCH_GW_CONV_N:-40}
+    local csecs=${BENCH_GW_CHANGE_S:-15} nconv=${BENCH_GW_CONV_N:-100}
     local dir=$BENCH_TMP/gateways client n i
     mkdir -p "$dir" "$BENCH_TMP/scale"    # scale_populate's log
 
@@ -74,7 +82,7 @@ scenario_gateways() {
 
     local sum=$RESULTS/gateways.csv
     [ "${BENCH_GW_WRITER:-admin}" = recipe ] && sum=$RESULTS/gateways_recipe.csv
-    echo "gateways,instances,sync_all_s,redis_base_ms_per_s,idle_ms_per_s,idle_per_gateway_ms_per_s,changes_per_s,changes_ms_per_s,changes_per_gateway_ms_per_s,changes_core_pct,evalsha_per_change,evalsha_ms_per_s,eval_ms_per_s,publish_ms_per_s,conv_p50_ms,conv_p99_ms,conv_max_ms,lag_p50_ms,lag_p99_ms,conv_unknown,conv_timeouts" > "$sum"
+    echo "gateways,instances,sync_all_s,redis_base_ms_per_s,idle_ms_per_s,idle_per_gateway_ms_per_s,changes_per_s,changes_ms_per_s,changes_per_gateway_ms_per_s,changes_core_pct,evalsha_per_change,evalsha_ms_per_s,eval_ms_per_s,publish_ms_per_s,conv_p50_ms,conv_p99_ms,conv_max_ms,lag_p50_ms,lag_p99_ms,conv_unknown,conv_timeouts,conv_samples,cpu_busy_pct,steal_pct" > "$sum"
 
     for n in $counts; do
         local d=$dir/n$n
@@ -118,10 +126,11 @@ scenario_gateways() {
         per_idle=$(awk -v t="$idle_ms" -v b="$base" -v n="$n" 'BEGIN { printf "%.4f", (t - b) / n }')
         log "gateways: N=$n idle: Redis $idle_ms ms/s (own $base), $per_idle ms/s per gateway"
 
-        local gargs=() wpid cpid out sent ok el
+        local gargs=() wpid cpid out sent ok el t0s t1s
         for port in "${ports[@]}"; do gargs+=(-g "$port:1"); done
         rcli CONFIG RESETSTAT > /dev/null
         c0=$(redis_cpu_ms)
+        t0s=$(cpu_ticks)
         if [ "${BENCH_GW_WRITER:-admin}" = recipe ]; then
             perl "$BENCH_DIR/lib/changes.pl" "$REDIS_PORT" "$rate" "$csecs" "$ns" \
                 > "$d/changes.out" 2>&1 &
@@ -138,9 +147,10 @@ scenario_gateways() {
         c1=$(redis_cpu_ms)
         rcli INFO commandstats > "$d/commandstats-changes.txt"
         wait "$cpid" || problem "gateways: N=$n, convergence client failed: $(cat "$d/conv.err")"
+        t1s=$(cpu_ticks)
         read -r sent ok el < "$d/changes.out" || true
         local ch_ms per_ch core cps all to unk p50 p99 mx lag50 lag99 cs
-        local es_calls es_ms ev_ms pub_ms
+        local es_calls es_ms ev_ms pub_ms samples busy steal
         ch_ms=$(awk -v a="$c0" -v b="$c1" -v s="${el:-$csecs}" 'BEGIN { printf "%.3f", (b - a) / s }')
         per_ch=$(awk -v t="$ch_ms" -v b="$base" -v n="$n" 'BEGIN { printf "%.4f", (t - b) / n }')
         core=$(awk -v t="$ch_ms" 'BEGIN { printf "%.1f", t / 10 }')
@@ -151,18 +161,24 @@ scenario_gateways() {
         p50=$(percentile 50 <<<"$all"); p99=$(percentile 99 <<<"$all"); mx=$(percentile 100 <<<"$all")
         lag50=$(awk -F, 'NR > 1 { print $3 / 1000 }' "$d/lag.csv" | percentile 50)
         lag99=$(awk -F, 'NR > 1 { print $3 / 1000 }' "$d/lag.csv" | percentile 99)
+        samples=$(awk -F, 'NR > 1 && $3 >= 0' "$d/conv.csv" | wc -l)
+        read -r busy steal <<<"$(awk -v a="$t0s" -v b="$t1s" 'BEGIN {
+            split(a, x, " "); split(b, y, " "); t = y[1] - x[1]
+            if (t <= 0) { print "nan nan"; exit }
+            printf "%.1f %.1f", 100 * (t - (y[2] - x[2])) / t, 100 * (y[3] - x[3]) / t }')"
         cs=$d/commandstats-changes.txt
         es_calls=$(awk -v c="$(cmdstat "$cs" evalsha calls)" -v s="${sent:-0}" 'BEGIN { printf "%.2f", s ? c / s : 0 }')
         es_ms=$(awk -v u="$(cmdstat "$cs" evalsha usec)" -v e="${el:-1}" 'BEGIN { printf "%.3f", u / 1000 / e }')
         ev_ms=$(awk -v u="$(cmdstat "$cs" eval usec)" -v e="${el:-1}" 'BEGIN { printf "%.3f", u / 1000 / e }')
         pub_ms=$(awk -v u="$(cmdstat "$cs" publish usec)" -v e="${el:-1}" 'BEGIN { printf "%.3f", u / 1000 / e }')
         [ "$to" -gt 0 ] && problem "gateways: N=$n, $to gateway answers not at the change's revision within 6 s"
-        log "gateways: N=$n, $cps changes/s: Redis $ch_ms ms/s ($core% of a core), $per_ch ms/s per gateway; EVALSHA $es_calls per change; convergence to all p50 $p50 ms p99 $p99 ms"
+        log "gateways: N=$n, $cps changes/s: Redis $ch_ms ms/s ($core% of a core), $per_ch ms/s per gateway; EVALSHA $es_calls per change; convergence to all p50 $p50 ms p99 $p99 ms ($samples changes; CPUs $busy% busy, $steal% stolen)"
 
-        printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" $((ns * ni)) "$sync_all" \
+        printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$n" $((ns * ni)) "$sync_all" \
             "$base" "$idle_ms" "$per_idle" "$cps" "$ch_ms" "$per_ch" "$core" \
             "$es_calls" "$es_ms" "$ev_ms" "$pub_ms" \
-            "$p50" "$p99" "$mx" "$lag50" "$lag99" "$unk" "$to" >> "$sum"
+            "$p50" "$p99" "$mx" "$lag50" "$lag99" "$unk" "$to" \
+            "$samples" "$busy" "$steal" >> "$sum"
 
         for i in "${pids[@]}"; do kill -QUIT "$i" 2>/dev/null || true; done
         for ((i = 1; i <= n; i++)); do
@@ -172,5 +188,5 @@ scenario_gateways() {
         stop_pid "$redis_pid"
     done
 
-    print_csv_table "$sum" "gateways instances sync_all_s redis_base_ms_per_s idle_ms_per_s idle_per_gateway_ms_per_s changes_per_s changes_ms_per_s changes_per_gateway_ms_per_s changes_core_pct evalsha_per_change evalsha_ms_per_s eval_ms_per_s publish_ms_per_s conv_p50_ms conv_p99_ms conv_max_ms lag_p50_ms lag_p99_ms conv_unknown conv_timeouts"
+    print_csv_table "$sum" "gateways instances sync_all_s redis_base_ms_per_s idle_ms_per_s idle_per_gateway_ms_per_s changes_per_s changes_ms_per_s changes_per_gateway_ms_per_s changes_core_pct evalsha_per_change evalsha_ms_per_s eval_ms_per_s publish_ms_per_s conv_p50_ms conv_p99_ms conv_max_ms lag_p50_ms lag_p99_ms conv_unknown conv_timeouts conv_samples cpu_busy_pct steal_pct"
 }

@@ -83,3 +83,36 @@ ngx_gateway_rr_stride(unsigned long total)
 
     return 1;
 }
+
+
+/* stride x inverse = 1 mod total (extended Euclid; stride coprime) */
+
+unsigned long
+ngx_gateway_rr_inverse(unsigned long stride, unsigned long total)
+{
+    long           t, nt, q, x;
+    unsigned long  r, nr, y;
+
+    if (total <= 1) {
+        return 0;
+    }
+
+    t = 0;
+    nt = 1;
+    r = total;
+    nr = stride % total;
+
+    while (nr) {
+        q = (long) (r / nr);
+
+        x = t - q * nt;
+        t = nt;
+        nt = x;
+
+        y = r - (unsigned long) q * nr;
+        r = nr;
+        nr = y;
+    }
+
+    return (unsigned long) (t < 0 ? t + (long) total : t);
+}

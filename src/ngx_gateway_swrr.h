@@ -92,6 +92,10 @@ void ngx_gateway_swrr_reset(ngx_gateway_swrr_t *p, int weight);
 
 unsigned long ngx_gateway_rr_stride(unsigned long total);
 
+/* the ticket of position 1 in a cycle: position p is ticket p x it */
+unsigned long ngx_gateway_rr_inverse(unsigned long stride,
+    unsigned long total);
+
 
 static inline unsigned long
 ngx_gateway_rr_position(uint64_t ticket, unsigned long total,

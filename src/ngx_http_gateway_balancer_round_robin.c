@@ -48,12 +48,16 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
 };
 
 
-/* a small cycle is mapped once here, so that a pick is one table read */
+/*
+ * A small cycle is mapped once here, so that a pick is one table read: the
+ * positions go peer after peer, and position p is ticket p x inverse of
+ * the stride, so one pass over them fills the table.
+ */
 
 static void
 ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
 {
-    ngx_uint_t  k;
+    ngx_uint_t  i, k, pos, inv;
 
     snap->stride = ngx_gateway_rr_stride(snap->total);
 
@@ -61,10 +65,17 @@ ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
         return;
     }
 
-    for (k = 0; k < snap->total; k++) {
-        snap->order[k] = (uint16_t) ngx_http_gateway_rr_find(snap,
-                            ngx_gateway_rr_position(k, snap->total,
-                                                    snap->stride));
+    inv = ngx_gateway_rr_inverse(snap->stride, snap->total);
+
+    for (i = 0, pos = 0, k = 0; i < snap->npeers; i++) {
+        for ( /* void */ ; pos < snap->peers[i].upto; pos++) {
+            snap->order[k] = (uint16_t) i;
+
+            k += inv;
+            if (k >= snap->total) {
+                k -= snap->total;
+            }
+        }
     }
 }
 

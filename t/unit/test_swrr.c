@@ -317,6 +317,33 @@ test_stride_coprime(void **state)
 }
 
 
+/* position p is ticket p x inverse: each ticket's position, back */
+
+static void
+test_stride_inverse(void **state)
+{
+    unsigned long  total, s, inv, p;
+
+    (void) state;
+
+    assert_int_equal(ngx_gateway_rr_inverse(1, 1), 0);
+
+    for (total = 2; total <= 5000; total++) {
+        s = ngx_gateway_rr_stride(total);
+        inv = ngx_gateway_rr_inverse(s, total);
+
+        assert_true(inv < total);
+        assert_int_equal(s * inv % total, 1);
+
+        for (p = 0; p < total; p += 1 + total / 7) {
+            assert_int_equal(ngx_gateway_rr_position(p * inv % total, total,
+                                                     s),
+                             p);
+        }
+    }
+}
+
+
 /* the instance whose range of weights laid end to end holds pos */
 
 static size_t
@@ -485,6 +512,7 @@ main(void)
         cmocka_unit_test(test_current_weights_sum_to_zero),
         cmocka_unit_test(test_weight_change),
         cmocka_unit_test(test_stride_coprime),
+        cmocka_unit_test(test_stride_inverse),
         cmocka_unit_test(test_ticket_cycles_exact),
         cmocka_unit_test(test_ticket_interleaved),
         cmocka_unit_test(test_ticket_accept_share),

@@ -91,7 +91,7 @@ if (open my $fh, '<', $out) {
 }
 
 my %meta;
-my @SCEN = qw(throughput callgrind convergence scale scale1m gateways failover apply selection);
+my @SCEN = qw(throughput callgrind convergence scale scale1m gateways notice failover apply selection);
 $meta{$_} = meta($_) for @SCEN;
 my ($any) = grep { $meta{$_}{date} } @SCEN;
 my $m = $any ? $meta{$any} : {};
@@ -103,6 +103,8 @@ my $conv  = csv('convergence.csv');
 my $scale = csv('scale.csv');
 my $gws   = csv('gateways.csv');
 my $gwr   = csv('gateways_recipe.csv');
+my $ntc   = csv('notice.csv');
+my $ntcf  = csv('notice_functions.csv');
 my $s1m   = csv('scale1m.csv');
 my $fo    = csv('failover.csv');
 my $apply = csv('apply.csv');
@@ -535,6 +537,26 @@ if ($gwr) {
     $doc .= "\nThe same with the changes written by the recipe (`BENCH_GW_WRITER=recipe`, `bench/lib/changes.pl`, pipelined to Redis): a change by hand, not in the service's log, so every gateway fetches the whole service (10 instances):\n\n";
     $doc .= md_table($gwr);
 }
+
+$doc .= <<"EOF";
+
+## One change notice at one gateway
+
+`bench/run notice`: what one gateway spends on one change notice, the work
+every gateway does for every change (100 gateways: 100 times).  Gateway A
+takes 1,000 changes of one instance's weight (a 10-instance service,
+`PATCH` through its admin API, 2 ms apart); gateway B, a single process
+under callgrind, only listens: its counters are zeroed once it has the
+service and dumped once it is at the last change's revision.  Ir per
+notice is B's whole count over the run / 1,000: the read and parse of the
+notice, the apply at the commit point (snapshot, balancer tables, the
+change's log line at notice level), the lag stamp, and B's 100 ms tick.
+Kernel time (the wake-up, the socket read) is not in it.
+
+EOF
+$doc .= ran('notice');
+$doc .= md_table($ntc);
+$doc .= "\nWhere they go (self Ir per notice, the 20 largest):\n\n" . md_table($ntcf) if $ntcf;
 
 $doc .= <<"EOF";
 

@@ -549,9 +549,9 @@ takes 1,000 changes of one instance's weight (a 10-instance service,
 under callgrind, only listens: its counters are zeroed once it has the
 service and dumped once it is at the last change's revision.  Ir per
 notice is B's whole count over the run / 1,000: the read and parse of the
-notice, the apply at the commit point (snapshot, balancer tables, the
-change's log line at notice level), the lag stamp, and B's 100 ms tick.
-Kernel time (the wake-up, the socket read) is not in it.
+notice, the apply at the commit point (snapshot, balancer tables), the
+lag stamp, and B's 100 ms tick (`error_log` at `warn`, as in the gateways
+scenario).  Kernel time (the wake-up, the socket read) is not in it.
 
 EOF
 $doc .= ran('notice');

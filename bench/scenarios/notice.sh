@@ -9,16 +9,17 @@
 # are zeroed once it has the service (callgrind_control -z), dumped once it
 # is at the last change's revision (-d).  Ir per notice = dump total / N:
 # the notice's read and parse (hiredis, the feed parser), the apply at the
-# commit point (snapshot, balancer tables, change log lines at notice
-# level) and the lag stamp, plus B's 100 ms tick over the run (a few
-# hundred Ir per tick).  The per-function table shows where they go.
+# commit point (snapshot, balancer tables) and the lag stamp, plus B's
+# 100 ms tick over the run (a few hundred Ir per tick); error_log at warn,
+# as in the gateways scenario (at notice level each change also logs a
+# line).  The per-function table shows where they go.
 #
 #   BENCH_NOTICE_N (1000)  BENCH_NOTICE_INSTANCES (10)  BENCH_NOTICE_PAUSE_MS (2)
 
 notice_conf() {     # DIR PORT MASTER
     local dir=$1 port=$2 master=$3
     echo "load_module $GATEWAY_MODULE;"
-    NGINX_LOG_LEVEL=notice nginx_main_conf "$dir" 1 "$master"
+    nginx_main_conf "$dir" 1 "$master"
     cat <<EOF
 http {
 $(nginx_http_common "$dir")

@@ -16,15 +16,17 @@
  * times, then the peers are scanned from there.
  *
  * A ticket is one atomic add on the service's counter, unless the worker
- * selects the service often: after NGX_HTTP_GATEWAY_RR_BUSY selections
- * within one tick (100 ms, about 10,000 a second) the worker looks its
- * services up in a table of its own, where a service it takes
- * NGX_GATEWAY_RR_HOT tickets of within a millisecond gets blocks of them
+ * selects often: once it made more than NGX_GATEWAY_RR_HOT selections
+ * within one millisecond of its clock, it is busy, and looks its services
+ * up in a table of its own, where a service it takes NGX_GATEWAY_RR_HOT
+ * tickets of within a millisecond gets blocks of them
  * (ngx_gateway_rr_block_size()), so that its selections seldom write the
  * counter's line, which would otherwise move between the CPUs at every
- * selection.  At the tick, a block that is still the service's latest
+ * selection.  At every tick, a block that is still the service's latest
  * gives its unused tickets back; the others are kept for the worker's
- * next selections of the service.
+ * next selections of the service.  The worker is no longer busy after a
+ * tick with fewer than NGX_HTTP_GATEWAY_RR_BUSY selections (10,000 a
+ * second) when it holds no tickets.
  */
 
 
@@ -55,8 +57,10 @@ static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
 static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
     ngx_uint_t pos);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
-static ngx_int_t ngx_http_gateway_rr_select_block(
+static ngx_int_t ngx_http_gateway_rr_select_busy(
     ngx_http_gateway_select_t *sel) NGX_HTTP_GATEWAY_NOINLINE;
+static uint64_t ngx_http_gateway_rr_busy_next(
+    ngx_http_gateway_service_t *svc);
 static uint64_t ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc);
 static ngx_int_t ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
     uint64_t t) NGX_HTTP_GATEWAY_NOINLINE;
@@ -65,12 +69,14 @@ static ngx_http_gateway_rr_service_t *ngx_http_gateway_rr_live_locked(
 
 
 /*
- * Selections left before the worker's table is used: the tick sets it to
- * NGX_HTTP_GATEWAY_RR_BUSY, or to 0 while the worker is busy or holds
- * tickets
+ * Selections before the next look at the clock (below 0 while the worker
+ * is busy), the millisecond of that look, whether the worker is busy and
+ * how many selections it made from its table since the tick
  */
-static ngx_int_t  ngx_http_gateway_rr_quiet = NGX_HTTP_GATEWAY_RR_BUSY;
-static ngx_int_t  ngx_http_gateway_rr_quiet_from = NGX_HTTP_GATEWAY_RR_BUSY;
+static ngx_int_t   ngx_http_gateway_rr_quiet = NGX_GATEWAY_RR_HOT;
+static ngx_msec_t  ngx_http_gateway_rr_msec;
+static ngx_uint_t  ngx_http_gateway_rr_busy;
+static ngx_uint_t  ngx_http_gateway_rr_selected;
 
 static ngx_http_gateway_rr_entry_t
     ngx_http_gateway_rr_entries[NGX_HTTP_GATEWAY_RR_ENTRIES];
@@ -164,7 +170,7 @@ ngx_http_gateway_rr_pick(ngx_http_gateway_select_t *sel,
 }
 
 
-/* what rr_next() does, with the busy worker's table out of line */
+/* what rr_next() does, with the rest out of line */
 
 static ngx_int_t
 ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
@@ -173,7 +179,7 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
     ngx_http_gateway_rr_service_t  *rs;
 
     if (--ngx_http_gateway_rr_quiet < 0) {
-        return ngx_http_gateway_rr_select_block(sel);
+        return ngx_http_gateway_rr_select_busy(sel);
     }
 
     snap = sel->snap;
@@ -188,14 +194,14 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 
 
 static ngx_int_t
-ngx_http_gateway_rr_select_block(ngx_http_gateway_select_t *sel)
+ngx_http_gateway_rr_select_busy(ngx_http_gateway_select_t *sel)
 {
     ngx_http_gateway_snapshot_t  *snap;
 
     snap = sel->snap;
 
     return ngx_http_gateway_rr_pick(sel, snap,
-                                    ngx_http_gateway_rr_block(snap->service));
+                          ngx_http_gateway_rr_busy_next(snap->service));
 }
 
 
@@ -207,13 +213,44 @@ ngx_http_gateway_rr_next(ngx_http_gateway_service_t *svc)
     ngx_http_gateway_rr_service_t  *rs;
 
     if (--ngx_http_gateway_rr_quiet < 0) {
-        return ngx_http_gateway_rr_block(svc);
+        return ngx_http_gateway_rr_busy_next(svc);
     }
 
     rs = ngx_http_gateway_balancer_service(
                            &ngx_http_gateway_balancer_round_robin, svc);
 
     return ngx_atomic_fetch_add(&rs->ticket, 1);
+}
+
+
+/*
+ * NGX_GATEWAY_RR_HOT selections since the last look at the clock: the
+ * worker is busy if they were all within this millisecond
+ */
+
+static uint64_t
+ngx_http_gateway_rr_busy_next(ngx_http_gateway_service_t *svc)
+{
+    ngx_http_gateway_rr_service_t  *rs;
+
+    if (!ngx_http_gateway_rr_busy) {
+
+        if (ngx_http_gateway_rr_msec != ngx_current_msec) {
+            ngx_http_gateway_rr_msec = ngx_current_msec;
+            ngx_http_gateway_rr_quiet = NGX_GATEWAY_RR_HOT;
+
+            rs = ngx_http_gateway_balancer_service(
+                           &ngx_http_gateway_balancer_round_robin, svc);
+
+            return ngx_atomic_fetch_add(&rs->ticket, 1);
+        }
+
+        ngx_http_gateway_rr_busy = 1;
+    }
+
+    ngx_http_gateway_rr_selected++;
+
+    return ngx_http_gateway_rr_block(svc);
 }
 
 
@@ -332,7 +369,7 @@ ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel, uint64_t t)
 /*
  * Every tick: a block that is still its service's latest (nobody took a
  * ticket since) gives its unused tickets back with one compare-and-set;
- * the worker stays on its table while it is busy or holds tickets.  The
+ * the worker stays busy while it selects often or holds tickets.  The
  * zone mutex is held: a service found in the name index is not freed
  * meanwhile.
  */
@@ -340,7 +377,7 @@ ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel, uint64_t t)
 void
 ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf)
 {
-    ngx_uint_t                      i, held, busy;
+    ngx_uint_t                      i, held;
     ngx_http_gateway_rr_entry_t    *e;
     ngx_http_gateway_rr_service_t  *rs;
 
@@ -369,12 +406,14 @@ ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf)
         held = 1;
     }
 
-    busy = (ngx_http_gateway_rr_quiet_from - ngx_http_gateway_rr_quiet
-            >= NGX_HTTP_GATEWAY_RR_BUSY);
+    if (ngx_http_gateway_rr_busy && !held
+        && ngx_http_gateway_rr_selected < NGX_HTTP_GATEWAY_RR_BUSY)
+    {
+        ngx_http_gateway_rr_busy = 0;
+        ngx_http_gateway_rr_quiet = NGX_GATEWAY_RR_HOT;
+    }
 
-    ngx_http_gateway_rr_quiet_from = (busy || held)
-                                     ? 0 : NGX_HTTP_GATEWAY_RR_BUSY;
-    ngx_http_gateway_rr_quiet = ngx_http_gateway_rr_quiet_from;
+    ngx_http_gateway_rr_selected = 0;
 }
 
 

@@ -16,21 +16,23 @@
  * times, then the peers are scanned from there.
  *
  * A ticket is one atomic add on the service's counter, unless the worker
- * selects often: once it made more than NGX_GATEWAY_RR_HOT selections
- * within one millisecond of its clock, it is busy, and looks its services
- * up in a table of its own, where a service it takes NGX_GATEWAY_RR_HOT
- * tickets of within a millisecond gets blocks of them
- * (ngx_gateway_rr_block_size()), so that its selections seldom write the
- * counter's line, which would otherwise move between the CPUs at every
- * selection.  At every tick, a block that is still the service's latest
- * gives its unused tickets back; the others are kept for the worker's
- * next selections of the service.  The worker is no longer busy after a
- * tick with fewer than NGX_HTTP_GATEWAY_RR_BUSY selections (10,000 a
- * second) when it holds no tickets.
+ * selects often: it looks at its clock once every NGX_HTTP_GATEWAY_RR_LOOK
+ * selections (once per selection would cost every request instructions),
+ * and when they were all within one millisecond (64,000 selections a
+ * second) it is busy: it looks its services up in a table of its own,
+ * where a service it takes NGX_GATEWAY_RR_HOT tickets of within a
+ * millisecond gets blocks of them (ngx_gateway_rr_block_size()), so that
+ * its selections seldom write the counter's line, which would otherwise
+ * move between the CPUs at every selection.  At every tick, a block that
+ * is still the service's latest gives its unused tickets back; the others
+ * are kept for the worker's next selections of the service.  The worker
+ * is no longer busy after a tick with fewer than NGX_HTTP_GATEWAY_RR_BUSY
+ * selections (10,000 a second) when it holds no tickets.
  */
 
 
 #define NGX_HTTP_GATEWAY_RR_TICKETS  4
+#define NGX_HTTP_GATEWAY_RR_LOOK     64         /* selections */
 
 #define NGX_HTTP_GATEWAY_RR_ENTRIES  64         /* a power of two */
 #define NGX_HTTP_GATEWAY_RR_BUSY     1000       /* selections per tick */
@@ -59,11 +61,12 @@ static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
 static ngx_int_t ngx_http_gateway_rr_select_busy(
     ngx_http_gateway_select_t *sel) NGX_HTTP_GATEWAY_NOINLINE;
-static uint64_t ngx_http_gateway_rr_busy_next(
-    ngx_http_gateway_service_t *svc);
-static uint64_t ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc);
+static ngx_int_t ngx_http_gateway_rr_select_block(
+    ngx_http_gateway_select_t *sel) NGX_HTTP_GATEWAY_NOINLINE;
+static uint64_t ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
-    uint64_t t) NGX_HTTP_GATEWAY_NOINLINE;
+    ngx_http_gateway_snapshot_t *snap, uint64_t t) NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_http_gateway_rr_service_t *ngx_http_gateway_rr_live_locked(
     ngx_http_gateway_main_conf_t *gmcf, ngx_http_gateway_rr_entry_t *e);
 
@@ -73,7 +76,7 @@ static ngx_http_gateway_rr_service_t *ngx_http_gateway_rr_live_locked(
  * is busy), the millisecond of that look, whether the worker is busy and
  * how many selections it made from its table since the tick
  */
-static ngx_int_t   ngx_http_gateway_rr_quiet = NGX_GATEWAY_RR_HOT;
+static ngx_int_t   ngx_http_gateway_rr_quiet = NGX_HTTP_GATEWAY_RR_LOOK;
 static ngx_msec_t  ngx_http_gateway_rr_msec;
 static ngx_uint_t  ngx_http_gateway_rr_busy;
 static ngx_uint_t  ngx_http_gateway_rr_selected;
@@ -166,7 +169,7 @@ ngx_http_gateway_rr_pick(ngx_http_gateway_select_t *sel,
         }
     }
 
-    return ngx_http_gateway_rr_tickets(sel, t);
+    return ngx_http_gateway_rr_tickets(sel, snap, t);
 }
 
 
@@ -193,15 +196,64 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 }
 
 
+/*
+ * NGX_HTTP_GATEWAY_RR_LOOK selections since the last look at the clock:
+ * the worker is busy if they were all within this millisecond
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_gateway_rr_now_busy(void)
+{
+    ngx_msec_t  now;
+
+    if (ngx_http_gateway_rr_busy) {
+        return 1;
+    }
+
+    now = ngx_current_msec;
+
+    if (ngx_http_gateway_rr_msec != now) {
+        ngx_http_gateway_rr_msec = now;
+        ngx_http_gateway_rr_quiet = NGX_HTTP_GATEWAY_RR_LOOK;
+        return 0;
+    }
+
+    ngx_http_gateway_rr_busy = 1;
+
+    return 1;
+}
+
+
 static ngx_int_t
 ngx_http_gateway_rr_select_busy(ngx_http_gateway_select_t *sel)
+{
+    ngx_http_gateway_snapshot_t    *snap;
+    ngx_http_gateway_rr_service_t  *rs;
+
+    if (ngx_http_gateway_rr_now_busy()) {
+        return ngx_http_gateway_rr_select_block(sel);
+    }
+
+    snap = sel->snap;
+
+    rs = ngx_http_gateway_balancer_service(
+                           &ngx_http_gateway_balancer_round_robin,
+                           snap->service);
+
+    return ngx_http_gateway_rr_pick(sel, snap,
+                                    ngx_atomic_fetch_add(&rs->ticket, 1));
+}
+
+
+static ngx_int_t
+ngx_http_gateway_rr_select_block(ngx_http_gateway_select_t *sel)
 {
     ngx_http_gateway_snapshot_t  *snap;
 
     snap = sel->snap;
 
     return ngx_http_gateway_rr_pick(sel, snap,
-                          ngx_http_gateway_rr_busy_next(snap->service));
+                                    ngx_http_gateway_rr_block(snap->service));
 }
 
 
@@ -212,45 +264,14 @@ ngx_http_gateway_rr_next(ngx_http_gateway_service_t *svc)
 {
     ngx_http_gateway_rr_service_t  *rs;
 
-    if (--ngx_http_gateway_rr_quiet < 0) {
-        return ngx_http_gateway_rr_busy_next(svc);
+    if (--ngx_http_gateway_rr_quiet < 0 && ngx_http_gateway_rr_now_busy()) {
+        return ngx_http_gateway_rr_block(svc);
     }
 
     rs = ngx_http_gateway_balancer_service(
                            &ngx_http_gateway_balancer_round_robin, svc);
 
     return ngx_atomic_fetch_add(&rs->ticket, 1);
-}
-
-
-/*
- * NGX_GATEWAY_RR_HOT selections since the last look at the clock: the
- * worker is busy if they were all within this millisecond
- */
-
-static uint64_t
-ngx_http_gateway_rr_busy_next(ngx_http_gateway_service_t *svc)
-{
-    ngx_http_gateway_rr_service_t  *rs;
-
-    if (!ngx_http_gateway_rr_busy) {
-
-        if (ngx_http_gateway_rr_msec != ngx_current_msec) {
-            ngx_http_gateway_rr_msec = ngx_current_msec;
-            ngx_http_gateway_rr_quiet = NGX_GATEWAY_RR_HOT;
-
-            rs = ngx_http_gateway_balancer_service(
-                           &ngx_http_gateway_balancer_round_robin, svc);
-
-            return ngx_atomic_fetch_add(&rs->ticket, 1);
-        }
-
-        ngx_http_gateway_rr_busy = 1;
-    }
-
-    ngx_http_gateway_rr_selected++;
-
-    return ngx_http_gateway_rr_block(svc);
 }
 
 
@@ -262,6 +283,8 @@ ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
     uint32_t                        n;
     ngx_http_gateway_rr_entry_t    *e;
     ngx_http_gateway_rr_service_t  *rs;
+
+    ngx_http_gateway_rr_selected++;
 
     rs = ngx_http_gateway_balancer_service(
                            &ngx_http_gateway_balancer_round_robin, svc);
@@ -301,13 +324,11 @@ ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
 /* t: the first ticket (a service without up instances may take one) */
 
 static ngx_int_t
-ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel, uint64_t t)
+ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
+    ngx_http_gateway_snapshot_t *snap, uint64_t t)
 {
-    ngx_uint_t                    i, k, n, pos, w;
-    ngx_http_gateway_peer_t      *peer;
-    ngx_http_gateway_snapshot_t  *snap;
-
-    snap = sel->snap;
+    ngx_uint_t                i, k, n, pos, w;
+    ngx_http_gateway_peer_t  *peer;
 
     if (snap->total == 0) {
         return NGX_DECLINED;
@@ -381,6 +402,12 @@ ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf)
     ngx_http_gateway_rr_entry_t    *e;
     ngx_http_gateway_rr_service_t  *rs;
 
+    /* only a busy worker has blocks */
+
+    if (!ngx_http_gateway_rr_busy) {
+        return;
+    }
+
     held = 0;
 
     for (i = 0; i < NGX_HTTP_GATEWAY_RR_ENTRIES; i++) {
@@ -410,7 +437,7 @@ ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf)
         && ngx_http_gateway_rr_selected < NGX_HTTP_GATEWAY_RR_BUSY)
     {
         ngx_http_gateway_rr_busy = 0;
-        ngx_http_gateway_rr_quiet = NGX_GATEWAY_RR_HOT;
+        ngx_http_gateway_rr_quiet = NGX_HTTP_GATEWAY_RR_LOOK;
     }
 
     ngx_http_gateway_rr_selected = 0;

@@ -34,7 +34,7 @@
 #define NGX_HTTP_GATEWAY_RR_TICKETS  4
 #define NGX_HTTP_GATEWAY_RR_LOOK     64         /* selections */
 
-#define NGX_HTTP_GATEWAY_RR_ENTRIES  64         /* a power of two */
+#define NGX_HTTP_GATEWAY_RR_BITS     6          /* 64 services */
 #define NGX_HTTP_GATEWAY_RR_BUSY     1000       /* selections per tick */
 #define NGX_HTTP_GATEWAY_RR_KEEP     1000       /* ms: an unused block's
                                                    place is not taken */
@@ -82,7 +82,7 @@ static ngx_uint_t  ngx_http_gateway_rr_busy;
 static ngx_uint_t  ngx_http_gateway_rr_selected;
 
 static ngx_http_gateway_rr_entry_t
-    ngx_http_gateway_rr_entries[NGX_HTTP_GATEWAY_RR_ENTRIES];
+    ngx_http_gateway_rr_entries[1 << NGX_HTTP_GATEWAY_RR_BITS];
 
 
 ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
@@ -289,9 +289,11 @@ ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
     rs = ngx_http_gateway_balancer_service(
                            &ngx_http_gateway_balancer_round_robin, svc);
 
+    /* a golden ratio hash: services are aligned slab chunks */
+
     e = &ngx_http_gateway_rr_entries[((uint64_t) (uintptr_t) svc
                                       * 0x9e3779b97f4a7c15)
-                                     >> 58];
+                                     >> (64 - NGX_HTTP_GATEWAY_RR_BITS)];
 
     if (e->svc != svc || e->uid != svc->uid) {
 
@@ -410,7 +412,7 @@ ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf)
 
     held = 0;
 
-    for (i = 0; i < NGX_HTTP_GATEWAY_RR_ENTRIES; i++) {
+    for (i = 0; i < (1 << NGX_HTTP_GATEWAY_RR_BITS); i++) {
         e = &ngx_http_gateway_rr_entries[i];
 
         if (e->block.next == e->block.end) {

@@ -91,16 +91,31 @@ held(model_t *m, unsigned w)
 }
 
 
+static int
+setup(void **state)
+{
+    *state = calloc(1, sizeof(model_t));
+
+    return *state == NULL;
+}
+
+
+static int
+teardown(void **state)
+{
+    free(*state);
+
+    return 0;
+}
+
+
 static void
 test_rare_one_ticket(void **state)
 {
     uint64_t  now, k;
     model_t  *m;
 
-    (void) state;
-
-    m = calloc(1, sizeof(model_t));
-    assert_non_null(m);
+    m = *state;
 
     /* 15 selections in every millisecond: never a block */
 
@@ -119,8 +134,6 @@ test_rare_one_ticket(void **state)
         (void) take(m, 0, now);
         assert_int_equal(held(m, 0), 0);
     }
-
-    free(m);
 }
 
 
@@ -131,10 +144,7 @@ test_hot_grows_to_bound(void **state)
     uint32_t  last;
     model_t  *m;
 
-    (void) state;
-
-    m = calloc(1, sizeof(model_t));
-    assert_non_null(m);
+    m = *state;
 
     /* the first NGX_GATEWAY_RR_HOT of a millisecond are single tickets */
 
@@ -165,8 +175,6 @@ test_hot_grows_to_bound(void **state)
     /* 10,016 selections: 16 single tickets, 6 growing blocks, then 64s */
     assert_true(m->fetches < NGX_GATEWAY_RR_HOT + 6
                              + 10000 / NGX_GATEWAY_RR_BLOCK_MAX + 2);
-
-    free(m);
 }
 
 
@@ -176,10 +184,7 @@ test_cools_down(void **state)
     uint64_t  k;
     model_t  *m;
 
-    (void) state;
-
-    m = calloc(1, sizeof(model_t));
-    assert_non_null(m);
+    m = *state;
 
     for (k = 0; k < 1000; k++) {
         (void) take(m, 0, 7000);
@@ -205,8 +210,6 @@ test_cools_down(void **state)
     (void) take(m, 0, 7010);
     assert_int_equal(m->blocks[0].size, 1);
     assert_int_equal(held(m, 0), 0);
-
-    free(m);
 }
 
 
@@ -225,10 +228,7 @@ test_workers_lose_nothing(void **state)
     uint64_t  now, k, t, used, h;
     model_t  *m;
 
-    (void) state;
-
-    m = calloc(1, sizeof(model_t));
-    assert_non_null(m);
+    m = *state;
 
     used = 0;
 
@@ -279,8 +279,6 @@ test_workers_lose_nothing(void **state)
     for (t = 0; t < m->counter; t++) {
         assert_int_equal(m->used[t], 1);
     }
-
-    free(m);
 }
 
 
@@ -290,10 +288,7 @@ test_give_back_latest_only(void **state)
     uint64_t  k;
     model_t  *m;
 
-    (void) state;
-
-    m = calloc(1, sizeof(model_t));
-    assert_non_null(m);
+    m = *state;
 
     for (k = 0; k < 100; k++) {
         (void) take(m, 0, 9000);
@@ -311,8 +306,6 @@ test_give_back_latest_only(void **state)
 
     k = m->blocks[0].next;
     assert_int_equal(take(m, 0, 9050), k);
-
-    free(m);
 }
 
 
@@ -320,11 +313,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rare_one_ticket),
-        cmocka_unit_test(test_hot_grows_to_bound),
-        cmocka_unit_test(test_cools_down),
-        cmocka_unit_test(test_workers_lose_nothing),
-        cmocka_unit_test(test_give_back_latest_only),
+        cmocka_unit_test_setup_teardown(test_rare_one_ticket,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_grows_to_bound,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cools_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_lose_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_give_back_latest_only,
+                                        setup, teardown),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -126,4 +126,67 @@ ngx_gateway_rr_accept(uint64_t cycle, unsigned long k, unsigned long part,
 }
 
 
+/*
+ * A worker's block of a service's tickets, [next, end): a worker that
+ * selects the service rarely takes one ticket at a time (as many workers
+ * taking one ticket each give an exact split); one that takes
+ * NGX_GATEWAY_RR_HOT tickets of it within one millisecond (about 16,000
+ * selections a second) takes blocks instead, one shared write for many
+ * selections.  A block doubles, up to NGX_GATEWAY_RR_BLOCK_MAX, while
+ * blocks are used up within the millisecond the last one was taken in,
+ * halves when one lasted into the next millisecond and is back to one
+ * ticket after a longer pause.  A worker holds at most
+ * NGX_GATEWAY_RR_BLOCK_MAX - 1 unused tickets of a service.
+ */
+
+#define NGX_GATEWAY_RR_HOT        16
+#define NGX_GATEWAY_RR_BLOCK_MAX  64
+
+typedef struct {
+    uint64_t   next;
+    uint64_t   end;
+    uint64_t   msec;        /* when a ticket was last taken */
+    uint32_t   taken;       /* tickets taken in that millisecond */
+    uint32_t   size;        /* of the next block, 0: 1 */
+} ngx_gateway_rr_block_t;
+
+
+/* how many tickets to take now, when the block is used up */
+
+static inline uint32_t
+ngx_gateway_rr_block_size(ngx_gateway_rr_block_t *b, uint64_t now)
+{
+    if (now != b->msec) {
+        b->size = (now - b->msec == 1) ? b->size / 2 : 1;
+        b->msec = now;
+        b->taken = 0;
+
+    } else if (b->taken >= NGX_GATEWAY_RR_HOT
+               && b->size < NGX_GATEWAY_RR_BLOCK_MAX)
+    {
+        b->size *= 2;
+    }
+
+    if (b->size == 0) {
+        b->size = 1;
+    }
+
+    b->taken += b->size;
+
+    return b->size;
+}
+
+
+/* a block of n tickets from t on was taken: returns its first */
+
+static inline uint64_t
+ngx_gateway_rr_block_set(ngx_gateway_rr_block_t *b, uint64_t t, uint32_t n)
+{
+    b->next = t + 1;
+    b->end = t + n;
+
+    return t;
+}
+
+
 #endif /* _NGX_GATEWAY_SWRR_H_INCLUDED_ */

@@ -421,6 +421,7 @@ struct ngx_http_gateway_service_s {
     ngx_http_gateway_service_t *dirty_next;
     unsigned                    dirty:1;
     unsigned                    removed:1;
+    uint64_t                    uid;        /* never the same twice */
 
     /*
      * from here on, what requests write (each of these is written by every
@@ -970,6 +971,9 @@ void ngx_http_gateway_balancers_tables_build(
     ngx_http_gateway_main_conf_t *gmcf);
 void ngx_http_gateway_balancers_free_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_snapshot_t *snap);
+
+/* round robin's ticket blocks, at every tick of the worker (mutex held) */
+void ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf);
 ngx_int_t ngx_http_gateway_balancers_init_zone(
     ngx_http_gateway_main_conf_t *gmcf);
 

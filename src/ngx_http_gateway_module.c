@@ -543,6 +543,8 @@ ngx_http_gateway_tick(ngx_event_t *ev)
         save = gmcf->state_file.len && sh->saved != sh->generation;
     }
 
+    ngx_http_gateway_rr_tick_locked(gmcf);
+
     /* commits what expired, frees what requests let go of meanwhile */
 
     ngx_http_gateway_write_end(gmcf);

@@ -477,6 +477,7 @@ typedef struct {
     ngx_pid_t                   pid;
     ngx_http_gateway_hold_t    *held;
     ngx_uint_t                  nheld;      /* capacity */
+    struct ngx_http_gateway_cell_s *cells;  /* NGX_HTTP_GATEWAY_CELLS */
 } ngx_http_gateway_reader_t;
 
 
@@ -840,6 +841,95 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
         h->counted = NULL;
     }
 }
+
+/*
+ * An instance's counters as this worker changed them and has not yet
+ * published them (ngx_http_gateway_stats.c): a selection, a release and
+ * the stats observer add to the instance's cell in the worker's own
+ * entry, and the event loop's pass ends with one atomic add per counter
+ * that changed (a posted event), so that requests to one hot instance
+ * write no shared line of it.  The table is direct-mapped by the
+ * instance's address (128 bytes a chunk), a taken cell of another
+ * instance is published at once; a cell holds the snapshot it was taken
+ * with, which keeps its instance in the zone until the flush.  "active"
+ * is two counts, so that a worker that dies anywhere in between leaves
+ * at most a count too high, never too low: +1s are added before the hold
+ * records its peer and published before they are cleared, -1s after the
+ * hold let go of its peer and cleared before they are published.
+ */
+
+#define NGX_HTTP_GATEWAY_CELLS  32          /* a power of two */
+
+typedef struct ngx_http_gateway_cell_s  ngx_http_gateway_cell_t;
+
+struct ngx_http_gateway_cell_s {
+    ngx_http_gateway_instance_t *inst;      /* NULL: free */
+    ngx_http_gateway_snapshot_t *snap;      /* holds inst */
+    ngx_atomic_uint_t           up;         /* "active" +1s */
+    ngx_atomic_uint_t           down;       /* "active" -1s */
+    ngx_atomic_uint_t           requests;
+    ngx_atomic_uint_t           time;
+    ngx_atomic_uint_t           retries;
+    ngx_atomic_uint_t           fails_connect;
+    ngx_atomic_uint_t           fails_timeout;
+    ngx_atomic_uint_t           fails_status;
+    ngx_atomic_uint_t           fails_error;
+} __attribute__ ((aligned (128)));
+
+/* the order of stores to this worker's own entry; x86-64 keeps it */
+#define ngx_http_gateway_store_order()  __asm__ volatile ("" ::: "memory")
+
+extern ngx_http_gateway_cell_t  *ngx_http_gateway_cells;
+
+ngx_http_gateway_cell_t *ngx_http_gateway_cell_take(
+    ngx_http_gateway_cell_t *c, ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst) __attribute__ ((noinline));
+void ngx_http_gateway_cells_flush(void);
+void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);
+
+
+/* inst's cell; snap (held by the caller) points at inst */
+
+static ngx_inline ngx_http_gateway_cell_t *
+ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = (ngx_http_gateway_cell_t *)
+            ((u_char *) ngx_http_gateway_cells
+             + ((uintptr_t) inst
+                & ((NGX_HTTP_GATEWAY_CELLS - 1)
+                   * sizeof(ngx_http_gateway_cell_t))));
+
+    if (c->inst == inst) {
+        return c;
+    }
+
+    return ngx_http_gateway_cell_take(c, snap, inst);
+}
+
+
+/* attempts in flight: all workers' published ones, and this worker's */
+
+static ngx_inline ngx_atomic_uint_t
+ngx_http_gateway_active(ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = (ngx_http_gateway_cell_t *)
+            ((u_char *) ngx_http_gateway_cells
+             + ((uintptr_t) inst
+                & ((NGX_HTTP_GATEWAY_CELLS - 1)
+                   * sizeof(ngx_http_gateway_cell_t))));
+
+    if (c->inst == inst) {
+        return inst->stats.active + c->up - c->down;
+    }
+
+    return inst->stats.active;
+}
+
 
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,

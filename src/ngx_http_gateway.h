@@ -856,9 +856,15 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
  * at most a count too high, never too low: +1s are added before the hold
  * records its peer and published before they are cleared, -1s after the
  * hold let go of its peer and cleared before they are published.
+ *
+ * A worker that changes few counters (NGX_HTTP_GATEWAY_CELLS_DIRECT a
+ * millisecond, while it has no cell taken) adds them to the instance at
+ * once: batching is for busy workers, and an idle one would otherwise
+ * pay a posted event and a flush for each request's changes.
  */
 
-#define NGX_HTTP_GATEWAY_CELLS  32          /* a power of two */
+#define NGX_HTTP_GATEWAY_CELLS         32   /* a power of two */
+#define NGX_HTTP_GATEWAY_CELLS_DIRECT  8
 
 typedef struct ngx_http_gateway_cell_s  ngx_http_gateway_cell_t;
 
@@ -880,15 +886,31 @@ struct ngx_http_gateway_cell_s {
 #define ngx_http_gateway_store_order()  __asm__ volatile ("" ::: "memory")
 
 extern ngx_http_gateway_cell_t  *ngx_http_gateway_cells;
+extern ngx_msec_t                ngx_http_gateway_cells_msec;
+extern ngx_uint_t                ngx_http_gateway_cells_direct;  /* left */
 
 ngx_http_gateway_cell_t *ngx_http_gateway_cell_take(
     ngx_http_gateway_cell_t *c, ngx_http_gateway_snapshot_t *snap,
     ngx_http_gateway_instance_t *inst) __attribute__ ((noinline));
+void ngx_http_gateway_cells_init(void);
 void ngx_http_gateway_cells_flush(void);
 void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);
 
 
-/* inst's cell; snap (held by the caller) points at inst */
+/* where inst's cell is, taken by inst or not */
+
+#define ngx_http_gateway_cell_at(inst)                                        \
+    ((ngx_http_gateway_cell_t *)                                              \
+         ((u_char *) ngx_http_gateway_cells                                   \
+          + ((uintptr_t) (inst)                                               \
+             & ((NGX_HTTP_GATEWAY_CELLS - 1)                                  \
+                * sizeof(ngx_http_gateway_cell_t)))))
+
+
+/*
+ * inst's cell, or NULL: the change goes to the instance at once (see
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT); snap (held by the caller) points at inst
+ */
 
 static ngx_inline ngx_http_gateway_cell_t *
 ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
@@ -896,17 +918,56 @@ ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
 {
     ngx_http_gateway_cell_t  *c;
 
-    c = (ngx_http_gateway_cell_t *)
-            ((u_char *) ngx_http_gateway_cells
-             + ((uintptr_t) inst
-                & ((NGX_HTTP_GATEWAY_CELLS - 1)
-                   * sizeof(ngx_http_gateway_cell_t))));
+    c = ngx_http_gateway_cell_at(inst);
 
     if (c->inst == inst) {
         return c;
     }
 
+    if (ngx_http_gateway_cells_direct
+        && ngx_http_gateway_cells_msec == ngx_current_msec)
+    {
+        ngx_http_gateway_cells_direct--;
+        return NULL;
+    }
+
     return ngx_http_gateway_cell_take(c, snap, inst);
+}
+
+
+/* an attempt starts and ends: "active" +1 and -1 */
+
+static ngx_inline void
+ngx_http_gateway_active_up(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = ngx_http_gateway_cell(snap, inst);
+
+    if (c) {
+        c->up++;
+
+    } else {
+        (void) ngx_atomic_fetch_add(&inst->stats.active, 1);
+    }
+}
+
+
+static ngx_inline void
+ngx_http_gateway_active_down(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = ngx_http_gateway_cell(snap, inst);
+
+    if (c) {
+        c->down++;
+
+    } else {
+        (void) ngx_atomic_fetch_add(&inst->stats.active, -1);
+    }
 }
 
 
@@ -917,11 +978,7 @@ ngx_http_gateway_active(ngx_http_gateway_instance_t *inst)
 {
     ngx_http_gateway_cell_t  *c;
 
-    c = (ngx_http_gateway_cell_t *)
-            ((u_char *) ngx_http_gateway_cells
-             + ((uintptr_t) inst
-                & ((NGX_HTTP_GATEWAY_CELLS - 1)
-                   * sizeof(ngx_http_gateway_cell_t))));
+    c = ngx_http_gateway_cell_at(inst);
 
     if (c->inst == inst) {
         return inst->stats.active + c->up - c->down;

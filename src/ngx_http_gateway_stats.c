@@ -21,7 +21,12 @@ static u_char      ngx_http_gateway_cells_used[NGX_HTTP_GATEWAY_CELLS];
 static ngx_uint_t  ngx_http_gateway_ncells_used;
 static ngx_event_t ngx_http_gateway_cells_event;
 
+ngx_msec_t         ngx_http_gateway_cells_msec;
+ngx_uint_t         ngx_http_gateway_cells_direct;
 
+
+static void ngx_http_gateway_stats_direct(ngx_http_gateway_attempt_t *a)
+    __attribute__ ((noinline));
 static void ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c);
 static void ngx_http_gateway_cells_handler(ngx_event_t *ev);
 
@@ -32,6 +37,11 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
     ngx_http_gateway_cell_t  *c;
 
     c = ngx_http_gateway_cell(a->snap, a->peer->inst);
+
+    if (c == NULL) {
+        ngx_http_gateway_stats_direct(a);
+        return;
+    }
 
     c->requests++;
     c->time += a->end - a->start;
@@ -69,15 +79,86 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 }
 
 
+/* a worker's changes that go to the instance at once */
+
+static void
+ngx_http_gateway_stats_direct(ngx_http_gateway_attempt_t *a)
+{
+    ngx_atomic_t              *counter;
+    ngx_http_gateway_stats_t  *st;
+
+    st = &a->peer->inst->stats;
+
+    (void) ngx_atomic_fetch_add(&st->requests, 1);
+    (void) ngx_atomic_fetch_add(&st->time, a->end - a->start);
+
+    if (a->number > 1) {
+        (void) ngx_atomic_fetch_add(&st->retries, 1);
+    }
+
+    switch (a->result) {
+
+    case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
+        counter = &st->fails_connect;
+        break;
+
+    case NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT:
+        counter = &st->fails_timeout;
+        break;
+
+    case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
+        counter = &st->fails_status;
+        break;
+
+    case NGX_HTTP_GATEWAY_ATTEMPT_ERROR:
+        counter = &st->fails_error;
+        break;
+
+    default:
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(counter, 1);
+}
+
+
+void
+ngx_http_gateway_cells_init(void)
+{
+    ngx_http_gateway_cells_event.handler = ngx_http_gateway_cells_handler;
+    ngx_http_gateway_cells_event.log = ngx_cycle->log;
+    ngx_http_gateway_ncells_used = 0;
+}
+
+
 /*
- * The cell c for inst: a free one joins the pass's list (the first of a
- * pass posts the flush), another instance's is published first.
+ * The cell c for inst, or NULL while the worker changes few counters (see
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT): a free cell joins the pass's list (the
+ * first of a pass posts the flush), another instance's is published first.
  */
 
 ngx_http_gateway_cell_t *
 ngx_http_gateway_cell_take(ngx_http_gateway_cell_t *c,
     ngx_http_gateway_snapshot_t *snap, ngx_http_gateway_instance_t *inst)
 {
+    /* a new millisecond, and no cell taken: changes go at once again */
+
+    if (ngx_http_gateway_ncells_used == 0
+        && ngx_http_gateway_cells_msec != ngx_current_msec)
+    {
+        ngx_http_gateway_cells_msec = ngx_current_msec;
+        ngx_http_gateway_cells_direct = NGX_HTTP_GATEWAY_CELLS_DIRECT - 1;
+        return NULL;
+    }
+
+    /* the budget is spent, or cells are taken: none at once until then */
+
+    ngx_http_gateway_cells_direct = 0;
+
+    if (ngx_http_gateway_ncells_used == 0) {
+        ngx_post_event(&ngx_http_gateway_cells_event, &ngx_posted_events);
+    }
+
     if (c->inst) {
         ngx_http_gateway_cell_publish(c);
         c->inst = NULL;
@@ -85,16 +166,6 @@ ngx_http_gateway_cell_take(ngx_http_gateway_cell_t *c,
     } else {
         ngx_http_gateway_cells_used[ngx_http_gateway_ncells_used++] =
             (u_char) (c - ngx_http_gateway_cells);
-
-        if (!ngx_http_gateway_cells_event.posted) {
-            if (ngx_http_gateway_cells_event.handler == NULL) {
-                ngx_http_gateway_cells_event.handler =
-                    ngx_http_gateway_cells_handler;
-                ngx_http_gateway_cells_event.log = ngx_cycle->log;
-            }
-
-            ngx_post_event(&ngx_http_gateway_cells_event, &ngx_posted_events);
-        }
     }
 
     /* the hold before the instance: a dead worker's reclaim reads both */

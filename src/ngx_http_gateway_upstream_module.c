@@ -865,7 +865,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     /* the +1 before the hold's peer: see ngx_http_gateway_cell_t */
 
-    ngx_http_gateway_cell(snap, peer->inst)->up++;
+    ngx_http_gateway_active_up(snap, peer->inst);
     ngx_http_gateway_store_order();
     ngx_http_gateway_hold_peer(slot, peer);
 
@@ -1021,7 +1021,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     ngx_http_gateway_hold_peer(gp->slot, NULL);
     ngx_http_gateway_store_order();
-    ngx_http_gateway_cell(a->snap, a->peer->inst)->down++;
+    ngx_http_gateway_active_down(a->snap, a->peer->inst);
     gp->active = 0;
 
     /* the request's end (the upstream's finalization): no retry follows */

@@ -363,7 +363,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         }
 
         if (counters) {
-            ngx_http_gateway_cell(snap, peer->inst)->up++;
+            ngx_http_gateway_active_up(snap, peer->inst);
         }
 
         ngx_http_gateway_hold_peer(slot, peer);
@@ -373,7 +373,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         ngx_http_gateway_hold_peer(slot, NULL);
 
         if (counters) {
-            ngx_http_gateway_cell(snap, peer->inst)->down++;
+            ngx_http_gateway_active_down(snap, peer->inst);
             a.snap = snap;
             a.peer = peer;
             ngx_http_gateway_stats_observe(&a);

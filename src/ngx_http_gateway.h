@@ -857,10 +857,12 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
  * records its peer and published before they are cleared, -1s after the
  * hold let go of its peer and cleared before they are published.
  *
- * A worker that changes few counters (NGX_HTTP_GATEWAY_CELLS_DIRECT a
- * millisecond, while it has no cell taken) adds them to the instance at
- * once: batching is for busy workers, and an idle one would otherwise
- * pay a posted event and a flush for each request's changes.
+ * A worker that changes few counters adds them to the instance at once:
+ * batching is for busy workers, and an idle one would otherwise pay a
+ * posted event and a flush for each request's changes.  It may make
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT changes so (the budget "direct"), then
+ * another budget once the millisecond changed while it has no cell
+ * taken: under load, at most that many a millisecond.
  */
 
 #define NGX_HTTP_GATEWAY_CELLS         32   /* a power of two */
@@ -924,9 +926,7 @@ ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
         return c;
     }
 
-    if (ngx_http_gateway_cells_direct
-        && ngx_http_gateway_cells_msec == ngx_current_msec)
-    {
+    if (ngx_http_gateway_cells_direct) {
         ngx_http_gateway_cells_direct--;
         return NULL;
     }

@@ -25,8 +25,6 @@ ngx_msec_t         ngx_http_gateway_cells_msec;
 ngx_uint_t         ngx_http_gateway_cells_direct;
 
 
-static void ngx_http_gateway_stats_direct(ngx_http_gateway_attempt_t *a)
-    __attribute__ ((noinline));
 static void ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c);
 static void ngx_http_gateway_cells_handler(ngx_event_t *ev);
 
@@ -34,12 +32,48 @@ static void ngx_http_gateway_cells_handler(ngx_event_t *ev);
 void
 ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 {
-    ngx_http_gateway_cell_t  *c;
+    ngx_atomic_t              *counter;
+    ngx_http_gateway_cell_t   *c;
+    ngx_http_gateway_stats_t  *st;
 
     c = ngx_http_gateway_cell(a->snap, a->peer->inst);
 
     if (c == NULL) {
-        ngx_http_gateway_stats_direct(a);
+
+        /* at once: see NGX_HTTP_GATEWAY_CELLS_DIRECT */
+
+        st = &a->peer->inst->stats;
+
+        (void) ngx_atomic_fetch_add(&st->requests, 1);
+        (void) ngx_atomic_fetch_add(&st->time, a->end - a->start);
+
+        if (a->number > 1) {
+            (void) ngx_atomic_fetch_add(&st->retries, 1);
+        }
+
+        switch (a->result) {
+
+        case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
+            counter = &st->fails_connect;
+            break;
+
+        case NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT:
+            counter = &st->fails_timeout;
+            break;
+
+        case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
+            counter = &st->fails_status;
+            break;
+
+        case NGX_HTTP_GATEWAY_ATTEMPT_ERROR:
+            counter = &st->fails_error;
+            break;
+
+        default:
+            return;
+        }
+
+        (void) ngx_atomic_fetch_add(counter, 1);
         return;
     }
 
@@ -76,49 +110,6 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
         c->fails_error++;
         break;
     }
-}
-
-
-/* a worker's changes that go to the instance at once */
-
-static void
-ngx_http_gateway_stats_direct(ngx_http_gateway_attempt_t *a)
-{
-    ngx_atomic_t              *counter;
-    ngx_http_gateway_stats_t  *st;
-
-    st = &a->peer->inst->stats;
-
-    (void) ngx_atomic_fetch_add(&st->requests, 1);
-    (void) ngx_atomic_fetch_add(&st->time, a->end - a->start);
-
-    if (a->number > 1) {
-        (void) ngx_atomic_fetch_add(&st->retries, 1);
-    }
-
-    switch (a->result) {
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
-        counter = &st->fails_connect;
-        break;
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT:
-        counter = &st->fails_timeout;
-        break;
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
-        counter = &st->fails_status;
-        break;
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_ERROR:
-        counter = &st->fails_error;
-        break;
-
-    default:
-        return;
-    }
-
-    (void) ngx_atomic_fetch_add(counter, 1);
 }
 
 

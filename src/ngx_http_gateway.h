@@ -884,7 +884,11 @@ struct ngx_http_gateway_cell_s {
     ngx_atomic_uint_t           fails_error;
 } __attribute__ ((aligned (128)));
 
-/* the order of stores to this worker's own entry; x86-64 keeps it */
+/*
+ * The order of stores to this worker's own entry, as a worker killed
+ * between two of them leaves it (a signal stops it between instructions,
+ * and its reclaim comes later, under the mutex): the compiler's order.
+ */
 #define ngx_http_gateway_store_order()  __asm__ volatile ("" ::: "memory")
 
 extern ngx_http_gateway_cell_t  *ngx_http_gateway_cells;

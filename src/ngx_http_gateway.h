@@ -32,7 +32,7 @@
 #endif
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770009
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x6777000a
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 

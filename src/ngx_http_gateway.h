@@ -854,8 +854,9 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
  * with, which keeps its instance in the zone until the flush.  "active"
  * is two counts, so that a worker that dies anywhere in between leaves
  * at most a count too high, never too low: +1s are added before the hold
- * records its peer and published before they are cleared, -1s after the
- * hold let go of its peer and cleared before they are published.
+ * records its peer, -1s after the hold let go of it; a flush publishes
+ * their difference, before it clears them when the +1s are more, after
+ * it cleared the -1s when they are more.
  *
  * A worker that changes few counters adds them to the instance at once:
  * batching is for busy workers, and an idle one would otherwise pay a

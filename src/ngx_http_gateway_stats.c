@@ -202,23 +202,33 @@ ngx_http_gateway_cells_flush(void)
 static void
 ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
 {
-    ngx_atomic_uint_t          n;
+    ngx_atomic_uint_t          up, down;
     ngx_http_gateway_stats_t  *st;
 
     st = &c->inst->stats;
 
-    /* +1s are cleared after they are added, -1s before (see the type) */
+    /*
+     * "active" gets the difference, one add or none; more +1s are
+     * cleared after they are added, more -1s before (see the type)
+     */
 
-    if (c->up) {
-        (void) ngx_atomic_fetch_add(&st->active, c->up);
-        c->up = 0;
-    }
+    up = c->up;
+    down = c->down;
 
-    if (c->down) {
-        n = c->down;
+    if (up >= down) {
+        if (up != down) {
+            (void) ngx_atomic_fetch_add(&st->active, up - down);
+        }
+
         c->down = 0;
         ngx_http_gateway_store_order();
-        (void) ngx_atomic_fetch_add(&st->active, -n);
+        c->up = 0;
+
+    } else {
+        c->down = 0;
+        ngx_http_gateway_store_order();
+        (void) ngx_atomic_fetch_add(&st->active, -(down - up));
+        c->up = 0;
     }
 
     if (c->requests) {

@@ -32,7 +32,7 @@
 #endif
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x67770009
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x6777000a
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
@@ -478,6 +478,7 @@ typedef struct {
     ngx_pid_t                   pid;
     ngx_http_gateway_hold_t    *held;
     ngx_uint_t                  nheld;      /* capacity */
+    struct ngx_http_gateway_cell_s *cells;  /* NGX_HTTP_GATEWAY_CELLS */
 } ngx_http_gateway_reader_t;
 
 
@@ -841,6 +842,157 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
         h->counted = NULL;
     }
 }
+
+/*
+ * An instance's counters as this worker changed them and has not yet
+ * published them (ngx_http_gateway_stats.c): a selection, a release and
+ * the stats observer add to the instance's cell in the worker's own
+ * entry, and the event loop's pass ends with one atomic add per counter
+ * that changed (a posted event), so that requests to one hot instance
+ * write no shared line of it.  The table is direct-mapped by the
+ * instance's address (128 bytes a chunk), a taken cell of another
+ * instance is published at once; a cell holds the snapshot it was taken
+ * with, which keeps its instance in the zone until the flush.  "active"
+ * is two counts, so that a worker that dies anywhere in between leaves
+ * at most a count too high, never too low: +1s are added before the hold
+ * records its peer, -1s after the hold let go of it; a flush publishes
+ * their difference, before it clears them when the +1s are more, after
+ * it cleared the -1s when they are more.
+ *
+ * A worker that changes few counters adds them to the instance at once:
+ * batching is for busy workers, and an idle one would otherwise pay a
+ * posted event and a flush for each request's changes.  It may make
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT changes so (the budget "direct"), then
+ * another budget once the millisecond changed while it has no cell
+ * taken: under load, at most that many a millisecond.
+ */
+
+#define NGX_HTTP_GATEWAY_CELLS         32   /* a power of two */
+#define NGX_HTTP_GATEWAY_CELLS_DIRECT  8
+
+typedef struct ngx_http_gateway_cell_s  ngx_http_gateway_cell_t;
+
+struct ngx_http_gateway_cell_s {
+    ngx_http_gateway_instance_t *inst;      /* NULL: free */
+    ngx_http_gateway_snapshot_t *snap;      /* holds inst */
+    ngx_atomic_uint_t           up;         /* "active" +1s */
+    ngx_atomic_uint_t           down;       /* "active" -1s */
+    ngx_atomic_uint_t           requests;
+    ngx_atomic_uint_t           time;
+    ngx_atomic_uint_t           retries;
+    ngx_atomic_uint_t           fails_connect;
+    ngx_atomic_uint_t           fails_timeout;
+    ngx_atomic_uint_t           fails_status;
+    ngx_atomic_uint_t           fails_error;
+} __attribute__ ((aligned (128)));
+
+/*
+ * The order of stores to this worker's own entry, as a worker killed
+ * between two of them leaves it (a signal stops it between instructions,
+ * and its reclaim comes later, under the mutex): the compiler's order.
+ */
+#define ngx_http_gateway_store_order()  __asm__ volatile ("" ::: "memory")
+
+extern ngx_http_gateway_cell_t  *ngx_http_gateway_cells;
+extern ngx_msec_t                ngx_http_gateway_cells_msec;
+extern ngx_uint_t                ngx_http_gateway_cells_direct;  /* left */
+
+ngx_http_gateway_cell_t *ngx_http_gateway_cell_take(
+    ngx_http_gateway_cell_t *c, ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst) __attribute__ ((noinline));
+void ngx_http_gateway_cells_init(void);
+void ngx_http_gateway_cells_flush(void);
+void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);
+
+
+/* where inst's cell is, taken by inst or not */
+
+#define ngx_http_gateway_cell_at(inst)                                        \
+    ((ngx_http_gateway_cell_t *)                                              \
+         ((u_char *) ngx_http_gateway_cells                                   \
+          + ((uintptr_t) (inst)                                               \
+             & ((NGX_HTTP_GATEWAY_CELLS - 1)                                  \
+                * sizeof(ngx_http_gateway_cell_t)))))
+
+
+/*
+ * inst's cell, or NULL: the change goes to the instance at once (see
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT); snap (held by the caller) points at inst
+ */
+
+static ngx_inline ngx_http_gateway_cell_t *
+ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = ngx_http_gateway_cell_at(inst);
+
+    if (c->inst == inst) {
+        return c;
+    }
+
+    if (ngx_http_gateway_cells_direct) {
+        ngx_http_gateway_cells_direct--;
+        return NULL;
+    }
+
+    return ngx_http_gateway_cell_take(c, snap, inst);
+}
+
+
+/* an attempt starts and ends: "active" +1 and -1 */
+
+static ngx_inline void
+ngx_http_gateway_active_up(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = ngx_http_gateway_cell(snap, inst);
+
+    if (c) {
+        c->up++;
+
+    } else {
+        (void) ngx_atomic_fetch_add(&inst->stats.active, 1);
+    }
+}
+
+
+static ngx_inline void
+ngx_http_gateway_active_down(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = ngx_http_gateway_cell(snap, inst);
+
+    if (c) {
+        c->down++;
+
+    } else {
+        (void) ngx_atomic_fetch_add(&inst->stats.active, -1);
+    }
+}
+
+
+/* attempts in flight: all workers' published ones, and this worker's */
+
+static ngx_inline ngx_atomic_uint_t
+ngx_http_gateway_active(ngx_http_gateway_instance_t *inst)
+{
+    ngx_http_gateway_cell_t  *c;
+
+    c = ngx_http_gateway_cell_at(inst);
+
+    if (c->inst == inst) {
+        return inst->stats.active + c->up - c->down;
+    }
+
+    return inst->stats.active;
+}
+
 
 ngx_int_t ngx_http_gateway_snapshot_get(ngx_http_gateway_main_conf_t *gmcf,
     ngx_str_t *name, uint32_t hash, ngx_http_gateway_snapshot_t **snapp,

@@ -64,7 +64,7 @@ ngx_http_gateway_least_request_select(ngx_http_gateway_select_t *sel)
             continue;
         }
 
-        a = peer->inst->stats.active;
+        a = ngx_http_gateway_active(peer->inst);
 
         /* a / w < ba / bw, without a division */
 

@@ -47,8 +47,8 @@ ngx_http_gateway_p2c_select(ngx_http_gateway_select_t *sel)
         return one;
     }
 
-    a1 = sel->snap->peers[one].inst->stats.active;
-    a2 = sel->snap->peers[two].inst->stats.active;
+    a1 = ngx_http_gateway_active(sel->snap->peers[one].inst);
+    a2 = ngx_http_gateway_active(sel->snap->peers[two].inst);
 
     /* a2 / w2 < a1 / w1, without a division */
 

@@ -200,7 +200,7 @@ ngx_http_gateway_peak_ewma_cost(ngx_http_gateway_peer_t *peer,
 
     st = ngx_http_gateway_peak_ewma_state(peer->inst);
     value = st->value;
-    active = peer->inst->stats.active;
+    active = ngx_http_gateway_active(peer->inst);
 
     if (value == 0) {
         v = NGX_HTTP_GATEWAY_EWMA_DEFAULT_RTT;

@@ -271,6 +271,14 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
         goto failed;
     }
 
+    rd->cells = ngx_slab_calloc_locked(gmcf->shpool, NGX_HTTP_GATEWAY_CELLS
+                                       * sizeof(ngx_http_gateway_cell_t));
+    if (rd->cells == NULL) {
+        ngx_slab_free_locked(gmcf->shpool, rd->held);
+        rd->held = NULL;
+        goto failed;
+    }
+
     rd->epoch = 0;
     rd->nheld = n;
     rd->pid = ngx_pid;
@@ -282,6 +290,8 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
     }
 
     ngx_http_gateway_nfree_held = n;
+    ngx_http_gateway_cells = rd->cells;
+    ngx_http_gateway_cells_init();
     ngx_http_gateway_reader = rd;
 
     return NGX_OK;
@@ -308,10 +318,13 @@ ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf)
         return;
     }
 
+    ngx_http_gateway_cells_flush();
+
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
     ngx_http_gateway_reader_release_locked(gmcf, ngx_http_gateway_reader);
     ngx_http_gateway_reader = NULL;
+    ngx_http_gateway_cells = NULL;
 
     ngx_http_gateway_reclaim_locked(gmcf);
 
@@ -352,6 +365,10 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_rbtree_node_t           *node, *root, *sentinel;
     ngx_http_gateway_hold_t     *h;
     ngx_http_gateway_service_t  *svc;
+
+    /* its changes not yet published, "active" +1s first */
+
+    ngx_http_gateway_cells_apply_locked(rd);
 
     n = 0;
 
@@ -402,7 +419,12 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     ngx_slab_free_locked(gmcf->shpool, rd->held);
 
+    if (rd->cells) {
+        ngx_slab_free_locked(gmcf->shpool, rd->cells);
+    }
+
     rd->held = NULL;
+    rd->cells = NULL;
     rd->nheld = 0;
     rd->epoch = 0;
     rd->pid = 0;
@@ -820,7 +842,7 @@ ngx_http_gateway_held_collect(ngx_http_gateway_sh_t *sh, void ***held,
     total = 0;
 
     for (i = 0; i < sh->nreaders; i++) {
-        total += sh->readers[i]->nheld;
+        total += sh->readers[i]->nheld + NGX_HTTP_GATEWAY_CELLS;
     }
 
     if (total == 0) {
@@ -839,6 +861,25 @@ ngx_http_gateway_held_collect(ngx_http_gateway_sh_t *sh, void ***held,
 
         for (k = 0; k < rd->nheld; k++) {
             snap = rd->held[k].snap;
+
+            if (snap) {
+                list[total++] = snap;
+            }
+        }
+
+        /*
+         * after the holds: a cell takes its snapshot from a hold that is
+         * dropped after, so one of the two is seen
+         */
+
+        ngx_memory_barrier();
+
+        if (rd->cells == NULL) {
+            continue;
+        }
+
+        for (k = 0; k < NGX_HTTP_GATEWAY_CELLS; k++) {
+            snap = rd->cells[k].snap;
 
             if (snap) {
                 list[total++] = snap;

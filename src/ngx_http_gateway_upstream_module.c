@@ -863,7 +863,10 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     pc->cached = 0;
     pc->connection = NULL;
 
-    (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
+    /* the +1 before the hold's peer: see ngx_http_gateway_cell_t */
+
+    ngx_http_gateway_active_up(snap, peer->inst);
+    ngx_http_gateway_store_order();
     ngx_http_gateway_hold_peer(slot, peer);
 
     gp->slot = slot;
@@ -1010,13 +1013,15 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         a->bytes_received = 0;
     }
 
-    (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
-
     if (gp->conf->retry) {
         ngx_http_gateway_hold_uncount(gp->slot);
     }
 
+    /* the hold's peer before the -1: see ngx_http_gateway_cell_t */
+
     ngx_http_gateway_hold_peer(gp->slot, NULL);
+    ngx_http_gateway_store_order();
+    ngx_http_gateway_active_down(a->snap, a->peer->inst);
     gp->active = 0;
 
     /* the request's end (the upstream's finalization): no retry follows */

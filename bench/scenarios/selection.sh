@@ -27,6 +27,15 @@
 # need a proxied attempt, so its CAS per sample is measured by the
 # callgrind and throughput variants, not here.
 #
+# The counters ("active", the stats observer's) go to the worker's cells
+# and are published once per event loop pass (ngx_http_gateway_cell_t):
+# a lock-free mode runs with pass=1, publishing after every selection (a
+# worker that handles one request per pass: the worst case), and, as
+# MODE_passK, with pass=K (BENCH_SEL_PASS, 16: what a busy worker handles
+# per pass, see docs/performance.md).  lockfree_split is the machine's
+# ceiling in the same run: nothing shared between the workers but the name
+# index.
+#
 # A timed run with 1 worker measures the hold time: mutex: how long the
 # zone mutex is held per acquisition (2 per request); lockfree: how long
 # the balancer's select takes (round robin: one uncontended atomic add and
@@ -36,9 +45,12 @@
 # ticket alone).
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
-#   BENCH_SEL_MODES ("mutex lockfree lockfree_random lockfree_split
-#                    lockfree_least_request lockfree_p2c lockfree_peak_ewma";
-#                    also lockfree_hash, lockfree_ketama, lockfree_maglev)
+#   BENCH_SEL_MODES ("mutex lockfree lockfree_nocounters lockfree_random
+#                    lockfree_split lockfree_least_request lockfree_p2c
+#                    lockfree_peak_ewma", each lock-free one with counters
+#                    also as MODE_passK; also lockfree_hash, lockfree_ketama,
+#                    lockfree_maglev)
+#   BENCH_SEL_PASS (16) selections per pass of the MODE_passK rows
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
 
@@ -84,16 +96,17 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
 }
 
 sel_path() {    # the request path(s) of a mode, one per worker
-    case "$1" in
+    case "${1%_pass*}" in
         lockfree_split) echo "/lockfree,/lockfree_other" ;;
         lockfree_nocounters) echo "/lockfree" ;;
-        *) echo "/$1" ;;
+        *) echo "/${1%_pass*}" ;;
     esac
 }
 
 sel_args() {    # the query arguments of a mode
     case "$1" in
         lockfree_nocounters) echo "counters=0" ;;
+        *_pass*) echo "pass=${1##*_pass}" ;;
         *) echo "" ;;
     esac
 }
@@ -127,7 +140,15 @@ sel_measure() {
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
-    local modes=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split lockfree_least_request lockfree_p2c lockfree_peak_ewma})
+    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split lockfree_least_request lockfree_p2c lockfree_peak_ewma})
+    local k_pass=${BENCH_SEL_PASS:-16} modes=() b
+    for b in "${base[@]}"; do
+        modes+=("$b")
+        case "$b" in
+            mutex|lockfree_nocounters) ;;
+            lockfree*) modes+=("${b}_pass$k_pass") ;;
+        esac
+    done
     local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
     local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
     local w r m port i pids res

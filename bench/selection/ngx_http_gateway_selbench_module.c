@@ -21,13 +21,17 @@
  *                                        (round_robin by default), with
  *                                        gateway_balance's parameters
  *
- * GET ...?n=N[&timed=1][&counters=0] answers one line of "key=value"
- * pairs: the loop's start and end (CLOCK_MONOTONIC, comparable between
- * workers), its CPU time, and how many times each peer index was chosen.  With timed=1 one
- * selection in 16 also measures how long the lock is held (mutex) or how
- * long the balancer's select takes (lockfree), less the clock's own cost.
- * counters=0 (a diagnostic, lockfree only) leaves out the shared counters
- * ("active" and the stats observer) to show what they cost.
+ * GET ...?n=N[&pass=K][&timed=1][&counters=0] answers one line of
+ * "key=value" pairs: the loop's start and end (CLOCK_MONOTONIC, comparable
+ * between workers), its CPU time, and how many times each peer index was
+ * chosen.  The counters ("active" and the stats observer's) go to the
+ * worker's cells and are published at the end of an event loop pass:
+ * pass=K (lockfree, default 1) publishes them every K selections, as a
+ * worker that handles K requests per pass would (1: one request per pass,
+ * the worst case).  With timed=1 one selection in 16 also measures how
+ * long the lock is held (mutex) or how long the balancer's select takes
+ * (lockfree), less the clock's own cost.  counters=0 (a diagnostic,
+ * lockfree only) leaves out the counters to show what they cost.
  */
 
 
@@ -82,7 +86,7 @@ typedef struct {
 static ngx_int_t ngx_http_selbench_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
-    ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
+    ngx_uint_t n, ngx_uint_t pass, ngx_uint_t timed, ngx_uint_t counters,
     ngx_http_selbench_result_t *res);
 static ngx_int_t ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
@@ -155,7 +159,7 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     ngx_int_t                      rc, v;
     ngx_str_t                      arg;
     ngx_buf_t                     *b;
-    ngx_uint_t                     i, n, timed, counters, last;
+    ngx_uint_t                     i, n, pass, timed, counters, last;
     ngx_chain_t                    out;
     uint64_t                       start, end, cpu0, cpu1, clock_cost;
     ngx_http_selbench_result_t     res;
@@ -188,6 +192,16 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
         n = (ngx_uint_t) v;
     }
 
+    pass = 1;
+
+    if (ngx_http_arg(r, (u_char *) "pass", 4, &arg) == NGX_OK) {
+        v = ngx_atoi(arg.data, arg.len);
+        if (v <= 0 || v > NGX_HTTP_SELBENCH_MAX_N) {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+        pass = (ngx_uint_t) v;
+    }
+
     timed = (ngx_http_arg(r, (u_char *) "timed", 5, &arg) == NGX_OK
              && arg.len == 1 && arg.data[0] == '1');
 
@@ -202,8 +216,8 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     start = ngx_http_selbench_ns(CLOCK_MONOTONIC);
 
     if (conf->mode == NGX_HTTP_SELBENCH_LOCKFREE) {
-        rc = ngx_http_selbench_lockfree(r, conf, gmcf, n, timed, counters,
-                                        &res);
+        rc = ngx_http_selbench_lockfree(r, conf, gmcf, n, pass, timed,
+                                        counters, &res);
 
     } else {
         rc = ngx_http_selbench_mutex(conf, gmcf, n, timed, &res);
@@ -222,12 +236,12 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     }
 
     p = ngx_sprintf(b->last,
-                    "mode=%s pid=%P n=%ui start_ns=%uL end_ns=%uL "
-                    "cpu_ns=%uL failed=%ui timed=%ui timed_ns=%uL "
-                    "clock_ns=%uL counters=%ui counts=",
+                    "mode=%s pid=%P n=%ui pass=%ui start_ns=%uL "
+                    "end_ns=%uL cpu_ns=%uL failed=%ui timed=%ui "
+                    "timed_ns=%uL clock_ns=%uL counters=%ui counts=",
                     conf->mode == NGX_HTTP_SELBENCH_LOCKFREE
                     ? "lockfree" : "mutex",
-                    ngx_pid, n, start, end, cpu1 - cpu0, res.failed,
+                    ngx_pid, n, pass, start, end, cpu1 - cpu0, res.failed,
                     res.timed, res.timed_ns, clock_cost, counters);
 
     last = 0;
@@ -268,20 +282,22 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
  * What ngx_http_gateway_upstream_choose(), _free_peer() and _report() do
  * for a request that succeeds at its first attempt, through the same
  * exported functions; the address is copied as the core copies it into
- * the request (here onto the stack: the pool would grow with n).
+ * the request (here onto the stack: the pool would grow with n).  Every
+ * "pass" selections the cells are published, as the end of an event loop
+ * pass does.
  */
 
 static ngx_int_t
 ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
-    ngx_uint_t n, ngx_uint_t timed, ngx_uint_t counters,
+    ngx_uint_t n, ngx_uint_t pass, ngx_uint_t timed, ngx_uint_t counters,
     ngx_http_selbench_result_t *res)
 {
     u_char                        buf[256];
     uint64_t                      t0, t1;
     ngx_int_t                     i;
     ngx_str_t                     name;
-    ngx_uint_t                    k, slot;
+    ngx_uint_t                    k, slot, left;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_attempt_t    a;
@@ -293,7 +309,14 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     a.number = 1;
     a.result = NGX_HTTP_GATEWAY_ATTEMPT_OK;
 
+    left = pass;
+
     for (k = 0; k < n; k++) {
+
+        if (--left == 0) {
+            ngx_http_gateway_cells_flush();
+            left = pass;
+        }
 
         if (ngx_http_gateway_snapshot_get(gmcf, &conf->service, conf->hash,
                                           &snap, &slot)
@@ -340,20 +363,18 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         }
 
         if (counters) {
-            (void) ngx_atomic_fetch_add(&peer->inst->stats.active, 1);
+            ngx_http_gateway_active_up(snap, peer->inst);
         }
 
         ngx_http_gateway_hold_peer(slot, peer);
 
         /* the attempt ends: peer.free, then the observers */
 
-        if (counters) {
-            (void) ngx_atomic_fetch_add(&peer->inst->stats.active, -1);
-        }
-
         ngx_http_gateway_hold_peer(slot, NULL);
 
         if (counters) {
+            ngx_http_gateway_active_down(snap, peer->inst);
+            a.snap = snap;
             a.peer = peer;
             ngx_http_gateway_stats_observe(&a);
         }
@@ -363,6 +384,8 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         res->counts[i < NGX_HTTP_SELBENCH_COUNTS
                     ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
     }
+
+    ngx_http_gateway_cells_flush();
 
     return NGX_OK;
 }

@@ -1,0 +1,218 @@
+#!/usr/bin/perl
+# The per-instance counters, kept per worker and published once per pass
+# of its event loop: a burst of concurrent requests over two workers is
+# counted exactly (requests summed over both, "active" back to 0), and
+# least_request sees its own worker's requests of the same pass (a burst
+# that one pass handles spreads evenly, instead of all of them seeing the
+# same published counts and drawing among ties at random).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use GatewayTest;
+use IO::Socket::INET;
+use IO::Select;
+use Time::HiRes qw(sleep time);
+
+sub service {
+    my ($ng, $name) = @_;
+    my $r = $ng->get("/gateway/services/$name");
+    return undef unless $r->{status} == 200;
+    my $j = json_decode($r->{content}) or return undef;
+    return { map { $_->{id} => $_ } @{ $j->{instances} } };
+}
+
+sub total {
+    my ($inst, $field) = @_;
+    my $n = 0;
+    $n += $_->{$field} for values %$inst;
+    return $n;
+}
+
+sub register {
+    my ($ng, $svc, $id, $port) = @_;
+    my $r = $ng->request('PUT', "/gateway/services/$svc/instances/$id",
+                         json => { address => "127.0.0.1:$port" });
+    ok($r->{status} == 201 || $r->{status} == 200, "register $svc/$id");
+}
+
+# $n connections, each sends one request; answers: worker pid => count
+sub burst {
+    my ($ng, $n, $path) = @_;
+    my (@c, %by_worker, %buf);
+    for (1 .. $n) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $ng->port, Proto => 'tcp', Timeout => tmo(5))
+            or die "connect to nginx: $!\n";
+        push @c, $s;
+    }
+    syswrite($_, "GET $path HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        for @c;
+    my $sel = IO::Select->new(@c);
+    my $deadline = time + tmo(10);
+    while ($sel->count && time < $deadline) {
+        for my $s ($sel->can_read(0.1)) {
+            my $got = sysread($s, $buf{$s}, 4096, length($buf{$s} // ''));
+            next if $got;
+            $sel->remove($s);
+            my ($pid) = ($buf{$s} // '') =~ /^X-Worker: (\d+)/mi;
+            my ($st) = ($buf{$s} // '') =~ m{^HTTP/1\.1 (\d+)};
+            $by_worker{ ($st // 0) == 200 ? ($pid // 'none') : 'failed' }++;
+            close $s;
+        }
+    }
+    return \%by_worker;
+}
+
+# --- two workers: every request counted once, nothing left active ----------
+
+{
+    my @ports = map { start_slow_backend(delay => 0, body => "b$_\n") } 1 .. 3;
+
+    my $ng = start_nginx(workers => 2, conf => <<'EOF');
+    gateway_registry zone=gw:1m;
+
+    upstream gw {
+        gateway_service users;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%% reuseport;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /svc/ {
+            add_header X-Worker $pid;
+            proxy_pass http://gw;
+        }
+    }
+EOF
+
+    register($ng, 'users', "u$_", $ports[$_ - 1]) for 1 .. 3;
+
+    my ($rounds, $conns) = (5, 40);
+    my %workers;
+    for (1 .. $rounds) {
+        my $b = burst($ng, $conns, '/svc/x');
+        $workers{$_} += $b->{$_} for keys %$b;
+    }
+    my $sent = $rounds * $conns;
+
+    ok(!$workers{failed} && !$workers{none},
+       "all $sent requests answered 200 by a worker")
+        or diag(explain(\%workers));
+    is(scalar(keys %workers), 2, 'both workers served requests')
+        or diag(explain(\%workers));
+
+    # the last answers' counts are published at the end of their pass
+    my $inst;
+    ok(wait_until(sub {
+           $inst = service($ng, 'users');
+           $inst && total($inst, 'requests') >= $sent
+               && total($inst, 'active') == 0
+       }, timeout => 5),
+       'the counters are published')
+        or diag(explain($inst));
+
+    is(total($inst, 'requests'), $sent,
+       "requests summed over both workers: exactly $sent");
+    is(total($inst, 'active'), 0, 'active is back to 0');
+    ok(!grep({ $_->{requests} == 0 } values %$inst),
+       'every instance got requests');
+    is(total($inst, 'retries'), 0, 'no retries counted');
+    is(total($inst, 'fails'), 0, 'no failures counted');
+
+    # and stays so: nothing published twice
+    sleep 0.3;
+    $inst = service($ng, 'users');
+    is(total($inst, 'requests'), $sent, 'still exactly the same later');
+    is(total($inst, 'active'), 0, 'still no request active');
+
+    $ng->stop;
+}
+
+# --- least_request: a burst in one pass spreads by the worker's own picks ---
+
+{
+    my @ports = map { start_slow_backend(delay => tmo(30), poll => 0.05) }
+                1 .. 3;
+
+    my $ng = start_nginx(workers => 1, conf => <<'EOF');
+    gateway_registry zone=gw:1m;
+
+    upstream gw {
+        gateway_service slow;
+        gateway_balance least_request;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location = /status {
+            stub_status;
+        }
+
+        location /svc/ {
+            proxy_pass http://gw;
+            proxy_read_timeout 300s;
+        }
+    }
+EOF
+
+    register($ng, 'slow', "s$_", $ports[$_ - 1]) for 1 .. 3;
+
+    # the connections are accepted first; the worker is stopped while the
+    # requests are written, so that one pass of its loop reads them all
+    my $n = 30;
+    my @c;
+    for (1 .. $n) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $ng->port, Proto => 'tcp', Timeout => tmo(5))
+            or die "connect to nginx: $!\n";
+        push @c, $s;
+    }
+    my ($worker) = $ng->worker_pids;
+    my $open;
+    ok(wait_until(sub {
+           ($open) = ($ng->get('/status')->{content} // '')
+                     =~ /Active connections: (\d+)/;
+           ($open // 0) == $n + 1
+       }, timeout => 5), "the worker accepted the $n connections")
+        or diag("active connections: " . ($open // 'none'));
+
+    kill 'STOP', $worker;
+    syswrite($_, "GET /svc/x HTTP/1.1\r\nHost: gw\r\n\r\n") for @c;
+    sleep 0.2;
+    kill 'CONT', $worker;
+
+    my $inst;
+    ok(wait_until(sub {
+           $inst = service($ng, 'slow');
+           $inst && total($inst, 'active') == $n
+       }, timeout => 5),
+       "$n requests in flight")
+        or diag(explain($inst));
+    is_deeply([map { $inst->{"s$_"}{active} } 1 .. 3], [10, 10, 10],
+              'least_request spread the burst evenly: 10 active each')
+        or diag(explain($inst));
+
+    close $_ for @c;
+    ok(wait_until(sub {
+           $inst = service($ng, 'slow');
+           $inst && total($inst, 'active') == 0
+       }, timeout => 5),
+       'active back to 0 once the clients are gone')
+        or diag(explain($inst));
+
+    $ng->stop;
+}
+
+done_testing();

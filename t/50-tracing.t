@@ -357,6 +357,37 @@ for my $protocol (qw(protobuf json)) {
               ['ua-one', '-', 'ua-three'],
               'user_agent.original: each request\'s own, a bad one left out');
 
+    # requests on one connection to other locations, with other methods:
+    # each SERVER span has its own name, method and route, each CLIENT span
+    # its own method (the instance the same)
+    my @mixed = (['GET', '/realip/m'], ['POST', '/svc/m'], ['GET', '/svc/m'],
+                 ['DELETE', '/svc/m'], ['GET', '/realip/m']);
+    $resp = http_raw($ng->port, join '', map {
+        "$_->[0] $_->[1] HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+        . ($_ == $mixed[-1] ? "Connection: close\r\n" : '') . "\r\n" } @mixed)
+        // '';
+    @tids = $resp =~ /^x-trace-id: *([0-9a-f]{32})\r$/mgi;
+    is(scalar(@tids), scalar(@mixed), 'requests of other methods on one connection');
+    my (@names, @methods, @routes, @client_methods);
+    for my $i (0 .. $#tids) {
+        my $proxied = $mixed[$i][1] =~ m{^/svc/};
+        my $sp = spans_of($tids[$i], count => $proxied ? 2 : 1);
+        my ($sv) = grep { $_->{kind} == 2 } @$sp;
+        my ($cl) = grep { $_->{kind} == 3 } @$sp;
+        push @names, ($sv // {})->{name} // '';
+        push @methods, (($sv // {})->{attributes} // {})->{'http.request.method'} // '';
+        push @routes, (($sv // {})->{attributes} // {})->{'http.route'} // '';
+        push @client_methods, (($cl // {})->{attributes} // {})->{'http.request.method'} // '-';
+    }
+    is_deeply(\@names, [ map { "$_->[0] " . ($_->[1] =~ m{^(/\w+/)})[0] } @mixed ],
+              'SERVER span names: each request\'s own');
+    is_deeply(\@methods, [ map { $_->[0] } @mixed ],
+              'SERVER http.request.method: each request\'s own');
+    is_deeply(\@routes, ['/realip/', '/svc/', '/svc/', '/svc/', '/realip/'],
+              'http.route: each request\'s own location');
+    is_deeply(\@client_methods, ['-', 'POST', 'GET', 'DELETE', '-'],
+              'CLIENT http.request.method: each attempt\'s own');
+
     # connections to two listeners, one after the other (a worker gives a
     # new one the descriptor of the last): each span has its own port
     my (@ports, @want);

@@ -25,6 +25,13 @@
 
 #define ngx_gateway_json_lit(w, s)  ngx_gateway_json_raw(w, s, sizeof(s) - 1)
 
+/*
+ * A span's fixed fields in protobuf with lengths of one byte, but for the
+ * tracestate's and the name's bytes: tag and length (3), the ids (18, 10,
+ * 10), tracestate and name (2 each), kind (2), times (9 each)
+ */
+#define NGX_GATEWAY_OTLP_BEGIN_MAX  (3 + 18 + 10 + 10 + 2 + 2 + 2 + 18)
+
 
 static size_t ngx_gateway_pb_varint_len(uint64_t v);
 static unsigned char *ngx_gateway_pb_varint(unsigned char *p, uint64_t v);
@@ -335,6 +342,58 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
         return;
     }
 
+    /*
+     * The common case in one pass at fixed places: a tracestate and a
+     * name shorter than 128 bytes (lengths of one byte), a kind of one.
+     * The same bytes as the general case below.
+     */
+
+    if (span->trace_state_len < 0x80 && span->name_len < 0x80
+        && span->kind > 0 && span->kind < 0x80
+        && size >= NGX_GATEWAY_OTLP_BEGIN_MAX + span->trace_state_len
+                   + span->name_len)
+    {
+        p = out;
+        p[0] = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
+        w->len = p + 1;
+        p[3] = ngx_gateway_pb_tag(1, NGX_GATEWAY_PB_LEN);
+        p[4] = NGX_GATEWAY_TRACE_ID_LEN;
+        memcpy(p + 5, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+        p[21] = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
+        p[22] = NGX_GATEWAY_SPAN_ID_LEN;
+        memcpy(p + 23, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
+        p += 31;
+
+        if (span->trace_state_len) {
+            p[0] = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_LEN);
+            p[1] = (unsigned char) span->trace_state_len;
+            memcpy(p + 2, span->trace_state, span->trace_state_len);
+            p += 2 + span->trace_state_len;
+        }
+
+        if (span->parent_id) {
+            p[0] = ngx_gateway_pb_tag(4, NGX_GATEWAY_PB_LEN);
+            p[1] = NGX_GATEWAY_SPAN_ID_LEN;
+            memcpy(p + 2, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
+            p += 2 + NGX_GATEWAY_SPAN_ID_LEN;
+        }
+
+        p[0] = ngx_gateway_pb_tag(5, NGX_GATEWAY_PB_LEN);
+        p[1] = (unsigned char) span->name_len;
+        ngx_gateway_otlp_copy(p + 2, span->name, span->name_len);
+        p += 2 + span->name_len;
+
+        p[0] = ngx_gateway_pb_tag(6, NGX_GATEWAY_PB_VARINT);
+        p[1] = (unsigned char) span->kind;
+        p[2] = ngx_gateway_pb_tag(7, NGX_GATEWAY_PB_FIXED64);
+        ngx_gateway_pb_fixed(p + 3, span->start, 8);
+        p[11] = ngx_gateway_pb_tag(8, NGX_GATEWAY_PB_FIXED64);
+        ngx_gateway_pb_fixed(p + 12, span->end, 8);
+
+        w->p = p + 20;
+        return;
+    }
+
     /* tag, the fixed two bytes of the length, then what is always there */
 
     len = 3 + 2 + NGX_GATEWAY_TRACE_ID_LEN + 2 + NGX_GATEWAY_SPAN_ID_LEN
@@ -376,12 +435,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
                                  NGX_GATEWAY_SPAN_ID_LEN);
     }
 
-    /* the name: short, most often; copied without a call */
-
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(5, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, span->name_len);
-    ngx_gateway_otlp_copy(p, span->name, span->name_len);
-    p += span->name_len;
+    p = ngx_gateway_pb_bytes(p, 5, span->name, span->name_len);
 
     if (span->kind) {
         *p++ = ngx_gateway_pb_tag(6, NGX_GATEWAY_PB_VARINT);

@@ -575,6 +575,18 @@ ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
 }
 
 
+void
+ngx_gateway_otlp_span_attrs_after(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t len, size_t size, int json)
+{
+    ngx_gateway_otlp_span_attrs_begin(w, out + len, size - len, json);
+
+    /* JSON: a comma before the first */
+
+    w->nattrs = (len != 0);
+}
+
+
 /* ngx_gateway_otlp_attrs() but inline: JSON, or no room */
 
 void

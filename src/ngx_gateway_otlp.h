@@ -142,6 +142,13 @@ void ngx_gateway_otlp_attrs_copy(ngx_gateway_otlp_writer_t *w,
     const unsigned char *attrs, size_t len);
 
 /*
+ * More of them, after the len bytes of others in out[0..size), to be
+ * copied with them: ngx_gateway_otlp_attrs_end() gives their own length
+ */
+void ngx_gateway_otlp_span_attrs_after(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t len, size_t size, int json);
+
+/*
  * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
  * case inline (protobuf, lengths of one byte, room to spare: the key
  * buffer is copied whole, a copy of a fixed size) and call

@@ -103,7 +103,9 @@ struct ngx_http_gateway_trace_ctx_s {
 /*
  * The attributes of an instance in its CLIENT spans, with the method,
  * encoded once: a per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_PEER_BITS
- * entries, by uid, each for the uid, the address text and the method
+ * entries, by uid, each for the uid, the address text and the method.
+ * After them, those of its last attempt (the status, gateway.attempt,
+ * gateway.connection.reused), for the next attempt that has the same.
  */
 
 #define NGX_HTTP_GATEWAY_TRACE_PEER_BITS  8
@@ -113,12 +115,16 @@ struct ngx_http_gateway_trace_ctx_s {
 
 typedef struct {
     uint64_t                     uid;
+    uint32_t                     status;    /* of the attempt after */
+    uint16_t                     number;
+    uint16_t                     cached;
     uint16_t                     len;       /* of attrs; 0: unused */
+    uint16_t                     attempt_len;   /* after; 0: none */
     uint16_t                     name_len;
     uint16_t                     method_len;
     u_char                       name[NGX_GATEWAY_ADDR_TEXT_MAX];
     u_char                       method[NGX_HTTP_GATEWAY_TRACE_METHOD_MAX];
-    u_char                       attrs[512 - 14
+    u_char                       attrs[512 - 24
                                        - NGX_GATEWAY_ADDR_TEXT_MAX
                                        - NGX_HTTP_GATEWAY_TRACE_METHOD_MAX];
 } ngx_http_gateway_trace_peer_t;
@@ -199,6 +205,8 @@ static ngx_http_gateway_trace_peer_t *ngx_http_gateway_trace_peer(
     ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
     ngx_http_gateway_attempt_t *a);
+static void ngx_http_gateway_trace_attempt_attrs(
+    ngx_gateway_otlp_writer_t *w, ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a,
     u_char *buf, ngx_str_t *reason);
 static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn(
@@ -1019,19 +1027,12 @@ ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
     pe = ngx_http_gateway_trace_peer(a);
 
     if (pe) {
-        ngx_gateway_otlp_attrs(w, pe->attrs, pe->len);
+        ngx_gateway_otlp_attrs(w, pe->attrs, pe->len + pe->attempt_len);
 
     } else {
         ngx_http_gateway_trace_peer_attrs(w, a);
+        ngx_http_gateway_trace_attempt_attrs(w, a);
     }
-
-    if (a->status) {
-        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
-                             a->status);
-    }
-
-    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
-    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
 
     failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
 
@@ -1057,7 +1058,8 @@ ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
  * The attributes of the attempt's instance and the method: a function of
  * the instance (the uid: its service and id), its address text and the
  * method, encoded once per worker into a cache entry (all three checked
- * on every use).
+ * on every use); then the attempt's own, those of the instance's last
+ * attempt or encoded after the instance's.
  */
 
 static ngx_http_gateway_trace_peer_t *
@@ -1083,34 +1085,53 @@ ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
     pe = &ngx_http_gateway_trace_peers[(uid * 0x9e3779b97f4a7c15ULL)
                                   >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
 
-    if (pe->uid == uid && pe->len && pe->name_len == name.len
-        && pe->method_len == method->len
-        && ngx_gateway_otlp_equal(pe->name, name.data, name.len)
-        && ngx_gateway_otlp_equal(pe->method, method->data, method->len))
+    if (pe->uid != uid || pe->len == 0 || pe->name_len != name.len
+        || pe->method_len != method->len
+        || !ngx_gateway_otlp_equal(pe->name, name.data, name.len)
+        || !ngx_gateway_otlp_equal(pe->method, method->data, method->len))
+    {
+        ngx_gateway_otlp_span_attrs_begin(&w, pe->attrs, sizeof(pe->attrs),
+                                          ngx_http_gateway_trace_json);
+
+        ngx_http_gateway_trace_peer_attrs(&w, a);
+
+        len = ngx_gateway_otlp_attrs_end(&w);
+
+        pe->len = 0;
+
+        if (len == 0) {
+            return NULL;
+        }
+
+        pe->uid = uid;
+        pe->len = (uint16_t) len;
+        pe->attempt_len = 0;
+        pe->name_len = (uint16_t) name.len;
+        pe->method_len = (uint16_t) method->len;
+        ngx_memcpy(pe->name, name.data, name.len);
+        ngx_memcpy(pe->method, method->data, method->len);
+    }
+
+    if (pe->attempt_len && pe->status == a->status
+        && pe->number == a->number && pe->cached == a->cached)
     {
         return pe;
     }
 
-    ngx_gateway_otlp_span_attrs_begin(&w, pe->attrs, sizeof(pe->attrs),
+    ngx_gateway_otlp_span_attrs_after(&w, pe->attrs, pe->len,
+                                      sizeof(pe->attrs),
                                       ngx_http_gateway_trace_json);
 
-    ngx_http_gateway_trace_peer_attrs(&w, a);
+    ngx_http_gateway_trace_attempt_attrs(&w, a);
 
     len = ngx_gateway_otlp_attrs_end(&w);
 
-    if (len == 0) {
-        pe->len = 0;
-        return NULL;
-    }
+    pe->attempt_len = (uint16_t) len;
+    pe->status = a->status;
+    pe->number = a->number;
+    pe->cached = a->cached;
 
-    pe->uid = uid;
-    pe->len = (uint16_t) len;
-    pe->name_len = (uint16_t) name.len;
-    pe->method_len = (uint16_t) method->len;
-    ngx_memcpy(pe->name, name.data, name.len);
-    ngx_memcpy(pe->method, method->data, method->len);
-
-    return pe;
+    return len ? pe : NULL;
 }
 
 
@@ -1177,6 +1198,20 @@ ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(INSTANCE),
                          (char *) ngx_http_gateway_peer_id(a->peer).data,
                          a->peer->data->id_len);
+}
+
+
+static void
+ngx_http_gateway_trace_attempt_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_attempt_t *a)
+{
+    if (a->status) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
+                             a->status);
+    }
+
+    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
+    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
 }
 
 

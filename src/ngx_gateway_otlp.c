@@ -25,12 +25,6 @@
 
 #define ngx_gateway_json_lit(w, s)  ngx_gateway_json_raw(w, s, sizeof(s) - 1)
 
-/*
- * A span's fixed fields in protobuf with lengths of one byte, but for the
- * tracestate's and the name's bytes: tag and length (3), the ids (18, 10,
- * 10), tracestate and name (2 each), kind (2), times (9 each)
- */
-#define NGX_GATEWAY_OTLP_BEGIN_MAX  (3 + 18 + 10 + 10 + 2 + 2 + 2 + 18)
 
 
 static size_t ngx_gateway_pb_varint_len(uint64_t v);
@@ -320,8 +314,9 @@ ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
  */
 
 void
-ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
-    size_t size, int json, const ngx_gateway_otlp_span_t *span)
+ngx_gateway_otlp_span_begin_all(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json,
+    const ngx_gateway_otlp_span_t *span)
 {
     size_t          len;
     unsigned char  *p;
@@ -339,58 +334,6 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
 
     if (json) {
         ngx_gateway_otlp_json_span_begin(w, span);
-        return;
-    }
-
-    /*
-     * The common case in one pass at fixed places: a tracestate and a
-     * name shorter than 128 bytes (lengths of one byte), a kind of one.
-     * The same bytes as the general case below.
-     */
-
-    if (span->trace_state_len < 0x80 && span->name_len < 0x80
-        && span->kind > 0 && span->kind < 0x80
-        && size >= NGX_GATEWAY_OTLP_BEGIN_MAX + span->trace_state_len
-                   + span->name_len)
-    {
-        p = out;
-        p[0] = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
-        w->len = p + 1;
-        p[3] = ngx_gateway_pb_tag(1, NGX_GATEWAY_PB_LEN);
-        p[4] = NGX_GATEWAY_TRACE_ID_LEN;
-        memcpy(p + 5, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
-        p[21] = ngx_gateway_pb_tag(2, NGX_GATEWAY_PB_LEN);
-        p[22] = NGX_GATEWAY_SPAN_ID_LEN;
-        memcpy(p + 23, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
-        p += 31;
-
-        if (span->trace_state_len) {
-            p[0] = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_LEN);
-            p[1] = (unsigned char) span->trace_state_len;
-            memcpy(p + 2, span->trace_state, span->trace_state_len);
-            p += 2 + span->trace_state_len;
-        }
-
-        if (span->parent_id) {
-            p[0] = ngx_gateway_pb_tag(4, NGX_GATEWAY_PB_LEN);
-            p[1] = NGX_GATEWAY_SPAN_ID_LEN;
-            memcpy(p + 2, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
-            p += 2 + NGX_GATEWAY_SPAN_ID_LEN;
-        }
-
-        p[0] = ngx_gateway_pb_tag(5, NGX_GATEWAY_PB_LEN);
-        p[1] = (unsigned char) span->name_len;
-        ngx_gateway_otlp_copy(p + 2, span->name, span->name_len);
-        p += 2 + span->name_len;
-
-        p[0] = ngx_gateway_pb_tag(6, NGX_GATEWAY_PB_VARINT);
-        p[1] = (unsigned char) span->kind;
-        p[2] = ngx_gateway_pb_tag(7, NGX_GATEWAY_PB_FIXED64);
-        ngx_gateway_pb_fixed(p + 3, span->start, 8);
-        p[11] = ngx_gateway_pb_tag(8, NGX_GATEWAY_PB_FIXED64);
-        ngx_gateway_pb_fixed(p + 12, span->end, 8);
-
-        w->p = p + 20;
         return;
     }
 
@@ -448,50 +391,6 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     p = ngx_gateway_pb_fixed(p, span->end, 8);
 
     w->p = p;
-}
-
-
-size_t
-ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status)
-{
-    size_t          len;
-    unsigned char  *p;
-
-    if (w->json) {
-        return ngx_gateway_otlp_json_span_end(w, status);
-    }
-
-    if (w->full || w->end - w->p < 4 + 6) {
-        return 0;
-    }
-
-    p = w->p;
-
-    /* status (a code below 128) and flags: tags of one and two bytes */
-
-    if (status) {
-        *p++ = ngx_gateway_pb_tag(15, NGX_GATEWAY_PB_LEN);
-        *p++ = 2;
-        *p++ = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_VARINT);
-        *p++ = (unsigned char) status;
-    }
-
-    if (w->flags) {
-        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(16,
-                                                      NGX_GATEWAY_PB_FIXED32));
-        p = ngx_gateway_pb_fixed(p, w->flags, 4);
-    }
-
-    len = (size_t) (p - w->len) - 2;
-
-    if (len > NGX_GATEWAY_OTLP_SPAN_MAX) {
-        return 0;
-    }
-
-    w->len[0] = (unsigned char) (len | 0x80);
-    w->len[1] = (unsigned char) (len >> 7);
-
-    return (size_t) (p - w->start);
 }
 
 

@@ -124,7 +124,7 @@ typedef struct {
     uint16_t                     method_len;
     u_char                       name[NGX_GATEWAY_ADDR_TEXT_MAX];
     u_char                       method[NGX_HTTP_GATEWAY_TRACE_METHOD_MAX];
-    u_char                       attrs[512 - 24
+    u_char                       attrs[1024 - 24
                                        - NGX_GATEWAY_ADDR_TEXT_MAX
                                        - NGX_HTTP_GATEWAY_TRACE_METHOD_MAX];
 } ngx_http_gateway_trace_peer_t;

@@ -26,6 +26,7 @@
 #define ngx_gateway_json_lit(w, s)  ngx_gateway_json_raw(w, s, sizeof(s) - 1)
 
 
+
 static size_t ngx_gateway_pb_varint_len(uint64_t v);
 static unsigned char *ngx_gateway_pb_varint(unsigned char *p, uint64_t v);
 static size_t ngx_gateway_pb_field_len(uint32_t field, size_t len);
@@ -313,8 +314,9 @@ ngx_gateway_otlp_json_bool(ngx_gateway_otlp_writer_t *w,
  */
 
 void
-ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
-    size_t size, int json, const ngx_gateway_otlp_span_t *span)
+ngx_gateway_otlp_span_begin_all(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t size, int json,
+    const ngx_gateway_otlp_span_t *span)
 {
     size_t          len;
     unsigned char  *p;
@@ -376,12 +378,7 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
                                  NGX_GATEWAY_SPAN_ID_LEN);
     }
 
-    /* the name: short, most often; copied without a call */
-
-    p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(5, NGX_GATEWAY_PB_LEN));
-    p = ngx_gateway_pb_varint(p, span->name_len);
-    ngx_gateway_otlp_copy(p, span->name, span->name_len);
-    p += span->name_len;
+    p = ngx_gateway_pb_bytes(p, 5, span->name, span->name_len);
 
     if (span->kind) {
         *p++ = ngx_gateway_pb_tag(6, NGX_GATEWAY_PB_VARINT);
@@ -394,50 +391,6 @@ ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
     p = ngx_gateway_pb_fixed(p, span->end, 8);
 
     w->p = p;
-}
-
-
-size_t
-ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status)
-{
-    size_t          len;
-    unsigned char  *p;
-
-    if (w->json) {
-        return ngx_gateway_otlp_json_span_end(w, status);
-    }
-
-    if (w->full || w->end - w->p < 4 + 6) {
-        return 0;
-    }
-
-    p = w->p;
-
-    /* status (a code below 128) and flags: tags of one and two bytes */
-
-    if (status) {
-        *p++ = ngx_gateway_pb_tag(15, NGX_GATEWAY_PB_LEN);
-        *p++ = 2;
-        *p++ = ngx_gateway_pb_tag(3, NGX_GATEWAY_PB_VARINT);
-        *p++ = (unsigned char) status;
-    }
-
-    if (w->flags) {
-        p = ngx_gateway_pb_varint(p, ngx_gateway_pb_tag(16,
-                                                      NGX_GATEWAY_PB_FIXED32));
-        p = ngx_gateway_pb_fixed(p, w->flags, 4);
-    }
-
-    len = (size_t) (p - w->len) - 2;
-
-    if (len > NGX_GATEWAY_OTLP_SPAN_MAX) {
-        return 0;
-    }
-
-    w->len[0] = (unsigned char) (len | 0x80);
-    w->len[1] = (unsigned char) (len >> 7);
-
-    return (size_t) (p - w->start);
 }
 
 
@@ -518,6 +471,18 @@ ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
     ngx_gateway_otlp_attrs_begin(w, out, size, json);
 
     w->tag = NGX_GATEWAY_PB_SPAN_ATTR;
+}
+
+
+void
+ngx_gateway_otlp_span_attrs_after(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t len, size_t size, int json)
+{
+    ngx_gateway_otlp_span_attrs_begin(w, out + len, size - len, json);
+
+    /* JSON: a comma before the first */
+
+    w->nattrs = (len != 0);
 }
 
 

@@ -119,13 +119,17 @@ typedef struct {
 int ngx_gateway_otlp_key(ngx_gateway_otlp_key_t *key, const char *name,
     size_t len);
 
-/* a span into out[0..size): ScopeSpans.spans field, or a JSON object */
-void ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w,
+/*
+ * A span into out[0..size): ScopeSpans.spans field, or a JSON object:
+ * ngx_gateway_otlp_span_begin(), its attributes, then
+ * ngx_gateway_otlp_span_end() (below, inline), which returns the span's
+ * length, or 0 when it needed more than size bytes.
+ */
+
+/* what ngx_gateway_otlp_span_begin() does not write inline */
+void ngx_gateway_otlp_span_begin_all(ngx_gateway_otlp_writer_t *w,
     unsigned char *out, size_t size, int json,
     const ngx_gateway_otlp_span_t *span);
-
-/* the span's length written, or 0 when it needed more than size bytes */
-size_t ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status);
 
 /* a resource's attributes (for the head): begin, attributes, end */
 void ngx_gateway_otlp_attrs_begin(ngx_gateway_otlp_writer_t *w,
@@ -140,6 +144,13 @@ void ngx_gateway_otlp_span_attrs_begin(ngx_gateway_otlp_writer_t *w,
     unsigned char *out, size_t size, int json);
 void ngx_gateway_otlp_attrs_copy(ngx_gateway_otlp_writer_t *w,
     const unsigned char *attrs, size_t len);
+
+/*
+ * More of them, after the len bytes of others in out[0..size), to be
+ * copied with them: ngx_gateway_otlp_attrs_end() gives their own length
+ */
+void ngx_gateway_otlp_span_attrs_after(ngx_gateway_otlp_writer_t *w,
+    unsigned char *out, size_t len, size_t size, int json);
 
 /*
  * Attributes: ngx_gateway_otlp_str(), _int(), _bool() write the common
@@ -190,10 +201,13 @@ ngx_gateway_otlp_copy(unsigned char *p, const char *s, size_t len)
     } else if (len > 16) {
         memcpy(p, s, len);
 
-    } else {
-        while (len--) {
-            *p++ = (unsigned char) *s++;
-        }
+    } else if (len) {
+
+        /* the first, middle and last bytes: all of them */
+
+        p[0] = (unsigned char) s[0];
+        p[len >> 1] = (unsigned char) s[len >> 1];
+        p[len - 1] = (unsigned char) s[len - 1];
     }
 }
 
@@ -221,6 +235,15 @@ ngx_gateway_otlp_equal(const unsigned char *a, const unsigned char *b,
         memcpy(&k, a + len - 4, 4);
         memcpy(&l, b + len - 4, 4);
         return ((i ^ j) | (k ^ l)) == 0;
+    }
+
+    if (len < 4) {
+
+        /* the first, middle and last bytes: all of them */
+
+        return len == 0
+               || (a[0] == b[0] && a[len >> 1] == b[len >> 1]
+                   && a[len - 1] == b[len - 1]);
     }
 
     return memcmp(a, b, len) == 0;
@@ -340,6 +363,156 @@ ngx_gateway_otlp_attrs(ngx_gateway_otlp_writer_t *w,
     }
 
     ngx_gateway_otlp_attrs_copy(w, attrs, len);
+}
+
+
+/*
+ * A span's fixed fields in protobuf with lengths of one byte, but for the
+ * tracestate's and the name's bytes: tag and length (3), the ids (18, 10,
+ * 10), tracestate and name (2 each), kind (2), times (9 each)
+ */
+#define NGX_GATEWAY_OTLP_BEGIN_MAX  (3 + 18 + 10 + 10 + 2 + 2 + 2 + 18)
+
+
+/* little-endian fixed32 and fixed64: stores that the compiler merges */
+
+ngx_gateway_otlp_inline void
+ngx_gateway_otlp_fixed32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) v;
+    p[1] = (unsigned char) (v >> 8);
+    p[2] = (unsigned char) (v >> 16);
+    p[3] = (unsigned char) (v >> 24);
+}
+
+
+ngx_gateway_otlp_inline void
+ngx_gateway_otlp_fixed64(unsigned char *p, uint64_t v)
+{
+    ngx_gateway_otlp_fixed32(p, (uint32_t) v);
+    ngx_gateway_otlp_fixed32(p + 4, (uint32_t) (v >> 32));
+}
+
+
+/*
+ * Span: trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4,
+ * name = 5, kind = 6, start_time_unix_nano = 7, end_time_unix_nano = 8,
+ * attributes = 9, status = 15 (Status: code = 3), flags = 16.  The common
+ * case is written here in one pass at fixed places: protobuf, a
+ * tracestate and a name shorter than 128 bytes, a kind of one byte, and
+ * room for them; the rest in ngx_gateway_otlp_span_begin_all(), the same
+ * bytes.  The span's length is a varint of a fixed two bytes, written by
+ * ngx_gateway_otlp_span_end().
+ */
+
+ngx_gateway_otlp_inline void
+ngx_gateway_otlp_span_begin(ngx_gateway_otlp_writer_t *w, unsigned char *out,
+    size_t size, int json, const ngx_gateway_otlp_span_t *span)
+{
+    unsigned char  *p;
+
+    if (json || span->trace_state_len >= 0x80 || span->name_len >= 0x80
+        || span->kind <= 0 || span->kind >= 0x80
+        || size < NGX_GATEWAY_OTLP_BEGIN_MAX + span->trace_state_len
+                  + span->name_len)
+    {
+        ngx_gateway_otlp_span_begin_all(w, out, size, json, span);
+        return;
+    }
+
+    w->start = out;
+    w->end = out + size;
+    w->lim = w->end;
+    w->len = out + 1;
+    w->flags = span->flags;
+    w->tag = 0x4a;                      /* Span.attributes */
+    w->json = 0;
+    w->full = 0;
+    w->nattrs = 0;
+
+    p = out;
+    p[0] = 0x12;                        /* ScopeSpans.spans */
+    p[3] = 0x0a;
+    p[4] = NGX_GATEWAY_TRACE_ID_LEN;
+    memcpy(p + 5, span->trace_id, NGX_GATEWAY_TRACE_ID_LEN);
+    p[21] = 0x12;
+    p[22] = NGX_GATEWAY_SPAN_ID_LEN;
+    memcpy(p + 23, span->span_id, NGX_GATEWAY_SPAN_ID_LEN);
+    p += 31;
+
+    if (span->trace_state_len) {
+        p[0] = 0x1a;
+        p[1] = (unsigned char) span->trace_state_len;
+        memcpy(p + 2, span->trace_state, span->trace_state_len);
+        p += 2 + span->trace_state_len;
+    }
+
+    if (span->parent_id) {
+        p[0] = 0x22;
+        p[1] = NGX_GATEWAY_SPAN_ID_LEN;
+        memcpy(p + 2, span->parent_id, NGX_GATEWAY_SPAN_ID_LEN);
+        p += 2 + NGX_GATEWAY_SPAN_ID_LEN;
+    }
+
+    p[0] = 0x2a;
+    p[1] = (unsigned char) span->name_len;
+    ngx_gateway_otlp_copy(p + 2, span->name, span->name_len);
+    p += 2 + span->name_len;
+
+    p[0] = 0x30;
+    p[1] = (unsigned char) span->kind;
+    p[2] = 0x39;
+    ngx_gateway_otlp_fixed64(p + 3, span->start);
+    p[11] = 0x41;
+    ngx_gateway_otlp_fixed64(p + 12, span->end);
+
+    w->p = p + 20;
+}
+
+
+ngx_gateway_otlp_inline size_t
+ngx_gateway_otlp_span_end(ngx_gateway_otlp_writer_t *w, int status)
+{
+    size_t          len;
+    unsigned char  *p;
+
+    if (w->json) {
+        return ngx_gateway_otlp_json_span_end(w, status);
+    }
+
+    if (w->full || w->end - w->p < 4 + 6) {
+        return 0;
+    }
+
+    p = w->p;
+
+    /* status (a code below 128) and flags: tags of one and two bytes */
+
+    if (status) {
+        p[0] = 0x7a;
+        p[1] = 2;
+        p[2] = 0x18;
+        p[3] = (unsigned char) status;
+        p += 4;
+    }
+
+    if (w->flags) {
+        p[0] = 0x85;
+        p[1] = 0x01;
+        ngx_gateway_otlp_fixed32(p + 2, w->flags);
+        p += 6;
+    }
+
+    len = (size_t) (p - w->len) - 2;
+
+    if (len > NGX_GATEWAY_OTLP_SPAN_MAX) {
+        return 0;
+    }
+
+    w->len[0] = (unsigned char) (len | 0x80);
+    w->len[1] = (unsigned char) (len >> 7);
+
+    return (size_t) (p - w->start);
 }
 
 

@@ -63,7 +63,32 @@ extern const char  ngx_gateway_hex_pairs[];
 #define ngx_gateway_hex_byte(out, in, i)                                      \
     memcpy((out) + 2 * (i), ngx_gateway_hex_pairs + 2 * (size_t) (in)[i], 2)
 
-/* an id's eight bytes, unrolled: ids are formatted on every request */
+/*
+ * An id's eight bytes: ids are formatted on every request.  With SSE2 (all
+ * of x86-64) the sixteen digits at once: each byte's two halves side by
+ * side, '0' added, and 'a' - '0' - 10 more to those above 9.
+ */
+
+#if defined(__SSE2__)
+
+#include <emmintrin.h>
+
+static inline void
+ngx_gateway_hex8(char *out, const unsigned char *in)
+{
+    __m128i  x, low, n;
+
+    low = _mm_set1_epi8(0x0f);
+    x = _mm_loadl_epi64((const __m128i *) (const void *) in);
+    n = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(x, 4), low),
+                          _mm_and_si128(x, low));
+    n = _mm_add_epi8(n, _mm_add_epi8(_mm_set1_epi8('0'),
+                          _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)),
+                                        _mm_set1_epi8('a' - '0' - 10))));
+    _mm_storeu_si128((__m128i *) (void *) out, n);
+}
+
+#else
 
 static inline void
 ngx_gateway_hex8(char *out, const unsigned char *in)
@@ -77,6 +102,8 @@ ngx_gateway_hex8(char *out, const unsigned char *in)
     ngx_gateway_hex_byte(out, in, 6);
     ngx_gateway_hex_byte(out, in, 7);
 }
+
+#endif
 
 
 static inline void

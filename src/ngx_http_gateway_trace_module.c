@@ -101,49 +101,64 @@ struct ngx_http_gateway_trace_ctx_s {
 
 
 /*
- * The attributes of an instance in its CLIENT spans, encoded once: a
- * per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_PEER_BITS entries, by uid
+ * The attributes of an instance in its CLIENT spans, with the method,
+ * encoded once: a per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_PEER_BITS
+ * entries, by uid, each for the uid, the address text and the method.
+ * After them, those of its last attempt (the status, gateway.attempt,
+ * gateway.connection.reused), for the next attempt that has the same.
  */
 
 #define NGX_HTTP_GATEWAY_TRACE_PEER_BITS  8
 
+/* a method longer than this is written for each span, not kept */
+#define NGX_HTTP_GATEWAY_TRACE_METHOD_MAX  32
+
 typedef struct {
     uint64_t                     uid;
+    uint32_t                     status;    /* of the attempt after */
+    uint16_t                     number;
+    uint16_t                     cached;
     uint16_t                     len;       /* of attrs; 0: unused */
+    uint16_t                     attempt_len;   /* after; 0: none */
     uint16_t                     name_len;
+    uint16_t                     method_len;
     u_char                       name[NGX_GATEWAY_ADDR_TEXT_MAX];
-    u_char                       attrs[512 - 12 - NGX_GATEWAY_ADDR_TEXT_MAX];
+    u_char                       method[NGX_HTTP_GATEWAY_TRACE_METHOD_MAX];
+    u_char                       attrs[1024 - 24
+                                       - NGX_GATEWAY_ADDR_TEXT_MAX
+                                       - NGX_HTTP_GATEWAY_TRACE_METHOD_MAX];
 } ngx_http_gateway_trace_peer_t;
 
 
 /*
- * A text attribute from a request (Host, User-Agent), as it was checked
- * and encoded for the last request that had the same bytes
- */
-
-typedef struct {
-    uint16_t                     len;       /* of text; 0: unused */
-    uint16_t                     attr_len;  /* 0: left out */
-    u_char                       text[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
-    u_char                       attr[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX + 64];
-} ngx_http_gateway_trace_text_t;
-
-
-/*
- * What a SERVER span holds of its connection (url.scheme, server.port),
- * encoded once per connection, and the text its requests send again and
- * again: a per-worker cache of 2^NGX_HTTP_GATEWAY_TRACE_CONN_BITS entries,
- * by descriptor, each for the connection of that number
+ * What a SERVER span holds that its connection's requests send again and
+ * again: its name and the attributes other than the path, the status and
+ * the client's address (the method, url.scheme, server.port, the Host,
+ * the User-Agent, http.route), encoded once.  A per-worker cache of
+ * 2^NGX_HTTP_GATEWAY_TRACE_CONN_BITS entries, by descriptor, each for the
+ * connection of that number, the location, and the same bytes of the
+ * method, the Host and the User-Agent: text checked (UTF-8, no control
+ * characters, at most NGX_HTTP_GATEWAY_TRACE_TEXT_MAX bytes) when the
+ * entry was made.
  */
 
 #define NGX_HTTP_GATEWAY_TRACE_CONN_BITS  6
 
 typedef struct {
     ngx_atomic_uint_t            number;
+    void                        *loc;       /* the route's configuration */
     uint16_t                     len;       /* of attrs; 0: unused */
-    u_char                       attrs[192];
-    ngx_http_gateway_trace_text_t host;
-    ngx_http_gateway_trace_text_t user_agent;
+    uint16_t                     method_len;
+    uint16_t                     name_len;
+    uint16_t                     host_len;
+    uint16_t                     user_agent_len;    /* + 1; 0: none */
+    u_char                       host[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
+    u_char                       user_agent[NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
+
+    /* "METHOD route": the method is its start */
+    u_char                       name[NGX_HTTP_GATEWAY_TRACE_METHOD_MAX + 1
+                                      + NGX_HTTP_GATEWAY_TRACE_TEXT_MAX];
+    u_char                       attrs[1024];
 } ngx_http_gateway_trace_conn_t;
 
 
@@ -190,18 +205,20 @@ static ngx_http_gateway_trace_peer_t *ngx_http_gateway_trace_peer(
     ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
     ngx_http_gateway_attempt_t *a);
+static void ngx_http_gateway_trace_attempt_attrs(
+    ngx_gateway_otlp_writer_t *w, ngx_http_gateway_attempt_t *a);
 static void ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a,
     u_char *buf, ngx_str_t *reason);
 static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn(
-    ngx_connection_t *c);
-static void ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
-    ngx_connection_t *c);
-static ngx_inline void ngx_http_gateway_trace_text_attr(
-    ngx_gateway_otlp_writer_t *w, ngx_http_gateway_trace_text_t *m,
-    ngx_gateway_otlp_key_t *key, ngx_str_t *in);
-static void ngx_http_gateway_trace_text_new(ngx_gateway_otlp_writer_t *w,
-    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
-    ngx_str_t *in);
+    ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf);
+static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn_new(
+    ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf,
+    ngx_http_gateway_trace_conn_t *ce);
+static void ngx_http_gateway_trace_name(ngx_http_request_t *r,
+    ngx_http_gateway_trace_loc_conf_t *tlcf, u_char *buf, size_t size,
+    ngx_str_t *name);
+static void ngx_http_gateway_trace_server_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf);
 static ngx_int_t ngx_http_gateway_trace_preaccess(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gateway_trace_log(ngx_http_request_t *r);
 static void ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
@@ -1007,30 +1024,15 @@ ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
         return;
     }
 
-    /*
-     * The method was checked by nginx; the service, the instance's id and
-     * address by the registry: none needs checking again.
-     */
-
-    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
-                         (char *) r->method_name.data, r->method_name.len);
-
     pe = ngx_http_gateway_trace_peer(a);
 
     if (pe) {
-        ngx_gateway_otlp_attrs(w, pe->attrs, pe->len);
+        ngx_gateway_otlp_attrs(w, pe->attrs, pe->len + pe->attempt_len);
 
     } else {
         ngx_http_gateway_trace_peer_attrs(w, a);
+        ngx_http_gateway_trace_attempt_attrs(w, a);
     }
-
-    if (a->status) {
-        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
-                             a->status);
-    }
-
-    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
-    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
 
     failed = (a->result != NGX_HTTP_GATEWAY_ATTEMPT_OK);
 
@@ -1053,9 +1055,11 @@ ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
 
 
 /*
- * The attributes of the attempt's instance: a function of the instance
- * (the uid: its service and id) and of its address text, encoded once per
- * worker into a cache entry (the uid and the address checked on every use).
+ * The attributes of the attempt's instance and the method: a function of
+ * the instance (the uid: its service and id), its address text and the
+ * method, encoded once per worker into a cache entry (all three checked
+ * on every use); then the attempt's own, those of the instance's last
+ * attempt or encoded after the instance's.
  */
 
 static ngx_http_gateway_trace_peer_t *
@@ -1063,15 +1067,17 @@ ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
 {
     size_t                          len;
     uint64_t                        uid;
-    ngx_str_t                       name;
+    ngx_str_t                       name, *method;
     ngx_gateway_otlp_writer_t       w;
     ngx_http_gateway_trace_peer_t  *pe;
 
     uid = a->peer->uid;
     name = ngx_http_gateway_peer_name(a->peer);
+    method = &a->request->method_name;
 
     if (ngx_http_gateway_trace_peers == NULL
-        || name.len > NGX_GATEWAY_ADDR_TEXT_MAX)
+        || name.len > NGX_GATEWAY_ADDR_TEXT_MAX
+        || method->len > NGX_HTTP_GATEWAY_TRACE_METHOD_MAX)
     {
         return NULL;
     }
@@ -1079,40 +1085,74 @@ ngx_http_gateway_trace_peer(ngx_http_gateway_attempt_t *a)
     pe = &ngx_http_gateway_trace_peers[(uid * 0x9e3779b97f4a7c15ULL)
                                   >> (64 - NGX_HTTP_GATEWAY_TRACE_PEER_BITS)];
 
-    if (pe->uid == uid && pe->len && pe->name_len == name.len
-        && ngx_gateway_otlp_equal(pe->name, name.data, name.len))
+    if (pe->uid != uid || pe->len == 0 || pe->name_len != name.len
+        || pe->method_len != method->len
+        || !ngx_gateway_otlp_equal(pe->name, name.data, name.len)
+        || !ngx_gateway_otlp_equal(pe->method, method->data, method->len))
+    {
+        ngx_gateway_otlp_span_attrs_begin(&w, pe->attrs, sizeof(pe->attrs),
+                                          ngx_http_gateway_trace_json);
+
+        ngx_http_gateway_trace_peer_attrs(&w, a);
+
+        len = ngx_gateway_otlp_attrs_end(&w);
+
+        pe->len = 0;
+
+        if (len == 0) {
+            return NULL;
+        }
+
+        pe->uid = uid;
+        pe->len = (uint16_t) len;
+        pe->attempt_len = 0;
+        pe->name_len = (uint16_t) name.len;
+        pe->method_len = (uint16_t) method->len;
+        ngx_memcpy(pe->name, name.data, name.len);
+        ngx_memcpy(pe->method, method->data, method->len);
+    }
+
+    if (pe->attempt_len && pe->status == a->status
+        && pe->number == a->number && pe->cached == a->cached)
     {
         return pe;
     }
 
-    ngx_gateway_otlp_span_attrs_begin(&w, pe->attrs, sizeof(pe->attrs),
+    ngx_gateway_otlp_span_attrs_after(&w, pe->attrs, pe->len,
+                                      sizeof(pe->attrs),
                                       ngx_http_gateway_trace_json);
 
-    ngx_http_gateway_trace_peer_attrs(&w, a);
+    ngx_http_gateway_trace_attempt_attrs(&w, a);
 
     len = ngx_gateway_otlp_attrs_end(&w);
 
-    if (len == 0) {
-        pe->len = 0;
-        return NULL;
-    }
+    pe->attempt_len = (uint16_t) len;
+    pe->status = a->status;
+    pe->number = a->number;
+    pe->cached = a->cached;
 
-    pe->uid = uid;
-    pe->len = (uint16_t) len;
-    pe->name_len = (uint16_t) name.len;
-    ngx_memcpy(pe->name, name.data, name.len);
-
-    return pe;
+    return len ? pe : NULL;
 }
 
+
+/*
+ * The method was checked by nginx; the service, the instance's id and
+ * address by the registry: none needs checking again.
+ */
 
 static void
 ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
     ngx_http_gateway_attempt_t *a)
 {
-    u_char      *p;
-    ngx_str_t    host;
-    ngx_uint_t   port;
+    u_char              *p;
+    ngx_str_t            host;
+    ngx_uint_t           port;
+    ngx_http_request_t  *r;
+
+    r = a->request;
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
+                         (char *) r->method_name.data, r->method_name.len);
 
     /* the instance's address: host:port, [v6]:port or unix:path */
 
@@ -1161,6 +1201,20 @@ ngx_http_gateway_trace_peer_attrs(ngx_gateway_otlp_writer_t *w,
 }
 
 
+static void
+ngx_http_gateway_trace_attempt_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_gateway_attempt_t *a)
+{
+    if (a->status) {
+        ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS),
+                             a->status);
+    }
+
+    ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(ATTEMPT), a->number);
+    ngx_gateway_otlp_bool(w, ngx_http_gateway_trace_key(REUSED), a->cached);
+}
+
+
 /* proxy_next_upstream's words for why an attempt failed */
 
 static void
@@ -1193,43 +1247,150 @@ ngx_http_gateway_trace_reason(ngx_http_gateway_attempt_t *a, u_char *buf,
 }
 
 
+/*
+ * The SERVER span's cache entry for the request (NULL: none, the span is
+ * written without it): found, or made anew
+ */
+
 static ngx_http_gateway_trace_conn_t *
-ngx_http_gateway_trace_conn(ngx_connection_t *c)
+ngx_http_gateway_trace_conn(ngx_http_request_t *r,
+    ngx_http_gateway_trace_loc_conf_t *tlcf)
 {
-    size_t                          len;
-    ngx_gateway_otlp_writer_t       w;
+    size_t                          ua_len;
+    ngx_str_t                      *ua, *host, *method;
+    ngx_connection_t               *c;
     ngx_http_gateway_trace_conn_t  *ce;
 
     if (ngx_http_gateway_trace_conns == NULL) {
         return NULL;
     }
 
+    c = r->connection;
+    method = &r->method_name;
+    host = &r->headers_in.server;
+    ua = r->headers_in.user_agent ? &r->headers_in.user_agent->value : NULL;
+    ua_len = ua ? ua->len + 1 : 0;
+
     ce = &ngx_http_gateway_trace_conns[(ngx_uint_t) c->fd
                                   & ((1 << NGX_HTTP_GATEWAY_TRACE_CONN_BITS)
                                      - 1)];
 
-    if (ce->number == c->number && ce->len) {
+    if (ce->number == c->number && ce->loc == tlcf && ce->len
+        && ce->method_len == method->len && ce->host_len == host->len
+        && ce->user_agent_len == ua_len
+        && ngx_gateway_otlp_equal(ce->name, method->data, method->len)
+        && ngx_gateway_otlp_equal(ce->host, host->data, host->len)
+        && (ua == NULL
+            || ngx_gateway_otlp_equal(ce->user_agent, ua->data, ua->len)))
+    {
         return ce;
+    }
+
+    return ngx_http_gateway_trace_conn_new(r, tlcf, ce);
+}
+
+
+static ngx_http_gateway_trace_noinline ngx_http_gateway_trace_conn_t *
+ngx_http_gateway_trace_conn_new(ngx_http_request_t *r,
+    ngx_http_gateway_trace_loc_conf_t *tlcf, ngx_http_gateway_trace_conn_t *ce)
+{
+    size_t                      len;
+    ngx_str_t                  *ua, *host, *method, name;
+    ngx_gateway_otlp_writer_t   w;
+
+    method = &r->method_name;
+    host = &r->headers_in.server;
+    ua = r->headers_in.user_agent ? &r->headers_in.user_agent->value : NULL;
+
+    ce->len = 0;
+
+    if (method->len > NGX_HTTP_GATEWAY_TRACE_METHOD_MAX
+        || host->len > NGX_HTTP_GATEWAY_TRACE_TEXT_MAX
+        || (ua && ua->len > NGX_HTTP_GATEWAY_TRACE_TEXT_MAX))
+    {
+        return NULL;
     }
 
     ngx_gateway_otlp_span_attrs_begin(&w, ce->attrs, sizeof(ce->attrs),
                                       ngx_http_gateway_trace_json);
 
-    ngx_http_gateway_trace_conn_attrs(&w, c);
+    ngx_http_gateway_trace_server_attrs(&w, r, tlcf);
 
     len = ngx_gateway_otlp_attrs_end(&w);
 
-    ce->number = c->number;
-    ce->len = (uint16_t) len;
+    if (len == 0) {
+        return NULL;
+    }
 
-    return len ? ce : NULL;
+    ce->number = r->connection->number;
+    ce->loc = tlcf;
+    ce->len = (uint16_t) len;
+    ce->method_len = (uint16_t) method->len;
+    ngx_http_gateway_trace_name(r, tlcf, ce->name, sizeof(ce->name), &name);
+    ce->name_len = (uint16_t) name.len;
+    ce->host_len = (uint16_t) host->len;
+    ngx_memcpy(ce->host, host->data, host->len);
+    ce->user_agent_len = 0;
+
+    if (ua) {
+        ce->user_agent_len = (uint16_t) (ua->len + 1);
+        ngx_memcpy(ce->user_agent, ua->data, ua->len);
+    }
+
+    return ce;
 }
 
 
+/*
+ * The SERVER span's name: "METHOD route" (e.g. "GET /svc/") in buf, or
+ * the method alone, without a route or when that is longer than size
+ */
+
 static void
-ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
-    ngx_connection_t *c)
+ngx_http_gateway_trace_name(ngx_http_request_t *r,
+    ngx_http_gateway_trace_loc_conf_t *tlcf, u_char *buf, size_t size,
+    ngx_str_t *name)
 {
+    u_char     *p;
+    ngx_str_t  *method;
+
+    method = &r->method_name;
+
+    if (method->len > size) {
+        *name = *method;
+        return;
+    }
+
+    p = ngx_cpymem(buf, method->data, method->len);
+
+    if (tlcf->route.len && method->len + 1 + tlcf->route.len <= size) {
+        *p++ = ' ';
+        p = ngx_cpymem(p, tlcf->route.data, tlcf->route.len);
+    }
+
+    name->data = buf;
+    name->len = p - buf;
+}
+
+
+/*
+ * A SERVER span's attributes that its connection's requests most often
+ * repeat.  nginx checked the method; the text from the request (Host,
+ * User-Agent) is checked here, http.route at configuration time.
+ */
+
+static void
+ngx_http_gateway_trace_server_attrs(ngx_gateway_otlp_writer_t *w,
+    ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf)
+{
+    ngx_str_t          v;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
+                         (char *) r->method_name.data, r->method_name.len);
+
 #if (NGX_HTTP_SSL)
     if (c->ssl) {
         ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(SCHEME),
@@ -1246,71 +1407,24 @@ ngx_http_gateway_trace_conn_attrs(ngx_gateway_otlp_writer_t *w,
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(PORT),
                              ngx_inet_get_port(c->local_sockaddr));
     }
-}
 
+    if (ngx_http_gateway_trace_text(&r->headers_in.server, &v)) {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ADDRESS),
+                             (char *) v.data, v.len);
+    }
 
-/*
- * A text attribute from the request: the same bytes as the last time give
- * what was checked and encoded then (m: where that is kept, or NULL)
- */
-
-static ngx_inline void
-ngx_http_gateway_trace_text_attr(ngx_gateway_otlp_writer_t *w,
-    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
-    ngx_str_t *in)
-{
-    if (m && in->len && m->len == in->len
-        && ngx_gateway_otlp_equal(m->text, in->data, in->len))
+    if (r->headers_in.user_agent
+        && ngx_http_gateway_trace_text(&r->headers_in.user_agent->value, &v))
     {
-        ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
-        return;
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(USER_AGENT),
+                             (char *) v.data, v.len);
     }
 
-    ngx_http_gateway_trace_text_new(w, m, key, in);
-}
-
-
-/* new text: checked, encoded, and kept in m if it fits */
-
-static ngx_http_gateway_trace_noinline void
-ngx_http_gateway_trace_text_new(ngx_gateway_otlp_writer_t *w,
-    ngx_http_gateway_trace_text_t *m, ngx_gateway_otlp_key_t *key,
-    ngx_str_t *in)
-{
-    size_t                     len;
-    ngx_str_t                  v;
-    ngx_uint_t                 valid;
-    ngx_gateway_otlp_writer_t  mw;
-
-    valid = ngx_http_gateway_trace_text(in, &v);
-
-    if (m && in->len && in->len <= NGX_HTTP_GATEWAY_TRACE_TEXT_MAX) {
-        len = 0;
-
-        if (valid) {
-            ngx_gateway_otlp_span_attrs_begin(&mw, m->attr, sizeof(m->attr),
-                                              ngx_http_gateway_trace_json);
-            ngx_gateway_otlp_str(&mw, key, (char *) v.data, v.len);
-            len = ngx_gateway_otlp_attrs_end(&mw);
-        }
-
-        if (len || !valid) {
-            m->len = (uint16_t) in->len;
-            m->attr_len = (uint16_t) len;
-            ngx_memcpy(m->text, in->data, in->len);
-
-            ngx_gateway_otlp_attrs(w, m->attr, m->attr_len);
-            return;
-        }
-
-        m->len = 0;
-    }
-
-    if (valid) {
-        ngx_gateway_otlp_str(w, key, (char *) v.data, v.len);
+    if (tlcf->route.len) {
+        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ROUTE),
+                             (char *) tlcf->route.data, tlcf->route.len);
     }
 }
-
 
 
 static ngx_int_t
@@ -1345,9 +1459,8 @@ static ngx_http_gateway_trace_noinline void
 ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *t)
 {
-    u_char                             *p;
     u_char                              name[NGX_HTTP_GATEWAY_TRACE_NAME_MAX];
-    ngx_str_t                           v, route;
+    ngx_str_t                           v;
     ngx_uint_t                          status;
     ngx_connection_t                   *c;
     ngx_gateway_otlp_span_t             span;
@@ -1358,22 +1471,17 @@ ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
     c = r->connection;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gateway_trace_module);
-    route = tlcf->route;
 
-    span.name = (const char *) r->method_name.data;
-    span.name_len = r->method_name.len;
+    ce = ngx_http_gateway_trace_conn(r, tlcf);
 
-    if (route.len && r->method_name.len + 1 + route.len <= sizeof(name)) {
-        p = name;
-        ngx_gateway_otlp_copy(p, (char *) r->method_name.data,
-                              r->method_name.len);
-        p += r->method_name.len;
-        *p++ = ' ';
-        ngx_gateway_otlp_copy(p, (char *) route.data, route.len);
-        p += route.len;
+    if (ce) {
+        span.name = (const char *) ce->name;
+        span.name_len = ce->name_len;
 
-        span.name = (const char *) name;
-        span.name_len = p - name;
+    } else {
+        ngx_http_gateway_trace_name(r, tlcf, name, sizeof(name), &v);
+        span.name = (const char *) v.data;
+        span.name_len = v.len;
     }
 
     span.trace_id = t->trace_id;
@@ -1396,11 +1504,6 @@ ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
         return;
     }
 
-    /* nginx checked the method; the peer's address is its own text */
-
-    ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(METHOD),
-                         (char *) r->method_name.data, r->method_name.len);
-
     v = r->unparsed_uri;
 
     if (r->args_start && r->args_start > v.data) {
@@ -1418,15 +1521,6 @@ ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
         ngx_gateway_otlp_int(w, ngx_http_gateway_trace_key(STATUS), status);
     }
 
-    ce = ngx_http_gateway_trace_conn(c);
-
-    if (ce) {
-        ngx_gateway_otlp_attrs(w, ce->attrs, ce->len);
-
-    } else {
-        ngx_http_gateway_trace_conn_attrs(w, c);
-    }
-
     /*
      * nginx's own text of the client's address: not kept with the
      * connection, the realip module changes it for each request
@@ -1435,19 +1529,11 @@ ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
     ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(PEER),
                          (char *) c->addr_text.data, c->addr_text.len);
 
-    ngx_http_gateway_trace_text_attr(w, ce ? &ce->host : NULL,
-                                     ngx_http_gateway_trace_key(ADDRESS),
-                                     &r->headers_in.server);
+    if (ce) {
+        ngx_gateway_otlp_attrs(w, ce->attrs, ce->len);
 
-    if (r->headers_in.user_agent) {
-        ngx_http_gateway_trace_text_attr(w, ce ? &ce->user_agent : NULL,
-                                      ngx_http_gateway_trace_key(USER_AGENT),
-                                      &r->headers_in.user_agent->value);
-    }
-
-    if (route.len) {
-        ngx_gateway_otlp_str(w, ngx_http_gateway_trace_key(ROUTE),
-                             (char *) route.data, route.len);
+    } else {
+        ngx_http_gateway_trace_server_attrs(w, r, tlcf);
     }
 
     ngx_http_gateway_trace_span_done(w, (status >= 500)

@@ -42,6 +42,22 @@ sub echo_backend {
 my $echo = echo_backend();
 my $echo2 = echo_backend();
 
+# a backend that answers with the status its path ends with: /status/404
+my $statuses = start_backend(sub {
+    my ($ls) = @_;
+    while (my $c = $ls->accept) {
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            my $n = sysread($c, $head, 4096, length $head);
+            last unless $n;
+        }
+        my ($code) = $head =~ m{^\S+ \S*?(\d{3}) HTTP};
+        syswrite($c, "HTTP/1.1 " . ($code // 200) . " X\r\n"
+                     . "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        close $c;
+    }
+});
+
 sub conf {
     my (%o) = @_;
     my $proto = $o{protocol} // 'protobuf';
@@ -66,6 +82,10 @@ sub conf {
     upstream kept {
         gateway_service kept;
         keepalive 4;
+    }
+
+    upstream statuses {
+        gateway_service statuses;
     }
 
     server {
@@ -93,6 +113,12 @@ sub conf {
             add_header X-Traceparent \$gateway_traceparent;
             add_header X-Trace-Id \$gateway_trace_id;
             add_header X-Span-Id \$gateway_span_id;
+        }
+
+        location /status/ {
+            gateway_trace on;
+            proxy_pass http://statuses;
+            add_header X-Trace-Id \$gateway_trace_id always;
         }
 
         location /flaky/ {
@@ -357,6 +383,37 @@ for my $protocol (qw(protobuf json)) {
               ['ua-one', '-', 'ua-three'],
               'user_agent.original: each request\'s own, a bad one left out');
 
+    # requests on one connection to other locations, with other methods:
+    # each SERVER span has its own name, method and route, each CLIENT span
+    # its own method (the instance the same)
+    my @mixed = (['GET', '/realip/m'], ['POST', '/svc/m'], ['GET', '/svc/m'],
+                 ['DELETE', '/svc/m'], ['GET', '/realip/m']);
+    $resp = http_raw($ng->port, join '', map {
+        "$_->[0] $_->[1] HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+        . ($_ == $mixed[-1] ? "Connection: close\r\n" : '') . "\r\n" } @mixed)
+        // '';
+    @tids = $resp =~ /^x-trace-id: *([0-9a-f]{32})\r$/mgi;
+    is(scalar(@tids), scalar(@mixed), 'requests of other methods on one connection');
+    my (@names, @methods, @routes, @client_methods);
+    for my $i (0 .. $#tids) {
+        my $proxied = $mixed[$i][1] =~ m{^/svc/};
+        my $sp = spans_of($tids[$i], count => $proxied ? 2 : 1);
+        my ($sv) = grep { $_->{kind} == 2 } @$sp;
+        my ($cl) = grep { $_->{kind} == 3 } @$sp;
+        push @names, ($sv // {})->{name} // '';
+        push @methods, (($sv // {})->{attributes} // {})->{'http.request.method'} // '';
+        push @routes, (($sv // {})->{attributes} // {})->{'http.route'} // '';
+        push @client_methods, (($cl // {})->{attributes} // {})->{'http.request.method'} // '-';
+    }
+    is_deeply(\@names, [ map { "$_->[0] " . ($_->[1] =~ m{^(/\w+/)})[0] } @mixed ],
+              'SERVER span names: each request\'s own');
+    is_deeply(\@methods, [ map { $_->[0] } @mixed ],
+              'SERVER http.request.method: each request\'s own');
+    is_deeply(\@routes, ['/realip/', '/svc/', '/svc/', '/svc/', '/realip/'],
+              'http.route: each request\'s own location');
+    is_deeply(\@client_methods, ['-', 'POST', 'GET', 'DELETE', '-'],
+              'CLIENT http.request.method: each attempt\'s own');
+
     # connections to two listeners, one after the other (a worker gives a
     # new one the descriptor of the last): each span has its own port
     my (@ports, @want);
@@ -372,6 +429,24 @@ for my $protocol (qw(protobuf json)) {
         push @want, $port;
     }
     is_deeply(\@ports, \@want, 'server.port: each connection\'s own');
+
+    # attempts to one instance with other statuses: each CLIENT span has
+    # its own status (and its status ERROR for a 5xx)
+    is(register('statuses', 's1', "127.0.0.1:$statuses"), 201,
+       'register an instance that answers any status');
+    my @codes = (200, 404, 404, 200, 503, 200);
+    my (@got_codes, @errors);
+    for my $code (@codes) {
+        my ($sst, $sh) = $ng->get("/status/$code");
+        my ($cl) = grep { $_->{kind} == 3 }
+                   @{ spans_of($sh->{'x-trace-id'} // '-', count => 2) };
+        push @got_codes, (($cl // {})->{attributes} // {})
+                         ->{'http.response.status_code'} // 0;
+        push @errors, ($cl // {})->{status} // -1;
+    }
+    is_deeply(\@got_codes, \@codes, 'CLIENT spans: each attempt\'s status');
+    is_deeply(\@errors, [ map { $_ >= 500 ? 2 : 0 } @codes ],
+              'CLIENT spans: ERROR for the 5xx only');
 
     # an instance that moves keeps its uid: its CLIENT spans follow it
     my %moved;

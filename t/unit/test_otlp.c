@@ -67,6 +67,9 @@ span_full(ngx_gateway_otlp_span_t *sp)
 
 static ngx_gateway_otlp_key_t  keys[5];
 
+static int json_get(const ngx_gateway_json_tok_t *toks, int obj,
+    const char *key, char *out, size_t size);
+
 
 static void
 keys_init(void)
@@ -180,6 +183,114 @@ test_pb_span_bytes(void **state)
     ngx_gateway_otlp_span_begin(&w, out, sizeof(out), 0, &sp);
     assert_int_equal(ngx_gateway_otlp_span_end(&w, 0), sizeof(want));
     assert_memory_equal(out, want, sizeof(want));
+}
+
+
+/* with a tracestate and a parent: every fixed field */
+
+static void
+test_pb_span_full_bytes(void **state)
+{
+    static const unsigned char  want[] = {
+        0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8,     /* trace_id */
+              9, 10, 11, 12, 13, 14, 15, 16,
+        0x12, 0x08, 0x21, 0x22, 0x23, 0x24,     /* span_id */
+              0x25, 0x26, 0x27, 0x28,
+        0x1a, 0x11, 'c', 'o', 'n', 'g', 'o',    /* trace_state */
+              '=', 't', '6', '1', 'r', 'c', 'W', 'k', 'g', 'M', 'z', 'E',
+        0x22, 0x08, 0x31, 0x32, 0x33, 0x34,     /* parent_span_id */
+              0x35, 0x36, 0x37, 0x38,
+        0x2a, 0x03, 'G', 'E', 'T',              /* name */
+        0x30, 0x03,                             /* kind CLIENT */
+        0x39, 0x40, 0x1a, 0x30, 0xa7,           /* start, fixed64 */
+              0xf0, 0x1d, 0xed, 0x18,
+        0x41, 0x80, 0x5c, 0x3f, 0xa7,           /* end */
+              0xf0, 0x1d, 0xed, 0x18,
+        0x85, 0x01, 0x01, 0x03, 0, 0,           /* flags, fixed32 */
+    };
+
+    size_t                     n, i;
+    unsigned char              out[256];
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    (void) state;
+
+    span_full(&sp);
+
+    /* the room it needs exactly (and a status's), and more */
+
+    for (i = 0; i < 2; i++) {
+        n = i ? sizeof(out) : 3 + sizeof(want) + 4;
+        memset(out, 0, sizeof(out));
+        ngx_gateway_otlp_span_begin(&w, out, n, 0, &sp);
+        assert_int_equal(ngx_gateway_otlp_span_end(&w, 0), 3 + sizeof(want));
+        assert_int_equal(out[0], 0x12);
+        assert_int_equal(out[1], (sizeof(want) & 0x7f) | 0x80);
+        assert_int_equal(out[2], sizeof(want) >> 7);
+        assert_memory_equal(out + 3, want, sizeof(want));
+    }
+}
+
+
+/* attributes encoded after others, copied with them as one list */
+
+static void
+test_attrs_after(void **state)
+{
+    int                        n, a;
+    char                       val[64];
+    size_t                     len, more, k;
+    unsigned char              attrs[256], out[1024];
+    ngx_gateway_json_tok_t     toks[128];
+    ngx_gateway_otlp_span_t    sp;
+    ngx_gateway_otlp_writer_t  w;
+
+    (void) state;
+
+    keys_init();
+
+    for (k = 0; k < 2; k++) {
+        ngx_gateway_otlp_span_attrs_begin(&w, attrs, sizeof(attrs), (int) k);
+        ngx_gateway_otlp_str(&w, &keys[0], S("GET"));
+        len = ngx_gateway_otlp_attrs_end(&w);
+        assert_true(len > 0);
+
+        ngx_gateway_otlp_span_attrs_after(&w, attrs, len, sizeof(attrs),
+                                          (int) k);
+        ngx_gateway_otlp_int(&w, &keys[1], 503);
+        ngx_gateway_otlp_bool(&w, &keys[2], 1);
+        more = ngx_gateway_otlp_attrs_end(&w);
+        assert_true(more > 0);
+
+        /* no room: nothing */
+        ngx_gateway_otlp_span_attrs_after(&w, attrs, len, len + 4, (int) k);
+        ngx_gateway_otlp_int(&w, &keys[1], 503);
+        assert_int_equal(ngx_gateway_otlp_attrs_end(&w), 0);
+
+        span_min(&sp);
+        ngx_gateway_otlp_span_begin(&w, out, sizeof(out), (int) k, &sp);
+        ngx_gateway_otlp_attrs(&w, attrs, len + more);
+        n = (int) ngx_gateway_otlp_span_end(&w, 0);
+        assert_true(n > 0);
+
+        if (k == 0) {
+            uint32_t  path[8];
+
+            /* the span's 6 fields and 3 attributes */
+            assert_int_equal(otlp_check_message(out + 3, out + n, 1, path,
+                                                otlp_check_span_nested),
+                             6 + 3);
+            continue;
+        }
+
+        n = ngx_gateway_json_parse((char *) out, n, toks, 128, 8);
+        assert_true(n > 0);
+        a = ngx_gateway_json_object_get(toks, 0, S("attributes"));
+        assert_int_equal(toks[a].size, 3);
+        json_get(toks, toks[toks[a + 1].next].next, "key", val, sizeof(val));
+        assert_string_equal(val, "gateway.connection.reused");
+    }
 }
 
 
@@ -598,6 +709,8 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_pb_span_bytes),
+        cmocka_unit_test(test_pb_span_full_bytes),
+        cmocka_unit_test(test_attrs_after),
         cmocka_unit_test(test_pb_attr_bytes),
         cmocka_unit_test(test_pb_str_lengths),
         cmocka_unit_test(test_pb_attr_long),

@@ -654,6 +654,7 @@ typedef struct {
     u_char                      cached;     /* a keepalive connection */
     u_char                      retried;    /* nginx had tries left */
     u_char                      trial;      /* an ejected instance's trial */
+    u_char                      batched;    /* counted in a cell */
 } ngx_http_gateway_attempt_t;
 
 typedef void (*ngx_http_gateway_observer_pt)(ngx_http_gateway_attempt_t *a);
@@ -868,7 +869,7 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
  */
 
 #define NGX_HTTP_GATEWAY_CELLS         32   /* a power of two */
-#define NGX_HTTP_GATEWAY_CELLS_DIRECT  8
+#define NGX_HTTP_GATEWAY_CELLS_DIRECT  10
 
 typedef struct ngx_http_gateway_cell_s  ngx_http_gateway_cell_t;
 
@@ -916,12 +917,12 @@ void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);
 
 
 /*
- * inst's cell, or NULL: the change goes to the instance at once (see
- * NGX_HTTP_GATEWAY_CELLS_DIRECT); snap (held by the caller) points at inst
+ * inst's cell for an attempt counted in one (its +1 may be in it still),
+ * or NULL when no cell is taken: its +1 was published then
  */
 
 static ngx_inline ngx_http_gateway_cell_t *
-ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
+ngx_http_gateway_cell_of(ngx_http_gateway_snapshot_t *snap,
     ngx_http_gateway_instance_t *inst)
 {
     ngx_http_gateway_cell_t  *c;
@@ -932,18 +933,37 @@ ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
         return c;
     }
 
+    return ngx_http_gateway_cell_take(c, snap, inst);
+}
+
+
+/*
+ * inst's cell for an attempt that starts, or NULL: the attempt's changes
+ * go to the instance at once (see NGX_HTTP_GATEWAY_CELLS_DIRECT); snap
+ * (held by the caller) points at inst
+ */
+
+static ngx_inline ngx_http_gateway_cell_t *
+ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
+    ngx_http_gateway_instance_t *inst)
+{
+    /* a budget left means no cell is taken, inst's neither */
+
     if (ngx_http_gateway_cells_direct) {
         ngx_http_gateway_cells_direct--;
         return NULL;
     }
 
-    return ngx_http_gateway_cell_take(c, snap, inst);
+    return ngx_http_gateway_cell_of(snap, inst);
 }
 
 
-/* an attempt starts and ends: "active" +1 and -1 */
+/*
+ * An attempt starts and ends: "active" +1 and -1.  An attempt's changes
+ * all go the way its +1 went (a->batched): at once, or to a cell.
+ */
 
-static ngx_inline void
+static ngx_inline ngx_uint_t
 ngx_http_gateway_active_up(ngx_http_gateway_snapshot_t *snap,
     ngx_http_gateway_instance_t *inst)
 {
@@ -954,26 +974,36 @@ ngx_http_gateway_active_up(ngx_http_gateway_snapshot_t *snap,
     if (c) {
         c->up++;
 
-    } else {
-        (void) ngx_atomic_fetch_add(&inst->stats.active, 1);
+        /* before the hold records its peer (an atomic add is a barrier) */
+        ngx_http_gateway_store_order();
+
+        return 1;
     }
+
+    (void) ngx_atomic_fetch_add(&inst->stats.active, 1);
+
+    return 0;
 }
 
 
 static ngx_inline void
-ngx_http_gateway_active_down(ngx_http_gateway_snapshot_t *snap,
-    ngx_http_gateway_instance_t *inst)
+ngx_http_gateway_active_down(ngx_http_gateway_attempt_t *a)
 {
     ngx_http_gateway_cell_t  *c;
 
-    c = ngx_http_gateway_cell(snap, inst);
+    if (a->batched) {
+        c = ngx_http_gateway_cell_of(a->snap, a->peer->inst);
 
-    if (c) {
-        c->down++;
+        if (c) {
+            /* after the hold let go of its peer */
+            ngx_http_gateway_store_order();
 
-    } else {
-        (void) ngx_atomic_fetch_add(&inst->stats.active, -1);
+            c->down++;
+            return;
+        }
     }
+
+    (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);
 }
 
 

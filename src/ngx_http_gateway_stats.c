@@ -36,7 +36,7 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
     ngx_http_gateway_cell_t   *c;
     ngx_http_gateway_stats_t  *st;
 
-    c = ngx_http_gateway_cell(a->snap, a->peer->inst);
+    c = a->batched ? ngx_http_gateway_cell_of(a->snap, a->peer->inst) : NULL;
 
     if (c == NULL) {
 
@@ -49,6 +49,12 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 
         if (a->number > 1) {
             (void) ngx_atomic_fetch_add(&st->retries, 1);
+        }
+
+        if (a->result < NGX_HTTP_GATEWAY_ATTEMPT_CONNECT
+            || a->result > NGX_HTTP_GATEWAY_ATTEMPT_ERROR)
+        {
+            return;
         }
 
         switch (a->result) {
@@ -65,12 +71,9 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
             counter = &st->fails_status;
             break;
 
-        case NGX_HTTP_GATEWAY_ATTEMPT_ERROR:
+        default: /* NGX_HTTP_GATEWAY_ATTEMPT_ERROR */
             counter = &st->fails_error;
             break;
-
-        default:
-            return;
         }
 
         (void) ngx_atomic_fetch_add(counter, 1);

@@ -865,16 +865,15 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     /* the +1 before the hold's peer: see ngx_http_gateway_cell_t */
 
-    ngx_http_gateway_active_up(snap, peer->inst);
-    ngx_http_gateway_store_order();
+    a = &gp->attempt;
+
+    a->batched = (u_char) ngx_http_gateway_active_up(snap, peer->inst);
     ngx_http_gateway_hold_peer(slot, peer);
 
     gp->slot = slot;
     gp->active = 1;
     gp->open = 1;
     gp->tried[gp->ntried++] = peer->uid;
-
-    a = &gp->attempt;
 
     a->snap = snap;
     a->peer = peer;
@@ -1020,8 +1019,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     /* the hold's peer before the -1: see ngx_http_gateway_cell_t */
 
     ngx_http_gateway_hold_peer(gp->slot, NULL);
-    ngx_http_gateway_store_order();
-    ngx_http_gateway_active_down(a->snap, a->peer->inst);
+    ngx_http_gateway_active_down(a);
     gp->active = 0;
 
     /* the request's end (the upstream's finalization): no retry follows */

@@ -362,8 +362,11 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
             ngx_memcpy(buf, name.data, name.len);
         }
 
+        a.snap = snap;
+        a.peer = peer;
+
         if (counters) {
-            ngx_http_gateway_active_up(snap, peer->inst);
+            a.batched = (u_char) ngx_http_gateway_active_up(snap, peer->inst);
         }
 
         ngx_http_gateway_hold_peer(slot, peer);
@@ -373,9 +376,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         ngx_http_gateway_hold_peer(slot, NULL);
 
         if (counters) {
-            ngx_http_gateway_active_down(snap, peer->inst);
-            a.snap = snap;
-            a.peer = peer;
+            ngx_http_gateway_active_down(&a);
             ngx_http_gateway_stats_observe(&a);
         }
 

@@ -21,17 +21,23 @@ my ($node) = grep { -x "$_/node" } split /:/, $ENV{PATH};
 plan skip_all => 'node is not installed (scripts/deps.sh installs nodejs '
                . 'and npm)' unless $node;
 
+# the request head a backend's connection sends (up to the blank line)
+sub read_head {
+    my ($c) = @_;
+    my $head = '';
+    while ($head !~ /\r\n\r\n/) {
+        my $n = sysread($c, $head, 4096, length $head);
+        last unless $n;
+    }
+    return $head;
+}
+
 # a backend that answers with the request head it got, every header line
 sub echo_backend {
     return start_backend(sub {
         my ($ls) = @_;
         while (my $c = $ls->accept) {
-            my $head = '';
-            while ($head !~ /\r\n\r\n/) {
-                my $n = sysread($c, $head, 4096, length $head);
-                last unless $n;
-            }
-            my $body = $head;
+            my $body = read_head($c);
             syswrite($c, "HTTP/1.1 200 OK\r\nContent-Length: " . length($body)
                          . "\r\nConnection: close\r\n\r\n$body");
             close $c;
@@ -46,12 +52,7 @@ my $echo2 = echo_backend();
 my $statuses = start_backend(sub {
     my ($ls) = @_;
     while (my $c = $ls->accept) {
-        my $head = '';
-        while ($head !~ /\r\n\r\n/) {
-            my $n = sysread($c, $head, 4096, length $head);
-            last unless $n;
-        }
-        my ($code) = $head =~ m{^\S+ \S*?(\d{3}) HTTP};
+        my ($code) = read_head($c) =~ m{^\S+ \S*?(\d{3}) HTTP};
         syswrite($c, "HTTP/1.1 " . ($code // 200) . " X\r\n"
                      . "Content-Length: 0\r\nConnection: close\r\n\r\n");
         close $c;

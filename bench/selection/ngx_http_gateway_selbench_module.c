@@ -83,6 +83,8 @@ typedef struct {
 } ngx_http_selbench_result_t;
 
 
+static ngx_uint_t ngx_http_selbench_count(ngx_http_request_t *r,
+    u_char *name, size_t len);
 static ngx_int_t ngx_http_selbench_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
@@ -152,11 +154,29 @@ ngx_module_t  ngx_http_gateway_selbench_module = {
 };
 
 
+/* a count argument: 1 when absent, 0 when not 1..MAX_N */
+
+static ngx_uint_t
+ngx_http_selbench_count(ngx_http_request_t *r, u_char *name, size_t len)
+{
+    ngx_int_t  v;
+    ngx_str_t  arg;
+
+    if (ngx_http_arg(r, name, len, &arg) != NGX_OK) {
+        return 1;
+    }
+
+    v = ngx_atoi(arg.data, arg.len);
+
+    return (v <= 0 || v > NGX_HTTP_SELBENCH_MAX_N) ? 0 : (ngx_uint_t) v;
+}
+
+
 static ngx_int_t
 ngx_http_selbench_handler(ngx_http_request_t *r)
 {
     u_char                        *p;
-    ngx_int_t                      rc, v;
+    ngx_int_t                      rc;
     ngx_str_t                      arg;
     ngx_buf_t                     *b;
     ngx_uint_t                     i, n, pass, timed, counters, last;
@@ -182,24 +202,11 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    n = 1;
+    n = ngx_http_selbench_count(r, (u_char *) "n", 1);
+    pass = ngx_http_selbench_count(r, (u_char *) "pass", 4);
 
-    if (ngx_http_arg(r, (u_char *) "n", 1, &arg) == NGX_OK) {
-        v = ngx_atoi(arg.data, arg.len);
-        if (v <= 0 || v > NGX_HTTP_SELBENCH_MAX_N) {
-            return NGX_HTTP_BAD_REQUEST;
-        }
-        n = (ngx_uint_t) v;
-    }
-
-    pass = 1;
-
-    if (ngx_http_arg(r, (u_char *) "pass", 4, &arg) == NGX_OK) {
-        v = ngx_atoi(arg.data, arg.len);
-        if (v <= 0 || v > NGX_HTTP_SELBENCH_MAX_N) {
-            return NGX_HTTP_BAD_REQUEST;
-        }
-        pass = (ngx_uint_t) v;
+    if (n == 0 || pass == 0) {
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     timed = (ngx_http_arg(r, (u_char *) "timed", 5, &arg) == NGX_OK

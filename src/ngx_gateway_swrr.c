@@ -116,3 +116,25 @@ ngx_gateway_rr_inverse(unsigned long stride, unsigned long total)
 
     return (unsigned long) (t < 0 ? t + (long) total : t);
 }
+
+
+void
+ngx_gateway_rr_order(uint16_t *order, unsigned long total,
+    unsigned long stride, size_t n, ngx_gateway_rr_upto_pt upto, void *ctx)
+{
+    size_t         i;
+    unsigned long  k, pos, end, inv;
+
+    inv = ngx_gateway_rr_inverse(stride, total);
+
+    for (i = 0, pos = 0, k = 0; i < n; i++) {
+        for (end = upto(ctx, i); pos < end; pos++) {
+            order[k] = (uint16_t) i;
+
+            k += inv;
+            if (k >= total) {
+                k -= total;
+            }
+        }
+    }
+}

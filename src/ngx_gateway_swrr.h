@@ -96,6 +96,16 @@ unsigned long ngx_gateway_rr_stride(unsigned long total);
 unsigned long ngx_gateway_rr_inverse(unsigned long stride,
     unsigned long total);
 
+/*
+ * The cycle written out: order[k] is the peer of ticket k, for the n
+ * peers whose ranges end at upto(ctx, i) (non-decreasing, the last total).
+ * One pass over the positions: position p is ticket p x inverse.
+ */
+typedef unsigned long (*ngx_gateway_rr_upto_pt)(void *ctx, size_t i);
+
+void ngx_gateway_rr_order(uint16_t *order, unsigned long total,
+    unsigned long stride, size_t n, ngx_gateway_rr_upto_pt upto, void *ctx);
+
 
 static inline unsigned long
 ngx_gateway_rr_position(uint64_t ticket, unsigned long total,

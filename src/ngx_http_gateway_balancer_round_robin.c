@@ -56,6 +56,7 @@ typedef struct {
 
 
 static void ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap);
+static unsigned long ngx_http_gateway_rr_upto(void *ctx, size_t i);
 static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
     ngx_uint_t pos);
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
@@ -100,35 +101,26 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
 };
 
 
-/*
- * A small cycle is mapped once here, so that a pick is one table read: the
- * positions go peer after peer, and position p is ticket p x inverse of
- * the stride, so one pass over them fills the table.
- */
+/* a small cycle is mapped once here, so that a pick is one table read */
 
 static void
 ngx_http_gateway_rr_update(ngx_http_gateway_snapshot_t *snap)
 {
-    ngx_uint_t  i, k, pos, inv;
-
     snap->stride = ngx_gateway_rr_stride(snap->total);
 
-    if (snap->order == NULL) {
-        return;
+    if (snap->order) {
+        ngx_gateway_rr_order(snap->order, snap->total, snap->stride,
+                             snap->npeers, ngx_http_gateway_rr_upto, snap);
     }
+}
 
-    inv = ngx_gateway_rr_inverse(snap->stride, snap->total);
 
-    for (i = 0, pos = 0, k = 0; i < snap->npeers; i++) {
-        for ( /* void */ ; pos < snap->peers[i].upto; pos++) {
-            snap->order[k] = (uint16_t) i;
+static unsigned long
+ngx_http_gateway_rr_upto(void *ctx, size_t i)
+{
+    ngx_http_gateway_snapshot_t *snap = ctx;
 
-            k += inv;
-            if (k >= snap->total) {
-                k -= snap->total;
-            }
-        }
-    }
+    return snap->peers[i].upto;
 }
 
 
@@ -446,8 +438,7 @@ ngx_http_gateway_rr_tick_locked(ngx_http_gateway_main_conf_t *gmcf)
         held = 1;
     }
 
-    if (ngx_http_gateway_rr_busy && !held
-        && ngx_http_gateway_rr_selected < NGX_HTTP_GATEWAY_RR_BUSY)
+    if (!held && ngx_http_gateway_rr_selected < NGX_HTTP_GATEWAY_RR_BUSY)
     {
         ngx_http_gateway_rr_busy = 0;
         ngx_http_gateway_rr_quiet = NGX_HTTP_GATEWAY_RR_LOOK;

@@ -367,6 +367,54 @@ owner(const unsigned long *w, size_t n, unsigned long pos)
 }
 
 
+static unsigned long
+test_upto(void *ctx, size_t i)
+{
+    const unsigned long  *w = ctx;
+    unsigned long         upto;
+    size_t                k;
+
+    for (upto = 0, k = 0; k <= i; k++) {
+        upto += w[k];
+    }
+
+    return upto;
+}
+
+
+/* the table written in one pass is each ticket's owner, by definition */
+
+static void
+test_order_table(void **state)
+{
+    static const unsigned long  ws[][5] = {
+        { 1, 0, 0, 0, 0 }, { 1, 1, 0, 0, 0 }, { 1, 3, 0, 0, 0 },
+        { 1, 2, 5, 0, 0 }, { 3, 0, 4, 0, 9 }, { 50, 1, 7, 13, 2 },
+        { 1000, 999, 1, 0, 0 }, { 7, 7, 7, 7, 7 } };
+
+    size_t         t, n;
+    uint16_t       order[2000];
+    unsigned long  k, total, stride;
+
+    (void) state;
+
+    for (t = 0; t < sizeof(ws) / sizeof(ws[0]); t++) {
+        for (n = 5; n > 1 && ws[t][n - 1] == 0; n--) { /* void */ }
+
+        total = test_upto((void *) ws[t], n - 1);
+        stride = ngx_gateway_rr_stride(total);
+
+        ngx_gateway_rr_order(order, total, stride, n, test_upto,
+                             (void *) ws[t]);
+
+        for (k = 0; k < total; k++) {
+            assert_int_equal(order[k],
+                owner(ws[t], n, ngx_gateway_rr_position(k, total, stride)));
+        }
+    }
+}
+
+
 static void
 check_cycles(const unsigned long *w, size_t n, uint64_t first)
 {
@@ -513,6 +561,7 @@ main(void)
         cmocka_unit_test(test_weight_change),
         cmocka_unit_test(test_stride_coprime),
         cmocka_unit_test(test_stride_inverse),
+        cmocka_unit_test(test_order_table),
         cmocka_unit_test(test_ticket_cycles_exact),
         cmocka_unit_test(test_ticket_interleaved),
         cmocka_unit_test(test_ticket_accept_share),

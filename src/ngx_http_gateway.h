@@ -32,6 +32,18 @@
 #endif
 
 
+/*
+ * Kept out of line: inlined, what only some requests need (or a loop of
+ * calls) would give every request's functions a bigger frame (registers
+ * saved, a stack canary for its locals)
+ */
+#if defined(__GNUC__)
+#define NGX_HTTP_GATEWAY_NOINLINE  __attribute__ ((noinline))
+#else
+#define NGX_HTTP_GATEWAY_NOINLINE
+#endif
+
+
 #define NGX_HTTP_GATEWAY_SH_MAGIC      0x6777000a
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
@@ -900,7 +912,7 @@ extern ngx_uint_t                ngx_http_gateway_cells_direct;  /* left */
 
 ngx_http_gateway_cell_t *ngx_http_gateway_cell_take(
     ngx_http_gateway_cell_t *c, ngx_http_gateway_snapshot_t *snap,
-    ngx_http_gateway_instance_t *inst) __attribute__ ((noinline));
+    ngx_http_gateway_instance_t *inst) NGX_HTTP_GATEWAY_NOINLINE;
 void ngx_http_gateway_cells_init(void);
 void ngx_http_gateway_cells_flush(void);
 void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);

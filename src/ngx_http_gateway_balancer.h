@@ -10,14 +10,6 @@
 
 #include "ngx_http_gateway.h"
 
-
-/*
- * Kept out of line: inlined, what only some requests need (or a loop of
- * calls) would give every request's functions a bigger frame (registers
- * saved, a stack canary for its locals)
- */
-#define NGX_HTTP_GATEWAY_NOINLINE  __attribute__ ((noinline))
-
 /* the module's own: see ngx_http_gateway.h */
 
 #if !(NGX_HTTP_GATEWAY_EXPORTED)

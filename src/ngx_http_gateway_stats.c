@@ -271,9 +271,7 @@ void
 ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd)
 {
     ngx_uint_t                 i;
-    ngx_atomic_uint_t          n;
     ngx_http_gateway_cell_t   *c;
-    ngx_http_gateway_stats_t  *st;
 
     if (rd->cells == NULL) {
         return;
@@ -291,11 +289,9 @@ ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd)
     for (i = 0; i < NGX_HTTP_GATEWAY_CELLS; i++) {
         c = &rd->cells[i];
 
+        /* its +1s are in: the publish takes the -1s off */
+
         if (c->inst && c->snap) {
-            n = c->down;
-            c->down = 0;
-            st = &c->inst->stats;
-            (void) ngx_atomic_fetch_add(&st->active, -n);
             ngx_http_gateway_cell_publish(c);
         }
 

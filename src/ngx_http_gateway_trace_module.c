@@ -12,13 +12,6 @@
 #define NGX_HTTP_GATEWAY_TRACE_EXTRACT   0x01
 #define NGX_HTTP_GATEWAY_TRACE_INJECT    0x02
 
-/* a span's writer apart: the callers' early returns stay cheap */
-#if defined(__GNUC__)
-#define ngx_http_gateway_trace_noinline  __attribute__((noinline))
-#else
-#define ngx_http_gateway_trace_noinline
-#endif
-
 /* sampling ratios in parts per million */
 #define NGX_HTTP_GATEWAY_TRACE_PPM       1000000
 
@@ -991,7 +984,7 @@ ngx_http_gateway_trace_attempt_end(ngx_http_gateway_attempt_t *a)
 
 /* a sampled attempt's CLIENT span */
 
-static ngx_http_gateway_trace_noinline void
+static NGX_HTTP_GATEWAY_NOINLINE void
 ngx_http_gateway_trace_client_span(ngx_http_gateway_attempt_t *a,
     ngx_http_gateway_trace_ctx_t *actx)
 {
@@ -1290,7 +1283,7 @@ ngx_http_gateway_trace_conn(ngx_http_request_t *r,
 }
 
 
-static ngx_http_gateway_trace_noinline ngx_http_gateway_trace_conn_t *
+static NGX_HTTP_GATEWAY_NOINLINE ngx_http_gateway_trace_conn_t *
 ngx_http_gateway_trace_conn_new(ngx_http_request_t *r,
     ngx_http_gateway_trace_loc_conf_t *tlcf, ngx_http_gateway_trace_conn_t *ce)
 {
@@ -1455,7 +1448,7 @@ ngx_http_gateway_trace_log(ngx_http_request_t *r)
 
 /* a sampled request's SERVER span */
 
-static ngx_http_gateway_trace_noinline void
+static NGX_HTTP_GATEWAY_NOINLINE void
 ngx_http_gateway_trace_server_span(ngx_http_request_t *r,
     ngx_http_gateway_trace_ctx_t *t)
 {

@@ -185,13 +185,13 @@ ngx_http_gateway_data_str(u_char *p, size_t len)
 
 /* counters of an instance, kept by the attempt observers, all workers */
 
+#define NGX_HTTP_GATEWAY_FAILS  4  /* connect, timeout, status, error */
+
 typedef struct {
     ngx_atomic_t                requests;
     ngx_atomic_t                active;
-    ngx_atomic_t                fails_connect;
-    ngx_atomic_t                fails_timeout;
-    ngx_atomic_t                fails_status;
-    ngx_atomic_t                fails_error;
+    ngx_atomic_t                fails[NGX_HTTP_GATEWAY_FAILS];
+                                            /* see ngx_http_gateway_fail() */
     ngx_atomic_t                retries;    /* attempts after the first */
     ngx_atomic_t                time;       /* ms of all attempts */
 } ngx_http_gateway_stats_t;
@@ -647,6 +647,10 @@ typedef struct {
                                                  connection the instance
                                                  had closed: not its fault */
 
+/* a failure's counter in fails[], CONNECT to ERROR; others are no failure */
+#define ngx_http_gateway_fail(result)                                         \
+    ((ngx_uint_t) (result) - NGX_HTTP_GATEWAY_ATTEMPT_CONNECT)
+
 typedef struct {
     ngx_http_request_t         *request;
     ngx_str_t                  *service;
@@ -893,10 +897,7 @@ struct ngx_http_gateway_cell_s {
     ngx_atomic_uint_t           requests;
     ngx_atomic_uint_t           time;
     ngx_atomic_uint_t           retries;
-    ngx_atomic_uint_t           fails_connect;
-    ngx_atomic_uint_t           fails_timeout;
-    ngx_atomic_uint_t           fails_status;
-    ngx_atomic_uint_t           fails_error;
+    ngx_atomic_uint_t           fails[NGX_HTTP_GATEWAY_FAILS];
 } __attribute__ ((aligned (128)));
 
 /*

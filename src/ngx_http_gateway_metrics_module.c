@@ -201,16 +201,7 @@ ngx_http_gateway_metrics_failures(ngx_http_gateway_peer_t *peer,
 
     st = &peer->inst->stats;
 
-    switch (arg) {
-    case 0:
-        return st->fails_connect;
-    case 1:
-        return st->fails_timeout;
-    case 2:
-        return st->fails_status;
-    default:
-        return st->fails_error;
-    }
+    return st->fails[arg];
 }
 
 
@@ -281,6 +272,7 @@ typedef struct {
 } ngx_http_gateway_metrics_family_t;
 
 
+/* by ngx_http_gateway_fail() */
 static const char  *ngx_http_gateway_metrics_causes[] = {
     "connect", "timeout", "status", "other"
 };
@@ -299,7 +291,7 @@ static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_inst[] = {
 
     { "gateway_instance_failures_total", "counter",
       "Failed upstream attempts to an instance, by cause.",
-      "cause", ngx_http_gateway_metrics_causes, 4,
+      "cause", ngx_http_gateway_metrics_causes, NGX_HTTP_GATEWAY_FAILS,
       ngx_http_gateway_metrics_failures },
 
     { "gateway_instance_retries_total", "counter",

@@ -32,11 +32,12 @@ static void ngx_http_gateway_cells_handler(ngx_event_t *ev);
 void
 ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 {
-    ngx_atomic_t              *counter;
+    ngx_uint_t                 fail;
     ngx_http_gateway_cell_t   *c;
     ngx_http_gateway_stats_t  *st;
 
     c = a->batched ? ngx_http_gateway_cell_of(a->snap, a->peer->inst) : NULL;
+    fail = ngx_http_gateway_fail(a->result);
 
     if (c == NULL) {
 
@@ -51,32 +52,10 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
             (void) ngx_atomic_fetch_add(&st->retries, 1);
         }
 
-        if (a->result < NGX_HTTP_GATEWAY_ATTEMPT_CONNECT
-            || a->result > NGX_HTTP_GATEWAY_ATTEMPT_ERROR)
-        {
-            return;
+        if (fail < NGX_HTTP_GATEWAY_FAILS) {
+            (void) ngx_atomic_fetch_add(&st->fails[fail], 1);
         }
 
-        switch (a->result) {
-
-        case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
-            counter = &st->fails_connect;
-            break;
-
-        case NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT:
-            counter = &st->fails_timeout;
-            break;
-
-        case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
-            counter = &st->fails_status;
-            break;
-
-        default: /* NGX_HTTP_GATEWAY_ATTEMPT_ERROR */
-            counter = &st->fails_error;
-            break;
-        }
-
-        (void) ngx_atomic_fetch_add(counter, 1);
         return;
     }
 
@@ -87,31 +66,8 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
         c->retries++;
     }
 
-    /* most attempts are no failure (CONNECT to ERROR): one test for them */
-
-    if (a->result < NGX_HTTP_GATEWAY_ATTEMPT_CONNECT
-        || a->result > NGX_HTTP_GATEWAY_ATTEMPT_ERROR)
-    {
-        return;
-    }
-
-    switch (a->result) {
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_CONNECT:
-        c->fails_connect++;
-        break;
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_TIMEOUT:
-        c->fails_timeout++;
-        break;
-
-    case NGX_HTTP_GATEWAY_ATTEMPT_STATUS:
-        c->fails_status++;
-        break;
-
-    default: /* NGX_HTTP_GATEWAY_ATTEMPT_ERROR */
-        c->fails_error++;
-        break;
+    if (fail < NGX_HTTP_GATEWAY_FAILS) {
+        c->fails[fail]++;
     }
 }
 
@@ -205,6 +161,7 @@ ngx_http_gateway_cells_flush(void)
 static void
 ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
 {
+    ngx_uint_t                 i;
     ngx_atomic_uint_t          up, down;
     ngx_http_gateway_stats_t  *st;
 
@@ -245,17 +202,11 @@ ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
             c->retries = 0;
         }
 
-        if (c->fails_connect | c->fails_timeout | c->fails_status
-            | c->fails_error)
-        {
-            (void) ngx_atomic_fetch_add(&st->fails_connect, c->fails_connect);
-            (void) ngx_atomic_fetch_add(&st->fails_timeout, c->fails_timeout);
-            (void) ngx_atomic_fetch_add(&st->fails_status, c->fails_status);
-            (void) ngx_atomic_fetch_add(&st->fails_error, c->fails_error);
-            c->fails_connect = 0;
-            c->fails_timeout = 0;
-            c->fails_status = 0;
-            c->fails_error = 0;
+        for (i = 0; i < NGX_HTTP_GATEWAY_FAILS; i++) {
+            if (c->fails[i]) {
+                (void) ngx_atomic_fetch_add(&st->fails[i], c->fails[i]);
+                c->fails[i] = 0;
+            }
         }
     }
 }

@@ -30,9 +30,19 @@ typedef struct {
     ngx_uint_t                    attempt_us; /* gmcf's, read per attempt */
     ngx_atomic_uint_t             health;    /* its tag, a variable name's */
     ngx_uint_t                    limit;     /* gateway_max_requests */
+    ngx_uint_t                    full;      /* a variable name, a limit
+                                                or a retry budget: see
+                                                upstream_init_peer() */
 
     ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
     ngx_http_gateway_retry_conf_t *retry;
+
+    /*
+     * Anything an attempt does here besides choosing and counting: a
+     * health check, ejection, sticky, a retry budget, microsecond times,
+     * an observer (see upstream_init_module()); without it, one test.
+     */
+    ngx_uint_t                    extras;
 
     ngx_http_gateway_main_conf_t *gmcf;
 } ngx_http_gateway_upstream_srv_conf_t;
@@ -86,7 +96,6 @@ struct ngx_http_gateway_peer_data_s {
     unsigned                      held:1;    /* slot, after its attempt */
     unsigned                      limited:1; /* limit is a hold */
     unsigned                      prepared:1;
-    unsigned                      registered:1;
 };
 
 
@@ -113,7 +122,15 @@ static ngx_int_t ngx_http_gateway_upstream_next(ngx_peer_connection_t *pc,
 static ngx_int_t ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_str_t *name);
 static ngx_int_t ngx_http_gateway_upstream_none(ngx_peer_connection_t *pc,
-    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first)
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first, ngx_uint_t registered)
+    NGX_HTTP_GATEWAY_NOINLINE;
+static ngx_inline void ngx_http_gateway_upstream_filter(
+    ngx_http_gateway_peer_data_t *gp, ngx_http_gateway_select_t *sel,
+    ngx_http_gateway_snapshot_t *snap);
+static void ngx_http_gateway_upstream_filter_extras(
+    ngx_http_gateway_peer_data_t *gp, ngx_http_gateway_select_t *sel)
+    NGX_HTTP_GATEWAY_NOINLINE;
+static void ngx_http_gateway_upstream_begin(ngx_http_gateway_peer_data_t *gp)
     NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_pick(
     ngx_http_gateway_upstream_srv_conf_t *conf,
@@ -143,7 +160,8 @@ static void ngx_http_gateway_upstream_report_last(
 static ngx_uint_t ngx_http_gateway_upstream_left(
     ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
 static void ngx_http_gateway_upstream_log_none(ngx_http_request_t *r,
-    ngx_http_gateway_peer_data_t *gp) NGX_HTTP_GATEWAY_NOINLINE;
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t registered)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_unavailable(ngx_http_request_t *r);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_gateway_upstream_set_session(
@@ -152,6 +170,7 @@ static void ngx_http_gateway_upstream_save_session(ngx_peer_connection_t *pc,
     void *data);
 #endif
 
+static ngx_int_t ngx_http_gateway_upstream_init_module(ngx_cycle_t *cycle);
 static void ngx_http_gateway_upstream_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_gateway_upstream_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_service(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -227,7 +246,7 @@ ngx_module_t  ngx_http_gateway_upstream_module = {
     ngx_http_gateway_upstream_commands,    /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_gateway_upstream_init_module, /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -235,6 +254,51 @@ ngx_module_t  ngx_http_gateway_upstream_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/*
+ * Once the configuration is complete: the observers are added by the
+ * modules' postconfiguration, after the upstreams were initialized.
+ */
+
+static ngx_int_t
+ngx_http_gateway_upstream_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                              i;
+    ngx_http_upstream_srv_conf_t          **uscfp;
+    ngx_http_gateway_main_conf_t           *gmcf;
+    ngx_http_upstream_main_conf_t          *umcf;
+    ngx_http_gateway_upstream_srv_conf_t   *gscf;
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_upstream_module);
+    if (umcf == NULL) {
+        return NGX_OK;
+    }
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        /* keepalive wraps peer.init: gmcf is set for a gateway_service */
+
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        gscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                           ngx_http_gateway_upstream_module);
+        gmcf = gscf->gmcf;
+
+        if (gmcf == NULL) {
+            continue;
+        }
+
+        gscf->extras = gscf->unhealthy || gscf->eject || gscf->sticky
+                       || gscf->retry || gscf->attempt_us
+                       || gmcf->observers.nelts || gmcf->starts.nelts;
+    }
+
+    return NGX_OK;
+}
 
 
 /* the free list goes with the module: nginx unloads it as the process exits */
@@ -449,6 +513,7 @@ ngx_http_gateway_upstream_init(ngx_conf_t *cf,
     gscf->eject = ngx_http_gateway_eject_conf(us);
     gscf->retry = ngx_http_gateway_retry_conf(us);
     gscf->limit = ngx_http_gateway_limit_conf(us);
+    gscf->full = gscf->service || gscf->limit || gscf->retry;
 
     us->peer.init = ngx_http_gateway_upstream_init_peer;
 
@@ -473,7 +538,7 @@ ngx_http_gateway_upstream_init_peer(ngx_http_request_t *r,
 
     gp = ngx_http_gateway_peer_free;
 
-    if (gp == NULL || gscf->service || gscf->limit || gscf->retry) {
+    if (gp == NULL || gscf->full) {
         return ngx_http_gateway_upstream_init_full(r, us);
     }
 
@@ -572,7 +637,6 @@ ngx_http_gateway_upstream_init_state(ngx_http_request_t *r,
     gp->active = 0;
     gp->held = 0;
     gp->limited = 0;
-    gp->registered = 0;
 
     /* get_peer() finds the first attempt chosen */
 
@@ -645,7 +709,7 @@ ngx_http_gateway_upstream_limit(ngx_http_request_t *r,
 
 static void
 ngx_http_gateway_upstream_log_none(ngx_http_request_t *r,
-    ngx_http_gateway_peer_data_t *gp)
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t registered)
 {
     u_char     text[NGX_GATEWAY_LOG_TEXT_SIZE];
     ngx_str_t  name;
@@ -661,7 +725,7 @@ ngx_http_gateway_upstream_log_none(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "gateway: service \"%V\" has no live instance%s",
-                  &name, gp->registered ? "" : " (it is not registered)");
+                  &name, registered ? "" : " (it is not registered)");
 }
 
 
@@ -699,10 +763,11 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
+    /* the first attempt, chosen by init_peer() in this same event */
+
     if (gp->prepared) {
         gp->prepared = 0;
         gp->budget = pc->tries;
-        gp->attempt.start = ngx_current_msec;
         return NGX_OK;
     }
 
@@ -771,51 +836,31 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_str_t *name)
 {
     ngx_int_t                     i, rc;
-    ngx_uint_t                    slot, n, k, trial;
+    ngx_uint_t                    slot, n, trial;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_attempt_t   *a;
     ngx_http_gateway_select_t    *sel;
     ngx_http_gateway_snapshot_t  *snap;
-    ngx_http_gateway_observer_pt *h;
 
     rc = ngx_http_gateway_snapshot_hold(gp->conf->gmcf, gp->conf->lookup,
                                         &gp->service, gp->hash, &snap, &slot);
     if (rc == NGX_DECLINED) {
-        return ngx_http_gateway_upstream_none(pc, gp, name == &gp->name0);
+        return ngx_http_gateway_upstream_none(pc, gp, name == &gp->name0, 0);
     }
 
     if (rc != NGX_OK) {
         return rc;
     }
 
-    gp->registered = 1;
-
     /* in the request's state, not on the stack: no stack canary */
 
     sel = &gp->sel;
 
-    sel->snap = snap;
+    ngx_http_gateway_upstream_filter(gp, sel, snap);
+
     sel->conf = gp->conf->balancer_conf;
     sel->request = gp->attempt.request;
-    sel->tried = gp->tried;
-    sel->ntried = gp->ntried;
-    sel->expiry = gp->conf->expiry;
     sel->slow_start = gp->conf->slow_start;
-    sel->narrow = (snap->nbackup != 0);
-    sel->zone = NULL;
-    sel->unhealthy = gp->conf->unhealthy;
-
-    /* a variable name's health check covers the services it resolves to */
-
-    if (sel->unhealthy && gp->conf->health && snap->service->health == 0) {
-        (void) ngx_atomic_cmp_set(&snap->service->health, 0,
-                                  gp->conf->health);
-    }
-
-    sel->eject = gp->conf->eject
-                 ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
-                                                 gp->attempt.request)
-                 : 0;
 
     /* an ejected instance whose time is up: one worker claims its trial */
 
@@ -824,7 +869,8 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
         if (i == NGX_DECLINED || n == snap->npeers) {
             ngx_http_gateway_snapshot_put(slot);
-            return ngx_http_gateway_upstream_none(pc, gp, name == &gp->name0);
+            return ngx_http_gateway_upstream_none(pc, gp, name == &gp->name0,
+                                                  1);
         }
 
         peer = &snap->peers[i];
@@ -842,7 +888,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         }
     }
 
-    if (gp->conf->sticky
+    if (gp->conf->extras && gp->conf->sticky
         && ngx_http_gateway_sticky_chosen(gp->conf->sticky,
                                           gp->attempt.request, peer)
            != NGX_OK)
@@ -879,16 +925,83 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     a->peer = peer;
     a->number = gp->ntried;
     a->start = ngx_current_msec;
-    a->start_us = gp->conf->attempt_us ? ngx_http_gateway_upstream_usec()
-                                             : 0;
+    a->start_us = 0;
     a->cached = 0;
     a->retried = 0;
     a->trial = trial;
 
     /* end, status, result and bytes: set when it ends (free_peer()) */
 
+    if (gp->conf->extras) {
+        ngx_http_gateway_upstream_begin(gp);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the core's filter of a snapshot's peers for a request, see eligible() */
+
+static ngx_inline void
+ngx_http_gateway_upstream_filter(ngx_http_gateway_peer_data_t *gp,
+    ngx_http_gateway_select_t *sel, ngx_http_gateway_snapshot_t *snap)
+{
+    sel->snap = snap;
+    sel->tried = gp->tried;
+    sel->ntried = gp->ntried;
+    sel->expiry = gp->conf->expiry;
+    sel->narrow = (snap->nbackup != 0);
+    sel->zone = NULL;
+    sel->unhealthy = gp->conf->unhealthy;
+    sel->eject = 0;
+
+    if (gp->conf->extras) {
+        ngx_http_gateway_upstream_filter_extras(gp, sel);
+    }
+}
+
+
+/* the health check's and ejection's part in it */
+
+static void
+ngx_http_gateway_upstream_filter_extras(ngx_http_gateway_peer_data_t *gp,
+    ngx_http_gateway_select_t *sel)
+{
+    ngx_http_gateway_snapshot_t  *snap;
+
+    snap = sel->snap;
+
+    /* a variable name's health check covers the services it resolves to */
+
+    if (sel->unhealthy && gp->conf->health && snap->service->health == 0) {
+        (void) ngx_atomic_cmp_set(&snap->service->health, 0,
+                                  gp->conf->health);
+    }
+
+    if (gp->conf->eject) {
+        sel->eject = ngx_http_gateway_eject_filter(gp->conf->eject, snap,
+                                                   gp->attempt.request);
+    }
+}
+
+
+/* an attempt begins: its microseconds, its retry budget, its observers */
+
+static void
+ngx_http_gateway_upstream_begin(ngx_http_gateway_peer_data_t *gp)
+{
+    ngx_uint_t                     k;
+    ngx_http_gateway_attempt_t    *a;
+    ngx_http_gateway_observer_pt  *h;
+
+    a = &gp->attempt;
+
+    if (gp->conf->attempt_us) {
+        a->start_us = ngx_http_gateway_upstream_usec();
+    }
+
     if (gp->conf->retry && gp->conf->retry->percent != NGX_CONF_UNSET_UINT) {
-        ngx_http_gateway_retry_begin(a, slot);
+        ngx_http_gateway_retry_begin(a, gp->slot);
     }
 
     h = gp->conf->gmcf->starts.elts;
@@ -896,16 +1009,14 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
     for (k = 0; k < gp->conf->gmcf->starts.nelts; k++) {
         h[k](a);
     }
-
-    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_http_gateway_upstream_none(ngx_peer_connection_t *pc,
-    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first)
+    ngx_http_gateway_peer_data_t *gp, ngx_uint_t first, ngx_uint_t registered)
 {
-    ngx_http_gateway_upstream_log_none(gp->attempt.request, gp);
+    ngx_http_gateway_upstream_log_none(gp->attempt.request, gp, registered);
 
     if (first) {
         return ngx_http_gateway_upstream_unavailable(gp->attempt.request);
@@ -997,8 +1108,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     u = gp->attempt.request->upstream;
 
     a->end = ngx_current_msec;
-    a->end_us = gp->conf->attempt_us ? ngx_http_gateway_upstream_usec()
-                                           : 0;
+    a->end_us = 0;
     a->cached = pc->cached;
     a->status = u->headers_in.status_n;
     a->result = ngx_http_gateway_upstream_result(pc, gp, state);
@@ -1012,8 +1122,14 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         a->bytes_received = 0;
     }
 
-    if (gp->conf->retry) {
-        ngx_http_gateway_hold_uncount(gp->slot);
+    if (gp->conf->extras) {
+        if (gp->conf->attempt_us) {
+            a->end_us = ngx_http_gateway_upstream_usec();
+        }
+
+        if (gp->conf->retry) {
+            ngx_http_gateway_hold_uncount(gp->slot);
+        }
     }
 
     /* the hold's peer before the -1: see ngx_http_gateway_cell_t */
@@ -1051,7 +1167,7 @@ ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
         left = ngx_http_gateway_upstream_left(gp);
 
         if (left == 0) {
-            ngx_http_gateway_upstream_log_none(gp->attempt.request, gp);
+            ngx_http_gateway_upstream_log_none(gp->attempt.request, gp, 1);
         }
     }
 
@@ -1154,7 +1270,7 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     gp->held = 1;
     gp->attempt.retried = retried;
 
-    if (gp->conf->gmcf->observers.nelts) {
+    if (gp->conf->extras) {
         ngx_http_gateway_upstream_observe(gp);
     }
 
@@ -1269,16 +1385,7 @@ ngx_http_gateway_upstream_left(ngx_http_gateway_peer_data_t *gp)
         return 0;
     }
 
-    sel.tried = gp->tried;
-    sel.ntried = gp->ntried;
-    sel.expiry = gp->conf->expiry;
-    sel.narrow = (snap->nbackup != 0);
-    sel.zone = NULL;
-    sel.unhealthy = gp->conf->unhealthy;
-    sel.eject = gp->conf->eject
-                ? ngx_http_gateway_eject_filter(gp->conf->eject, snap,
-                                                gp->attempt.request)
-                : 0;
+    ngx_http_gateway_upstream_filter(gp, &sel, snap);
 
     left = 0;
 

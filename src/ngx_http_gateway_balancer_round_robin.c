@@ -62,8 +62,8 @@ static ngx_uint_t ngx_http_gateway_rr_find(ngx_http_gateway_snapshot_t *snap,
 static ngx_int_t ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel);
 static ngx_int_t ngx_http_gateway_rr_select_busy(
     ngx_http_gateway_select_t *sel) NGX_HTTP_GATEWAY_NOINLINE;
-static ngx_int_t ngx_http_gateway_rr_select_block(
-    ngx_http_gateway_select_t *sel) NGX_HTTP_GATEWAY_NOINLINE;
+static uint64_t ngx_http_gateway_rr_look(ngx_http_gateway_service_t *svc)
+    NGX_HTTP_GATEWAY_NOINLINE;
 static uint64_t ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
     NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
@@ -230,33 +230,12 @@ ngx_http_gateway_rr_now_busy(void)
 static ngx_int_t
 ngx_http_gateway_rr_select_busy(ngx_http_gateway_select_t *sel)
 {
-    ngx_http_gateway_snapshot_t    *snap;
-    ngx_http_gateway_rr_service_t  *rs;
-
-    if (ngx_http_gateway_rr_now_busy()) {
-        return ngx_http_gateway_rr_select_block(sel);
-    }
-
-    snap = sel->snap;
-
-    rs = ngx_http_gateway_balancer_service(
-                           &ngx_http_gateway_balancer_round_robin,
-                           snap->service);
-
-    return ngx_http_gateway_rr_pick(sel, snap,
-                                    ngx_atomic_fetch_add(&rs->ticket, 1));
-}
-
-
-static ngx_int_t
-ngx_http_gateway_rr_select_block(ngx_http_gateway_select_t *sel)
-{
     ngx_http_gateway_snapshot_t  *snap;
 
     snap = sel->snap;
 
     return ngx_http_gateway_rr_pick(sel, snap,
-                                    ngx_http_gateway_rr_block(snap->service));
+                                    ngx_http_gateway_rr_look(snap->service));
 }
 
 
@@ -267,7 +246,25 @@ ngx_http_gateway_rr_next(ngx_http_gateway_service_t *svc)
 {
     ngx_http_gateway_rr_service_t  *rs;
 
-    if (--ngx_http_gateway_rr_quiet < 0 && ngx_http_gateway_rr_now_busy()) {
+    if (--ngx_http_gateway_rr_quiet < 0) {
+        return ngx_http_gateway_rr_look(svc);
+    }
+
+    rs = ngx_http_gateway_balancer_service(
+                           &ngx_http_gateway_balancer_round_robin, svc);
+
+    return ngx_atomic_fetch_add(&rs->ticket, 1);
+}
+
+
+/* a ticket after a look at the clock: from a block if the worker is busy */
+
+static uint64_t
+ngx_http_gateway_rr_look(ngx_http_gateway_service_t *svc)
+{
+    ngx_http_gateway_rr_service_t  *rs;
+
+    if (ngx_http_gateway_rr_now_busy()) {
         return ngx_http_gateway_rr_block(svc);
     }
 

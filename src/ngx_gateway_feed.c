@@ -10,6 +10,8 @@
 #include "ngx_gateway_record.h"
 
 
+static const char *ngx_gateway_feed_netstring(const char *p,
+    const char *last, size_t *len);
 static char *ngx_gateway_feed_item(char *p, char *last,
     ngx_gateway_feed_item_t *v);
 
@@ -19,7 +21,7 @@ ngx_gateway_feed_count(const char *p, size_t len, size_t *nitems,
     const char **err)
 {
     size_t       n, count;
-    const char  *last;
+    const char  *last, *bytes;
 
     *nitems = 0;
     *err = "malformed";
@@ -32,17 +34,12 @@ ngx_gateway_feed_count(const char *p, size_t len, size_t *nitems,
     last = p + len;
 
     for (count = 0; p < last; count++) {
-        n = 0;
-
-        while (p < last && *p >= '0' && *p <= '9' && n < 100000000) {
-            n = n * 10 + (*p++ - '0');
-        }
-
-        if (p == last || *p != ':' || (size_t) (last - p) < n + 2) {
+        bytes = ngx_gateway_feed_netstring(p, last, &n);
+        if (bytes == NULL) {
             return -1;
         }
 
-        p += n + 2;
+        p = bytes + n + 1;
     }
 
     if (count < 3) {
@@ -92,12 +89,13 @@ ngx_gateway_feed_parse(char *p, size_t len, ngx_gateway_feed_item_t *items,
     /* format, epoch and service come first in every format */
 
     feed->epoch = it[1];
-    feed->name = it[2];
 
     if (!ngx_gateway_valid_name(it[2].data, it[2].len)) {
-        *err = "invalid service name";
+        *err = "of an invalid service name";
         return -1;
     }
+
+    feed->name = it[2];
 
     if (it[0].len != 1 || it[0].data[0] != '1') {
         *err = "of an unknown format";
@@ -155,6 +153,7 @@ ngx_gateway_feed_parse(char *p, size_t len, ngx_gateway_feed_item_t *items,
             return -1;
         }
 
+        it[i].nfields = (size_t) m;
         i += 2 + 2 * m;
     }
 
@@ -170,49 +169,56 @@ ngx_gateway_feed_parse(char *p, size_t len, ngx_gateway_feed_item_t *items,
 }
 
 
-size_t
-ngx_gateway_feed_fields(const ngx_gateway_feed_t *feed, size_t i)
+/*
+ * "LEN:BYTES," at p, before last: where the bytes start, their length in
+ * *len; NULL if it is not one (LEN is 1 to 9 digits)
+ */
+
+static const char *
+ngx_gateway_feed_netstring(const char *p, const char *last, size_t *len)
 {
-    uint64_t  m;
+    size_t       n;
+    const char  *d;
 
-    if (ngx_gateway_parse_uint(feed->items[i + 1].data,
-                               feed->items[i + 1].len, feed->nitems, &m)
-        != 0)
-    {
-        return 0;
-    }
-
-    return (size_t) m;
-}
-
-
-/* "LEN:BYTES," at p: the bytes in *v, NUL-terminated over the comma */
-
-static char *
-ngx_gateway_feed_item(char *p, char *last, ngx_gateway_feed_item_t *v)
-{
-    char    *d;
-    size_t   len;
-
-    len = 0;
+    n = 0;
 
     for (d = p; d < last && *d >= '0' && *d <= '9'; d++) {
         if (d - p == 9) {
             return NULL;
         }
 
-        len = len * 10 + (*d - '0');
+        n = n * 10 + (*d - '0');
     }
 
-    if (d == p || d == last || *d != ':' || (size_t) (last - d) < len + 2
-        || d[len + 1] != ',')
+    if (d == p || d == last || *d != ':' || (size_t) (last - d) < n + 2
+        || d[n + 1] != ',')
     {
         return NULL;
     }
 
-    v->data = d + 1;
-    v->len = len;
-    d[len + 1] = '\0';
+    *len = n;
 
-    return d + len + 2;
+    return d + 1;
+}
+
+
+/* a netstring's bytes in *v, NUL-terminated over the comma */
+
+static char *
+ngx_gateway_feed_item(char *p, char *last, ngx_gateway_feed_item_t *v)
+{
+    char    *bytes;
+    size_t   len;
+
+    bytes = (char *) ngx_gateway_feed_netstring(p, last, &len);
+    if (bytes == NULL) {
+        return NULL;
+    }
+
+    v->data = bytes;
+    v->len = len;
+    v->nfields = 0;
+    bytes[len] = '\0';
+
+    return bytes + len + 1;
 }

@@ -29,6 +29,8 @@
 typedef struct {
     size_t                    len;
     char                     *data;         /* NUL-terminated in place */
+    size_t                    nfields;      /* an instance id's: its number
+                                               of fields (the next item) */
 } ngx_gateway_feed_item_t;
 
 
@@ -36,7 +38,8 @@ typedef struct {
     ngx_gateway_feed_item_t  *items;
     size_t                    nitems;
     ngx_gateway_feed_item_t   epoch;
-    ngx_gateway_feed_item_t   name;         /* data NULL: not found */
+    ngx_gateway_feed_item_t   name;         /* data NULL: not found, or
+                                               not a valid name */
     uint64_t                  revision;
     uint64_t                  time_us;      /* Redis time of the write */
     uint64_t                  registry;     /* the registry's revision */
@@ -56,17 +59,15 @@ int ngx_gateway_feed_count(const char *p, size_t len, size_t *nitems,
 /*
  * Parses the message in place (each item is NUL-terminated over its
  * comma); 0, or -1 with *err, and feed->name set if the message got that
- * far: the service whose change is not known.  On success every instance
- * of a carried change is items[i] (id), items[i + 1] (m, its number of
- * fields, checked) and 2 m names and values, from i = FEED_FIRST, and they
- * end at the last item.
+ * far with a valid name: the service whose change is not known.  On
+ * success every instance of a carried change is items[i] (id, with its
+ * number of fields m in items[i].nfields), items[i + 1] (m as text) and
+ * 2 m names and values, from i = FEED_FIRST, and they end at the last
+ * item.
  */
 int ngx_gateway_feed_parse(char *p, size_t len,
     ngx_gateway_feed_item_t *items, size_t nitems, ngx_gateway_feed_t *feed,
     const char **err);
-
-/* m of the instance whose id is items[i] (feed_parse() checked it) */
-size_t ngx_gateway_feed_fields(const ngx_gateway_feed_t *feed, size_t i);
 
 
 #endif /* _NGX_GATEWAY_FEED_H_INCLUDED_ */

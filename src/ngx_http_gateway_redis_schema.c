@@ -568,7 +568,7 @@ ngx_http_gateway_feed_parse(u_char *p, size_t len,
     ptrs += 2 * parsed.ninstances;
 
     for (i = NGX_GATEWAY_FEED_FIRST, f = 0; f < parsed.ninstances; f++) {
-        m = ngx_gateway_feed_fields(&parsed, i);
+        m = item[i].nfields;
 
         insts->element[2 * f] = ngx_http_gateway_feed_string(&nodes[k++],
                                                              &item[i]);

@@ -2944,15 +2944,6 @@ ngx_http_gateway_sync_feed(redisReply *payload)
             return;
         }
 
-        if (!ngx_gateway_valid_name((char *) feed.name.data, feed.name.len)) {
-            ngx_http_gateway_log_text(&v, text, feed.name.data,
-                                      feed.name.len);
-            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
-                          "gateway: redis notice on \"%V\" names no valid "
-                          "service: \"%V\", ignored", &sync->feed, &v);
-            return;
-        }
-
         /* the change is not known: the service is */
 
         ngx_log_error(NGX_LOG_WARN, sync->log, 0,

@@ -2086,22 +2086,14 @@ static u_char *
 ngx_http_gateway_resp_key(u_char *p, ngx_str_t *prefix, ngx_str_t *name,
     const char *suffix, size_t suffix_len, ngx_str_t *id)
 {
-    size_t   len;
-    u_char  *q, digits[NGX_SIZE_T_LEN];
+    size_t  len;
 
     len = prefix->len + sizeof(NGX_HTTP_GATEWAY_KEY_SVC) - 1 + name->len
           + suffix_len
           + (id ? id->len : 0);
 
-    q = digits + NGX_SIZE_T_LEN;
-
-    do {
-        *--q = (u_char) ('0' + len % 10);
-        len /= 10;
-    } while (len);
-
     *p++ = '$';
-    p = ngx_cpymem(p, q, digits + NGX_SIZE_T_LEN - q);
+    p = (u_char *) ngx_gateway_text_uint((char *) p, len);
     *p++ = CR; *p++ = LF;
     p = ngx_cpymem(p, prefix->data, prefix->len);
     p = ngx_cpymem(p, NGX_HTTP_GATEWAY_KEY_SVC,

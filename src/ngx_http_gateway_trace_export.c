@@ -84,6 +84,8 @@ static void ngx_http_gateway_trace_drop(ngx_http_gateway_trace_exporter_t *e,
 static void ngx_http_gateway_trace_send(ngx_http_gateway_trace_exporter_t *e);
 static ngx_int_t ngx_http_gateway_trace_connect(
     ngx_http_gateway_trace_exporter_t *e);
+static ngx_uint_t ngx_http_gateway_trace_timedout(ngx_event_t *ev,
+    ngx_http_gateway_trace_exporter_t *e);
 static void ngx_http_gateway_trace_write_handler(ngx_event_t *wev);
 static void ngx_http_gateway_trace_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_gateway_trace_parse(
@@ -789,6 +791,23 @@ ngx_http_gateway_trace_connect(ngx_http_gateway_trace_exporter_t *e)
 }
 
 
+/* no answer in time is the collector's, not a closed connection */
+
+static ngx_uint_t
+ngx_http_gateway_trace_timedout(ngx_event_t *ev,
+    ngx_http_gateway_trace_exporter_t *e)
+{
+    if (!ev->timedout) {
+        return 0;
+    }
+
+    e->reused = 0;
+    ngx_http_gateway_trace_done(e, 0);
+
+    return 1;
+}
+
+
 static void
 ngx_http_gateway_trace_write_handler(ngx_event_t *wev)
 {
@@ -803,10 +822,7 @@ ngx_http_gateway_trace_write_handler(ngx_event_t *wev)
         return;
     }
 
-    if (wev->timedout) {
-        /* no answer in time is the collector's, not a closed connection */
-        e->reused = 0;
-        ngx_http_gateway_trace_done(e, 0);
+    if (ngx_http_gateway_trace_timedout(wev, e)) {
         return;
     }
 
@@ -875,10 +891,7 @@ ngx_http_gateway_trace_read_handler(ngx_event_t *rev)
         return;
     }
 
-    if (rev->timedout) {
-        /* no answer in time is the collector's, not a closed connection */
-        e->reused = 0;
-        ngx_http_gateway_trace_done(e, 0);
+    if (ngx_http_gateway_trace_timedout(rev, e)) {
         return;
     }
 

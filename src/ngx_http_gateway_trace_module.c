@@ -206,7 +206,7 @@ static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn(
     ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf);
 static ngx_http_gateway_trace_conn_t *ngx_http_gateway_trace_conn_new(
     ngx_http_request_t *r, ngx_http_gateway_trace_loc_conf_t *tlcf,
-    ngx_http_gateway_trace_conn_t *ce);
+    ngx_http_gateway_trace_conn_t *ce, ngx_str_t *host, ngx_str_t *ua);
 static void ngx_http_gateway_trace_name(ngx_http_request_t *r,
     ngx_http_gateway_trace_loc_conf_t *tlcf, u_char *buf, size_t size,
     ngx_str_t *name);
@@ -1279,21 +1279,22 @@ ngx_http_gateway_trace_conn(ngx_http_request_t *r,
         return ce;
     }
 
-    return ngx_http_gateway_trace_conn_new(r, tlcf, ce);
+    return ngx_http_gateway_trace_conn_new(r, tlcf, ce, host, ua);
 }
 
 
+/* host and ua (NULL: none) as conn() found them */
+
 static NGX_HTTP_GATEWAY_NOINLINE ngx_http_gateway_trace_conn_t *
 ngx_http_gateway_trace_conn_new(ngx_http_request_t *r,
-    ngx_http_gateway_trace_loc_conf_t *tlcf, ngx_http_gateway_trace_conn_t *ce)
+    ngx_http_gateway_trace_loc_conf_t *tlcf, ngx_http_gateway_trace_conn_t *ce,
+    ngx_str_t *host, ngx_str_t *ua)
 {
     size_t                      len;
-    ngx_str_t                  *ua, *host, *method, name;
+    ngx_str_t                  *method, name;
     ngx_gateway_otlp_writer_t   w;
 
     method = &r->method_name;
-    host = &r->headers_in.server;
-    ua = r->headers_in.user_agent ? &r->headers_in.user_agent->value : NULL;
 
     ce->len = 0;
 

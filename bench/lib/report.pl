@@ -273,12 +273,14 @@ my @targets;
     # of K selections (the MODE_passK rows)
     my @modes = $sel ? map { $_->[0] } @$sel[1 .. $#$sel] : ();
     my ($split) = grep { /^lockfree_split_pass\d+$/ } @modes;
+    my ($indep) = grep { /^lockfree_independent_pass\d+$/ } @modes;
     for my $mode (grep { /^lockfree(_random|_least_request|_p2c|_peak_ewma)?_pass\d+$/ } @modes) {
         my $v = get($sel, $mode, 'scaling_2w_over_1w');
         push @targets, ["selection microbenchmark: >= 1.9 x from 1 to 2 processes, one service, $mode",
-                        sprintf('%.2f x (per CPU time %.2f x; ceiling, a service per process: %s)', $v,
+                        sprintf('%.2f x (per CPU time %.2f x; ceilings: a service per process %s, two nginx instances %s)', $v,
                                 get($sel, $mode, 'cpu_scaling_2w_over_1w'),
-                                $split ? sprintf('%.2f x', get($sel, $split, 'scaling_2w_over_1w')) : 'n/a'),
+                                $split ? sprintf('%.2f x', get($sel, $split, 'scaling_2w_over_1w')) : 'n/a',
+                                $indep ? sprintf('%.2f x', get($sel, $indep, 'scaling_2w_over_1w')) : 'n/a'),
                         verdict($v >= 1.9)];
     }
 }
@@ -675,8 +677,11 @@ selection, no lock); *lockfree_nocounters* is the same without the
 per-instance counters (`active`, the stats observer): what the ticket
 alone costs; *lockfree_random* is the lock-free path with weighted random
 (no shared write but the counters); *lockfree_split* is round robin with
-each worker on a service of its own (the machine's ceiling in the same
-run: nothing shared but the name index).  The counters go to the
+each worker on a service of its own (one zone's ceiling in the same
+run: nothing shared but the name index); *lockfree_independent* is round
+robin in two nginx instances of one worker each, with zones of their
+own, pinned to the two CPUs (the machine's ceiling: nothing shared at
+all; its 1-worker row is the first instance alone).  The counters go to the
 worker's cells and are published once per pass of its event loop: a
 mode's plain row publishes them after every selection (`pass=1`, a
 worker that handles one request per pass: the worst case), its

@@ -21,6 +21,9 @@
 # the ticket alone costs), lockfree_random (today, weighted random: no
 # shared write but the counters), lockfree_split (today, round robin, each
 # worker on a service of its own: nothing shared but the name index), and
+# lockfree_independent (round robin in two nginx instances of one worker
+# each, on zones of their own, pinned to CPU 0 and CPU 1: nothing shared at
+# all, the machine's own ceiling for two processes), and
 # lockfree_least_request, lockfree_p2c, lockfree_peak_ewma: those methods
 # on the lock-free path (no lock; they read the instances' shared
 # "active").  The bench runs the stats observer only: peak_ewma's samples
@@ -32,9 +35,10 @@
 # a lock-free mode runs with pass=1, publishing after every selection (a
 # worker that handles one request per pass: the worst case), and, as
 # MODE_passK, with pass=K (BENCH_SEL_PASS, 16: what a busy worker handles
-# per pass, see docs/performance.md).  lockfree_split is the machine's
-# ceiling in the same run: nothing shared between the workers but the name
-# index.
+# per pass, see docs/performance.md).  lockfree_split is the ceiling of one
+# zone in the same run: nothing shared between the workers but the name
+# index; lockfree_independent is the machine's: with 1 "worker" it is the
+# first instance alone, with 2 both instances at once.
 #
 # A timed run with 1 worker measures the hold time: mutex: how long the
 # zone mutex is held per acquisition (2 per request); lockfree: how long
@@ -46,7 +50,8 @@
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
 #   BENCH_SEL_MODES ("mutex lockfree lockfree_nocounters lockfree_random
-#                    lockfree_split lockfree_least_request lockfree_p2c
+#                    lockfree_split lockfree_independent
+#                    lockfree_least_request lockfree_p2c
 #                    lockfree_peak_ewma", each lock-free one with counters
 #                    also as MODE_passK; also lockfree_hash, lockfree_ketama,
 #                    lockfree_maglev)
@@ -54,9 +59,9 @@
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
 
-sel_conf() {    # sel_conf DIR PORT WORKERS SO
-    local dir=$1 port=$2 w=$3 so=$4 aff
-    aff=$([ "$w" = 1 ] && echo "01" || echo "01 10")
+sel_conf() {    # sel_conf DIR PORT WORKERS SO [AFFINITY]
+    local dir=$1 port=$2 w=$3 so=$4 aff=${5:-}
+    [ -n "$aff" ] || aff=$([ "$w" = 1 ] && echo "01" || echo "01 10")
     {
         echo "load_module ${so%/*}/ngx_http_gateway_module.so;"
         echo "load_module $so;"
@@ -98,7 +103,7 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO
 sel_path() {    # the request path(s) of a mode, one per worker
     case "${1%_pass*}" in
         lockfree_split) echo "/lockfree,/lockfree_other" ;;
-        lockfree_nocounters) echo "/lockfree" ;;
+        lockfree_nocounters|lockfree_independent) echo "/lockfree" ;;
         *) echo "/${1%_pass*}" ;;
     esac
 }
@@ -118,8 +123,20 @@ sel_args() {    # the query arguments of a mode
 # time from them, not CPU time; waiting for a cache line is CPU time)
 sel_measure() {
     local port=$1 w=$2 mode=$3 n=$4 args=${5:-} out
-    out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "${args:-$(sel_args "$mode")}") \
-        || die "selection: drive.pl failed for $mode with $w workers"
+    args=${args:-$(sel_args "$mode")}
+    case "$mode:$w" in
+        lockfree_independent*:2)
+            # the worker of each 1-worker nginx, both at once
+            out=$(perl "$BENCH_DIR/selection/drive.pl" "$SEL_PORT_1,$SEL_INDEP_PORT" 2 /lockfree "$n" "$args") \
+                || die "selection: drive.pl failed for $mode with $w workers"
+            ;;
+        *)
+            out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "$args") \
+                || die "selection: drive.pl failed for $mode with $w workers"
+            ;;
+    esac
+    [ "$(grep -c 'start_ns=' <<<"$out")" = "$w" ] \
+        || die "selection: $mode with $w workers: $(grep -c 'start_ns=' <<<"$out") answers"
 
     awk '
         {
@@ -140,7 +157,7 @@ sel_measure() {
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
-    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split lockfree_least_request lockfree_p2c lockfree_peak_ewma})
+    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split lockfree_independent lockfree_least_request lockfree_p2c lockfree_peak_ewma})
     local k_pass=${BENCH_SEL_PASS:-16} modes=() b
     for b in "${base[@]}"; do
         modes+=("$b")
@@ -172,8 +189,24 @@ scenario_selection() {
             sel_register "$port" orders "o$i" "127.0.0.1:$((21000 + i))"
         done
         # every worker answers, and each mode selects (n=1000)
+        [ "$w" != 1 ] || SEL_PORT_1=$port
+    done
+
+    # the second 1-worker nginx of lockfree_independent, on CPU 1
+    port=$(free_port)
+    mkdir -p "$dir/indep"
+    sel_conf "$dir/indep" "$port" 1 "$so" 10
+    start_nginx "selbench-indep" "$dir/indep" "" "$port"
+    SEL_INDEP_PORT=$port
+    pid_of[indep]=$NGINX_PID
+    for i in $(seq 1 "$ninst"); do
+        sel_register "$port" users "u$i" "127.0.0.1:$((20000 + i))"
+    done
+
+    # every worker answers, and each mode selects (n=1000)
+    for w in 1 2; do
         for m in "${modes[@]}"; do
-            res=$(sel_measure "$port" "$w" "$m" 1000)
+            res=$(sel_measure "${port_of[$w]}" "$w" "$m" 1000)
             [ "$res" != FAILED ] || die "selection: $m selected nothing"
         done
     done
@@ -205,7 +238,7 @@ scenario_selection() {
     # selection counted once, nothing left active
     sel_check_counters "${port_of[2]}"
 
-    for w in 1 2; do stop_pid "${pid_of[$w]}" QUIT; done
+    for w in 1 2 indep; do stop_pid "${pid_of[$w]}" QUIT; done
 
     echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,cpu_scaling_2w_over_1w,rounds" > "$sum"
     for m in "${modes[@]}"; do

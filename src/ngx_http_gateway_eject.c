@@ -439,6 +439,7 @@ ngx_http_gateway_eject_trial_end(ngx_http_gateway_eject_conf_t *ecf,
                                seq | NGX_HTTP_GATEWAY_EJECT_IN))
         {
             ej->fails = 0;
+            ngx_http_gateway_instance_recovered(a->peer->inst);
             (void) ngx_atomic_fetch_add(&a->snap->service->failures.ejected,
                                         -1);
             ngx_http_gateway_eject_log(a, "returns", 0, ej->count);

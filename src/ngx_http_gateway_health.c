@@ -1300,6 +1300,14 @@ ngx_http_gateway_health_record(ngx_http_gateway_probe_t *pr, ngx_uint_t error,
         return;
     }
 
+    /* it becomes eligible (an unknown state was, unless mandatory) */
+
+    if (state == NGX_HTTP_GATEWAY_HEALTH_UP
+        && (old == NGX_HTTP_GATEWAY_HEALTH_DOWN || hc->mandatory))
+    {
+        ngx_http_gateway_instance_recovered(inst);
+    }
+
     h->state = state;
 
     if (old == NGX_HTTP_GATEWAY_HEALTH_UNKNOWN

@@ -578,17 +578,37 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     u_char                       *after;
     size_t                        size, tsize, zsize;
     ngx_int_t                     rc;
-    ngx_uint_t                    i, total;
+    ngx_uint_t                    i, total, tier;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_data_t      *data;
     ngx_http_gateway_instance_t  *inst;
     ngx_http_gateway_snapshot_t  *snap;
 
+    /*
+     * Round robin's cycle (total, each peer's upto) lays out one tier's up
+     * weights: the primaries', or without an up primary the backups'.  The
+     * other tier takes no tickets: backups serving while the primaries are
+     * up but none may be used (ejected, unhealthy, tried) are taken in
+     * turn from a ticket's place (see rr_tickets()).
+     */
+
+    tier = 1;
     total = 0;
 
     for (i = 0; i < svc->ninstances; i++) {
-        if (svc->instances[i]->data->state == NGX_GATEWAY_STATE_UP) {
-            total += svc->instances[i]->data->weight;
+        data = svc->instances[i]->data;
+
+        if (data->state == NGX_GATEWAY_STATE_UP && !data->backup) {
+            tier = 0;
+            break;
+        }
+    }
+
+    for (i = 0; i < svc->ninstances; i++) {
+        data = svc->instances[i]->data;
+
+        if (data->state == NGX_GATEWAY_STATE_UP && data->backup == tier) {
+            total += data->weight;
         }
     }
 
@@ -640,7 +660,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
 
         snap->nbackup += data->backup;
 
-        if (data->state == NGX_GATEWAY_STATE_UP) {
+        if (data->state == NGX_GATEWAY_STATE_UP && data->backup == tier) {
             snap->total += data->weight;
         }
 

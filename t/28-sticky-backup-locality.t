@@ -251,6 +251,24 @@ ok(!instance('bk', 'p1')->{backup}, 'backup: and false by default');
 
 is_deeply(spread('/backup', 40), { $port[0] => 20, $port[1] => 20 },
           'backup: round robin: only the primaries answer, evenly');
+
+# round robin's cycle is the primaries': a heavy backup takes no turns
+is(patch('bk', 'b1', weight => 10), 200, 'backup: b1 weighs 10');
+is_deeply(spread('/backup', 40), { $port[0] => 20, $port[1] => 20 },
+          'backup: a heavy backup leaves the primaries\' split exact');
+
+# without an up primary the cycle is the backups', by their weights
+is(put('bk', 'b2', address => "127.0.0.1:$port[3]", backup => JSON::PP::true,
+       weight => 2), 201, 'backup: b2 (backup, weight 2)');
+is(patch('bk', 'p1', state => 'down'), 200, 'backup: p1 down');
+is(patch('bk', 'p2', state => 'down'), 200, 'backup: p2 down');
+is_deeply(spread('/backup', 60), { $port[2] => 50, $port[3] => 10 },
+          'backup: the backups split by weight, exactly');
+is($ng->request('DELETE', '/gateway/services/bk/instances/b2')->{status}, 200,
+   'backup: b2 removed');
+is(patch('bk', 'b1', weight => 1), 200, 'backup: b1 weighs 1 again');
+is(patch('bk', 'p1', state => 'up'), 200, 'backup: p1 up');
+is(patch('bk', 'p2', state => 'up'), 200, 'backup: p2 up');
 $c = spread('/backup_random', 40);
 ok(!$c->{ $port[2] } && ($c->{ $port[0] } // 0) + ($c->{ $port[1] } // 0) == 40,
    'backup over random: the backup gets nothing while a primary is eligible')

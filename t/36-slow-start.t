@@ -1,5 +1,6 @@
 #!/usr/bin/perl
-# gateway_slow_start: a newly registered or recovered instance ramps its
+# gateway_slow_start: a newly registered or recovered instance (up again,
+# healthy again, back from ejection) ramps its
 # effective weight from nothing to all of it over TIME, under round robin
 # (a ramping instance's tickets are taken in part) and weighted random
 # (its weight in the draw); two workers share one ramp.  Bad values fail
@@ -227,5 +228,140 @@ my %by;
 $by{ ($ng->get('/rr'))[2] }++ for 1 .. 10;
 is_deeply(\%by, { $port[1] => 10 },
           'both workers route to its instance, not the other service\'s');
+
+# --- a recovery by a health check or from ejection ramps too ------------------
+
+my $dir = test_dir();
+my $ng2 = start_nginx(workers => 2, conf => <<"EOF");
+    gateway_registry zone=gw2:1m;
+
+    upstream hc {
+        gateway_service checked;
+        gateway_health_check uri=/health interval=100ms fails=1 passes=1;
+        gateway_slow_start ${T}s;
+    }
+
+    upstream ej {
+        gateway_service ejected;
+        gateway_eject failures=2 time=1s statuses=502;
+        gateway_slow_start ${T}s;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /hc {
+            proxy_pass http://hc;
+        }
+
+        location /ej {
+            proxy_pass http://ej;
+            proxy_next_upstream error timeout http_502;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        listen 127.0.0.1:%%PORT3%%;
+
+        location /health {
+            if (-f %%TESTDIR%%/sick_\$server_port) {
+                return 503;
+            }
+            return 200;
+        }
+
+        location / {
+            if (-f %%TESTDIR%%/bad_\$server_port) {
+                return 502;
+            }
+            return 200 "\$server_port";
+        }
+    }
+EOF
+
+my @bport = map { $ng2->port("PORT$_") } 2 .. 3;
+
+sub b_instance {
+    my ($svc) = @_;
+    my $r = $ng2->get("/gateway/services/$svc");
+    my $j = json_decode($r->{content}) || {};
+    my ($i) = grep { $_->{id} eq 'b' } @{ $j->{instances} || [] };
+    return $i || {};
+}
+
+sub flag {
+    my ($name, $on) = @_;
+    my $f = "$dir/${name}_$bport[1]";
+    if ($on) { open(my $fh, '>', $f) or die "$f: $!"; close $fh }
+    else { unlink $f }
+}
+
+# b's picks of N requests to PATH, and how far into its ramp the last was
+sub burst2 {
+    my ($path, $n, $since) = @_;
+    my $new = 0;
+    for (1 .. $n) {
+        my ($st, $h, $body) = $ng2->get($path);
+        die "status $st" unless $st == 200;
+        $new++ if $body eq $bport[1];
+    }
+    my $at = (time - $since) / $T;
+    return ($new, $at > 1 ? 1 : $at);
+}
+
+for my $svc ('checked', 'ejected') {
+    for my $m (['a', $bport[0]], ['b', $bport[1]]) {
+        is($ng2->request('PUT', "/gateway/services/$svc/instances/$m->[0]",
+                         json => { address => "127.0.0.1:$m->[1]" })
+           ->{status}, 201, "$svc: $m->[0] registered");
+    }
+}
+sleep($T + 0.2);
+
+my ($n2) = burst2('/hc', 100, time - $T);
+is($n2, 50, 'health checked, ramped: b gets exactly 50 of 100');
+
+flag('sick', 1);
+ok(wait_until(sub { (b_instance('checked')->{health} || {})->{status}
+                    eq 'unhealthy' }),
+   'b fails its health check');
+($n2) = burst2('/hc', 20, time);
+is($n2, 0, 'unhealthy: b gets nothing');
+
+flag('sick', 0);
+ok(wait_until(sub { (b_instance('checked')->{health} || {})->{status}
+                    eq 'healthy' }, interval => 0.01),
+   'b passes its health check again');
+my $since2 = time;
+my $at2;
+($n2, $at2) = burst2('/hc', 100, $since2);
+cmp_ok($n2, '<=', most(100, $at2),
+       'healthy again: b ramps again '
+       . sprintf('(%d of 100, ramp at %.0f%%)', $n2, 100 * $at2));
+
+($n2) = burst2('/ej', 100, time - $T);
+is($n2, 50, 'ejection on, ramped: b gets exactly 50 of 100');
+
+flag('bad', 1);
+burst2('/ej', 10, time);
+is((b_instance('ejected')->{ejection} || {})->{state}, 'out', 'b is ejected');
+flag('bad', 0);
+
+# its trial, a request after its time, brings it back
+ok(wait_until(sub {
+        $ng2->get('/ej');
+        (b_instance('ejected')->{ejection} || {})->{state} eq 'in'
+    }, timeout => 5, interval => 0.01),
+   'b returns after a trial');
+$since2 = time;
+($n2, $at2) = burst2('/ej', 100, $since2);
+cmp_ok($n2, '<=', most(100, $at2),
+       'back from ejection: b ramps again '
+       . sprintf('(%d of 100, ramp at %.0f%%)', $n2, 100 * $at2));
 
 done_testing();

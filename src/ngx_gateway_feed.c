@@ -14,6 +14,7 @@ static const char *ngx_gateway_feed_netstring(const char *p,
     const char *last, size_t *len);
 static char *ngx_gateway_feed_item(char *p, char *last,
     ngx_gateway_feed_item_t *v);
+static void ngx_gateway_feed_terminate(ngx_gateway_feed_t *feed);
 
 
 int
@@ -130,6 +131,8 @@ ngx_gateway_feed_parse(char *p, size_t len, ngx_gateway_feed_item_t *items,
             return -1;
         }
 
+        ngx_gateway_feed_terminate(feed);
+
         return 0;
     }
 
@@ -165,7 +168,22 @@ ngx_gateway_feed_parse(char *p, size_t len, ngx_gateway_feed_item_t *items,
     feed->carried = 1;
     feed->ninstances = n;
 
+    ngx_gateway_feed_terminate(feed);
+
     return 0;
+}
+
+
+/* a message found good: its items NUL-terminated over their commas */
+
+static void
+ngx_gateway_feed_terminate(ngx_gateway_feed_t *feed)
+{
+    size_t  i;
+
+    for (i = 0; i < feed->nitems; i++) {
+        feed->items[i].data[feed->items[i].len] = '\0';
+    }
 }
 
 
@@ -202,7 +220,7 @@ ngx_gateway_feed_netstring(const char *p, const char *last, size_t *len)
 }
 
 
-/* a netstring's bytes in *v, NUL-terminated over the comma */
+/* a netstring's bytes in *v */
 
 static char *
 ngx_gateway_feed_item(char *p, char *last, ngx_gateway_feed_item_t *v)
@@ -218,7 +236,6 @@ ngx_gateway_feed_item(char *p, char *last, ngx_gateway_feed_item_t *v)
     v->data = bytes;
     v->len = len;
     v->nfields = 0;
-    bytes[len] = '\0';
 
     return bytes + len + 1;
 }

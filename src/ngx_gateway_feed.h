@@ -57,9 +57,10 @@ int ngx_gateway_feed_count(const char *p, size_t len, size_t *nitems,
     const char **err);
 
 /*
- * Parses the message in place (each item is NUL-terminated over its
- * comma); 0, or -1 with *err, and feed->name set if the message got that
- * far with a valid name: the service whose change is not known.  On
+ * Parses the message in place: 0, each item NUL-terminated over its
+ * comma; or -1 with *err, the message as it was, and feed->name set if
+ * the message got that far with a valid name: the service whose change
+ * is not known.  On
  * success every instance of a carried change is items[i] (id, with its
  * number of fields m in items[i].nfields), items[i + 1] (m as text) and
  * 2 m names and values, from i = FEED_FIRST, and they end at the last

@@ -29,7 +29,6 @@
 #define NGX_HTTP_GATEWAY_IDEMPOTENCY_KEY_MAX  255
 
 
-static ngx_uint_t ngx_http_gateway_retry_wanted(ngx_http_gateway_attempt_t *a);
 static void *ngx_http_gateway_retry_create_conf(ngx_conf_t *cf);
 static char *ngx_http_gateway_retry_budget(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -233,9 +232,13 @@ ngx_http_gateway_retry_allowed(ngx_http_gateway_retry_conf_t *rcf,
 }
 
 
-/* whether nginx itself would retry (ngx_http_upstream_next()'s rule) */
+/*
+ * Whether nginx itself retries after a failed attempt, if it has tries
+ * left (ngx_http_upstream_next()'s rule: proxy_next_upstream and its
+ * timeout, a non-idempotent request already sent)
+ */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_gateway_retry_wanted(ngx_http_gateway_attempt_t *a)
 {
     ngx_uint_t            ft;

@@ -10,6 +10,15 @@
 
 #define NGX_HTTP_GATEWAY_TRIED  1
 
+/* what an attempt does besides choosing and counting: see "extras" */
+#define NGX_HTTP_GATEWAY_EXTRA_FILTER   0x01    /* health check, ejection */
+#define NGX_HTTP_GATEWAY_EXTRA_STICKY   0x02
+#define NGX_HTTP_GATEWAY_EXTRA_BEGIN    0x04    /* microseconds, retry
+                                                   budget, start hooks */
+#define NGX_HTTP_GATEWAY_EXTRA_END      0x08    /* microseconds, retry
+                                                   budget */
+#define NGX_HTTP_GATEWAY_EXTRA_OBSERVE  0x10    /* observers */
+
 
 typedef struct {
     ngx_http_complex_value_t     *service;   /* NULL: a fixed name */
@@ -38,9 +47,9 @@ typedef struct {
     ngx_http_gateway_retry_conf_t *retry;
 
     /*
-     * Anything an attempt does here besides choosing and counting: a
-     * health check, ejection, sticky, a retry budget, microsecond times,
-     * an observer (see upstream_init_module()); without it, one test.
+     * NGX_HTTP_GATEWAY_EXTRA_*: what an attempt does here besides
+     * choosing and counting (see upstream_init_module()); each part one
+     * test, and without them none runs.
      */
     ngx_uint_t                    extras;
 
@@ -292,9 +301,28 @@ ngx_http_gateway_upstream_init_module(ngx_cycle_t *cycle)
             continue;
         }
 
-        gscf->extras = gscf->unhealthy || gscf->eject || gscf->sticky
-                       || gscf->retry || gscf->attempt_us
-                       || gmcf->observers.nelts || gmcf->starts.nelts;
+        gscf->extras = 0;
+
+        if (gscf->unhealthy || gscf->eject) {
+            gscf->extras |= NGX_HTTP_GATEWAY_EXTRA_FILTER;
+        }
+
+        if (gscf->sticky) {
+            gscf->extras |= NGX_HTTP_GATEWAY_EXTRA_STICKY;
+        }
+
+        if (gscf->attempt_us || gscf->retry) {
+            gscf->extras |= NGX_HTTP_GATEWAY_EXTRA_BEGIN
+                            |NGX_HTTP_GATEWAY_EXTRA_END;
+        }
+
+        if (gmcf->starts.nelts) {
+            gscf->extras |= NGX_HTTP_GATEWAY_EXTRA_BEGIN;
+        }
+
+        if (gmcf->observers.nelts) {
+            gscf->extras |= NGX_HTTP_GATEWAY_EXTRA_OBSERVE;
+        }
     }
 
     return NGX_OK;
@@ -888,7 +916,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
         }
     }
 
-    if (gp->conf->extras && gp->conf->sticky
+    if ((gp->conf->extras & NGX_HTTP_GATEWAY_EXTRA_STICKY)
         && ngx_http_gateway_sticky_chosen(gp->conf->sticky,
                                           gp->attempt.request, peer)
            != NGX_OK)
@@ -932,7 +960,7 @@ ngx_http_gateway_upstream_choose(ngx_peer_connection_t *pc,
 
     /* end, status, result and bytes: set when it ends (free_peer()) */
 
-    if (gp->conf->extras) {
+    if (gp->conf->extras & NGX_HTTP_GATEWAY_EXTRA_BEGIN) {
         ngx_http_gateway_upstream_begin(gp);
     }
 
@@ -955,7 +983,7 @@ ngx_http_gateway_upstream_filter(ngx_http_gateway_peer_data_t *gp,
     sel->unhealthy = gp->conf->unhealthy;
     sel->eject = 0;
 
-    if (gp->conf->extras) {
+    if (gp->conf->extras & NGX_HTTP_GATEWAY_EXTRA_FILTER) {
         ngx_http_gateway_upstream_filter_extras(gp, sel);
     }
 }
@@ -1122,7 +1150,7 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         a->bytes_received = 0;
     }
 
-    if (gp->conf->extras) {
+    if (gp->conf->extras & NGX_HTTP_GATEWAY_EXTRA_END) {
         if (gp->conf->attempt_us) {
             a->end_us = ngx_http_gateway_upstream_usec();
         }
@@ -1157,7 +1185,7 @@ static void
 ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_uint_t state)
 {
-    ngx_uint_t                   left;
+    ngx_uint_t                   left, retried;
     ngx_http_gateway_attempt_t  *a;
 
     a = &gp->attempt;
@@ -1189,12 +1217,13 @@ ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
      * Only an error on a cached keepalive connection is in doubt: nginx
      * gives one more try when the connection was merely stale.  The next
      * get() tells, or else the request's end (upstream_cleanup()).
-     * Anything else is reported now; whether a retry follows is then
-     * nginx's choice.
+     * Anything else is reported now, retried if nginx retries it with the
+     * tries it has (its proxy_next_upstream rule).
      */
 
     if (!a->cached || a->result != NGX_HTTP_GATEWAY_ATTEMPT_ERROR) {
-        ngx_http_gateway_upstream_report(gp, pc->tries > 0);
+        retried = (pc->tries > 0 && ngx_http_gateway_retry_wanted(a));
+        ngx_http_gateway_upstream_report(gp, retried);
     }
 }
 
@@ -1270,7 +1299,7 @@ ngx_http_gateway_upstream_report(ngx_http_gateway_peer_data_t *gp,
     gp->held = 1;
     gp->attempt.retried = retried;
 
-    if (gp->conf->extras) {
+    if (gp->conf->extras & NGX_HTTP_GATEWAY_EXTRA_OBSERVE) {
         ngx_http_gateway_upstream_observe(gp);
     }
 

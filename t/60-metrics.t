@@ -26,6 +26,10 @@ my $CONF = <<'EOF';
         gateway_service broken;
     }
 
+    upstream flaky_off {
+        gateway_service flakyoff;
+    }
+
     server {
         listen 127.0.0.1:%%PORT%%;
 
@@ -52,6 +56,11 @@ my $CONF = <<'EOF';
 
         location /broken {
             proxy_pass http://broken;
+        }
+
+        location /flaky_off {
+            proxy_pass http://flaky_off;
+            proxy_next_upstream off;
         }
     }
 
@@ -88,6 +97,8 @@ register('users', 'b', "127.0.0.1:$p3");
 register('flaky', 'dead', "127.0.0.1:$closed");
 register('flaky', 'live', "127.0.0.1:$p2");
 register('broken', 'busy', "127.0.0.1:$p4");
+register('flakyoff', 'dead', "127.0.0.1:$closed");
+register('flakyoff', 'live', "127.0.0.1:$p2");
 
 sub scrape {
     my ($path) = @_;
@@ -123,8 +134,8 @@ sub promtool_ok {
 my ($body, $m) = scrape();
 promtool_ok($body, 'the page of a fresh registry');
 
-is($m->{'gateway_registry_services'}, 3, 'three services');
-is($m->{'gateway_registry_instances{state="up"}'}, 5, 'five instances up');
+is($m->{'gateway_registry_services'}, 4, 'four services');
+is($m->{'gateway_registry_instances{state="up"}'}, 7, 'seven instances up');
 is($m->{'gateway_instance_requests_total{service="users",instance="a"}'}, 0,
    'no requests yet');
 
@@ -149,6 +160,14 @@ is($flaky_ok, 20, '20 requests to flaky answered 200 (retried)');
 for (1 .. 7) {
     $ng->get('/broken');
 }
+
+# 20 requests to flakyoff: nginx does not retry (proxy_next_upstream off),
+# so half of them end at the dead instance, with 502
+
+my %flaky_off;
+$flaky_off{ ($ng->get('/flaky_off'))[0] }++ for 1 .. 20;
+is_deeply(\%flaky_off, { 200 => 10, 502 => 10 },
+          'flakyoff: without retries 10 answered 200, 10 got 502');
 
 ($body, $m) = scrape();
 promtool_ok($body, 'the page after traffic');
@@ -183,6 +202,11 @@ is($m->{'gateway_service_upstream_response_seconds_count{service="flaky"}'},
 
 is($m->{'gateway_service_requests_total{service="broken",status_class="5xx"}'},
    7, 'broken: 7 requests of class 5xx');
+is($m->{'gateway_service_requests_total{service="flakyoff",status_class="2xx"}'},
+   10, 'flakyoff: 10 requests of class 2xx');
+is($m->{'gateway_service_requests_total{service="flakyoff",status_class="none"}'}
+   + $m->{'gateway_service_requests_total{service="flakyoff",status_class="5xx"}'},
+   10, 'flakyoff: and the 10 failed ones, not retried, counted too');
 is($m->{'gateway_instance_in_flight{service="users",instance="a"}'}, 0,
    'nothing in flight when idle');
 is($m->{'gateway_instance_state{service="users",instance="a",state="up"}'},
@@ -217,7 +241,7 @@ is($m2->{'gateway_instance_requests_total{service="users",instance="a"}'}, $ra,
 my ($few, $mf) = scrape('/few');
 my @inst = grep { /^gateway_instance_requests_total\{/ } split /\n/, $few;
 is(scalar @inst, 2, 'max_instances=2: two instances in a family');
-is($mf->{'gateway_metrics_omitted_instances'}, 3, 'three left out, counted');
+is($mf->{'gateway_metrics_omitted_instances'}, 5, 'five left out, counted');
 promtool_ok($few, 'the bounded page');
 
 # writes and bad parameters

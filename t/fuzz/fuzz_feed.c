@@ -25,11 +25,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 
+/* an item inside the message, before its comma (a NUL once parsed) */
+
 static void
-fuzz_check_item(const char *buf, size_t size, ngx_gateway_feed_item_t *it)
+fuzz_check_item(const char *buf, size_t size, ngx_gateway_feed_item_t *it,
+    char end)
 {
     fuzz_assert(it->data >= buf && it->data + it->len < buf + size);
-    fuzz_assert(it->data[it->len] == '\0');
+    fuzz_assert(it->data[it->len] == end);
 }
 
 
@@ -61,10 +64,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = ngx_gateway_feed_parse(buf, size, items, n, &feed, &err);
 
     if (rc != 0) {
+
+        /* refused: the message as it was, for the log */
+
         fuzz_assert(err != NULL);
+        fuzz_assert(memcmp(buf, data, size) == 0);
 
         if (feed.name.data) {
-            fuzz_check_item(buf, size, &feed.name);
+            fuzz_check_item(buf, size, &feed.name, ',');
         }
 
         goto done;
@@ -75,7 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_assert(feed.listed == 0 || feed.listed == 1);
 
     for (i = 0; i < n; i++) {
-        fuzz_check_item(buf, size, &items[i]);
+        fuzz_check_item(buf, size, &items[i], '\0');
     }
 
     if (!feed.carried) {

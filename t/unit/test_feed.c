@@ -71,6 +71,9 @@ expect_error(const char *s, const char *err, const char *name)
     assert_int_equal(parse(&ps, s), -1);
     assert_string_equal(ps.err, err);
 
+    /* refused: the message is left as it was, for the log */
+    assert_string_equal(ps.buf, s);
+
     if (name == NULL) {
         assert_null(ps.feed.name.data);
 

@@ -663,8 +663,8 @@ typedef struct {
     uint16_t                    number;     /* 1: the first attempt */
     uint16_t                    result;
     uint32_t                    status;     /* 0: no response */
-    off_t                       bytes_sent;
-    off_t                       bytes_received;
+    off_t                       bytes_sent; /* for the observers, */
+    off_t                       bytes_received; /* if any */
 
     /* bytes, not bit-fields: every attempt writes them, a store each */
     u_char                      cached;     /* a keepalive connection */

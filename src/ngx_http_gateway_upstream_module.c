@@ -17,7 +17,8 @@
                                                    budget, start hooks */
 #define NGX_HTTP_GATEWAY_EXTRA_END      0x08    /* microseconds, retry
                                                    budget */
-#define NGX_HTTP_GATEWAY_EXTRA_OBSERVE  0x10    /* observers */
+#define NGX_HTTP_GATEWAY_EXTRA_OBSERVE  0x10    /* observers: the end's
+                                                   bytes for them too */
 
 
 typedef struct {
@@ -141,6 +142,8 @@ static void ngx_http_gateway_upstream_filter_extras(
     NGX_HTTP_GATEWAY_NOINLINE;
 static void ngx_http_gateway_upstream_begin(ngx_http_gateway_peer_data_t *gp)
     NGX_HTTP_GATEWAY_NOINLINE;
+static void ngx_http_gateway_upstream_end(ngx_http_gateway_peer_data_t *gp,
+    ngx_http_upstream_t *u) NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_upstream_pick(
     ngx_http_gateway_upstream_srv_conf_t *conf,
     ngx_http_gateway_select_t *sel);
@@ -679,7 +682,6 @@ ngx_http_gateway_upstream_init_state(ngx_http_request_t *r,
 
     gp->conf = gscf;
     gp->attempt.request = r;
-    gp->budget = 0;
     gp->tries = 0;
     gp->ntried = 0;
     gp->nalloc = NGX_HTTP_GATEWAY_TRIED;
@@ -791,7 +793,10 @@ ngx_http_gateway_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_gateway_peer_data_t *gp = data;
 
-    /* the first attempt, chosen by init_peer() in this same event */
+    /*
+     * The first attempt, chosen by init_peer() in this same event; its
+     * budget is nginx's tries once proxy_next_upstream_tries capped them
+     */
 
     if (gp->prepared) {
         gp->prepared = 0;
@@ -1013,6 +1018,35 @@ ngx_http_gateway_upstream_filter_extras(ngx_http_gateway_peer_data_t *gp,
 }
 
 
+/* an attempt ends: its microseconds, its retry budget, its bytes */
+
+static void
+ngx_http_gateway_upstream_end(ngx_http_gateway_peer_data_t *gp,
+    ngx_http_upstream_t *u)
+{
+    ngx_http_gateway_attempt_t  *a;
+
+    a = &gp->attempt;
+
+    if (gp->conf->attempt_us) {
+        a->end_us = ngx_http_gateway_upstream_usec();
+    }
+
+    if (gp->conf->retry) {
+        ngx_http_gateway_hold_uncount(gp->slot);
+    }
+
+    if (u->state) {
+        a->bytes_sent = u->state->bytes_sent;
+        a->bytes_received = u->state->bytes_received;
+
+    } else {
+        a->bytes_sent = 0;
+        a->bytes_received = 0;
+    }
+}
+
+
 /* an attempt begins: its microseconds, its retry budget, its observers */
 
 static void
@@ -1141,23 +1175,10 @@ ngx_http_gateway_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     a->status = u->headers_in.status_n;
     a->result = ngx_http_gateway_upstream_result(pc, gp, state);
 
-    if (u->state) {
-        a->bytes_sent = u->state->bytes_sent;
-        a->bytes_received = u->state->bytes_received;
-
-    } else {
-        a->bytes_sent = 0;
-        a->bytes_received = 0;
-    }
-
-    if (gp->conf->extras & NGX_HTTP_GATEWAY_EXTRA_END) {
-        if (gp->conf->attempt_us) {
-            a->end_us = ngx_http_gateway_upstream_usec();
-        }
-
-        if (gp->conf->retry) {
-            ngx_http_gateway_hold_uncount(gp->slot);
-        }
+    if (gp->conf->extras
+        & (NGX_HTTP_GATEWAY_EXTRA_END|NGX_HTTP_GATEWAY_EXTRA_OBSERVE))
+    {
+        ngx_http_gateway_upstream_end(gp, u);
     }
 
     /* the hold's peer before the -1: see ngx_http_gateway_cell_t */

@@ -222,13 +222,16 @@ sub instance {
     return $i || {};
 }
 
-# nginx's own lines for attempts that failed on that port, after $from
+# nginx's own lines for attempts that failed on that port, after $from (a
+# connect to a backend that is stopping may be refused or reset)
 sub failed_attempts {
     my ($ng, $port, $from, $what) = @_;
     my $text = substr($ng->error_log, $from);
+    my $refused = join '|', '111: Connection refused',
+                            '104: Connection reset by peer';
     my $re = $what eq 'timeout'
         ? qr/upstream timed out \(110: Connection timed out\)/
-        : qr/connect\(\) failed \(111: Connection refused\)/;
+        : qr/connect\(\) failed \((?:$refused)\)/;
     my $n = () = $text =~ /$re[^\n]*upstream: "http:\/\/127\.0\.0\.1:$port\//g;
     return $n;
 }

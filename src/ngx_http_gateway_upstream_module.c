@@ -140,10 +140,10 @@ static ngx_inline void ngx_http_gateway_upstream_filter(
 static void ngx_http_gateway_upstream_filter_extras(
     ngx_http_gateway_peer_data_t *gp, ngx_http_gateway_select_t *sel)
     NGX_HTTP_GATEWAY_NOINLINE;
-static void ngx_http_gateway_upstream_begin(ngx_http_gateway_peer_data_t *gp)
-    NGX_HTTP_GATEWAY_NOINLINE;
-static void ngx_http_gateway_upstream_end(ngx_http_gateway_peer_data_t *gp,
-    ngx_http_upstream_t *u) NGX_HTTP_GATEWAY_NOINLINE;
+static ngx_inline void ngx_http_gateway_upstream_begin(
+    ngx_http_gateway_peer_data_t *gp);
+static ngx_inline void ngx_http_gateway_upstream_end(
+    ngx_http_gateway_peer_data_t *gp, ngx_http_upstream_t *u);
 static ngx_int_t ngx_http_gateway_upstream_pick(
     ngx_http_gateway_upstream_srv_conf_t *conf,
     ngx_http_gateway_select_t *sel);
@@ -1020,7 +1020,7 @@ ngx_http_gateway_upstream_filter_extras(ngx_http_gateway_peer_data_t *gp,
 
 /* an attempt ends: its microseconds, its retry budget, its bytes */
 
-static void
+static ngx_inline void
 ngx_http_gateway_upstream_end(ngx_http_gateway_peer_data_t *gp,
     ngx_http_upstream_t *u)
 {
@@ -1049,7 +1049,7 @@ ngx_http_gateway_upstream_end(ngx_http_gateway_peer_data_t *gp,
 
 /* an attempt begins: its microseconds, its retry budget, its observers */
 
-static void
+static ngx_inline void
 ngx_http_gateway_upstream_begin(ngx_http_gateway_peer_data_t *gp)
 {
     ngx_uint_t                     k;

@@ -64,6 +64,8 @@ static ngx_int_t ngx_http_gateway_rr_select_busy(
     ngx_http_gateway_select_t *sel) NGX_HTTP_GATEWAY_NOINLINE;
 static uint64_t ngx_http_gateway_rr_look(ngx_http_gateway_service_t *svc)
     NGX_HTTP_GATEWAY_NOINLINE;
+static ngx_inline uint64_t ngx_http_gateway_rr_take(
+    ngx_http_gateway_service_t *svc, uint32_t n);
 static uint64_t ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
     NGX_HTTP_GATEWAY_NOINLINE;
 static ngx_int_t ngx_http_gateway_rr_tickets(ngx_http_gateway_select_t *sel,
@@ -181,8 +183,7 @@ ngx_http_gateway_rr_pick(ngx_http_gateway_select_t *sel,
 static ngx_int_t
 ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 {
-    ngx_http_gateway_snapshot_t    *snap;
-    ngx_http_gateway_rr_service_t  *rs;
+    ngx_http_gateway_snapshot_t  *snap;
 
     if (--ngx_http_gateway_rr_quiet < 0) {
         return ngx_http_gateway_rr_select_busy(sel);
@@ -190,12 +191,23 @@ ngx_http_gateway_rr_select(ngx_http_gateway_select_t *sel)
 
     snap = sel->snap;
 
-    rs = ngx_http_gateway_balancer_service(
-                           &ngx_http_gateway_balancer_round_robin,
-                           snap->service);
-
     return ngx_http_gateway_rr_pick(sel, snap,
-                                    ngx_atomic_fetch_add(&rs->ticket, 1));
+                                    ngx_http_gateway_rr_take(snap->service,
+                                                             1));
+}
+
+
+/* n tickets from the service's counter: the first of them */
+
+static ngx_inline uint64_t
+ngx_http_gateway_rr_take(ngx_http_gateway_service_t *svc, uint32_t n)
+{
+    ngx_http_gateway_rr_service_t  *rs;
+
+    rs = ngx_http_gateway_balancer_service(
+                           &ngx_http_gateway_balancer_round_robin, svc);
+
+    return ngx_atomic_fetch_add(&rs->ticket, n);
 }
 
 
@@ -244,16 +256,11 @@ ngx_http_gateway_rr_select_busy(ngx_http_gateway_select_t *sel)
 static ngx_inline uint64_t
 ngx_http_gateway_rr_next(ngx_http_gateway_service_t *svc)
 {
-    ngx_http_gateway_rr_service_t  *rs;
-
     if (--ngx_http_gateway_rr_quiet < 0) {
         return ngx_http_gateway_rr_look(svc);
     }
 
-    rs = ngx_http_gateway_balancer_service(
-                           &ngx_http_gateway_balancer_round_robin, svc);
-
-    return ngx_atomic_fetch_add(&rs->ticket, 1);
+    return ngx_http_gateway_rr_take(svc, 1);
 }
 
 
@@ -262,16 +269,11 @@ ngx_http_gateway_rr_next(ngx_http_gateway_service_t *svc)
 static uint64_t
 ngx_http_gateway_rr_look(ngx_http_gateway_service_t *svc)
 {
-    ngx_http_gateway_rr_service_t  *rs;
-
     if (ngx_http_gateway_rr_now_busy()) {
         return ngx_http_gateway_rr_block(svc);
     }
 
-    rs = ngx_http_gateway_balancer_service(
-                           &ngx_http_gateway_balancer_round_robin, svc);
-
-    return ngx_atomic_fetch_add(&rs->ticket, 1);
+    return ngx_http_gateway_rr_take(svc, 1);
 }
 
 
@@ -280,14 +282,10 @@ ngx_http_gateway_rr_look(ngx_http_gateway_service_t *svc)
 static uint64_t
 ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
 {
-    uint32_t                        n;
-    ngx_http_gateway_rr_entry_t    *e;
-    ngx_http_gateway_rr_service_t  *rs;
+    uint32_t                      n;
+    ngx_http_gateway_rr_entry_t  *e;
 
     ngx_http_gateway_rr_selected++;
-
-    rs = ngx_http_gateway_balancer_service(
-                           &ngx_http_gateway_balancer_round_robin, svc);
 
     /* a golden ratio hash: services are aligned slab chunks */
 
@@ -301,7 +299,7 @@ ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
             && ngx_current_msec - e->block.msec < NGX_HTTP_GATEWAY_RR_KEEP)
         {
             /* the place is another service's, still in use */
-            return ngx_atomic_fetch_add(&rs->ticket, 1);
+            return ngx_http_gateway_rr_take(svc, 1);
         }
 
         /* an old block of a service the worker no longer selects is lost */
@@ -319,7 +317,7 @@ ngx_http_gateway_rr_block(ngx_http_gateway_service_t *svc)
     n = ngx_gateway_rr_block_size(&e->block, ngx_current_msec);
 
     return ngx_gateway_rr_block_set(&e->block,
-                                    ngx_atomic_fetch_add(&rs->ticket, n), n);
+                                    ngx_http_gateway_rr_take(svc, n), n);
 }
 
 

@@ -115,15 +115,16 @@ sub set_state {
                         json => { state => $state })->{status};
 }
 
-# N requests to PATH: the new instance's picks, and how far into its ramp
-# the last one was (0..1)
+# N requests to PATH (of NGINX, by default the first): the new
+# instance's picks (it answers with PORT, by default $port[1]), and how far
+# into its ramp the last one was (0..1)
 sub burst {
-    my ($path, $n, $since) = @_;
+    my ($path, $n, $since, $nginx, $new_port) = @_;
     my $new = 0;
     for (1 .. $n) {
-        my ($st, $h, $body) = $ng->get($path);
+        my ($st, $h, $body) = ($nginx // $ng)->get($path);
         die "status $st" unless $st == 200;
-        $new++ if $body eq $port[1];
+        $new++ if $body eq ($new_port // $port[1]);
     }
     my $at = (time - $since) / $T;
     return ($new, $at > 1 ? 1 : $at);
@@ -301,17 +302,10 @@ sub flag {
     else { unlink $f }
 }
 
-# b's picks of N requests to PATH, and how far into its ramp the last was
+# b's picks of the second nginx
 sub burst2 {
     my ($path, $n, $since) = @_;
-    my $new = 0;
-    for (1 .. $n) {
-        my ($st, $h, $body) = $ng2->get($path);
-        die "status $st" unless $st == 200;
-        $new++ if $body eq $bport[1];
-    }
-    my $at = (time - $since) / $T;
-    return ($new, $at > 1 ? 1 : $at);
+    return burst($path, $n, $since, $ng2, $bport[1]);
 }
 
 for my $svc ('checked', 'ejected') {

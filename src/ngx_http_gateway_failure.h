@@ -109,7 +109,7 @@ void ngx_http_gateway_retry_begin(ngx_http_gateway_attempt_t *a,
 /* a failed attempt with tries left: whether nginx retries it */
 ngx_uint_t ngx_http_gateway_retry_wanted(ngx_http_gateway_attempt_t *a);
 
-/* a failed attempt with tries left: 0 when the budget refuses a retry */
+/* a failed attempt nginx retries: 0 when the budget refuses the retry */
 ngx_uint_t ngx_http_gateway_retry_allowed(ngx_http_gateway_retry_conf_t *rcf,
     ngx_http_gateway_attempt_t *a);
 

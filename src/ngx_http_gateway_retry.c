@@ -203,9 +203,7 @@ ngx_http_gateway_retry_allowed(ngx_http_gateway_retry_conf_t *rcf,
     budget = ngx_gateway_retry_budget(svc->failures.first, rcf->percent,
                                       rcf->min);
 
-    if (svc->failures.retries < budget
-        || !ngx_http_gateway_retry_wanted(a))
-    {
+    if (svc->failures.retries < budget) {
         return 1;
     }
 

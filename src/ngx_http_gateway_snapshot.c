@@ -578,7 +578,7 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
     u_char                       *after;
     size_t                        size, tsize, zsize;
     ngx_int_t                     rc;
-    ngx_uint_t                    i, total, tier;
+    ngx_uint_t                    i, total, backups, tier;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_data_t      *data;
     ngx_http_gateway_instance_t  *inst;
@@ -592,24 +592,28 @@ ngx_http_gateway_snapshot_build_locked(ngx_http_gateway_main_conf_t *gmcf,
      * turn from a ticket's place (see rr_tickets()).
      */
 
-    tier = 1;
     total = 0;
+    backups = 0;
 
     for (i = 0; i < svc->ninstances; i++) {
         data = svc->instances[i]->data;
 
-        if (data->state == NGX_GATEWAY_STATE_UP && !data->backup) {
-            tier = 0;
-            break;
+        if (data->state == NGX_GATEWAY_STATE_UP) {
+            if (data->backup) {
+                backups += data->weight;
+
+            } else {
+                total += data->weight;
+            }
         }
     }
 
-    for (i = 0; i < svc->ninstances; i++) {
-        data = svc->instances[i]->data;
+    /* a weight is at least 1: no primary's weight, no primary up */
 
-        if (data->state == NGX_GATEWAY_STATE_UP && data->backup == tier) {
-            total += data->weight;
-        }
+    tier = (total == 0);
+
+    if (tier) {
+        total = backups;
     }
 
     /* after the peers: the tables, the zones, round robin's order */

@@ -40,8 +40,8 @@ typedef struct {
     ngx_uint_t                    attempt_us; /* gmcf's, read per attempt */
     ngx_atomic_uint_t             health;    /* its tag, a variable name's */
     ngx_uint_t                    limit;     /* gateway_max_requests */
-    ngx_uint_t                    full;      /* a variable name, a limit
-                                                or a retry budget: see
+    ngx_uint_t                    full;      /* a variable name, a limit,
+                                                a retry conf: see
                                                 upstream_init_peer() */
 
     ngx_http_gateway_eject_conf_t *eject;    /* NULL: off */
@@ -1206,7 +1206,7 @@ static void
 ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
     ngx_http_gateway_peer_data_t *gp, ngx_uint_t state)
 {
-    ngx_uint_t                   left, retried;
+    ngx_uint_t                   left, wanted;
     ngx_http_gateway_attempt_t  *a;
 
     a = &gp->attempt;
@@ -1226,10 +1226,15 @@ ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
 
     pc->tries = ngx_min(left, gp->budget);
 
-    if (pc->tries && gp->conf->retry
+    /* whether nginx retries (its proxy_next_upstream rule), then the budget */
+
+    wanted = (pc->tries > 0 && ngx_http_gateway_retry_wanted(a));
+
+    if (wanted && gp->conf->retry
         && !ngx_http_gateway_retry_allowed(gp->conf->retry, a))
     {
         pc->tries = 0;
+        wanted = 0;
     }
 
     gp->tries = pc->tries;
@@ -1238,13 +1243,11 @@ ngx_http_gateway_upstream_failed(ngx_peer_connection_t *pc,
      * Only an error on a cached keepalive connection is in doubt: nginx
      * gives one more try when the connection was merely stale.  The next
      * get() tells, or else the request's end (upstream_cleanup()).
-     * Anything else is reported now, retried if nginx retries it with the
-     * tries it has (its proxy_next_upstream rule).
+     * Anything else is reported now, retried if nginx retries it.
      */
 
     if (!a->cached || a->result != NGX_HTTP_GATEWAY_ATTEMPT_ERROR) {
-        retried = (pc->tries > 0 && ngx_http_gateway_retry_wanted(a));
-        ngx_http_gateway_upstream_report(gp, retried);
+        ngx_http_gateway_upstream_report(gp, wanted);
     }
 }
 

@@ -126,7 +126,7 @@ my $ng4 = start_nginx(workers => 4, conf => <<'EOF');
     }
 
     server {
-        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT%% reuseport;
 
         location /gateway/ {
             gateway_admin;

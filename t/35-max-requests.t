@@ -83,8 +83,10 @@ my $ng = start_nginx(workers => 4, conf => <<"EOF");
         gateway_max_requests 3;
     }
 
+    # reuseport: the kernel spreads the burst's connections over the
+    # workers, so the limit is shown to hold across them
     server {
-        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT%% reuseport;
 
         location /gateway/ {
             gateway_admin;

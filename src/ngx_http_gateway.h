@@ -861,27 +861,33 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
 }
 
 /*
- * An instance's counters as this worker changed them and has not yet
- * published them (ngx_http_gateway_stats.c): a selection, a release and
- * the stats observer add to the instance's cell in the worker's own
- * entry, and the event loop's pass ends with one atomic add per counter
- * that changed (a posted event), so that requests to one hot instance
- * write no shared line of it.  The table is direct-mapped by the
- * instance's address (128 bytes a chunk), a taken cell of another
- * instance is published at once; a cell holds the snapshot it was taken
- * with, which keeps its instance in the zone until the flush.  "active"
- * is two counts, so that a worker that dies anywhere in between leaves
- * at most a count too high, never too low: +1s are added before the hold
- * records its peer, -1s after the hold let go of it; a flush publishes
- * their difference, before it clears them when the +1s are more, after
- * it cleared the -1s when they are more.
+ * An instance's counters as this worker changed them (ngx_http_gateway_
+ * stats.c): a selection, a release and the stats observer add to the
+ * instance's cell in the worker's own entry, so that requests to one hot
+ * instance write no shared line of it for each request.  "active" is
+ * published at the end of the event loop's pass (a posted event, one
+ * atomic add if it changed): the balancers read it.  The others (requests,
+ * time, retries, fails) stay in the cell, which is in the zone: who reads
+ * them adds every worker's cell of the instance to what the instance has
+ * (ngx_http_gateway_stats_read()), and the worker moves them into the
+ * instance when the cell is taken by another instance, at its tick and at
+ * its exit.  The table is direct-mapped by the instance's address (128
+ * bytes a chunk); a taken cell holds the snapshot it was taken with, which
+ * keeps its instance in the zone until the cell is let go of, at the
+ * tick at the latest.  "active" is two counts, so that a worker that dies
+ * anywhere in between leaves at most a count too high, never too low: +1s
+ * are added before the hold records its peer, -1s after the hold let go
+ * of it; a flush publishes their difference, before it clears them when
+ * the +1s are more, after it cleared the -1s when they are more.  A move
+ * is bracketed by the cell's "seq", odd meanwhile, so that a reader never
+ * counts a request twice nor misses one.
  *
  * A worker that changes few counters adds them to the instance at once:
  * batching is for busy workers, and an idle one would otherwise pay a
  * posted event and a flush for each request's changes.  It may make
  * NGX_HTTP_GATEWAY_CELLS_DIRECT changes so (the budget "direct"), then
- * another budget once the millisecond changed while it has no cell
- * taken: under load, at most that many a millisecond.
+ * another budget once the millisecond changed while no flush is posted:
+ * under load, at most that many a millisecond.
  */
 
 #define NGX_HTTP_GATEWAY_CELLS         32   /* a power of two */
@@ -898,6 +904,7 @@ struct ngx_http_gateway_cell_s {
     ngx_atomic_uint_t           time;
     ngx_atomic_uint_t           retries;
     ngx_atomic_uint_t           fails[NGX_HTTP_GATEWAY_FAILS];
+    ngx_atomic_t                seq;        /* odd: counts being moved */
 } __attribute__ ((aligned (128)));
 
 /*
@@ -908,6 +915,7 @@ struct ngx_http_gateway_cell_s {
 #define ngx_http_gateway_store_order()  __asm__ volatile ("" ::: "memory")
 
 extern ngx_http_gateway_cell_t  *ngx_http_gateway_cells;
+extern ngx_event_t               ngx_http_gateway_cells_event;
 extern ngx_msec_t                ngx_http_gateway_cells_msec;
 extern ngx_uint_t                ngx_http_gateway_cells_direct;  /* left */
 
@@ -916,22 +924,31 @@ ngx_http_gateway_cell_t *ngx_http_gateway_cell_take(
     ngx_http_gateway_instance_t *inst) NGX_HTTP_GATEWAY_NOINLINE;
 void ngx_http_gateway_cells_init(void);
 void ngx_http_gateway_cells_flush(void);
+void ngx_http_gateway_cells_drain(void);
 void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);
+void ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
+    ngx_uint_t nreaders, ngx_http_gateway_instance_t *inst,
+    ngx_http_gateway_stats_t *st);
 
 
-/* where inst's cell is, taken by inst or not */
+/* where inst's cell is in a worker's table, taken by inst or not */
 
-#define ngx_http_gateway_cell_at(inst)                                        \
+#define ngx_http_gateway_cell_in(cells, inst)                                 \
     ((ngx_http_gateway_cell_t *)                                              \
-         ((u_char *) ngx_http_gateway_cells                                   \
+         ((u_char *) (cells)                                                  \
           + ((uintptr_t) (inst)                                               \
              & ((NGX_HTTP_GATEWAY_CELLS - 1)                                  \
                 * sizeof(ngx_http_gateway_cell_t)))))
 
+#define ngx_http_gateway_cell_at(inst)                                        \
+    ngx_http_gateway_cell_in(ngx_http_gateway_cells, inst)
+
 
 /*
  * inst's cell for an attempt counted in one (its +1 may be in it still),
- * or NULL when no cell is taken: its +1 was published then
+ * or NULL: its +1 was published then, and its changes go at once.  A
+ * taken cell is used at once while a flush is posted (the pass's first
+ * change posts it).
  */
 
 static ngx_inline ngx_http_gateway_cell_t *
@@ -942,7 +959,7 @@ ngx_http_gateway_cell_of(ngx_http_gateway_snapshot_t *snap,
 
     c = ngx_http_gateway_cell_at(inst);
 
-    if (c->inst == inst) {
+    if (c->inst == inst && ngx_http_gateway_cells_event.posted) {
         return c;
     }
 
@@ -960,8 +977,6 @@ static ngx_inline ngx_http_gateway_cell_t *
 ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
     ngx_http_gateway_instance_t *inst)
 {
-    /* a budget left means no cell is taken, inst's neither */
-
     if (ngx_http_gateway_cells_direct) {
         ngx_http_gateway_cells_direct--;
         return NULL;

@@ -55,6 +55,9 @@ typedef struct {
     ngx_http_gateway_metrics_name_t *names;     /* sorted */
     ngx_uint_t                      nnames;
 
+    ngx_http_gateway_reader_t     **readers;    /* whose counters to add */
+    ngx_uint_t                      nreaders;
+
     ngx_uint_t                      family;     /* where the render is */
     ngx_uint_t                      pos;
     ngx_uint_t                      ninstances;
@@ -65,8 +68,11 @@ typedef struct {
 } ngx_http_gateway_metrics_ctx_t;
 
 
+/* st: the instance's counters, read for a family with "counters" */
+
 typedef ngx_uint_t (*ngx_http_gateway_metrics_value_pt)(
-    ngx_http_gateway_peer_t *peer, ngx_uint_t arg);
+    ngx_http_gateway_peer_t *peer, ngx_http_gateway_stats_t *st,
+    ngx_uint_t arg);
 
 typedef ngx_int_t (*ngx_http_gateway_metrics_service_pt)(
     ngx_http_gateway_metrics_ctx_t *ctx, ngx_http_gateway_service_t *svc,
@@ -179,35 +185,31 @@ static const char  *ngx_http_gateway_metrics_classes[] = {
 
 static ngx_uint_t
 ngx_http_gateway_metrics_requests(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
-    return peer->inst->stats.requests;
+    return st->requests;
 }
 
 
 static ngx_uint_t
 ngx_http_gateway_metrics_retries(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
-    return peer->inst->stats.retries;
+    return st->retries;
 }
 
 
 static ngx_uint_t
 ngx_http_gateway_metrics_failures(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
-    ngx_http_gateway_stats_t  *st;
-
-    st = &peer->inst->stats;
-
     return st->fails[arg];
 }
 
 
 static ngx_uint_t
 ngx_http_gateway_metrics_in_flight(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
     return peer->inst->stats.active;
 }
@@ -215,7 +217,7 @@ ngx_http_gateway_metrics_in_flight(ngx_http_gateway_peer_t *peer,
 
 static ngx_uint_t
 ngx_http_gateway_metrics_weight(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
     return peer->weight;
 }
@@ -223,7 +225,7 @@ ngx_http_gateway_metrics_weight(ngx_http_gateway_peer_t *peer,
 
 static ngx_uint_t
 ngx_http_gateway_metrics_state(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
     return peer->state == arg;
 }
@@ -231,7 +233,7 @@ ngx_http_gateway_metrics_state(ngx_http_gateway_peer_t *peer,
 
 static ngx_uint_t
 ngx_http_gateway_metrics_ejected(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
     ngx_uint_t  state;
 
@@ -245,7 +247,7 @@ ngx_http_gateway_metrics_ejected(ngx_http_gateway_peer_t *peer,
 
 static ngx_uint_t
 ngx_http_gateway_metrics_ejections(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
     return peer->inst->lines ? peer->inst->lines->eject.count : 0;
 }
@@ -253,7 +255,7 @@ ngx_http_gateway_metrics_ejections(ngx_http_gateway_peer_t *peer,
 
 static ngx_uint_t
 ngx_http_gateway_metrics_health(ngx_http_gateway_peer_t *peer,
-    ngx_uint_t arg)
+    ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
     return ngx_http_gateway_instance_health_state(peer->inst) == arg;
 }
@@ -269,6 +271,7 @@ typedef struct {
     const char                        **values;    /* NULL: the states */
     ngx_uint_t                          nvalues;
     ngx_http_gateway_metrics_value_pt   value;
+    ngx_uint_t                          counters;  /* reads "st" */
 } ngx_http_gateway_metrics_family_t;
 
 
@@ -287,43 +290,43 @@ static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_inst[] = {
 
     { "gateway_instance_requests_total", "counter",
       "Upstream attempts to an instance.",
-      NULL, NULL, 1, ngx_http_gateway_metrics_requests },
+      NULL, NULL, 1, ngx_http_gateway_metrics_requests, 1 },
 
     { "gateway_instance_failures_total", "counter",
       "Failed upstream attempts to an instance, by cause.",
       "cause", ngx_http_gateway_metrics_causes, NGX_HTTP_GATEWAY_FAILS,
-      ngx_http_gateway_metrics_failures },
+      ngx_http_gateway_metrics_failures, 1 },
 
     { "gateway_instance_retries_total", "counter",
       "Upstream attempts to an instance that retried a request.",
-      NULL, NULL, 1, ngx_http_gateway_metrics_retries },
+      NULL, NULL, 1, ngx_http_gateway_metrics_retries, 1 },
 
     { "gateway_instance_in_flight", "gauge",
       "Upstream attempts in flight to an instance.",
-      NULL, NULL, 1, ngx_http_gateway_metrics_in_flight },
+      NULL, NULL, 1, ngx_http_gateway_metrics_in_flight, 0 },
 
     { "gateway_instance_weight", "gauge",
       "An instance's registered weight.",
-      NULL, NULL, 1, ngx_http_gateway_metrics_weight },
+      NULL, NULL, 1, ngx_http_gateway_metrics_weight, 0 },
 
     { "gateway_instance_ejected", "gauge",
       "1 while gateway_eject keeps an instance out (or it is on trial).",
-      NULL, NULL, 1, ngx_http_gateway_metrics_ejected },
+      NULL, NULL, 1, ngx_http_gateway_metrics_ejected, 0 },
 
     { "gateway_instance_ejections_total", "counter",
       "Times gateway_eject ejected an instance.",
-      NULL, NULL, 1, ngx_http_gateway_metrics_ejections },
+      NULL, NULL, 1, ngx_http_gateway_metrics_ejections, 0 },
 
     { "gateway_instance_health", "gauge",
       "1 for an instance's active health check state (unknown: not probed "
       "yet, or no gateway_health_check).",
       "health", ngx_http_gateway_metrics_health_states, 3,
-      ngx_http_gateway_metrics_health },
+      ngx_http_gateway_metrics_health, 0 },
 
     { "gateway_instance_state", "gauge",
       "1 for an instance's registered state.",
       "state", NULL, 3,
-      ngx_http_gateway_metrics_state },
+      ngx_http_gateway_metrics_state, 0 },
 };
 
 
@@ -491,6 +494,19 @@ ngx_http_gateway_metrics_names(ngx_http_gateway_metrics_ctx_t *ctx)
 
         ngx_shmtx_unlock(&shpool->mutex);
     }
+
+    /* the workers' entries now: entries and their cells are never freed */
+
+    ctx->readers = ngx_palloc(ctx->request->pool, (sh->nreaders + 1)
+                                  * sizeof(ngx_http_gateway_reader_t *));
+    if (ctx->readers == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->readers, sh->readers,
+               sh->nreaders * sizeof(ngx_http_gateway_reader_t *));
+    ctx->nreaders = sh->nreaders;
 
     root = sh->rbtree.root;
     sentinel = sh->rbtree.sentinel;
@@ -1122,6 +1138,7 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
     ngx_str_t                           id;
     ngx_uint_t                          j, k, first;
     ngx_http_gateway_peer_t            *peer;
+    ngx_http_gateway_stats_t            st;
     ngx_http_gateway_metrics_family_t  *fam;
 
     first = (ctx->family == 1 + NGX_HTTP_GATEWAY_METRICS_NSVC);
@@ -1138,6 +1155,11 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
 
         id = ngx_http_gateway_peer_id(peer);
 
+        if (fam->counters) {
+            ngx_http_gateway_stats_read(ctx->readers, ctx->nreaders,
+                                        peer->inst, &st);
+        }
+
         for (k = 0; k < fam->nvalues; k++) {
             p = ngx_http_gateway_metrics_reserve(ctx);
             if (p == NULL) {
@@ -1149,7 +1171,7 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
                                  fam->label == NULL ? NULL
                                  : fam->values ? fam->values[k]
                                  : ngx_gateway_state_name(k),
-                                 fam->value(peer, k));
+                                 fam->value(peer, &st, k));
         }
     }
 

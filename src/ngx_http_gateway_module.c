@@ -495,6 +495,10 @@ ngx_http_gateway_tick(ngx_event_t *ev)
     ngx_uint_t              held, save;
     ngx_http_gateway_sh_t  *sh;
 
+    /* counts kept in this worker's cells go to their instances */
+
+    ngx_http_gateway_cells_drain();
+
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         ngx_http_gateway_sync_stop();
         ngx_http_gateway_release_lease();

@@ -271,12 +271,17 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
         goto failed;
     }
 
-    rd->cells = ngx_slab_calloc_locked(gmcf->shpool, NGX_HTTP_GATEWAY_CELLS
-                                       * sizeof(ngx_http_gateway_cell_t));
+    /* an entry's cells are never freed: readers of counters read them */
+
     if (rd->cells == NULL) {
-        ngx_slab_free_locked(gmcf->shpool, rd->held);
-        rd->held = NULL;
-        goto failed;
+        rd->cells = ngx_slab_calloc_locked(gmcf->shpool,
+                                           NGX_HTTP_GATEWAY_CELLS
+                                           * sizeof(ngx_http_gateway_cell_t));
+        if (rd->cells == NULL) {
+            ngx_slab_free_locked(gmcf->shpool, rd->held);
+            rd->held = NULL;
+            goto failed;
+        }
     }
 
     rd->epoch = 0;
@@ -318,7 +323,7 @@ ngx_http_gateway_reader_exit(ngx_http_gateway_main_conf_t *gmcf)
         return;
     }
 
-    ngx_http_gateway_cells_flush();
+    ngx_http_gateway_cells_drain();
 
     ngx_shmtx_lock(&gmcf->shpool->mutex);
 
@@ -419,12 +424,7 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
 
     ngx_slab_free_locked(gmcf->shpool, rd->held);
 
-    if (rd->cells) {
-        ngx_slab_free_locked(gmcf->shpool, rd->cells);
-    }
-
     rd->held = NULL;
-    rd->cells = NULL;
     rd->nheld = 0;
     rd->epoch = 0;
     rd->pid = 0;

@@ -10,22 +10,25 @@
 /*
  * The per-instance counters the admin API shows, kept by an attempt
  * observer, and "active", the core's count of attempts in flight: shared
- * by all workers, each worker adding its changes of a pass of its event
- * loop at the pass's end (see ngx_http_gateway_cell_t).
+ * by all workers through the cells of each (see ngx_http_gateway_cell_t).
  */
 
 
+#define NGX_HTTP_GATEWAY_READ_TRIES  64
+
+
 ngx_http_gateway_cell_t  *ngx_http_gateway_cells;
+ngx_event_t               ngx_http_gateway_cells_event;
 
 static u_char      ngx_http_gateway_cells_used[NGX_HTTP_GATEWAY_CELLS];
 static ngx_uint_t  ngx_http_gateway_ncells_used;
-static ngx_event_t ngx_http_gateway_cells_event;
 
 ngx_msec_t         ngx_http_gateway_cells_msec;
 ngx_uint_t         ngx_http_gateway_cells_direct;
 
 
 static void ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c);
+static void ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c);
 static void ngx_http_gateway_cells_handler(ngx_event_t *ev);
 
 
@@ -83,35 +86,38 @@ ngx_http_gateway_cells_init(void)
 
 /*
  * The cell c for inst, or NULL while the worker changes few counters (see
- * NGX_HTTP_GATEWAY_CELLS_DIRECT): a free cell joins the pass's list (the
- * first of a pass posts the flush), another instance's is published first.
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT): the pass's first change posts the
+ * flush, a cell taken by another instance has its counts moved first.
  */
 
 ngx_http_gateway_cell_t *
 ngx_http_gateway_cell_take(ngx_http_gateway_cell_t *c,
     ngx_http_gateway_snapshot_t *snap, ngx_http_gateway_instance_t *inst)
 {
-    /* a new millisecond, and no cell taken: changes go at once again */
+    if (!ngx_http_gateway_cells_event.posted) {
 
-    if (ngx_http_gateway_ncells_used == 0
-        && ngx_http_gateway_cells_msec != ngx_current_msec)
-    {
-        ngx_http_gateway_cells_msec = ngx_current_msec;
-        ngx_http_gateway_cells_direct = NGX_HTTP_GATEWAY_CELLS_DIRECT - 1;
-        return NULL;
+        /* a new millisecond, and nothing to publish: changes go at once */
+
+        if (ngx_http_gateway_cells_msec != ngx_current_msec) {
+            ngx_http_gateway_cells_msec = ngx_current_msec;
+            ngx_http_gateway_cells_direct = NGX_HTTP_GATEWAY_CELLS_DIRECT - 1;
+            return NULL;
+        }
+
+        ngx_post_event(&ngx_http_gateway_cells_event, &ngx_posted_events);
     }
 
-    /* the budget is spent, or cells are taken: none at once until then */
+    /* the budget is spent, or a flush is posted: none at once until then */
 
     ngx_http_gateway_cells_direct = 0;
 
-    if (ngx_http_gateway_ncells_used == 0) {
-        ngx_post_event(&ngx_http_gateway_cells_event, &ngx_posted_events);
+    if (c->inst == inst) {
+        return c;
     }
 
     if (c->inst) {
         ngx_http_gateway_cell_publish(c);
-        c->inst = NULL;
+        ngx_http_gateway_cell_move(c);
 
     } else {
         ngx_http_gateway_cells_used[ngx_http_gateway_ncells_used++] =
@@ -136,10 +142,24 @@ ngx_http_gateway_cells_handler(ngx_event_t *ev)
 }
 
 
-/* the end of a pass, or of the worker: every cell published and freed */
+/* the end of a pass: "active" of every cell published, the cells kept */
 
 void
 ngx_http_gateway_cells_flush(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ngx_http_gateway_ncells_used; i++) {
+        ngx_http_gateway_cell_publish(
+            &ngx_http_gateway_cells[ngx_http_gateway_cells_used[i]]);
+    }
+}
+
+
+/* the tick, or the worker's exit: every cell published, moved and freed */
+
+void
+ngx_http_gateway_cells_drain(void)
 {
     ngx_uint_t                i;
     ngx_http_gateway_cell_t  *c;
@@ -148,6 +168,7 @@ ngx_http_gateway_cells_flush(void)
         c = &ngx_http_gateway_cells[ngx_http_gateway_cells_used[i]];
 
         ngx_http_gateway_cell_publish(c);
+        ngx_http_gateway_cell_move(c);
 
         c->inst = NULL;
         ngx_http_gateway_store_order();
@@ -161,23 +182,21 @@ ngx_http_gateway_cells_flush(void)
 static void
 ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
 {
-    ngx_uint_t                 i;
-    ngx_atomic_uint_t          up, down;
-    ngx_http_gateway_stats_t  *st;
-
-    st = &c->inst->stats;
+    ngx_atomic_uint_t   up, down;
+    ngx_atomic_t       *active;
 
     /*
      * "active" gets the difference, one add or none; more +1s are
      * cleared after they are added, more -1s before (see the type)
      */
 
+    active = &c->inst->stats.active;
     up = c->up;
     down = c->down;
 
     if (up >= down) {
         if (up != down) {
-            (void) ngx_atomic_fetch_add(&st->active, up - down);
+            (void) ngx_atomic_fetch_add(active, up - down);
         }
 
         c->down = 0;
@@ -187,14 +206,34 @@ ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
     } else {
         c->down = 0;
         ngx_http_gateway_store_order();
-        (void) ngx_atomic_fetch_add(&st->active, -(down - up));
+        (void) ngx_atomic_fetch_add(active, -(down - up));
         c->up = 0;
     }
+}
+
+
+/*
+ * The cell's counts into its instance, while "seq" is odd: a reader that
+ * saw it even before and after counted them once, in the cell or in the
+ * instance.  Each count is added before it is cleared: a worker killed in
+ * between leaves it counted twice, never lost.
+ */
+
+static void
+ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c)
+{
+    ngx_uint_t                 i;
+    ngx_http_gateway_stats_t  *st;
+
+    st = &c->inst->stats;
+
+    c->seq++;
+    ngx_memory_barrier();
 
     if (c->requests) {
         (void) ngx_atomic_fetch_add(&st->requests, c->requests);
-        (void) ngx_atomic_fetch_add(&st->time, c->time);
         c->requests = 0;
+        (void) ngx_atomic_fetch_add(&st->time, c->time);
         c->time = 0;
 
         if (c->retries) {
@@ -209,13 +248,93 @@ ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
             }
         }
     }
+
+    ngx_memory_barrier();
+    c->seq++;
+}
+
+
+/*
+ * inst's counters, all workers: what the instance has and what each
+ * worker's cell of it holds, read again while a cell's counts were moved
+ * meanwhile.  readers[] are entries of the zone, which are never freed,
+ * nor are their cells.
+ */
+
+void
+ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
+    ngx_uint_t nreaders, ngx_http_gateway_instance_t *inst,
+    ngx_http_gateway_stats_t *st)
+{
+    ngx_uint_t                i, k, tries;
+    ngx_atomic_uint_t         seq, before, after, odd;
+    ngx_http_gateway_cell_t  *c;
+
+    for (tries = 1; /* void */; tries++) {
+
+        before = 0;
+        odd = 0;
+
+        for (i = 0; i < nreaders; i++) {
+            if (readers[i]->cells) {
+                seq = ngx_http_gateway_cell_in(readers[i]->cells, inst)->seq;
+                before += seq;
+                odd |= seq;
+            }
+        }
+
+        ngx_memory_barrier();
+
+        *st = inst->stats;
+
+        for (i = 0; i < nreaders; i++) {
+            if (readers[i]->cells == NULL) {
+                continue;
+            }
+
+            c = ngx_http_gateway_cell_in(readers[i]->cells, inst);
+
+            if (c->inst != inst) {
+                continue;
+            }
+
+            st->requests += c->requests;
+            st->time += c->time;
+            st->retries += c->retries;
+
+            for (k = 0; k < NGX_HTTP_GATEWAY_FAILS; k++) {
+                st->fails[k] += c->fails[k];
+            }
+        }
+
+        ngx_memory_barrier();
+
+        /* each seq only grows: the same sum means that none changed */
+
+        after = 0;
+
+        for (i = 0; i < nreaders; i++) {
+            if (readers[i]->cells) {
+                after += ngx_http_gateway_cell_in(readers[i]->cells, inst)->seq;
+            }
+        }
+
+        /* a worker killed in a move leaves its seq odd until its reclaim */
+
+        if ((!(odd & 1) && after == before)
+            || tries == NGX_HTTP_GATEWAY_READ_TRIES)
+        {
+            return;
+        }
+    }
 }
 
 
 /*
  * A dead worker's cells, under the zone mutex: its pending changes are
- * published, its cells' holds dropped.  Its +1s of "active" go first:
- * lock-free readers never see a count below the truth.
+ * published and moved, its cells' holds dropped.  Its +1s of "active" go
+ * first: lock-free readers never see a count below the truth.  Its cells
+ * stay with its entry, for the next worker (readers read them lock-free).
  */
 
 void
@@ -244,6 +363,14 @@ ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd)
 
         if (c->inst && c->snap) {
             ngx_http_gateway_cell_publish(c);
+
+            /* killed in a move: what it did not clear yet is moved again */
+
+            if (c->seq & 1) {
+                c->seq++;
+            }
+
+            ngx_http_gateway_cell_move(c);
         }
 
         c->inst = NULL;

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
-# The per-instance counters, kept per worker and published once per pass
-# of its event loop: a burst of concurrent requests over two workers is
-# counted exactly (requests summed over both, "active" back to 0), and
+# The per-instance counters, kept per worker ("active" published once per
+# pass of its event loop, the others read from every worker's cells): a
+# burst of concurrent requests over two workers is counted exactly, at
+# once (requests summed over both, "active" back to 0), and
 # least_request sees its own worker's requests of the same pass (a burst
 # that one pass handles spreads evenly, instead of all of them seeing the
 # same published counts and drawing among ties at random).
@@ -85,6 +86,10 @@ sub burst {
             gateway_admin;
         }
 
+        location = /metrics {
+            gateway_metrics;
+        }
+
         location /svc/ {
             add_header X-Worker $pid;
             proxy_pass http://gw;
@@ -94,13 +99,30 @@ EOF
 
     register($ng, 'users', "u$_", $ports[$_ - 1]) for 1 .. 3;
 
+    sub metrics_requests {
+        my ($ng) = @_;
+        my ($n, $page) = (0, $ng->get('/metrics')->{content} // '');
+        $n += $1 while $page
+            =~ /^gateway_instance_requests_total\{service="users",[^}]*\} (\d+)$/mg;
+        return $n;
+    }
+
+    # a request is counted once its attempt ended, in its worker's cell
+    # until the worker's tick moves it to the instance: a reader adds the
+    # cells, so every burst is counted by the time its last answer came
     my ($rounds, $conns) = (5, 40);
-    my %workers;
-    for (1 .. $rounds) {
+    my (%workers, @seen);
+    for my $round (1 .. $rounds) {
         my $b = burst($ng, $conns, '/svc/x');
         $workers{$_} += $b->{$_} for keys %$b;
+        my $now = service($ng, 'users');
+        push @seen, $now ? total($now, 'requests') : -1,
+                    metrics_requests($ng);
     }
     my $sent = $rounds * $conns;
+    is_deeply(\@seen, [ map { ($_ * $conns) x 2 } 1 .. $rounds ],
+              'each burst counted exactly, read right after its answers '
+              . '(admin API, then metrics)');
 
     ok(!$workers{failed} && !$workers{none},
        "all $sent requests answered 200 by a worker")

@@ -274,7 +274,7 @@ my @targets;
     my @modes = $sel ? map { $_->[0] } @$sel[1 .. $#$sel] : ();
     my ($split) = grep { /^lockfree_split_pass\d+$/ } @modes;
     my ($indep) = grep { /^lockfree_independent_pass\d+$/ } @modes;
-    for my $mode (grep { /^lockfree(_random|_least_request|_p2c|_peak_ewma)?_pass\d+$/ } @modes) {
+    for my $mode (grep { /^lockfree(_random|_least_request|_p2c|_peak_ewma)?_pass\d+$|^lockfree_span$/ } @modes) {
         my $v = get($sel, $mode, 'scaling_2w_over_1w');
         push @targets, ["selection microbenchmark: >= 1.9 x from 1 to 2 processes, one service, $mode",
                         sprintf('%.2f x (per CPU time %.2f x; ceilings: a service per process %s, two nginx instances %s)', $v,
@@ -682,11 +682,15 @@ run: nothing shared but the name index); *lockfree_independent* is round
 robin in two nginx instances of one worker each, with zones of their
 own, pinned to the two CPUs (the machine's ceiling: nothing shared at
 all; its 1-worker row is the first instance alone).  The counters go to the
-worker's cells and are published once per pass of its event loop: a
-mode's plain row publishes them after every selection (`pass=1`, a
+worker's cells: `active` is published once per pass of its event loop,
+the others stay in the cell (readers add the cells): a
+mode's plain row publishes after every selection (`pass=1`, a
 worker that handles one request per pass: the worst case), its
 *_passK* row every K selections (`BENCH_SEL_PASS`, what a busy worker
-handles per pass).  nginx runs with 1 and 2 workers pinned one per CPU
+handles per pass), each attempt starting and ending in one pass (so
+`active` cancels out); *lockfree_span* is round robin at K where each
+attempt ends K selections after it started, in the next pass, as
+proxied requests do: `active` changes in every pass.  nginx runs with 1 and 2 workers pinned one per CPU
 (`worker_cpu_affinity`); `bench/selection/drive.pl` opens a keepalive
 connection to each worker and sends the long request to all at once.  Per
 process = N / its loop's time; total = workers x N / (last end - first

@@ -31,12 +31,16 @@
 # callgrind and throughput variants, not here.
 #
 # The counters ("active", the stats observer's) go to the worker's cells
-# and are published once per event loop pass (ngx_http_gateway_cell_t):
-# a lock-free mode runs with pass=1, publishing after every selection (a
-# worker that handles one request per pass: the worst case), and, as
-# MODE_passK, with pass=K (BENCH_SEL_PASS, 16: what a busy worker handles
-# per pass, see docs/performance.md).  lockfree_split is the ceiling of one
-# zone in the same run: nothing shared between the workers but the name
+# (ngx_http_gateway_cell_t): "active" is published once per event loop
+# pass, the others stay in the cell; a lock-free mode runs with pass=1,
+# publishing after every selection (a worker that handles one request per
+# pass: the worst case), and, as MODE_passK, with pass=K (BENCH_SEL_PASS,
+# 16: what a busy worker handles per pass, see docs/performance.md), where
+# an attempt starts and ends in one pass, so "active" cancels out.
+# lockfree_span is round robin at pass=K where each attempt ends K
+# selections after it started, in the next pass, as proxied requests do:
+# "active" then changes in every pass.  lockfree_split is the ceiling of
+# one zone in the same run: nothing shared between the workers but the name
 # index; lockfree_independent is the machine's: with 1 "worker" it is the
 # first instance alone, with 2 both instances at once.
 #
@@ -49,7 +53,8 @@
 # ticket alone).
 #
 #   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
-#   BENCH_SEL_MODES ("mutex lockfree lockfree_nocounters lockfree_random
+#   BENCH_SEL_MODES ("mutex lockfree lockfree_nocounters lockfree_span
+#                    lockfree_random
 #                    lockfree_split lockfree_independent
 #                    lockfree_least_request lockfree_p2c
 #                    lockfree_peak_ewma", each lock-free one with counters
@@ -103,7 +108,7 @@ sel_conf() {    # sel_conf DIR PORT WORKERS SO [AFFINITY]
 sel_path() {    # the request path(s) of a mode, one per worker
     case "${1%_pass*}" in
         lockfree_split) echo "/lockfree,/lockfree_other" ;;
-        lockfree_nocounters|lockfree_independent) echo "/lockfree" ;;
+        lockfree_nocounters|lockfree_independent|lockfree_span) echo "/lockfree" ;;
         *) echo "/${1%_pass*}" ;;
     esac
 }
@@ -111,6 +116,7 @@ sel_path() {    # the request path(s) of a mode, one per worker
 sel_args() {    # the query arguments of a mode
     case "$1" in
         lockfree_nocounters) echo "counters=0" ;;
+        lockfree_span) echo "pass=${BENCH_SEL_PASS:-16}&span=1" ;;
         *_pass*) echo "pass=${1##*_pass}" ;;
         *) echo "" ;;
     esac
@@ -157,12 +163,12 @@ sel_measure() {
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
-    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_random lockfree_split lockfree_independent lockfree_least_request lockfree_p2c lockfree_peak_ewma})
+    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_span lockfree_random lockfree_split lockfree_independent lockfree_least_request lockfree_p2c lockfree_peak_ewma})
     local k_pass=${BENCH_SEL_PASS:-16} modes=() b
     for b in "${base[@]}"; do
         modes+=("$b")
         case "$b" in
-            mutex|lockfree_nocounters) ;;
+            mutex|lockfree_nocounters|lockfree_span) ;;
             lockfree*) modes+=("${b}_pass$k_pass") ;;
         esac
     done

@@ -31,7 +31,11 @@
  * the worst case).  With timed=1 one selection in 16 also measures how
  * long the lock is held (mutex) or how long the balancer's select takes
  * (lockfree), less the clock's own cost.  counters=0 (a diagnostic,
- * lockfree only) leaves out the counters to show what they cost.
+ * lockfree only) leaves out the counters to show what they cost.  With
+ * span=1 (lockfree) an attempt ends "pass" selections after it started,
+ * in the next pass, as requests that wait for their upstream do: a pass
+ * then starts and ends attempts of different instances, and "active"
+ * changes in each pass.
  */
 
 
@@ -49,6 +53,7 @@
 #define NGX_HTTP_SELBENCH_COUNTS    64
 #define NGX_HTTP_SELBENCH_MAX_N     1000000000
 #define NGX_HTTP_SELBENCH_SAMPLE    15      /* one in 16 */
+#define NGX_HTTP_SELBENCH_MAX_SPAN  64      /* pass with span=1 */
 
 
 typedef struct {
@@ -75,6 +80,16 @@ typedef struct {
 } ngx_http_selbench_ctx_t;
 
 
+/* an attempt that has not ended yet (span=1) */
+
+typedef struct {
+    ngx_uint_t                    slot;
+    ngx_http_gateway_snapshot_t  *snap;     /* NULL: none */
+    ngx_http_gateway_peer_t      *peer;
+    u_char                        batched;
+} ngx_http_selbench_open_t;
+
+
 typedef struct {
     ngx_uint_t                    counts[NGX_HTTP_SELBENCH_COUNTS];
     ngx_uint_t                    failed;
@@ -89,7 +104,9 @@ static ngx_int_t ngx_http_selbench_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
     ngx_uint_t n, ngx_uint_t pass, ngx_uint_t timed, ngx_uint_t counters,
-    ngx_http_selbench_result_t *res);
+    ngx_uint_t span, ngx_http_selbench_result_t *res);
+static void ngx_http_selbench_end(ngx_http_gateway_attempt_t *a,
+    ngx_http_selbench_open_t *o, ngx_uint_t counters);
 static ngx_int_t ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
     ngx_http_selbench_result_t *res);
@@ -179,7 +196,7 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_str_t                      arg;
     ngx_buf_t                     *b;
-    ngx_uint_t                     i, n, pass, timed, counters, last;
+    ngx_uint_t                     i, n, pass, timed, counters, span, last;
     ngx_chain_t                    out;
     uint64_t                       start, end, cpu0, cpu1, clock_cost;
     ngx_http_selbench_result_t     res;
@@ -215,6 +232,13 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     counters = !(ngx_http_arg(r, (u_char *) "counters", 8, &arg) == NGX_OK
                  && arg.len == 1 && arg.data[0] == '0');
 
+    span = (ngx_http_arg(r, (u_char *) "span", 4, &arg) == NGX_OK
+            && arg.len == 1 && arg.data[0] == '1');
+
+    if (span && pass > NGX_HTTP_SELBENCH_MAX_SPAN) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
     ngx_memzero(&res, sizeof(ngx_http_selbench_result_t));
 
     clock_cost = timed ? ngx_http_selbench_clock_cost() : 0;
@@ -224,7 +248,7 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
 
     if (conf->mode == NGX_HTTP_SELBENCH_LOCKFREE) {
         rc = ngx_http_selbench_lockfree(r, conf, gmcf, n, pass, timed,
-                                        counters, &res);
+                                        counters, span, &res);
 
     } else {
         rc = ngx_http_selbench_mutex(conf, gmcf, n, timed, &res);
@@ -245,11 +269,12 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     p = ngx_sprintf(b->last,
                     "mode=%s pid=%P n=%ui pass=%ui start_ns=%uL "
                     "end_ns=%uL cpu_ns=%uL failed=%ui timed=%ui "
-                    "timed_ns=%uL clock_ns=%uL counters=%ui counts=",
+                    "timed_ns=%uL clock_ns=%uL counters=%ui span=%ui "
+                    "counts=",
                     conf->mode == NGX_HTTP_SELBENCH_LOCKFREE
                     ? "lockfree" : "mutex",
                     ngx_pid, n, pass, start, end, cpu1 - cpu0, res.failed,
-                    res.timed, res.timed_ns, clock_cost, counters);
+                    res.timed, res.timed_ns, clock_cost, counters, span);
 
     last = 0;
 
@@ -298,7 +323,7 @@ static ngx_int_t
 ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_loc_conf_t *conf, ngx_http_gateway_main_conf_t *gmcf,
     ngx_uint_t n, ngx_uint_t pass, ngx_uint_t timed, ngx_uint_t counters,
-    ngx_http_selbench_result_t *res)
+    ngx_uint_t span, ngx_http_selbench_result_t *res)
 {
     u_char                        buf[256];
     uint64_t                      t0, t1;
@@ -309,6 +334,9 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_attempt_t    a;
     ngx_http_gateway_snapshot_t  *snap;
+    ngx_http_selbench_open_t     *o, open[NGX_HTTP_SELBENCH_MAX_SPAN];
+
+    ngx_memzero(open, sizeof(open));
 
     ngx_memzero(&a, sizeof(ngx_http_gateway_attempt_t));
     a.request = r;
@@ -369,33 +397,61 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
             ngx_memcpy(buf, name.data, name.len);
         }
 
-        a.snap = snap;
-        a.peer = peer;
+        o = &open[span ? k % pass : 0];
 
-        if (counters) {
-            a.batched = (u_char) ngx_http_gateway_active_up(snap, peer->inst);
+        if (o->snap) {
+            ngx_http_selbench_end(&a, o, counters);
         }
+
+        o->slot = slot;
+        o->snap = snap;
+        o->peer = peer;
+        o->batched = counters
+                     ? (u_char) ngx_http_gateway_active_up(snap, peer->inst)
+                     : 0;
 
         ngx_http_gateway_hold_peer(slot, peer);
 
-        /* the attempt ends: peer.free, then the observers */
-
-        ngx_http_gateway_hold_peer(slot, NULL);
-
-        if (counters) {
-            ngx_http_gateway_active_down(&a);
-            ngx_http_gateway_stats_observe(&a);
+        if (!span) {
+            ngx_http_selbench_end(&a, o, counters);
         }
-
-        ngx_http_gateway_snapshot_put(slot);
 
         res->counts[i < NGX_HTTP_SELBENCH_COUNTS
                     ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
     }
 
+    for (k = 0; k < NGX_HTTP_SELBENCH_MAX_SPAN; k++) {
+        if (open[k].snap) {
+            ngx_http_selbench_end(&a, &open[k], counters);
+        }
+    }
+
     ngx_http_gateway_cells_flush();
 
     return NGX_OK;
+}
+
+
+/* the attempt ends: peer.free, then the observers */
+
+static void
+ngx_http_selbench_end(ngx_http_gateway_attempt_t *a,
+    ngx_http_selbench_open_t *o, ngx_uint_t counters)
+{
+    ngx_http_gateway_hold_peer(o->slot, NULL);
+
+    if (counters) {
+        a->snap = o->snap;
+        a->peer = o->peer;
+        a->batched = o->batched;
+
+        ngx_http_gateway_active_down(a);
+        ngx_http_gateway_stats_observe(a);
+    }
+
+    ngx_http_gateway_snapshot_put(o->slot);
+
+    o->snap = NULL;
 }
 
 

@@ -17,6 +17,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use GatewayTest;
+use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
@@ -37,11 +38,16 @@ my $conf = <<'EOF';
         gateway_service slow;
     }
 
+    # reuseport: the kernel spreads the connections over the workers
     server {
-        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT%% reuseport;
 
         location /gateway/ {
             gateway_admin;
+        }
+
+        location = /pid {
+            return 200 $pid;
         }
 
         location /svc/ {
@@ -69,14 +75,46 @@ sub active {
     return $n;
 }
 
-# $n requests sent on their own connections, left waiting for the answer
+# the body of one answer on a kept connection (undef on an error)
+sub answer {
+    my ($s) = @_;
+    my $sel = IO::Select->new($s);
+    my $buf = '';
+    my $deadline = time + tmo(5);
+    while (time < $deadline && $sel->can_read($deadline - time)) {
+        sysread($s, $buf, 4096, length $buf) or return undef;
+        my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+        next unless defined $body;
+        my ($len) = $head =~ /\r\nContent-Length: *(\d+)/i;
+        return $body if defined $len && length $body >= $len;
+    }
+    return undef;
+}
+
+# $n requests sent on their own connections, left waiting for the answer,
+# as many in each worker: the master's workers must each hold some (an
+# old worker without requests would exit at a reload at once).  Each
+# connection asks first which worker accepted it; one of a worker that
+# has its share already is closed.
 sub in_flight {
     my ($ng, $n) = @_;
-    my @c;
-    for (1 .. $n) {
+    my @w = $ng->worker_pids;
+    my $share = $n / @w;
+    my (@c, %on);
+    my $deadline = time + tmo(10);
+    while (@c < $n) {
+        die "in_flight: the connections did not spread over the workers"
+            . " in time: " . join(' ', %on) . "\n" if time > $deadline;
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
             PeerPort => $ng->port, Proto => 'tcp', Timeout => tmo(5))
             or die "connect to nginx: $!\n";
+        syswrite($s, "GET /pid HTTP/1.1\r\nHost: gw\r\n\r\n");
+        my $pid = answer($s) // die "GET /pid: no answer\n";
+        if (($on{$pid} // 0) >= $share) {
+            close $s;
+            next;
+        }
+        $on{$pid}++;
         syswrite($s, "GET /svc/x HTTP/1.1\r\nHost: gw\r\n\r\n");
         push @c, $s;
     }

@@ -143,8 +143,12 @@ for my $m (['rr', 'round robin'], ['rnd', 'random']) {
     my ($path, $name) = @$m;
     my ($new, $at);
 
+    # the ramp starts between $since and $done: a bound on b's picks from
+    # above counts from $since, one from below (and the ramp's end) from
+    # $done, so that a slow registration cannot fail either
     my $since = time;
     is(register('b', $port[1]), 201, "$name: b registered");
+    my $done = time;
 
     ($new, $at) = burst("/$path", 100, $since);
     cmp_ok($new, '<=', most(100, $at),
@@ -156,7 +160,7 @@ for my $m (['rr', 'round robin'], ['rnd', 'random']) {
     # the end of the burst
     sleep($T / 2 - (time - $since)) if time - $since < $T / 2;
 
-    my $from = (time - $since) / $T;
+    my $from = (time - $done) / $T;
     ($new, $at) = burst("/$path", 200, $since);
     cmp_ok($new, '>=', 200 * $from / (1 + $from) - 0.1 * 200,
            "$name: half way b gets more ($new of 200, ramp at "
@@ -164,7 +168,7 @@ for my $m (['rr', 'round robin'], ['rnd', 'random']) {
     cmp_ok($new, '<=', most(200, $at), "$name: and not yet its full share");
 
     # after the ramp: the full, even share
-    sleep($T - (time - $since) + 0.2) if time - $since < $T + 0.2;
+    sleep($T - (time - $done) + 0.2) if time - $done < $T + 0.2;
 
     ($new) = burst("/$path", 200, $since);
     if ($path eq 'rr') {
@@ -328,10 +332,13 @@ ok(wait_until(sub { (b_instance('checked')->{health} || {})->{status}
 is($n2, 0, 'unhealthy: b gets nothing');
 
 flag('sick', 0);
-ok(wait_until(sub { (b_instance('checked')->{health} || {})->{status}
+# its ramp starts when the probe passed: after the look before the one
+# that saw it healthy
+my ($since2, $look) = (time, time);
+ok(wait_until(sub { ($since2, $look) = ($look, time);
+                    (b_instance('checked')->{health} || {})->{status}
                     eq 'healthy' }, interval => 0.01),
    'b passes its health check again');
-my $since2 = time;
 my $at2;
 ($n2, $at2) = burst2('/hc', 100, $since2);
 cmp_ok($n2, '<=', most(100, $at2),
@@ -346,13 +353,15 @@ burst2('/ej', 10, time);
 is((b_instance('ejected')->{ejection} || {})->{state}, 'out', 'b is ejected');
 flag('bad', 0);
 
-# its trial, a request after its time, brings it back
+# its trial, a request after its time, brings it back; its ramp starts
+# then: after the look before the one that saw it in
+($since2, $look) = (time, time);
 ok(wait_until(sub {
+        ($since2, $look) = ($look, time);
         $ng2->get('/ej');
         (b_instance('ejected')->{ejection} || {})->{state} eq 'in'
     }, timeout => 5, interval => 0.01),
    'b returns after a trial');
-$since2 = time;
 ($n2, $at2) = burst2('/ej', 100, $since2);
 cmp_ok($n2, '<=', most(100, $at2),
        'back from ejection: b ramps again '

@@ -355,7 +355,8 @@ sub actives {
 
 {
     # background load: least_request on "slow" (requests in flight there)
-    my $stop = time + (GatewayTest::valgrind_mode() ? 20 : 4);
+    my $start = time;
+    my $stop = $start + (GatewayTest::valgrind_mode() ? 20 : 4);
     my @load;
     for my $k (1 .. 6) {
         my $pid = fork // die "fork: $!\n";
@@ -397,7 +398,9 @@ sub actives {
         $ng->request('PATCH', '/gateway/services/slow/instances/s',
                      json => { state => $round % 2 ? 'drain' : 'up' });
 
-        if ($killed < 2 && $round % 5 == 0) {
+        # a worker killed at a third and at two thirds of the load, however
+        # few rounds a loaded machine makes
+        if ($killed < 2 && time > $start + ($killed + 1) * ($stop - $start) / 3) {
             my @w = $ng->worker_pids;
             $ng->kill_workers(pids => [ $w[$killed % @w] ]) if @w;
             $killed++;

@@ -21,7 +21,7 @@ my $redis = start_redis(args => [ '--rename-command', 'CONFIG', 't26config' ]);
 
 my $conf = <<'EOF';
     gateway_registry zone=gw:8m redis=redis://127.0.0.1:%%REDIS_PORT%%
-                     prefix=t26: resync=200ms full_resync=%%FULL%%;
+                     prefix=t26: resync=500ms full_resync=%%FULL%%;
 
     upstream gw {
         gateway_service $gw_service;
@@ -284,7 +284,7 @@ ok($B->wait_log(qr/redis link lost: the sync's scripts are gone from redis/, tim
 # --- a gateway that stops hands the lease back --------------------------------
 # C renews every 5 s (a lease of 15 s): another gateway takes it at once
 # only if C gives it back when it stops
-(my $slow = $conf) =~ s/resync=200ms/resync=5s/;
+(my $slow = $conf) =~ s/resync=500ms/resync=5s/;
 my $C = start_nginx(conf => $slow, workers => 1, vars => { FULL => '1h' });
 ok($C->wait_log(qr/redis link to "[^"]*" is up/, timeout => 10), 'a third gateway, C, links up');
 is(redis_cmd('GET', 't26:sweeper'), "$host:" . $B->pid, 'B still sweeps');

@@ -531,12 +531,14 @@ u_char *ngx_http_gateway_lag_json(u_char *p, ngx_http_gateway_lag_t *gl);
 /*
  * What a configuration's upstreams use of the zone's optional parts:
  * instances' lines (health checks, ejection, balancers' state per
- * instance), snapshots' zone groups (locality).  Bits are only added,
- * as old workers may still use theirs.
+ * instance), snapshots' zone groups (locality), and "active" published
+ * at every pass (a balancer that reads it).  Bits are only added, as old
+ * workers may still use theirs.
  */
 
-#define NGX_HTTP_GATEWAY_USES_LINES  0x01
-#define NGX_HTTP_GATEWAY_USES_ZONES  0x02
+#define NGX_HTTP_GATEWAY_USES_LINES   0x01
+#define NGX_HTTP_GATEWAY_USES_ZONES   0x02
+#define NGX_HTTP_GATEWAY_USES_ACTIVE  0x04
 
 #define ngx_http_gateway_uses(cf, what)                                       \
     ((ngx_http_gateway_main_conf_t *)                                         \
@@ -864,14 +866,16 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
  * An instance's counters as this worker changed them (ngx_http_gateway_
  * stats.c): a selection, a release and the stats observer add to the
  * instance's cell in the worker's own entry, so that requests to one hot
- * instance write no shared line of it for each request.  "active" is
- * published at the end of the event loop's pass (a posted event, one
- * atomic add if it changed): the balancers read it.  The others (requests,
- * time, retries, fails) stay in the cell, which is in the zone: who reads
- * them adds every worker's cell of the instance to what the instance has
+ * instance write no shared line of it for each request.  The counts stay
+ * in the cell, which is in the zone: who reads them adds every worker's
+ * cell of the instance to what the instance has
  * (ngx_http_gateway_stats_read()), and the worker moves them into the
  * instance when the cell is taken by another instance, at its tick and at
- * its exit.  The table is direct-mapped by the instance's address (128
+ * its exit.  When a balancer that reads "active" is configured (the
+ * zone's NGX_HTTP_GATEWAY_USES_ACTIVE, "publish"), "active" is moved at
+ * the end of every pass of the event loop too (a posted event, one atomic
+ * add if it changed), as such a balancer reads what the instance has and
+ * its own worker's cell only (ngx_http_gateway_active()).  The table is direct-mapped by the instance's address (128
  * bytes a chunk); a taken cell holds the snapshot it was taken with, which
  * keeps its instance in the zone until the cell is let go of, at the
  * tick at the latest.  "active" is two counts, so that a worker that dies
@@ -918,6 +922,7 @@ extern ngx_http_gateway_cell_t  *ngx_http_gateway_cells;
 extern ngx_event_t               ngx_http_gateway_cells_event;
 extern ngx_msec_t                ngx_http_gateway_cells_msec;
 extern ngx_uint_t                ngx_http_gateway_cells_direct;  /* left */
+extern ngx_uint_t                ngx_http_gateway_cells_publish;
 
 ngx_http_gateway_cell_t *ngx_http_gateway_cell_take(
     ngx_http_gateway_cell_t *c, ngx_http_gateway_snapshot_t *snap,
@@ -947,8 +952,8 @@ void ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
 /*
  * inst's cell for an attempt counted in one (its +1 may be in it still),
  * or NULL: its +1 was published then, and its changes go at once.  A
- * taken cell is used at once while a flush is posted (the pass's first
- * change posts it).
+ * taken cell is used at once, when "active" is published at every pass
+ * while a flush is posted (the pass's first change posts it).
  */
 
 static ngx_inline ngx_http_gateway_cell_t *
@@ -959,7 +964,10 @@ ngx_http_gateway_cell_of(ngx_http_gateway_snapshot_t *snap,
 
     c = ngx_http_gateway_cell_at(inst);
 
-    if (c->inst == inst && ngx_http_gateway_cells_event.posted) {
+    if (c->inst == inst
+        && (ngx_http_gateway_cells_event.posted
+            || !ngx_http_gateway_cells_publish))
+    {
         return c;
     }
 

@@ -121,6 +121,10 @@ ngx_http_gateway_balancer_create_conf(ngx_conf_t *cf,
         ngx_http_gateway_uses(cf, NGX_HTTP_GATEWAY_USES_LINES);
     }
 
+    if (b->active) {
+        ngx_http_gateway_uses(cf, NGX_HTTP_GATEWAY_USES_ACTIVE);
+    }
+
     if (b->create_conf) {
         return b->create_conf(cf, params, n);
     }

@@ -282,6 +282,9 @@ typedef struct {
     size_t                          instance_size;
     size_t                          service_size;
 
+    /* select() reads ngx_http_gateway_active() */
+    ngx_uint_t                      active;
+
     /*
      * gateway_balance NAME [PARAMS]: the upstream's conf, or NULL after
      * logging the error; NULL here: the method takes no parameters

@@ -70,6 +70,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_hash = {
     ngx_string("hash"),
     0,
     0,
+    0,
     ngx_http_gateway_hash_create_conf,
     NULL,
     ngx_http_gateway_hash_select,

@@ -26,6 +26,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_least_request = {
     ngx_string("least_request"),
     0,
     0,
+    1,
     NULL,
     NULL,
     ngx_http_gateway_least_request_select,

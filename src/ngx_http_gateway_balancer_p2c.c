@@ -23,6 +23,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_p2c = {
     ngx_string("p2c"),
     0,
     0,
+    1,
     NULL,
     NULL,
     ngx_http_gateway_p2c_select,

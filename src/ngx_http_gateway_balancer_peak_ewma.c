@@ -60,6 +60,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_peak_ewma = {
     ngx_string("peak_ewma"),
     sizeof(ngx_http_gateway_peak_ewma_t),
     0,
+    1,
     ngx_http_gateway_peak_ewma_create_conf,
     ngx_http_gateway_peak_ewma_update,
     ngx_http_gateway_peak_ewma_select,

@@ -21,6 +21,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_random = {
     ngx_string("random"),
     0,
     0,
+    0,
     NULL,
     NULL,
     ngx_http_gateway_random_select,

@@ -92,6 +92,7 @@ ngx_http_gateway_balancer_t  ngx_http_gateway_balancer_round_robin = {
     ngx_string("round_robin"),
     0,
     sizeof(ngx_http_gateway_rr_service_t),
+    0,
     NULL,
     ngx_http_gateway_rr_update,
     ngx_http_gateway_rr_select,

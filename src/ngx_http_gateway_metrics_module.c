@@ -211,7 +211,7 @@ static ngx_uint_t
 ngx_http_gateway_metrics_in_flight(ngx_http_gateway_peer_t *peer,
     ngx_http_gateway_stats_t *st, ngx_uint_t arg)
 {
-    return peer->inst->stats.active;
+    return st->active;
 }
 
 
@@ -303,7 +303,7 @@ static ngx_http_gateway_metrics_family_t  ngx_http_gateway_metrics_inst[] = {
 
     { "gateway_instance_in_flight", "gauge",
       "Upstream attempts in flight to an instance.",
-      NULL, NULL, 1, ngx_http_gateway_metrics_in_flight, 0 },
+      NULL, NULL, 1, ngx_http_gateway_metrics_in_flight, 1 },
 
     { "gateway_instance_weight", "gauge",
       "An instance's registered weight.",

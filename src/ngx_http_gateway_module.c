@@ -495,9 +495,15 @@ ngx_http_gateway_tick(ngx_event_t *ev)
     ngx_uint_t              held, save;
     ngx_http_gateway_sh_t  *sh;
 
-    /* counts kept in this worker's cells go to their instances */
+    /*
+     * counts kept in this worker's cells go to their instances; a new
+     * configuration's balancer that reads "active" has it published at
+     * every pass from now on
+     */
 
     ngx_http_gateway_cells_drain();
+    ngx_http_gateway_cells_publish =
+        (gmcf->sh->uses & NGX_HTTP_GATEWAY_USES_ACTIVE) ? 1 : 0;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         ngx_http_gateway_sync_stop();

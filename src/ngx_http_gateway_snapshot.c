@@ -297,6 +297,8 @@ ngx_http_gateway_reader_init(ngx_http_gateway_main_conf_t *gmcf)
     ngx_http_gateway_nfree_held = n;
     ngx_http_gateway_cells = rd->cells;
     ngx_http_gateway_cells_init();
+    ngx_http_gateway_cells_publish =
+        (sh->uses & NGX_HTTP_GATEWAY_USES_ACTIVE) ? 1 : 0;
     ngx_http_gateway_reader = rd;
 
     return NGX_OK;

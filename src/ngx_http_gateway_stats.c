@@ -25,10 +25,13 @@ static ngx_uint_t  ngx_http_gateway_ncells_used;
 
 ngx_msec_t         ngx_http_gateway_cells_msec;
 ngx_uint_t         ngx_http_gateway_cells_direct;
+ngx_uint_t         ngx_http_gateway_cells_publish;
 
 
 static void ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c);
 static void ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c);
+static ngx_inline void ngx_http_gateway_cell_begin(ngx_http_gateway_cell_t *c);
+static ngx_inline void ngx_http_gateway_cell_end(ngx_http_gateway_cell_t *c);
 static void ngx_http_gateway_cells_handler(ngx_event_t *ev);
 
 
@@ -86,15 +89,18 @@ ngx_http_gateway_cells_init(void)
 
 /*
  * The cell c for inst, or NULL while the worker changes few counters (see
- * NGX_HTTP_GATEWAY_CELLS_DIRECT): the pass's first change posts the
- * flush, a cell taken by another instance has its counts moved first.
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT): when "active" is published at every
+ * pass, the pass's first change posts the flush; a cell taken by another
+ * instance has its counts moved first.
  */
 
 ngx_http_gateway_cell_t *
 ngx_http_gateway_cell_take(ngx_http_gateway_cell_t *c,
     ngx_http_gateway_snapshot_t *snap, ngx_http_gateway_instance_t *inst)
 {
-    if (!ngx_http_gateway_cells_event.posted) {
+    if (ngx_http_gateway_cells_publish
+        && !ngx_http_gateway_cells_event.posted)
+    {
 
         /* a new millisecond, and nothing to publish: changes go at once */
 
@@ -116,8 +122,10 @@ ngx_http_gateway_cell_take(ngx_http_gateway_cell_t *c,
     }
 
     if (c->inst) {
+        ngx_http_gateway_cell_begin(c);
         ngx_http_gateway_cell_publish(c);
         ngx_http_gateway_cell_move(c);
+        ngx_http_gateway_cell_end(c);
 
     } else {
         ngx_http_gateway_cells_used[ngx_http_gateway_ncells_used++] =
@@ -147,11 +155,17 @@ ngx_http_gateway_cells_handler(ngx_event_t *ev)
 void
 ngx_http_gateway_cells_flush(void)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                i;
+    ngx_http_gateway_cell_t  *c;
 
     for (i = 0; i < ngx_http_gateway_ncells_used; i++) {
-        ngx_http_gateway_cell_publish(
-            &ngx_http_gateway_cells[ngx_http_gateway_cells_used[i]]);
+        c = &ngx_http_gateway_cells[ngx_http_gateway_cells_used[i]];
+
+        if (c->up || c->down) {
+            ngx_http_gateway_cell_begin(c);
+            ngx_http_gateway_cell_publish(c);
+            ngx_http_gateway_cell_end(c);
+        }
     }
 }
 
@@ -167,8 +181,10 @@ ngx_http_gateway_cells_drain(void)
     for (i = 0; i < ngx_http_gateway_ncells_used; i++) {
         c = &ngx_http_gateway_cells[ngx_http_gateway_cells_used[i]];
 
+        ngx_http_gateway_cell_begin(c);
         ngx_http_gateway_cell_publish(c);
         ngx_http_gateway_cell_move(c);
+        ngx_http_gateway_cell_end(c);
 
         c->inst = NULL;
         ngx_http_gateway_store_order();
@@ -213,10 +229,31 @@ ngx_http_gateway_cell_publish(ngx_http_gateway_cell_t *c)
 
 
 /*
- * The cell's counts into its instance, while "seq" is odd: a reader that
- * saw it even before and after counted them once, in the cell or in the
- * instance.  Each count is added before it is cleared: a worker killed in
- * between leaves it counted twice, never lost.
+ * A cell's counts go into its instance (a publish, a move) while its
+ * "seq" is odd: a reader that saw it even before and after counted them
+ * once, in the cell or in the instance.
+ */
+
+static ngx_inline void
+ngx_http_gateway_cell_begin(ngx_http_gateway_cell_t *c)
+{
+    c->seq++;
+    ngx_memory_barrier();
+}
+
+
+static ngx_inline void
+ngx_http_gateway_cell_end(ngx_http_gateway_cell_t *c)
+{
+    ngx_memory_barrier();
+    c->seq++;
+}
+
+
+/*
+ * The cell's counts but "active" into its instance.  Each count is added
+ * before it is cleared: a worker killed in between leaves it counted
+ * twice, never lost.
  */
 
 static void
@@ -226,9 +263,6 @@ ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c)
     ngx_http_gateway_stats_t  *st;
 
     st = &c->inst->stats;
-
-    c->seq++;
-    ngx_memory_barrier();
 
     if (c->requests) {
         (void) ngx_atomic_fetch_add(&st->requests, c->requests);
@@ -248,9 +282,6 @@ ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c)
             }
         }
     }
-
-    ngx_memory_barrier();
-    c->seq++;
 }
 
 
@@ -267,7 +298,8 @@ ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
     ngx_http_gateway_stats_t *st)
 {
     ngx_uint_t                i, k, tries;
-    ngx_atomic_uint_t         seq, before, after, odd;
+    ngx_atomic_int_t          active;
+    ngx_atomic_uint_t         seq, before, after, odd, down;
     ngx_http_gateway_cell_t  *c;
 
     for (tries = 1; /* void */; tries++) {
@@ -286,6 +318,7 @@ ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
         ngx_memory_barrier();
 
         *st = inst->stats;
+        active = st->active;
 
         for (i = 0; i < nreaders; i++) {
             if (readers[i]->cells == NULL) {
@@ -297,6 +330,12 @@ ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
             if (c->inst != inst) {
                 continue;
             }
+
+            /* -1s before +1s: an attempt's +1 comes first, never too low */
+
+            down = c->down;
+            ngx_memory_barrier();
+            active += c->up - down;
 
             st->requests += c->requests;
             st->time += c->time;
@@ -318,6 +357,8 @@ ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
                 after += ngx_http_gateway_cell_in(readers[i]->cells, inst)->seq;
             }
         }
+
+        st->active = active > 0 ? active : 0;
 
         /* a worker killed in a move leaves its seq odd until its reclaim */
 
@@ -350,7 +391,17 @@ ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd)
     for (i = 0; i < NGX_HTTP_GATEWAY_CELLS; i++) {
         c = &rd->cells[i];
 
-        if (c->inst && c->snap && c->up) {
+        if (c->inst == NULL || c->snap == NULL) {
+            continue;
+        }
+
+        /* killed in a move, its seq is odd: what it did not clear yet */
+
+        if (!(c->seq & 1)) {
+            ngx_http_gateway_cell_begin(c);
+        }
+
+        if (c->up) {
             (void) ngx_atomic_fetch_add(&c->inst->stats.active, c->up);
             c->up = 0;
         }
@@ -363,14 +414,8 @@ ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd)
 
         if (c->inst && c->snap) {
             ngx_http_gateway_cell_publish(c);
-
-            /* killed in a move: what it did not clear yet is moved again */
-
-            if (c->seq & 1) {
-                c->seq++;
-            }
-
             ngx_http_gateway_cell_move(c);
+            ngx_http_gateway_cell_end(c);
         }
 
         c->inst = NULL;

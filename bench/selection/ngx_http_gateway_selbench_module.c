@@ -329,7 +329,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     uint64_t                      t0, t1;
     ngx_int_t                     i;
     ngx_str_t                     name;
-    ngx_uint_t                    k, slot, left;
+    ngx_uint_t                    k, slot, left, publish;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_select_t     sel;
     ngx_http_gateway_attempt_t    a;
@@ -337,6 +337,14 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     ngx_http_selbench_open_t     *o, open[NGX_HTTP_SELBENCH_MAX_SPAN];
 
     ngx_memzero(open, sizeof(open));
+
+    /*
+     * as a worker of a configuration with this method alone: "active"
+     * published at every pass only for a method that reads it
+     */
+
+    publish = ngx_http_gateway_cells_publish;
+    ngx_http_gateway_cells_publish = conf->balancer->active;
 
     ngx_memzero(&a, sizeof(ngx_http_gateway_attempt_t));
     a.request = r;
@@ -349,7 +357,10 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     for (k = 0; k < n; k++) {
 
         if (--left == 0) {
-            ngx_http_gateway_cells_flush();
+            if (ngx_http_gateway_cells_publish) {
+                ngx_http_gateway_cells_flush();
+            }
+
             left = pass;
         }
 
@@ -357,6 +368,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
                                           &snap, &slot)
             != NGX_OK)
         {
+            ngx_http_gateway_cells_publish = publish;
             return NGX_ERROR;
         }
 
@@ -426,7 +438,11 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
         }
     }
 
-    ngx_http_gateway_cells_flush();
+    if (ngx_http_gateway_cells_publish) {
+        ngx_http_gateway_cells_flush();
+    }
+
+    ngx_http_gateway_cells_publish = publish;
 
     return NGX_OK;
 }

@@ -157,6 +157,66 @@ EOF
     $ng->stop;
 }
 
+# --- round robin only: "active" is read from every worker's cells at once --
+
+{
+    my $dir = test_dir();
+    my $slow = start_slow_backend(delay => tmo(5), body => "slow\n",
+        poll => 0.01, on_accept => sub {
+            open my $fh, '>>', "$dir/accepted" or die $!;
+            syswrite $fh, "x\n";
+            close $fh;
+        });
+    my $accepted = sub {
+        my $t = GatewayTest::_slurp("$dir/accepted") // '';
+        return scalar(() = $t =~ /x/g);
+    };
+
+    my $ng = start_nginx(workers => 2, conf => <<'EOF');
+    gateway_registry zone=gw:1m;
+
+    upstream gw {
+        gateway_service slow;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%% reuseport;
+
+        location /gateway/ {
+            gateway_admin;
+        }
+
+        location /svc/ {
+            proxy_pass http://gw;
+        }
+    }
+EOF
+
+    register($ng, 'slow', 'a', $slow);
+
+    # no balancer reads "active": nothing publishes it at each pass, and
+    # a tick moves it every 100 ms only; the admin API adds the cells
+    my (@socks, @seen);
+    for my $i (1 .. 5) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $ng->port, Proto => 'tcp') or die "connect: $!";
+        syswrite($s, "GET /svc/x HTTP/1.0\r\nHost: gw\r\n\r\n");
+        push @socks, $s;
+        my $until = time + tmo(5);
+        sleep 0.002 while $accepted->() < $i && time < $until;
+        my $inst = service($ng, 'slow');
+        push @seen, $inst ? $inst->{a}{active} : -1;
+    }
+    is_deeply(\@seen, [ 1 .. 5 ],
+              'each attempt is in "active" as soon as its backend accepted it');
+    close $_ for @socks;
+    ok(wait_until(sub { my $i = service($ng, 'slow'); $i && $i->{a}{active} == 0 },
+                  timeout => tmo(5)),
+       'and out once its clients went away');
+
+    $ng->stop;
+}
+
 # --- least_request: a burst in one pass spreads by the worker's own picks ---
 
 {

@@ -886,12 +886,11 @@ ngx_http_gateway_hold_uncount(ngx_uint_t slot)
  * is bracketed by the cell's "seq", odd meanwhile, so that a reader never
  * counts a request twice nor misses one.
  *
- * A worker that changes few counters adds them to the instance at once:
- * batching is for busy workers, and an idle one would otherwise pay a
- * posted event and a flush for each request's changes.  It may make
- * NGX_HTTP_GATEWAY_CELLS_DIRECT changes so (the budget "direct"), then
- * another budget once the millisecond changed while no flush is posted:
- * under load, at most that many a millisecond.
+ * A worker that starts few attempts adds their changes to the instance
+ * at once: batching is for busy workers, and an idle one would otherwise
+ * pay a posted event and a flush for each request's changes.  The first
+ * NGX_HTTP_GATEWAY_CELLS_DIRECT attempts it starts in a millisecond (the
+ * budget "direct") go so, the others to cells.
  */
 
 #define NGX_HTTP_GATEWAY_CELLS         32   /* a power of two */
@@ -950,10 +949,10 @@ void ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
 
 
 /*
- * inst's cell for an attempt counted in one (its +1 may be in it still),
- * or NULL: its +1 was published then, and its changes go at once.  A
- * taken cell is used at once, when "active" is published at every pass
- * while a flush is posted (the pass's first change posts it).
+ * inst's cell for an attempt counted in one (its +1 may be in it still,
+ * or was moved into the instance with another cell of it).  A taken
+ * cell is used at once, when "active" is published at every pass while a
+ * flush is posted (the pass's first change posts it).
  */
 
 static ngx_inline ngx_http_gateway_cell_t *
@@ -985,6 +984,11 @@ static ngx_inline ngx_http_gateway_cell_t *
 ngx_http_gateway_cell(ngx_http_gateway_snapshot_t *snap,
     ngx_http_gateway_instance_t *inst)
 {
+    if (ngx_http_gateway_cells_msec != ngx_current_msec) {
+        ngx_http_gateway_cells_msec = ngx_current_msec;
+        ngx_http_gateway_cells_direct = NGX_HTTP_GATEWAY_CELLS_DIRECT;
+    }
+
     if (ngx_http_gateway_cells_direct) {
         ngx_http_gateway_cells_direct--;
         return NULL;
@@ -1030,13 +1034,11 @@ ngx_http_gateway_active_down(ngx_http_gateway_attempt_t *a)
     if (a->batched) {
         c = ngx_http_gateway_cell_of(a->snap, a->peer->inst);
 
-        if (c) {
-            /* after the hold let go of its peer */
-            ngx_http_gateway_store_order();
+        /* after the hold let go of its peer */
+        ngx_http_gateway_store_order();
 
-            c->down++;
-            return;
-        }
+        c->down++;
+        return;
     }
 
     (void) ngx_atomic_fetch_add(&a->peer->inst->stats.active, -1);

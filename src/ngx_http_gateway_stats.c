@@ -42,10 +42,9 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
     ngx_http_gateway_cell_t   *c;
     ngx_http_gateway_stats_t  *st;
 
-    c = a->batched ? ngx_http_gateway_cell_of(a->snap, a->peer->inst) : NULL;
     fail = ngx_http_gateway_fail(a->result);
 
-    if (c == NULL) {
+    if (!a->batched) {
 
         /* at once: see NGX_HTTP_GATEWAY_CELLS_DIRECT */
 
@@ -64,6 +63,8 @@ ngx_http_gateway_stats_observe(ngx_http_gateway_attempt_t *a)
 
         return;
     }
+
+    c = ngx_http_gateway_cell_of(a->snap, a->peer->inst);
 
     c->requests++;
     c->time += a->end - a->start;
@@ -88,10 +89,9 @@ ngx_http_gateway_cells_init(void)
 
 
 /*
- * The cell c for inst, or NULL while the worker changes few counters (see
- * NGX_HTTP_GATEWAY_CELLS_DIRECT): when "active" is published at every
- * pass, the pass's first change posts the flush; a cell taken by another
- * instance has its counts moved first.
+ * The cell c for inst: when "active" is published at every pass, the
+ * pass's first change posts the flush; a cell taken by another instance
+ * has its counts moved first.
  */
 
 ngx_http_gateway_cell_t *
@@ -101,21 +101,8 @@ ngx_http_gateway_cell_take(ngx_http_gateway_cell_t *c,
     if (ngx_http_gateway_cells_publish
         && !ngx_http_gateway_cells_event.posted)
     {
-
-        /* a new millisecond, and nothing to publish: changes go at once */
-
-        if (ngx_http_gateway_cells_msec != ngx_current_msec) {
-            ngx_http_gateway_cells_msec = ngx_current_msec;
-            ngx_http_gateway_cells_direct = NGX_HTTP_GATEWAY_CELLS_DIRECT - 1;
-            return NULL;
-        }
-
         ngx_post_event(&ngx_http_gateway_cells_event, &ngx_posted_events);
     }
-
-    /* the budget is spent, or a flush is posted: none at once until then */
-
-    ngx_http_gateway_cells_direct = 0;
 
     if (c->inst == inst) {
         return c;

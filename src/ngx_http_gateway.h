@@ -930,9 +930,9 @@ void ngx_http_gateway_cells_init(void);
 void ngx_http_gateway_cells_flush(void);
 void ngx_http_gateway_cells_drain(void);
 void ngx_http_gateway_cells_apply_locked(ngx_http_gateway_reader_t *rd);
-void ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
-    ngx_uint_t nreaders, ngx_http_gateway_instance_t *inst,
-    ngx_http_gateway_stats_t *st);
+void ngx_http_gateway_stats_read(ngx_http_gateway_sh_t *sh,
+    ngx_http_gateway_reader_t **readers, ngx_uint_t nreaders,
+    ngx_http_gateway_instance_t *inst, ngx_http_gateway_stats_t *st);
 
 
 /* where inst's cell is in a worker's table, taken by inst or not */

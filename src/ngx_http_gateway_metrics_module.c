@@ -1156,8 +1156,8 @@ ngx_http_gateway_metrics_instances(ngx_http_gateway_metrics_ctx_t *ctx,
         id = ngx_http_gateway_peer_id(peer);
 
         if (fam->counters) {
-            ngx_http_gateway_stats_read(ctx->readers, ctx->nreaders,
-                                        peer->inst, &st);
+            ngx_http_gateway_stats_read(ctx->gmcf->sh, ctx->readers,
+                                        ctx->nreaders, peer->inst, &st);
         }
 
         for (k = 0; k < fam->nvalues; k++) {

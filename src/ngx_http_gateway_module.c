@@ -508,6 +508,10 @@ ngx_http_gateway_tick(ngx_event_t *ev)
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         ngx_http_gateway_sync_stop();
         ngx_http_gateway_release_lease();
+
+        /* its requests may run on: their cells are still let go of */
+
+        ngx_add_timer(ev, NGX_HTTP_GATEWAY_TICK);
         return;
     }
 

@@ -148,10 +148,10 @@ ngx_http_gateway_cells_flush(void)
     for (i = 0; i < ngx_http_gateway_ncells_used; i++) {
         c = &ngx_http_gateway_cells[ngx_http_gateway_cells_used[i]];
 
+        /* readers then take "active" as published (see stats_read()) */
+
         if (c->up || c->down) {
-            ngx_http_gateway_cell_begin(c);
             ngx_http_gateway_cell_publish(c);
-            ngx_http_gateway_cell_end(c);
         }
     }
 }
@@ -238,9 +238,10 @@ ngx_http_gateway_cell_end(ngx_http_gateway_cell_t *c)
 
 
 /*
- * The cell's counts but "active" into its instance.  Each count is added
- * before it is cleared: a worker killed in between leaves it counted
- * twice, never lost.
+ * The cell's counts but "active" into its instance, each on its own: a
+ * count is added before it is cleared, so a worker killed in between
+ * leaves that count (the cell's part of it) counted twice, never lost,
+ * and none left behind in the cell for the instance that takes it next.
  */
 
 static void
@@ -254,19 +255,22 @@ ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c)
     if (c->requests) {
         (void) ngx_atomic_fetch_add(&st->requests, c->requests);
         c->requests = 0;
+    }
+
+    if (c->time) {
         (void) ngx_atomic_fetch_add(&st->time, c->time);
         c->time = 0;
+    }
 
-        if (c->retries) {
-            (void) ngx_atomic_fetch_add(&st->retries, c->retries);
-            c->retries = 0;
-        }
+    if (c->retries) {
+        (void) ngx_atomic_fetch_add(&st->retries, c->retries);
+        c->retries = 0;
+    }
 
-        for (i = 0; i < NGX_HTTP_GATEWAY_FAILS; i++) {
-            if (c->fails[i]) {
-                (void) ngx_atomic_fetch_add(&st->fails[i], c->fails[i]);
-                c->fails[i] = 0;
-            }
+    for (i = 0; i < NGX_HTTP_GATEWAY_FAILS; i++) {
+        if (c->fails[i]) {
+            (void) ngx_atomic_fetch_add(&st->fails[i], c->fails[i]);
+            c->fails[i] = 0;
         }
     }
 }
@@ -275,14 +279,16 @@ ngx_http_gateway_cell_move(ngx_http_gateway_cell_t *c)
 /*
  * inst's counters, all workers: what the instance has and what each
  * worker's cell of it holds, read again while a cell's counts were moved
- * meanwhile.  readers[] are entries of the zone, which are never freed,
- * nor are their cells.
+ * meanwhile.  When "active" is published at every pass (sh's uses), it is
+ * taken as published, with this worker's own changes, as the balancers
+ * take it: those publishes are not bracketed by the seq.  readers[] are
+ * entries of the zone, which are never freed, nor are their cells.
  */
 
 void
-ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
-    ngx_uint_t nreaders, ngx_http_gateway_instance_t *inst,
-    ngx_http_gateway_stats_t *st)
+ngx_http_gateway_stats_read(ngx_http_gateway_sh_t *sh,
+    ngx_http_gateway_reader_t **readers, ngx_uint_t nreaders,
+    ngx_http_gateway_instance_t *inst, ngx_http_gateway_stats_t *st)
 {
     ngx_uint_t                i, k, tries;
     ngx_atomic_int_t          active;
@@ -346,6 +352,11 @@ ngx_http_gateway_stats_read(ngx_http_gateway_reader_t **readers,
         }
 
         st->active = active > 0 ? active : 0;
+
+        if (sh->uses & NGX_HTTP_GATEWAY_USES_ACTIVE) {
+            st->active = ngx_http_gateway_cells
+                         ? ngx_http_gateway_active(inst) : inst->stats.active;
+        }
 
         /* a worker killed in a move leaves its seq odd until its reclaim */
 

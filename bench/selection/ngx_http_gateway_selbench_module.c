@@ -329,6 +329,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     uint64_t                      t0, t1;
     ngx_int_t                     i;
     ngx_str_t                     name;
+    ngx_int_t                     rc;
     ngx_uint_t                    k, slot, left, publish;
     ngx_http_gateway_peer_t      *peer;
     ngx_http_gateway_select_t     sel;
@@ -353,6 +354,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
     a.result = NGX_HTTP_GATEWAY_ATTEMPT_OK;
 
     left = pass;
+    rc = NGX_OK;
 
     for (k = 0; k < n; k++) {
 
@@ -368,8 +370,8 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
                                           &snap, &slot)
             != NGX_OK)
         {
-            ngx_http_gateway_cells_publish = publish;
-            return NGX_ERROR;
+            rc = NGX_ERROR;
+            break;
         }
 
         sel.snap = snap;
@@ -444,7 +446,7 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
 
     ngx_http_gateway_cells_publish = publish;
 
-    return NGX_OK;
+    return rc;
 }
 
 

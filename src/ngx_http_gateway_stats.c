@@ -290,10 +290,12 @@ ngx_http_gateway_stats_read(ngx_http_gateway_sh_t *sh,
     ngx_http_gateway_reader_t **readers, ngx_uint_t nreaders,
     ngx_http_gateway_instance_t *inst, ngx_http_gateway_stats_t *st)
 {
-    ngx_uint_t                i, k, tries;
+    ngx_uint_t                i, k, tries, published;
     ngx_atomic_int_t          active;
     ngx_atomic_uint_t         seq, before, after, odd, down;
     ngx_http_gateway_cell_t  *c;
+
+    published = sh->uses & NGX_HTTP_GATEWAY_USES_ACTIVE;
 
     for (tries = 1; /* void */; tries++) {
 
@@ -326,9 +328,11 @@ ngx_http_gateway_stats_read(ngx_http_gateway_sh_t *sh,
 
             /* -1s before +1s: an attempt's +1 comes first, never too low */
 
-            down = c->down;
-            ngx_memory_barrier();
-            active += c->up - down;
+            if (!published) {
+                down = c->down;
+                ngx_memory_barrier();
+                active += c->up - down;
+            }
 
             st->requests += c->requests;
             st->time += c->time;
@@ -351,20 +355,21 @@ ngx_http_gateway_stats_read(ngx_http_gateway_sh_t *sh,
             }
         }
 
-        st->active = active > 0 ? active : 0;
-
-        if (sh->uses & NGX_HTTP_GATEWAY_USES_ACTIVE) {
-            st->active = ngx_http_gateway_cells
-                         ? ngx_http_gateway_active(inst) : inst->stats.active;
-        }
-
         /* a worker killed in a move leaves its seq odd until its reclaim */
 
         if ((!(odd & 1) && after == before)
             || tries == NGX_HTTP_GATEWAY_READ_TRIES)
         {
-            return;
+            break;
         }
+    }
+
+    if (published) {
+        st->active = ngx_http_gateway_cells ? ngx_http_gateway_active(inst)
+                                            : inst->stats.active;
+
+    } else {
+        st->active = active > 0 ? active : 0;
     }
 }
 

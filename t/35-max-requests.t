@@ -22,22 +22,15 @@ my $dir = test_dir();
 my $LIMIT = 5;
 my $DELAY = tmo(1.5);
 
-# backends that log every connection they accept and answer after a delay
-sub note_accept {
-    open my $fh, '>>', "$dir/accepted" or die $!;
-    syswrite $fh, "x\n";
-    close $fh;
-}
+# backends that count every connection they accept and answer after a delay
+my ($note_accept, $accepted) = accept_counter($dir);
 
 my $slow = start_slow_backend(delay => $DELAY, body => "slow\n", poll => 0.02,
-                              on_accept => \&note_accept);
+                              on_accept => $note_accept);
 my $long = start_slow_backend(delay => tmo(60), body => "slow\n", poll => 0.02,
-                              on_accept => \&note_accept);
+                              on_accept => $note_accept);
 
-sub accepted {
-    my $t = GatewayTest::_slurp("$dir/accepted") // '';
-    return scalar(() = $t =~ /x/g);
-}
+sub accepted { $accepted->() }
 
 # bad directives fail nginx -t, naming the directive
 for my $case (

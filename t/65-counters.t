@@ -160,17 +160,9 @@ EOF
 # --- round robin only: "active" is read from every worker's cells at once --
 
 {
-    my $dir = test_dir();
+    my ($note_accept, $accepted) = accept_counter(test_dir());
     my $slow = start_slow_backend(delay => tmo(5), body => "slow\n",
-        poll => 0.01, on_accept => sub {
-            open my $fh, '>>', "$dir/accepted" or die $!;
-            syswrite $fh, "x\n";
-            close $fh;
-        });
-    my $accepted = sub {
-        my $t = GatewayTest::_slurp("$dir/accepted") // '';
-        return scalar(() = $t =~ /x/g);
-    };
+                                  poll => 0.01, on_accept => $note_accept);
 
     my $ng = start_nginx(workers => 2, conf => <<'EOF');
     gateway_registry zone=gw:1m;

@@ -62,7 +62,7 @@ our @EXPORT = qw(
     start_redis redis_cmd redis_cli redis_port redis_connect redis_error
     redis_calls
     start_nginx nginx_test_config start_backend backend_pid stop_backend
-    start_slow_backend
+    start_slow_backend accept_counter
     start_collector
     http_get http_request http_raw
     json_decode json_encode
@@ -550,6 +550,23 @@ sub start_backend {
 # many connections at once; it looks at its sockets every poll seconds
 # (default 0.01) and calls on_accept->() for each connection it accepts.
 # Returns the port.
+# connections a backend accepted, counted across its process: returns the
+# on_accept callback for start_slow_backend() and a sub giving the count
+sub accept_counter {
+    my ($dir) = @_;
+    my $file = "$dir/accepted";
+    my $note = sub {
+        open my $fh, '>>', $file or die "$file: $!";
+        syswrite $fh, "x\n";
+        close $fh;
+    };
+    my $count = sub {
+        my $t = _slurp($file) // '';
+        return scalar(() = $t =~ /x/g);
+    };
+    return ($note, $count);
+}
+
 sub start_slow_backend {
     my (%o) = @_;
     my $delay = $o{delay} // 1;

@@ -665,8 +665,8 @@ $doc .= <<"EOF";
 one shared zone.  A bench-only nginx module (`bench/selection/`, built by
 `bench/selection/build.sh` with nginx's configure into `build/selbench`,
 never part of the product .so) is loaded after the gateway module and
-runs N selections per request in a loop, as workers do per proxied
-request: *lockfree* calls the gateway's exported functions
+runs selections in a loop for the length of a request's window
+(`BENCH_SEL_MS`, 200 ms), as workers do per proxied request: *lockfree* calls the gateway's exported functions
 (`ngx_http_gateway_snapshot_get()`, the balancer's `select`, the hold, the
 `active` counter, the stats observer, `ngx_http_gateway_snapshot_put()`);
 *mutex* does on the same zone what the design before snapshots (commit
@@ -681,7 +681,7 @@ each worker on a service of its own (one zone's ceiling in the same
 run: nothing shared but the name index); *lockfree_independent* is round
 robin in two nginx instances of one worker each, with zones of their
 own, pinned to the two CPUs (the machine's ceiling: nothing shared at
-all; its 1-worker row is the first instance alone).  The counters go to the
+all; its 1-worker row is one instance alone).  The counters go to the
 worker's cells: `active` is published once per pass of its event loop,
 the others stay in the cell (readers add the cells): a
 mode's plain row publishes after every selection (`pass=1`, a
@@ -690,14 +690,23 @@ worker that handles one request per pass: the worst case), its
 handles per pass), each attempt starting and ending in one pass (so
 `active` cancels out); *lockfree_span* is round robin at K where each
 attempt ends K selections after it started, in the next pass, as
-proxied requests do: `active` changes in every pass.  nginx runs with 1 and 2 workers pinned one per CPU
-(`worker_cpu_affinity`); `bench/selection/drive.pl` opens a keepalive
-connection to each worker and sends the long request to all at once.  Per
-process = N / its loop's time; total = workers x N / (last end - first
-start); *per CPU time*: the workers' selections per second of their own
-CPU time, summed, which a busy machine does not skew (it takes wall time
-from the workers, not CPU time) while waiting for a shared cache line
-still counts.  Modes and worker counts interleaved, medians of rounds; nothing
+proxied requests do: `active` changes in every pass.  nginx runs with 2
+workers pinned one per CPU (`worker_cpu_affinity`);
+`bench/selection/drive.pl` opens a keepalive connection to each worker
+and sends each the long request with one start time T (20 ms ahead): a
+worker waits for T and selects until T + the window, so two workers
+select in the same window wherever their requests arrive.  The 1-worker
+rows are one worker of that nginx alone, the other idle (the one on CPU 0
+and the one on CPU 1 in turn): the same configuration and memory layout
+as the 2-worker rows (a 1-worker nginx of its own ran round robin 17%
+slower in every round of one run, which made the ratio a property of the
+layout).  Per process = its selections / its loop's time; total = all
+selections / (last end - first start); *per CPU time*: the workers'
+selections per second of their own CPU time, summed, which a busy machine
+does not skew (it takes wall time from the workers, not CPU time) while
+waiting for a shared cache line still counts.  Modes and worker counts
+interleaved, medians of rounds; the rounds are shared out between
+`BENCH_SEL_STARTS` (3) starts of the nginx, whose layouts differ; nothing
 else of the suite runs meanwhile, but the machine is shared (load average
 below).
 

@@ -11,8 +11,14 @@
 # bench/selection/drive.pl opens one keepalive connection to each worker
 # and sends the long request to all at once.  Per process: n / (end -
 # start); in total: W x n / (last end - first start), from CLOCK_MONOTONIC
-# stamps taken in the workers.  Designs and worker counts are interleaved;
-# medians of rounds.  Nothing else runs on the two CPUs (no load client),
+# stamps taken in the workers.  One process and two run on the same
+# nginx: with 1 process, one worker of the 2-worker nginx gets the request
+# and the other stays idle, the one on CPU 0 and the one on CPU 1 in turn
+# by round.  (Two nginx started with different configurations, even only
+# in worker_processes, place the same structures at other offsets: a
+# 1-worker nginx ran round robin 17% slower than a worker of the 2-worker
+# one alone, in every round, which made the ratio a property of the
+# layout.)  Designs and worker counts are interleaved; medians of rounds.  Nothing else runs on the two CPUs (no load client),
 # but the machine is shared: run it when it is quiet.
 #
 # Designs ("modes"): mutex (before), lockfree (today, the upstream's
@@ -23,7 +29,8 @@
 # worker on a service of its own: nothing shared but the name index), and
 # lockfree_independent (round robin in two nginx instances of one worker
 # each, on zones of their own, pinned to CPU 0 and CPU 1: nothing shared at
-# all, the machine's own ceiling for two processes), and
+# all, the machine's own ceiling for two processes; 1 process: one of them
+# alone, in turn), and
 # lockfree_least_request, lockfree_p2c, lockfree_peak_ewma: those methods
 # on the lock-free path (no lock; they read the instances' shared
 # "active").  The bench runs the stats observer only: peak_ewma's samples
@@ -41,10 +48,9 @@
 # selections after it started, in the next pass, as proxied requests do:
 # "active" then changes in every pass.  lockfree_split is the ceiling of
 # one zone in the same run: nothing shared between the workers but the name
-# index; lockfree_independent is the machine's: with 1 "worker" it is the
-# first instance alone, with 2 both instances at once.
+# index; lockfree_independent is the machine's.
 #
-# A timed run with 1 worker measures the hold time: mutex: how long the
+# A timed run with 1 worker (of the 2-worker nginx, alone) measures the hold time: mutex: how long the
 # zone mutex is held per acquisition (2 per request); lockfree: how long
 # the balancer's select takes (round robin: one uncontended atomic add and
 # a table read); the clock's own cost is subtracted.  Contended, what one
@@ -52,7 +58,11 @@
 # total rate (lockfree: ticket and counters; lockfree_nocounters: the
 # ticket alone).
 #
-#   BENCH_SEL_N (3000000) selections per request   BENCH_SEL_ROUNDS (3)
+#   BENCH_SEL_MS (200) ms of selections per request (a window that every
+#                    worker of a run shares)
+#   BENCH_SEL_ROUNDS (3)  BENCH_SEL_STARTS (3, at most the rounds) starts
+#                    of the nginx the rounds are shared out between
+#   BENCH_SEL_N (3000000) selections of the hold time runs
 #   BENCH_SEL_MODES ("mutex lockfree lockfree_nocounters lockfree_span
 #                    lockfree_random
 #                    lockfree_split lockfree_independent
@@ -122,25 +132,23 @@ sel_args() {    # the query arguments of a mode
     esac
 }
 
-# sel_run PORT WORKERS MODE N [ARGS]: drive.pl's lines for one request per
-# worker; prints "per_process_rate total_rate cpu_rate": the last is the sum
-# over the workers of selections per second of their own CPU time, what
-# the workers would do on cores of their own (a busy machine takes wall
-# time from them, not CPU time; waiting for a cache line is CPU time)
+# sel_measure WORKERS MODE N ROUND: one request to each of WORKERS (1 or
+# 2) processes of the 2-worker nginx (of the two 1-worker nginx for
+# lockfree_independent): with 1, to the first or the second by ROUND;
+# prints "per_process_rate total_rate cpu_rate late_ms": cpu_rate is the
+# sum over the workers of selections per second of their own CPU time,
+# what the workers would do on cores of their own (a busy machine takes
+# wall time from them, not CPU time; waiting for a cache line is CPU
+# time); late_ms how far past the window's start a worker started at most
 sel_measure() {
-    local port=$1 w=$2 mode=$3 n=$4 args=${5:-} out
-    args=${args:-$(sel_args "$mode")}
-    case "$mode:$w" in
-        lockfree_independent*:2)
-            # the worker of each 1-worker nginx, both at once
-            out=$(perl "$BENCH_DIR/selection/drive.pl" "$SEL_PORT_1,$SEL_INDEP_PORT" 2 /lockfree "$n" "$args") \
-                || die "selection: drive.pl failed for $mode with $w workers"
-            ;;
-        *)
-            out=$(perl "$BENCH_DIR/selection/drive.pl" "$port" "$w" "$(sel_path "$mode")" "$n" "$args") \
-                || die "selection: drive.pl failed for $mode with $w workers"
-            ;;
+    local w=$1 mode=$2 n=$3 round=$4 args ports=$SEL_PORT only='' out
+    args=$(sel_args "$mode")
+    case "$mode" in
+        lockfree_independent*) ports=$SEL_INDEP_PORTS ;;
     esac
+    [ "$w" = 2 ] || only=$(( round % 2 ))
+    out=$(perl "$BENCH_DIR/selection/drive.pl" "$ports" 2 "$(sel_path "$mode")" "$n" "$args" "$only") \
+        || die "selection: drive.pl failed for $mode with $w workers"
     [ "$(grep -c 'start_ns=' <<<"$out")" = "$w" ] \
         || die "selection: $mode with $w workers: $(grep -c 'start_ns=' <<<"$out") answers"
 
@@ -153,16 +161,18 @@ sel_measure() {
             cpu += n / (v["cpu_ns"] / 1e9)
             if (np == 1 || s < first) first = s
             if (np == 1 || e > last) last = e
+            if (v["late_ns"] > late) late = v["late_ns"]
         }
         END {
             if (bad) { print "FAILED"; exit }
-            printf "%.0f %.0f %.0f\n", sum / np, tot / ((last - first) / 1e9), cpu
+            printf "%.0f %.0f %.0f %.3f\n", sum / np, tot / ((last - first) / 1e9), cpu, late / 1e6
         }' <<<"$out"
 }
 
 scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
+    local win=${BENCH_SEL_MS:-200}ms
     local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_span lockfree_random lockfree_split lockfree_independent lockfree_least_request lockfree_p2c lockfree_peak_ewma})
     local k_pass=${BENCH_SEL_PASS:-16} modes=() b
     for b in "${base[@]}"; do
@@ -174,77 +184,50 @@ scenario_selection() {
     done
     local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
     local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
-    local w r m port i pids res
+    local w r m port i res
     mkdir -p "$dir"
 
     so=$("$BENCH_DIR/selection/build.sh" "$REPO/build/selbench") \
         || die "selection: the bench module did not build"
 
-    echo "round,workers,mode,n_per_worker,per_process_sel_per_s,total_sel_per_s,cpu_sel_per_s" > "$raw"
-    declare -A port_of=() pid_of=()
-
-    for w in 1 2; do
-        port=$(free_port)
-        mkdir -p "$dir/w$w"
-        sel_conf "$dir/w$w" "$port" "$w" "$so"
-        start_nginx "selbench-w$w" "$dir/w$w" "" "$port"
-        port_of[$w]=$port
-        pid_of[$w]=$NGINX_PID
-        for i in $(seq 1 "$ninst"); do
-            sel_register "$port" users "u$i" "127.0.0.1:$((20000 + i))"
-            sel_register "$port" orders "o$i" "127.0.0.1:$((21000 + i))"
-        done
-        # every worker answers, and each mode selects (n=1000)
-        [ "$w" != 1 ] || SEL_PORT_1=$port
-    done
-
-    # the second 1-worker nginx of lockfree_independent, on CPU 1
-    port=$(free_port)
-    mkdir -p "$dir/indep"
-    sel_conf "$dir/indep" "$port" 1 "$so" 10
-    start_nginx "selbench-indep" "$dir/indep" "" "$port"
-    SEL_INDEP_PORT=$port
-    pid_of[indep]=$NGINX_PID
-    for i in $(seq 1 "$ninst"); do
-        sel_register "$port" users "u$i" "127.0.0.1:$((20000 + i))"
-    done
-
-    # every worker answers, and each mode selects (n=1000)
-    for w in 1 2; do
-        for m in "${modes[@]}"; do
-            res=$(sel_measure "${port_of[$w]}" "$w" "$m" 1000)
-            [ "$res" != FAILED ] || die "selection: $m selected nothing"
-        done
-    done
+    echo "round,start,workers,mode,window,per_process_sel_per_s,total_sel_per_s,cpu_sel_per_s,late_ms" > "$raw"
 
     # interleaved: each round runs every (workers, mode) pair once, in an
-    # order rotated by the round
-    local pairs=() k
+    # order rotated by the round; the rounds are shared out between
+    # BENCH_SEL_STARTS starts of the nginx (a start's memory layout
+    # favours some modes, see above)
+    local pairs=() k st=0 starts=${BENCH_SEL_STARTS:-3}
+    [ "$starts" -le "$rounds" ] || starts=$rounds
     for w in 1 2; do for m in "${modes[@]}"; do pairs+=("$w:$m"); done; done
     for ((r = 1; r <= rounds; r++)); do
+        if [ "$(( (r - 1) * starts / rounds + 1 ))" != "$st" ]; then
+            [ "$st" = 0 ] || sel_stop
+            st=$(( (r - 1) * starts / rounds + 1 ))
+            sel_start "$dir/start$st" "$so" "$ninst" "${modes[@]}"
+        fi
         for ((k = 0; k < ${#pairs[@]}; k++)); do
             local p=${pairs[$(( (k + r - 1) % ${#pairs[@]} ))]}
             w=${p%%:*}; m=${p#*:}
-            res=$(sel_measure "${port_of[$w]}" "$w" "$m" "$n")
+            res=$(sel_measure "$w" "$m" "$win" "$r")
             [ "$res" != FAILED ] || die "selection: $m failed selections"
             set -- $res
-            log "selection: round $r/$rounds  $w worker(s)  $m: $1 sel/s per process, $2 in total, $3 per CPU time"
-            echo "$r,$w,$m,$n,$1,$2,$3" >> "$raw"
+            log "selection: round $r/$rounds (start $st)  $w worker(s)  $m: $1 sel/s per process, $2 in total, $3 per CPU time, started <= $4 ms late"
+            echo "$r,$st,$w,$m,$win,$1,$2,$3,$4" >> "$raw"
         done
     done
 
     # hold times, 1 worker: one selection in 16 timed
     local hold_mutex hold_rr clock_ns
-    res=$(perl "$BENCH_DIR/selection/drive.pl" "${port_of[1]}" 1 /mutex "$n" timed=1)
+    res=$(perl "$BENCH_DIR/selection/drive.pl" "$SEL_PORT" 2 /mutex "$n" timed=1 0)
     read -r hold_mutex clock_ns < <(sel_hold <<<"$res")
-    res=$(perl "$BENCH_DIR/selection/drive.pl" "${port_of[1]}" 1 /lockfree "$n" timed=1)
+    res=$(perl "$BENCH_DIR/selection/drive.pl" "$SEL_PORT" 2 /lockfree "$n" timed=1 0)
     read -r hold_rr clock_ns < <(sel_hold <<<"$res")
 
     # the counters the lock-free path kept are the real ones: every
     # selection counted once, nothing left active
-    sel_check_counters "${port_of[2]}"
+    sel_check_counters "$SEL_PORT"
 
-    for w in 1 2 indep; do stop_pid "${pid_of[$w]}" QUIT; done
+    sel_stop
 
     echo "mode,per_process_1w,total_1w,per_process_2w,total_2w,scaling_2w_over_1w,cpu_scaling_2w_over_1w,rounds" > "$sum"
     for m in "${modes[@]}"; do
@@ -253,7 +236,7 @@ scenario_selection() {
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
                 return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
             }
-            NR > 1 && $3 == m { k = $2; np[k]++; pp[k, np[k]] = $5; tt[k, np[k]] = $6; cc[k, np[k]] = $7 }
+            NR > 1 && $4 == m { k = $3; np[k]++; pp[k, np[k]] = $6; tt[k, np[k]] = $7; cc[k, np[k]] = $8 }
             END {
                 for (k = 1; k <= 2; k++) {
                     delete a; for (i = 1; i <= np[k]; i++) a[i] = pp[k, i]; P[k] = med(a, np[k])
@@ -292,6 +275,46 @@ scenario_selection() {
     print_csv_table "$sum" "mode per_process_1w total_1w per_process_2w total_2w scaling_2w_over_1w cpu_scaling_2w_over_1w rounds"
     echo
     print_csv_table "$RESULTS/selection_ceiling.csv" "metric value unit note"
+}
+
+# sel_start DIR SO INSTANCES MODE...: the 2-worker nginx (SEL_PORT) and
+# the two 1-worker nginx of lockfree_independent, on CPU 0 and on CPU 1
+# (SEL_INDEP_PORTS), each with the services; then every worker answers,
+# and each mode selects (n=1000)
+sel_start() {
+    local dir=$1 so=$2 ninst=$3 name w aff port i r m res
+    shift 3
+    SEL_PIDS=() SEL_INDEP_PORTS=
+    for name in w2:2:"01 10" indep0:1:01 indep1:1:10; do
+        w=${name#*:}; aff=${w#*:}; w=${w%%:*}; name=${name%%:*}
+        port=$(free_port)
+        mkdir -p "$dir/$name"
+        sel_conf "$dir/$name" "$port" "$w" "$so" "$aff"
+        start_nginx "selbench-$name" "$dir/$name" "" "$port"
+        SEL_PIDS+=("$NGINX_PID")
+        for i in $(seq 1 "$ninst"); do
+            sel_register "$port" users "u$i" "127.0.0.1:$((20000 + i))"
+            sel_register "$port" orders "o$i" "127.0.0.1:$((21000 + i))"
+        done
+        case "$name" in
+            w2) SEL_PORT=$port ;;
+            *) SEL_INDEP_PORTS=${SEL_INDEP_PORTS:+$SEL_INDEP_PORTS,}$port ;;
+        esac
+    done
+    for w in 1 2; do
+        for m in "$@"; do
+            for r in 1 2; do
+                res=$(sel_measure "$w" "$m" 1000 "$r")
+                [ "$res" != FAILED ] || die "selection: $m selected nothing"
+            done
+        done
+    done
+}
+
+sel_stop() {
+    local pid
+    for pid in "${SEL_PIDS[@]}"; do stop_pid "$pid" QUIT; done
+    SEL_PIDS=()
 }
 
 sel_register() {    # sel_register PORT SERVICE ID ADDRESS

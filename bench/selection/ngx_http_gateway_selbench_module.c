@@ -24,7 +24,10 @@
  * GET ...?n=N[&pass=K][&timed=1][&counters=0] answers one line of
  * "key=value" pairs: the loop's start and end (CLOCK_MONOTONIC, comparable
  * between workers), its CPU time, and how many times each peer index was
- * chosen.  The counters ("active" and the stats observer's) go to the
+ * chosen.  With at=T&ms=D instead of n, the loop waits until T
+ * (CLOCK_MONOTONIC, ns) and selects until T + D ms: workers given one T
+ * select in the same window, wherever their requests arrive (late_ns: how
+ * far past T the loop started).  The counters ("active" and the stats observer's) go to the
  * worker's cells and are published at the end of an event loop pass:
  * pass=K (lockfree, default 1) publishes them every K selections, as a
  * worker that handles K requests per pass would (1: one request per pass,
@@ -54,6 +57,8 @@
 #define NGX_HTTP_SELBENCH_MAX_N     1000000000
 #define NGX_HTTP_SELBENCH_SAMPLE    15      /* one in 16 */
 #define NGX_HTTP_SELBENCH_MAX_SPAN  64      /* pass with span=1 */
+#define NGX_HTTP_SELBENCH_MAX_MS    10000   /* window of at=T&ms=D */
+#define NGX_HTTP_SELBENCH_CLOCK     63      /* a look at it in 64 */
 
 
 typedef struct {
@@ -91,6 +96,8 @@ typedef struct {
 
 
 typedef struct {
+    uint64_t                      deadline;     /* 0: n selections */
+    ngx_uint_t                    n;            /* made */
     ngx_uint_t                    counts[NGX_HTTP_SELBENCH_COUNTS];
     ngx_uint_t                    failed;
     uint64_t                      timed_ns;
@@ -111,6 +118,9 @@ static ngx_int_t ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     ngx_http_gateway_main_conf_t *gmcf, ngx_uint_t n, ngx_uint_t timed,
     ngx_http_selbench_result_t *res);
 static ngx_gateway_swrr_t *ngx_http_selbench_old_peer(void *ctx, size_t i);
+static ngx_uint_t ngx_http_selbench_over(ngx_http_selbench_result_t *res,
+    ngx_uint_t k);
+static uint64_t ngx_http_selbench_wait(uint64_t at);
 static uint64_t ngx_http_selbench_ns(clockid_t clock);
 static uint64_t ngx_http_selbench_clock_cost(void);
 static void *ngx_http_selbench_create_loc_conf(ngx_conf_t *cf);
@@ -196,9 +206,11 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_str_t                      arg;
     ngx_buf_t                     *b;
-    ngx_uint_t                     i, n, pass, timed, counters, span, last;
+    ngx_int_t                      at;
+    ngx_uint_t                     i, n, ms, pass, timed, counters, span;
+    ngx_uint_t                     last;
     ngx_chain_t                    out;
-    uint64_t                       start, end, cpu0, cpu1, clock_cost;
+    uint64_t                       start, end, cpu0, cpu1, clock_cost, late;
     ngx_http_selbench_result_t     res;
     ngx_http_gateway_main_conf_t  *gmcf;
     ngx_http_selbench_loc_conf_t  *conf;
@@ -239,9 +251,30 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
         return NGX_HTTP_BAD_REQUEST;
     }
 
+    at = 0;
+    ms = 0;
+
+    if (ngx_http_arg(r, (u_char *) "at", 2, &arg) == NGX_OK) {
+        at = ngx_atoi(arg.data, arg.len);
+        ms = (ngx_http_arg(r, (u_char *) "ms", 2, &arg) == NGX_OK)
+             ? (ngx_uint_t) ngx_atoi(arg.data, arg.len) : 0;
+
+        if (at <= 0 || ms == 0 || ms > NGX_HTTP_SELBENCH_MAX_MS) {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        n = NGX_HTTP_SELBENCH_MAX_N;
+    }
+
     ngx_memzero(&res, sizeof(ngx_http_selbench_result_t));
 
     clock_cost = timed ? ngx_http_selbench_clock_cost() : 0;
+    late = 0;
+
+    if (at) {
+        late = ngx_http_selbench_wait((uint64_t) at);
+        res.deadline = (uint64_t) at + (uint64_t) ms * 1000000;
+    }
 
     cpu0 = ngx_http_selbench_ns(CLOCK_PROCESS_CPUTIME_ID);
     start = ngx_http_selbench_ns(CLOCK_MONOTONIC);
@@ -261,7 +294,7 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    b = ngx_create_temp_buf(r->pool, 512 + NGX_HTTP_SELBENCH_COUNTS * 24);
+    b = ngx_create_temp_buf(r->pool, 544 + NGX_HTTP_SELBENCH_COUNTS * 24);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -270,11 +303,12 @@ ngx_http_selbench_handler(ngx_http_request_t *r)
                     "mode=%s pid=%P n=%ui pass=%ui start_ns=%uL "
                     "end_ns=%uL cpu_ns=%uL failed=%ui timed=%ui "
                     "timed_ns=%uL clock_ns=%uL counters=%ui span=%ui "
-                    "counts=",
+                    "late_ns=%uL counts=",
                     conf->mode == NGX_HTTP_SELBENCH_LOCKFREE
                     ? "lockfree" : "mutex",
-                    ngx_pid, n, pass, start, end, cpu1 - cpu0, res.failed,
-                    res.timed, res.timed_ns, clock_cost, counters, span);
+                    ngx_pid, res.n, pass, start, end, cpu1 - cpu0,
+                    res.failed, res.timed, res.timed_ns, clock_cost, counters,
+                    span, late);
 
     last = 0;
 
@@ -358,6 +392,10 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
 
     for (k = 0; k < n; k++) {
 
+        if (ngx_http_selbench_over(res, k)) {
+            break;
+        }
+
         if (--left == 0) {
             if (ngx_http_gateway_cells_publish) {
                 ngx_http_gateway_cells_flush();
@@ -434,6 +472,8 @@ ngx_http_selbench_lockfree(ngx_http_request_t *r,
                     ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
     }
 
+    res->n = k;
+
     for (k = 0; k < NGX_HTTP_SELBENCH_MAX_SPAN; k++) {
         if (open[k].snap) {
             ngx_http_selbench_end(&a, &open[k], counters);
@@ -499,6 +539,10 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
     shpool = gmcf->shpool;
 
     for (k = 0; k < n; k++) {
+
+        if (ngx_http_selbench_over(res, k)) {
+            break;
+        }
 
         sample = timed && (k & NGX_HTTP_SELBENCH_SAMPLE) == 0;
         t0 = 0;
@@ -575,6 +619,8 @@ ngx_http_selbench_mutex(ngx_http_selbench_loc_conf_t *conf,
                     ? i : NGX_HTTP_SELBENCH_COUNTS - 1]++;
     }
 
+    res->n = k;
+
     return NGX_OK;
 }
 
@@ -605,6 +651,40 @@ ngx_http_selbench_old_peer(void *data, size_t i)
     }
 
     return &ngx_http_selbench_swrr[i];
+}
+
+
+/* the window is over: one look at the clock every 64 selections */
+
+static ngx_uint_t
+ngx_http_selbench_over(ngx_http_selbench_result_t *res, ngx_uint_t k)
+{
+    return res->deadline
+           && (k & NGX_HTTP_SELBENCH_CLOCK) == 0
+           && ngx_http_selbench_ns(CLOCK_MONOTONIC) >= res->deadline;
+}
+
+
+/* sleeps, then spins, until "at"; how late it is then */
+
+static uint64_t
+ngx_http_selbench_wait(uint64_t at)
+{
+    uint64_t    now;
+    ngx_msec_t  ms;
+
+    for ( ;; ) {
+        now = ngx_http_selbench_ns(CLOCK_MONOTONIC);
+
+        if (now >= at) {
+            return now - at;
+        }
+
+        if (at - now > 2000000) {
+            ms = (at - now) / 1000000 - 1;
+            ngx_msleep(ms);
+        }
+    }
 }
 
 

@@ -274,7 +274,7 @@ my @targets;
     my @modes = $sel ? map { $_->[0] } @$sel[1 .. $#$sel] : ();
     my ($split) = grep { /^lockfree_split_pass\d+$/ } @modes;
     my ($indep) = grep { /^lockfree_independent_pass\d+$/ } @modes;
-    for my $mode (grep { /^lockfree(_random|_least_request|_p2c|_peak_ewma)?_pass\d+$|^lockfree_span$/ } @modes) {
+    for my $mode (grep { /^lockfree(_random|_least_request|_p2c|_peak_ewma|_hash|_ketama|_maglev)?_pass\d+$|^lockfree_span$/ } @modes) {
         my $v = get($sel, $mode, 'scaling_2w_over_1w');
         push @targets, ["selection microbenchmark: >= 1.9 x from 1 to 2 processes, one service, $mode",
                         sprintf('%.2f x (per CPU time %.2f x; ceilings: a service per process %s, two nginx instances %s)', $v,
@@ -681,7 +681,11 @@ each worker on a service of its own (one zone's ceiling in the same
 run: nothing shared but the name index); *lockfree_independent* is round
 robin in two nginx instances of one worker each, with zones of their
 own, pinned to the two CPUs (the machine's ceiling: nothing shared at
-all; its 1-worker row is one instance alone).  The counters go to the
+all; its 1-worker row is one instance alone); *lockfree_least_request*,
+*lockfree_p2c*, *lockfree_peak_ewma*, *lockfree_hash*, *lockfree_ketama*
+and *lockfree_maglev* are those methods on the same path (hash keys on
+`\$request_uri`, the same for all of a request's selections: the key's
+evaluation, its CRC32 and the lookup).  The counters go to the
 worker's cells: `active` is published once per pass of its event loop,
 the others stay in the cell (readers add the cells): a
 mode's plain row publishes after every selection (`pass=1`, a

@@ -33,7 +33,10 @@
 # alone, in turn), and
 # lockfree_least_request, lockfree_p2c, lockfree_peak_ewma: those methods
 # on the lock-free path (no lock; they read the instances' shared
-# "active").  The bench runs the stats observer only: peak_ewma's samples
+# "active"), and lockfree_hash, lockfree_ketama, lockfree_maglev: hash
+# $request_uri (plain, ketama and maglev; the key is the request's, the
+# same for all its selections: the cost of the key, its CRC32 and the
+# lookup).  The bench runs the stats observer only: peak_ewma's samples
 # need a proxied attempt, so its CAS per sample is measured by the
 # callgrind and throughput variants, not here.
 #
@@ -67,9 +70,9 @@
 #                    lockfree_random
 #                    lockfree_split lockfree_independent
 #                    lockfree_least_request lockfree_p2c
-#                    lockfree_peak_ewma", each lock-free one with counters
-#                    also as MODE_passK; also lockfree_hash, lockfree_ketama,
-#                    lockfree_maglev)
+#                    lockfree_peak_ewma lockfree_hash lockfree_ketama
+#                    lockfree_maglev", each lock-free one with counters
+#                    also as MODE_passK)
 #   BENCH_SEL_PASS (16) selections per pass of the MODE_passK rows
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
@@ -173,7 +176,7 @@ scenario_selection() {
     local dir=$BENCH_TMP/selection so
     local n=${BENCH_SEL_N:-3000000} rounds=${BENCH_SEL_ROUNDS:-3}
     local win=${BENCH_SEL_MS:-200}ms
-    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_span lockfree_random lockfree_split lockfree_independent lockfree_least_request lockfree_p2c lockfree_peak_ewma})
+    local base=(${BENCH_SEL_MODES:-mutex lockfree lockfree_nocounters lockfree_span lockfree_random lockfree_split lockfree_independent lockfree_least_request lockfree_p2c lockfree_peak_ewma lockfree_hash lockfree_ketama lockfree_maglev})
     local k_pass=${BENCH_SEL_PASS:-16} modes=() b
     for b in "${base[@]}"; do
         modes+=("$b")

@@ -15,10 +15,13 @@
 #     sweeper's audit of every instance) every full_resync= interval,
 #     measured apart with full_resync=2s after a reload
 #   - req/s + Ir/request for one service of the big registry vs a gateway
-#     whose registry is 1 service x 3 instances
+#     whose registry is 1 service x 3 instances; then Ir/request of the same
+#     pair with each other balancing method (BENCH_SCALE_BALANCERS)
 #
 #   BENCH_SCALE_SERVICES (10000) BENCH_SCALE_INSTANCES (10)
 #   BENCH_SCALE_ROUNDS (5) BENCH_SCALE_TIMEOUT (120 s) BENCH_SCALE_CALLGRIND (1)
+#   BENCH_SCALE_BALANCERS ("random least_request p2c peak_ewma hash ketama
+#                          maglev"; hash keys on $request_uri; "" for none)
 
 # scale_populate SERVICES INSTANCES PORTS...: the spec's data model, written
 # with redis-cli --pipe (no TTL)
@@ -87,11 +90,22 @@ srow() {
     printf '%s,%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" "$note" >> "$RESULTS/scale.csv"
 }
 
+# the gateway_balance directive of SCALE_BALANCE (a method of
+# BENCH_SCALE_BALANCERS), none when it is empty
+scale_balance() {
+    case "${SCALE_BALANCE:-}" in
+        "") ;;
+        hash) echo 'gateway_balance hash $request_uri;' ;;
+        ketama|maglev) echo "gateway_balance hash \$request_uri consistent=$SCALE_BALANCE;" ;;
+        *) echo "gateway_balance $SCALE_BALANCE;" ;;
+    esac
+}
+
 # the big registry routed to a 3-instance service ("users", added to it) and
 # to a 10-instance one (s05000); the small registry is "users" alone
 variant_scale_big3_start() {
     GW_SERVICE=users GW_ZONE=${SCALE_ZONE:-256m} GW_REDIS_PORT=$SCALE_REDIS_BIG \
-        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" ""
+        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" "$(scale_balance)"
 }
 variant_scale_big10_start() {
     GW_SERVICE=s05000 GW_ZONE=${SCALE_ZONE:-256m} GW_REDIS_PORT=$SCALE_REDIS_BIG \
@@ -99,7 +113,7 @@ variant_scale_big10_start() {
 }
 variant_scale_small_start() {
     GW_SERVICE=users GW_REDIS_PORT=$SCALE_REDIS_SMALL \
-        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" ""
+        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" "$(scale_balance)"
 }
 variant_scale1m_users_start() {
     GW_SERVICE=users GW_ZONE=${SCALE1M_ZONE:-1024m} GW_REDIS_PORT=$SCALE1M_REDIS \
@@ -279,6 +293,26 @@ scenario_scale() {
             per=$(( $(cg_total "$dir/cg-$v/cg.1") / 2000 ))
             [ -n "$ref_ir" ] || ref_ir=$per
             srow "ir_per_request_$v" "$per" Ir "" "${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
+        done
+
+        # every other balancing method: the same service, small and big
+        # registry (round robin is the pair above)
+        local b
+        for b in ${BENCH_SCALE_BALANCERS-random least_request p2c peak_ewma hash ketama maglev}; do
+            ref_ir=""
+            for v in scale_small scale_big3; do
+                mkdir -p "$dir/cg-$b-$v"
+                port=$(free_port)
+                SCALE_BALANCE=$b SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$b-$v" "$port"
+                grep -q 'gateway_balance' "$dir/cg-$b-$v/nginx.conf" \
+                    || die "scale: no gateway_balance for $b"
+                CG_READY_PORT=$port
+                log "scale callgrind: $v, gateway_balance $b"
+                cg_run "$v" "$dir/cg-$b-$v" "$port" "$dir/cg-$b-$v/cg" 200 2000
+                per=$(( $(cg_total "$dir/cg-$b-$v/cg.1") / 2000 ))
+                [ -n "$ref_ir" ] || ref_ir=$per
+                srow "ir_per_request_${b}_$v" "$per" Ir "" "gateway_balance $b; ${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
+            done
         done
     fi
 

@@ -44,7 +44,7 @@
 #endif
 
 
-#define NGX_HTTP_GATEWAY_SH_MAGIC      0x6777000a
+#define NGX_HTTP_GATEWAY_SH_MAGIC      0x6777000b
 
 #define NGX_HTTP_GATEWAY_EPOCH_LEN     32
 
@@ -433,6 +433,7 @@ struct ngx_http_gateway_service_s {
     ngx_http_gateway_service_t *dirty_next;
     unsigned                    dirty:1;
     unsigned                    removed:1;
+    unsigned                    unrouted:1; /* its last change is not */
     uint64_t                    uid;        /* never the same twice */
 
     /*
@@ -458,7 +459,6 @@ struct ngx_http_gateway_service_s {
     ngx_atomic_t                health;     /* the gateway_health_check
                                                of a variable name that
                                                probes it, 0: none */
-    ngx_atomic_t                lock;       /* balancers' shared state */
     ngx_uint_t                  lb[1];      /* balancers' state, sized
                                                at allocation */
 };

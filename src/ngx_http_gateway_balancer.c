@@ -35,7 +35,6 @@ typedef struct ngx_http_gateway_pending_s  ngx_http_gateway_pending_t;
 struct ngx_http_gateway_pending_s {
     ngx_http_gateway_pending_t   *next;
     ngx_http_gateway_snapshot_t  *snap;
-    ngx_uint_t                    again;    /* a table could not be had */
     ngx_http_gateway_table_job_t  jobs[1];  /* per method */
 };
 
@@ -226,7 +225,6 @@ ngx_http_gateway_balancers_update_locked(ngx_http_gateway_main_conf_t *gmcf,
 
             if (p) {
                 p->snap = snap;
-                p->again = 0;
 
                 for (i = 0; i < ngx_http_gateway_nbalancers; i++) {
                     p->jobs[i].input = NULL;
@@ -255,7 +253,6 @@ ngx_http_gateway_balancers_update_locked(ngx_http_gateway_main_conf_t *gmcf,
         return rc;
     }
 
-    p->again = (rc == NGX_AGAIN);
     p->next = ngx_http_gateway_pending;
     ngx_http_gateway_pending = p;
 
@@ -332,7 +329,6 @@ ngx_http_gateway_balancers_tables_build(ngx_http_gateway_main_conf_t *gmcf)
                                   &snap->service->sn.str,
                                   &ngx_http_gateway_balancers[i]->name,
                                   job->size);
-                    p->again = 1;
                     continue;
                 }
 
@@ -340,11 +336,11 @@ ngx_http_gateway_balancers_tables_build(ngx_http_gateway_main_conf_t *gmcf)
                 snap->tables[i] = table;
             }
 
-            /* the next commit (any write) tries again */
-
-            if (p->again) {
-                ngx_http_gateway_service_touch_locked(gmcf, snap->service);
-            }
+            /*
+             * a missing table waits for the service's next change: every
+             * tick commits, and a retry there would rebuild it 10 times a
+             * second in every worker
+             */
 
             ngx_http_gateway_snapshot_publish_locked(gmcf, snap);
         }

@@ -90,7 +90,14 @@ ngx_http_gateway_hash_create_conf(ngx_conf_t *cf, ngx_str_t *params,
     ngx_http_gateway_hash_conf_t      *conf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (n == 0) {
+    /* "hash consistent=maglev": the key forgotten, not a key */
+
+    if (n == 0
+        || (params[0].len >= sizeof("consistent=") - 1
+            && ngx_strncmp(params[0].data, "consistent=",
+                           sizeof("consistent=") - 1)
+               == 0))
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"gateway_balance hash\" needs a key, "
                            "e.g. \"gateway_balance hash $request_uri\"");

@@ -368,10 +368,8 @@ static void
 ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
     ngx_http_gateway_reader_t *rd)
 {
-    ngx_uint_t                   i, n;
-    ngx_rbtree_node_t           *node, *root, *sentinel;
-    ngx_http_gateway_hold_t     *h;
-    ngx_http_gateway_service_t  *svc;
+    ngx_uint_t                i, n;
+    ngx_http_gateway_hold_t  *h;
 
     /* its changes not yet published, "active" +1s first */
 
@@ -401,20 +399,6 @@ ngx_http_gateway_reader_release_locked(ngx_http_gateway_main_conf_t *gmcf,
     }
 
     if (rd->pid != ngx_pid) {
-
-        /* a balancer's lock that the dead process held */
-
-        root = gmcf->sh->rbtree.root;
-        sentinel = gmcf->sh->rbtree.sentinel;
-
-        for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
-             node;
-             node = ngx_rbtree_next(&gmcf->sh->rbtree, node))
-        {
-            svc = (ngx_http_gateway_service_t *) node;
-            (void) ngx_atomic_cmp_set(&svc->lock, rd->pid, 0);
-        }
-
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "gateway: reclaimed %ui instance references of dead "
                       "process %P", n, rd->pid);
@@ -521,10 +505,14 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
 {
     ngx_int_t                    rc;
     ngx_http_gateway_sh_t       *sh;
-    ngx_http_gateway_service_t  *svc, *next, *failed, *retry;
+    u_char                       fname[NGX_GATEWAY_NAME_MAX];
+    u_char                       rname[NGX_GATEWAY_NAME_MAX];
+    ngx_str_t                    failed, recovered;
+    ngx_http_gateway_service_t  *svc, *next, *retry;
 
     sh = gmcf->sh;
-    failed = NULL;
+    failed.len = 0;
+    recovered.len = 0;
     retry = NULL;
 
     for (svc = sh->dirty; svc; svc = next) {
@@ -535,28 +523,47 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
             continue;
         }
 
+        /*
+         * NGX_AGAIN: the new snapshot lacks a balancer's table (worker
+         * memory), built at the service's next change; NGX_ERROR:
+         * requests keep the previous snapshot, tried again at the next
+         * commit (every tick), logged once
+         */
+
         rc = ngx_http_gateway_snapshot_build_locked(gmcf, svc);
 
-        if (rc == NGX_OK) {
+        if (rc != NGX_ERROR) {
+            if (svc->unrouted) {
+                svc->unrouted = 0;
+                recovered = svc->sn.str;
+            }
+
             continue;
         }
-
-        /*
-         * NGX_ERROR: requests keep the previous snapshot; NGX_AGAIN: the
-         * new one lacks a balancer's table.  Both are tried again at the
-         * next commit.
-         */
 
         svc->dirty = 1;
         svc->dirty_next = retry;
         retry = svc;
 
-        if (rc == NGX_ERROR) {
-            failed = svc;
+        if (!svc->unrouted) {
+            svc->unrouted = 1;
+            failed = svc->sn.str;
         }
     }
 
     sh->dirty = retry;
+
+    /* the names outlive the lock: a service may be freed after it */
+
+    if (failed.len) {
+        ngx_memcpy(fname, failed.data, failed.len);
+        failed.data = fname;
+    }
+
+    if (recovered.len) {
+        ngx_memcpy(rname, recovered.data, recovered.len);
+        recovered.data = rname;
+    }
 
     ngx_http_gateway_reclaim_locked(gmcf);
 
@@ -564,11 +571,18 @@ ngx_http_gateway_write_end(ngx_http_gateway_main_conf_t *gmcf)
 
     ngx_http_gateway_balancers_tables_build(gmcf);
 
-    if (failed) {
+    if (failed.len) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "gateway: zone \"%V\" is full, service \"%V\" is "
-                      "routed as it was before the last change",
-                      &gmcf->shm_zone->shm.name, &failed->sn.str);
+                      "routed as it was before the last change until "
+                      "there is room",
+                      &gmcf->shm_zone->shm.name, &failed);
+    }
+
+    if (recovered.len) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gateway: zone \"%V\" had room again for service "
+                      "\"%V\"", &gmcf->shm_zone->shm.name, &recovered);
     }
 }
 

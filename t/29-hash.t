@@ -19,6 +19,8 @@ use GatewayTest;
 
 # directives: a bad one fails nginx -t naming it
 for my $bad (['gateway_balance hash;', qr/"gateway_balance hash" needs a key/],
+             ['gateway_balance hash consistent=maglev;',
+              qr/"gateway_balance hash" needs a key/],
              ['gateway_balance hash $arg_k consistent=ring;',
               qr/invalid parameter "consistent=ring" of "gateway_balance hash"/],
              ['gateway_balance hash $arg_k consistent=ketama consistent=maglev;',
@@ -376,6 +378,23 @@ ok($small->wait_log(qr/zone "small" is full, service "users" has no "hash" table
     is_deeply($mg, mapping('hr', 300, $small),
               'without its table, maglev hashes as rendezvous does');
     is(scalar(grep { !/^i\d\d$/ } values %$mg), 0, '... and answers every request');
+
+    # the missing table waits for the service's next change: nothing is
+    # rebuilt, committed or logged meanwhile (every tick commits)
+    my $missing = sub { scalar(() = $small->error_log =~ /has no "hash" table/g) };
+    my $state = sub {
+        my $list = json_decode($small->get('/gateway/services')->{content});
+        my $svc = json_decode($small->get('/gateway/services/users')->{content});
+        return [ $list->{generation}, $svc->{revision} ];
+    };
+    my ($n0, $s0, $from) = ($missing->(), $state->(), $small->log_size);
+    select(undef, undef, undef, 1.5);
+    is_deeply($state->(), $s0, 'a missing table: no commit while nothing changes (generation, revision)');
+    is($missing->(), $n0, '... nor another log line');
+    $small->request('PUT', '/gateway/services/users/instances/i00',
+                    json => { address => "127.0.0.1:$port[0]", weight => 2 });
+    ok($small->wait_log(qr/has no "hash" table/, from => $from),
+       'the next change of the service tries again (and logs it)');
 }
 
 done_testing();

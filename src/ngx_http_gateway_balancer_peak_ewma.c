@@ -92,11 +92,12 @@ ngx_http_gateway_peak_ewma_create_conf(ngx_conf_t *cf, ngx_str_t *params,
         return NULL;
     }
 
-    conf->decay = NGX_HTTP_GATEWAY_EWMA_DECAY;
+    conf->decay = 0;
 
     for (i = 0; i < n; i++) {
         if (params[i].len > 6
-            && ngx_strncmp(params[i].data, "decay=", 6) == 0)
+            && ngx_strncmp(params[i].data, "decay=", 6) == 0
+            && conf->decay == 0)
         {
             s.data = params[i].data + 6;
             s.len = params[i].len - 6;
@@ -119,6 +120,10 @@ ngx_http_gateway_peak_ewma_create_conf(ngx_conf_t *cf, ngx_str_t *params,
                            "invalid parameter \"%V\" of "
                            "\"gateway_balance peak_ewma\"", &params[i]);
         return NULL;
+    }
+
+    if (conf->decay == 0) {
+        conf->decay = NGX_HTTP_GATEWAY_EWMA_DECAY;
     }
 
     /* one observer feeds every upstream with this method */

@@ -96,7 +96,7 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     max_age = 0;
-    ngx_str_set(&path, "/");
+    ngx_str_null(&path);
     secure = 0;
     httponly = 0;
 
@@ -140,7 +140,7 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "path=", 5) == 0) {
+        if (ngx_strncmp(value[i].data, "path=", 5) == 0 && path.len == 0) {
             v.data = value[i].data + 5;
             v.len = value[i].len - 5;
 
@@ -168,12 +168,12 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strcmp(value[i].data, "secure") == 0) {
+        if (ngx_strcmp(value[i].data, "secure") == 0 && !secure) {
             secure = 1;
             continue;
         }
 
-        if (ngx_strcmp(value[i].data, "httponly") == 0) {
+        if (ngx_strcmp(value[i].data, "httponly") == 0 && !httponly) {
             httponly = 1;
             continue;
         }
@@ -188,6 +188,10 @@ ngx_http_gateway_sticky(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"gateway_sticky\" needs cookie=NAME");
         return NGX_CONF_ERROR;
+    }
+
+    if (path.len == 0) {
+        ngx_str_set(&path, "/");
     }
 
     /* what follows the value in every Set-Cookie, built once */

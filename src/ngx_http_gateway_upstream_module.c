@@ -224,7 +224,7 @@ static ngx_command_t  ngx_http_gateway_upstream_commands[] = {
       NULL },
 
     { ngx_string("gateway_locality"),
-      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
       ngx_http_gateway_locality,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_gateway_upstream_srv_conf_t, locality),

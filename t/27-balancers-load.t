@@ -53,6 +53,7 @@ for my $good ('gateway_balance least_request;', 'gateway_balance p2c;',
 for my $bad (['gateway_balance peak_ewma decay=0;', qr/invalid "decay" value "0"/],
              ['gateway_balance peak_ewma decay=ten;', qr/invalid "decay" value "ten"/],
              ['gateway_balance peak_ewma speed=1;', qr/invalid parameter "speed=1"/],
+             ['gateway_balance peak_ewma decay=1s decay=2s;', qr/invalid parameter "decay=2s"/],
              ['gateway_balance p2c fast;', qr/invalid parameter "fast"/],
              ['gateway_balance least_request x;', qr/invalid parameter "x"/])
 {

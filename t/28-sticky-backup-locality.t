@@ -513,6 +513,9 @@ my @bad = (
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a path=x;', qr/invalid path/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a "path=/a;b";', qr/invalid path/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a always;', qr/invalid parameter "always"/ ],
+    [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a path=/a path=/b;', qr/invalid parameter "path=\/b"/ ],
+    [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a secure secure;', qr/invalid parameter "secure"/ ],
+    [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a httponly httponly;', qr/invalid parameter "httponly"/ ],
     [ 'gateway_sticky', 'gateway_service s; gateway_sticky cookie=a; gateway_sticky cookie=b;', qr/is duplicate/ ],
     [ 'gateway_sticky', 'gateway_sticky cookie=a; gateway_service s;', qr/must follow "gateway_service"/ ],
     [ 'gateway_locality', 'gateway_service s; gateway_locality min_healthy=10;', qr/needs zone=NAME/ ],
@@ -520,6 +523,9 @@ my @bad = (
     [ 'gateway_locality', 'gateway_service s; gateway_locality zone=a/b;', qr/invalid zone/ ],
     [ 'gateway_locality', 'gateway_service s; gateway_locality zone=a min_healthy=101;', qr/invalid min_healthy/ ],
     [ 'gateway_locality', 'gateway_service s; gateway_locality zone=a min_healthy=x;', qr/invalid min_healthy/ ],
+    [ 'gateway_locality', 'gateway_service s; gateway_locality zone=a min_healthy=5 x;', qr/invalid parameter "x"/ ],
+    [ 'gateway_locality', 'gateway_service s; gateway_locality zone=a min_healthy=1 min_healthy=2;',
+      qr/invalid parameter "min_healthy=2"/ ],
     [ 'gateway_locality', 'gateway_locality zone=a; gateway_service s;', qr/must follow "gateway_service"/ ],
 );
 for my $b (@bad) {

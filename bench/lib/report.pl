@@ -243,9 +243,10 @@ my @targets;
                     verdict(($s3 && $b3) ? $b3 / $s3 <= 1.01 : undef)];
     # the same for every other balancing method the run measured
     for my $row ($scale ? @$scale[1 .. $#$scale] : ()) {
-        my ($b) = $row->[0] =~ /^ir_per_request_(\w+)_scale_big3$/ or next;
+        my ($b, $big) = $row->[0] =~ /^ir_per_request_(\w+)_scale_(big3|one3)$/ or next;
         my ($bs, $bb) = (get($scale, "ir_per_request_${b}_scale_small", 'value'), $row->[1]);
-        push @targets, ["Ir/request independent of registry size, gateway_balance $b (10,000 x 10 vs 1 x 3)",
+        push @targets, ["Ir/request independent of registry size, gateway_balance $b ("
+                        . ($big eq 'big3' ? '10,000 x 10' : '10,000 x 1') . ' vs 1 x 3)',
                         ($bs && $bb) ? sprintf('%+.1f%% (%s vs %s)', ($bb / $bs - 1) * 100, $bb, $bs) : 'n/a',
                         verdict(($bs && $bb) ? $bb / $bs <= 1.01 : undef)];
     }

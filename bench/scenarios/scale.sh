@@ -21,11 +21,13 @@
 #   BENCH_SCALE_SERVICES (10000) BENCH_SCALE_INSTANCES (10)
 #   BENCH_SCALE_ROUNDS (5) BENCH_SCALE_TIMEOUT (120 s) BENCH_SCALE_CALLGRIND (1)
 #   BENCH_SCALE_BALANCERS ("random least_request p2c peak_ewma hash"; hash
-#                          keys on $request_uri; "" for none; ketama and
-#                          maglev work too, but their tables are built for
-#                          every service of the registry: 10,000 of them
-#                          take minutes to build under valgrind, and
-#                          Maglev's need 2.5 GiB of zone)
+#                          keys on $request_uri; "" for none)
+#   BENCH_SCALE_TABLES ("ketama maglev"; "" for none): the hash kinds with
+#                          tables, against a registry of SERVICES x 1
+#                          instance (+ users x 3): tables are built for
+#                          every service with more than one instance, and
+#                          10,000 of them take minutes to build under
+#                          valgrind (Maglev's would need 2.5 GiB of zone)
 
 # scale_populate SERVICES INSTANCES PORTS...: the spec's data model, written
 # with redis-cli --pipe (no TTL)
@@ -119,6 +121,10 @@ variant_scale_small_start() {
     GW_SERVICE=users GW_REDIS_PORT=$SCALE_REDIS_SMALL \
         GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" "$(scale_balance)"
 }
+variant_scale_one3_start() {
+    GW_SERVICE=users GW_ZONE=${SCALE_ZONE:-256m} GW_REDIS_PORT=$SCALE_REDIS_ONE \
+        GW_REGISTRY_EXTRA=${SCALE_REGISTRY_EXTRA:-} gateway_variant_start "$1" "$2" "$(scale_balance)"
+}
 variant_scale1m_users_start() {
     GW_SERVICE=users GW_ZONE=${SCALE1M_ZONE:-1024m} GW_REDIS_PORT=$SCALE1M_REDIS \
         gateway_variant_start "$1" "$2" ""
@@ -127,6 +133,7 @@ VARIANT_DESC[scale_small]="registry of 1 service x 3 instances"
 VARIANT_DESC[scale1m_users]="registry of 100000 x 10 (+ users x 3), request to users (3 instances)"
 VARIANT_DESC[scale_big3]="registry of 10000 x 10 (+ users x 3), request to users (3 instances)"
 VARIANT_DESC[scale_big10]="registry of 10000 x 10 (+ users x 3), request to s05000 (10 instances)"
+VARIANT_DESC[scale_one3]="registry of 10000 x 1 (+ users x 3), request to users (3 instances)"
 
 scenario_scale() {
     local ns=${BENCH_SCALE_SERVICES:-10000} ni=${BENCH_SCALE_INSTANCES:-10}
@@ -318,6 +325,34 @@ scenario_scale() {
                 srow "ir_per_request_${b}_$v" "$per" Ir "" "gateway_balance $b; ${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
             done
         done
+
+        local tables=(${BENCH_SCALE_TABLES-ketama maglev})
+        if [ "${#tables[@]}" -gt 0 ]; then
+            start_redis "$dir/redis-one" "$LOAD_CPU"; SCALE_REDIS_ONE=$REDIS_PORT
+            log "scale: writing $ns services x 1 instance to Redis (the hash kinds with tables)"
+            scale_populate "$ns" 1 "${BACKEND_PORTS[@]}"
+            for i in 1 2 3; do
+                register_instance users "u$i" "127.0.0.1:${BACKEND_PORTS[$((i - 1))]}"
+            done
+            SCALE_ONE_NSVC=$(( ns + 1 )) SCALE_ONE_NINST=$(( ns + 3 ))
+            for b in "${tables[@]}"; do
+                ref_ir=""
+                for v in scale_small scale_one3; do
+                    mkdir -p "$dir/cg-$b-$v"
+                    port=$(free_port)
+                    SCALE_BALANCE=$b SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$b-$v" "$port"
+                    CG_READY_PORT=$port
+                    log "scale callgrind: $v, gateway_balance $b"
+                    cg_run "$v" "$dir/cg-$b-$v" "$port" "$dir/cg-$b-$v/cg" 200 2000
+                    per=$(( $(cg_total "$dir/cg-$b-$v/cg.1") / 2000 ))
+                    [ -n "$ref_ir" ] || ref_ir=$per
+                    srow "ir_per_request_${b}_$v" "$per" Ir "" "gateway_balance $b; ${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
+                done
+                if grep -q 'has no "hash" table' "$dir/cg-$b-scale_one3/error.log"; then
+                    problem "scale: $b: a table did not fit the zone"
+                fi
+            done
+        fi
     fi
 
     print_csv_table "$sum" "metric value unit target note"
@@ -326,6 +361,12 @@ scenario_scale() {
 # callgrind readiness for the big registry: fully synced (slow under valgrind)
 cg_ready_scale_big3() { cg_ready_scale_big; }
 cg_ready_scale_big10() { cg_ready_scale_big; }
+cg_ready_scale_one3() {
+    local res
+    res=$(wait_registry "$CG_READY_PORT" "$SCALE_ONE_NSVC" "$SCALE_ONE_NINST" "$(date +%s.%N)" 600)
+    [ "${res%% *}" != timeout ] || die "scale: 10,000 x 1 registry not synced under valgrind ($res)"
+    log "  synced under valgrind after ${res%% *}s more"
+}
 cg_ready_scale_big() {
     local res
     res=$(wait_registry "$CG_READY_PORT" "$SCALE_NSVC" "$SCALE_NINST" "$(date +%s.%N)" 600)

@@ -92,7 +92,7 @@ ngx_http_gateway_peak_ewma_create_conf(ngx_conf_t *cf, ngx_str_t *params,
         return NULL;
     }
 
-    conf->decay = 0;
+    /* decay 0: not given yet */
 
     for (i = 0; i < n; i++) {
         if (params[i].len > 6

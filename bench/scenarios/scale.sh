@@ -96,6 +96,28 @@ srow() {
     printf '%s,%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" "$note" >> "$RESULTS/scale.csv"
 }
 
+# scale_cg DIR METHOD VARIANT...: Ir/request of each variant under
+# callgrind with gateway_balance METHOD ("": round robin), a row
+# ir_per_request_[METHOD_]VARIANT each, with its ratio to the first
+scale_cg() {
+    local dir=$1 b=$2 first=$3 v name port per ref=""
+    shift 2
+    for v in "$@"; do
+        name=${b:+${b}_}$v
+        mkdir -p "$dir/cg-$name"
+        port=$(free_port)
+        SCALE_BALANCE=$b SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$name" "$port"
+        [ -z "$b" ] || grep -q 'gateway_balance' "$dir/cg-$name/nginx.conf" \
+            || die "scale: no gateway_balance for $b"
+        CG_READY_PORT=$port
+        log "scale callgrind: $v${b:+, gateway_balance $b}"
+        cg_run "$v" "$dir/cg-$name" "$port" "$dir/cg-$name/cg" 200 2000
+        per=$(( $(cg_total "$dir/cg-$name/cg.1") / 2000 ))
+        [ -n "$ref" ] || ref=$per
+        srow "ir_per_request_$name" "$per" Ir "" "${b:+gateway_balance $b; }${VARIANT_DESC[$v]}; ratio to $first $(awk -v a="$per" -v b="$ref" 'BEGIN { printf "%.3f", a / b }')"
+    done
+}
+
 # the gateway_balance directive of SCALE_BALANCE (a method of
 # BENCH_SCALE_BALANCERS), none when it is empty
 scale_balance() {
@@ -293,37 +315,13 @@ scenario_scale() {
     # --- Ir/request under callgrind (resync=1h: the periodic resync is
     # measured separately above, as idle CPU) ------------------------------
     if [ "${BENCH_SCALE_CALLGRIND:-1}" = 1 ]; then
-        local per ref_ir=""
-        for v in "${svariants[@]}"; do
-            mkdir -p "$dir/cg-$v"
-            port=$(free_port)
-            SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$v" "$port"
-            CG_READY_PORT=$port
-            log "scale callgrind: $v"
-            cg_run "$v" "$dir/cg-$v" "$port" "$dir/cg-$v/cg" 200 2000
-            per=$(( $(cg_total "$dir/cg-$v/cg.1") / 2000 ))
-            [ -n "$ref_ir" ] || ref_ir=$per
-            srow "ir_per_request_$v" "$per" Ir "" "${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
-        done
+        scale_cg "$dir" "" "${svariants[@]}"
 
         # every other balancing method: the same service, small and big
-        # registry (round robin is the pair above)
+        # registry (round robin is the first pass)
         local b
         for b in ${BENCH_SCALE_BALANCERS-random least_request p2c peak_ewma hash}; do
-            ref_ir=""
-            for v in scale_small scale_big3; do
-                mkdir -p "$dir/cg-$b-$v"
-                port=$(free_port)
-                SCALE_BALANCE=$b SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$b-$v" "$port"
-                grep -q 'gateway_balance' "$dir/cg-$b-$v/nginx.conf" \
-                    || die "scale: no gateway_balance for $b"
-                CG_READY_PORT=$port
-                log "scale callgrind: $v, gateway_balance $b"
-                cg_run "$v" "$dir/cg-$b-$v" "$port" "$dir/cg-$b-$v/cg" 200 2000
-                per=$(( $(cg_total "$dir/cg-$b-$v/cg.1") / 2000 ))
-                [ -n "$ref_ir" ] || ref_ir=$per
-                srow "ir_per_request_${b}_$v" "$per" Ir "" "gateway_balance $b; ${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
-            done
+            scale_cg "$dir" "$b" scale_small scale_big3
         done
 
         local tables=(${BENCH_SCALE_TABLES-ketama maglev})
@@ -336,19 +334,8 @@ scenario_scale() {
             done
             SCALE_ONE_NSVC=$(( ns + 1 )) SCALE_ONE_NINST=$(( ns + 3 ))
             for b in "${tables[@]}"; do
-                ref_ir=""
-                for v in scale_small scale_one3; do
-                    mkdir -p "$dir/cg-$b-$v"
-                    port=$(free_port)
-                    SCALE_BALANCE=$b SCALE_REGISTRY_EXTRA=resync=1h cg_make_conf "$v" "$dir/cg-$b-$v" "$port"
-                    CG_READY_PORT=$port
-                    log "scale callgrind: $v, gateway_balance $b"
-                    cg_run "$v" "$dir/cg-$b-$v" "$port" "$dir/cg-$b-$v/cg" 200 2000
-                    per=$(( $(cg_total "$dir/cg-$b-$v/cg.1") / 2000 ))
-                    [ -n "$ref_ir" ] || ref_ir=$per
-                    srow "ir_per_request_${b}_$v" "$per" Ir "" "gateway_balance $b; ${VARIANT_DESC[$v]}; ratio to scale_small $(awk -v a="$per" -v b="$ref_ir" 'BEGIN { printf "%.3f", a / b }')"
-                done
-                if grep -q 'has no "hash" table' "$dir/cg-$b-scale_one3/error.log"; then
+                scale_cg "$dir" "$b" scale_small scale_one3
+                if grep -q 'has no "hash" table' "$dir/cg-${b}_scale_one3/error.log"; then
                     problem "scale: $b: a table did not fit the zone"
                 fi
             done
@@ -359,17 +346,12 @@ scenario_scale() {
 }
 
 # callgrind readiness for the big registry: fully synced (slow under valgrind)
-cg_ready_scale_big3() { cg_ready_scale_big; }
-cg_ready_scale_big10() { cg_ready_scale_big; }
-cg_ready_scale_one3() {
+cg_ready_scale_big3() { cg_ready_scale_big "$SCALE_NSVC" "$SCALE_NINST"; }
+cg_ready_scale_big10() { cg_ready_scale_big "$SCALE_NSVC" "$SCALE_NINST"; }
+cg_ready_scale_one3() { cg_ready_scale_big "$SCALE_ONE_NSVC" "$SCALE_ONE_NINST"; }
+cg_ready_scale_big() {     # cg_ready_scale_big SERVICES INSTANCES
     local res
-    res=$(wait_registry "$CG_READY_PORT" "$SCALE_ONE_NSVC" "$SCALE_ONE_NINST" "$(date +%s.%N)" 600)
-    [ "${res%% *}" != timeout ] || die "scale: 10,000 x 1 registry not synced under valgrind ($res)"
-    log "  synced under valgrind after ${res%% *}s more"
-}
-cg_ready_scale_big() {
-    local res
-    res=$(wait_registry "$CG_READY_PORT" "$SCALE_NSVC" "$SCALE_NINST" "$(date +%s.%N)" 600)
+    res=$(wait_registry "$CG_READY_PORT" "$1" "$2" "$(date +%s.%N)" 600)
     [ "${res%% *}" != timeout ] || die "scale: big registry not synced under valgrind ($res)"
     log "  synced under valgrind after ${res%% *}s more"
 }

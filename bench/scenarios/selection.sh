@@ -77,9 +77,8 @@
 #   BENCH_SEL_INSTANCES (3) instances of the service
 #   BENCH_SEL_RATE (25000) req/s per worker for the 64-worker ceiling
 
-sel_conf() {    # sel_conf DIR PORT WORKERS SO [AFFINITY]
-    local dir=$1 port=$2 w=$3 so=$4 aff=${5:-}
-    [ -n "$aff" ] || aff=$([ "$w" = 1 ] && echo "01" || echo "01 10")
+sel_conf() {    # sel_conf DIR PORT WORKERS SO AFFINITY
+    local dir=$1 port=$2 w=$3 so=$4 aff=$5
     {
         echo "load_module ${so%/*}/ngx_http_gateway_module.so;"
         echo "load_module $so;"
@@ -187,7 +186,7 @@ scenario_selection() {
     done
     local ninst=${BENCH_SEL_INSTANCES:-3} rate=${BENCH_SEL_RATE:-25000}
     local raw=$RESULTS/selection_rounds.csv sum=$RESULTS/selection.csv
-    local w r m port i res
+    local w r m res
     mkdir -p "$dir"
 
     so=$("$BENCH_DIR/selection/build.sh" "$REPO/build/selbench") \
@@ -199,13 +198,14 @@ scenario_selection() {
     # order rotated by the round; the rounds are shared out between
     # BENCH_SEL_STARTS starts of the nginx (a start's memory layout
     # favours some modes, see above)
-    local pairs=() k st=0 starts=${BENCH_SEL_STARTS:-3}
+    local pairs=() k st=0 want starts=${BENCH_SEL_STARTS:-3}
     [ "$starts" -le "$rounds" ] || starts=$rounds
     for w in 1 2; do for m in "${modes[@]}"; do pairs+=("$w:$m"); done; done
     for ((r = 1; r <= rounds; r++)); do
-        if [ "$(( (r - 1) * starts / rounds + 1 ))" != "$st" ]; then
+        want=$(( (r - 1) * starts / rounds + 1 ))
+        if [ "$want" != "$st" ]; then
             [ "$st" = 0 ] || sel_stop
-            st=$(( (r - 1) * starts / rounds + 1 ))
+            st=$want
             sel_start "$dir/start$st" "$so" "$ninst" "${modes[@]}"
         fi
         for ((k = 0; k < ${#pairs[@]}; k++)); do
